@@ -1,0 +1,52 @@
+// A frozen linear layer with an optional LoRA branch, as PEFT defines it:
+//   y = x W^T (+ b) + scale * (dropout(x) A^T) B^T
+// Legend: N = tokens (batch x sequence), in/out = layer widths, r = LoRA rank.
+//   x [N, in], W [out, in] (stored layout, read with transB), b [out], A [r, in], B [out, r], mask [N, in].
+import type { GraphBuilder } from '../onnx/graph.js';
+
+export interface FrozenLinear {
+  weight: string;
+  bias?: string;
+}
+
+export interface LoraBranch {
+  a: string;
+  b: string;
+  scale: number;
+  /** Dropout mask already divided by the keep probability, or undefined when dropout is off. */
+  mask?: string;
+}
+
+export interface LoraLinearSaved {
+  droppedX: string; // [N, in] dropout(x)
+  down: string; // [N, r] dropout(x) A^T
+}
+
+export function loraLinearForward(g: GraphBuilder, x: string, base: FrozenLinear, lora?: LoraBranch): { y: string; saved?: LoraLinearSaved } {
+  const frozen = g.gemm(x, base.weight, { transB: true, bias: base.bias }, 'proj'); // [N, out]
+  if (!lora) return { y: frozen };
+  const droppedX = lora.mask ? g.mul(x, lora.mask, 'dropped') : x;
+  const down = g.gemm(droppedX, lora.a, { transB: true }, 'lora_down'); // [N, r]
+  const up = g.gemm(down, lora.b, { transB: true, alpha: lora.scale }, 'lora_up'); // [N, out]
+  return { y: g.add(frozen, up, 'proj_lora'), saved: { droppedX, down } };
+}
+
+// In the forward pass this was: y = x W^T + s * (xd A^T) B^T, so
+//   dB = s * dy^T (xd A^T), d(down) = s * dy B, dA = d(down)^T xd, dx = dy W + (d(down) A) * mask.
+export function loraLinearBackward(
+  g: GraphBuilder,
+  dy: string,
+  base: FrozenLinear,
+  lora?: LoraBranch,
+  saved?: LoraLinearSaved,
+): { dx: string; dA?: string; dB?: string } {
+  const dxFrozen = g.matmul(dy, base.weight, 'd_proj_in'); // [N, in]
+  if (!lora || !saved) return { dx: dxFrozen };
+  const dB = g.gemm(dy, saved.down, { transA: true, alpha: lora.scale }, 'grad_lora_B'); // [out, r]
+  const dDown = g.matmul(dy, lora.b); // [N, r], scale applied below
+  const dDownScaled = lora.scale === 1 ? dDown : g.mul(dDown, g.scalar(lora.scale));
+  const dA = g.gemm(dDownScaled, saved.droppedX, { transA: true }, 'grad_lora_A'); // [r, in]
+  let dxLora = g.matmul(dDownScaled, lora.a); // [N, in]
+  if (lora.mask) dxLora = g.mul(dxLora, lora.mask);
+  return { dx: g.add(dxFrozen, dxLora, 'd_proj_lora_in'), dA, dB };
+}

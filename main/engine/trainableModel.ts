@@ -1,0 +1,334 @@
+// A model ready to train: one ONNX Runtime session for the embedding + loss head and one per decoder layer.
+// forwardBackward runs the head (embed), every layer forward keeping only its input (the checkpoint), the head
+// (loss, d hidden) in row chunks, then every layer backward in reverse, adding LoRA gradients into `grads`.
+// Legend: B = batch, T = sequence, N = B * T tokens, C = hidden, D = head width.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { ExecutionDevice } from '../../shared/training.js';
+import type { LoraPair, LoraWeights } from '../adapter/loraAdapter.js';
+import { ropeTables, type TargetModule } from '../model/architecture.js';
+import type { ModelFolder } from '../model/modelFolder.js';
+import type { TensorEntry } from '../model/safetensors.js';
+import { fillDropoutMask } from './dropout.js';
+import { buildDecoderLayerGraph, type DecoderLayerGraph, type LoraPlan } from './graphs/decoderLayer.js';
+import { buildHeadGraph } from './graphs/head.js';
+import { createSession, runChecked, Tensor, type Session, type SessionTuning } from './runtime.js';
+
+export interface TrainableModelOptions {
+  device: ExecutionDevice;
+  lora: LoraPlan;
+  dropoutProbability: number;
+  gradientCheckpointing: boolean;
+  /** Rows of the [N, V] logits computed at once; bounds the head's memory. */
+  headChunkRows?: number;
+  tuning?: SessionTuning;
+  onCompile?: (done: number, total: number) => void;
+}
+
+/** One micro-batch, labels not yet shifted (position t is scored against labels[t + 1], as transformers does). */
+export interface MicroBatch {
+  batchSize: number;
+  seqLen: number;
+  inputIds: Int32Array; // [B * T]
+  labels: Int32Array; // [B * T], -100 ignored
+}
+
+/** Label tokens a micro-batch scores after the shift: the loss is averaged over these. */
+export function countLabelTokens(batch: MicroBatch): number {
+  let count = 0;
+  for (let b = 0; b < batch.batchSize; b++) {
+    for (let t = 1; t < batch.seqLen; t++) if (batch.labels[b * batch.seqLen + t] >= 0) count++;
+  }
+  return count;
+}
+
+interface Layer {
+  session: Session;
+  graph: DecoderLayerGraph;
+}
+
+const HEAD_CHUNK_ROWS = 512;
+
+export class TrainableModel {
+  private readonly positionTables = new Map<number, { cos: Tensor; sin: Tensor; mask: Tensor }>();
+  private readonly unused = new Tensor('float32', new Float32Array(1), [1]);
+
+  private constructor(
+    readonly folder: ModelFolder,
+    private readonly options: TrainableModelOptions,
+    private readonly cleanup: () => void,
+    private readonly head: Session,
+    private readonly layers: Layer[],
+  ) {}
+
+  /**
+   * Compiles the graphs and opens the sessions. ORT only reads external data from the .onnx file's own folder
+   * (links are resolved and refused), so each .onnx is written beside the checkpoint, loaded, then deleted; a
+   * read-only model folder gets hard links (or, across file systems, copies) of its weights in a temp folder.
+   */
+  static async load(folder: ModelFolder, options: TrainableModelOptions): Promise<TrainableModel> {
+    const place = placeGraphs(folder);
+    const load = async (name: string, model: Uint8Array): Promise<Session> => {
+      const file = path.join(place.dir, `${place.prefix}${name}.onnx`);
+      fs.writeFileSync(file, model);
+      try {
+        return await createSession(file, options.device, options.tuning);
+      } finally {
+        fs.rmSync(file, { force: true });
+      }
+    };
+    const sessions: Session[] = [];
+    try {
+      const total = folder.spec.numLayers + 1;
+      const head = await load('head', buildHeadGraph({ spec: folder.spec, tensors: folder.tensors, externalLocation: place.location }));
+      sessions.push(head);
+      options.onCompile?.(1, total);
+      const layers: Layer[] = [];
+      for (let i = 0; i < folder.spec.numLayers; i++) {
+        const graph = buildDecoderLayerGraph({
+          spec: folder.spec,
+          layerIndex: i,
+          tensors: folder.tensors,
+          externalLocation: place.location,
+          lora: options.lora,
+          gradientCheckpointing: options.gradientCheckpointing,
+        });
+        const session = await load(`layer_${i}`, graph.model);
+        sessions.push(session);
+        layers.push({ session, graph });
+        options.onCompile?.(i + 2, total);
+      }
+      return new TrainableModel(folder, options, place.cleanup, head, layers);
+    } catch (err) {
+      await Promise.all(sessions.map((s) => s.release()));
+      place.cleanup();
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.head.release(), ...this.layers.map((l) => l.session.release())]);
+    this.cleanup();
+  }
+
+  private positions(seqLen: number) {
+    let tables = this.positionTables.get(seqLen);
+    if (!tables) {
+      const { cos, sin } = ropeTables(this.folder.spec, seqLen);
+      const mask = new Float32Array(seqLen * seqLen);
+      for (let i = 0; i < seqLen; i++) for (let j = i + 1; j < seqLen; j++) mask[i * seqLen + j] = -Infinity;
+      const d = this.folder.spec.headDim;
+      tables = {
+        cos: new Tensor('float32', cos, [seqLen, d]),
+        sin: new Tensor('float32', sin, [seqLen, d]),
+        mask: new Tensor('float32', mask, [seqLen, seqLen]),
+      };
+      this.positionTables.set(seqLen, tables);
+    }
+    return tables;
+  }
+
+  private loraFeeds(pairs: Map<TargetModule, LoraPair>, rank: number): Record<string, Tensor> {
+    const feeds: Record<string, Tensor> = {};
+    for (const [target, pair] of pairs) {
+      feeds[`lora_A.${target}`] = new Tensor('float32', pair.a, [rank, pair.a.length / rank]);
+      feeds[`lora_B.${target}`] = new Tensor('float32', pair.b, [pair.b.length / rank, rank]);
+    }
+    return feeds;
+  }
+
+  /** Dropout masks for one layer: regenerated from the same key for the forward and the backward call. */
+  private maskFeeds(pairs: Map<TargetModule, LoraPair>, rank: number, tokens: number, dropoutKey: number, layer: number): Record<string, Tensor> {
+    const feeds: Record<string, Tensor> = {};
+    if (!this.options.lora.dropout) return feeds;
+    let t = 0;
+    for (const [target, pair] of pairs) {
+      const width = pair.a.length / rank;
+      const mask = new Float32Array(tokens * width);
+      fillDropoutMask(mask, this.options.dropoutProbability, dropoutKey, layer * 16 + t++);
+      feeds[`lora_mask.${target}`] = new Tensor('float32', mask, [tokens, width]);
+    }
+    return feeds;
+  }
+
+  private async embed(batch: MicroBatch): Promise<Tensor> {
+    const n = batch.batchSize * batch.seqLen;
+    const out = await runChecked(
+      this.head,
+      {
+        embed: new Tensor('bool', [true], []),
+        ids: new Tensor('int32', batch.inputIds, [n]),
+        hidden: new Tensor('float32', new Float32Array(this.folder.spec.hiddenSize), [1, this.folder.spec.hiddenSize]),
+        targets: new Tensor('int32', new Int32Array(1), [1, 1]),
+        weight: new Tensor('float32', new Float32Array(1), [1, 1]),
+      },
+      'embedding',
+    );
+    return out.out_0;
+  }
+
+  /**
+   * Loss head over row chunks of the last hidden state. Each scored position carries weight 1 / lossTokens, so
+   * the returned loss is this micro-batch's share of the step's mean and `dHidden` its gradient.
+   */
+  private async lossAndGradient(batch: MicroBatch, hidden: Float32Array, lossTokens: number): Promise<{ loss: number; dHidden: Float32Array }> {
+    const { batchSize: B, seqLen: T } = batch;
+    const C = this.folder.spec.hiddenSize;
+    const n = B * T;
+    const targets = new Int32Array(n);
+    const weights = new Float32Array(n);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t + 1 < T; t++) {
+        const label = batch.labels[b * T + t + 1];
+        if (label >= 0) {
+          targets[b * T + t] = label;
+          weights[b * T + t] = 1 / lossTokens;
+        }
+      }
+    }
+    const dHidden = new Float32Array(n * C);
+    let loss = 0;
+    const chunk = this.options.headChunkRows ?? HEAD_CHUNK_ROWS;
+    for (let start = 0; start < n; start += chunk) {
+      const rows = Math.min(chunk, n - start);
+      const out = await runChecked(
+        this.head,
+        {
+          embed: new Tensor('bool', [false], []),
+          ids: new Tensor('int32', new Int32Array(1), [1]),
+          hidden: new Tensor('float32', hidden.subarray(start * C, (start + rows) * C), [rows, C]),
+          targets: new Tensor('int32', targets.subarray(start, start + rows), [rows, 1]),
+          weight: new Tensor('float32', weights.subarray(start, start + rows), [rows, 1]),
+        },
+        'loss head',
+      );
+      dHidden.set(out.out_0.data as Float32Array, start * C);
+      loss += (out.out_1.data as Float32Array)[0];
+    }
+    return { loss, dHidden };
+  }
+
+  /**
+   * Forward and backward for one micro-batch. Adds d loss / d LoRA into `grads` (same layout as `lora`) and
+   * returns this micro-batch's part of the loss, whose normalizer is `lossTokens` label tokens of the whole step.
+   */
+  async forwardBackward(batch: MicroBatch, lora: LoraWeights, grads: LoraWeights, lossTokens: number, dropoutKey: number): Promise<number> {
+    const { batchSize: B, seqLen: T } = batch;
+    const C = this.folder.spec.hiddenSize;
+    const n = B * T;
+    const rank = lora.settings.rank;
+    const { cos, sin, mask } = this.positions(T);
+    const fixed = { cos, sin, mask };
+
+    // Forward: keep each layer's input (the checkpoint), and its saved activations when checkpointing is off.
+    const checkpoints: Tensor[] = [await this.embed(batch)];
+    const savedActivations: Tensor[][] = [];
+    for (let i = 0; i < this.layers.length; i++) {
+      const layer = this.layers[i];
+      const feeds: Record<string, Tensor> = {
+        forward: new Tensor('bool', [true], []),
+        x: checkpoints[i],
+        dy: this.unused,
+        ...fixed,
+        ...this.loraFeeds(lora.layers[i], rank),
+        ...this.maskFeeds(lora.layers[i], rank, n, dropoutKey, i),
+      };
+      for (let s = 0; s < layer.session.inputNames.length; s++) {
+        const name = layer.session.inputNames[s];
+        if (name.startsWith('saved_')) feeds[name] = this.unused;
+      }
+      const out = await runChecked(layer.session, feeds, `layer ${i} forward`);
+      checkpoints.push(out.hidden);
+      savedActivations.push(Array.from({ length: layer.graph.forwardAux }, (_, k) => out[`aux_${k}`]));
+    }
+
+    const last = checkpoints.pop()!;
+    const { loss, dHidden } = await this.lossAndGradient(batch, last.data as Float32Array, lossTokens);
+    let dy: Tensor = new Tensor('float32', dHidden, [n, C]);
+
+    for (let i = this.layers.length - 1; i >= 0; i--) {
+      const layer = this.layers[i];
+      const feeds: Record<string, Tensor> = {
+        forward: new Tensor('bool', [false], []),
+        x: checkpoints[i],
+        dy,
+        ...fixed,
+        ...this.loraFeeds(lora.layers[i], rank),
+        ...this.maskFeeds(lora.layers[i], rank, n, dropoutKey, i),
+      };
+      savedActivations[i].forEach((t, k) => (feeds[`saved_${k}`] = t));
+      const out = await runChecked(layer.session, feeds, `layer ${i} backward`);
+      savedActivations[i] = [];
+      checkpoints.pop();
+      dy = out.hidden;
+      layer.graph.gradNames.forEach((gradName, k) => {
+        const [target, matrix] = gradName.split('.') as [TargetModule, 'A' | 'B'];
+        const into = grads.layers[i].get(target)!;
+        const sum = matrix === 'A' ? into.a : into.b;
+        const add = out[`aux_${k}`].data as Float32Array;
+        for (let e = 0; e < sum.length; e++) sum[e] += add[e];
+      });
+    }
+    return loss;
+  }
+
+  /** Mean next-token loss of a micro-batch (no gradients kept). */
+  async loss(batch: MicroBatch, lora: LoraWeights | null): Promise<{ lossSum: number; tokens: number }> {
+    const tokens = countLabelTokens(batch);
+    if (tokens === 0) return { lossSum: 0, tokens: 0 };
+    const rank = lora?.settings.rank ?? 0;
+    const { cos, sin, mask } = this.positions(batch.seqLen);
+    let hidden = await this.embed(batch);
+    for (let i = 0; i < this.layers.length; i++) {
+      const layer = this.layers[i];
+      const feeds: Record<string, Tensor> = { forward: new Tensor('bool', [true], []), x: hidden, dy: this.unused, cos, sin, mask };
+      if (lora) Object.assign(feeds, this.loraFeeds(lora.layers[i], rank));
+      for (const name of layer.session.inputNames) {
+        if (name.startsWith('saved_')) feeds[name] = this.unused;
+        // Evaluation runs without dropout: a mask of ones.
+        if (name.startsWith('lora_mask.')) {
+          const width = (feeds[name.replace('lora_mask.', 'lora_A.')].dims[1]);
+          feeds[name] = new Tensor('float32', new Float32Array(batch.batchSize * batch.seqLen * width).fill(1), [batch.batchSize * batch.seqLen, width]);
+        }
+      }
+      hidden = (await runChecked(layer.session, feeds, `layer ${i} forward`)).hidden;
+    }
+    const { loss } = await this.lossAndGradient(batch, hidden.data as Float32Array, 1);
+    return { lossSum: loss, tokens };
+  }
+}
+
+interface GraphPlacement {
+  dir: string;
+  /** File name prefix that keeps concurrent runs apart. */
+  prefix: string;
+  location: (entry: TensorEntry) => string;
+  cleanup: () => void;
+}
+
+function placeGraphs(folder: ModelFolder): GraphPlacement {
+  const prefix = `.peft-studio-${process.pid}-${Date.now().toString(36)}-`;
+  try {
+    fs.accessSync(folder.dir, fs.constants.W_OK);
+    return { dir: folder.dir, prefix, location: (entry) => path.relative(folder.dir, entry.file), cleanup: () => {} };
+  } catch {
+    // Read-only model folder: fall through to a temp folder.
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'peft-studio-weights-'));
+  const placed = new Map<string, string>();
+  const location = (entry: TensorEntry) => {
+    let name = placed.get(entry.file);
+    if (!name) {
+      name = `weights_${placed.size}.safetensors`;
+      try {
+        fs.linkSync(entry.file, path.join(dir, name));
+      } catch {
+        fs.copyFileSync(entry.file, path.join(dir, name));
+      }
+      placed.set(entry.file, name);
+    }
+    return name;
+  };
+  return { dir, prefix, location, cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
+}

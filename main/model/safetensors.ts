@@ -1,0 +1,153 @@
+// Reading and writing the safetensors format: an 8-byte little-endian header length, a JSON header
+// {name: {dtype, shape, data_offsets: [begin, end]}} and the raw little-endian tensor bytes.
+// We read headers only and hand out absolute byte ranges, so ONNX external data can point straight into the file.
+import fs from 'node:fs';
+import { UserError } from '../../shared/errors.js';
+import { writeFileAtomic } from '../util/atomicWrite.js';
+
+export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8' | 'BOOL';
+
+const BYTES_PER_ELEMENT: Record<SafetensorsDtype, number> = { F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, U8: 1, BOOL: 1 };
+
+export interface TensorEntry {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** Absolute path of the file holding the bytes. */
+  file: string;
+  /** Absolute byte offset of the first element in `file`. */
+  byteOffset: number;
+  byteLength: number;
+}
+
+/** Reads and validates a safetensors header; every error names the file. */
+export function readSafetensorsHeader(file: string): Map<string, TensorEntry> {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (err) {
+    throw new UserError(`${file}: cannot open (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  try {
+    const fileSize = fs.fstatSync(fd).size;
+    const prefix = Buffer.alloc(8);
+    if (fileSize < 8 || fs.readSync(fd, prefix, 0, 8, 0) !== 8) throw new UserError(`${file}: not a safetensors file (shorter than its 8-byte header length)`);
+    const headerLength = Number(prefix.readBigUInt64LE(0));
+    if (headerLength < 2 || headerLength > 100_000_000 || 8 + headerLength > fileSize) {
+      throw new UserError(`${file}: not a safetensors file (header length ${headerLength} does not fit a ${fileSize}-byte file)`);
+    }
+    const headerBytes = Buffer.alloc(headerLength);
+    fs.readSync(fd, headerBytes, 0, headerLength, 8);
+    let header: Record<string, unknown>;
+    try {
+      header = JSON.parse(headerBytes.toString('utf8'));
+    } catch {
+      throw new UserError(`${file}: not a safetensors file (header is not JSON)`);
+    }
+    const dataStart = 8 + headerLength;
+    const entries = new Map<string, TensorEntry>();
+    for (const [name, raw] of Object.entries(header)) {
+      if (name === '__metadata__') continue;
+      const info = raw as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
+      if (!info || typeof info.dtype !== 'string' || !Array.isArray(info.shape) || !Array.isArray(info.data_offsets)) {
+        throw new UserError(`${file}: tensor "${name}" has a malformed header entry`);
+      }
+      if (!(info.dtype in BYTES_PER_ELEMENT)) throw new UserError(`${file}: tensor "${name}" has unsupported dtype ${info.dtype}`);
+      const dtype = info.dtype as SafetensorsDtype;
+      const [begin, end] = info.data_offsets;
+      const elements = info.shape.reduce((a, b) => a * b, 1);
+      if (end - begin !== elements * BYTES_PER_ELEMENT[dtype]) {
+        throw new UserError(`${file}: tensor "${name}" byte range ${begin}..${end} does not match shape [${info.shape}] ${dtype}`);
+      }
+      if (dataStart + end > fileSize) {
+        throw new UserError(`${file}: truncated (tensor "${name}" ends at byte ${dataStart + end}, file has ${fileSize})`);
+      }
+      entries.set(name, { name, dtype, shape: info.shape, file, byteOffset: dataStart + begin, byteLength: end - begin });
+    }
+    return entries;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Reads one tensor as fp32, widening F16 and BF16. */
+export function readTensorF32(entry: TensorEntry): Float32Array {
+  const bytes = Buffer.alloc(entry.byteLength);
+  const fd = fs.openSync(entry.file, 'r');
+  try {
+    fs.readSync(fd, bytes, 0, entry.byteLength, entry.byteOffset);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const count = entry.shape.reduce((a, b) => a * b, 1);
+  const out = new Float32Array(count);
+  switch (entry.dtype) {
+    case 'F32':
+      new Uint8Array(out.buffer).set(bytes);
+      return out;
+    case 'BF16': {
+      const bits = new Uint32Array(out.buffer);
+      for (let i = 0; i < count; i++) bits[i] = bytes.readUInt16LE(2 * i) << 16;
+      return out;
+    }
+    case 'F16':
+      for (let i = 0; i < count; i++) out[i] = halfToFloat(bytes.readUInt16LE(2 * i));
+      return out;
+    default:
+      throw new UserError(`${entry.file}: tensor "${entry.name}" is ${entry.dtype}, expected a float tensor`);
+  }
+}
+
+function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exponent = (h >> 10) & 0x1f;
+  const fraction = h & 0x3ff;
+  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
+  if (exponent === 31) return fraction ? NaN : sign * Infinity;
+  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+}
+
+/** Rounds fp32 to bf16 bits (round to nearest even), as torch does. */
+export function floatToBf16Bits(values: Float32Array): Uint16Array {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const b = bits[i];
+    out[i] = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+export interface TensorToWrite {
+  dtype: 'F32' | 'BF16' | 'I64';
+  shape: number[];
+  /** fp32 values (rounded for BF16), or int64 values for I64. */
+  data: Float32Array | BigInt64Array;
+}
+
+/** Writes a safetensors file atomically (temp file, fsync, rename). Tensors are laid out in sorted key order. */
+export function writeSafetensors(file: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): void {
+  const names = Object.keys(tensors).sort();
+  const header: Record<string, unknown> = {};
+  if (metadata) header.__metadata__ = metadata;
+  const chunks: Uint8Array[] = [];
+  let offset = 0;
+  for (const name of names) {
+    const t = tensors[name];
+    const bytes =
+      t.dtype === 'BF16'
+        ? new Uint8Array(floatToBf16Bits(t.data as Float32Array).buffer)
+        : new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    const expected = t.shape.reduce((a, b) => a * b, 1) * BYTES_PER_ELEMENT[t.dtype];
+    if (bytes.byteLength !== expected) throw new Error(`writeSafetensors: ${name} has ${bytes.byteLength} bytes, shape [${t.shape}] needs ${expected}`);
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.byteLength] };
+    chunks.push(bytes);
+    offset += bytes.byteLength;
+  }
+  let headerJson = JSON.stringify(header);
+  headerJson += ' '.repeat((8 - (headerJson.length % 8)) % 8); // keep tensor data 8-byte aligned
+  const headerBytes = Buffer.from(headerJson, 'utf8');
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(headerBytes.length));
+  writeFileAtomic(file, [prefix, headerBytes, ...chunks]);
+}

@@ -1,0 +1,69 @@
+// The typed contract of a training job: what the CLI, the engine worker and (later) the renderer exchange.
+// Pure TypeScript: no Node, no DOM.
+
+export type DeviceChoice = 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'dml';
+export type ExecutionDevice = Exclude<DeviceChoice, 'auto'>;
+export type OptimizerName = 'adamw' | 'sgd';
+export type SchedulerName = 'constant' | 'linear' | 'cosine';
+
+export interface LoraSettings {
+  rank: number;
+  alpha: number;
+  dropout: number;
+  /** PEFT module names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj. */
+  targets: string[];
+  /** Scale alpha / sqrt(r) instead of alpha / r. */
+  useRslora: boolean;
+}
+
+export interface OptimizerSettings {
+  name: OptimizerName;
+  learningRate: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** SGD momentum (0 = plain SGD). */
+  momentum: number;
+  scheduler: SchedulerName;
+  warmupSteps: number;
+  /** Global-norm gradient clipping; 0 turns it off. */
+  maxGradNorm: number;
+}
+
+export interface TrainJob {
+  modelDir: string;
+  dataFile: string;
+  outDir: string;
+  lora: LoraSettings;
+  optimizer: OptimizerSettings;
+  /** Optimizer steps; when null, `epochs` decides. */
+  steps: number | null;
+  epochs: number;
+  batchSize: number;
+  gradAccum: number;
+  maxSeqLen: number;
+  seed: number;
+  shuffle: boolean;
+  gradientCheckpointing: boolean;
+  device: DeviceChoice;
+  /** Continue from this PEFT LoRA adapter; its r, alpha, targets and rsLoRA setting win. */
+  initAdapterDir: string | null;
+}
+
+/** Events the engine streams while it works. */
+export type EngineEvent =
+  | { type: 'log'; message: string }
+  | { type: 'compile'; done: number; total: number }
+  | { type: 'device'; device: ExecutionDevice; reason: string }
+  | { type: 'step'; step: number; totalSteps: number; loss: number; learningRate: number; gradNorm: number; tokens: number; tokensPerSecond: number; elapsedSeconds: number };
+
+export interface TrainResult {
+  adapterDir: string;
+  steps: number;
+  finalLoss: number;
+  tokens: number;
+  tokensPerSecond: number;
+  seconds: number;
+  device: ExecutionDevice;
+}
