@@ -67,3 +67,56 @@ export interface TrainResult {
   seconds: number;
   device: ExecutionDevice;
 }
+
+export interface EvalJob {
+  modelDir: string;
+  adapterDir: string | null;
+  dataFile: string;
+  batchSize: number;
+  maxSeqLen: number;
+  device: DeviceChoice;
+}
+
+export interface EvalResult {
+  loss: number;
+  tokens: number;
+  perplexity: number;
+}
+
+export interface BenchJob {
+  modelDir: string;
+  seqLen: number;
+  batchSize: number;
+  steps: number;
+  rank: number;
+  gradientCheckpointing: boolean;
+  device: DeviceChoice;
+}
+
+export interface BenchResult {
+  device: ExecutionDevice;
+  tokensPerSecond: number;
+  secondsPerStep: number;
+  /** Peak resident memory of the process that ran the benchmark. */
+  peakRssBytes: number;
+  loadSeconds: number;
+  gradientCheckpointing: boolean;
+}
+
+/** A request to the engine worker; each kind has its own result type. */
+export type EngineRequest =
+  | { kind: 'train'; job: TrainJob }
+  | { kind: 'eval'; job: EvalJob }
+  | { kind: 'bench'; job: BenchJob };
+
+export interface EngineResults {
+  train: TrainResult;
+  eval: EvalResult;
+  bench: BenchResult;
+}
+
+/** What the engine worker posts back: events while it works, then exactly one result or error. */
+export type EngineReply =
+  | { type: 'event'; event: EngineEvent }
+  | { type: 'result'; result: EngineResults[EngineRequest['kind']] }
+  | { type: 'error'; error: { name: string; message: string; stack?: string } };

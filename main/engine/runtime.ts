@@ -35,6 +35,9 @@ export async function createSession(modelFile: string, device: ExecutionDevice, 
     enableCpuMemArena: tuning.cpuArena ?? false,
     enableMemPattern: tuning.cpuArena ?? false,
     logSeverityLevel: 3,
+    // MLAS pre-packs every constant weight into a second copy at load; measured on the SmolLM2-135M shape, turning it
+    // off cut load-time RSS from 1.3 GB to 0.15 GB and made the training step faster, not slower.
+    extra: { session: { disable_prepacking: '1' } },
   };
   if (tuning.intraOpThreads) options.intraOpNumThreads = tuning.intraOpThreads;
   return ort.InferenceSession.create(modelFile, options);
@@ -70,11 +73,14 @@ function cudaProviderInstalled(): boolean {
   }
 }
 
-/** On Linux, WebGPU goes through Vulkan; Mesa's lavapipe is a CPU rasterizer, slower than our CPU path. */
-function hardwareVulkanDriverPresent(): boolean {
-  const folders = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d'];
-  const drivers = folders.flatMap((folder) => (fs.existsSync(folder) ? fs.readdirSync(folder) : []));
-  return drivers.some((name) => name.endsWith('.json') && !name.startsWith('lvp_'));
+/**
+ * On Linux, WebGPU goes through Vulkan, and Mesa installs driver manifests for every GPU family whether or not one
+ * is present; a GPU shows itself as a DRM render node or an NVIDIA device file. Without one, Vulkan means lavapipe,
+ * a CPU rasterizer slower than our CPU path.
+ */
+function gpuDevicePresent(): boolean {
+  const renderNodes = fs.existsSync('/dev/dri') ? fs.readdirSync('/dev/dri').filter((n) => n.startsWith('renderD')) : [];
+  return renderNodes.length > 0 || fs.existsSync('/dev/nvidia0');
 }
 
 export interface DeviceDecision {
@@ -97,6 +103,6 @@ export function chooseDevice(choice: DeviceChoice): DeviceDecision {
   }
   if (available('cuda')) return { device: 'cuda', reason: 'CUDA provider installed' };
   if (available('dml')) return { device: 'dml', reason: 'DirectML on Windows' };
-  if (available('webgpu') && (process.platform !== 'linux' || hardwareVulkanDriverPresent())) return { device: 'webgpu', reason: 'WebGPU adapter' };
+  if (available('webgpu') && (process.platform !== 'linux' || gpuDevicePresent())) return { device: 'webgpu', reason: 'WebGPU adapter' };
   return { device: 'cpu', reason: 'no GPU provider found' };
 }

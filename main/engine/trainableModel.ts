@@ -48,7 +48,8 @@ interface Layer {
   graph: DecoderLayerGraph;
 }
 
-const HEAD_CHUNK_ROWS = 512;
+// 128 rows of a 49152-word vocabulary keep each [rows, V] tensor near 25 MB at no measurable speed cost.
+const HEAD_CHUNK_ROWS = 128;
 
 export class TrainableModel {
   private readonly positionTables = new Map<number, { cos: Tensor; sin: Tensor; mask: Tensor }>();

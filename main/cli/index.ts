@@ -1,0 +1,231 @@
+// The peft-studio command line: create-tiny-model, train, eval, bench. The engine runs in a worker thread.
+// Contract: with --json the last line on stdout is one JSON object; errors are one line on stderr, exit code 1
+// (bad input) or 2 (bad usage).
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { UserError } from '../../shared/errors.js';
+import type { DeviceChoice, EngineEvent, EngineRequest, OptimizerName, SchedulerName, TrainJob } from '../../shared/training.js';
+import { runEngine } from '../engine/host.js';
+import { createTinyModel, DEFAULT_TINY_MODEL } from '../model/tinyModel.js';
+
+const RESOURCES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../resources');
+export const DEMO_MODEL_DIR = path.join(RESOURCES, 'demo', 'model');
+export const DEMO_DATA_FILE = path.join(RESOURCES, 'demo', 'data.jsonl');
+
+class UsageError extends Error {}
+
+type Options = ParseArgsConfig['options'] & object;
+
+interface Command {
+  summary: string;
+  usage: string;
+  options: Options;
+  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<void>;
+}
+
+function number(values: Record<string, unknown>, name: string, fallback: number, check: (n: number) => boolean = Number.isFinite, expected = 'a number'): number {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (raw === '' || !Number.isFinite(n) || !check(n)) throw new UsageError(`--${name} ${raw}: expected ${expected}`);
+  return n;
+}
+
+const positiveInt = (values: Record<string, unknown>, name: string, fallback: number) => number(values, name, fallback, (n) => Number.isInteger(n) && n > 0, 'a positive integer');
+const nonNegative = (values: Record<string, unknown>, name: string, fallback: number) => number(values, name, fallback, (n) => n >= 0, 'a number >= 0');
+
+function choice<T extends string>(values: Record<string, unknown>, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  if (!allowed.includes(raw as T)) throw new UsageError(`--${name} ${raw}: expected one of ${allowed.join(', ')}`);
+  return raw as T;
+}
+
+const DEVICES: readonly DeviceChoice[] = ['auto', 'cpu', 'webgpu', 'cuda', 'dml'];
+const json = { type: 'boolean', default: false } as const;
+const str = { type: 'string' } as const;
+
+/** Progress for people: one line per event on stderr, so stdout stays the result. */
+function printEvent(event: EngineEvent): void {
+  switch (event.type) {
+    case 'log':
+      process.stderr.write(`${event.message}\n`);
+      break;
+    case 'device':
+      process.stderr.write(`device: ${event.device} (${event.reason})\n`);
+      break;
+    case 'compile':
+      if (event.done === event.total) process.stderr.write(`compiled ${event.total} graphs\n`);
+      break;
+    case 'step': {
+      const width = 24;
+      const filled = Math.round((event.step / event.totalSteps) * width);
+      process.stderr.write(
+        `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] step ${event.step}/${event.totalSteps} loss ${event.loss.toFixed(4)} lr ${event.learningRate.toExponential(2)} ${event.tokensPerSecond.toFixed(1)} tok/s\n`,
+      );
+      break;
+    }
+  }
+}
+
+async function runAndReport(request: EngineRequest, asJson: boolean, describe: (result: never) => string): Promise<void> {
+  const run = runEngine(request, asJson ? () => {} : printEvent);
+  const result = await run.result;
+  process.stdout.write(asJson ? `${JSON.stringify(result)}\n` : `${describe(result as never)}\n`);
+}
+
+const COMMANDS: Record<string, Command> = {
+  'create-tiny-model': {
+    summary: 'write a small random Hugging Face model folder (for tests and demos)',
+    usage: 'peft-studio create-tiny-model DIR [--arch llama|qwen2|qwen3] [--layers N] [--hidden N] [--heads N] [--kv-heads N] [--intermediate N] [--vocab N] [--dtype f32|bf16] [--tie] [--seed N]',
+    options: { arch: str, layers: str, hidden: str, heads: str, 'kv-heads': str, intermediate: str, vocab: str, dtype: str, tie: { type: 'boolean', default: false }, seed: str, json },
+    async run(values, positionals) {
+      if (positionals.length !== 1) throw new UsageError('create-tiny-model takes exactly one folder');
+      const d = DEFAULT_TINY_MODEL;
+      const options = {
+        arch: choice(values, 'arch', ['llama', 'qwen2', 'qwen3'] as const, d.arch),
+        layers: positiveInt(values, 'layers', d.layers),
+        hidden: positiveInt(values, 'hidden', d.hidden),
+        heads: positiveInt(values, 'heads', d.heads),
+        kvHeads: positiveInt(values, 'kv-heads', d.kvHeads),
+        intermediate: positiveInt(values, 'intermediate', d.intermediate),
+        vocab: positiveInt(values, 'vocab', d.vocab),
+        dtype: choice(values, 'dtype', ['f32', 'bf16'] as const, d.dtype),
+        tie: values.tie === true,
+        seed: number(values, 'seed', d.seed, Number.isInteger, 'an integer'),
+      };
+      const dir = path.resolve(positionals[0]);
+      createTinyModel(dir, options);
+      process.stdout.write(values.json ? `${JSON.stringify({ modelDir: dir, ...options })}\n` : `wrote ${options.arch} model to ${dir}\n`);
+    },
+  },
+  train: {
+    summary: 'train a LoRA adapter (the built-in demo model and data when none are given)',
+    usage:
+      'peft-studio train [--model DIR] [--data FILE] [--out DIR] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--device auto|cpu|webgpu|cuda|dml] [--init-adapter DIR] [--json]',
+    options: {
+      model: str, data: str, out: str, rank: str, alpha: str, 'lora-dropout': str, targets: str, rslora: { type: 'boolean', default: false }, lr: str, optimizer: str,
+      'weight-decay': str, scheduler: str, 'warmup-steps': str, steps: str, epochs: str, 'batch-size': str, 'grad-accum': str, 'max-seq-len': str, 'max-grad-norm': str,
+      seed: str, 'no-shuffle': { type: 'boolean', default: false }, 'gradient-checkpointing': str, device: str, 'init-adapter': str, json,
+    },
+    async run(values) {
+      if (values.steps !== undefined && values.epochs !== undefined) throw new UsageError('give --steps or --epochs, not both');
+      const job: TrainJob = {
+        modelDir: path.resolve((values.model as string | undefined) ?? DEMO_MODEL_DIR),
+        dataFile: path.resolve((values.data as string | undefined) ?? DEMO_DATA_FILE),
+        outDir: path.resolve((values.out as string | undefined) ?? 'peft-studio-adapter'),
+        lora: {
+          rank: positiveInt(values, 'rank', 16),
+          alpha: number(values, 'alpha', 32),
+          dropout: number(values, 'lora-dropout', 0.05, (n) => n >= 0 && n < 1, 'a probability in [0, 1)'),
+          targets: ((values.targets as string | undefined) ?? 'q_proj,k_proj,v_proj,o_proj').split(',').map((t) => t.trim()).filter(Boolean),
+          useRslora: values.rslora === true,
+        },
+        optimizer: {
+          name: choice<OptimizerName>(values, 'optimizer', ['adamw', 'sgd'], 'adamw'),
+          learningRate: number(values, 'lr', 2e-4, (n) => n > 0, 'a positive number'),
+          weightDecay: nonNegative(values, 'weight-decay', 0),
+          beta1: 0.9,
+          beta2: 0.999,
+          eps: 1e-8,
+          momentum: 0,
+          scheduler: choice<SchedulerName>(values, 'scheduler', ['constant', 'linear', 'cosine'], 'constant'),
+          warmupSteps: number(values, 'warmup-steps', 0, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
+          maxGradNorm: nonNegative(values, 'max-grad-norm', 1.0),
+        },
+        steps: values.steps === undefined ? null : positiveInt(values, 'steps', 1),
+        epochs: positiveInt(values, 'epochs', 1),
+        batchSize: positiveInt(values, 'batch-size', 4),
+        gradAccum: positiveInt(values, 'grad-accum', 1),
+        maxSeqLen: positiveInt(values, 'max-seq-len', 512),
+        seed: number(values, 'seed', 0, Number.isInteger, 'an integer'),
+        shuffle: values['no-shuffle'] !== true,
+        gradientCheckpointing: choice(values, 'gradient-checkpointing', ['on', 'off'] as const, 'on') === 'on',
+        device: choice(values, 'device', DEVICES, 'auto'),
+        initAdapterDir: values['init-adapter'] ? path.resolve(values['init-adapter'] as string) : null,
+      };
+      await runAndReport({ kind: 'train', job }, values.json === true, (r: { adapterDir: string; steps: number; finalLoss: number; tokensPerSecond: number }) =>
+        `adapter written to ${r.adapterDir} after ${r.steps} steps, final loss ${r.finalLoss.toFixed(4)}, ${r.tokensPerSecond.toFixed(1)} tokens/s`);
+    },
+  },
+  eval: {
+    summary: 'loss, token count and perplexity of a model (with an adapter) on a dataset',
+    usage: 'peft-studio eval --model DIR [--adapter DIR] --data FILE [--batch-size N] [--max-seq-len N] [--device D] [--json]',
+    options: { model: str, adapter: str, data: str, 'batch-size': str, 'max-seq-len': str, device: str, json },
+    async run(values) {
+      if (!values.model || !values.data) throw new UsageError('eval needs --model and --data');
+      const job = {
+        modelDir: path.resolve(values.model as string),
+        adapterDir: values.adapter ? path.resolve(values.adapter as string) : null,
+        dataFile: path.resolve(values.data as string),
+        batchSize: positiveInt(values, 'batch-size', 4),
+        maxSeqLen: positiveInt(values, 'max-seq-len', 512),
+        device: choice(values, 'device', DEVICES, 'auto'),
+      };
+      await runAndReport({ kind: 'eval', job }, values.json === true, (r: { loss: number; tokens: number; perplexity: number }) =>
+        `loss ${r.loss.toFixed(4)} over ${r.tokens} tokens, perplexity ${r.perplexity.toFixed(3)}`);
+    },
+  },
+  bench: {
+    summary: 'training tokens/s, seconds per step and peak memory on random tokens',
+    usage: 'peft-studio bench --model DIR [--seq-len 256] [--batch-size 4] [--steps 5] [--rank 16] [--gradient-checkpointing on|off] [--device D] [--json]',
+    options: { model: str, 'seq-len': str, 'batch-size': str, steps: str, rank: str, 'gradient-checkpointing': str, device: str, json },
+    async run(values) {
+      if (!values.model) throw new UsageError('bench needs --model');
+      const job = {
+        modelDir: path.resolve(values.model as string),
+        seqLen: positiveInt(values, 'seq-len', 256),
+        batchSize: positiveInt(values, 'batch-size', 4),
+        steps: positiveInt(values, 'steps', 5),
+        rank: positiveInt(values, 'rank', 16),
+        gradientCheckpointing: choice(values, 'gradient-checkpointing', ['on', 'off'] as const, 'on') === 'on',
+        device: choice(values, 'device', DEVICES, 'auto'),
+      };
+      await runAndReport({ kind: 'bench', job }, values.json === true, (r: { tokensPerSecond: number; secondsPerStep: number; peakRssBytes: number; device: string }) =>
+        `${r.device}: ${r.tokensPerSecond.toFixed(1)} tokens/s, ${r.secondsPerStep.toFixed(2)} s/step, peak RSS ${(r.peakRssBytes / 2 ** 30).toFixed(2)} GiB`);
+    },
+  },
+};
+
+function help(): string {
+  const lines = ['usage: peft-studio <command> [options]', '', 'commands:'];
+  for (const [name, command] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(18)} ${command.summary}`);
+  lines.push('', "run 'peft-studio <command> --help' for a command's options");
+  return lines.join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${help()}\n`);
+    return name ? 0 : 2;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`peft-studio: unknown command "${name}"\n${help()}\n`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${command.summary}\n\nusage: ${command.usage}\n`);
+    return 0;
+  }
+  try {
+    const { values, positionals } = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+    if (name !== 'create-tiny-model' && positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+    await command.run(values as Record<string, string | boolean | undefined>, positionals);
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`peft-studio ${name}: ${(err as Error).message}\nusage: ${command.usage}\n`);
+      return 2;
+    }
+    if (err instanceof UserError) {
+      process.stderr.write(`peft-studio ${name}: error: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`peft-studio ${name}: internal error: ${(err as Error).message}\n`);
+    if (process.env.PEFT_STUDIO_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,174 @@
+// The training, evaluation and benchmark jobs: data in, steps of forward/backward/optimizer, adapter out.
+// Runs inside the engine worker; everything it has to say goes through `emit`.
+import path from 'node:path';
+import { UserError } from '../../shared/errors.js';
+import type { BenchJob, BenchResult, EngineEvent, EvalJob, EvalResult, ExecutionDevice, TrainJob, TrainResult } from '../../shared/training.js';
+import { initLoraWeights, loadLoraAdapter, loraScale, saveLoraAdapter, type LoraWeights } from '../adapter/loraAdapter.js';
+import { batches, countBatches, loadTrainingData } from '../data/trainingData.js';
+import { openModelFolder, type ModelFolder } from '../model/modelFolder.js';
+import { Rng } from '../util/random.js';
+import { clipGradNorm, createOptimizer, scheduleFactor } from './optimizer.js';
+import { chooseDevice } from './runtime.js';
+import { countLabelTokens, TrainableModel, type MicroBatch } from './trainableModel.js';
+
+export type Emit = (event: EngineEvent) => void;
+
+/** Gradient buffers shaped like `weights`, zeroed. */
+function zerosLike(weights: LoraWeights): LoraWeights {
+  return {
+    ...weights,
+    layers: weights.layers.map((pairs) => new Map([...pairs].map(([t, p]) => [t, { a: new Float32Array(p.a.length), b: new Float32Array(p.b.length) }]))),
+  };
+}
+
+/** Every LoRA tensor in a fixed order (layer, target, A then B), for the optimizer. */
+export function flatTensors(weights: LoraWeights): Float32Array[] {
+  return weights.layers.flatMap((pairs) => [...pairs.values()].flatMap((p) => [p.a, p.b]));
+}
+
+async function openTrainable(folder: ModelFolder, lora: LoraWeights | null, device: ExecutionDevice, checkpointing: boolean, emit: Emit): Promise<TrainableModel> {
+  const settings = lora?.settings;
+  return TrainableModel.load(folder, {
+    device,
+    lora: {
+      rank: settings?.rank ?? 0,
+      scale: settings ? loraScale(settings) : 0,
+      targets: lora?.targets ?? [],
+      dropout: (settings?.dropout ?? 0) > 0,
+    },
+    dropoutProbability: settings?.dropout ?? 0,
+    gradientCheckpointing: checkpointing,
+    onCompile: (done, total) => emit({ type: 'compile', done, total }),
+  });
+}
+
+function resolveDevice(choice: TrainJob['device'], emit: Emit): ExecutionDevice {
+  const decision = chooseDevice(choice);
+  emit({ type: 'device', device: decision.device, reason: decision.reason });
+  return decision.device;
+}
+
+export async function runTraining(job: TrainJob, emit: Emit): Promise<TrainResult> {
+  const folder = openModelFolder(job.modelDir);
+  const { spec } = folder;
+  const examples = await loadTrainingData(job.dataFile, { modelDir: folder.dir, vocabSize: spec.vocabSize, maxSeqLen: job.maxSeqLen });
+  const rng = new Rng(job.seed);
+  const lora = job.initAdapterDir ? loadLoraAdapter(job.initAdapterDir, spec) : initLoraWeights(spec, job.lora, () => rng.uniform());
+  if (job.initAdapterDir) emit({ type: 'log', message: `continuing from ${job.initAdapterDir}: r=${lora.settings.rank} alpha=${lora.settings.alpha} targets=${lora.targets.join(',')}` });
+  const grads = zerosLike(lora);
+  const params = flatTensors(lora);
+  const gradTensors = flatTensors(grads);
+  const optimizer = createOptimizer(job.optimizer, params.map((p) => p.length));
+
+  const microPerEpoch = countBatches(examples.length, job.batchSize);
+  const stepsPerEpoch = Math.max(1, Math.ceil(microPerEpoch / job.gradAccum));
+  const totalSteps = job.steps ?? stepsPerEpoch * job.epochs;
+  if (totalSteps <= 0) throw new UserError(`--steps/--epochs: nothing to train (${totalSteps} steps)`);
+
+  const device = resolveDevice(job.device, emit);
+  const model = await openTrainable(folder, lora, device, job.gradientCheckpointing, emit);
+  try {
+    // An endless stream of micro-batches, reshuffled each epoch with its own seed.
+    function* stream(): Generator<MicroBatch> {
+      for (let epoch = 0; ; epoch++) yield* batches(examples, { batchSize: job.batchSize, seed: job.seed + epoch, shuffle: job.shuffle, padId: 0 });
+    }
+    const micro = stream();
+    const started = performance.now();
+    let tokens = 0;
+    let loss = NaN;
+    for (let step = 0; step < totalSteps; step++) {
+      const group = Array.from({ length: job.gradAccum }, () => micro.next().value as MicroBatch);
+      const lossTokens = group.reduce((sum, b) => sum + countLabelTokens(b), 0);
+      for (const g of gradTensors) g.fill(0);
+      loss = 0;
+      if (lossTokens > 0) {
+        for (let k = 0; k < group.length; k++) {
+          loss += await model.forwardBackward(group[k], lora, grads, lossTokens, job.seed * 1_000_003 + step * 64 + k);
+          tokens += group[k].batchSize * group[k].seqLen;
+        }
+      }
+      const gradNorm = clipGradNorm(gradTensors, job.optimizer.maxGradNorm);
+      const learningRate = job.optimizer.learningRate * scheduleFactor(job.optimizer.scheduler, step, job.optimizer.warmupSteps, totalSteps);
+      optimizer.step(params, gradTensors, learningRate);
+      const elapsedSeconds = (performance.now() - started) / 1000;
+      emit({ type: 'step', step: step + 1, totalSteps, loss, learningRate, gradNorm, tokens, tokensPerSecond: tokens / elapsedSeconds, elapsedSeconds });
+    }
+    const seconds = (performance.now() - started) / 1000;
+    saveLoraAdapter(job.outDir, lora, folder.dir);
+    return { adapterDir: path.resolve(job.outDir), steps: totalSteps, finalLoss: loss, tokens, tokensPerSecond: tokens / seconds, seconds, device };
+  } finally {
+    await model.close();
+  }
+}
+
+
+export async function runEvaluation(job: EvalJob, emit: Emit): Promise<EvalResult> {
+  const folder = openModelFolder(job.modelDir);
+  const lora = job.adapterDir ? loadLoraAdapter(job.adapterDir, folder.spec) : null;
+  if (lora) lora.settings.dropout = 0;
+  const examples = await loadTrainingData(job.dataFile, { modelDir: folder.dir, vocabSize: folder.spec.vocabSize, maxSeqLen: job.maxSeqLen });
+  const device = resolveDevice(job.device, emit);
+  const model = await openTrainable(folder, lora, device, true, emit);
+  try {
+    let lossSum = 0;
+    let tokens = 0;
+    for (const batch of batches(examples, { batchSize: job.batchSize, seed: 0, shuffle: false, padId: 0 })) {
+      const result = await model.loss(batch, lora);
+      lossSum += result.lossSum;
+      tokens += result.tokens;
+    }
+    if (tokens === 0) throw new UserError(`${job.dataFile}: no label tokens to evaluate`);
+    const loss = lossSum / tokens;
+    return { loss, tokens, perplexity: Math.exp(loss) };
+  } finally {
+    await model.close();
+  }
+}
+
+
+/** Training throughput on random tokens: one warm-up step, then `steps` timed LoRA steps (q, k, v, o; AdamW). */
+export async function runBenchmark(job: BenchJob, emit: Emit): Promise<BenchResult> {
+  const folder = openModelFolder(job.modelDir);
+  const rng = new Rng(0);
+  const settings = { rank: job.rank, alpha: 2 * job.rank, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], useRslora: false };
+  const lora = initLoraWeights(folder.spec, settings, () => rng.uniform());
+  const grads = zerosLike(lora);
+  const params = flatTensors(lora);
+  const gradTensors = flatTensors(grads);
+  const optimizer = createOptimizer({ name: 'adamw', learningRate: 1e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0, scheduler: 'constant', warmupSteps: 0, maxGradNorm: 1 }, params.map((p) => p.length));
+  const device = resolveDevice(job.device, emit);
+  const loadStarted = performance.now();
+  const model = await openTrainable(folder, lora, device, job.gradientCheckpointing, emit);
+  const loadSeconds = (performance.now() - loadStarted) / 1000;
+  try {
+    const n = job.batchSize * job.seqLen;
+    const inputIds = new Int32Array(n).map(() => rng.int(folder.spec.vocabSize));
+    const batch: MicroBatch = { batchSize: job.batchSize, seqLen: job.seqLen, inputIds, labels: inputIds };
+    const lossTokens = countLabelTokens(batch);
+    const step = async () => {
+      for (const g of gradTensors) g.fill(0);
+      const loss = await model.forwardBackward(batch, lora, grads, lossTokens, 0);
+      clipGradNorm(gradTensors, 1);
+      optimizer.step(params, gradTensors, 1e-4);
+      return loss;
+    };
+    await step();
+    const started = performance.now();
+    for (let i = 0; i < job.steps; i++) {
+      const loss = await step();
+      const elapsedSeconds = (performance.now() - started) / 1000;
+      emit({ type: 'step', step: i + 1, totalSteps: job.steps, loss, learningRate: 1e-4, gradNorm: 0, tokens: n * (i + 1), tokensPerSecond: (n * (i + 1)) / elapsedSeconds, elapsedSeconds });
+    }
+    const seconds = (performance.now() - started) / 1000;
+    return {
+      device,
+      tokensPerSecond: (n * job.steps) / seconds,
+      secondsPerStep: seconds / job.steps,
+      peakRssBytes: process.resourceUsage().maxRSS * 1024,
+      loadSeconds,
+      gradientCheckpointing: job.gradientCheckpointing,
+    };
+  } finally {
+    await model.close();
+  }
+}

@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    // Engine tests hold ONNX Runtime sessions and several hundred MB each; two workers fit the 2-core machines.
+    pool: 'forks',
+    poolOptions: { forks: { maxForks: 2, minForks: 1 } },
+    testTimeout: 300_000,
+    hookTimeout: 300_000,
+    reporters: ['default', './test/support/summaryReporter.ts'],
+    setupFiles: ['./test/support/setup.ts'],
+  },
+});
