@@ -2,12 +2,12 @@
 // Runs inside the engine worker; everything it has to say goes through `emit`.
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
-import type { BenchJob, BenchResult, EngineEvent, EvalJob, EvalResult, ExecutionDevice, TrainJob, TrainResult } from '../../shared/training.js';
+import type { BenchJob, BenchResult, EngineEvent, EvalJob, EvalResult, ExecutionDevice, OptimizerSettings, TrainJob, TrainResult } from '../../shared/training.js';
 import { initLoraWeights, loadLoraAdapter, loraScale, saveLoraAdapter, type LoraWeights } from '../adapter/loraAdapter.js';
 import { batches, countBatches, loadTrainingData } from '../data/trainingData.js';
 import { openModelFolder, type ModelFolder } from '../model/modelFolder.js';
 import { Rng } from '../util/random.js';
-import { clipGradNorm, createOptimizer, scheduleFactor } from './optimizer.js';
+import { clipGradNorm, createOptimizer, scheduleFactor, type Optimizer } from './optimizer.js';
 import { chooseDevice } from './runtime.js';
 import { countLabelTokens, TrainableModel, type MicroBatch } from './trainableModel.js';
 
@@ -24,6 +24,41 @@ function zerosLike(weights: LoraWeights): LoraWeights {
 /** Every LoRA tensor in a fixed order (layer, target, A then B), for the optimizer. */
 export function flatTensors(weights: LoraWeights): Float32Array[] {
   return weights.layers.flatMap((pairs) => [...pairs.values()].flatMap((p) => [p.a, p.b]));
+}
+
+/** One optimizer step at a time: forward/backward over the micro-batches, clipping, schedule, update. */
+export class LoraStepper {
+  readonly grads: LoraWeights;
+  private readonly params: Float32Array[];
+  private readonly gradTensors: Float32Array[];
+  private readonly optimizer: Optimizer;
+
+  constructor(
+    private readonly model: TrainableModel,
+    readonly lora: LoraWeights,
+    private readonly settings: OptimizerSettings,
+    private readonly totalSteps: number,
+  ) {
+    this.grads = zerosLike(lora);
+    this.params = flatTensors(lora);
+    this.gradTensors = flatTensors(this.grads);
+    this.optimizer = createOptimizer(settings, this.params.map((p) => p.length));
+  }
+
+  /** Runs optimizer step `step` (0-based) on `microBatches`; dropout masks derive from `dropoutKey`. */
+  async step(step: number, microBatches: MicroBatch[], dropoutKey: number): Promise<{ loss: number; gradNorm: number; learningRate: number }> {
+    const lossTokens = microBatches.reduce((sum, b) => sum + countLabelTokens(b), 0);
+    for (const g of this.gradTensors) g.fill(0);
+    let loss = 0;
+    // A step whose micro-batches hold no label token has nothing to learn from: zero gradients, loss 0.
+    if (lossTokens > 0) {
+      for (let k = 0; k < microBatches.length; k++) loss += await this.model.forwardBackward(microBatches[k], this.lora, this.grads, lossTokens, dropoutKey * 64 + k);
+    }
+    const gradNorm = clipGradNorm(this.gradTensors, this.settings.maxGradNorm);
+    const learningRate = this.settings.learningRate * scheduleFactor(this.settings.scheduler, step, this.settings.warmupSteps, this.totalSteps);
+    this.optimizer.step(this.params, this.gradTensors, learningRate);
+    return { loss, gradNorm, learningRate };
+  }
 }
 
 async function openTrainable(folder: ModelFolder, lora: LoraWeights | null, device: ExecutionDevice, checkpointing: boolean, emit: Emit): Promise<TrainableModel> {
@@ -55,11 +90,6 @@ export async function runTraining(job: TrainJob, emit: Emit): Promise<TrainResul
   const rng = new Rng(job.seed);
   const lora = job.initAdapterDir ? loadLoraAdapter(job.initAdapterDir, spec) : initLoraWeights(spec, job.lora, () => rng.uniform());
   if (job.initAdapterDir) emit({ type: 'log', message: `continuing from ${job.initAdapterDir}: r=${lora.settings.rank} alpha=${lora.settings.alpha} targets=${lora.targets.join(',')}` });
-  const grads = zerosLike(lora);
-  const params = flatTensors(lora);
-  const gradTensors = flatTensors(grads);
-  const optimizer = createOptimizer(job.optimizer, params.map((p) => p.length));
-
   const microPerEpoch = countBatches(examples.length, job.batchSize);
   const stepsPerEpoch = Math.max(1, Math.ceil(microPerEpoch / job.gradAccum));
   const totalSteps = job.steps ?? stepsPerEpoch * job.epochs;
@@ -73,25 +103,17 @@ export async function runTraining(job: TrainJob, emit: Emit): Promise<TrainResul
       for (let epoch = 0; ; epoch++) yield* batches(examples, { batchSize: job.batchSize, seed: job.seed + epoch, shuffle: job.shuffle, padId: 0 });
     }
     const micro = stream();
+    const stepper = new LoraStepper(model, lora, job.optimizer, totalSteps);
     const started = performance.now();
     let tokens = 0;
     let loss = NaN;
     for (let step = 0; step < totalSteps; step++) {
       const group = Array.from({ length: job.gradAccum }, () => micro.next().value as MicroBatch);
-      const lossTokens = group.reduce((sum, b) => sum + countLabelTokens(b), 0);
-      for (const g of gradTensors) g.fill(0);
-      loss = 0;
-      if (lossTokens > 0) {
-        for (let k = 0; k < group.length; k++) {
-          loss += await model.forwardBackward(group[k], lora, grads, lossTokens, job.seed * 1_000_003 + step * 64 + k);
-          tokens += group[k].batchSize * group[k].seqLen;
-        }
-      }
-      const gradNorm = clipGradNorm(gradTensors, job.optimizer.maxGradNorm);
-      const learningRate = job.optimizer.learningRate * scheduleFactor(job.optimizer.scheduler, step, job.optimizer.warmupSteps, totalSteps);
-      optimizer.step(params, gradTensors, learningRate);
+      const result = await stepper.step(step, group, job.seed * 1_000_003 + step);
+      loss = result.loss;
+      tokens += group.reduce((sum, b) => sum + b.batchSize * b.seqLen, 0);
       const elapsedSeconds = (performance.now() - started) / 1000;
-      emit({ type: 'step', step: step + 1, totalSteps, loss, learningRate, gradNorm, tokens, tokensPerSecond: tokens / elapsedSeconds, elapsedSeconds });
+      emit({ type: 'step', step: step + 1, totalSteps, loss, learningRate: result.learningRate, gradNorm: result.gradNorm, tokens, tokensPerSecond: tokens / elapsedSeconds, elapsedSeconds });
     }
     const seconds = (performance.now() - started) / 1000;
     saveLoraAdapter(job.outDir, lora, folder.dir);
@@ -127,15 +149,13 @@ export async function runEvaluation(job: EvalJob, emit: Emit): Promise<EvalResul
 
 
 /** Training throughput on random tokens: one warm-up step, then `steps` timed LoRA steps (q, k, v, o; AdamW). */
+const BENCH_OPTIMIZER: OptimizerSettings = { name: 'adamw', learningRate: 1e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0, scheduler: 'constant', warmupSteps: 0, maxGradNorm: 1 };
+
 export async function runBenchmark(job: BenchJob, emit: Emit): Promise<BenchResult> {
   const folder = openModelFolder(job.modelDir);
   const rng = new Rng(0);
   const settings = { rank: job.rank, alpha: 2 * job.rank, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], useRslora: false };
   const lora = initLoraWeights(folder.spec, settings, () => rng.uniform());
-  const grads = zerosLike(lora);
-  const params = flatTensors(lora);
-  const gradTensors = flatTensors(grads);
-  const optimizer = createOptimizer({ name: 'adamw', learningRate: 1e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0, scheduler: 'constant', warmupSteps: 0, maxGradNorm: 1 }, params.map((p) => p.length));
   const device = resolveDevice(job.device, emit);
   const loadStarted = performance.now();
   const model = await openTrainable(folder, lora, device, job.gradientCheckpointing, emit);
@@ -144,18 +164,11 @@ export async function runBenchmark(job: BenchJob, emit: Emit): Promise<BenchResu
     const n = job.batchSize * job.seqLen;
     const inputIds = new Int32Array(n).map(() => rng.int(folder.spec.vocabSize));
     const batch: MicroBatch = { batchSize: job.batchSize, seqLen: job.seqLen, inputIds, labels: inputIds };
-    const lossTokens = countLabelTokens(batch);
-    const step = async () => {
-      for (const g of gradTensors) g.fill(0);
-      const loss = await model.forwardBackward(batch, lora, grads, lossTokens, 0);
-      clipGradNorm(gradTensors, 1);
-      optimizer.step(params, gradTensors, 1e-4);
-      return loss;
-    };
-    await step();
+    const stepper = new LoraStepper(model, lora, BENCH_OPTIMIZER, job.steps + 1);
+    await stepper.step(0, [batch], 0); // warm-up: first-run allocations and kernel selection
     const started = performance.now();
     for (let i = 0; i < job.steps; i++) {
-      const loss = await step();
+      const { loss } = await stepper.step(i + 1, [batch], 0);
       const elapsedSeconds = (performance.now() - started) / 1000;
       emit({ type: 'step', step: i + 1, totalSteps: job.steps, loss, learningRate: 1e-4, gradNorm: 0, tokens: n * (i + 1), tokensPerSecond: (n * (i + 1)) / elapsedSeconds, elapsedSeconds });
     }

@@ -15,6 +15,8 @@ export default class SummaryReporter implements Reporter {
         else skipped++;
       }
     }
-    process.stdout.write(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`);
+    const line = `${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`;
+    // Written at exit so it stays the closing line, after the default reporter's own summary.
+    process.once('exit', () => process.stdout.write(`\n${line}\n`));
   }
 }
