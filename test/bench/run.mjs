@@ -1,0 +1,152 @@
+// `npm run bench`: PEFT Studio's training step against PyTorch, side by side in one run, each mode in a fresh process
+// so peak RSS belongs to that mode alone. Prints a Markdown report (paste into docs/benchmarks.md) and writes JSON.
+//   node test/bench/run.mjs [--quick] [--skip-torch] [--out bench-out]
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import ort from 'onnxruntime-node';
+import { expectedShapes, parseModelConfig } from '../../dist/main/model/architecture.js';
+import { writeSafetensors } from '../../dist/main/model/safetensors.js';
+import { Rng } from '../../dist/main/util/random.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const CLI = path.join(ROOT, 'dist/main/cli/bin.js');
+const TORCH_BENCH = path.join(ROOT, 'test/reference/torch_bench.py');
+const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, 'skip-torch': { type: 'boolean', default: false }, out: { type: 'string', default: 'bench-out' } } });
+
+// SmolLM2-135M's shape.
+const SMOL = { hidden: 576, intermediate: 1536, heads: 9, kvHeads: 3, vocab: 49152, layers: 30 };
+
+/** A random-weight fp32 model folder of the given shape (the benchmark needs no tokenizer). */
+function writeModel(dir, shape) {
+  const config = {
+    model_type: 'llama', hidden_size: shape.hidden, intermediate_size: shape.intermediate, num_hidden_layers: shape.layers,
+    num_attention_heads: shape.heads, num_key_value_heads: shape.kvHeads, vocab_size: shape.vocab, rms_norm_eps: 1e-5,
+    rope_theta: 100000, max_position_embeddings: 8192, tie_word_embeddings: true, torch_dtype: 'float32',
+  };
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));
+  const rng = new Rng(0);
+  const tensors = {};
+  for (const [name, dims] of expectedShapes(parseModelConfig(config, 'bench'))) {
+    const data = new Float32Array(dims.reduce((a, b) => a * b, 1));
+    for (let i = 0; i < data.length; i++) data[i] = name.includes('norm') ? 1 : 0.02 * rng.normal();
+    tensors[name] = { dtype: 'F32', shape: dims, data };
+  }
+  writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+}
+
+function runJson(command, commandArgs) {
+  const result = spawnSync(command, commandArgs, { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const lines = result.stdout.trim().split('\n');
+  if (result.status !== 0) throw new Error(`${command} ${commandArgs.join(' ')} failed:\n${result.stderr}`);
+  return JSON.parse(lines[lines.length - 1]);
+}
+
+function ours(modelDir, { seqLen, batchSize, steps, checkpointing }) {
+  const r = runJson(process.execPath, [CLI, 'bench', '--model', modelDir, '--seq-len', String(seqLen), '--batch-size', String(batchSize), '--steps', String(steps), '--rank', '16', '--gradient-checkpointing', checkpointing ? 'on' : 'off', '--device', 'cpu', '--json']);
+  return { tokensPerSecond: r.tokensPerSecond, secondsPerStep: r.secondsPerStep, peakRssBytes: r.peakRssBytes };
+}
+
+function torch(shape, { seqLen, batchSize, steps, checkpointing }) {
+  const r = runJson('/usr/bin/python3', [TORCH_BENCH, '--hidden', String(shape.hidden), '--layers', String(shape.layers), '--heads', String(shape.heads), '--kv-heads', String(shape.kvHeads), '--intermediate', String(shape.intermediate), '--vocab', String(shape.vocab), '--batch-size', String(batchSize), '--seq-len', String(seqLen), '--steps', String(steps), '--rank', '16', '--alpha', '32', '--gradient-checkpointing', checkpointing ? 'on' : 'off', '--threads', String(os.availableParallelism()), '--json']);
+  return { tokensPerSecond: r.tokens_per_second, secondsPerStep: r.seconds_per_step, peakRssBytes: r.peak_rss_bytes, version: r.torch_version };
+}
+
+/** Model FLOPs of one LoRA step (frozen base: no weight gradients; recompute adds a layer forward). */
+function stepFlops(shape, { seqLen, batchSize, checkpointing }) {
+  const n = seqLen * batchSize;
+  const { hidden: C, intermediate: I, heads: H, kvHeads: K, vocab: V, layers: L } = shape;
+  const D = C / H;
+  const linear = 2 * n * (C * H * D + 2 * C * K * D + H * D * C + 3 * C * I);
+  const attention = 4 * batchSize * seqLen * seqLen * H * D;
+  const layerForward = linear + attention;
+  const layerBackward = linear + 2 * attention;
+  const head = 2 * n * C * V;
+  return L * (layerForward + layerBackward + (checkpointing ? layerForward : 0)) + 2 * head;
+}
+
+/** fp32 2048^3 MatMul throughput of ONNX Runtime's CPU provider here: the ceiling a step can approach. */
+async function matmulGflops() {
+  const size = 2048;
+  const { onnx } = (await import('onnx-proto')).default;
+  const graph = { name: 'mm', node: [{ opType: 'MatMul', input: ['a', 'b'], output: ['c'] }],
+    input: ['a', 'b'].map((name) => ({ name, type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: size }, { dimValue: size }] } } } })),
+    output: [{ name: 'c', type: { tensorType: { elemType: 1 } } }] };
+  const bytes = onnx.ModelProto.encode(onnx.ModelProto.create({ irVersion: 8, opsetImport: [{ version: 18 }], graph })).finish();
+  const session = await ort.InferenceSession.create(bytes);
+  const a = new ort.Tensor('float32', new Float32Array(size * size).fill(0.5), [size, size]);
+  await session.run({ a, b: a });
+  const started = performance.now();
+  const repeats = 5;
+  for (let i = 0; i < repeats; i++) await session.run({ a, b: a });
+  return (2 * size ** 3 * repeats) / ((performance.now() - started) / 1000) / 1e9;
+}
+
+const gib = (bytes) => (bytes / 2 ** 30).toFixed(2);
+const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'peft-bench-'));
+const report = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model, threads: os.availableParallelism(), results: {} };
+try {
+  const steps = args.quick ? 1 : 3;
+  const smolShape = args.quick ? { ...SMOL, layers: 4 } : SMOL;
+  const smolDir = path.join(workDir, 'smol');
+  process.stderr.write(`writing a ${smolShape.layers}-layer SmolLM2-shaped model...\n`);
+  writeModel(smolDir, smolShape);
+  report.ortMatmulGflops = await matmulGflops();
+
+  const speed = { seqLen: 256, batchSize: 4, steps };
+  for (const checkpointing of [false, true]) {
+    const key = checkpointing ? 'checkpointing on' : 'checkpointing off';
+    process.stderr.write(`speed, ${key}: peft-studio...\n`);
+    const mine = ours(smolDir, { ...speed, checkpointing });
+    const flops = stepFlops(smolShape, { ...speed, checkpointing });
+    mine.mfu = flops / mine.secondsPerStep / 1e9 / report.ortMatmulGflops;
+    mine.gflopPerStep = flops / 1e9;
+    report.results[`speed ${key}`] = { ours: mine };
+    if (!args['skip-torch']) {
+      process.stderr.write(`speed, ${key}: PyTorch...\n`);
+      report.results[`speed ${key}`].torch = torch(smolShape, { ...speed, checkpointing });
+    }
+  }
+
+  const memShape = { ...SMOL, layers: args.quick ? 4 : 24 };
+  const memDir = path.join(workDir, 'mem');
+  process.stderr.write(`writing a ${memShape.layers}-layer model for the memory check...\n`);
+  writeModel(memDir, memShape);
+  const memory = { seqLen: 512, batchSize: 4, steps: 1 };
+  for (const checkpointing of [false, true]) {
+    const key = checkpointing ? 'checkpointing on' : 'checkpointing off';
+    process.stderr.write(`memory at seq 512, ${key}...\n`);
+    report.results[`memory ${key}`] = { ours: ours(memDir, { ...memory, checkpointing }) };
+  }
+
+  fs.mkdirSync(args.out, { recursive: true });
+  fs.writeFileSync(path.join(args.out, 'bench.json'), JSON.stringify(report, null, 2));
+
+  const lines = [
+    `Run ${report.date} on ${report.cpu}, ${report.threads} threads. ONNX Runtime fp32 MatMul 2048^3: ${report.ortMatmulGflops.toFixed(0)} GFLOP/s.`,
+    '',
+    `LoRA r16 on q,k,v,o, ${smolShape.layers}-layer SmolLM2-135M shape, batch 4 x 256, CPU, ${steps} timed steps after one warm-up:`,
+    '',
+    '| mode | PEFT Studio tok/s | s/step | peak RSS GiB | MFU | PyTorch tok/s | PyTorch peak RSS GiB |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const key of ['checkpointing off', 'checkpointing on']) {
+    const { ours: o, torch: t } = report.results[`speed ${key}`];
+    lines.push(`| ${key} | ${o.tokensPerSecond.toFixed(1)} | ${o.secondsPerStep.toFixed(2)} | ${gib(o.peakRssBytes)} | ${(100 * o.mfu).toFixed(0)}% | ${t ? t.tokensPerSecond.toFixed(1) : '-'} | ${t ? gib(t.peakRssBytes) : '-'} |`);
+  }
+  const off = report.results['memory checkpointing off'].ours;
+  const on = report.results['memory checkpointing on'].ours;
+  lines.push('', `Memory, ${memShape.layers} layers, batch 4 x 512: peak RSS ${gib(off.peakRssBytes)} GiB with checkpointing off, ${gib(on.peakRssBytes)} GiB on: ${(off.peakRssBytes / on.peakRssBytes).toFixed(2)}x lower.`);
+  const torchOff = report.results['speed checkpointing off'].torch;
+  if (torchOff) {
+    const oursOn = report.results['speed checkpointing on'].ours;
+    lines.push('', `PEFT Studio with checkpointing vs PyTorch without: ${(oursOn.tokensPerSecond / torchOff.tokensPerSecond).toFixed(2)}x the tokens/s at ${(oursOn.peakRssBytes / torchOff.peakRssBytes).toFixed(2)}x the peak memory (PyTorch ${torchOff.version}).`);
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+} finally {
+  fs.rmSync(workDir, { recursive: true, force: true });
+}
