@@ -1,5 +1,6 @@
-// onnxruntime-node fetches its CUDA provider from its own feed at install. We skip that in .npmrc so an offline
-// install never fails, and try it here instead: users who reach the feed get CUDA, others get one warning line.
+// onnxruntime-node fetches its CUDA provider from its own feed at install and fails the whole install when the feed is
+// unreachable. package.json's allowScripts denies that script; this one runs it instead and only warns on failure:
+// users who reach the feed get CUDA, offline machines still install.
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import path from 'node:path';
