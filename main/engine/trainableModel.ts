@@ -23,6 +23,8 @@ export interface TrainableModelOptions {
   /** Rows of the [N, V] logits computed at once; bounds the head's memory. */
   headChunkRows?: number;
   tuning?: SessionTuning;
+  /** Where the compiled graphs are written: beside the weights when the folder is writable (auto), or a temp folder. */
+  graphPlacement?: 'auto' | 'temp';
   onCompile?: (done: number, total: number) => void;
 }
 
@@ -69,7 +71,7 @@ export class TrainableModel {
    * read-only model folder gets hard links (or, across file systems, copies) of its weights in a temp folder.
    */
   static async load(folder: ModelFolder, options: TrainableModelOptions): Promise<TrainableModel> {
-    const place = placeGraphs(folder);
+    const place = placeGraphs(folder, options.graphPlacement ?? 'auto');
     const load = async (name: string, model: Uint8Array): Promise<Session> => {
       const file = path.join(place.dir, `${place.prefix}${name}.onnx`);
       fs.writeFileSync(file, model);
@@ -308,13 +310,19 @@ interface GraphPlacement {
   cleanup: () => void;
 }
 
-function placeGraphs(folder: ModelFolder): GraphPlacement {
-  const prefix = `.peft-studio-${process.pid}-${Date.now().toString(36)}-`;
+function writable(dir: string): boolean {
   try {
-    fs.accessSync(folder.dir, fs.constants.W_OK);
-    return { dir: folder.dir, prefix, location: (entry) => path.relative(folder.dir, entry.file), cleanup: () => {} };
+    fs.accessSync(dir, fs.constants.W_OK);
+    return true;
   } catch {
-    // Read-only model folder: fall through to a temp folder.
+    return false;
+  }
+}
+
+function placeGraphs(folder: ModelFolder, placement: 'auto' | 'temp'): GraphPlacement {
+  const prefix = `.peft-studio-${process.pid}-${Date.now().toString(36)}-`;
+  if (placement === 'auto' && writable(folder.dir)) {
+    return { dir: folder.dir, prefix, location: (entry) => path.relative(folder.dir, entry.file), cleanup: () => {} };
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'peft-studio-weights-'));
   const placed = new Map<string, string>();

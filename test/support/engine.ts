@@ -35,13 +35,14 @@ export function randomBatch(vocab: number, batchSize: number, seqLen: number, se
   return { batchSize, seqLen, inputIds, labels };
 }
 
-export function openTrainable(folder: ModelFolder, settings: LoraSettings, options: { device?: ExecutionDevice; checkpointing?: boolean; headChunkRows?: number } = {}): Promise<TrainableModel> {
+export function openTrainable(folder: ModelFolder, settings: LoraSettings, options: { device?: ExecutionDevice; checkpointing?: boolean; headChunkRows?: number; graphPlacement?: 'auto' | 'temp' } = {}): Promise<TrainableModel> {
   return TrainableModel.load(folder, {
     device: options.device ?? 'cpu',
     lora: { rank: settings.rank, scale: loraScale(settings), targets: settings.targets as LoraWeights['targets'], dropout: settings.dropout > 0 },
     dropoutProbability: settings.dropout,
     gradientCheckpointing: options.checkpointing ?? true,
     headChunkRows: options.headChunkRows,
+    graphPlacement: options.graphPlacement,
   });
 }
 

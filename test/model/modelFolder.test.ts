@@ -1,0 +1,111 @@
+// Model folders as Hugging Face writes them: sharded checkpoints, half-precision weights, and what is wrong with them.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { UserError } from '../../shared/errors.js';
+import { openModelFolder } from '../../main/model/modelFolder.js';
+import { readSafetensorsHeader, readTensorF32, writeSafetensors, type TensorToWrite } from '../../main/model/safetensors.js';
+import { createTinyModel, DEFAULT_TINY_MODEL } from '../../main/model/tinyModel.js';
+import { countLabelTokens } from '../../main/engine/trainableModel.js';
+import type { LoraSettings } from '../../shared/training.js';
+import { openTrainable, randomBatch, randomLora, tempDir, zeroGrads } from '../support/engine.js';
+
+const settings: LoraSettings = { rank: 2, alpha: 4, dropout: 0, targets: ['q_proj', 'v_proj'], useRslora: false };
+let source: string;
+
+beforeAll(() => {
+  source = path.join(tempDir('folder'), 'model');
+  createTinyModel(source, { ...DEFAULT_TINY_MODEL, layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: 64, vocab: 300 });
+});
+
+function allTensors(dir: string): Record<string, TensorToWrite> {
+  const out: Record<string, TensorToWrite> = {};
+  for (const [name, entry] of readSafetensorsHeader(path.join(dir, 'model.safetensors'))) out[name] = { dtype: 'F32', shape: entry.shape, data: readTensorF32(entry) };
+  return out;
+}
+
+/** A copy of the tiny model with its weights rewritten by `write` (config and tokenizer kept). */
+function variant(name: string, write: (dir: string, tensors: Record<string, TensorToWrite>) => void): string {
+  const dir = path.join(path.dirname(source), name);
+  fs.mkdirSync(dir);
+  for (const file of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(source, file), path.join(dir, file));
+  write(dir, allTensors(source));
+  return dir;
+}
+
+async function lossOf(dir: string): Promise<number> {
+  const folder = openModelFolder(dir);
+  const model = await openTrainable(folder, settings);
+  try {
+    const batch = randomBatch(300, 2, 8, 1);
+    const lora = randomLora(folder, settings, 2);
+    return await model.forwardBackward(batch, lora, zeroGrads(lora), countLabelTokens(batch), 0);
+  } finally {
+    await model.close();
+  }
+}
+
+describe('model folders', () => {
+  it('read sharded checkpoints through model.safetensors.index.json with the same result', async () => {
+    const sharded = variant('sharded', (dir, tensors) => {
+      const names = Object.keys(tensors).sort();
+      const half = Math.ceil(names.length / 2);
+      const shards = [names.slice(0, half), names.slice(half)];
+      const weightMap: Record<string, string> = {};
+      shards.forEach((shard, i) => {
+        const file = `model-0000${i + 1}-of-00002.safetensors`;
+        writeSafetensors(path.join(dir, file), Object.fromEntries(shard.map((n) => [n, tensors[n]])));
+        for (const n of shard) weightMap[n] = file;
+      });
+      fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+    });
+    const folder = openModelFolder(sharded);
+    expect(new Set([...folder.tensors.values()].map((t) => path.basename(t.file))).size).toBe(2);
+    expect(await lossOf(sharded)).toBeCloseTo(await lossOf(source), 6);
+  });
+
+  it('widen BF16 weights in the graph to the values a reader widens them to', async () => {
+    const bf16 = variant('bf16', (dir, tensors) => {
+      for (const t of Object.values(tensors)) t.dtype = 'BF16';
+      writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+    });
+    // The fp32 model holding exactly the bf16-rounded values must give the same loss.
+    const rounded = variant('bf16-rounded', (dir) => {
+      const widened: Record<string, TensorToWrite> = {};
+      for (const [name, entry] of readSafetensorsHeader(path.join(bf16, 'model.safetensors'))) widened[name] = { dtype: 'F32', shape: entry.shape, data: readTensorF32(entry) };
+      writeSafetensors(path.join(dir, 'model.safetensors'), widened);
+    });
+    expect(await lossOf(bf16)).toBeCloseTo(await lossOf(rounded), 6);
+  });
+
+  it('name the file and weight when a weight is missing or misshapen', () => {
+    const missing = variant('missing', (dir, tensors) => {
+      delete tensors['model.layers.1.mlp.up_proj.weight'];
+      writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+    });
+    expect(() => openModelFolder(missing)).toThrow(/weight "model\.layers\.1\.mlp\.up_proj\.weight" is missing/);
+    const misshapen = variant('misshapen', (dir, tensors) => {
+      tensors['model.norm.weight'] = { dtype: 'F32', shape: [31], data: new Float32Array(31) };
+      writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+    });
+    expect(() => openModelFolder(misshapen)).toThrow(UserError);
+    expect(() => openModelFolder(misshapen)).toThrow(/model\.safetensors: weight "model\.norm\.weight" has shape \[31\], config\.json implies \[32\]/);
+  });
+
+  it('load through weights linked into a temp folder (read-only model folders) and leave nothing behind', async () => {
+    const folder = openModelFolder(source);
+    const linkFolders = () => fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('peft-studio-weights-')).length;
+    const before = linkFolders();
+    const model = await openTrainable(folder, settings, { graphPlacement: 'temp' });
+    try {
+      const batch = randomBatch(300, 2, 8, 1);
+      const lora = randomLora(folder, settings, 2);
+      expect(await model.forwardBackward(batch, lora, zeroGrads(lora), countLabelTokens(batch), 0)).toBeCloseTo(await lossOf(source), 6);
+    } finally {
+      await model.close();
+    }
+    expect(fs.readdirSync(source).filter((f) => f.endsWith('.onnx'))).toEqual([]);
+    expect(linkFolders()).toBe(before);
+  });
+});
