@@ -29,7 +29,9 @@ export function readSafetensorsHeader(file: string): Map<string, TensorEntry> {
     throw new UserError(`${file}: cannot open (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
   try {
-    const fileSize = fs.fstatSync(fd).size;
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) throw new UserError(`${file}: not a safetensors file (not a regular file)`);
+    const fileSize = stat.size;
     const prefix = Buffer.alloc(8);
     if (fileSize < 8 || fs.readSync(fd, prefix, 0, 8, 0) !== 8) throw new UserError(`${file}: not a safetensors file (shorter than its 8-byte header length)`);
     const headerLength = Number(prefix.readBigUInt64LE(0));
@@ -56,7 +58,7 @@ export function readSafetensorsHeader(file: string): Map<string, TensorEntry> {
       const dtype = info.dtype as SafetensorsDtype;
       const [begin, end] = info.data_offsets;
       const elements = info.shape.reduce((a, b) => a * b, 1);
-      if (end - begin !== elements * BYTES_PER_ELEMENT[dtype]) {
+      if (!Number.isInteger(begin) || begin < 0 || end - begin !== elements * BYTES_PER_ELEMENT[dtype]) {
         throw new UserError(`${file}: tensor "${name}" byte range ${begin}..${end} does not match shape [${info.shape}] ${dtype}`);
       }
       if (dataStart + end > fileSize) {
@@ -144,9 +146,10 @@ export function writeSafetensors(file: string, tensors: Record<string, TensorToW
     chunks.push(bytes);
     offset += bytes.byteLength;
   }
-  let headerJson = JSON.stringify(header);
-  headerJson += ' '.repeat((8 - (headerJson.length % 8)) % 8); // keep tensor data 8-byte aligned
-  const headerBytes = Buffer.from(headerJson, 'utf8');
+  const headerJson = JSON.stringify(header);
+  const headerJsonBytes = Buffer.byteLength(headerJson, 'utf8');
+  // Pad by bytes, not characters (a non-ASCII name is several bytes), to keep tensor data 8-byte aligned.
+  const headerBytes = Buffer.from(headerJson + ' '.repeat((8 - (headerJsonBytes % 8)) % 8), 'utf8');
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(headerBytes.length));
   writeFileAtomic(file, [prefix, headerBytes, ...chunks]);

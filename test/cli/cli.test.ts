@@ -120,6 +120,19 @@ describe('train, eval and continue', () => {
     expect(readSafetensorsHeader(path.join(out, 'adapter_model.safetensors')).get(peftKey(0, 'down_proj', 'A'))!.shape).toEqual([16, 128]);
   });
 
+  it('is seeded and deterministic on CPU: the same seed gives the same adapter bytes, another seed does not', () => {
+    const run = (out: string, seed: string) => {
+      const result = cli('train', '--model', model, '--data', textData, '--out', path.join(work, out), '--steps', '3', '--seed', seed, '--device', 'auto');
+      expect(result.code, result.stderr).toBe(0);
+      // --device auto says what it chose.
+      expect(result.stderr).toMatch(/^device: (cpu|webgpu|cuda|dml) \(.+\)$/m);
+      return fs.readFileSync(path.join(work, out, 'adapter_model.safetensors'));
+    };
+    const first = run('seeded-1', '7');
+    expect(run('seeded-2', '7').equals(first)).toBe(true);
+    expect(run('seeded-3', '8').equals(first)).toBe(false);
+  });
+
   it('benchmarks a step and reports tokens/s, seconds per step and peak memory', () => {
     const result = cli('bench', '--model', model, '--seq-len', '16', '--batch-size', '2', '--steps', '2', '--device', 'cpu', '--json');
     expect(result.code, result.stderr).toBe(0);
