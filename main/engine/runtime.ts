@@ -27,7 +27,10 @@ export interface SessionTuning {
   cpuArena?: boolean;
 }
 
-export async function createSession(modelFile: string, device: ExecutionDevice, tuning: SessionTuning = {}): Promise<Session> {
+/** Outputs that stay in device memory (WebGPU buffers) to be fed back as inputs; the rest come back to the CPU. */
+export type DeviceResidentOutputs = readonly string[];
+
+export async function createSession(modelFile: string, device: ExecutionDevice, tuning: SessionTuning = {}, resident: DeviceResidentOutputs = []): Promise<Session> {
   const options: ort.InferenceSession.SessionOptions = {
     ...PROVIDER_OPTIONS[device],
     graphOptimizationLevel: 'all',
@@ -40,6 +43,7 @@ export async function createSession(modelFile: string, device: ExecutionDevice, 
     extra: { session: { disable_prepacking: '1' } },
   };
   if (tuning.intraOpThreads) options.intraOpNumThreads = tuning.intraOpThreads;
+  if (device === 'webgpu' && resident.length) options.preferredOutputLocation = Object.fromEntries(resident.map((name) => [name, 'gpu-buffer']));
   return ort.InferenceSession.create(modelFile, options);
 }
 

@@ -72,11 +72,11 @@ export class TrainableModel {
    */
   static async load(folder: ModelFolder, options: TrainableModelOptions): Promise<TrainableModel> {
     const place = placeGraphs(folder, options.graphPlacement ?? 'auto');
-    const load = async (name: string, model: Uint8Array): Promise<Session> => {
+    const load = async (name: string, model: Uint8Array, residentOutput: string): Promise<Session> => {
       const file = path.join(place.dir, `${place.prefix}${name}.onnx`);
       fs.writeFileSync(file, model);
       try {
-        return await createSession(file, options.device, options.tuning);
+        return await createSession(file, options.device, options.tuning, [residentOutput]);
       } finally {
         fs.rmSync(file, { force: true });
       }
@@ -84,7 +84,7 @@ export class TrainableModel {
     const sessions: Session[] = [];
     try {
       const total = folder.spec.numLayers + 1;
-      const head = await load('head', buildHeadGraph({ spec: folder.spec, tensors: folder.tensors, externalLocation: place.location }));
+      const head = await load('head', buildHeadGraph({ spec: folder.spec, tensors: folder.tensors, externalLocation: place.location }), 'out_0');
       sessions.push(head);
       options.onCompile?.(1, total);
       const layers: Layer[] = [];
@@ -97,7 +97,7 @@ export class TrainableModel {
           lora: options.lora,
           gradientCheckpointing: options.gradientCheckpointing,
         });
-        const session = await load(`layer_${i}`, graph.model);
+        const session = await load(`layer_${i}`, graph.model, 'hidden');
         sessions.push(session);
         layers.push({ session, graph });
         options.onCompile?.(i + 2, total);
@@ -172,10 +172,11 @@ export class TrainableModel {
   }
 
   /**
-   * Loss head over row chunks of the last hidden state. Each scored position carries weight 1 / lossTokens, so
-   * the returned loss is this micro-batch's share of the step's mean and `dHidden` its gradient.
+   * Loss head. Each scored position carries weight 1 / lossTokens, so the returned loss is this micro-batch's share
+   * of the step's mean and `dHidden` its gradient. Host-resident hidden states go through in row chunks, bounding the
+   * [rows, V] logits; device-resident ones (WebGPU) in one call, so they never leave the device.
    */
-  private async lossAndGradient(batch: MicroBatch, hidden: Float32Array, lossTokens: number): Promise<{ loss: number; dHidden: Float32Array }> {
+  private async lossAndGradient(batch: MicroBatch, hidden: Tensor, lossTokens: number): Promise<{ loss: number; dHidden: Tensor }> {
     const { batchSize: B, seqLen: T } = batch;
     const C = this.folder.spec.hiddenSize;
     const n = B * T;
@@ -190,26 +191,33 @@ export class TrainableModel {
         }
       }
     }
-    const dHidden = new Float32Array(n * C);
-    let loss = 0;
-    const chunk = this.options.headChunkRows ?? HEAD_CHUNK_ROWS;
-    for (let start = 0; start < n; start += chunk) {
-      const rows = Math.min(chunk, n - start);
-      const out = await runChecked(
+    const run = (rowsHidden: Tensor, start: number, rows: number) =>
+      runChecked(
         this.head,
         {
           embed: new Tensor('bool', [false], []),
           ids: new Tensor('int32', new Int32Array(1), [1]),
-          hidden: new Tensor('float32', hidden.subarray(start * C, (start + rows) * C), [rows, C]),
+          hidden: rowsHidden,
           targets: new Tensor('int32', targets.subarray(start, start + rows), [rows, 1]),
           weight: new Tensor('float32', weights.subarray(start, start + rows), [rows, 1]),
         },
         'loss head',
       );
+    if (hidden.location === 'gpu-buffer') {
+      const out = await run(hidden, 0, n);
+      return { loss: (out.out_1.data as Float32Array)[0], dHidden: out.out_0 };
+    }
+    const hostHidden = hidden.data as Float32Array;
+    const dHidden = new Float32Array(n * C);
+    let loss = 0;
+    const chunk = this.options.headChunkRows ?? HEAD_CHUNK_ROWS;
+    for (let start = 0; start < n; start += chunk) {
+      const rows = Math.min(chunk, n - start);
+      const out = await run(new Tensor('float32', hostHidden.subarray(start * C, (start + rows) * C), [rows, C]), start, rows);
       dHidden.set(out.out_0.data as Float32Array, start * C);
       loss += (out.out_1.data as Float32Array)[0];
     }
-    return { loss, dHidden };
+    return { loss, dHidden: new Tensor('float32', dHidden, [n, C]) };
   }
 
   /**
@@ -218,7 +226,6 @@ export class TrainableModel {
    */
   async forwardBackward(batch: MicroBatch, lora: LoraWeights, grads: LoraWeights, lossTokens: number, dropoutKey: number): Promise<number> {
     const { batchSize: B, seqLen: T } = batch;
-    const C = this.folder.spec.hiddenSize;
     const n = B * T;
     const rank = lora.settings.rank;
     const { cos, sin, mask } = this.positions(T);
@@ -247,8 +254,9 @@ export class TrainableModel {
     }
 
     const last = checkpoints.pop()!;
-    const { loss, dHidden } = await this.lossAndGradient(batch, last.data as Float32Array, lossTokens);
-    let dy: Tensor = new Tensor('float32', dHidden, [n, C]);
+    const { loss, dHidden } = await this.lossAndGradient(batch, last, lossTokens);
+    release(last);
+    let dy = dHidden;
 
     for (let i = this.layers.length - 1; i >= 0; i--) {
       const layer = this.layers[i];
@@ -263,7 +271,8 @@ export class TrainableModel {
       savedActivations[i].forEach((t, k) => (feeds[`saved_${k}`] = t));
       const out = await runChecked(layer.session, feeds, `layer ${i} backward`);
       savedActivations[i] = [];
-      checkpoints.pop();
+      release(checkpoints.pop()!);
+      release(dy);
       dy = out.hidden;
       layer.graph.gradNames.forEach((gradName, k) => {
         const [target, matrix] = gradName.split('.') as [TargetModule, 'A' | 'B'];
@@ -295,11 +304,20 @@ export class TrainableModel {
           feeds[name] = new Tensor('float32', new Float32Array(batch.batchSize * batch.seqLen * width).fill(1), [batch.batchSize * batch.seqLen, width]);
         }
       }
-      hidden = (await runChecked(layer.session, feeds, `layer ${i} forward`)).hidden;
+      const next = (await runChecked(layer.session, feeds, `layer ${i} forward`)).hidden;
+      release(hidden);
+      hidden = next;
     }
-    const { loss } = await this.lossAndGradient(batch, hidden.data as Float32Array, 1);
+    const { loss, dHidden } = await this.lossAndGradient(batch, hidden, 1);
+    release(hidden);
+    release(dHidden);
     return { lossSum: loss, tokens };
   }
+}
+
+/** Frees a device-resident tensor now rather than at garbage collection; host tensors need nothing. */
+function release(tensor: Tensor): void {
+  if (tensor.location === 'gpu-buffer') tensor.dispose();
 }
 
 interface GraphPlacement {

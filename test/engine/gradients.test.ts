@@ -114,19 +114,28 @@ describe('LoRA dropout', () => {
 });
 
 describe('WebGPU execution provider (Mesa lavapipe here, a real GPU for users)', () => {
-  it('gives the CPU loss and gradients within fp32 tolerance', async () => {
-    const cpu = await openTrainable(folder, settings);
-    const expected = await gradientsOf(cpu).finally(() => cpu.close());
-    const gpu = await openTrainable(folder, settings, { device: 'webgpu' });
-    const actual = await gradientsOf(gpu).finally(() => gpu.close());
-    expect(Math.abs(actual.loss - expected.loss)).toBeLessThan(1e-5 * expected.loss);
-    for (let layer = 0; layer < 2; layer++) {
-      for (const target of ALL_TARGETS) {
-        for (const m of ['a', 'b'] as const) {
-          const { worst } = maxRelativeError(actual.grads.layers[layer].get(target)![m], expected.grads.layers[layer].get(target)![m]);
-          expect(worst, `${layer} ${target}.${m}`).toBeLessThan(1e-4);
+  // Hidden states stay in WebGPU buffers between sessions; LoRA gradients, the loss and saved activations come back.
+  for (const checkpointing of [true, false]) {
+    it(`gives the CPU loss and gradients within fp32 tolerance, checkpointing ${checkpointing ? 'on' : 'off'}`, async () => {
+      const cpu = await openTrainable(folder, settings);
+      const expected = await gradientsOf(cpu).finally(() => cpu.close());
+      const gpu = await openTrainable(folder, settings, { device: 'webgpu', checkpointing });
+      try {
+        const actual = await gradientsOf(gpu);
+        expect(Math.abs(actual.loss - expected.loss)).toBeLessThan(1e-5 * expected.loss);
+        for (let layer = 0; layer < 2; layer++) {
+          for (const target of ALL_TARGETS) {
+            for (const m of ['a', 'b'] as const) {
+              const { worst } = maxRelativeError(actual.grads.layers[layer].get(target)![m], expected.grads.layers[layer].get(target)![m]);
+              expect(worst, `${layer} ${target}.${m}`).toBeLessThan(1e-4);
+            }
+          }
         }
+        const evaluated = await gpu.loss(expected.batch, expected.lora);
+        expect(Math.abs(evaluated.lossSum / evaluated.tokens - expected.loss)).toBeLessThan(1e-5 * expected.loss);
+      } finally {
+        await gpu.close();
       }
-    }
-  });
+    });
+  }
 });
