@@ -33,8 +33,10 @@ export interface ModelSpec {
   maxPositionEmbeddings: number;
   /** lm_head shares model.embed_tokens.weight. */
   tieWordEmbeddings: boolean;
-  /** q_proj, k_proj and v_proj carry a bias (qwen2). */
+  /** q_proj, k_proj and v_proj carry a bias (qwen2, or `attention_bias`). */
   qkvBias: boolean;
+  /** o_proj carries a bias too (`attention_bias` on llama and qwen3). */
+  outputBias: boolean;
   /** RMSNorm over D applied to each query and key head before RoPE (qwen3). */
   qkNorm: boolean;
 }
@@ -83,6 +85,7 @@ export function parseModelConfig(config: Record<string, unknown>, file: string):
     }
   }
 
+  const attentionBias = config.attention_bias === true;
   return {
     modelType: modelType as ModelType,
     hiddenSize,
@@ -97,8 +100,10 @@ export function parseModelConfig(config: Record<string, unknown>, file: string):
     ropeScaling,
     maxPositionEmbeddings: positiveInt(config, 'max_position_embeddings', file, 2048),
     tieWordEmbeddings: config.tie_word_embeddings === true,
-    // qwen2 always has q/k/v bias; llama and mistral have it when attention_bias says so.
-    qkvBias: modelType === 'qwen2' || config.attention_bias === true,
+    // As transformers: qwen2 always has q/k/v bias and no o_proj bias; llama and qwen3 bias all four projections
+    // when attention_bias says so; mistral never has attention biases.
+    qkvBias: modelType === 'qwen2' || (attentionBias && modelType !== 'mistral'),
+    outputBias: attentionBias && (modelType === 'llama' || modelType === 'qwen3'),
     qkNorm: modelType === 'qwen3',
   };
 }
@@ -158,6 +163,7 @@ export function layerWeightNames(spec: ModelSpec, i: number): Record<string, str
     down: `${p}.mlp.down_proj.weight`,
   };
   if (spec.qkvBias) Object.assign(names, { qBias: `${p}.self_attn.q_proj.bias`, kBias: `${p}.self_attn.k_proj.bias`, vBias: `${p}.self_attn.v_proj.bias` });
+  if (spec.outputBias) names.oBias = `${p}.self_attn.o_proj.bias`;
   if (spec.qkNorm) Object.assign(names, { qNorm: `${p}.self_attn.q_norm.weight`, kNorm: `${p}.self_attn.k_norm.weight` });
   return names;
 }
@@ -173,6 +179,7 @@ export function expectedShapes(spec: ModelSpec): Map<string, number[]> {
     shapes.set(n.q, [H * D, C]).set(n.k, [K * D, C]).set(n.v, [K * D, C]).set(n.o, [C, H * D]);
     shapes.set(n.gate, [I, C]).set(n.up, [I, C]).set(n.down, [C, I]);
     if (spec.qkvBias) shapes.set(n.qBias, [H * D]).set(n.kBias, [K * D]).set(n.vBias, [K * D]);
+    if (spec.outputBias) shapes.set(n.oBias, [C]);
     if (spec.qkNorm) shapes.set(n.qNorm, [D]).set(n.kNorm, [D]);
   }
   return shapes;

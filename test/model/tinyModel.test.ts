@@ -44,6 +44,7 @@ describe('createTinyModel', () => {
       rmsNormEps: 1e-5,
       tieWordEmbeddings: false,
       qkvBias: false,
+      outputBias: false,
       qkNorm: false,
     });
     const shapes = expectedShapes(spec);

@@ -69,6 +69,13 @@ CASES: Dict[str, dict] = {
                     rope_scaling=None, sliding_window=None),
         storage="F32", targets=list(MLP_TARGETS), r=4, alpha=8, use_rslora=False,
         batch=3, seq_len=14, padding=[1, 0, 6]),
+    "llama_attention_bias": dict(
+        config=dict(model_type="llama", architectures=["LlamaForCausalLM"], hidden_size=32, intermediate_size=64,
+                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=128,
+                    rms_norm_eps=1e-5, rope_theta=10000.0, max_position_embeddings=128, tie_word_embeddings=False,
+                    rope_scaling=None, attention_bias=True),
+        storage="F32", targets=list(ATTENTION_TARGETS), r=4, alpha=8, use_rslora=False,
+        batch=2, seq_len=10, padding=[0, 2]),
 }
 COMMON_CONFIG = dict(hidden_act="silu", bos_token_id=1, eos_token_id=2, torch_dtype="float32")
 PAD_TOKEN = 0

@@ -195,7 +195,7 @@ export function buildDecoderLayerGraph(options: DecoderLayerGraphOptions): Decod
     q: linear('q', 'qBias'),
     k: linear('k', 'kBias'),
     v: linear('v', 'vBias'),
-    o: linear('o'),
+    o: linear('o', 'oBias'),
     qNorm: spec.qkNorm ? weight('qNorm') : undefined,
     kNorm: spec.qkNorm ? weight('kNorm') : undefined,
     mlp: { gate: linear('gate'), up: linear('up'), down: linear('down'), lora: { gate: loraBranches.gate_proj, up: loraBranches.up_proj, down: loraBranches.down_proj } },
