@@ -44,7 +44,16 @@ export async function createSession(modelFile: string, device: ExecutionDevice, 
   };
   if (tuning.intraOpThreads) options.intraOpNumThreads = tuning.intraOpThreads;
   if (device === 'webgpu' && resident.length) options.preferredOutputLocation = Object.fromEntries(resident.map((name) => [name, 'gpu-buffer']));
-  return ort.InferenceSession.create(modelFile, options);
+  try {
+    return await ort.InferenceSession.create(modelFile, options);
+  } catch (err) {
+    // A GPU provider that cannot start (no adapter, driver too old) is the user's to act on, not a crash.
+    if (device !== 'cpu') {
+      const reason = (err as Error).message.split('\n')[0].replace(/^.*? was false\. /, ''); // drop ORT's source location
+      throw new UserError(`--device ${device}: could not start (${reason}); try --device cpu`);
+    }
+    throw err;
+  }
 }
 
 function describe(value: unknown): string {

@@ -186,6 +186,16 @@ describe('bad input', () => {
     expectOneLineError(cli('train', '--model', model, '--data', bad, '--steps', '1'), /oov\.jsonl:2: .*99999/);
   });
 
+  it('a GPU device that cannot start', () => {
+    // No Vulkan driver to be found: Dawn gets no adapter. Its own warnings come first; ours is the last line.
+    const result = spawnSync(process.execPath, [CLI, 'train', '--model', model, '--data', textData, '--steps', '1', '--device', 'webgpu'], {
+      encoding: 'utf8',
+      env: { ...process.env, VK_ICD_FILENAMES: path.join(work, 'no-driver.json'), VK_DRIVER_FILES: path.join(work, 'no-driver.json') },
+    });
+    expect(result.status).toBe(1);
+    expect(result.stderr.trim().split('\n').at(-1)).toMatch(/^peft-studio train: error: --device webgpu: could not start \(.*adapter.*\); try --device cpu$/);
+  });
+
   it('a bad flag value', () => {
     const result = cli('train', '--model', model, '--data', textData, '--rank', 'many');
     expect(result.code).toBe(2);

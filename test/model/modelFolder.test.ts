@@ -79,6 +79,40 @@ describe('model folders', () => {
     expect(await lossOf(bf16)).toBeCloseTo(await lossOf(rounded), 6);
   });
 
+  it('widen F16 weights in the graph as the reader does', async () => {
+    const f16 = variant('f16', (dir, tensors) => {
+      // Written by hand: the writer emits F32 and BF16 only. Round each value to binary16 through Float32 bit tricks.
+      const f16Bytes = (data: Float32Array) => {
+        const out = Buffer.alloc(data.length * 2);
+        data.forEach((v, i) => out.writeUInt16LE(toHalf(v), 2 * i));
+        return out;
+      };
+      const names = Object.keys(tensors).sort();
+      let offset = 0;
+      const header: Record<string, unknown> = {};
+      const chunks = names.map((name) => {
+        const bytes = f16Bytes(tensors[name].data as Float32Array);
+        header[name] = { dtype: 'F16', shape: tensors[name].shape, data_offsets: [offset, offset + bytes.length] };
+        offset += bytes.length;
+        return bytes;
+      });
+      const json = Buffer.from(JSON.stringify(header));
+      const prefix = Buffer.alloc(8);
+      prefix.writeBigUInt64LE(BigInt(json.length));
+      fs.writeFileSync(path.join(dir, 'model.safetensors'), Buffer.concat([prefix, json, ...chunks]));
+    });
+    const widened = variant('f16-widened', (dir) => {
+      const out: Record<string, TensorToWrite> = {};
+      for (const [name, entry] of readSafetensorsHeader(path.join(f16, 'model.safetensors'))) {
+        expect(entry.dtype).toBe('F16');
+        out[name] = { dtype: 'F32', shape: entry.shape, data: readTensorF32(entry) };
+      }
+      writeSafetensors(path.join(dir, 'model.safetensors'), out);
+    });
+    expect(await lossOf(f16)).toBeCloseTo(await lossOf(widened), 6);
+    expect(Math.abs((await lossOf(f16)) - (await lossOf(source)))).toBeLessThan(1e-2);
+  });
+
   it('name the file and weight when a weight is missing or misshapen', () => {
     const missing = variant('missing', (dir, tensors) => {
       delete tensors['model.layers.1.mlp.up_proj.weight'];
@@ -109,3 +143,16 @@ describe('model folders', () => {
     expect(linkFolders()).toBe(before);
   });
 });
+
+/** fp32 to IEEE binary16 bits, round to nearest (normal range; tiny values flush to zero, enough for weights). */
+function toHalf(value: number): number {
+  const f32 = new Float32Array([value]);
+  const bits = new Uint32Array(f32.buffer)[0];
+  const sign = (bits >>> 16) & 0x8000;
+  const exponent = ((bits >>> 23) & 0xff) - 127 + 15;
+  if (exponent <= 0) return sign;
+  const mantissa = bits & 0x7fffff;
+  let half = sign | (exponent << 10) | (mantissa >>> 13);
+  if (mantissa & 0x1000) half++; // round half up on the dropped bits
+  return half;
+}
