@@ -34,6 +34,10 @@ export interface MicroBatch {
   seqLen: number;
   inputIds: Int32Array; // [B * T]
   labels: Int32Array; // [B * T], -100 ignored
+  /** Packed rows: each token's position within its own sample [B * T] (default 0..T-1 on every row). */
+  positionIds?: Int32Array;
+  /** Packed rows: which sample each token belongs to [B * T]; attention never crosses samples. */
+  segmentIds?: Int32Array;
 }
 
 /** Label tokens a micro-batch scores after the shift: the loss is averaged over these. */
@@ -115,21 +119,39 @@ export class TrainableModel {
     this.cleanup();
   }
 
-  private positions(seqLen: number) {
-    let tables = this.positionTables.get(seqLen);
-    if (!tables) {
-      const { cos, sin } = ropeTables(this.folder.spec, seqLen);
-      const mask = new Float32Array(seqLen * seqLen);
-      for (let i = 0; i < seqLen; i++) for (let j = i + 1; j < seqLen; j++) mask[i * seqLen + j] = -Infinity;
-      const d = this.folder.spec.headDim;
-      tables = {
-        cos: new Tensor('float32', cos, [seqLen, d]),
-        sin: new Tensor('float32', sin, [seqLen, d]),
-        mask: new Tensor('float32', mask, [seqLen, seqLen]),
-      };
-      this.positionTables.set(seqLen, tables);
+  /**
+   * RoPE tables and the additive attention mask, shaped to broadcast over heads: [1, 1, 1, T, *] shared by every row
+   * (positions 0..T-1, causal), or [B, 1, 1, T, *] for packed rows (positions restart per sample; a token attends to
+   * earlier tokens of its own sample only).
+   */
+  private positionFeeds(batch: MicroBatch): { cos: Tensor; sin: Tensor; mask: Tensor } {
+    const { seqLen: T } = batch;
+    const d = this.folder.spec.headDim;
+    if (!batch.positionIds || !batch.segmentIds) {
+      let tables = this.positionTables.get(T);
+      if (!tables) {
+        const { cos, sin } = ropeTables(this.folder.spec, T);
+        const mask = new Float32Array(T * T);
+        for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) mask[i * T + j] = -Infinity;
+        tables = { cos: new Tensor('float32', cos, [1, 1, 1, T, d]), sin: new Tensor('float32', sin, [1, 1, 1, T, d]), mask: new Tensor('float32', mask, [1, 1, 1, T, T]) };
+        this.positionTables.set(T, tables);
+      }
+      return tables;
     }
-    return tables;
+    const { positionIds, segmentIds, batchSize: B } = batch;
+    const table = ropeTables(this.folder.spec, Math.max(...positionIds) + 1);
+    const cos = new Float32Array(B * T * d);
+    const sin = new Float32Array(B * T * d);
+    const mask = new Float32Array(B * T * T).fill(-Infinity);
+    for (let b = 0; b < B; b++) {
+      for (let i = 0; i < T; i++) {
+        const token = b * T + i;
+        cos.set(table.cos.subarray(positionIds[token] * d, (positionIds[token] + 1) * d), token * d);
+        sin.set(table.sin.subarray(positionIds[token] * d, (positionIds[token] + 1) * d), token * d);
+        for (let j = 0; j <= i; j++) if (segmentIds[b * T + j] === segmentIds[token]) mask[(b * T + i) * T + j] = 0;
+      }
+    }
+    return { cos: new Tensor('float32', cos, [B, 1, 1, T, d]), sin: new Tensor('float32', sin, [B, 1, 1, T, d]), mask: new Tensor('float32', mask, [B, 1, 1, T, T]) };
   }
 
   private loraFeeds(pairs: Map<TargetModule, LoraPair>, rank: number): Record<string, Tensor> {
@@ -228,8 +250,7 @@ export class TrainableModel {
     const { batchSize: B, seqLen: T } = batch;
     const n = B * T;
     const rank = lora.settings.rank;
-    const { cos, sin, mask } = this.positions(T);
-    const fixed = { cos, sin, mask };
+    const fixed = this.positionFeeds(batch);
 
     // Forward: keep each layer's input (the checkpoint), and its saved activations when checkpointing is off.
     const checkpoints: Tensor[] = [await this.embed(batch)];
@@ -290,7 +311,7 @@ export class TrainableModel {
     const tokens = countLabelTokens(batch);
     if (tokens === 0) return { lossSum: 0, tokens: 0 };
     const rank = lora?.settings.rank ?? 0;
-    const { cos, sin, mask } = this.positions(batch.seqLen);
+    const { cos, sin, mask } = this.positionFeeds(batch);
     let hidden = await this.embed(batch);
     for (let i = 0; i < this.layers.length; i++) {
       const layer = this.layers[i];

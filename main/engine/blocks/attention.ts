@@ -1,6 +1,7 @@
 // Causal scaled-dot-product attention with grouped queries, without materializing repeated keys and values.
 // Legend: B = batch, K = key/value heads, G = query heads per kv head (H = K * G), T = sequence, D = head width.
-//   q [B, K, G, T, D], k and v [B, K, 1, T, D] (broadcast over G), mask [T, T] additive (0 or -inf above the diagonal).
+//   q [B, K, G, T, D], k and v [B, K, 1, T, D] (broadcast over G), mask [B or 1, 1, 1, T, T] additive (0 where
+//   attention is allowed, -inf elsewhere: above the diagonal, and across packed samples).
 import type { GraphBuilder } from '../onnx/graph.js';
 
 export interface AttentionSaved {

@@ -2,12 +2,12 @@
 //   y = x * cos + rotate_half(x) * sin, rotate_half([x1, x2]) = [-x2, x1]
 // We write rotate_half(x) * sin = swap(x) * sinSigned, swap([x1, x2]) = [x2, x1], sinSigned = [-sin1, sin2],
 // which makes the backward the same shape as the forward.
-// Legend: x [..., T, D] (heads in leading dims), cos and sinSigned [T, D] broadcast over the leading dims.
+// Legend: x [B, K, G, T, D], cos and sinSigned [B or 1, 1, 1, T, D] broadcast over the heads.
 import type { GraphBuilder } from '../onnx/graph.js';
 
 export interface RopeTables {
-  cos: string; // [T, D]
-  sinSigned: string; // [T, D]
+  cos: string; // [B or 1, 1, 1, T, D]
+  sinSigned: string; // [B or 1, 1, 1, T, D]
   headDim: number;
 }
 

@@ -57,7 +57,7 @@ interface LayerWeights {
 interface LayerContext {
   spec: ModelSpec;
   rope: RopeTables;
-  mask: string; // [T, T]
+  mask: string; // [B or 1, 1, 1, T, T] additive
   shapeQ: string; // int64 [5]: [-1, T, K, G, D]
   shapeKv: string; // int64 [5]: [-1, T, K, 1, D]
 }
@@ -162,13 +162,15 @@ export function buildDecoderLayerGraph(options: DecoderLayerGraphOptions): Decod
   const forward = g.input('forward', 'bool', []);
   const x = g.input('x', 'float', ['N', spec.hiddenSize]);
   const dy = g.input('dy', 'float', null);
-  const cos = g.input('cos', 'float', ['T', spec.headDim]);
-  const sin = g.input('sin', 'float', ['T', spec.headDim]);
-  const mask = g.input('mask', 'float', ['T', 'T']);
+  // Position tables and the attention mask broadcast over heads: one row for every sequence when all start at
+  // position 0 under a causal mask, one per sequence when packed samples restart positions and block attention.
+  const cos = g.input('cos', 'float', ['P', 1, 1, 'T', spec.headDim]);
+  const sin = g.input('sin', 'float', ['P', 1, 1, 'T', spec.headDim]);
+  const mask = g.input('mask', 'float', ['P', 1, 1, 'T', 'T']);
 
   const half = spec.headDim / 2;
   const signs = g.constantFloat([...Array(half).fill(-1), ...Array(half).fill(1)], [spec.headDim], 'rope_signs');
-  const seqLen = g.op('Slice', [g.op('Shape', [cos]), g.constantInt64([0]), g.constantInt64([1])], {}, 'seq_len');
+  const seqLen = g.op('Slice', [g.op('Shape', [cos]), g.constantInt64([3]), g.constantInt64([4])], {}, 'seq_len');
   const group = spec.numHeads / spec.numKvHeads;
   const ctx: LayerContext = {
     spec,
