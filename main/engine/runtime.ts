@@ -119,3 +119,8 @@ export function chooseDevice(choice: DeviceChoice): DeviceDecision {
   if (available('webgpu') && (process.platform !== 'linux' || gpuDevicePresent())) return { device: 'webgpu', reason: 'WebGPU adapter' };
   return { device: 'cpu', reason: 'no GPU provider found' };
 }
+
+/** Frees a device-resident tensor now rather than at garbage collection; host tensors need nothing. */
+export function release(tensor: Tensor): void {
+  if (tensor.location === 'gpu-buffer') tensor.dispose();
+}

@@ -2,18 +2,15 @@
 // forwardBackward runs the head (embed), every layer forward keeping only its input (the checkpoint), the head
 // (loss, d hidden) in row chunks, then every layer backward in reverse, adding LoRA gradients into `grads`.
 // Legend: B = batch, T = sequence, N = B * T tokens, C = hidden, D = head width.
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type { ExecutionDevice } from '../../shared/training.js';
 import type { LoraPair, LoraWeights } from '../adapter/loraAdapter.js';
 import { ropeTables, type TargetModule } from '../model/architecture.js';
 import type { ModelFolder } from '../model/modelFolder.js';
-import type { TensorEntry } from '../model/safetensors.js';
 import { fillDropoutMask } from './dropout.js';
 import { buildDecoderLayerGraph, type DecoderLayerGraph, type LoraPlan } from './graphs/decoderLayer.js';
 import { buildHeadGraph } from './graphs/head.js';
-import { createSession, runChecked, Tensor, type Session, type SessionTuning } from './runtime.js';
+import { placeGraphs } from './graphPlacement.js';
+import { release, runChecked, Tensor, type Session, type SessionTuning } from './runtime.js';
 
 export interface TrainableModelOptions {
   device: ExecutionDevice;
@@ -69,22 +66,10 @@ export class TrainableModel {
     private readonly layers: Layer[],
   ) {}
 
-  /**
-   * Compiles the graphs and opens the sessions. ORT only reads external data from the .onnx file's own folder
-   * (links are resolved and refused), so each .onnx is written beside the checkpoint, loaded, then deleted; a
-   * read-only model folder gets hard links (or, across file systems, copies) of its weights in a temp folder.
-   */
+  /** Compiles the graphs and opens the sessions (see graphPlacement.ts for where the graphs go). */
   static async load(folder: ModelFolder, options: TrainableModelOptions): Promise<TrainableModel> {
     const place = placeGraphs(folder, options.graphPlacement ?? 'auto');
-    const load = async (name: string, model: Uint8Array, residentOutput: string): Promise<Session> => {
-      const file = path.join(place.dir, `${place.prefix}${name}.onnx`);
-      fs.writeFileSync(file, model);
-      try {
-        return await createSession(file, options.device, options.tuning, [residentOutput]);
-      } finally {
-        fs.rmSync(file, { force: true });
-      }
-    };
+    const load = (name: string, model: Uint8Array, residentOutput: string) => place.open(name, model, options.device, options.tuning, [residentOutput]);
     const sessions: Session[] = [];
     try {
       const total = folder.spec.numLayers + 1;
@@ -334,49 +319,4 @@ export class TrainableModel {
     release(dHidden);
     return { lossSum: loss, tokens };
   }
-}
-
-/** Frees a device-resident tensor now rather than at garbage collection; host tensors need nothing. */
-function release(tensor: Tensor): void {
-  if (tensor.location === 'gpu-buffer') tensor.dispose();
-}
-
-interface GraphPlacement {
-  dir: string;
-  /** File name prefix that keeps concurrent runs apart. */
-  prefix: string;
-  location: (entry: TensorEntry) => string;
-  cleanup: () => void;
-}
-
-function writable(dir: string): boolean {
-  try {
-    fs.accessSync(dir, fs.constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function placeGraphs(folder: ModelFolder, placement: 'auto' | 'temp'): GraphPlacement {
-  const prefix = `.peft-studio-${process.pid}-${Date.now().toString(36)}-`;
-  if (placement === 'auto' && writable(folder.dir)) {
-    return { dir: folder.dir, prefix, location: (entry) => path.relative(folder.dir, entry.file), cleanup: () => {} };
-  }
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'peft-studio-weights-'));
-  const placed = new Map<string, string>();
-  const location = (entry: TensorEntry) => {
-    let name = placed.get(entry.file);
-    if (!name) {
-      name = `weights_${placed.size}.safetensors`;
-      try {
-        fs.linkSync(entry.file, path.join(dir, name));
-      } catch {
-        fs.copyFileSync(entry.file, path.join(dir, name));
-      }
-      placed.set(entry.file, name);
-    }
-    return name;
-  };
-  return { dir, prefix, location, cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
 }

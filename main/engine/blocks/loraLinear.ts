@@ -12,7 +12,8 @@ export interface FrozenLinear {
 export interface LoraBranch {
   a: string;
   b: string;
-  scale: number;
+  /** alpha / r (or alpha / sqrt r), fixed when training; a scalar input when generating, so 0 answers as the base. */
+  scale: number | string;
   /** Dropout mask already divided by the keep probability, or undefined when dropout is off. */
   mask?: string;
 }
@@ -27,7 +28,10 @@ export function loraLinearForward(g: GraphBuilder, x: string, base: FrozenLinear
   if (!lora) return { y: frozen };
   const droppedX = lora.mask ? g.mul(x, lora.mask, 'dropped') : x;
   const down = g.gemm(droppedX, lora.a, { transB: true }, 'lora_down'); // [N, r]
-  const up = g.gemm(down, lora.b, { transB: true, alpha: lora.scale }, 'lora_up'); // [N, out]
+  const up =
+    typeof lora.scale === 'number'
+      ? g.gemm(down, lora.b, { transB: true, alpha: lora.scale }, 'lora_up') // [N, out]
+      : g.mul(g.gemm(down, lora.b, { transB: true }), lora.scale, 'lora_up');
   return { y: g.add(frozen, up, 'proj_lora'), saved: { droppedX, down } };
 }
 
@@ -42,6 +46,7 @@ export function loraLinearBackward(
 ): { dx: string; dA?: string; dB?: string } {
   const dxFrozen = g.matmul(dy, base.weight, 'd_proj_in'); // [N, in]
   if (!lora || !saved) return { dx: dxFrozen };
+  if (typeof lora.scale !== 'number') throw new Error('LoRA backward needs its scale at compile time');
   const dB = g.gemm(dy, saved.down, { transA: true, alpha: lora.scale }, 'grad_lora_B'); // [out, r]
   const dDown = g.matmul(dy, lora.b); // [N, r], scale applied below
   const dDownScaled = lora.scale === 1 ? dDown : g.mul(dDown, g.scalar(lora.scale));
