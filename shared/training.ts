@@ -49,6 +49,11 @@ export interface TrainJob {
   device: DeviceChoice;
   /** Continue from this PEFT LoRA adapter; its r, alpha, targets and rsLoRA setting win. */
   initAdapterDir: string | null;
+  /** Validation data: its own file, or this fraction of the training data held out (0 = none). */
+  evalDataFile: string | null;
+  evalSplit: number;
+  /** Validate every N optimizer steps (0 = only after the last step). */
+  evalEvery: number;
 }
 
 /** Events the engine streams while it works. */
@@ -56,12 +61,15 @@ export type EngineEvent =
   | { type: 'log'; message: string }
   | { type: 'compile'; done: number; total: number }
   | { type: 'device'; device: ExecutionDevice; reason: string }
+  | { type: 'eval'; step: number; loss: number; perplexity: number; tokens: number }
   | { type: 'step'; step: number; totalSteps: number; loss: number; learningRate: number; gradNorm: number; tokens: number; tokensPerSecond: number; elapsedSeconds: number };
 
 export interface TrainResult {
   adapterDir: string;
   steps: number;
   finalLoss: number;
+  /** Validation loss after the last step, when validation data was given. */
+  evalLoss: number | null;
   tokens: number;
   tokensPerSecond: number;
   seconds: number;

@@ -3,48 +3,17 @@
 // (bad input) or 2 (bad usage).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseArgs } from 'node:util';
 import { UserError } from '../../shared/errors.js';
-import type { DeviceChoice, EngineEvent, EngineRequest, OptimizerName, SchedulerName, TrainJob } from '../../shared/training.js';
+import type { EngineEvent, EngineRequest, OptimizerName, SchedulerName, TrainJob } from '../../shared/training.js';
 import { runEngine } from '../engine/host.js';
 import { createTinyModel, DEFAULT_TINY_MODEL } from '../model/tinyModel.js';
+import { choice, DEVICES, json, nonNegative, number, positiveInt, str, UsageError, type Command } from './options.js';
+import { PLAYGROUND_COMMANDS } from './playground.js';
 
 const RESOURCES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../resources');
 export const DEMO_MODEL_DIR = path.join(RESOURCES, 'demo', 'model');
 export const DEMO_DATA_FILE = path.join(RESOURCES, 'demo', 'data.jsonl');
-
-class UsageError extends Error {}
-
-type Options = ParseArgsConfig['options'] & object;
-
-interface Command {
-  summary: string;
-  usage: string;
-  options: Options;
-  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<void>;
-}
-
-function number(values: Record<string, unknown>, name: string, fallback: number, check: (n: number) => boolean = Number.isFinite, expected = 'a number'): number {
-  const raw = values[name];
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (raw === '' || !Number.isFinite(n) || !check(n)) throw new UsageError(`--${name} ${raw}: expected ${expected}`);
-  return n;
-}
-
-const positiveInt = (values: Record<string, unknown>, name: string, fallback: number) => number(values, name, fallback, (n) => Number.isInteger(n) && n > 0, 'a positive integer');
-const nonNegative = (values: Record<string, unknown>, name: string, fallback: number) => number(values, name, fallback, (n) => n >= 0, 'a number >= 0');
-
-function choice<T extends string>(values: Record<string, unknown>, name: string, allowed: readonly T[], fallback: T): T {
-  const raw = values[name];
-  if (raw === undefined) return fallback;
-  if (!allowed.includes(raw as T)) throw new UsageError(`--${name} ${raw}: expected one of ${allowed.join(', ')}`);
-  return raw as T;
-}
-
-const DEVICES: readonly DeviceChoice[] = ['auto', 'cpu', 'webgpu', 'cuda', 'dml'];
-const json = { type: 'boolean', default: false } as const;
-const str = { type: 'string' } as const;
 
 /** Progress for people: one line per event on stderr, so stdout stays the result. */
 function printEvent(event: EngineEvent): void {
@@ -57,6 +26,9 @@ function printEvent(event: EngineEvent): void {
       break;
     case 'compile':
       if (event.done === event.total) process.stderr.write(`compiled ${event.total} graphs\n`);
+      break;
+    case 'eval':
+      process.stderr.write(`validation after step ${event.step}: loss ${event.loss.toFixed(4)}, perplexity ${event.perplexity.toFixed(3)} over ${event.tokens} tokens\n`);
       break;
     case 'step': {
       const width = 24;
@@ -103,11 +75,12 @@ const COMMANDS: Record<string, Command> = {
   train: {
     summary: 'train a LoRA adapter (the built-in demo model and data when none are given)',
     usage:
-      'peft-studio train [--model DIR] [--data FILE] [--out DIR] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--device auto|cpu|webgpu|cuda|dml] [--init-adapter DIR] [--json]',
+      'peft-studio train [--model DIR] [--data FILE] [--out DIR] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--device auto|cpu|webgpu|cuda|dml] [--init-adapter DIR] [--eval-data FILE | --eval-split 0.1] [--eval-every N] [--json]',
     options: {
       model: str, data: str, out: str, rank: str, alpha: str, 'lora-dropout': str, targets: str, rslora: { type: 'boolean', default: false }, lr: str, optimizer: str,
       'weight-decay': str, scheduler: str, 'warmup-steps': str, steps: str, epochs: str, 'batch-size': str, 'grad-accum': str, 'max-seq-len': str, 'max-grad-norm': str,
-      seed: str, 'no-shuffle': { type: 'boolean', default: false }, 'gradient-checkpointing': str, device: str, 'init-adapter': str, json,
+      seed: str, 'no-shuffle': { type: 'boolean', default: false }, 'gradient-checkpointing': str, device: str, 'init-adapter': str,
+      'eval-data': str, 'eval-split': str, 'eval-every': str, json,
     },
     async run(values) {
       if (values.steps !== undefined && values.epochs !== undefined) throw new UsageError('give --steps or --epochs, not both');
@@ -144,7 +117,11 @@ const COMMANDS: Record<string, Command> = {
         gradientCheckpointing: choice(values, 'gradient-checkpointing', ['on', 'off'] as const, 'on') === 'on',
         device: choice(values, 'device', DEVICES, 'auto'),
         initAdapterDir: values['init-adapter'] ? path.resolve(values['init-adapter'] as string) : null,
+        evalDataFile: values['eval-data'] ? path.resolve(values['eval-data'] as string) : null,
+        evalSplit: number(values, 'eval-split', 0, (n) => n >= 0 && n < 1, 'a fraction in [0, 1)'),
+        evalEvery: number(values, 'eval-every', 0, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
       };
+      if (job.evalDataFile && job.evalSplit > 0) throw new UsageError('give --eval-data or --eval-split, not both');
       await runAndReport({ kind: 'train', job }, values.json === true, (r: { adapterDir: string; steps: number; finalLoss: number; tokensPerSecond: number }) =>
         `adapter written to ${r.adapterDir} after ${r.steps} steps, final loss ${r.finalLoss.toFixed(4)}, ${r.tokensPerSecond.toFixed(1)} tokens/s`);
     },
@@ -186,6 +163,7 @@ const COMMANDS: Record<string, Command> = {
         `${r.device}: ${r.tokensPerSecond.toFixed(1)} tokens/s, ${r.secondsPerStep.toFixed(2)} s/step, peak RSS ${(r.peakRssBytes / 2 ** 30).toFixed(2)} GiB`);
     },
   },
+  ...PLAYGROUND_COMMANDS,
 };
 
 function help(): string {
@@ -213,7 +191,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const { values, positionals } = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
     if (name !== 'create-tiny-model' && positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
-    await command.run(values as Record<string, string | boolean | undefined>, positionals);
+    await command.run(values as Record<string, string | boolean | string[] | undefined>, positionals);
     return 0;
   } catch (err) {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
 import type { BenchJob, BenchResult, EngineEvent, EvalJob, EvalResult, ExecutionDevice, OptimizerSettings, TrainJob, TrainResult } from '../../shared/training.js';
 import { initLoraWeights, loadLoraAdapter, loraScale, saveLoraAdapter, type LoraWeights } from '../adapter/loraAdapter.js';
-import { batches, countBatches, loadTrainingData } from '../data/trainingData.js';
+import { batches, countBatches, loadTrainingData, type TokenizedExample } from '../data/trainingData.js';
 import { openModelFolder, type ModelFolder } from '../model/modelFolder.js';
 import { Rng } from '../util/random.js';
 import { clipGradNorm, createOptimizer, scheduleFactor, type Optimizer } from './optimizer.js';
@@ -83,10 +83,34 @@ function resolveDevice(choice: TrainJob['device'], emit: Emit): ExecutionDevice 
   return decision.device;
 }
 
+/** Loss and perplexity over `examples`, without dropout and without touching gradients. */
+async function validationLoss(model: TrainableModel, lora: LoraWeights | null, examples: TokenizedExample[], batchSize: number): Promise<{ loss: number; tokens: number }> {
+  let lossSum = 0;
+  let tokens = 0;
+  for (const batch of batches(examples, { batchSize, seed: 0, shuffle: false, padId: 0 })) {
+    const result = await model.loss(batch, lora);
+    lossSum += result.lossSum;
+    tokens += result.tokens;
+  }
+  return { loss: tokens ? lossSum / tokens : NaN, tokens };
+}
+
+/** The validation examples: a file of their own, or a seeded fraction held out of the training data. */
+async function splitValidation(job: TrainJob, all: TokenizedExample[], load: (file: string) => Promise<TokenizedExample[]>): Promise<{ train: TokenizedExample[]; validation: TokenizedExample[] }> {
+  if (job.evalDataFile) return { train: all, validation: await load(job.evalDataFile) };
+  if (job.evalSplit <= 0) return { train: all, validation: [] };
+  const order = new Rng(job.seed ^ 0x5eed).shuffle(all.map((_, i) => i));
+  const held = Math.round(all.length * job.evalSplit);
+  if (held === 0 || held === all.length) throw new UserError(`--eval-split ${job.evalSplit}: ${all.length} examples leave ${held} for validation; choose a fraction that keeps both sides non-empty`);
+  const heldOut = new Set(order.slice(0, held));
+  return { train: all.filter((_, i) => !heldOut.has(i)), validation: all.filter((_, i) => heldOut.has(i)) };
+}
+
 export async function runTraining(job: TrainJob, emit: Emit): Promise<TrainResult> {
   const folder = openModelFolder(job.modelDir);
   const { spec } = folder;
-  const examples = await loadTrainingData(job.dataFile, { modelDir: folder.dir, vocabSize: spec.vocabSize, maxSeqLen: job.maxSeqLen });
+  const load = (file: string) => loadTrainingData(file, { modelDir: folder.dir, vocabSize: spec.vocabSize, maxSeqLen: job.maxSeqLen });
+  const { train: examples, validation } = await splitValidation(job, await load(job.dataFile), load);
   const rng = new Rng(job.seed);
   const lora = job.initAdapterDir ? loadLoraAdapter(job.initAdapterDir, spec) : initLoraWeights(spec, job.lora, () => rng.uniform());
   if (job.initAdapterDir) emit({ type: 'log', message: `continuing from ${job.initAdapterDir}: r=${lora.settings.rank} alpha=${lora.settings.alpha} targets=${lora.targets.join(',')}` });
@@ -107,6 +131,12 @@ export async function runTraining(job: TrainJob, emit: Emit): Promise<TrainResul
     const started = performance.now();
     let tokens = 0;
     let loss = NaN;
+    let evalLoss: number | null = null;
+    const evaluate = async (step: number) => {
+      const result = await validationLoss(model, lora, validation, job.batchSize);
+      evalLoss = result.loss;
+      emit({ type: 'eval', step, loss: result.loss, perplexity: Math.exp(result.loss), tokens: result.tokens });
+    };
     for (let step = 0; step < totalSteps; step++) {
       const group = Array.from({ length: job.gradAccum }, () => micro.next().value as MicroBatch);
       const result = await stepper.step(step, group, job.seed * 1_000_003 + step);
@@ -114,15 +144,16 @@ export async function runTraining(job: TrainJob, emit: Emit): Promise<TrainResul
       tokens += group.reduce((sum, b) => sum + b.batchSize * b.seqLen, 0);
       const elapsedSeconds = (performance.now() - started) / 1000;
       emit({ type: 'step', step: step + 1, totalSteps, loss, learningRate: result.learningRate, gradNorm: result.gradNorm, tokens, tokensPerSecond: tokens / elapsedSeconds, elapsedSeconds });
+      const last = step + 1 === totalSteps;
+      if (validation.length && (last || (job.evalEvery > 0 && (step + 1) % job.evalEvery === 0))) await evaluate(step + 1);
     }
     const seconds = (performance.now() - started) / 1000;
     saveLoraAdapter(job.outDir, lora, folder.dir);
-    return { adapterDir: path.resolve(job.outDir), steps: totalSteps, finalLoss: loss, tokens, tokensPerSecond: tokens / seconds, seconds, device };
+    return { adapterDir: path.resolve(job.outDir), steps: totalSteps, finalLoss: loss, evalLoss, tokens, tokensPerSecond: tokens / seconds, seconds, device };
   } finally {
     await model.close();
   }
 }
-
 
 export async function runEvaluation(job: EvalJob, emit: Emit): Promise<EvalResult> {
   const folder = openModelFolder(job.modelDir);
@@ -132,15 +163,8 @@ export async function runEvaluation(job: EvalJob, emit: Emit): Promise<EvalResul
   const device = resolveDevice(job.device, emit);
   const model = await openTrainable(folder, lora, device, true, emit);
   try {
-    let lossSum = 0;
-    let tokens = 0;
-    for (const batch of batches(examples, { batchSize: job.batchSize, seed: 0, shuffle: false, padId: 0 })) {
-      const result = await model.loss(batch, lora);
-      lossSum += result.lossSum;
-      tokens += result.tokens;
-    }
+    const { loss, tokens } = await validationLoss(model, lora, examples, job.batchSize);
     if (tokens === 0) throw new UserError(`${job.dataFile}: no label tokens to evaluate`);
-    const loss = lossSum / tokens;
     return { loss, tokens, perplexity: Math.exp(loss) };
   } finally {
     await model.close();

@@ -14,7 +14,7 @@ interface HfTokenizer {
 
 export interface ModelTokenizer {
   /** Token ids of `text`, with the special tokens the tokenizer's post-processor adds (BOS for Llama 3, none for Qwen). */
-  encode(text: string): number[];
+  encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
   decode(ids: number[], options?: { skipSpecialTokens?: boolean }): string;
   tokenToId(token: string): number | undefined;
   /** tokenizer_config.json's eos_token, or null when it names none. */
@@ -57,7 +57,8 @@ export function loadTokenizer(modelDir: string): ModelTokenizer {
   if (eosId === undefined) throw new UserError(`${configFile}: eos_token ${JSON.stringify(eosToken)} is not a token of ${tokenizerFile}`);
 
   return {
-    encode: (text) => tokenizer.encode(text, { add_special_tokens: true }).ids,
+    // A rendered chat template already holds its special tokens: callers pass addSpecialTokens false, as transformers does.
+    encode: (text, options) => tokenizer.encode(text, { add_special_tokens: options?.addSpecialTokens ?? true }).ids,
     // @huggingface/tokenizers refuses an empty list; the empty string is the natural answer.
     decode: (ids, options) => (ids.length === 0 ? '' : tokenizer.decode(ids, { skip_special_tokens: options?.skipSpecialTokens ?? false })),
     tokenToId: (token) => tokenizer.token_to_id(token),

@@ -1,0 +1,159 @@
+// peft-studio generate and chat: talk to a model, with or without its LoRA adapter.
+// Generation runs on the CLI's own thread: the CLI has no UI to keep responsive (the app hosts it in the engine worker).
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline/promises';
+import { UserError } from '../../shared/errors.js';
+import { loadLoraAdapter } from '../adapter/loraAdapter.js';
+import { InferenceModel } from '../engine/inferenceModel.js';
+import { chooseDevice } from '../engine/runtime.js';
+import { loadChatTemplate, type ChatTurn } from '../model/chatTemplate.js';
+import { openModelFolder } from '../model/modelFolder.js';
+import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
+import { generate, type GenerateOptions, type GenerationResult } from '../playground/generate.js';
+import { choice, DEVICES, json, nonNegative, number, positiveInt, str, UsageError, type Command } from './options.js';
+
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+const SAMPLING_FLAGS = '[--max-new-tokens 128] [--temperature 0] [--top-k 0] [--top-p 1] [--repetition-penalty 1] [--seed 0] [--stop STR]... [--device D]';
+const samplingOptions = {
+  'max-new-tokens': str, temperature: str, 'top-k': str, 'top-p': str, 'repetition-penalty': str, seed: str,
+  stop: { type: 'string', multiple: true }, 'ignore-eos': { type: 'boolean', default: false }, device: str,
+} as const;
+
+function generateOptions(values: Values): GenerateOptions {
+  return {
+    maxNewTokens: positiveInt(values, 'max-new-tokens', 128),
+    temperature: nonNegative(values, 'temperature', 0),
+    topK: number(values, 'top-k', 0, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
+    topP: number(values, 'top-p', 1, (n) => n > 0 && n <= 1, 'a number in (0, 1]'),
+    repetitionPenalty: number(values, 'repetition-penalty', 1, (n) => n > 0, 'a positive number'),
+    seed: number(values, 'seed', 0, Number.isInteger, 'an integer'),
+    stop: (values.stop as string[] | undefined) ?? [],
+    ignoreEos: values['ignore-eos'] === true,
+    adapterScale: 1,
+  };
+}
+
+interface Loaded {
+  model: InferenceModel;
+  tokenizer: ModelTokenizer;
+  modelDir: string;
+}
+
+async function loadModel(values: Values): Promise<Loaded> {
+  if (!values.model) throw new UsageError('--model is required');
+  const folder = openModelFolder(values.model as string);
+  const tokenizer = loadTokenizer(folder.dir);
+  const adapter = values.adapter ? loadLoraAdapter(path.resolve(values.adapter as string), folder.spec) : null;
+  const { device } = chooseDevice(choice(values, 'device', DEVICES, 'auto'));
+  return { model: await InferenceModel.load(folder, device, adapter), tokenizer, modelDir: folder.dir };
+}
+
+function readMessages(file: string): ChatTurn[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UserError(`${file}: ${code ? `cannot read (${code})` : `invalid JSON (${(err as Error).message})`}`);
+  }
+  const list = Array.isArray(parsed) ? parsed : (parsed as { messages?: unknown })?.messages;
+  if (!Array.isArray(list) || list.length === 0) throw new UserError(`${file}: expected a non-empty list of {role, content} messages (or {"messages": [...]})`);
+  return list.map((m, i) => {
+    const { role, content } = (m ?? {}) as { role?: unknown; content?: unknown };
+    if (role !== 'system' && role !== 'user' && role !== 'assistant') throw new UserError(`${file}: message ${i + 1} has role ${JSON.stringify(role)}; expected system, user or assistant`);
+    if (typeof content !== 'string') throw new UserError(`${file}: message ${i + 1} has no string "content"`);
+    return { role, content };
+  });
+}
+
+/** Token ids of a conversation through the model's chat template, ready for the assistant's reply. */
+function chatPromptIds(modelDir: string, tokenizer: ModelTokenizer, messages: ChatTurn[], plainFallback: boolean): number[] {
+  const template = loadChatTemplate(modelDir);
+  if (template) return tokenizer.encode(template.render(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
+  if (!plainFallback) throw new UserError(`${modelDir}: the model has no chat template; pass --plain-chat to use "User: ... / Assistant:" text instead`);
+  const text = messages.map((m) => `${m.role === 'user' ? 'User' : m.role === 'assistant' ? 'Assistant' : 'System'}: ${m.content}`).join('\n');
+  return tokenizer.encode(`${text}\nAssistant:`);
+}
+
+async function streamTo(out: (text: string) => void, run: AsyncGenerator<{ text: string }, GenerationResult>): Promise<GenerationResult> {
+  for (;;) {
+    const next = await run.next();
+    if (next.done) return next.value;
+    out(next.value.text);
+  }
+}
+
+export const PLAYGROUND_COMMANDS: Record<string, Command> = {
+  generate: {
+    summary: 'generate text from a prompt or a conversation, with or without an adapter',
+    usage: `peft-studio generate --model DIR [--adapter DIR] [--base] (--prompt TEXT | --messages FILE.json) [--plain-chat] ${SAMPLING_FLAGS} [--ignore-eos] [--json]`,
+    options: { model: str, adapter: str, base: { type: 'boolean', default: false }, prompt: str, messages: str, 'plain-chat': { type: 'boolean', default: false }, ...samplingOptions, json },
+    async run(values) {
+      if ((values.prompt === undefined) === (values.messages === undefined)) throw new UsageError('give --prompt or --messages (one of them)');
+      const options = { ...generateOptions(values), adapterScale: values.base ? 0 : 1 };
+      const { model, tokenizer, modelDir } = await loadModel(values);
+      try {
+        const promptIds = values.messages
+          ? chatPromptIds(modelDir, tokenizer, readMessages(path.resolve(values.messages as string)), values['plain-chat'] === true)
+          : tokenizer.encode(values.prompt as string);
+        if (promptIds.length === 0) throw new UserError('--prompt is empty');
+        const asJson = values.json === true;
+        const result = await streamTo(asJson ? () => {} : (text) => process.stdout.write(text), generate(model, tokenizer, promptIds, options));
+        if (asJson) {
+          process.stdout.write(`${JSON.stringify({ ...result, newTokens: result.ids.length, tokensPerSecond: result.decodeTokensPerSecond, device: model.device })}\n`);
+        } else {
+          process.stdout.write('\n');
+          process.stderr.write(`${result.ids.length} tokens (${result.finishReason}), ${result.decodeTokensPerSecond.toFixed(1)} tokens/s, first token after ${result.timeToFirstTokenSeconds.toFixed(2)} s on ${model.device}\n`);
+        }
+      } finally {
+        await model.close();
+      }
+    },
+  },
+  chat: {
+    summary: 'chat in the terminal; /base and /adapter switch, /reset starts over, /exit quits',
+    usage: `peft-studio chat --model DIR [--adapter DIR] [--system TEXT] [--plain-chat] ${SAMPLING_FLAGS}`,
+    options: { model: str, adapter: str, system: str, 'plain-chat': { type: 'boolean', default: false }, ...samplingOptions },
+    async run(values) {
+      const options = generateOptions(values);
+      const { model, tokenizer, modelDir } = await loadModel(values);
+      const start: ChatTurn[] = values.system ? [{ role: 'system', content: values.system as string }] : [];
+      let messages = [...start];
+      let adapterScale = model.adapter ? 1 : 0;
+      const terminal = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+      process.stdout.write(`chatting with ${modelDir}${model.adapter ? ' + adapter' : ''} on ${model.device}; /base, /adapter, /reset, /exit\n`);
+      try {
+        for (;;) {
+          let line: string;
+          try {
+            line = (await terminal.question('> ')).trim();
+          } catch {
+            break; // input closed
+          }
+          if (line === '/exit' || line === '/quit') break;
+          if (line === '/reset') {
+            messages = [...start];
+            continue;
+          }
+          if (line === '/base' || line === '/adapter') {
+            if (line === '/adapter' && !model.adapter) process.stdout.write('no adapter loaded (--adapter DIR)\n');
+            else adapterScale = line === '/base' ? 0 : 1;
+            process.stdout.write(`answering as the ${adapterScale ? 'fine-tuned' : 'base'} model\n`);
+            continue;
+          }
+          if (!line) continue;
+          messages.push({ role: 'user', content: line });
+          const promptIds = chatPromptIds(modelDir, tokenizer, messages, values['plain-chat'] === true);
+          const result = await streamTo((text) => process.stdout.write(text), generate(model, tokenizer, promptIds, { ...options, adapterScale }));
+          process.stdout.write('\n');
+          messages.push({ role: 'assistant', content: result.text });
+        }
+      } finally {
+        terminal.close();
+        await model.close();
+      }
+    },
+  },
+};

@@ -1,0 +1,120 @@
+// A model loaded for generation: one session over the whole decoder with a KV cache, an optional unmerged LoRA
+// adapter whose scale is chosen per call (0 = the base model), on the CPU or WebGPU (cache kept in GPU buffers).
+// Legend: T = new tokens in a call, P = cached tokens, K = kv heads, D = head width, V = vocabulary.
+import type { ExecutionDevice } from '../../shared/training.js';
+import { UserError } from '../../shared/errors.js';
+import { loraScale, type LoraWeights } from '../adapter/loraAdapter.js';
+import { ropeTables } from '../model/architecture.js';
+import type { ModelFolder } from '../model/modelFolder.js';
+import { placeGraphs } from './graphPlacement.js';
+import { buildGenerationGraph } from './graphs/generation.js';
+import { release, runChecked, Tensor, type Session } from './runtime.js';
+
+/** One sequence's cached keys and values, [1, K, 1, P, D] per layer; owned by the caller, freed by `dispose`. */
+export class KvCache {
+  constructor(
+    readonly length: number,
+    readonly keys: Tensor[],
+    readonly values: Tensor[],
+  ) {}
+
+  dispose(): void {
+    for (const t of [...this.keys, ...this.values]) release(t);
+  }
+}
+
+export class InferenceModel {
+  private ropeCos: Float32Array = new Float32Array(0);
+  private ropeSin: Float32Array = new Float32Array(0);
+  private ropeLength = 0;
+  private readonly loraFeeds: Record<string, Tensor> = {};
+
+  private constructor(
+    readonly folder: ModelFolder,
+    readonly device: ExecutionDevice,
+    readonly adapter: LoraWeights | null,
+    private readonly session: Session,
+  ) {
+    adapter?.layers.forEach((pairs, i) => {
+      const r = adapter.settings.rank;
+      for (const [target, pair] of pairs) {
+        this.loraFeeds[`lora_A.${i}.${target}`] = new Tensor('float32', pair.a, [r, pair.a.length / r]);
+        this.loraFeeds[`lora_B.${i}.${target}`] = new Tensor('float32', pair.b, [pair.b.length / r, r]);
+      }
+    });
+  }
+
+  static async load(folder: ModelFolder, device: ExecutionDevice, adapter: LoraWeights | null): Promise<InferenceModel> {
+    const place = placeGraphs(folder, 'auto');
+    try {
+      const graph = buildGenerationGraph({
+        spec: folder.spec,
+        tensors: folder.tensors,
+        externalLocation: place.location,
+        lora: adapter ? { rank: adapter.settings.rank, targets: adapter.targets } : null,
+      });
+      const resident = Array.from({ length: folder.spec.numLayers }, (_, i) => [`present_key.${i}`, `present_value.${i}`]).flat();
+      const session = await place.open('generation', graph, device, {}, resident);
+      return new InferenceModel(folder, device, adapter, session);
+    } finally {
+      place.cleanup();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.session.release();
+  }
+
+  /** An empty cache to start a sequence from. */
+  emptyCache(): KvCache {
+    const { numLayers, numKvHeads, headDim } = this.folder.spec;
+    const empty = () => new Tensor('float32', new Float32Array(0), [1, numKvHeads, 1, 0, headDim]);
+    return new KvCache(0, Array.from({ length: numLayers }, empty), Array.from({ length: numLayers }, empty));
+  }
+
+  private positionFeeds(past: number, count: number) {
+    const d = this.folder.spec.headDim;
+    const total = past + count;
+    if (total > this.ropeLength) {
+      // Grow the table geometrically so a long generation recomputes it a handful of times, not per token.
+      this.ropeLength = Math.max(total, 2 * this.ropeLength, 256);
+      ({ cos: this.ropeCos, sin: this.ropeSin } = ropeTables(this.folder.spec, this.ropeLength));
+    }
+    const mask = new Float32Array(count * total);
+    for (let i = 0; i < count; i++) for (let j = past + i + 1; j < total; j++) mask[i * total + j] = -Infinity;
+    return {
+      cos: new Tensor('float32', this.ropeCos.slice(past * d, total * d), [1, 1, 1, count, d]),
+      sin: new Tensor('float32', this.ropeSin.slice(past * d, total * d), [1, 1, 1, count, d]),
+      mask: new Tensor('float32', mask, [1, 1, 1, count, total]),
+    };
+  }
+
+  /**
+   * Runs `ids` (the prompt, or the last sampled token) after `cache`; returns the last token's logits [V] and the
+   * grown cache. The old cache is released: pass the returned one to the next call.
+   */
+  async step(ids: ArrayLike<number>, cache: KvCache, adapterScale: number): Promise<{ logits: Float32Array; cache: KvCache }> {
+    const { numLayers, maxPositionEmbeddings } = this.folder.spec;
+    if (cache.length + ids.length > maxPositionEmbeddings) {
+      throw new UserError(`${cache.length + ids.length} tokens exceed the model's context of ${maxPositionEmbeddings} (config.json max_position_embeddings)`);
+    }
+    const feeds: Record<string, Tensor> = {
+      ids: new Tensor('int32', Int32Array.from(ids), [1, ids.length]),
+      ...this.positionFeeds(cache.length, ids.length),
+      ...this.loraFeeds,
+    };
+    if (this.adapter) feeds.lora_scale = new Tensor('float32', [adapterScale * loraScale(this.adapter.settings)], []);
+    for (let i = 0; i < numLayers; i++) {
+      feeds[`past_key.${i}`] = cache.keys[i];
+      feeds[`past_value.${i}`] = cache.values[i];
+    }
+    const out = await runChecked(this.session, feeds, 'generation step');
+    cache.dispose();
+    const next = new KvCache(
+      cache.length + ids.length,
+      Array.from({ length: numLayers }, (_, i) => out[`present_key.${i}`]),
+      Array.from({ length: numLayers }, (_, i) => out[`present_value.${i}`]),
+    );
+    return { logits: out.logits.data as Float32Array, cache: next };
+  }
+}
