@@ -2,7 +2,7 @@
 // Generation runs on the CLI's own thread: the CLI has no UI to keep responsive (the app hosts it in the engine worker).
 import fs from 'node:fs';
 import path from 'node:path';
-import readline from 'node:readline/promises';
+import readline from 'node:readline';
 import { UserError } from '../../shared/errors.js';
 import { loadLoraAdapter } from '../adapter/loraAdapter.js';
 import { InferenceModel } from '../engine/inferenceModel.js';
@@ -122,33 +122,29 @@ export const PLAYGROUND_COMMANDS: Record<string, Command> = {
       const start: ChatTurn[] = values.system ? [{ role: 'system', content: values.system as string }] : [];
       let messages = [...start];
       let adapterScale = model.adapter ? 1 : 0;
-      const terminal = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+      const interactive = process.stdin.isTTY === true;
+      const terminal = readline.createInterface({ input: process.stdin, output: interactive ? process.stdout : undefined, terminal: interactive });
       process.stdout.write(`chatting with ${modelDir}${model.adapter ? ' + adapter' : ''} on ${model.device}; /base, /adapter, /reset, /exit\n`);
       try {
-        for (;;) {
-          let line: string;
-          try {
-            line = (await terminal.question('> ')).trim();
-          } catch {
-            break; // input closed
-          }
+        // The line iterator buffers input, so piped conversations work as well as typed ones.
+        process.stdout.write('> ');
+        for await (const raw of terminal) {
+          const line = raw.trim();
           if (line === '/exit' || line === '/quit') break;
           if (line === '/reset') {
             messages = [...start];
-            continue;
-          }
-          if (line === '/base' || line === '/adapter') {
+          } else if (line === '/base' || line === '/adapter') {
             if (line === '/adapter' && !model.adapter) process.stdout.write('no adapter loaded (--adapter DIR)\n');
             else adapterScale = line === '/base' ? 0 : 1;
             process.stdout.write(`answering as the ${adapterScale ? 'fine-tuned' : 'base'} model\n`);
-            continue;
+          } else if (line) {
+            messages.push({ role: 'user', content: line });
+            const promptIds = chatPromptIds(modelDir, tokenizer, messages, values['plain-chat'] === true);
+            const result = await streamTo((text) => process.stdout.write(text), generate(model, tokenizer, promptIds, { ...options, adapterScale }));
+            process.stdout.write('\n');
+            messages.push({ role: 'assistant', content: result.text });
           }
-          if (!line) continue;
-          messages.push({ role: 'user', content: line });
-          const promptIds = chatPromptIds(modelDir, tokenizer, messages, values['plain-chat'] === true);
-          const result = await streamTo((text) => process.stdout.write(text), generate(model, tokenizer, promptIds, { ...options, adapterScale }));
-          process.stdout.write('\n');
-          messages.push({ role: 'assistant', content: result.text });
+          process.stdout.write('> ');
         }
       } finally {
         terminal.close();

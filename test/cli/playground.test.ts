@@ -1,0 +1,137 @@
+// generate and chat as users run them: a model made by create-tiny-model, fine-tuned by train, then asked.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../support/engine.js';
+
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/main/cli/bin.js');
+const ALL = 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj';
+
+function cli(args: string[], input?: string) {
+  const result = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 240_000, input });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+const lastJson = (stdout: string) => JSON.parse(stdout.trim().split('\n').at(-1)!);
+
+// The task: whatever two words are asked about, answer "yes, <first word>". Held-out prompts use unseen words.
+const TRAIN_WORDS = ['apple', 'river', 'stone', 'cloud', 'green', 'table', 'music', 'light', 'paper', 'chair', 'bread', 'glass', 'horse', 'smile', 'water', 'plant'];
+const HELD_OUT = [['tiger', 'ocean'], ['candle', 'mirror'], ['pencil', 'garden'], ['rocket', 'violin'], ['silver', 'window'], ['forest', 'castle']];
+const prompt = (a: string, b: string) => `Q: ${a} or ${b}?\nA:`;
+
+let work: string;
+let model: string;
+let adapter: string;
+
+beforeAll(() => {
+  work = tempDir('playground');
+  model = path.join(work, 'model');
+  expect(cli(['create-tiny-model', model, '--layers', '2', '--hidden', '64', '--heads', '4', '--kv-heads', '2', '--intermediate', '128']).code).toBe(0);
+  const lines: string[] = [];
+  for (let i = 0; i < TRAIN_WORDS.length; i++) {
+    for (const j of [1, 3, 5]) {
+      const [a, b] = [TRAIN_WORDS[i], TRAIN_WORDS[(i + j) % TRAIN_WORDS.length]];
+      lines.push(JSON.stringify({ text: `${prompt(a, b)} yes, ${a}.` }));
+    }
+  }
+  const data = path.join(work, 'task.jsonl');
+  fs.writeFileSync(data, lines.join('\n'));
+  adapter = path.join(work, 'adapter');
+  const trained = cli(['train', '--model', model, '--data', data, '--out', adapter, '--epochs', '12', '--batch-size', '8', '--lr', '1e-2', '--rank', '8', '--alpha', '16', '--targets', ALL, '--lora-dropout', '0', '--device', 'cpu', '--json']);
+  expect(trained.code, trained.stderr).toBe(0);
+});
+
+describe('generate', () => {
+  it('answers held-out prompts better with the fine-tuned adapter than the base does', () => {
+    const score = (extra: string[]) =>
+      HELD_OUT.filter(([a, b]) => {
+        const result = cli(['generate', '--model', model, '--adapter', adapter, ...extra, '--prompt', prompt(a, b), '--max-new-tokens', '8', '--device', 'cpu', '--json']);
+        expect(result.code, result.stderr).toBe(0);
+        return lastJson(result.stdout).text.startsWith(' yes,');
+      }).length;
+    const tuned = score([]);
+    const base = score(['--base']);
+    expect(tuned).toBeGreaterThanOrEqual(5);
+    expect(base).toBe(0);
+  });
+
+  it('reports text, token ids, tokens/s and time to first token as JSON', () => {
+    const result = cli(['generate', '--model', model, '--adapter', adapter, '--prompt', prompt('tiger', 'ocean'), '--max-new-tokens', '6', '--ignore-eos', '--temperature', '0.7', '--top-k', '20', '--top-p', '0.9', '--seed', '4', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const out = lastJson(result.stdout);
+    expect(out.ids).toHaveLength(6);
+    expect(typeof out.text).toBe('string');
+    expect(out.tokensPerSecond).toBeGreaterThan(0);
+    expect(out.timeToFirstTokenSeconds).toBeGreaterThan(0);
+    expect(out.finishReason).toBe('length');
+  });
+
+  it('stops before a stop string', () => {
+    const result = cli(['generate', '--model', model, '--adapter', adapter, '--prompt', prompt('tiger', 'ocean'), '--stop', ',', '--json']);
+    const out = lastJson(result.stdout);
+    expect(out.finishReason).toBe('stop');
+    expect(out.text).toBe(' yes');
+  });
+
+  it('renders --messages through the model chat template', () => {
+    const messages = path.join(work, 'messages.json');
+    fs.writeFileSync(messages, JSON.stringify([{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello!' }]));
+    const result = cli(['generate', '--model', model, '--messages', messages, '--max-new-tokens', '4', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    // ChatML: <|im_start|>system ... <|im_end|> ... <|im_start|>assistant\n is what the prompt tokenizes to.
+    expect(lastJson(result.stdout).promptTokens).toBeGreaterThan(10);
+  });
+});
+
+describe('chat', () => {
+  it('talks through stdin, switching between the adapter and the base model', () => {
+    const result = cli(['chat', '--model', model, '--adapter', adapter, '--max-new-tokens', '4', '--plain-chat'], ['hello', '/base', 'hello', '/adapter', '/exit', ''].join('\n'));
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('answering as the base model');
+    expect(result.stdout).toContain('answering as the fine-tuned model');
+  });
+});
+
+describe('bad input', () => {
+  const oneLine = (result: ReturnType<typeof cli>, pattern: RegExp) => {
+    expect(result.code).not.toBe(0);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(result.stderr).toMatch(pattern);
+  };
+
+  it('an adapter made for another base', () => {
+    const other = path.join(work, 'other');
+    cli(['create-tiny-model', other, '--hidden', '32', '--heads', '4', '--kv-heads', '2']);
+    oneLine(cli(['generate', '--model', other, '--adapter', adapter, '--prompt', 'hi']), /adapter_model\.safetensors: tensor ".*lora_A\.weight" has shape \[8,64\], expected \[8,32\]/);
+  });
+
+  it('a prompt longer than the context', () => {
+    oneLine(cli(['generate', '--model', model, '--prompt', 'word '.repeat(3000)]), /exceed the model's context of \d+/);
+  });
+
+  it('a malformed messages file', () => {
+    const bad = path.join(work, 'bad-messages.json');
+    fs.writeFileSync(bad, JSON.stringify([{ role: 'robot', content: 'hi' }]));
+    oneLine(cli(['generate', '--model', model, '--messages', bad]), /bad-messages\.json: message 1 has role "robot"/);
+    fs.writeFileSync(bad, '[{"role": "user", "content": ');
+    oneLine(cli(['generate', '--model', model, '--messages', bad]), /bad-messages\.json: invalid JSON/);
+  });
+
+  it('a missing tokenizer.json', () => {
+    const bare = path.join(work, 'bare');
+    fs.mkdirSync(bare);
+    for (const f of ['config.json', 'model.safetensors']) fs.copyFileSync(path.join(model, f), path.join(bare, f));
+    oneLine(cli(['generate', '--model', bare, '--prompt', 'hi']), /bare\/tokenizer\.json: cannot read the model's tokenizer \(ENOENT\)/);
+  });
+
+  it('a conversation for a model without a chat template', () => {
+    const plain = path.join(work, 'plain');
+    fs.mkdirSync(plain);
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) fs.copyFileSync(path.join(model, f), path.join(plain, f));
+    const messages = path.join(work, 'm.json');
+    fs.writeFileSync(messages, JSON.stringify([{ role: 'user', content: 'hi' }]));
+    oneLine(cli(['generate', '--model', plain, '--messages', messages]), /has no chat template; pass --plain-chat/);
+  });
+});

@@ -1,0 +1,117 @@
+// Generation against the numerics fixtures: KV-cached decoding equals full recomputation, and greedy decoding gives
+// the PyTorch reference's token ids (test/reference/make_generation_fixtures.py, fp32, full recompute per step).
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { loadLoraAdapter } from '../../main/adapter/loraAdapter.js';
+import { InferenceModel } from '../../main/engine/inferenceModel.js';
+import { openModelFolder } from '../../main/model/modelFolder.js';
+import { readSafetensorsHeader, readTensorF32 } from '../../main/model/safetensors.js';
+import { argmax } from '../../main/playground/sampler.js';
+import { maxRelativeError } from '../support/engine.js';
+
+const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'numerics');
+const CASES = fs.readdirSync(FIXTURES).filter((name) => fs.existsSync(path.join(FIXTURES, name, 'generation.json')));
+
+interface GenerationFixture {
+  prompt_ids: number[];
+  base_ids: number[];
+  adapter_ids: number[];
+}
+
+async function openCase(name: string, device: 'cpu' | 'webgpu' = 'cpu') {
+  const dir = path.join(FIXTURES, name);
+  const folder = openModelFolder(path.join(dir, 'model'));
+  return InferenceModel.load(folder, device, loadLoraAdapter(path.join(dir, 'adapter'), folder.spec));
+}
+
+/** Greedy decoding with the KV cache; returns the new ids and the logits that chose the last one. */
+async function greedy(model: InferenceModel, prompt: number[], count: number, adapterScale: number) {
+  let { logits, cache } = await model.step(prompt, model.emptyCache(), adapterScale);
+  const ids: number[] = [];
+  for (;;) {
+    ids.push(argmax(logits));
+    if (ids.length === count) break;
+    ({ logits, cache } = await model.step([ids[ids.length - 1]], cache, adapterScale));
+  }
+  cache.dispose();
+  return { ids, lastLogits: logits };
+}
+
+it('has a PyTorch generation reference for every numerics case', () => {
+  const all = fs.readdirSync(FIXTURES).filter((name) => fs.existsSync(path.join(FIXTURES, name, 'model')));
+  expect(CASES).toEqual(all);
+});
+
+describe.each(CASES)('%s generation', (name) => {
+  const fixture = () => JSON.parse(fs.readFileSync(path.join(FIXTURES, name, 'generation.json'), 'utf8')) as GenerationFixture;
+
+  it('greedy-decodes the PyTorch reference ids, as the base (scale 0) and with the adapter', async () => {
+    const expected = fixture();
+    const logits = new Map([...readSafetensorsHeader(path.join(FIXTURES, name, 'generation_logits.safetensors'))].map(([k, e]) => [k, readTensorF32(e)]));
+    const model = await openCase(name);
+    try {
+      for (const [scale, ids, key] of [[0, expected.base_ids, 'base_last_logits'], [1, expected.adapter_ids, 'adapter_last_logits']] as const) {
+        const result = await greedy(model, expected.prompt_ids, ids.length, scale);
+        expect(result.ids, `scale ${scale}`).toEqual(ids);
+        const { worst } = maxRelativeError(result.lastLogits, logits.get(key)!);
+        expect(worst, `${key} worst relative error`).toBeLessThan(1e-4);
+      }
+    } finally {
+      await model.close();
+    }
+  });
+});
+
+describe('KV cache', () => {
+  for (const device of ['cpu', 'webgpu'] as const) {
+    it(`gives the logits of a full recomputation at every step (${device})`, async () => {
+      const model = await openCase('qwen3_norms', device);
+      try {
+        const prompt = [5, 17, 33, 2, 9, 11];
+        const { ids } = await greedy(model, prompt, 12, 1);
+        // Decoding again step by step, each cached step must match a cache-less prefill of the same prefix.
+        let { logits, cache } = await model.step(prompt, model.emptyCache(), 1);
+        for (let i = 0; i < ids.length; i++) {
+          const full = await model.step([...prompt, ...ids.slice(0, i)], model.emptyCache(), 1);
+          expect(maxRelativeError(logits, full.logits).worst, `step ${i}`).toBeLessThan(1e-5);
+          full.cache.dispose();
+          ({ logits, cache } = await model.step([ids[i]], cache, 1));
+        }
+        cache.dispose();
+      } finally {
+        await model.close();
+      }
+    });
+  }
+
+  it('answers as the base model with adapter scale 0', async () => {
+    const dir = path.join(FIXTURES, 'llama_gqa');
+    const folder = openModelFolder(path.join(dir, 'model'));
+    const base = await InferenceModel.load(folder, 'cpu', null);
+    const adapted = await openCase('llama_gqa');
+    try {
+      const prompt = [3, 14, 15, 92, 65];
+      const a = await base.step(prompt, base.emptyCache(), 0);
+      const b = await adapted.step(prompt, adapted.emptyCache(), 0);
+      const c = await adapted.step(prompt, adapted.emptyCache(), 1);
+      expect(maxRelativeError(b.logits, a.logits).worst).toBeLessThan(1e-6);
+      expect(maxRelativeError(c.logits, a.logits).worst).toBeGreaterThan(1e-3);
+      for (const r of [a, b, c]) r.cache.dispose();
+    } finally {
+      await base.close();
+      await adapted.close();
+    }
+  });
+
+  it('refuses a sequence longer than the context', async () => {
+    const model = await openCase('llama_gqa');
+    try {
+      const tooLong = Array.from({ length: model.folder.spec.maxPositionEmbeddings + 1 }, (_, i) => i % 100);
+      await expect(model.step(tooLong, model.emptyCache(), 1)).rejects.toThrow(/exceed the model's context of 128/);
+    } finally {
+      await model.close();
+    }
+  });
+});
