@@ -77,6 +77,14 @@ function chatPromptIds(modelDir: string, tokenizer: ModelTokenizer, messages: Ch
   return tokenizer.encode(`${text}\nAssistant:`);
 }
 
+/** Pre-tokenized prompts (benchmarks, tools): comma-separated ids, each inside the vocabulary. */
+function parsePromptIds(raw: string, vocabSize: number): number[] {
+  const ids = raw.split(',').map((part) => Number(part.trim()));
+  const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= vocabSize);
+  if (bad >= 0) throw new UsageError(`--prompt-ids: entry ${bad + 1} (${raw.split(',')[bad]}) is not a token id below the vocabulary size ${vocabSize}`);
+  return ids;
+}
+
 async function streamTo(out: (text: string) => void, run: AsyncGenerator<{ text: string }, GenerationResult>): Promise<GenerationResult> {
   for (;;) {
     const next = await run.next();
@@ -88,16 +96,19 @@ async function streamTo(out: (text: string) => void, run: AsyncGenerator<{ text:
 export const PLAYGROUND_COMMANDS: Record<string, Command> = {
   generate: {
     summary: 'generate text from a prompt or a conversation, with or without an adapter',
-    usage: `peft-studio generate --model DIR [--adapter DIR] [--base] (--prompt TEXT | --messages FILE.json) [--plain-chat] ${SAMPLING_FLAGS} [--ignore-eos] [--json]`,
-    options: { model: str, adapter: str, base: { type: 'boolean', default: false }, prompt: str, messages: str, 'plain-chat': { type: 'boolean', default: false }, ...samplingOptions, json },
+    usage: `peft-studio generate --model DIR [--adapter DIR] [--base] (--prompt TEXT | --messages FILE.json | --prompt-ids 1,2,3) [--plain-chat] ${SAMPLING_FLAGS} [--ignore-eos] [--json]`,
+    options: { model: str, adapter: str, base: { type: 'boolean', default: false }, prompt: str, messages: str, 'prompt-ids': str, 'plain-chat': { type: 'boolean', default: false }, ...samplingOptions, json },
     async run(values) {
-      if ((values.prompt === undefined) === (values.messages === undefined)) throw new UsageError('give --prompt or --messages (one of them)');
+      const given = ['prompt', 'messages', 'prompt-ids'].filter((flag) => values[flag] !== undefined);
+      if (given.length !== 1) throw new UsageError('give one of --prompt, --messages or --prompt-ids');
       const options = { ...generateOptions(values), adapterScale: values.base ? 0 : 1 };
       const { model, tokenizer, modelDir } = await loadModel(values);
       try {
         const promptIds = values.messages
           ? chatPromptIds(modelDir, tokenizer, readMessages(path.resolve(values.messages as string)), values['plain-chat'] === true)
-          : tokenizer.encode(values.prompt as string);
+          : values['prompt-ids'] !== undefined
+            ? parsePromptIds(values['prompt-ids'] as string, model.folder.spec.vocabSize)
+            : tokenizer.encode(values.prompt as string);
         if (promptIds.length === 0) throw new UserError('--prompt is empty');
         const asJson = values.json === true;
         const result = await streamTo(asJson ? () => {} : (text) => process.stdout.write(text), generate(model, tokenizer, promptIds, options));

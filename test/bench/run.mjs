@@ -8,8 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
-import { expectedShapes, parseModelConfig } from '../../dist/main/model/architecture.js';
-import { writeSafetensors } from '../../dist/main/model/safetensors.js';
+import { createTinyModel } from '../../dist/main/model/tinyModel.js';
 import { Rng } from '../../dist/main/util/random.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -20,23 +19,9 @@ const { values: args } = parseArgs({ options: { quick: { type: 'boolean', defaul
 // SmolLM2-135M's shape.
 const SMOL = { hidden: 576, intermediate: 1536, heads: 9, kvHeads: 3, vocab: 49152, layers: 30 };
 
-/** A random-weight fp32 model folder of the given shape (the benchmark needs no tokenizer). */
+/** A random-weight fp32 model folder of the given shape, with the tiny tokenizer (the ids it uses stay below V). */
 function writeModel(dir, shape) {
-  const config = {
-    model_type: 'llama', hidden_size: shape.hidden, intermediate_size: shape.intermediate, num_hidden_layers: shape.layers,
-    num_attention_heads: shape.heads, num_key_value_heads: shape.kvHeads, vocab_size: shape.vocab, rms_norm_eps: 1e-5,
-    rope_theta: 100000, max_position_embeddings: 8192, tie_word_embeddings: true, torch_dtype: 'float32',
-  };
-  fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config, null, 2));
-  const rng = new Rng(0);
-  const tensors = {};
-  for (const [name, dims] of expectedShapes(parseModelConfig(config, 'bench'))) {
-    const data = new Float32Array(dims.reduce((a, b) => a * b, 1));
-    for (let i = 0; i < data.length; i++) data[i] = name.includes('norm') ? 1 : 0.02 * rng.normal();
-    tensors[name] = { dtype: 'F32', shape: dims, data };
-  }
-  writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+  createTinyModel(dir, { arch: 'llama', layers: shape.layers, hidden: shape.hidden, heads: shape.heads, kvHeads: shape.kvHeads, intermediate: shape.intermediate, vocab: shape.vocab, dtype: 'f32', tie: true, seed: 0 });
 }
 
 function runJson(command, commandArgs) {
@@ -54,6 +39,21 @@ function ours(modelDir, { seqLen, batchSize, steps, checkpointing }) {
 function torch(shape, { seqLen, batchSize, steps, checkpointing }) {
   const r = runJson('/usr/bin/python3', [TORCH_BENCH, '--hidden', String(shape.hidden), '--layers', String(shape.layers), '--heads', String(shape.heads), '--kv-heads', String(shape.kvHeads), '--intermediate', String(shape.intermediate), '--vocab', String(shape.vocab), '--batch-size', String(batchSize), '--seq-len', String(seqLen), '--steps', String(steps), '--rank', '16', '--alpha', '32', '--gradient-checkpointing', checkpointing ? 'on' : 'off', '--threads', String(os.availableParallelism()), '--json']);
   return { tokensPerSecond: r.tokens_per_second, secondsPerStep: r.seconds_per_step, peakRssBytes: r.peak_rss_bytes, version: r.torch_version };
+}
+
+const TORCH_GENERATE_BENCH = path.join(ROOT, 'test/reference/torch_generate_bench.py');
+
+/** Batch-1 greedy decoding: `newTokens` after a `promptLen`-token prompt, never stopping at EOS. */
+function oursGenerate(modelDir, { promptLen, newTokens }) {
+  const rng = new Rng(1);
+  const ids = Array.from({ length: promptLen }, () => rng.int(700)).join(',');
+  const r = runJson(process.execPath, [CLI, 'generate', '--model', modelDir, '--prompt-ids', ids, '--max-new-tokens', String(newTokens), '--ignore-eos', '--device', 'cpu', '--json']);
+  return { decodeTokensPerSecond: r.decodeTokensPerSecond, timeToFirstTokenSeconds: r.timeToFirstTokenSeconds };
+}
+
+function torchGenerate(shape, { promptLen, newTokens }) {
+  const r = runJson('/usr/bin/python3', [TORCH_GENERATE_BENCH, '--hidden', String(shape.hidden), '--layers', String(shape.layers), '--heads', String(shape.heads), '--kv-heads', String(shape.kvHeads), '--intermediate', String(shape.intermediate), '--vocab', String(shape.vocab), '--prompt-len', String(promptLen), '--new-tokens', String(newTokens), '--threads', String(os.availableParallelism()), '--json']);
+  return { decodeTokensPerSecond: r.decode_tokens_per_second, timeToFirstTokenSeconds: r.time_to_first_token_s };
 }
 
 /** Model FLOPs of one LoRA step (frozen base: no weight gradients; recompute adds a layer forward). */
@@ -112,6 +112,14 @@ try {
     }
   }
 
+  const decoding = { promptLen: 128, newTokens: args.quick ? 16 : 128 };
+  process.stderr.write('decoding: peft-studio...\n');
+  report.results.decoding = { ours: oursGenerate(smolDir, decoding) };
+  if (!args['skip-torch']) {
+    process.stderr.write('decoding: PyTorch...\n');
+    report.results.decoding.torch = torchGenerate(smolShape, decoding);
+  }
+
   const memShape = { ...SMOL, layers: args.quick ? 4 : 24 };
   const memDir = path.join(workDir, 'mem');
   process.stderr.write(`writing a ${memShape.layers}-layer model for the memory check...\n`);
@@ -141,6 +149,10 @@ try {
   const off = report.results['memory checkpointing off'].ours;
   const on = report.results['memory checkpointing on'].ours;
   lines.push('', `Memory, ${memShape.layers} layers, batch 4 x 512: peak RSS ${gib(off.peakRssBytes)} GiB with checkpointing off, ${gib(on.peakRssBytes)} GiB on: ${(off.peakRssBytes / on.peakRssBytes).toFixed(2)}x lower.`);
+  const dec = report.results.decoding;
+  lines.push('', `Greedy decoding, batch 1, ${decoding.newTokens} new tokens after a ${decoding.promptLen}-token prompt (CPU):`, '', '| | decode tok/s | time to first token s |', '| --- | --- | --- |');
+  lines.push(`| PEFT Studio | ${dec.ours.decodeTokensPerSecond.toFixed(1)} | ${dec.ours.timeToFirstTokenSeconds.toFixed(2)} |`);
+  if (dec.torch) lines.push(`| PyTorch KV-cache loop | ${dec.torch.decodeTokensPerSecond.toFixed(1)} | ${dec.torch.timeToFirstTokenSeconds.toFixed(2)} |`);
   const torchOff = report.results['speed checkpointing off'].torch;
   if (torchOff) {
     const oursOn = report.results['speed checkpointing on'].ours;
