@@ -89,16 +89,20 @@ export function saveLoraAdapter(dir: string, weights: LoraWeights, baseModel: st
   writeFileAtomic(path.join(dir, 'adapter_config.json'), JSON.stringify(config, null, 2) + '\n');
 }
 
-/** Loads a PEFT LoRA adapter for `spec`; its own r, alpha, targets and rsLoRA setting are returned with it. */
-export function loadLoraAdapter(dir: string, spec: ModelSpec): LoraWeights {
+/** A PEFT adapter folder's adapter_config.json. */
+export function readAdapterConfig(dir: string): Record<string, unknown> {
   const configFile = path.join(dir, 'adapter_config.json');
   if (!fs.existsSync(configFile)) throw new UserError(`${configFile}: not found (not a PEFT adapter folder)`);
-  let config: Record<string, unknown>;
   try {
-    config = JSON.parse(fs.readFileSync(configFile, 'utf8'));
+    return JSON.parse(fs.readFileSync(configFile, 'utf8'));
   } catch (err) {
     throw new UserError(`${configFile}: invalid JSON (${(err as Error).message})`);
   }
+}
+
+/** Loads a PEFT LoRA adapter for `spec`; its own r, alpha, targets and rsLoRA setting are returned with it. */
+export function loadLoraAdapter(dir: string, spec: ModelSpec, config = readAdapterConfig(dir)): LoraWeights {
+  const configFile = path.join(dir, 'adapter_config.json');
   if (config.peft_type !== 'LORA') throw new UserError(`${configFile}: field "peft_type" is ${JSON.stringify(config.peft_type)}, expected "LORA"`);
   const rank = config.r;
   const alpha = config.lora_alpha;

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { UserError } from '../../shared/errors.js';
-import { loadLoraAdapter } from '../adapter/loraAdapter.js';
+import { loadAdapter } from '../adapter/anyAdapter.js';
 import { InferenceModel } from '../engine/inferenceModel.js';
 import { chooseDevice } from '../engine/runtime.js';
 import { loadChatTemplate, type ChatTurn } from '../model/chatTemplate.js';
@@ -45,7 +45,7 @@ async function loadModel(values: Values): Promise<Loaded> {
   if (!values.model) throw new UsageError('--model is required');
   const folder = openModelFolder(values.model as string);
   const tokenizer = loadTokenizer(folder.dir);
-  const adapter = values.adapter ? loadLoraAdapter(path.resolve(values.adapter as string), folder.spec) : null;
+  const adapter = values.adapter ? loadAdapter(path.resolve(values.adapter as string), folder.spec) : null;
   const { device } = chooseDevice(choice(values, 'device', DEVICES, 'auto'));
   return { model: await InferenceModel.load(folder, device, adapter), tokenizer, modelDir: folder.dir };
 }

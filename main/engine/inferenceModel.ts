@@ -1,9 +1,11 @@
-// A model loaded for generation: one session over the whole decoder with a KV cache, an optional unmerged LoRA
-// adapter whose scale is chosen per call (0 = the base model), on the CPU or WebGPU (cache kept in GPU buffers).
+// A model loaded for generation: one session over the whole decoder with a KV cache, on the CPU or WebGPU (cache kept
+// in GPU buffers), with an optional adapter chosen per call: an unmerged LoRA whose scale is an input (0 = the base
+// model), or prompt-tuning virtual tokens placed before the prompt (or left out for the base model).
 // Legend: T = new tokens in a call, P = cached tokens, K = kv heads, D = head width, V = vocabulary.
 import type { ExecutionDevice } from '../../shared/training.js';
 import { UserError } from '../../shared/errors.js';
-import { loraScale, type LoraWeights } from '../adapter/loraAdapter.js';
+import type { Adapter } from '../adapter/anyAdapter.js';
+import { loraScale } from '../adapter/loraAdapter.js';
 import { ropeTables } from '../model/architecture.js';
 import type { ModelFolder } from '../model/modelFolder.js';
 import { placeGraphs } from './graphPlacement.js';
@@ -32,11 +34,12 @@ export class InferenceModel {
   private constructor(
     readonly folder: ModelFolder,
     readonly device: ExecutionDevice,
-    readonly adapter: LoraWeights | null,
+    readonly adapter: Adapter | null,
     private readonly session: Session,
   ) {
-    adapter?.layers.forEach((pairs, i) => {
-      const r = adapter.settings.rank;
+    if (adapter?.kind !== 'lora') return;
+    const r = adapter.lora.settings.rank;
+    adapter.lora.layers.forEach((pairs, i) => {
       for (const [target, pair] of pairs) {
         this.loraFeeds[`lora_A.${i}.${target}`] = new Tensor('float32', pair.a, [r, pair.a.length / r]);
         this.loraFeeds[`lora_B.${i}.${target}`] = new Tensor('float32', pair.b, [pair.b.length / r, r]);
@@ -44,14 +47,14 @@ export class InferenceModel {
     });
   }
 
-  static async load(folder: ModelFolder, device: ExecutionDevice, adapter: LoraWeights | null): Promise<InferenceModel> {
+  static async load(folder: ModelFolder, device: ExecutionDevice, adapter: Adapter | null): Promise<InferenceModel> {
     const place = placeGraphs(folder, 'auto');
     try {
       const graph = buildGenerationGraph({
         spec: folder.spec,
         tensors: folder.tensors,
         externalLocation: place.location,
-        lora: adapter ? { rank: adapter.settings.rank, targets: adapter.targets } : null,
+        lora: adapter?.kind === 'lora' ? { rank: adapter.lora.settings.rank, targets: adapter.lora.targets } : null,
       });
       const resident = Array.from({ length: folder.spec.numLayers }, (_, i) => [`present_key.${i}`, `present_value.${i}`]).flat();
       const session = await place.open('generation', graph, device, {}, resident);
@@ -90,20 +93,24 @@ export class InferenceModel {
   }
 
   /**
-   * Runs `ids` (the prompt, or the last sampled token) after `cache`; returns the last token's logits [V] and the
-   * grown cache. The old cache is released: pass the returned one to the next call.
+   * Runs `ids` (the prompt, or the last sampled token) after `cache`; returns the last position's logits [V] and the
+   * grown cache. The old cache is released: pass the returned one to the next call. `adapterScale` 1 applies the
+   * adapter, 0 answers as the base model (for prompt tuning: virtual tokens before the prompt or not).
    */
   async step(ids: ArrayLike<number>, cache: KvCache, adapterScale: number): Promise<{ logits: Float32Array; cache: KvCache }> {
-    const { numLayers, maxPositionEmbeddings } = this.folder.spec;
-    if (cache.length + ids.length > maxPositionEmbeddings) {
-      throw new UserError(`${cache.length + ids.length} tokens exceed the model's context of ${maxPositionEmbeddings} (config.json max_position_embeddings)`);
+    const { numLayers, maxPositionEmbeddings, hiddenSize } = this.folder.spec;
+    const virtual = this.adapter?.kind === 'prompt-tuning' && cache.length === 0 && adapterScale !== 0 ? this.adapter.prompt : null;
+    const count = ids.length + (virtual?.numVirtualTokens ?? 0);
+    if (cache.length + count > maxPositionEmbeddings) {
+      throw new UserError(`${cache.length + count} tokens exceed the model's context of ${maxPositionEmbeddings} (config.json max_position_embeddings)`);
     }
     const feeds: Record<string, Tensor> = {
       ids: new Tensor('int32', Int32Array.from(ids), [1, ids.length]),
-      ...this.positionFeeds(cache.length, ids.length),
+      prefix: virtual ? new Tensor('float32', virtual.embeddings, [virtual.numVirtualTokens, hiddenSize]) : new Tensor('float32', new Float32Array(0), [0, hiddenSize]),
+      ...this.positionFeeds(cache.length, count),
       ...this.loraFeeds,
     };
-    if (this.adapter) feeds.lora_scale = new Tensor('float32', [adapterScale * loraScale(this.adapter.settings)], []);
+    if (this.adapter?.kind === 'lora') feeds.lora_scale = new Tensor('float32', [adapterScale * loraScale(this.adapter.lora.settings)], []);
     for (let i = 0; i < numLayers; i++) {
       feeds[`past_key.${i}`] = cache.keys[i];
       feeds[`past_value.${i}`] = cache.values[i];
@@ -111,7 +118,7 @@ export class InferenceModel {
     const out = await runChecked(this.session, feeds, 'generation step');
     cache.dispose();
     const next = new KvCache(
-      cache.length + ids.length,
+      cache.length + count,
       Array.from({ length: numLayers }, (_, i) => out[`present_key.${i}`]),
       Array.from({ length: numLayers }, (_, i) => out[`present_value.${i}`]),
     );

@@ -4,12 +4,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { loadLoraAdapter } from '../../main/adapter/loraAdapter.js';
+import { loadAdapter } from '../../main/adapter/anyAdapter.js';
 import { InferenceModel } from '../../main/engine/inferenceModel.js';
 import { openModelFolder } from '../../main/model/modelFolder.js';
 import { readSafetensorsHeader, readTensorF32 } from '../../main/model/safetensors.js';
 import { argmax } from '../../main/playground/sampler.js';
-import { maxRelativeError } from '../support/engine.js';
+import { savePromptTuningAdapter } from '../../main/adapter/promptTuningAdapter.js';
+import { maxRelativeError, tempDir } from '../support/engine.js';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'numerics');
 const CASES = fs.readdirSync(FIXTURES).filter((name) => fs.existsSync(path.join(FIXTURES, name, 'generation.json')));
@@ -23,7 +24,7 @@ interface GenerationFixture {
 async function openCase(name: string, device: 'cpu' | 'webgpu' = 'cpu') {
   const dir = path.join(FIXTURES, name);
   const folder = openModelFolder(path.join(dir, 'model'));
-  return InferenceModel.load(folder, device, loadLoraAdapter(path.join(dir, 'adapter'), folder.spec));
+  return InferenceModel.load(folder, device, loadAdapter(path.join(dir, 'adapter'), folder.spec));
 }
 
 /** Greedy decoding with the KV cache; returns the new ids and the logits that chose the last one. */
@@ -112,6 +113,34 @@ describe('KV cache', () => {
       await expect(model.step(tooLong, model.emptyCache(), 1)).rejects.toThrow(/exceed the model's context of 128/);
     } finally {
       await model.close();
+    }
+  });
+});
+
+describe('prompt-tuning adapters', () => {
+  it('prepend their virtual tokens: virtual embeddings equal to token embeddings act as those tokens', async () => {
+    const dir = path.join(FIXTURES, 'llama_gqa');
+    const folder = openModelFolder(path.join(dir, 'model'));
+    const embeddings = readTensorF32(folder.tensors.get('model.embed_tokens.weight')!);
+    const virtualIds = [40, 41, 7];
+    const C = folder.spec.hiddenSize;
+    const adapterDir = path.join(tempDir('prompt-tuning'), 'adapter');
+    const prompt = Float32Array.from(virtualIds.flatMap((id) => Array.from(embeddings.subarray(id * C, (id + 1) * C))));
+    savePromptTuningAdapter(adapterDir, { numVirtualTokens: virtualIds.length, embeddings: prompt }, folder.spec, folder.dir);
+
+    const tuned = await InferenceModel.load(folder, 'cpu', loadAdapter(adapterDir, folder.spec));
+    const base = await InferenceModel.load(folder, 'cpu', null);
+    try {
+      const ids = [3, 14, 15, 92];
+      const withVirtual = await greedy(tuned, ids, 10, 1);
+      const spelledOut = await greedy(base, [...virtualIds, ...ids], 10, 0);
+      expect(withVirtual.ids).toEqual(spelledOut.ids);
+      expect(maxRelativeError(withVirtual.lastLogits, spelledOut.lastLogits).worst).toBeLessThan(1e-5);
+      const asBase = await greedy(tuned, ids, 10, 0);
+      expect(asBase.ids).toEqual((await greedy(base, ids, 10, 0)).ids);
+    } finally {
+      await tuned.close();
+      await base.close();
     }
   });
 });
