@@ -133,6 +133,18 @@ describe('train, eval and continue', () => {
     expect(run('seeded-3', '8').equals(first)).toBe(false);
   });
 
+  it('validates during training, with the same loss eval reports for the saved adapter', () => {
+    const out = path.join(work, 'adapter-validated');
+    const result = cli('train', '--model', model, '--data', textData, '--out', out, '--steps', '4', '--eval-data', tokenData, '--eval-every', '2', '--lr', '1e-2', '--device', 'cpu');
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr.match(/^validation after step (2|4): loss \d/gm)).toHaveLength(2);
+    const json = lastJson(cli('train', '--model', model, '--data', textData, '--out', out, '--steps', '4', '--eval-data', tokenData, '--lr', '1e-2', '--device', 'cpu', '--json').stdout);
+    const evaluated = lastJson(cli('eval', '--model', model, '--adapter', out, '--data', tokenData, '--device', 'cpu', '--json').stdout);
+    expect(json.evalLoss).toBeCloseTo(evaluated.loss, 5);
+    const split = lastJson(cli('train', '--model', model, '--data', textData, '--out', out, '--steps', '2', '--eval-split', '0.25', '--json').stdout);
+    expect(Number.isFinite(split.evalLoss)).toBe(true);
+  });
+
   it('benchmarks a step and reports tokens/s, seconds per step and peak memory', () => {
     const result = cli('bench', '--model', model, '--seq-len', '16', '--batch-size', '2', '--steps', '2', '--device', 'cpu', '--json');
     expect(result.code, result.stderr).toBe(0);

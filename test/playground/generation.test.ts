@@ -8,7 +8,10 @@ import { loadAdapter } from '../../main/adapter/anyAdapter.js';
 import { InferenceModel } from '../../main/engine/inferenceModel.js';
 import { openModelFolder } from '../../main/model/modelFolder.js';
 import { readSafetensorsHeader, readTensorF32 } from '../../main/model/safetensors.js';
-import { argmax } from '../../main/playground/sampler.js';
+import { generate } from '../../main/playground/generate.js';
+import { argmax, GREEDY } from '../../main/playground/sampler.js';
+import { createTinyModel } from '../../main/model/tinyModel.js';
+import { loadTokenizer } from '../../main/model/tokenizer.js';
 import { savePromptTuningAdapter } from '../../main/adapter/promptTuningAdapter.js';
 import { maxRelativeError, tempDir } from '../support/engine.js';
 
@@ -141,6 +144,35 @@ describe('prompt-tuning adapters', () => {
     } finally {
       await tuned.close();
       await base.close();
+    }
+  });
+});
+
+describe('generate', () => {
+  it('streams tokens as they come and stops when cancelled', async () => {
+    const dir = path.join(tempDir('cancel'), 'model');
+    createTinyModel(dir, { vocab: 512 });
+    const folder = openModelFolder(dir);
+    const model = await InferenceModel.load(folder, 'cpu', null);
+    try {
+      const controller = new AbortController();
+      const stream = generate(model, loadTokenizer(dir), [5, 6, 7], { ...GREEDY, maxNewTokens: 50, seed: 0, stop: [], ignoreEos: true, adapterScale: 0 }, controller.signal);
+      const seen: number[] = [];
+      let result;
+      for (;;) {
+        const next = await stream.next();
+        if (next.done) {
+          result = next.value;
+          break;
+        }
+        seen.push(next.value.id);
+        if (seen.length === 3) controller.abort();
+      }
+      expect(result.finishReason).toBe('cancelled');
+      expect(result.ids).toEqual(seen);
+      expect(seen).toHaveLength(3);
+    } finally {
+      await model.close();
     }
   });
 });
