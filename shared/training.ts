@@ -31,11 +31,22 @@ export interface OptimizerSettings {
   maxGradNorm: number;
 }
 
+export type AdapterMethod = 'lora' | 'prompt-tuning';
+
+export interface PromptTuningSettings {
+  numVirtualTokens: number;
+  /** random: N(0, 1) as PEFT; text: embeddings of `initText`'s tokens, repeated or cut to numVirtualTokens. */
+  init: 'random' | 'text';
+  initText: string | null;
+}
+
 export interface TrainJob {
+  method: AdapterMethod;
   modelDir: string;
   dataFile: string;
   outDir: string;
   lora: LoraSettings;
+  promptTuning: PromptTuningSettings;
   optimizer: OptimizerSettings;
   /** Optimizer steps; when null, `epochs` decides. */
   steps: number | null;

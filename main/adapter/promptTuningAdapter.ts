@@ -13,7 +13,14 @@ export interface PromptTuningWeights {
   embeddings: Float32Array;
 }
 
-export function savePromptTuningAdapter(dir: string, weights: PromptTuningWeights, spec: ModelSpec, baseModel: string): void {
+export interface PromptTuningOrigin {
+  init: 'RANDOM' | 'TEXT';
+  initText: string | null;
+  /** The tokenizer that read initText (the base model's folder). */
+  tokenizer: string | null;
+}
+
+export function savePromptTuningAdapter(dir: string, weights: PromptTuningWeights, spec: ModelSpec, baseModel: string, origin: PromptTuningOrigin = { init: 'RANDOM', initText: null, tokenizer: null }): void {
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, 'adapter_model.safetensors'), { prompt_embeddings: { dtype: 'F32', shape: [weights.numVirtualTokens, spec.hiddenSize], data: weights.embeddings } }, { format: 'pt' });
   const config = {
@@ -25,7 +32,9 @@ export function savePromptTuningAdapter(dir: string, weights: PromptTuningWeight
     num_transformer_submodules: 1,
     num_attention_heads: spec.numHeads,
     num_layers: spec.numLayers,
-    prompt_tuning_init: 'RANDOM',
+    prompt_tuning_init: origin.init,
+    prompt_tuning_init_text: origin.initText,
+    tokenizer_name_or_path: origin.tokenizer,
     inference_mode: true,
   };
   writeFileAtomic(path.join(dir, 'adapter_config.json'), JSON.stringify(config, null, 2) + '\n');

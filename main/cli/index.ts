@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UserError } from '../../shared/errors.js';
-import type { EngineEvent, EngineRequest, OptimizerName, SchedulerName, TrainJob } from '../../shared/training.js';
+import type { AdapterMethod, EngineEvent, EngineRequest, OptimizerName, SchedulerName, TrainJob } from '../../shared/training.js';
 import { runEngine } from '../engine/host.js';
 import { createTinyModel, DEFAULT_TINY_MODEL } from '../model/tinyModel.js';
 import { choice, DEVICES, json, nonNegative, number, positiveInt, str, UsageError, type Command } from './options.js';
@@ -73,18 +73,23 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   train: {
-    summary: 'train a LoRA adapter (the built-in demo model and data when none are given)',
+    summary: 'train a LoRA or prompt-tuning adapter (the built-in demo model and data when none are given)',
     usage:
-      'peft-studio train [--model DIR] [--data FILE] [--out DIR] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--device auto|cpu|webgpu|cuda|dml] [--init-adapter DIR] [--eval-data FILE | --eval-split 0.1] [--eval-every N] [--json]',
+      'peft-studio train [--model DIR] [--data FILE] [--out DIR] [--method lora|prompt-tuning] [--num-virtual-tokens 20] [--prompt-init random|text] [--prompt-init-text TEXT] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--device auto|cpu|webgpu|cuda|dml] [--init-adapter DIR] [--eval-data FILE | --eval-split 0.1] [--eval-every N] [--json]',
     options: {
       model: str, data: str, out: str, rank: str, alpha: str, 'lora-dropout': str, targets: str, rslora: { type: 'boolean', default: false }, lr: str, optimizer: str,
       'weight-decay': str, scheduler: str, 'warmup-steps': str, steps: str, epochs: str, 'batch-size': str, 'grad-accum': str, 'max-seq-len': str, 'max-grad-norm': str,
       seed: str, 'no-shuffle': { type: 'boolean', default: false }, 'gradient-checkpointing': str, device: str, 'init-adapter': str,
-      'eval-data': str, 'eval-split': str, 'eval-every': str, json,
+      'eval-data': str, 'eval-split': str, 'eval-every': str, method: str, 'num-virtual-tokens': str, 'prompt-init': str, 'prompt-init-text': str, json,
     },
     async run(values) {
       if (values.steps !== undefined && values.epochs !== undefined) throw new UsageError('give --steps or --epochs, not both');
+      const method = choice<AdapterMethod>(values, 'method', ['lora', 'prompt-tuning'], 'lora');
+      const promptInit = choice(values, 'prompt-init', ['random', 'text'] as const, values['prompt-init-text'] ? 'text' : 'random');
+      if (promptInit === 'text' && !values['prompt-init-text']) throw new UsageError('--prompt-init text needs --prompt-init-text');
       const job: TrainJob = {
+        method,
+        promptTuning: { numVirtualTokens: positiveInt(values, 'num-virtual-tokens', 20), init: promptInit, initText: (values['prompt-init-text'] as string | undefined) ?? null },
         modelDir: path.resolve((values.model as string | undefined) ?? DEMO_MODEL_DIR),
         dataFile: path.resolve((values.data as string | undefined) ?? DEMO_DATA_FILE),
         outDir: path.resolve((values.out as string | undefined) ?? 'peft-studio-adapter'),
@@ -97,7 +102,8 @@ const COMMANDS: Record<string, Command> = {
         },
         optimizer: {
           name: choice<OptimizerName>(values, 'optimizer', ['adamw', 'sgd'], 'adamw'),
-          learningRate: number(values, 'lr', 2e-4, (n) => n > 0, 'a positive number'),
+          // Soft prompts need far larger steps than LoRA weights (PEFT's examples use 3e-2).
+          learningRate: number(values, 'lr', method === 'lora' ? 2e-4 : 3e-2, (n) => n > 0, 'a positive number'),
           weightDecay: nonNegative(values, 'weight-decay', 0),
           beta1: 0.9,
           beta2: 0.999,

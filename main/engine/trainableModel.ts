@@ -20,6 +20,8 @@ export interface TrainableModelOptions {
   /** Rows of the [N, V] logits computed at once; bounds the head's memory. */
   headChunkRows?: number;
   tuning?: SessionTuning;
+  /** Prompt tuning: this many trainable virtual token embeddings are placed before every row (0 = none). */
+  virtualTokens?: number;
   /** Where the compiled graphs are written: beside the weights when the folder is writable (auto), or a temp folder. */
   graphPlacement?: 'auto' | 'temp';
   onCompile?: (done: number, total: number) => void;
@@ -35,6 +37,25 @@ export interface MicroBatch {
   positionIds?: Int32Array;
   /** Packed rows: which sample each token belongs to [B * T]; attention never crosses samples. */
   segmentIds?: Int32Array;
+}
+
+/** Trainable virtual token embeddings [n, C] and their gradient, for prompt tuning. */
+export interface VirtualTokens {
+  embeddings: Float32Array;
+  grad: Float32Array;
+}
+
+/**
+ * The batch as the layers see it when n virtual tokens lead every row: n more positions whose labels are ignored.
+ * As in PEFT, the last virtual position predicts the first real token.
+ */
+export function withVirtualTokens(batch: MicroBatch, n: number): MicroBatch {
+  if (n === 0) return batch;
+  if (batch.positionIds || batch.segmentIds) throw new Error('packed rows cannot carry prompt-tuning virtual tokens');
+  const T = batch.seqLen + n;
+  const labels = new Int32Array(batch.batchSize * T).fill(-100);
+  for (let b = 0; b < batch.batchSize; b++) labels.set(batch.labels.subarray(b * batch.seqLen, (b + 1) * batch.seqLen), b * T + n);
+  return { batchSize: batch.batchSize, seqLen: T, inputIds: batch.inputIds, labels };
 }
 
 /** Label tokens a micro-batch scores after the shift: the loss is averaged over these. */
@@ -69,7 +90,7 @@ export class TrainableModel {
   /** Compiles the graphs and opens the sessions (see graphPlacement.ts for where the graphs go). */
   static async load(folder: ModelFolder, options: TrainableModelOptions): Promise<TrainableModel> {
     const place = placeGraphs(folder, options.graphPlacement ?? 'auto');
-    const load = (name: string, model: Uint8Array, residentOutput: string) => place.open(name, model, options.device, options.tuning, [residentOutput]);
+    const load = (name: string, model: Uint8Array, residentOutput: string | null) => place.open(name, model, options.device, options.tuning, residentOutput ? [residentOutput] : []);
     const sessions: Session[] = [];
     try {
       const total = folder.spec.numLayers + 1;
@@ -86,7 +107,8 @@ export class TrainableModel {
           lora: options.lora,
           gradientCheckpointing: options.gradientCheckpointing,
         });
-        const session = await load(`layer_${i}`, graph.model, 'hidden');
+        // Prompt tuning reads layer 0's input gradient on the host, so that one output is not kept on the device.
+        const session = await load(`layer_${i}`, graph.model, i === 0 && options.virtualTokens ? null : 'hidden');
         sessions.push(session);
         layers.push({ session, graph });
         options.onCompile?.(i + 2, total);
@@ -162,13 +184,14 @@ export class TrainableModel {
     return feeds;
   }
 
-  private async embed(batch: MicroBatch): Promise<Tensor> {
-    const n = batch.batchSize * batch.seqLen;
+  private async embed(batch: MicroBatch, virtual?: VirtualTokens): Promise<Tensor> {
+    const C = this.folder.spec.hiddenSize;
     const out = await runChecked(
       this.head,
       {
         embed: new Tensor('bool', [true], []),
-        ids: new Tensor('int32', batch.inputIds, [n]),
+        ids: new Tensor('int32', batch.inputIds, [batch.batchSize, batch.seqLen]),
+        prefix: virtual ? new Tensor('float32', virtual.embeddings, [virtual.embeddings.length / C, C]) : new Tensor('float32', new Float32Array(0), [0, C]),
         hidden: new Tensor('float32', new Float32Array(this.folder.spec.hiddenSize), [1, this.folder.spec.hiddenSize]),
         targets: new Tensor('int32', new Int32Array(1), [1, 1]),
         weight: new Tensor('float32', new Float32Array(1), [1, 1]),
@@ -203,7 +226,8 @@ export class TrainableModel {
         this.head,
         {
           embed: new Tensor('bool', [false], []),
-          ids: new Tensor('int32', new Int32Array(1), [1]),
+          ids: new Tensor('int32', new Int32Array(1), [1, 1]),
+          prefix: new Tensor('float32', new Float32Array(0), [0, C]),
           hidden: rowsHidden,
           targets: new Tensor('int32', targets.subarray(start, start + rows), [rows, 1]),
           weight: new Tensor('float32', weights.subarray(start, start + rows), [rows, 1]),
@@ -231,14 +255,17 @@ export class TrainableModel {
    * Forward and backward for one micro-batch. Adds d loss / d LoRA into `grads` (same layout as `lora`) and
    * returns this micro-batch's part of the loss, whose normalizer is `lossTokens` label tokens of the whole step.
    */
-  async forwardBackward(batch: MicroBatch, lora: LoraWeights, grads: LoraWeights, lossTokens: number, dropoutKey: number): Promise<number> {
+  async forwardBackward(tokens: MicroBatch, lora: LoraWeights, grads: LoraWeights, lossTokens: number, dropoutKey: number, virtual?: VirtualTokens): Promise<number> {
+    const virtualCount = virtual ? virtual.embeddings.length / this.folder.spec.hiddenSize : 0;
+    const batch = withVirtualTokens(tokens, virtualCount);
     const { batchSize: B, seqLen: T } = batch;
+    const C = this.folder.spec.hiddenSize;
     const n = B * T;
     const rank = lora.settings.rank;
     const fixed = this.positionFeeds(batch);
 
     // Forward: keep each layer's input (the checkpoint), and its saved activations when checkpointing is off.
-    const checkpoints: Tensor[] = [await this.embed(batch)];
+    const checkpoints: Tensor[] = [await this.embed(tokens, virtual)];
     const savedActivations: Tensor[][] = [];
     for (let i = 0; i < this.layers.length; i++) {
       const layer = this.layers[i];
@@ -280,6 +307,15 @@ export class TrainableModel {
       release(checkpoints.pop()!);
       release(dy);
       dy = out.hidden;
+      if (i === 0 && virtual) {
+        // d loss / d prompt: the input gradient at the virtual positions, summed over rows. dy [B * T, C].
+        const dh0 = dy.data as Float32Array;
+        const width = virtual.grad.length;
+        for (let b = 0; b < B; b++) {
+          const row = dh0.subarray(b * T * C, b * T * C + width);
+          for (let e = 0; e < width; e++) virtual.grad[e] += row[e];
+        }
+      }
       layer.graph.gradNames.forEach((gradName, k) => {
         const [target, matrix] = gradName.split('.') as [TargetModule, 'A' | 'B'];
         const into = grads.layers[i].get(target)!;
@@ -292,12 +328,13 @@ export class TrainableModel {
   }
 
   /** Mean next-token loss of a micro-batch (no gradients kept). */
-  async loss(batch: MicroBatch, lora: LoraWeights | null): Promise<{ lossSum: number; tokens: number }> {
+  async loss(tokenBatch: MicroBatch, lora: LoraWeights | null, virtual?: VirtualTokens): Promise<{ lossSum: number; tokens: number }> {
+    const batch = withVirtualTokens(tokenBatch, virtual ? virtual.embeddings.length / this.folder.spec.hiddenSize : 0);
     const tokens = countLabelTokens(batch);
     if (tokens === 0) return { lossSum: 0, tokens: 0 };
     const rank = lora?.settings.rank ?? 0;
     const { cos, sin, mask } = this.positionFeeds(batch);
-    let hidden = await this.embed(batch);
+    let hidden = await this.embed(tokenBatch, virtual);
     for (let i = 0; i < this.layers.length; i++) {
       const layer = this.layers[i];
       const feeds: Record<string, Tensor> = { forward: new Tensor('bool', [true], []), x: hidden, dy: this.unused, cos, sin, mask };

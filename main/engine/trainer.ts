@@ -3,13 +3,17 @@
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
 import type { BenchJob, BenchResult, EngineEvent, EvalJob, EvalResult, ExecutionDevice, OptimizerSettings, TrainJob, TrainResult } from '../../shared/training.js';
-import { initLoraWeights, loadLoraAdapter, loraScale, saveLoraAdapter, type LoraWeights } from '../adapter/loraAdapter.js';
+import { loadAdapter } from '../adapter/anyAdapter.js';
+import { initLoraWeights, loraScale, saveLoraAdapter, type LoraWeights } from '../adapter/loraAdapter.js';
+import { savePromptTuningAdapter } from '../adapter/promptTuningAdapter.js';
+import { loadTokenizer } from '../model/tokenizer.js';
+import { readTensorF32 } from '../model/safetensors.js';
 import { batches, countBatches, loadTrainingData, type TokenizedExample } from '../data/trainingData.js';
 import { openModelFolder, type ModelFolder } from '../model/modelFolder.js';
 import { Rng } from '../util/random.js';
 import { clipGradNorm, createOptimizer, scheduleFactor, type Optimizer } from './optimizer.js';
 import { chooseDevice } from './runtime.js';
-import { countLabelTokens, TrainableModel, type MicroBatch } from './trainableModel.js';
+import { countLabelTokens, TrainableModel, withVirtualTokens, type MicroBatch, type VirtualTokens } from './trainableModel.js';
 
 export type Emit = (event: EngineEvent) => void;
 
@@ -26,33 +30,41 @@ export function flatTensors(weights: LoraWeights): Float32Array[] {
   return weights.layers.flatMap((pairs) => [...pairs.values()].flatMap((p) => [p.a, p.b]));
 }
 
-/** One optimizer step at a time: forward/backward over the micro-batches, clipping, schedule, update. */
-export class LoraStepper {
+/**
+ * One optimizer step at a time over the trainable parameters (LoRA weights, or prompt-tuning virtual tokens):
+ * forward/backward over the micro-batches, clipping, schedule, update.
+ */
+export class AdapterStepper {
   readonly grads: LoraWeights;
   private readonly params: Float32Array[];
   private readonly gradTensors: Float32Array[];
   private readonly optimizer: Optimizer;
+  private readonly virtualCount: number;
 
   constructor(
     private readonly model: TrainableModel,
     readonly lora: LoraWeights,
     private readonly settings: OptimizerSettings,
     private readonly totalSteps: number,
+    readonly virtual?: VirtualTokens,
   ) {
     this.grads = zerosLike(lora);
-    this.params = flatTensors(lora);
-    this.gradTensors = flatTensors(this.grads);
+    this.params = [...flatTensors(lora), ...(virtual ? [virtual.embeddings] : [])];
+    this.gradTensors = [...flatTensors(this.grads), ...(virtual ? [virtual.grad] : [])];
     this.optimizer = createOptimizer(settings, this.params.map((p) => p.length));
+    this.virtualCount = virtual ? virtual.embeddings.length / model.folder.spec.hiddenSize : 0;
   }
 
   /** Runs optimizer step `step` (0-based) on `microBatches`; dropout masks derive from `dropoutKey`. */
   async step(step: number, microBatches: MicroBatch[], dropoutKey: number): Promise<{ loss: number; gradNorm: number; learningRate: number }> {
-    const lossTokens = microBatches.reduce((sum, b) => sum + countLabelTokens(b), 0);
+    const lossTokens = microBatches.reduce((sum, b) => sum + countLabelTokens(withVirtualTokens(b, this.virtualCount)), 0);
     for (const g of this.gradTensors) g.fill(0);
     let loss = 0;
     // A step whose micro-batches hold no label token has nothing to learn from: zero gradients, loss 0.
     if (lossTokens > 0) {
-      for (let k = 0; k < microBatches.length; k++) loss += await this.model.forwardBackward(microBatches[k], this.lora, this.grads, lossTokens, dropoutKey * 64 + k);
+      for (let k = 0; k < microBatches.length; k++) {
+        loss += await this.model.forwardBackward(microBatches[k], this.lora, this.grads, lossTokens, dropoutKey * 64 + k, this.virtual);
+      }
     }
     const gradNorm = clipGradNorm(this.gradTensors, this.settings.maxGradNorm);
     const learningRate = this.settings.learningRate * scheduleFactor(this.settings.scheduler, step, this.settings.warmupSteps, this.totalSteps);
@@ -61,10 +73,11 @@ export class LoraStepper {
   }
 }
 
-async function openTrainable(folder: ModelFolder, lora: LoraWeights | null, device: ExecutionDevice, checkpointing: boolean, emit: Emit): Promise<TrainableModel> {
+async function openTrainable(folder: ModelFolder, lora: LoraWeights | null, device: ExecutionDevice, checkpointing: boolean, emit: Emit, virtualTokens = 0): Promise<TrainableModel> {
   const settings = lora?.settings;
   return TrainableModel.load(folder, {
     device,
+    virtualTokens,
     lora: {
       rank: settings?.rank ?? 0,
       scale: settings ? loraScale(settings) : 0,
@@ -84,11 +97,11 @@ function resolveDevice(choice: TrainJob['device'], emit: Emit): ExecutionDevice 
 }
 
 /** Loss and perplexity over `examples`, without dropout and without touching gradients. */
-async function validationLoss(model: TrainableModel, lora: LoraWeights | null, examples: TokenizedExample[], batchSize: number): Promise<{ loss: number; tokens: number }> {
+async function validationLoss(model: TrainableModel, lora: LoraWeights | null, examples: TokenizedExample[], batchSize: number, virtual?: VirtualTokens): Promise<{ loss: number; tokens: number }> {
   let lossSum = 0;
   let tokens = 0;
   for (const batch of batches(examples, { batchSize, seed: 0, shuffle: false, padId: 0 })) {
-    const result = await model.loss(batch, lora);
+    const result = await model.loss(batch, lora, virtual);
     lossSum += result.lossSum;
     tokens += result.tokens;
   }
@@ -106,34 +119,65 @@ async function splitValidation(job: TrainJob, all: TokenizedExample[], load: (fi
   return { train: all.filter((_, i) => !heldOut.has(i)), validation: all.filter((_, i) => heldOut.has(i)) };
 }
 
+/** What training starts from: LoRA weights (fresh or continued), or prompt-tuning virtual tokens beside an empty LoRA. */
+function initialAdapter(job: TrainJob, folder: ModelFolder, rng: Rng, emit: Emit): { lora: LoraWeights; virtual?: VirtualTokens } {
+  const { spec } = folder;
+  const start = job.initAdapterDir ? loadAdapter(job.initAdapterDir, spec) : null;
+  if (start) {
+    const what = start.kind === 'lora' ? `LoRA r=${start.lora.settings.rank} alpha=${start.lora.settings.alpha} targets=${start.lora.targets.join(',')}` : `prompt tuning, ${start.prompt.numVirtualTokens} virtual tokens`;
+    emit({ type: 'log', message: `continuing from ${job.initAdapterDir}: ${what}` });
+    if ((start.kind === 'lora') !== (job.method === 'lora')) throw new UserError(`--init-adapter ${job.initAdapterDir}: a ${start.kind} adapter cannot continue --method ${job.method}`);
+  }
+  if (job.method === 'lora') return { lora: start?.kind === 'lora' ? start.lora : initLoraWeights(spec, job.lora, () => rng.uniform()) };
+
+  const n = job.promptTuning.numVirtualTokens;
+  const noLora: LoraWeights = { settings: { ...job.lora, targets: [], dropout: 0 }, targets: [], layers: Array.from({ length: spec.numLayers }, () => new Map()) };
+  let embeddings: Float32Array;
+  if (start?.kind === 'prompt-tuning') {
+    embeddings = start.prompt.embeddings;
+  } else if (job.promptTuning.init === 'text') {
+    // As PEFT: tokenize the text, repeat or cut the ids to n, start from their word embeddings.
+    const text = job.promptTuning.initText;
+    if (!text) throw new UserError('--prompt-init text needs --prompt-init-text');
+    const ids = loadTokenizer(folder.dir).encode(text);
+    const table = readTensorF32(folder.tensors.get('model.embed_tokens.weight')!);
+    const C = spec.hiddenSize;
+    embeddings = new Float32Array(n * C);
+    for (let i = 0; i < n; i++) embeddings.set(table.subarray(ids[i % ids.length] * C, (ids[i % ids.length] + 1) * C), i * C);
+  } else {
+    // PEFT's torch.nn.Embedding starts at N(0, 1).
+    embeddings = Float32Array.from({ length: n * spec.hiddenSize }, () => rng.normal());
+  }
+  return { lora: noLora, virtual: { embeddings, grad: new Float32Array(embeddings.length) } };
+}
+
 export async function runTraining(job: TrainJob, emit: Emit): Promise<TrainResult> {
   const folder = openModelFolder(job.modelDir);
   const { spec } = folder;
   const load = (file: string) => loadTrainingData(file, { modelDir: folder.dir, vocabSize: spec.vocabSize, maxSeqLen: job.maxSeqLen });
   const { train: examples, validation } = await splitValidation(job, await load(job.dataFile), load);
   const rng = new Rng(job.seed);
-  const lora = job.initAdapterDir ? loadLoraAdapter(job.initAdapterDir, spec) : initLoraWeights(spec, job.lora, () => rng.uniform());
-  if (job.initAdapterDir) emit({ type: 'log', message: `continuing from ${job.initAdapterDir}: r=${lora.settings.rank} alpha=${lora.settings.alpha} targets=${lora.targets.join(',')}` });
+  const { lora, virtual } = initialAdapter(job, folder, rng, emit);
   const microPerEpoch = countBatches(examples.length, job.batchSize);
   const stepsPerEpoch = Math.max(1, Math.ceil(microPerEpoch / job.gradAccum));
   const totalSteps = job.steps ?? stepsPerEpoch * job.epochs;
   if (totalSteps <= 0) throw new UserError(`--steps/--epochs: nothing to train (${totalSteps} steps)`);
 
   const device = resolveDevice(job.device, emit);
-  const model = await openTrainable(folder, lora, device, job.gradientCheckpointing, emit);
+  const model = await openTrainable(folder, lora, device, job.gradientCheckpointing, emit, virtual ? virtual.embeddings.length / spec.hiddenSize : 0);
   try {
     // An endless stream of micro-batches, reshuffled each epoch with its own seed.
     function* stream(): Generator<MicroBatch> {
       for (let epoch = 0; ; epoch++) yield* batches(examples, { batchSize: job.batchSize, seed: job.seed + epoch, shuffle: job.shuffle, padId: 0 });
     }
     const micro = stream();
-    const stepper = new LoraStepper(model, lora, job.optimizer, totalSteps);
+    const stepper = new AdapterStepper(model, lora, job.optimizer, totalSteps, virtual);
     const started = performance.now();
     let tokens = 0;
     let loss = NaN;
     let evalLoss: number | null = null;
     const evaluate = async (step: number) => {
-      const result = await validationLoss(model, lora, validation, job.batchSize);
+      const result = await validationLoss(model, lora, validation, job.batchSize, virtual);
       evalLoss = result.loss;
       emit({ type: 'eval', step, loss: result.loss, perplexity: Math.exp(result.loss), tokens: result.tokens });
     };
@@ -148,7 +192,12 @@ export async function runTraining(job: TrainJob, emit: Emit): Promise<TrainResul
       if (validation.length && (last || (job.evalEvery > 0 && (step + 1) % job.evalEvery === 0))) await evaluate(step + 1);
     }
     const seconds = (performance.now() - started) / 1000;
-    saveLoraAdapter(job.outDir, lora, folder.dir);
+    if (virtual) {
+      const origin = job.promptTuning.init === 'text' ? { init: 'TEXT' as const, initText: job.promptTuning.initText, tokenizer: folder.dir } : undefined;
+      savePromptTuningAdapter(job.outDir, { numVirtualTokens: job.promptTuning.numVirtualTokens, embeddings: virtual.embeddings }, spec, folder.dir, origin);
+    } else {
+      saveLoraAdapter(job.outDir, lora, folder.dir);
+    }
     return { adapterDir: path.resolve(job.outDir), steps: totalSteps, finalLoss: loss, evalLoss, tokens, tokensPerSecond: tokens / seconds, seconds, device };
   } finally {
     await model.close();
@@ -157,13 +206,15 @@ export async function runTraining(job: TrainJob, emit: Emit): Promise<TrainResul
 
 export async function runEvaluation(job: EvalJob, emit: Emit): Promise<EvalResult> {
   const folder = openModelFolder(job.modelDir);
-  const lora = job.adapterDir ? loadLoraAdapter(job.adapterDir, folder.spec) : null;
+  const adapter = job.adapterDir ? loadAdapter(job.adapterDir, folder.spec) : null;
+  const lora = adapter?.kind === 'lora' ? adapter.lora : null;
   if (lora) lora.settings.dropout = 0;
+  const virtual = adapter?.kind === 'prompt-tuning' ? { embeddings: adapter.prompt.embeddings, grad: new Float32Array(adapter.prompt.embeddings.length) } : undefined;
   const examples = await loadTrainingData(job.dataFile, { modelDir: folder.dir, vocabSize: folder.spec.vocabSize, maxSeqLen: job.maxSeqLen });
   const device = resolveDevice(job.device, emit);
-  const model = await openTrainable(folder, lora, device, true, emit);
+  const model = await openTrainable(folder, lora, device, true, emit, virtual ? virtual.embeddings.length / folder.spec.hiddenSize : 0);
   try {
-    const { loss, tokens } = await validationLoss(model, lora, examples, job.batchSize);
+    const { loss, tokens } = await validationLoss(model, lora, examples, job.batchSize, virtual);
     if (tokens === 0) throw new UserError(`${job.dataFile}: no label tokens to evaluate`);
     return { loss, tokens, perplexity: Math.exp(loss) };
   } finally {
@@ -188,7 +239,7 @@ export async function runBenchmark(job: BenchJob, emit: Emit): Promise<BenchResu
     const n = job.batchSize * job.seqLen;
     const inputIds = new Int32Array(n).map(() => rng.int(folder.spec.vocabSize));
     const batch: MicroBatch = { batchSize: job.batchSize, seqLen: job.seqLen, inputIds, labels: inputIds };
-    const stepper = new LoraStepper(model, lora, BENCH_OPTIMIZER, job.steps + 1);
+    const stepper = new AdapterStepper(model, lora, BENCH_OPTIMIZER, job.steps + 1);
     await stepper.step(0, [batch], 0); // warm-up: first-run allocations and kernel selection
     const started = performance.now();
     for (let i = 0; i < job.steps; i++) {

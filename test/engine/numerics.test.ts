@@ -9,7 +9,7 @@ import { loadLoraAdapter, peftKey, type LoraWeights } from '../../main/adapter/l
 import { openModelFolder, type ModelFolder } from '../../main/model/modelFolder.js';
 import { readSafetensorsHeader, readTensorF32 } from '../../main/model/safetensors.js';
 import { countLabelTokens, type MicroBatch, type TrainableModel } from '../../main/engine/trainableModel.js';
-import { LoraStepper } from '../../main/engine/trainer.js';
+import { AdapterStepper } from '../../main/engine/trainer.js';
 import type { OptimizerSettings } from '../../shared/training.js';
 import { maxRelativeError, openTrainable, zeroGrads } from '../support/engine.js';
 
@@ -94,7 +94,7 @@ describe.each(CASES)('%s against PyTorch', (name) => {
         maxGradNorm: trajectory.max_grad_norm,
       };
       const lora = loadLoraAdapter(path.join(caseDir, 'adapter'), folder.spec);
-      const stepper = new LoraStepper(model, lora, settings, trajectory.losses.length);
+      const stepper = new AdapterStepper(model, lora, settings, trajectory.losses.length);
       for (let step = 0; step < trajectory.losses.length; step++) {
         const result = await stepper.step(step, [batch], 0);
         expect(Math.abs(result.loss - trajectory.losses[step]) / trajectory.losses[step], `step ${step} loss ${result.loss} vs ${trajectory.losses[step]}`).toBeLessThan(TOLERANCE);

@@ -1,7 +1,8 @@
 // The model's two ends as one ONNX model, an If on the boolean input `embed`, so a tied embedding is loaded once.
-//   then: token embedding, h0 = E[ids].
+//   then: token embedding, each row's h0 = [prefix; E[ids]] (prefix = prompt-tuning virtual tokens, often none).
 //   else: final RMSNorm, lm_head, next-token cross-entropy and its backward to the last hidden state.
-// Legend: N = token rows (a chunk of B * T), C = hidden, V = vocabulary.
+// Legend: B = batch, T = tokens per row, n = virtual tokens, N = token rows (a chunk of B * (n + T)), C = hidden,
+//   V = vocabulary.
 import type { ModelSpec } from '../../model/architecture.js';
 import type { TensorEntry } from '../../model/safetensors.js';
 import { crossEntropyBackward, crossEntropyForward } from '../blocks/crossEntropy.js';
@@ -15,8 +16,8 @@ export interface HeadGraphOptions {
 }
 
 /**
- * Inputs: embed (bool), ids [N] int32, hidden [N, C], targets [N, 1] int32, weight [N, 1].
- * Outputs: out_0 = h0 [N, C] (embed) or d hidden [N, C] (loss); out_1 = loss [] (loss branch).
+ * Inputs: embed (bool), ids [B, T] int32, prefix [n, C], hidden [N, C], targets [N, 1] int32, weight [N, 1].
+ * Outputs: out_0 = h0 [B * (n + T), C] (embed) or d hidden [N, C] (loss); out_1 = loss [] (loss branch).
  */
 export function buildHeadGraph(options: HeadGraphOptions): Uint8Array {
   const { spec, tensors } = options;
@@ -27,13 +28,21 @@ export function buildHeadGraph(options: HeadGraphOptions): Uint8Array {
   const finalNorm = weight('model.norm.weight'); // [C]
 
   const embed = g.input('embed', 'bool', []);
-  const ids = g.input('ids', 'int32', ['N']);
+  const ids = g.input('ids', 'int32', ['B', 'T']);
+  const prefix = g.input('prefix', 'float', ['n', spec.hiddenSize]);
   const hidden = g.input('hidden', 'float', ['N', spec.hiddenSize]);
   const targets = g.input('targets', 'int32', ['N', 1]);
   const tokenWeight = g.input('weight', 'float', ['N', 1]);
 
   const embedBranch = g.subgraph('embed');
-  embedBranch.output(embedBranch.op('Gather', [embedding, ids], { axis: 0 }, 'h0'), 'embed_0');
+  const e = embedBranch;
+  const tokens = e.op('Gather', [embedding, ids], { axis: 0 }, 'token_embeddings'); // [B, T, C]
+  const [rows] = e.node('Slice', [e.op('Shape', [ids]), e.constantInt64([0]), e.constantInt64([1])], {}, 1, 'rows');
+  const [virtual] = e.node('Slice', [e.op('Shape', [prefix]), e.constantInt64([0]), e.constantInt64([1])], {}, 1, 'virtual');
+  const prefixShape = e.op('Concat', [rows, virtual, e.constantInt64([spec.hiddenSize])], { axis: 0 });
+  const prefixRows = e.op('Expand', [e.op('Unsqueeze', [prefix, e.constantInt64([0])]), prefixShape], {}, 'prefix_rows'); // [B, n, C]
+  const h0 = e.reshape(e.op('Concat', [prefixRows, tokens], { axis: 1 }), [-1, spec.hiddenSize], 'h0'); // [B * (n + T), C]
+  embedBranch.output(h0, 'embed_0');
   embedBranch.output(embedBranch.constantFloat([0], [], 'unused'), 'embed_1');
 
   const lossBranch = g.subgraph('loss');
