@@ -24,8 +24,8 @@ function writeModel(dir, shape) {
   createTinyModel(dir, { arch: 'llama', layers: shape.layers, hidden: shape.hidden, heads: shape.heads, kvHeads: shape.kvHeads, intermediate: shape.intermediate, vocab: shape.vocab, dtype: 'f32', tie: true, seed: 0 });
 }
 
-function runJson(command, commandArgs) {
-  const result = spawnSync(command, commandArgs, { encoding: 'utf8', maxBuffer: 1 << 26 });
+function runJson(command, commandArgs, env = {}) {
+  const result = spawnSync(command, commandArgs, { encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, ...env } });
   const lines = result.stdout.trim().split('\n');
   if (result.status !== 0) throw new Error(`${command} ${commandArgs.join(' ')} failed:\n${result.stderr}`);
   return JSON.parse(lines[lines.length - 1]);
@@ -36,8 +36,18 @@ function ours(modelDir, { seqLen, batchSize, steps, checkpointing }) {
   return { tokensPerSecond: r.tokensPerSecond, secondsPerStep: r.secondsPerStep, peakRssBytes: r.peakRssBytes };
 }
 
-function torch(shape, { seqLen, batchSize, steps, checkpointing }) {
-  const r = runJson('/usr/bin/python3', [TORCH_BENCH, '--hidden', String(shape.hidden), '--layers', String(shape.layers), '--heads', String(shape.heads), '--kv-heads', String(shape.kvHeads), '--intermediate', String(shape.intermediate), '--vocab', String(shape.vocab), '--batch-size', String(batchSize), '--seq-len', String(seqLen), '--steps', String(steps), '--rank', '16', '--alpha', '32', '--gradient-checkpointing', checkpointing ? 'on' : 'off', '--threads', String(os.availableParallelism()), '--json']);
+/**
+ * PyTorch runs two ways. "default": torch.set_num_threads(cores) with OpenBLAS's own default pool, as first measured
+ * for the issues; Debian's torch hands matrix products to OpenBLAS, whose threads then compete with torch's on the same
+ * cores. "tuned": OpenBLAS gets the cores and torch one thread, no oversubscription: the fair baseline.
+ */
+const TORCH_CONFIGS = {
+  default: { threads: os.availableParallelism(), env: {} },
+  tuned: { threads: 1, env: { OPENBLAS_NUM_THREADS: String(os.availableParallelism()) } },
+};
+
+function torch(shape, { seqLen, batchSize, steps, checkpointing }, config) {
+  const r = runJson('/usr/bin/python3', [TORCH_BENCH, '--hidden', String(shape.hidden), '--layers', String(shape.layers), '--heads', String(shape.heads), '--kv-heads', String(shape.kvHeads), '--intermediate', String(shape.intermediate), '--vocab', String(shape.vocab), '--batch-size', String(batchSize), '--seq-len', String(seqLen), '--steps', String(steps), '--rank', '16', '--alpha', '32', '--gradient-checkpointing', checkpointing ? 'on' : 'off', '--threads', String(config.threads), '--json'], config.env);
   return { tokensPerSecond: r.tokens_per_second, secondsPerStep: r.seconds_per_step, peakRssBytes: r.peak_rss_bytes, version: r.torch_version };
 }
 
@@ -51,8 +61,8 @@ function oursGenerate(modelDir, { promptLen, newTokens }) {
   return { decodeTokensPerSecond: r.decodeTokensPerSecond, timeToFirstTokenSeconds: r.timeToFirstTokenSeconds };
 }
 
-function torchGenerate(shape, { promptLen, newTokens }) {
-  const r = runJson('/usr/bin/python3', [TORCH_GENERATE_BENCH, '--hidden', String(shape.hidden), '--layers', String(shape.layers), '--heads', String(shape.heads), '--kv-heads', String(shape.kvHeads), '--intermediate', String(shape.intermediate), '--vocab', String(shape.vocab), '--prompt-len', String(promptLen), '--new-tokens', String(newTokens), '--threads', String(os.availableParallelism()), '--json']);
+function torchGenerate(shape, { promptLen, newTokens }, config) {
+  const r = runJson('/usr/bin/python3', [TORCH_GENERATE_BENCH, '--hidden', String(shape.hidden), '--layers', String(shape.layers), '--heads', String(shape.heads), '--kv-heads', String(shape.kvHeads), '--intermediate', String(shape.intermediate), '--vocab', String(shape.vocab), '--prompt-len', String(promptLen), '--new-tokens', String(newTokens), '--threads', String(config.threads), '--json'], config.env);
   return { decodeTokensPerSecond: r.decode_tokens_per_second, timeToFirstTokenSeconds: r.time_to_first_token_s };
 }
 
@@ -107,8 +117,10 @@ try {
     mine.gflopPerStep = flops / 1e9;
     report.results[`speed ${key}`] = { ours: mine };
     if (!args['skip-torch']) {
-      process.stderr.write(`speed, ${key}: PyTorch...\n`);
-      report.results[`speed ${key}`].torch = torch(smolShape, { ...speed, checkpointing });
+      for (const [name, config] of Object.entries(TORCH_CONFIGS)) {
+        process.stderr.write(`speed, ${key}: PyTorch (${name})...\n`);
+        report.results[`speed ${key}`][`torch ${name}`] = torch(smolShape, { ...speed, checkpointing }, config);
+      }
     }
   }
 
@@ -116,8 +128,10 @@ try {
   process.stderr.write('decoding: peft-studio...\n');
   report.results.decoding = { ours: oursGenerate(smolDir, decoding) };
   if (!args['skip-torch']) {
-    process.stderr.write('decoding: PyTorch...\n');
-    report.results.decoding.torch = torchGenerate(smolShape, decoding);
+    for (const [name, config] of Object.entries(TORCH_CONFIGS)) {
+      process.stderr.write(`decoding: PyTorch (${name})...\n`);
+      report.results.decoding[`torch ${name}`] = torchGenerate(smolShape, decoding, config);
+    }
   }
 
   const memShape = { ...SMOL, layers: args.quick ? 4 : 24 };
@@ -139,12 +153,13 @@ try {
     '',
     `LoRA r16 on q,k,v,o, ${smolShape.layers}-layer SmolLM2-135M shape, batch 4 x 256, CPU, ${steps} timed steps after one warm-up:`,
     '',
-    '| mode | PEFT Studio tok/s | s/step | peak RSS GiB | MFU | PyTorch tok/s | PyTorch peak RSS GiB |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    '| mode | PEFT Studio tok/s | s/step | peak RSS GiB | MFU | PyTorch default tok/s | PyTorch tuned tok/s | PyTorch peak RSS GiB |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
+  const cell = (t, f) => (t ? f(t) : '-');
   for (const key of ['checkpointing off', 'checkpointing on']) {
-    const { ours: o, torch: t } = report.results[`speed ${key}`];
-    lines.push(`| ${key} | ${o.tokensPerSecond.toFixed(1)} | ${o.secondsPerStep.toFixed(2)} | ${gib(o.peakRssBytes)} | ${(100 * o.mfu).toFixed(0)}% | ${t ? t.tokensPerSecond.toFixed(1) : '-'} | ${t ? gib(t.peakRssBytes) : '-'} |`);
+    const { ours: o, 'torch default': d, 'torch tuned': t } = report.results[`speed ${key}`];
+    lines.push(`| ${key} | ${o.tokensPerSecond.toFixed(1)} | ${o.secondsPerStep.toFixed(2)} | ${gib(o.peakRssBytes)} | ${(100 * o.mfu).toFixed(0)}% | ${cell(d, (x) => x.tokensPerSecond.toFixed(1))} | ${cell(t, (x) => x.tokensPerSecond.toFixed(1))} | ${cell(t ?? d, (x) => gib(x.peakRssBytes))} |`);
   }
   const off = report.results['memory checkpointing off'].ours;
   const on = report.results['memory checkpointing on'].ours;
@@ -152,11 +167,16 @@ try {
   const dec = report.results.decoding;
   lines.push('', `Greedy decoding, batch 1, ${decoding.newTokens} new tokens after a ${decoding.promptLen}-token prompt (CPU):`, '', '| | decode tok/s | time to first token s |', '| --- | --- | --- |');
   lines.push(`| PEFT Studio | ${dec.ours.decodeTokensPerSecond.toFixed(1)} | ${dec.ours.timeToFirstTokenSeconds.toFixed(2)} |`);
-  if (dec.torch) lines.push(`| PyTorch KV-cache loop | ${dec.torch.decodeTokensPerSecond.toFixed(1)} | ${dec.torch.timeToFirstTokenSeconds.toFixed(2)} |`);
-  const torchOff = report.results['speed checkpointing off'].torch;
-  if (torchOff) {
-    const oursOn = report.results['speed checkpointing on'].ours;
-    lines.push('', `PEFT Studio with checkpointing vs PyTorch without: ${(oursOn.tokensPerSecond / torchOff.tokensPerSecond).toFixed(2)}x the tokens/s at ${(oursOn.peakRssBytes / torchOff.peakRssBytes).toFixed(2)}x the peak memory (PyTorch ${torchOff.version}).`);
+  for (const name of Object.keys(TORCH_CONFIGS)) {
+    const t = dec[`torch ${name}`];
+    if (t) lines.push(`| PyTorch KV-cache loop (${name}) | ${t.decodeTokensPerSecond.toFixed(1)} | ${t.timeToFirstTokenSeconds.toFixed(2)} |`);
+  }
+  const oursOn = report.results['speed checkpointing on'].ours;
+  for (const name of Object.keys(TORCH_CONFIGS)) {
+    const torchOff = report.results['speed checkpointing off'][`torch ${name}`];
+    const t = dec[`torch ${name}`];
+    if (!torchOff || !t) continue;
+    lines.push('', `Against PyTorch ${name} (${torchOff.version}): training with checkpointing at ${(oursOn.tokensPerSecond / torchOff.tokensPerSecond).toFixed(2)}x its no-checkpointing tokens/s and ${(oursOn.peakRssBytes / torchOff.peakRssBytes).toFixed(2)}x its peak memory; decoding at ${(dec.ours.decodeTokensPerSecond / t.decodeTokensPerSecond).toFixed(2)}x its tokens/s.`);
   }
   process.stdout.write(`${lines.join('\n')}\n`);
 } finally {

@@ -10,6 +10,13 @@ the cache. Greedy argmax, never stopping at EOS. decode_tokens_per_second = (new
 Unless --no-warmup, an untimed short generation first warms the allocator and thread pool, as torch_bench.py's warm-up
 step does.
 
+Threads: --threads sets torch's OpenMP pool only. Debian's torch calls OpenBLAS (the pthreads build), whose own pool
+defaults to one thread per core, so --threads 2 on 2 cores runs up to 4 busy threads: OpenMP workers spin-wait while
+OpenBLAS needs the cores, and decoding (small matrix-vector products) slows down about 4x. The JSON records the
+variables that decide this; for a fair baseline on such a machine compare with
+  OPENBLAS_NUM_THREADS=2 /usr/bin/python3 test/reference/torch_generate_bench.py --threads 1 --json
+or OMP_WAIT_POLICY=PASSIVE with --threads 2.
+
 Also the KV-cache reference for the generation fixtures: make_generation_fixtures.py checks greedy_decode() here
 against a full recompute of the whole sequence at every step.
 
@@ -180,6 +187,9 @@ def main() -> None:
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # Linux reports KiB
         "threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
+        # Read by OpenBLAS / the OpenMP runtime at load time; unset means their defaults (one thread per core, spin).
+        "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "prompt_len": args.prompt_len,
         "new_tokens": args.new_tokens,
         "warmup": not args.no_warmup,
