@@ -40,10 +40,26 @@ export interface PromptTuningSettings {
   initText: string | null;
 }
 
+/** Row layouts the dataset pipeline reads (detected when null). */
+export type DataFormat = 'messages' | 'sharegpt' | 'alpaca' | 'prompt-completion' | 'text' | 'tokens';
+
+export interface DataSettings {
+  format: DataFormat | null;
+  /** Field to column renames, e.g. { prompt: 'question', completion: 'answer' }. */
+  columns: Record<string, string>;
+  /** completion: loss on assistant turns and completions only; all: on every token. */
+  trainOn: 'completion' | 'all';
+  /** Several short samples per sequence, attention kept within each. */
+  pack: boolean;
+  /** Train without malformed rows instead of refusing the dataset. */
+  skipBadRows: boolean;
+}
+
 export interface TrainJob {
   method: AdapterMethod;
   modelDir: string;
   dataFile: string;
+  data: DataSettings;
   outDir: string;
   lora: LoraSettings;
   promptTuning: PromptTuningSettings;
@@ -91,6 +107,7 @@ export interface EvalJob {
   modelDir: string;
   adapterDir: string | null;
   dataFile: string;
+  data: DataSettings;
   batchSize: number;
   maxSeqLen: number;
   device: DeviceChoice;

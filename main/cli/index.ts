@@ -9,6 +9,7 @@ import type { AdapterMethod, EngineEvent, EngineRequest, OptimizerName, Schedule
 import { runEngine } from '../engine/host.js';
 import { createTinyModel, DEFAULT_TINY_MODEL } from '../model/tinyModel.js';
 import { choice, DEVICES, json, nonNegative, number, positiveInt, str, UsageError, type Command } from './options.js';
+import { DATA_COMMANDS, DATA_FLAGS, dataOptions, dataSettings } from './data.js';
 import { PLAYGROUND_COMMANDS } from './playground.js';
 
 const RESOURCES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../resources');
@@ -75,12 +76,12 @@ const COMMANDS: Record<string, Command> = {
   train: {
     summary: 'train a LoRA or prompt-tuning adapter (the built-in demo model and data when none are given)',
     usage:
-      'peft-studio train [--model DIR] [--data FILE] [--out DIR] [--method lora|prompt-tuning] [--num-virtual-tokens 20] [--prompt-init random|text] [--prompt-init-text TEXT] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--device auto|cpu|webgpu|cuda|dml] [--init-adapter DIR] [--eval-data FILE | --eval-split 0.1] [--eval-every N] [--json]',
+      `peft-studio train [--model DIR] [--data FILE] [--out DIR] [--method lora|prompt-tuning] [--num-virtual-tokens 20] [--prompt-init random|text] [--prompt-init-text TEXT] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--device auto|cpu|webgpu|cuda|dml] [--init-adapter DIR] [--eval-data FILE | --eval-split 0.1] [--eval-every N] ${DATA_FLAGS} [--json]`,
     options: {
       model: str, data: str, out: str, rank: str, alpha: str, 'lora-dropout': str, targets: str, rslora: { type: 'boolean', default: false }, lr: str, optimizer: str,
       'weight-decay': str, scheduler: str, 'warmup-steps': str, steps: str, epochs: str, 'batch-size': str, 'grad-accum': str, 'max-seq-len': str, 'max-grad-norm': str,
       seed: str, 'no-shuffle': { type: 'boolean', default: false }, 'gradient-checkpointing': str, device: str, 'init-adapter': str,
-      'eval-data': str, 'eval-split': str, 'eval-every': str, method: str, 'num-virtual-tokens': str, 'prompt-init': str, 'prompt-init-text': str, json,
+      'eval-data': str, 'eval-split': str, 'eval-every': str, ...dataOptions, method: str, 'num-virtual-tokens': str, 'prompt-init': str, 'prompt-init-text': str, json,
     },
     async run(values) {
       if (values.steps !== undefined && values.epochs !== undefined) throw new UsageError('give --steps or --epochs, not both');
@@ -92,6 +93,7 @@ const COMMANDS: Record<string, Command> = {
         promptTuning: { numVirtualTokens: positiveInt(values, 'num-virtual-tokens', 20), init: promptInit, initText: (values['prompt-init-text'] as string | undefined) ?? null },
         modelDir: path.resolve((values.model as string | undefined) ?? DEMO_MODEL_DIR),
         dataFile: path.resolve((values.data as string | undefined) ?? DEMO_DATA_FILE),
+        data: dataSettings(values),
         outDir: path.resolve((values.out as string | undefined) ?? 'peft-studio-adapter'),
         lora: {
           rank: positiveInt(values, 'rank', 16),
@@ -134,14 +136,15 @@ const COMMANDS: Record<string, Command> = {
   },
   eval: {
     summary: 'loss, token count and perplexity of a model (with an adapter) on a dataset',
-    usage: 'peft-studio eval --model DIR [--adapter DIR] --data FILE [--batch-size N] [--max-seq-len N] [--device D] [--json]',
-    options: { model: str, adapter: str, data: str, 'batch-size': str, 'max-seq-len': str, device: str, json },
+    usage: `peft-studio eval --model DIR [--adapter DIR] --data FILE ${DATA_FLAGS} [--batch-size N] [--max-seq-len N] [--device D] [--json]`,
+    options: { model: str, adapter: str, data: str, ...dataOptions, 'batch-size': str, 'max-seq-len': str, device: str, json },
     async run(values) {
       if (!values.model || !values.data) throw new UsageError('eval needs --model and --data');
       const job = {
         modelDir: path.resolve(values.model as string),
         adapterDir: values.adapter ? path.resolve(values.adapter as string) : null,
         dataFile: path.resolve(values.data as string),
+        data: dataSettings(values),
         batchSize: positiveInt(values, 'batch-size', 4),
         maxSeqLen: positiveInt(values, 'max-seq-len', 512),
         device: choice(values, 'device', DEVICES, 'auto'),
@@ -170,6 +173,7 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   ...PLAYGROUND_COMMANDS,
+  ...DATA_COMMANDS,
 };
 
 function help(): string {
@@ -196,7 +200,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const { values, positionals } = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
-    if (name !== 'create-tiny-model' && positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+    if (name !== 'create-tiny-model' && name !== 'data' && positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
     await command.run(values as Record<string, string | boolean | string[] | undefined>, positionals);
     return 0;
   } catch (err) {

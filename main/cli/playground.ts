@@ -7,7 +7,8 @@ import { UserError } from '../../shared/errors.js';
 import { loadAdapter } from '../adapter/anyAdapter.js';
 import { InferenceModel } from '../engine/inferenceModel.js';
 import { chooseDevice } from '../engine/runtime.js';
-import { loadChatTemplate, type ChatTurn } from '../model/chatTemplate.js';
+import { loadChatTemplate, SampleRenderer } from '../data/render.js';
+import type { ChatMessage } from '../data/samples.js';
 import { openModelFolder } from '../model/modelFolder.js';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
 import { generate, type GenerateOptions, type GenerationResult } from '../playground/generate.js';
@@ -50,7 +51,7 @@ async function loadModel(values: Values): Promise<Loaded> {
   return { model: await InferenceModel.load(folder, device, adapter), tokenizer, modelDir: folder.dir };
 }
 
-function readMessages(file: string): ChatTurn[] {
+function readMessages(file: string): ChatMessage[] {
   let parsed: unknown;
   try {
     parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -69,9 +70,9 @@ function readMessages(file: string): ChatTurn[] {
 }
 
 /** Token ids of a conversation through the model's chat template, ready for the assistant's reply. */
-function chatPromptIds(modelDir: string, tokenizer: ModelTokenizer, messages: ChatTurn[], plainFallback: boolean): number[] {
-  const template = loadChatTemplate(modelDir);
-  if (template) return tokenizer.encode(template.render(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
+function chatPromptIds(modelDir: string, tokenizer: ModelTokenizer, messages: ChatMessage[], plainFallback: boolean): number[] {
+  const rendered = new SampleRenderer(tokenizer, loadChatTemplate(modelDir, tokenizer.config), { trainOn: 'all' }).generationPrompt(messages);
+  if (rendered !== null) return tokenizer.encode(rendered, { addSpecialTokens: false });
   if (!plainFallback) throw new UserError(`${modelDir}: the model has no chat template; pass --plain-chat to use "User: ... / Assistant:" text instead`);
   const text = messages.map((m) => `${m.role === 'user' ? 'User' : m.role === 'assistant' ? 'Assistant' : 'System'}: ${m.content}`).join('\n');
   return tokenizer.encode(`${text}\nAssistant:`);
@@ -130,7 +131,7 @@ export const PLAYGROUND_COMMANDS: Record<string, Command> = {
     async run(values) {
       const options = generateOptions(values);
       const { model, tokenizer, modelDir } = await loadModel(values);
-      const start: ChatTurn[] = values.system ? [{ role: 'system', content: values.system as string }] : [];
+      const start: ChatMessage[] = values.system ? [{ role: 'system', content: values.system as string }] : [];
       let messages = [...start];
       let adapterScale = model.adapter ? 1 : 0;
       const interactive = process.stdin.isTTY === true;

@@ -1,12 +1,14 @@
 // The dataset pipeline's stages and the types between them:
 //   file --readers/--> RawRow --formats--> Sample --render--> RenderedSample --(truncate, pack, shuffle, split)--> Batch
+import type { DataFormat } from '../../shared/training.js';
+
 // Row numbers are 1-based: the line for line-oriented files (JSONL, CSV, TSV, text), the element or row otherwise.
 
 /** A file format we read. */
 export type FileKind = 'jsonl' | 'json' | 'csv' | 'tsv' | 'parquet' | 'text';
 
 /** How a row is laid out; detected from the first good rows unless the user says. */
-export type SampleFormat = 'messages' | 'sharegpt' | 'alpaca' | 'prompt-completion' | 'text' | 'tokens';
+export type SampleFormat = DataFormat;
 
 /** One record as read from the file: field name to value (CSV/TSV/Parquet/text rows become records too). */
 export interface RawRow {

@@ -2,13 +2,15 @@
 // Runs inside the engine worker; everything it has to say goes through `emit`.
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
-import type { BenchJob, BenchResult, EngineEvent, EvalJob, EvalResult, ExecutionDevice, OptimizerSettings, TrainJob, TrainResult } from '../../shared/training.js';
+import type { BenchJob, BenchResult, DataSettings, EngineEvent, EvalJob, EvalResult, ExecutionDevice, OptimizerSettings, TrainJob, TrainResult } from '../../shared/training.js';
 import { loadAdapter } from '../adapter/anyAdapter.js';
 import { initLoraWeights, loraScale, saveLoraAdapter, type LoraWeights } from '../adapter/loraAdapter.js';
 import { savePromptTuningAdapter } from '../adapter/promptTuningAdapter.js';
 import { loadTokenizer } from '../model/tokenizer.js';
 import { readTensorF32 } from '../model/safetensors.js';
-import { batches, countBatches, loadTrainingData, type TokenizedExample } from '../data/trainingData.js';
+import { prepareDataset } from '../data/dataset.js';
+import type { ColumnMapping } from '../data/formats.js';
+import { batches, countBatches, type TrainingSequence } from '../data/packing.js';
 import { openModelFolder, type ModelFolder } from '../model/modelFolder.js';
 import { Rng } from '../util/random.js';
 import { clipGradNorm, createOptimizer, scheduleFactor, type Optimizer } from './optimizer.js';
@@ -97,7 +99,7 @@ function resolveDevice(choice: TrainJob['device'], emit: Emit): ExecutionDevice 
 }
 
 /** Loss and perplexity over `examples`, without dropout and without touching gradients. */
-async function validationLoss(model: TrainableModel, lora: LoraWeights | null, examples: TokenizedExample[], batchSize: number, virtual?: VirtualTokens): Promise<{ loss: number; tokens: number }> {
+async function validationLoss(model: TrainableModel, lora: LoraWeights | null, examples: TrainingSequence[], batchSize: number, virtual?: VirtualTokens): Promise<{ loss: number; tokens: number }> {
   let lossSum = 0;
   let tokens = 0;
   for (const batch of batches(examples, { batchSize, seed: 0, shuffle: false, padId: 0 })) {
@@ -108,15 +110,26 @@ async function validationLoss(model: TrainableModel, lora: LoraWeights | null, e
   return { loss: tokens ? lossSum / tokens : NaN, tokens };
 }
 
-/** The validation examples: a file of their own, or a seeded fraction held out of the training data. */
-async function splitValidation(job: TrainJob, all: TokenizedExample[], load: (file: string) => Promise<TokenizedExample[]>): Promise<{ train: TokenizedExample[]; validation: TokenizedExample[] }> {
-  if (job.evalDataFile) return { train: all, validation: await load(job.evalDataFile) };
-  if (job.evalSplit <= 0) return { train: all, validation: [] };
-  const order = new Rng(job.seed ^ 0x5eed).shuffle(all.map((_, i) => i));
-  const held = Math.round(all.length * job.evalSplit);
-  if (held === 0 || held === all.length) throw new UserError(`--eval-split ${job.evalSplit}: ${all.length} examples leave ${held} for validation; choose a fraction that keeps both sides non-empty`);
-  const heldOut = new Set(order.slice(0, held));
-  return { train: all.filter((_, i) => !heldOut.has(i)), validation: all.filter((_, i) => heldOut.has(i)) };
+/** Reads a dataset for this model with the job's data settings, reporting what it found. */
+async function loadDataset(file: string, data: DataSettings, folder: ModelFolder, maxSeqLen: number, validationFraction: number, seed: number, emit: Emit) {
+  const prepared = await prepareDataset({
+    file,
+    modelDir: folder.dir,
+    vocabSize: folder.spec.vocabSize,
+    maxSeqLen,
+    format: data.format ?? undefined,
+    mapping: data.columns as ColumnMapping,
+    trainOn: data.trainOn,
+    pack: data.pack,
+    skipBadRows: data.skipBadRows,
+    validationFraction,
+    seed,
+  });
+  const { stats } = prepared;
+  emit({ type: 'log', message: `${file}: ${prepared.format}, ${stats.rows} rows, ${stats.tokens} tokens (${stats.trainedTokens} trained), ${stats.truncatedRows} truncated, sha256 ${prepared.sourceSha256.slice(0, 12)}` });
+  for (const bad of prepared.badRows) emit({ type: 'log', message: `skipped ${file}:${bad.row}: ${bad.reason}` });
+  if (prepared.badRows.length) emit({ type: 'log', message: `skipped ${prepared.badRows.length} bad rows` });
+  return prepared;
 }
 
 /** What training starts from: LoRA weights (fresh or continued), or prompt-tuning virtual tokens beside an empty LoRA. */
@@ -154,8 +167,9 @@ function initialAdapter(job: TrainJob, folder: ModelFolder, rng: Rng, emit: Emit
 export async function runTraining(job: TrainJob, emit: Emit): Promise<TrainResult> {
   const folder = openModelFolder(job.modelDir);
   const { spec } = folder;
-  const load = (file: string) => loadTrainingData(file, { modelDir: folder.dir, vocabSize: spec.vocabSize, maxSeqLen: job.maxSeqLen });
-  const { train: examples, validation } = await splitValidation(job, await load(job.dataFile), load);
+  const dataset = await loadDataset(job.dataFile, job.data, folder, job.maxSeqLen, job.evalDataFile ? 0 : job.evalSplit, job.seed, emit);
+  const examples = dataset.sequences;
+  const validation = job.evalDataFile ? (await loadDataset(job.evalDataFile, job.data, folder, job.maxSeqLen, 0, job.seed, emit)).sequences : dataset.validation;
   const rng = new Rng(job.seed);
   const { lora, virtual } = initialAdapter(job, folder, rng, emit);
   const microPerEpoch = countBatches(examples.length, job.batchSize);
@@ -210,7 +224,7 @@ export async function runEvaluation(job: EvalJob, emit: Emit): Promise<EvalResul
   const lora = adapter?.kind === 'lora' ? adapter.lora : null;
   if (lora) lora.settings.dropout = 0;
   const virtual = adapter?.kind === 'prompt-tuning' ? { embeddings: adapter.prompt.embeddings, grad: new Float32Array(adapter.prompt.embeddings.length) } : undefined;
-  const examples = await loadTrainingData(job.dataFile, { modelDir: folder.dir, vocabSize: folder.spec.vocabSize, maxSeqLen: job.maxSeqLen });
+  const examples = (await loadDataset(job.dataFile, job.data, folder, job.maxSeqLen, 0, 0, emit)).sequences;
   const device = resolveDevice(job.device, emit);
   const model = await openTrainable(folder, lora, device, true, emit, virtual ? virtual.embeddings.length / folder.spec.hiddenSize : 0);
   try {

@@ -29,7 +29,7 @@ export const CHATML_TEMPLATE =
  * GPT-2's byte-to-character table: printable Latin-1 bytes stand for themselves, the rest are shifted to U+0100
  * and up, so that every byte is one visible character and token strings never contain a space.
  */
-function byteToCharTable(): string[] {
+export function byteToCharTable(): string[] {
   const table: string[] = new Array(BYTE_TOKENS);
   let shifted = 0;
   for (let b = 0; b < BYTE_TOKENS; b++) {

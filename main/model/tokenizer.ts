@@ -10,6 +10,7 @@ interface HfTokenizer {
   encode(text: string, options: { add_special_tokens: boolean }): { ids: number[] };
   decode(ids: number[], options: { skip_special_tokens: boolean }): string;
   token_to_id(token: string): number | undefined;
+  id_to_token(id: number): string | undefined;
 }
 
 export interface ModelTokenizer {
@@ -17,8 +18,14 @@ export interface ModelTokenizer {
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
   decode(ids: number[], options?: { skipSpecialTokens?: boolean }): string;
   tokenToId(token: string): number | undefined;
+  /** The vocabulary's string for a token (byte-level characters, or SentencePiece's ▁ and <0xNN>). */
+  idToToken(id: number): string | undefined;
   /** tokenizer_config.json's eos_token, or null when it names none. */
   eosId: number | null;
+  /** The files as read: tokenizer.json's pipeline says how token strings spell text; the config ({} when absent) holds the special tokens. */
+  tokenizerFile: string;
+  tokenizerJson: Record<string, unknown>;
+  config: Record<string, unknown>;
 }
 
 function readJson(file: string, required: boolean): Record<string, unknown> | null {
@@ -41,7 +48,7 @@ function readJson(file: string, required: boolean): Record<string, unknown> | nu
 export function loadTokenizer(modelDir: string): ModelTokenizer {
   const tokenizerFile = path.join(modelDir, 'tokenizer.json');
   const configFile = path.join(modelDir, 'tokenizer_config.json');
-  const tokenizerJson = readJson(tokenizerFile, true);
+  const tokenizerJson = readJson(tokenizerFile, true)!; // required: null only for a missing optional file
   const config = readJson(configFile, false) ?? {};
   let tokenizer: HfTokenizer;
   try {
@@ -62,6 +69,10 @@ export function loadTokenizer(modelDir: string): ModelTokenizer {
     // @huggingface/tokenizers refuses an empty list; the empty string is the natural answer.
     decode: (ids, options) => (ids.length === 0 ? '' : tokenizer.decode(ids, { skip_special_tokens: options?.skipSpecialTokens ?? false })),
     tokenToId: (token) => tokenizer.token_to_id(token),
+    idToToken: (id) => tokenizer.id_to_token(id),
     eosId,
+    tokenizerFile,
+    tokenizerJson,
+    config,
   };
 }

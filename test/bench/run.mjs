@@ -8,13 +8,17 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import ort from 'onnxruntime-node';
+import { prepareDataset } from '../../dist/main/data/dataset.js';
 import { createTinyModel } from '../../dist/main/model/tinyModel.js';
 import { Rng } from '../../dist/main/util/random.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = path.join(ROOT, 'dist/main/cli/bin.js');
 const TORCH_BENCH = path.join(ROOT, 'test/reference/torch_bench.py');
-const { values: args } = parseArgs({ options: { quick: { type: 'boolean', default: false }, 'skip-torch': { type: 'boolean', default: false }, out: { type: 'string', default: 'bench-out' } } });
+const { values: args } = parseArgs({
+  options: { quick: { type: 'boolean', default: false }, 'skip-torch': { type: 'boolean', default: false }, out: { type: 'string', default: 'bench-out' }, only: { type: 'string' } },
+});
+const run = (section) => !args.only || args.only.split(',').includes(section);
 
 // SmolLM2-135M's shape.
 const SMOL = { hidden: 576, intermediate: 1536, heads: 9, kvHeads: 3, vocab: 49152, layers: 30 };
@@ -97,18 +101,42 @@ async function matmulGflops() {
 }
 
 const gib = (bytes) => (bytes / 2 ** 30).toFixed(2);
+
+/** A chat JSONL of about `megabytes` MB: varied multi-turn conversations with system prompts and some unicode. */
+function writeChatData(file, megabytes) {
+  const rng = new Rng(7);
+  const words = 'the a bike shop order price delivery wheel brake chain repair warranty return size frame colour tyre saddle pedal gear light helmet lock week day hour open close thanks please help question answer ça fait 自転車 🚲'.split(' ');
+  const sentence = (n) => Array.from({ length: n }, () => words[rng.int(words.length)]).join(' ');
+  const out = fs.openSync(file, 'w');
+  let written = 0;
+  let rows = 0;
+  while (written < megabytes * 1e6) {
+    const messages = [{ role: 'system', content: `You are a helpful assistant. ${sentence(8)}.` }];
+    for (let turn = 0, turns = 1 + rng.int(3); turn < turns; turn++) {
+      messages.push({ role: 'user', content: `${sentence(10 + rng.int(30))}?` }, { role: 'assistant', content: `${sentence(20 + rng.int(60))}.` });
+    }
+    const line = `${JSON.stringify({ messages })}\n`;
+    fs.writeSync(out, line);
+    written += Buffer.byteLength(line);
+    rows++;
+  }
+  fs.closeSync(out);
+  return { bytes: written, rows };
+}
 const workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'peft-bench-'));
 const report = { date: new Date().toISOString(), cpu: os.cpus()[0]?.model, threads: os.availableParallelism(), results: {} };
 try {
   const steps = args.quick ? 1 : 3;
   const smolShape = args.quick ? { ...SMOL, layers: 4 } : SMOL;
   const smolDir = path.join(workDir, 'smol');
-  process.stderr.write(`writing a ${smolShape.layers}-layer SmolLM2-shaped model...\n`);
-  writeModel(smolDir, smolShape);
+  if (run('speed') || run('decoding')) {
+    process.stderr.write(`writing a ${smolShape.layers}-layer SmolLM2-shaped model...\n`);
+    writeModel(smolDir, smolShape);
+  }
   report.ortMatmulGflops = await matmulGflops();
 
   const speed = { seqLen: 256, batchSize: 4, steps };
-  for (const checkpointing of [false, true]) {
+  for (const checkpointing of run('speed') ? [false, true] : []) {
     const key = checkpointing ? 'checkpointing on' : 'checkpointing off';
     process.stderr.write(`speed, ${key}: peft-studio...\n`);
     const mine = ours(smolDir, { ...speed, checkpointing });
@@ -125,9 +153,11 @@ try {
   }
 
   const decoding = { promptLen: 128, newTokens: args.quick ? 16 : 128 };
-  process.stderr.write('decoding: peft-studio...\n');
-  report.results.decoding = { ours: oursGenerate(smolDir, decoding) };
-  if (!args['skip-torch']) {
+  if (run('decoding')) {
+    process.stderr.write('decoding: peft-studio...\n');
+    report.results.decoding = { ours: oursGenerate(smolDir, decoding) };
+  }
+  if (run('decoding') && !args['skip-torch']) {
     for (const [name, config] of Object.entries(TORCH_CONFIGS)) {
       process.stderr.write(`decoding: PyTorch (${name})...\n`);
       report.results.decoding[`torch ${name}`] = torchGenerate(smolShape, decoding, config);
@@ -136,48 +166,63 @@ try {
 
   const memShape = { ...SMOL, layers: args.quick ? 4 : 24 };
   const memDir = path.join(workDir, 'mem');
-  process.stderr.write(`writing a ${memShape.layers}-layer model for the memory check...\n`);
-  writeModel(memDir, memShape);
+  if (run('memory')) {
+    process.stderr.write(`writing a ${memShape.layers}-layer model for the memory check...\n`);
+    writeModel(memDir, memShape);
+  }
   const memory = { seqLen: 512, batchSize: 4, steps: 1 };
-  for (const checkpointing of [false, true]) {
+  for (const checkpointing of run('memory') ? [false, true] : []) {
     const key = checkpointing ? 'checkpointing on' : 'checkpointing off';
     process.stderr.write(`memory at seq 512, ${key}...\n`);
     report.results[`memory ${key}`] = { ours: ours(memDir, { ...memory, checkpointing }) };
   }
 
+  if (run('data')) {
+    // Reading + rendering + tokenizing chat data with a real tokenizer and template (Llama 3.1's, from the fixtures).
+    const file = path.join(workDir, 'chat.jsonl');
+    const written = writeChatData(file, args.quick ? 5 : 100);
+    process.stderr.write(`data: ${(written.bytes / 1e6).toFixed(0)} MB chat JSONL, ${written.rows} rows...\n`);
+    const started = performance.now();
+    const prepared = await prepareDataset({ file, modelDir: path.join(ROOT, 'test/fixtures/templates/llama3'), vocabSize: 128256, maxSeqLen: 4096, trainOn: 'completion', pack: false, skipBadRows: false, validationFraction: 0, seed: 0 });
+    const seconds = (performance.now() - started) / 1000;
+    report.results.data = { megabytes: written.bytes / 1e6, rows: prepared.stats.rows, tokens: prepared.stats.tokens, seconds, rowsPerSecond: prepared.stats.rows / seconds, tokensPerSecond: prepared.stats.tokens / seconds };
+  }
+
   fs.mkdirSync(args.out, { recursive: true });
   fs.writeFileSync(path.join(args.out, 'bench.json'), JSON.stringify(report, null, 2));
 
-  const lines = [
-    `Run ${report.date} on ${report.cpu}, ${report.threads} threads. ONNX Runtime fp32 MatMul 2048^3: ${report.ortMatmulGflops.toFixed(0)} GFLOP/s.`,
+  const lines = [`Run ${report.date} on ${report.cpu}, ${report.threads} threads. ONNX Runtime fp32 MatMul 2048^3: ${report.ortMatmulGflops.toFixed(0)} GFLOP/s.`];
+  if (run('speed')) lines.push(
     '',
     `LoRA r16 on q,k,v,o, ${smolShape.layers}-layer SmolLM2-135M shape, batch 4 x 256, CPU, ${steps} timed steps after one warm-up:`,
     '',
     '| mode | PEFT Studio tok/s | s/step | peak RSS GiB | MFU | PyTorch default tok/s | PyTorch tuned tok/s | PyTorch peak RSS GiB |',
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
-  ];
+  );
   const cell = (t, f) => (t ? f(t) : '-');
-  for (const key of ['checkpointing off', 'checkpointing on']) {
+  for (const key of run('speed') ? ['checkpointing off', 'checkpointing on'] : []) {
     const { ours: o, 'torch default': d, 'torch tuned': t } = report.results[`speed ${key}`];
     lines.push(`| ${key} | ${o.tokensPerSecond.toFixed(1)} | ${o.secondsPerStep.toFixed(2)} | ${gib(o.peakRssBytes)} | ${(100 * o.mfu).toFixed(0)}% | ${cell(d, (x) => x.tokensPerSecond.toFixed(1))} | ${cell(t, (x) => x.tokensPerSecond.toFixed(1))} | ${cell(t ?? d, (x) => gib(x.peakRssBytes))} |`);
   }
-  const off = report.results['memory checkpointing off'].ours;
-  const on = report.results['memory checkpointing on'].ours;
-  lines.push('', `Memory, ${memShape.layers} layers, batch 4 x 512: peak RSS ${gib(off.peakRssBytes)} GiB with checkpointing off, ${gib(on.peakRssBytes)} GiB on: ${(off.peakRssBytes / on.peakRssBytes).toFixed(2)}x lower.`);
-  const dec = report.results.decoding;
-  lines.push('', `Greedy decoding, batch 1, ${decoding.newTokens} new tokens after a ${decoding.promptLen}-token prompt (CPU):`, '', '| | decode tok/s | time to first token s |', '| --- | --- | --- |');
-  lines.push(`| PEFT Studio | ${dec.ours.decodeTokensPerSecond.toFixed(1)} | ${dec.ours.timeToFirstTokenSeconds.toFixed(2)} |`);
+  const off = report.results['memory checkpointing off']?.ours;
+  const on = report.results['memory checkpointing on']?.ours;
+  if (off && on) lines.push('', `Memory, ${memShape.layers} layers, batch 4 x 512: peak RSS ${gib(off.peakRssBytes)} GiB with checkpointing off, ${gib(on.peakRssBytes)} GiB on: ${(off.peakRssBytes / on.peakRssBytes).toFixed(2)}x lower.`);
+  const dec = report.results.decoding ?? { ours: null };
+  if (dec.ours) lines.push('', `Greedy decoding, batch 1, ${decoding.newTokens} new tokens after a ${decoding.promptLen}-token prompt (CPU):`, '', '| | decode tok/s | time to first token s |', '| --- | --- | --- |');
+  if (dec.ours) lines.push(`| PEFT Studio | ${dec.ours.decodeTokensPerSecond.toFixed(1)} | ${dec.ours.timeToFirstTokenSeconds.toFixed(2)} |`);
   for (const name of Object.keys(TORCH_CONFIGS)) {
     const t = dec[`torch ${name}`];
     if (t) lines.push(`| PyTorch KV-cache loop (${name}) | ${t.decodeTokensPerSecond.toFixed(1)} | ${t.timeToFirstTokenSeconds.toFixed(2)} |`);
   }
-  const oursOn = report.results['speed checkpointing on'].ours;
+  const oursOn = report.results['speed checkpointing on']?.ours;
   for (const name of Object.keys(TORCH_CONFIGS)) {
-    const torchOff = report.results['speed checkpointing off'][`torch ${name}`];
+    const torchOff = report.results['speed checkpointing off']?.[`torch ${name}`];
     const t = dec[`torch ${name}`];
-    if (!torchOff || !t) continue;
+    if (!oursOn || !torchOff || !t) continue;
     lines.push('', `Against PyTorch ${name} (${torchOff.version}): training with checkpointing at ${(oursOn.tokensPerSecond / torchOff.tokensPerSecond).toFixed(2)}x its no-checkpointing tokens/s and ${(oursOn.peakRssBytes / torchOff.peakRssBytes).toFixed(2)}x its peak memory; decoding at ${(dec.ours.decodeTokensPerSecond / t.decodeTokensPerSecond).toFixed(2)}x its tokens/s.`);
   }
+  const data = report.results.data;
+  if (data) lines.push('', `Dataset pipeline (read + render with Llama 3.1's chat template + tokenize, completion-only labels): ${data.megabytes.toFixed(0)} MB chat JSONL, ${data.rows} rows, ${data.tokens} tokens in ${data.seconds.toFixed(1)} s: ${data.rowsPerSecond.toFixed(0)} rows/s, ${data.tokensPerSecond.toFixed(0)} tokens/s.`);
   process.stdout.write(`${lines.join('\n')}\n`);
 } finally {
   fs.rmSync(workDir, { recursive: true, force: true });

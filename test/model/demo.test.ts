@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, test } from 'vitest';
-import { loadTrainingData } from '../../main/data/trainingData.js';
+import { prepareDataset } from '../../main/data/dataset.js';
 import { openModelFolder } from '../../main/model/modelFolder.js';
 import { createTinyModel, DEMO_TINY_MODEL } from '../../main/model/tinyModel.js';
 
@@ -23,13 +23,15 @@ test('resources/demo/model is exactly what createTinyModel(DEMO_TINY_MODEL) writ
   expect(fs.statSync(path.join(modelDir, 'model.safetensors')).size).toBeLessThan(8 * 1024 * 1024);
 });
 
-test('resources/demo/data.jsonl loads with the demo model: short text examples, each ending in EOS', async () => {
+test('resources/demo/data.jsonl loads with the demo model: short text examples, each ending in EOS, no bad rows', async () => {
   const { spec } = openModelFolder(modelDir);
-  const examples = await loadTrainingData(path.join(demoDir, 'data.jsonl'), { modelDir, vocabSize: spec.vocabSize, maxSeqLen: 1024 });
-  expect(examples.length).toBeGreaterThanOrEqual(150);
-  expect(examples.length).toBeLessThanOrEqual(300);
-  for (const example of examples) {
-    expect(example.inputIds.at(-1)).toBe(0);
-    expect(example.inputIds.length).toBeLessThanOrEqual(128);
+  const dataset = await prepareDataset({ file: path.join(demoDir, 'data.jsonl'), modelDir, vocabSize: spec.vocabSize, maxSeqLen: 1024, trainOn: 'completion', pack: false, skipBadRows: false, validationFraction: 0, seed: 0 });
+  expect(dataset.format).toBe('text');
+  expect(dataset.badRows).toEqual([]);
+  expect(dataset.sequences.length).toBeGreaterThanOrEqual(150);
+  expect(dataset.sequences.length).toBeLessThanOrEqual(300);
+  for (const sequence of dataset.sequences) {
+    expect(sequence.inputIds.at(-1)).toBe(0);
+    expect(sequence.inputIds.length).toBeLessThanOrEqual(128);
   }
 });

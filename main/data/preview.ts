@@ -1,0 +1,81 @@
+// The token preview: one sample as the model will see it, token by token, with what is trained. The dataset screen
+// draws PreviewToken lists; `peft-studio data inspect` prints formatPreview's text.
+import { IGNORE_INDEX, type SampleRenderer, type TextOutcome } from './render.js';
+import type { SampleRow } from './samples.js';
+
+export interface PreviewToken {
+  id: number;
+  /**
+   * The rendered text this token covers. A character split over several byte tokens shows on the first of them, and
+   * whitespace the tokenizer dropped on the token after it, so that the pieces join into the rendered text, except for
+   * tokens that stand for no text (a BOS the tokenizer adds, the EOS appended to text samples): those show their token
+   * string. For pre-tokenized samples: the token's bytes, a split character on the token that completes it.
+   */
+  text: string;
+  /** Carries loss (its label is not -100). The first token of a sample is never scored, whatever its label. */
+  trained: boolean;
+  /** An added token of the tokenizer (<|im_start|>, <|eot_id|>, BOS, EOS), drawn apart from text. */
+  special: boolean;
+}
+
+export interface TokenPreview {
+  row: number;
+  tokens: PreviewToken[];
+}
+
+/** The preview of one row, or why it has none (an empty or bad row). */
+export function previewSample(renderer: SampleRenderer, row: SampleRow): { kind: 'preview'; preview: TokenPreview } | Exclude<TextOutcome, { kind: 'rendered' }> {
+  const outcome = renderer.renderWithText(row);
+  if (outcome.kind !== 'rendered') return outcome;
+  const { inputIds, labels, text, starts, ends } = outcome.sample;
+  const texts = renderer.textTokenizer;
+  const pieces: string[] = [];
+  if (text !== null && starts !== null && ends !== null) {
+    let lastCovering = inputIds.length - 1;
+    while (lastCovering > 0 && starts[lastCovering] === ends[lastCovering]) lastCovering--;
+    let covered = 0;
+    for (let t = 0; t < inputIds.length; t++) {
+      if (starts[t] === ends[t]) {
+        pieces.push(renderer.tokenizer.idToToken(inputIds[t]) ?? '');
+        continue;
+      }
+      const end = t === lastCovering ? text.length : ends[t];
+      pieces.push(end > covered ? text.slice(covered, end) : '');
+      covered = Math.max(covered, end);
+    }
+  } else {
+    const decoder = new TextDecoder('utf-8', { fatal: false });
+    for (const id of inputIds) pieces.push(decoder.decode(texts.tokenBytes(id), { stream: true }));
+  }
+  const tokens = Array.from(inputIds, (id, t) => ({ id, text: pieces[t], trained: labels[t] !== IGNORE_INDEX, special: texts.isAddedToken(id) }));
+  return { kind: 'preview', preview: { row: row.row, tokens } };
+}
+
+const GREEN = '\x1b[32m';
+const BOLD_GREEN = '\x1b[1;32m';
+const DIM = '\x1b[2m';
+const RESET = '\x1b[0m';
+
+export interface PreviewFormat {
+  /** ANSI colors (for a TTY): trained tokens green, every other one bold so boundaries show; the rest dim. */
+  color: boolean;
+  /** Without color: put `|` between tokens. */
+  boundaries?: boolean;
+}
+
+/** The preview as terminal text. Without color, trained stretches are wrapped in `[[ ]]`. */
+export function formatPreview(preview: TokenPreview, format: PreviewFormat): string {
+  const { tokens } = preview;
+  if (format.color) {
+    return tokens.map((token, t) => `${token.trained ? (t % 2 ? BOLD_GREEN : GREEN) : DIM}${token.text}${RESET}`).join('');
+  }
+  const separator = format.boundaries ? '|' : '';
+  let out = '';
+  tokens.forEach((token, t) => {
+    const opens = token.trained && !tokens[t - 1]?.trained;
+    const closes = !token.trained && tokens[t - 1]?.trained;
+    if (t > 0) out += closes ? `]]${separator}` : separator;
+    out += (opens ? '[[' : '') + token.text;
+  });
+  return tokens[tokens.length - 1]?.trained ? `${out}]]` : out;
+}

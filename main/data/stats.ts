@@ -1,0 +1,167 @@
+// What a dataset holds, for the dataset screen and the run record: row and token counts, a length histogram, and
+// sha256 fingerprints of the source file and of the rendered result, so a run records exactly what it trained on.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import { UserError } from '../../shared/errors.js';
+import { IGNORE_INDEX, type RenderOutcome } from './render.js';
+import type { RenderedSample } from './samples.js';
+
+/** Rows whose rendered length lies in [from, to] tokens. */
+export interface LengthBucket {
+  from: number;
+  to: number;
+  rows: number;
+}
+
+export interface DatasetStats {
+  /** Every row read: rendered, empty and bad. */
+  rows: number;
+  badRows: number;
+  /** Rows with nothing but whitespace. */
+  emptyRows: number;
+  /** Rendered rows whose token ids equal an earlier row's. */
+  duplicateRows: number;
+  /** Tokens of the rendered rows after truncation to maxSeqLen. */
+  tokens: number;
+  /** Of those, the tokens that carry loss (a label other than -100, past each row's first token, which is never scored). */
+  trainedTokens: number;
+  /** Rows longer than maxSeqLen, and the tokens truncation cuts from them. */
+  truncatedRows: number;
+  cutTokens: number;
+  /** Rendered lengths before truncation; 0 when no row rendered. */
+  minLength: number;
+  maxLength: number;
+  meanLength: number;
+  /** Rendered lengths before truncation, in power-of-two buckets [1, 16], [17, 32], [33, 64], ... up to maxLength. */
+  lengthHistogram: LengthBucket[];
+  /** sha256 of every rendered row's ids and labels, in order (see RenderedHash). */
+  renderedSha256: string;
+}
+
+const LITTLE_ENDIAN = os.endianness() === 'LE';
+
+/** The bytes of an int32 array, little-endian whatever the machine, so fingerprints agree across platforms. */
+function int32Bytes(values: Int32Array): Buffer {
+  const bytes = Buffer.from(values.buffer, values.byteOffset, values.byteLength);
+  return LITTLE_ENDIAN ? bytes : Buffer.from(bytes).swap32();
+}
+
+/**
+ * sha256 over rendered samples in order: for each, its token count (uint32), its ids, then its labels (int32), all
+ * little-endian. Row numbers are left out: the fingerprint names what was trained on, not where it sat in the file.
+ */
+export class RenderedHash {
+  private readonly hash = crypto.createHash('sha256');
+  private readonly length = Buffer.alloc(4);
+
+  update(sample: RenderedSample): void {
+    this.length.writeUInt32LE(sample.inputIds.length);
+    this.hash.update(this.length);
+    this.hash.update(int32Bytes(sample.inputIds));
+    this.hash.update(int32Bytes(sample.labels));
+  }
+
+  digest(): string {
+    return this.hash.digest('hex');
+  }
+}
+
+export function renderedSha256(samples: Iterable<RenderedSample>): string {
+  const hash = new RenderedHash();
+  for (const sample of samples) hash.update(sample);
+  return hash.digest();
+}
+
+/** sha256 of a file's bytes, streamed. */
+export async function sha256File(file: string): Promise<string> {
+  const hash = crypto.createHash('sha256');
+  try {
+    for await (const chunk of fs.createReadStream(file)) hash.update(chunk as Buffer);
+  } catch (err) {
+    throw new UserError(`${file}: cannot read the dataset (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  return hash.digest('hex');
+}
+
+const FIRST_BUCKET_TOP = 16;
+
+/** Takes each row's outcome in file order (and the readers' bad rows) and sums them up. */
+export class DatasetStatsCollector {
+  private rows = 0;
+  private badRows = 0;
+  private emptyRows = 0;
+  private duplicateRows = 0;
+  private tokens = 0;
+  private trainedTokens = 0;
+  private truncatedRows = 0;
+  private cutTokens = 0;
+  private rendered = 0;
+  private renderedTokens = 0;
+  private minLength = Infinity;
+  private maxLength = 0;
+  /** Rows per bucket; bucket 0 is [1, 16], bucket b > 0 is (16 * 2^(b-1), 16 * 2^b]. */
+  private readonly bucketRows: number[] = [];
+  /** First 16 bytes of each rendered row's ids hash: enough to tell rows apart, small enough for millions of rows. */
+  private readonly seen = new Set<string>();
+  private readonly hash = new RenderedHash();
+  private renderedDigest: string | null = null;
+
+  constructor(private readonly options: { maxSeqLen: number }) {}
+
+  /** A row the readers or format detection could not use. */
+  countBadRow(): void {
+    this.rows++;
+    this.badRows++;
+  }
+
+  add(outcome: RenderOutcome): void {
+    if (this.renderedDigest !== null) throw new Error('DatasetStatsCollector: add() after result()');
+    if (outcome.kind === 'bad') return this.countBadRow();
+    this.rows++;
+    if (outcome.kind === 'empty') {
+      this.emptyRows++;
+      return;
+    }
+    const { inputIds, labels } = outcome.sample;
+    const length = inputIds.length;
+    const kept = Math.min(length, this.options.maxSeqLen);
+    this.hash.update(outcome.sample);
+    this.rendered++;
+    this.renderedTokens += length;
+    this.minLength = Math.min(this.minLength, length);
+    this.maxLength = Math.max(this.maxLength, length);
+    const bucket = length <= FIRST_BUCKET_TOP ? 0 : Math.ceil(Math.log2(length / FIRST_BUCKET_TOP));
+    while (this.bucketRows.length <= bucket) this.bucketRows.push(0);
+    this.bucketRows[bucket]++;
+    if (length > kept) {
+      this.truncatedRows++;
+      this.cutTokens += length - kept;
+    }
+    this.tokens += kept;
+    for (let t = 1; t < kept; t++) if (labels[t] !== IGNORE_INDEX) this.trainedTokens++;
+    const idsHash = crypto.createHash('sha256').update(int32Bytes(inputIds)).digest('base64').slice(0, 22);
+    if (this.seen.has(idsHash)) this.duplicateRows++;
+    else this.seen.add(idsHash);
+  }
+
+  /** The sums; call once all rows are added. */
+  result(): DatasetStats {
+    this.renderedDigest ??= this.hash.digest();
+    return {
+      rows: this.rows,
+      badRows: this.badRows,
+      emptyRows: this.emptyRows,
+      duplicateRows: this.duplicateRows,
+      tokens: this.tokens,
+      trainedTokens: this.trainedTokens,
+      truncatedRows: this.truncatedRows,
+      cutTokens: this.cutTokens,
+      minLength: this.rendered === 0 ? 0 : this.minLength,
+      maxLength: this.maxLength,
+      meanLength: this.rendered === 0 ? 0 : this.renderedTokens / this.rendered,
+      lengthHistogram: this.bucketRows.map((rows, b) => ({ from: b === 0 ? 1 : FIRST_BUCKET_TOP * 2 ** (b - 1) + 1, to: FIRST_BUCKET_TOP * 2 ** b, rows })),
+      renderedSha256: this.renderedDigest,
+    };
+  }
+}
