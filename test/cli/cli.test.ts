@@ -1,26 +1,17 @@
 // The peft-studio command line as users run it: a real process on the built CLI, real model folders and data files.
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { peftKey } from '../../main/adapter/loraAdapter.js';
 import { openModelFolder } from '../../main/model/modelFolder.js';
 import { readSafetensorsHeader } from '../../main/model/safetensors.js';
+import { lastJson, runCli } from '../support/cli.js';
 import { tempDir } from '../support/engine.js';
 
 const ALL = 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj';
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/main/cli/bin.js');
 
-function cli(...args: string[]) {
-  const result = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 240_000 });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
+const cli = (...args: string[]) => runCli(args);
 
-function lastJson(stdout: string) {
-  const lines = stdout.trim().split('\n');
-  return JSON.parse(lines[lines.length - 1]);
-}
 
 /** A bad-input failure: non-zero exit, one line on stderr that says `fragment`, no stack trace. */
 function expectOneLineError(result: ReturnType<typeof cli>, fragment: string | RegExp) {
@@ -200,11 +191,10 @@ describe('bad input', () => {
 
   it('a GPU device that cannot start', () => {
     // No Vulkan driver to be found: Dawn gets no adapter. Its own warnings come first; ours is the last line.
-    const result = spawnSync(process.execPath, [CLI, 'train', '--model', model, '--data', textData, '--steps', '1', '--device', 'webgpu'], {
-      encoding: 'utf8',
+    const result = runCli(['train', '--model', model, '--data', textData, '--steps', '1', '--device', 'webgpu'], {
       env: { ...process.env, VK_ICD_FILENAMES: path.join(work, 'no-driver.json'), VK_DRIVER_FILES: path.join(work, 'no-driver.json') },
     });
-    expect(result.status).toBe(1);
+    expect(result.code).toBe(1);
     expect(result.stderr.trim().split('\n').at(-1)).toMatch(/^peft-studio train: error: --device webgpu: could not start \(.*adapter.*\); try --device cpu$/);
   });
 

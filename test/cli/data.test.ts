@@ -1,20 +1,13 @@
 // Datasets through the command line: data inspect, and train on every format with bad-row handling and packing.
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { lastJson, ROOT, runCli } from '../support/cli.js';
 import { tempDir } from '../support/engine.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const CLI = path.join(ROOT, 'dist/main/cli/bin.js');
 const PARQUET = path.join(ROOT, 'test/fixtures/data');
 
-function cli(...args: string[]) {
-  const result = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 240_000 });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
-const lastJson = (stdout: string) => JSON.parse(stdout.trim().split('\n').at(-1)!);
+const cli = (...args: string[]) => runCli(args);
 
 let work: string;
 let model: string;

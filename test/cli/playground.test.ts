@@ -1,20 +1,14 @@
 // generate and chat as users run them: a model made by create-tiny-model, fine-tuned by train, then asked.
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { lastJson, runCli } from '../support/cli.js';
 import { tempDir } from '../support/engine.js';
 
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/main/cli/bin.js');
 const ALL = 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj';
 
-function cli(args: string[], input?: string) {
-  const result = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 240_000, input });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
+const cli = (args: string[], input?: string) => runCli(args, { input });
 
-const lastJson = (stdout: string) => JSON.parse(stdout.trim().split('\n').at(-1)!);
 
 // The task: whatever two words are asked about, answer "yes, <first word>". Held-out prompts use unseen words.
 const TRAIN_WORDS = ['apple', 'river', 'stone', 'cloud', 'green', 'table', 'music', 'light', 'paper', 'chair', 'bread', 'glass', 'horse', 'smile', 'water', 'plant'];

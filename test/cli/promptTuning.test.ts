@@ -1,19 +1,13 @@
 // Prompt tuning from the command line: train soft prompts, save them as PEFT does, evaluate and generate with them.
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readSafetensorsHeader } from '../../main/model/safetensors.js';
+import { lastJson, runCli } from '../support/cli.js';
 import { tempDir } from '../support/engine.js';
 
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/main/cli/bin.js');
 
-function cli(...args: string[]) {
-  const result = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 240_000 });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
-}
-const lastJson = (stdout: string) => JSON.parse(stdout.trim().split('\n').at(-1)!);
+const cli = (...args: string[]) => runCli(args);
 
 const WORDS = ['apple', 'river', 'stone', 'cloud', 'green', 'table', 'music', 'light', 'paper', 'chair', 'bread', 'glass'];
 const HELD_OUT = ['tiger', 'ocean', 'candle', 'mirror', 'pencil', 'garden'];

@@ -1,0 +1,23 @@
+// Runs the built peft-studio CLI as users do: a real process, its exit code, stdout and stderr.
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const CLI = path.join(ROOT, 'dist/main/cli/bin.js');
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function runCli(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): CliResult {
+  const result = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 240_000, input: options.input, env: options.env ?? process.env });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** With --json, the last line of stdout is the result. */
+export function lastJson(stdout: string) {
+  return JSON.parse(stdout.trim().split('\n').at(-1)!);
+}
