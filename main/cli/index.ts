@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UserError } from '../../shared/errors.js';
 import type { AdapterMethod, EngineEvent, EngineRequest, OptimizerName, SchedulerName, TrainJob } from '../../shared/training.js';
+import { mergeLoraAdapter } from '../adapter/merge.js';
 import { runEngine } from '../engine/host.js';
 import { createTinyModel, DEFAULT_TINY_MODEL } from '../model/tinyModel.js';
 import { choice, DEVICES, json, nonNegative, number, positiveInt, str, UsageError, type Command } from './options.js';
@@ -172,9 +173,35 @@ const COMMANDS: Record<string, Command> = {
         `${r.device}: ${r.tokensPerSecond.toFixed(1)} tokens/s, ${r.secondsPerStep.toFixed(2)} s/step, peak RSS ${(r.peakRssBytes / 2 ** 30).toFixed(2)} GiB`);
     },
   },
+  merge: {
+    summary: 'merge a LoRA adapter into its base model: a complete Hugging Face model folder',
+    usage: 'peft-studio merge --model DIR --adapter DIR --out DIR [--dtype bf16|f16|f32] [--max-shard-size 5GB] [--json]',
+    options: { model: str, adapter: str, out: str, dtype: str, 'max-shard-size': str, json },
+    async run(values) {
+      if (!values.model || !values.adapter || !values.out) throw new UsageError('merge needs --model, --adapter and --out');
+      const result = mergeLoraAdapter({
+        modelDir: path.resolve(values.model as string),
+        adapterDir: path.resolve(values.adapter as string),
+        outDir: path.resolve(values.out as string),
+        dtype: values.dtype === undefined ? undefined : choice(values, 'dtype', ['f32', 'bf16', 'f16'] as const, 'f32'),
+        maxShardBytes: byteSize(values, 'max-shard-size', 5e9),
+      });
+      process.stdout.write(values.json ? `${JSON.stringify(result)}\n` : `merged ${result.mergedWeights} weights into ${result.outDir} (${result.shards} shard${result.shards > 1 ? 's' : ''})\n`);
+    },
+  },
   ...PLAYGROUND_COMMANDS,
   ...DATA_COMMANDS,
 };
+
+/** Sizes as transformers writes them: 5GB, 500MB, 100KB, or a plain byte count. */
+function byteSize(values: Record<string, unknown>, name: string, fallback: number): number {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  const match = /^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB)?$/i.exec(String(raw));
+  if (!match) throw new UsageError(`--${name} ${raw}: expected a size such as 5GB, 500MB or 100KB`);
+  const unit = { B: 1, KB: 1e3, MB: 1e6, GB: 1e9 }[(match[2] ?? 'B').toUpperCase() as 'B' | 'KB' | 'MB' | 'GB'];
+  return Number(match[1]) * unit;
+}
 
 function help(): string {
   const lines = ['usage: peft-studio <command> [options]', '', 'commands:'];

@@ -3,7 +3,7 @@
 // We read headers only and hand out absolute byte ranges, so ONNX external data can point straight into the file.
 import fs from 'node:fs';
 import { UserError } from '../../shared/errors.js';
-import { writeFileAtomic } from '../util/atomicWrite.js';
+import path from 'node:path';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8' | 'BOOL';
 
@@ -120,37 +120,117 @@ export function floatToBf16Bits(values: Float32Array): Uint16Array {
   return out;
 }
 
+/** Rounds fp32 to IEEE binary16 bits (round to nearest even; overflow to infinity, tiny values to subnormals or zero). */
+export function floatToF16Bits(values: Float32Array): Uint16Array {
+  const out = new Uint16Array(values.length);
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  for (let i = 0; i < values.length; i++) {
+    const b = bits[i];
+    const sign = (b >>> 16) & 0x8000;
+    const exponent = (b >>> 23) & 0xff;
+    const mantissa = b & 0x7fffff;
+    if (exponent === 0xff) {
+      out[i] = sign | 0x7c00 | (mantissa ? 0x200 : 0);
+      continue;
+    }
+    const e = exponent - 127 + 15;
+    if (e >= 31) {
+      out[i] = sign | 0x7c00;
+    } else if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign;
+        continue;
+      }
+      const m = mantissa | 0x800000;
+      const shift = 14 - e;
+      let half = m >>> shift;
+      const rest = m & ((1 << shift) - 1);
+      const halfway = 1 << (shift - 1);
+      if (rest > halfway || (rest === halfway && half & 1)) half++;
+      out[i] = sign | half;
+    } else {
+      let half = (e << 10) | (mantissa >>> 13);
+      const rest = mantissa & 0x1fff;
+      if (rest > 0x1000 || (rest === 0x1000 && half & 1)) half++;
+      out[i] = sign | half;
+    }
+  }
+  return out;
+}
+
 export interface TensorToWrite {
-  dtype: 'F32' | 'BF16' | 'I64';
+  dtype: 'F32' | 'BF16' | 'F16' | 'I64';
   shape: number[];
-  /** fp32 values (rounded for BF16), or int64 values for I64. */
+  /** fp32 values (rounded for BF16 and F16), or int64 values for I64. */
   data: Float32Array | BigInt64Array;
+}
+
+/**
+ * Writes a safetensors file tensor by tensor, in the order declared: the header is known up front from names, dtypes
+ * and shapes, so no more than one tensor is ever held. Written to a temp file, fsynced and renamed on close.
+ */
+export class SafetensorsStreamWriter {
+  private readonly fd: number;
+  private readonly temp: string;
+  private next = 0;
+
+  constructor(
+    private readonly file: string,
+    private readonly layout: { name: string; dtype: TensorToWrite['dtype']; shape: number[] }[],
+    metadata?: Record<string, string>,
+  ) {
+    const header: Record<string, unknown> = {};
+    if (metadata) header.__metadata__ = metadata;
+    let offset = 0;
+    for (const t of layout) {
+      const size = t.shape.reduce((a, b) => a * b, 1) * BYTES_PER_ELEMENT[t.dtype];
+      header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] };
+      offset += size;
+    }
+    const json = Buffer.from(JSON.stringify(header), 'utf8');
+    // Pad with spaces (in bytes) so tensor data starts 8-byte aligned.
+    const headerBytes = Buffer.concat([json, Buffer.alloc((8 - (json.length % 8)) % 8, ' ')]);
+    const prefix = Buffer.alloc(8);
+    prefix.writeBigUInt64LE(BigInt(headerBytes.length));
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    this.temp = `${file}.tmp-${process.pid}-${Date.now()}`;
+    this.fd = fs.openSync(this.temp, 'w');
+    this.writeBytes(prefix);
+    this.writeBytes(headerBytes);
+  }
+
+  private writeBytes(bytes: Uint8Array): void {
+    let written = 0;
+    while (written < bytes.byteLength) written += fs.writeSync(this.fd, bytes, written, bytes.byteLength - written);
+  }
+
+  /** The next tensor of the declared layout. */
+  write(name: string, data: Float32Array | BigInt64Array): void {
+    const t = this.layout[this.next++];
+    if (!t || t.name !== name) throw new Error(`SafetensorsStreamWriter: expected ${t?.name ?? 'no more tensors'}, got ${name}`);
+    const bytes =
+      t.dtype === 'BF16'
+        ? new Uint8Array(floatToBf16Bits(data as Float32Array).buffer)
+        : t.dtype === 'F16'
+          ? new Uint8Array(floatToF16Bits(data as Float32Array).buffer)
+          : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const expected = t.shape.reduce((a, b) => a * b, 1) * BYTES_PER_ELEMENT[t.dtype];
+    if (bytes.byteLength !== expected) throw new Error(`SafetensorsStreamWriter: ${name} has ${bytes.byteLength} bytes, shape [${t.shape}] ${t.dtype} needs ${expected}`);
+    this.writeBytes(bytes);
+  }
+
+  close(): void {
+    if (this.next !== this.layout.length) throw new Error(`SafetensorsStreamWriter: ${this.layout.length - this.next} tensors not written`);
+    fs.fsyncSync(this.fd);
+    fs.closeSync(this.fd);
+    fs.renameSync(this.temp, this.file);
+  }
 }
 
 /** Writes a safetensors file atomically (temp file, fsync, rename). Tensors are laid out in sorted key order. */
 export function writeSafetensors(file: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): void {
   const names = Object.keys(tensors).sort();
-  const header: Record<string, unknown> = {};
-  if (metadata) header.__metadata__ = metadata;
-  const chunks: Uint8Array[] = [];
-  let offset = 0;
-  for (const name of names) {
-    const t = tensors[name];
-    const bytes =
-      t.dtype === 'BF16'
-        ? new Uint8Array(floatToBf16Bits(t.data as Float32Array).buffer)
-        : new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    const expected = t.shape.reduce((a, b) => a * b, 1) * BYTES_PER_ELEMENT[t.dtype];
-    if (bytes.byteLength !== expected) throw new Error(`writeSafetensors: ${name} has ${bytes.byteLength} bytes, shape [${t.shape}] needs ${expected}`);
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.byteLength] };
-    chunks.push(bytes);
-    offset += bytes.byteLength;
-  }
-  const headerJson = JSON.stringify(header);
-  const headerJsonBytes = Buffer.byteLength(headerJson, 'utf8');
-  // Pad by bytes, not characters (a non-ASCII name is several bytes), to keep tensor data 8-byte aligned.
-  const headerBytes = Buffer.from(headerJson + ' '.repeat((8 - (headerJsonBytes % 8)) % 8), 'utf8');
-  const prefix = Buffer.alloc(8);
-  prefix.writeBigUInt64LE(BigInt(headerBytes.length));
-  writeFileAtomic(file, [prefix, headerBytes, ...chunks]);
+  const writer = new SafetensorsStreamWriter(file, names.map((name) => ({ name, dtype: tensors[name].dtype, shape: tensors[name].shape })), metadata);
+  for (const name of names) writer.write(name, tensors[name].data);
+  writer.close();
 }
