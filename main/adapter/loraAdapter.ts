@@ -6,7 +6,7 @@ import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
 import type { LoraSettings } from '../../shared/training.js';
 import { ALL_TARGETS, targetParent, targetShape, type ModelSpec, type TargetModule } from '../model/architecture.js';
-import { readSafetensorsHeader, readTensorF32, writeSafetensors, type TensorToWrite } from '../model/safetensors.js';
+import { readSafetensorsHeader, readTensorF32, writeSafetensors, type TensorEntry, type TensorToWrite } from '../model/safetensors.js';
 import { writeFileAtomic } from '../util/atomicWrite.js';
 
 export interface LoraPair {
@@ -120,14 +120,16 @@ export function loadLoraAdapter(dir: string, spec: ModelSpec, config = readAdapt
     useRslora: config.use_rslora === true,
   };
 
-  const weightsFile = path.join(dir, 'adapter_model.safetensors');
-  const entries = readSafetensorsHeader(weightsFile);
+  const weightsFile = adapterWeightsFile(dir);
+  const entries = normalizedAdapterTensors(weightsFile);
+  const expected = new Set<string>();
   const layers = Array.from({ length: spec.numLayers }, (_, layer) => {
     const pairs = new Map<TargetModule, LoraPair>();
     for (const target of targets) {
       const { out, in: fanIn } = targetShape(spec, target);
       const read = (matrix: 'A' | 'B', shape: number[]) => {
         const key = peftKey(layer, target, matrix);
+        expected.add(key);
         const entry = entries.get(key);
         if (!entry) throw new UserError(`${weightsFile}: tensor "${key}" is missing`);
         if (entry.shape.join(',') !== shape.join(',')) throw new UserError(`${weightsFile}: tensor "${key}" has shape [${entry.shape}], expected [${shape}]`);
@@ -137,5 +139,40 @@ export function loadLoraAdapter(dir: string, spec: ModelSpec, config = readAdapt
     }
     return pairs;
   });
+  const unexpected = [...entries.keys()].filter((key) => !expected.has(key));
+  if (unexpected.length) throw new UserError(`${weightsFile}: tensor "${unexpected[0]}" does not belong to a ${targets.join('/')} LoRA of this ${spec.numLayers}-layer model${unexpected.length > 1 ? ` (and ${unexpected.length - 1} more)` : ''}`);
   return { settings, targets, layers };
+}
+
+/**
+ * The adapter's weights file, which must be a safetensors file inside the adapter folder: pickled `.bin` files can
+ * run code when loaded, and a link out of the folder is not the adapter the user chose.
+ */
+export function adapterWeightsFile(dir: string): string {
+  const file = path.join(dir, 'adapter_model.safetensors');
+  if (!fs.existsSync(file)) {
+    if (fs.existsSync(path.join(dir, 'adapter_model.bin'))) {
+      throw new UserError(`${dir}: only adapter_model.bin, a pickled PyTorch file that can run code when loaded; save it with PEFT's save_pretrained(safe_serialization=True) as adapter_model.safetensors`);
+    }
+    throw new UserError(`${file}: not found`);
+  }
+  const folder = fs.realpathSync(dir);
+  if (!fs.realpathSync(file).startsWith(folder + path.sep)) throw new UserError(`${file}: points outside the adapter folder ${folder}`);
+  return file;
+}
+
+/**
+ * Tensor entries under the names this studio writes. Python PEFT names them base_model.model.<module>.lora_A.weight
+ * on disk, but in-memory state dicts carry the adapter name (`.lora_A.default.weight`) and some tools drop the
+ * `base_model.model.` prefix; both are accepted.
+ */
+export function normalizedAdapterTensors(file: string): Map<string, TensorEntry> {
+  const out = new Map<string, TensorEntry>();
+  for (const [name, entry] of readSafetensorsHeader(file)) {
+    let key = name.replace(/\.(lora_[AB])\.default\.weight$/, '.$1.weight');
+    if (key.startsWith('model.layers.')) key = `base_model.model.${key}`;
+    if (out.has(key)) throw new UserError(`${file}: tensors "${out.get(key)!.name}" and "${name}" are the same weight`);
+    out.set(key, entry);
+  }
+  return out;
 }

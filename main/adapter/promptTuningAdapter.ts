@@ -5,6 +5,7 @@ import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
 import type { ModelSpec } from '../model/architecture.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../model/safetensors.js';
+import { adapterWeightsFile } from './loraAdapter.js';
 import { writeFileAtomic } from '../util/atomicWrite.js';
 
 export interface PromptTuningWeights {
@@ -44,7 +45,7 @@ export function loadPromptTuningAdapter(dir: string, config: Record<string, unkn
   const configFile = path.join(dir, 'adapter_config.json');
   const n = config.num_virtual_tokens;
   if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0) throw new UserError(`${configFile}: field "num_virtual_tokens" must be a positive integer`);
-  const weightsFile = path.join(dir, 'adapter_model.safetensors');
+  const weightsFile = adapterWeightsFile(dir);
   const entry = readSafetensorsHeader(weightsFile).get('prompt_embeddings');
   if (!entry) throw new UserError(`${weightsFile}: tensor "prompt_embeddings" is missing`);
   if (entry.shape.join(',') !== `${n},${spec.hiddenSize}`) throw new UserError(`${weightsFile}: tensor "prompt_embeddings" has shape [${entry.shape}], expected [${n},${spec.hiddenSize}]`);
