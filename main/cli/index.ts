@@ -6,7 +6,12 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UserError } from '../../shared/errors.js';
 import type { AdapterMethod, EngineEvent, EngineRequest, OptimizerName, SchedulerName, TrainJob } from '../../shared/training.js';
+import { loadAdapter } from '../adapter/anyAdapter.js';
+import { ollamaModelfile, writeGgufLoraAdapter } from '../adapter/gguf.js';
 import { mergeLoraAdapter } from '../adapter/merge.js';
+import { SampleRenderer } from '../data/render.js';
+import { openModelFolder } from '../model/modelFolder.js';
+import { writeFileAtomic } from '../util/atomicWrite.js';
 import { runEngine } from '../engine/host.js';
 import { createTinyModel, DEFAULT_TINY_MODEL } from '../model/tinyModel.js';
 import { choice, DEVICES, json, nonNegative, number, positiveInt, str, UsageError, type Command } from './options.js';
@@ -187,6 +192,26 @@ const COMMANDS: Record<string, Command> = {
         maxShardBytes: byteSize(values, 'max-shard-size', 5e9),
       });
       process.stdout.write(values.json ? `${JSON.stringify(result)}\n` : `merged ${result.mergedWeights} weights into ${result.outDir} (${result.shards} shard${result.shards > 1 ? 's' : ''})\n`);
+    },
+  },
+  export: {
+    summary: 'export a LoRA adapter for llama.cpp / Ollama: a LoRA GGUF and a Modelfile beside it',
+    usage: 'peft-studio export --adapter DIR --model DIR --format gguf --out FILE.gguf [--json]',
+    options: { adapter: str, model: str, format: str, out: str, json },
+    async run(values) {
+      if (!values.adapter || !values.model || !values.out) throw new UsageError('export needs --adapter, --model and --out');
+      choice(values, 'format', ['gguf'] as const, 'gguf');
+      const folder = openModelFolder(values.model as string);
+      const adapter = loadAdapter(path.resolve(values.adapter as string), folder.spec);
+      if (adapter.kind !== 'lora') {
+        throw new UserError('prompt-tuning adapters cannot be exported to GGUF: llama.cpp, Ollama and most serving tools (transformers\' load_adapter too) load only LoRA; PEFT\'s PeftModel.from_pretrained loads the adapter folder as it is');
+      }
+      const out = path.resolve(values.out as string);
+      writeGgufLoraAdapter(out, adapter.lora, folder.spec, folder.dir);
+      const template = SampleRenderer.forModel(folder.dir, { trainOn: 'all' }).chatTemplate?.text ?? null;
+      const modelfile = path.join(path.dirname(out), 'Modelfile');
+      writeFileAtomic(modelfile, ollamaModelfile(folder.dir, out, template));
+      process.stdout.write(values.json ? `${JSON.stringify({ gguf: out, modelfile })}\n` : `wrote ${out} and ${modelfile}\n`);
     },
   },
   ...PLAYGROUND_COMMANDS,
