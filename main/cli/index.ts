@@ -1,12 +1,14 @@
 // The peft-studio command line: create-tiny-model, train, eval, bench. The engine runs in a worker thread.
 // Contract: with --json the last line on stdout is one JSON object; errors are one line on stderr, exit code 1
 // (bad input) or 2 (bad usage).
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UserError } from '../../shared/errors.js';
 import type { AdapterMethod, EngineEvent, EngineRequest, OptimizerName, SchedulerName, TrainJob } from '../../shared/training.js';
 import { loadAdapter } from '../adapter/anyAdapter.js';
+import { readAdapterConfig } from '../adapter/loraAdapter.js';
 import { ollamaModelfile, writeGgufLoraAdapter } from '../adapter/gguf.js';
 import { mergeLoraAdapter } from '../adapter/merge.js';
 import { SampleRenderer } from '../data/render.js';
@@ -196,13 +198,18 @@ const COMMANDS: Record<string, Command> = {
   },
   export: {
     summary: 'export a LoRA adapter for llama.cpp / Ollama: a LoRA GGUF and a Modelfile beside it',
-    usage: 'peft-studio export --adapter DIR --model DIR --format gguf --out FILE.gguf [--json]',
+    usage: 'peft-studio export --adapter DIR --format gguf --out FILE.gguf [--model DIR] [--json]',
     options: { adapter: str, model: str, format: str, out: str, json },
     async run(values) {
-      if (!values.adapter || !values.model || !values.out) throw new UsageError('export needs --adapter, --model and --out');
+      if (!values.adapter || !values.out) throw new UsageError('export needs --adapter and --out');
       choice(values, 'format', ['gguf'] as const, 'gguf');
-      const folder = openModelFolder(values.model as string);
-      const adapter = loadAdapter(path.resolve(values.adapter as string), folder.spec);
+      const adapterDir = path.resolve(values.adapter as string);
+      // The base is --model, else the local folder the adapter records as its base.
+      const recorded = readAdapterConfig(adapterDir).base_model_name_or_path;
+      const modelDir = (values.model as string | undefined) ?? (typeof recorded === 'string' && fs.existsSync(recorded) ? recorded : undefined);
+      if (!modelDir) throw new UsageError(`--model is required: the adapter's base_model_name_or_path (${JSON.stringify(recorded)}) is not a local folder`);
+      const folder = openModelFolder(modelDir);
+      const adapter = loadAdapter(adapterDir, folder.spec);
       if (adapter.kind !== 'lora') {
         throw new UserError('prompt-tuning adapters cannot be exported to GGUF: llama.cpp, Ollama and most serving tools (transformers\' load_adapter too) load only LoRA; PEFT\'s PeftModel.from_pretrained loads the adapter folder as it is');
       }

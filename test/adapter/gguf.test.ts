@@ -109,7 +109,8 @@ describe('export --format gguf', () => {
   it('leaves qwen2 rows as they are (its converter does not permute)', async () => {
     const { model, adapter } = trained('qwen2');
     const out = path.join(work, 'qwen2.gguf');
-    expect(cli('export', '--adapter', adapter, '--model', model, '--format', 'gguf', '--out', out).code).toBe(0);
+    // No --model: the adapter's recorded base folder is used.
+    expect(cli('export', '--adapter', adapter, '--format', 'gguf', '--out', out).code).toBe(0);
     expect((await gguf(out, { allowLocalFile: true })).metadata['general.architecture']).toBe('qwen2');
     const folder = openModelFolder(model);
     const original = loadAdapter(adapter, folder.spec);
