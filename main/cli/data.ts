@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
 import type { DataFormat, DataSettings } from '../../shared/training.js';
-import { prepareDataset } from '../data/dataset.js';
+import { fromDataSettings, prepareDataset } from '../data/dataset.js';
 import { readSamples } from '../data/formats.js';
 import { formatPreview, previewSample, type TokenPreview } from '../data/preview.js';
 import { SampleRenderer } from '../data/render.js';
@@ -61,10 +61,7 @@ export const DATA_COMMANDS: Record<string, Command> = {
         modelDir: folder.dir,
         vocabSize: folder.spec.vocabSize,
         maxSeqLen,
-        format: settings.format ?? undefined,
-        mapping: settings.columns,
-        trainOn: settings.trainOn,
-        pack: settings.pack,
+        ...fromDataSettings(settings),
         skipBadRows: true, // inspection lists every bad row instead of stopping at the first
         validationFraction: 0,
         seed: 0,

@@ -1,6 +1,7 @@
 // The whole dataset pipeline for a model: read (streamed) -> Sample -> rendered and tokenized -> truncated ->
 // packed or not, with the stats, the bad rows and the content hashes a run records.
 import { UserError } from '../../shared/errors.js';
+import type { DataSettings } from '../../shared/training.js';
 import type { ColumnMapping } from './formats.js';
 import { readSamples } from './formats.js';
 import { pack, splitTrainValidation, toSequences, truncate, type TrainingSequence } from './packing.js';
@@ -39,6 +40,11 @@ export interface PreparedDataset {
   /** Rows dropped because truncation left nothing to train on. */
   untrainedRows: number[];
   sourceSha256: string;
+}
+
+/** The pipeline options a job's data settings (the CLI flags, later the wizard) stand for. */
+export function fromDataSettings(data: DataSettings): Pick<DatasetOptions, 'format' | 'mapping' | 'trainOn' | 'pack' | 'skipBadRows'> {
+  return { format: data.format ?? undefined, mapping: data.columns as ColumnMapping, trainOn: data.trainOn, pack: data.pack, skipBadRows: data.skipBadRows };
 }
 
 /** Reads, renders and tokenizes a dataset; refuses it (one line naming the first bad row) unless bad rows may be skipped. */

@@ -8,8 +8,7 @@ import { initLoraWeights, loraScale, saveLoraAdapter, type LoraWeights } from '.
 import { savePromptTuningAdapter } from '../adapter/promptTuningAdapter.js';
 import { loadTokenizer } from '../model/tokenizer.js';
 import { readTensorF32 } from '../model/safetensors.js';
-import { prepareDataset } from '../data/dataset.js';
-import type { ColumnMapping } from '../data/formats.js';
+import { fromDataSettings, prepareDataset } from '../data/dataset.js';
 import { batches, countBatches, type TrainingSequence } from '../data/packing.js';
 import { openModelFolder, type ModelFolder } from '../model/modelFolder.js';
 import { Rng } from '../util/random.js';
@@ -117,11 +116,7 @@ async function loadDataset(file: string, data: DataSettings, folder: ModelFolder
     modelDir: folder.dir,
     vocabSize: folder.spec.vocabSize,
     maxSeqLen,
-    format: data.format ?? undefined,
-    mapping: data.columns as ColumnMapping,
-    trainOn: data.trainOn,
-    pack: data.pack,
-    skipBadRows: data.skipBadRows,
+    ...fromDataSettings(data),
     validationFraction,
     seed,
   });
