@@ -158,8 +158,11 @@ export function writeGgufLoraAdapter(file: string, lora: LoraWeights, spec: Mode
   writeFileAtomic(file, [w.bytes()]);
 }
 
-/** Reads back a GGUF LoRA adapter written for `spec` (F32 tensors), undoing the q/k permutation. */
-export function readGgufLoraAdapter(file: string, spec: ModelSpec, settings: Omit<LoraSettings, 'targets' | 'alpha'>): LoraWeights {
+/**
+ * Reads back a GGUF LoRA adapter written for `spec` (F32 tensors), undoing the q/k permutation. The rank comes from
+ * the tensors; GGUF does not record dropout or whether alpha was rsLoRA's, so the caller says.
+ */
+export function readGgufLoraAdapter(file: string, spec: ModelSpec, settings: { dropout: number; useRslora: boolean }): LoraWeights {
   const bytes = fs.readFileSync(file);
   let at = 0;
   const u32 = () => ((at += 4), bytes.readUInt32LE(at - 4));
@@ -197,7 +200,9 @@ export function readGgufLoraAdapter(file: string, spec: ModelSpec, settings: Omi
     const count = info.ne.reduce((a, b) => a * b, 1);
     return new Float32Array(bytes.buffer.slice(bytes.byteOffset + dataStart + info.offset, bytes.byteOffset + dataStart + info.offset + count * 4));
   };
-  const targets = ALL_TARGETS.filter((t) => tensor(`blk.0.${GGUF_NAMES[t]}.weight.lora_a`));
+  const targets = ALL_TARGETS.filter((t) => infos.some((info) => info.name === `blk.0.${GGUF_NAMES[t]}.weight.lora_a`));
+  if (targets.length === 0) throw new UserError(`${file}: no LoRA tensors for layer 0`);
+  const rank = infos.find((info) => info.name === `blk.0.${GGUF_NAMES[targets[0]]}.weight.lora_a`)!.ne[1];
   const layers = Array.from({ length: spec.numLayers }, (_, layer) => {
     const pairs = new Map<TargetModule, LoraPair>();
     for (const target of targets) {
@@ -206,12 +211,12 @@ export function readGgufLoraAdapter(file: string, spec: ModelSpec, settings: Omi
       const b = tensor(`${base}.lora_b`);
       if (!a || !b) throw new UserError(`${file}: ${base}.lora_a/lora_b missing`);
       const heads = headsToPermute(spec, target);
-      pairs.set(target, { a, b: heads ? permuteRows(b, settings.rank, heads, true) : b });
+      pairs.set(target, { a, b: heads ? permuteRows(b, rank, heads, true) : b });
     }
     return pairs;
   });
   const alpha = Number(meta.get('adapter.lora.alpha'));
-  return { settings: { ...settings, targets, alpha: settings.useRslora ? alpha / Math.sqrt(settings.rank) : alpha }, targets, layers };
+  return { settings: { ...settings, rank, targets, alpha: settings.useRslora ? alpha / Math.sqrt(rank) : alpha }, targets, layers };
 }
 
 /** Chat formats Ollama can express as its Go template, recognized by their markers. */

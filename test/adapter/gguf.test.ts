@@ -80,7 +80,8 @@ describe('export --format gguf', () => {
     const folder = openModelFolder(model);
     const original = loadAdapter(adapter, folder.spec);
     if (original.kind !== 'lora') throw new Error('expected LoRA');
-    const back: LoraWeights = readGgufLoraAdapter(out, folder.spec, { rank: 4, dropout: 0, useRslora: true });
+    const back: LoraWeights = readGgufLoraAdapter(out, folder.spec, { dropout: 0, useRslora: true });
+    expect(back.settings).toMatchObject({ rank: 4, useRslora: true });
     expect(back.settings.alpha).toBeCloseTo(8, 5);
     for (let layer = 0; layer < 2; layer++) {
       for (const [target, pair] of original.lora.layers[layer]) {
@@ -90,7 +91,7 @@ describe('export --format gguf', () => {
     }
 
     // The stored q delta is the HF delta with the converter's row permutation (k uses the kv head count).
-    const stored = readGgufLoraAdapter(out, { ...folder.spec, modelType: 'qwen2' }, { rank: 4, dropout: 0, useRslora: true }); // qwen2: read without undoing
+    const stored = readGgufLoraAdapter(out, { ...folder.spec, modelType: 'qwen2' }, { dropout: 0, useRslora: true }); // qwen2: read without undoing
     for (const [target, heads, rows] of [['q_proj', 4, 64], ['k_proj', 2, 32]] as const) {
       const hf = original.lora.layers[0].get(target)!;
       const expected = converterPermute(product(hf.b, hf.a, 4), rows, 64, heads);
@@ -115,7 +116,7 @@ describe('export --format gguf', () => {
     const folder = openModelFolder(model);
     const original = loadAdapter(adapter, folder.spec);
     if (original.kind !== 'lora') throw new Error('expected LoRA');
-    const back = readGgufLoraAdapter(out, folder.spec, { rank: 4, dropout: 0, useRslora: true });
+    const back = readGgufLoraAdapter(out, folder.spec, { dropout: 0, useRslora: true });
     expect(back.layers[1].get('q_proj')!.b).toEqual(original.lora.layers[1].get('q_proj')!.b);
   });
 
