@@ -147,7 +147,8 @@ export class GraphBuilder {
   }
 
   toGraphProto(): onnxProto.onnx.IGraphProto {
-    return { name: this.name, node: this.nodes, input: this.inputs, output: this.outputs, initializer: this.initializers };
+    const live = liveNodes(this.nodes, this.outputs.map((o) => o.name!));
+    return { name: this.name, node: live, input: this.inputs, output: this.outputs, initializer: this.initializers };
   }
 
   /** Serializes this graph as a model. */
@@ -160,6 +161,28 @@ export class GraphBuilder {
     });
     return onnx.ModelProto.encode(model).finish();
   }
+}
+
+/** Every value a node reads, those its subgraphs read from the enclosing scope included. */
+function namesRead(node: NodeProto, into: Set<string>): void {
+  for (const input of node.input ?? []) if (input) into.add(input);
+  for (const attr of node.attribute ?? []) for (const inner of attr.g?.node ?? []) namesRead(inner, into);
+}
+
+/**
+ * Drops nodes whose results nothing reads. ONNX Runtime would run them anyway; the recompute branch of a checkpointed
+ * layer, for one, needs the forward's saved values but not its output projection.
+ */
+function liveNodes(nodes: NodeProto[], outputs: string[]): NodeProto[] {
+  const needed = new Set(outputs);
+  const kept: NodeProto[] = [];
+  for (let i = nodes.length - 1; i >= 0; i--) {
+    const node = nodes[i];
+    if (!(node.output ?? []).some((o) => needed.has(o))) continue;
+    kept.push(node);
+    namesRead(node, needed);
+  }
+  return kept.reverse();
 }
 
 function valueInfo(name: string, type: DataType, dims: Dims): ValueInfoProto {
