@@ -412,3 +412,33 @@ def load_adapter(model: CausalLM, adapter_dir: str) -> dict:
                 raise ValueError(f"{adapter_dir}: {key} has shape {list(tensors[key].shape)}, expected {list(p.shape)}")
             p.copy_(tensors[key])
     return adapter_config
+
+
+def add_model_shape_args(p) -> None:
+    """The benchmarks' model-shape flags; defaults are SmolLM2-135M's shape."""
+    p.add_argument("--hidden", type=int, default=576)
+    p.add_argument("--layers", type=int, default=30)
+    p.add_argument("--heads", type=int, default=9)
+    p.add_argument("--kv-heads", type=int, default=3)
+    p.add_argument("--intermediate", type=int, default=1536)
+    p.add_argument("--vocab", type=int, default=49152)
+    p.add_argument("--tie-word-embeddings", choices=["on", "off"], default="on")
+    p.add_argument("--rope-theta", type=float, default=100000.0)
+
+
+def random_model(args) -> CausalLM:
+    """A frozen llama of the shape add_model_shape_args parsed: N(0, 0.02) weights, norm gains 1."""
+    cfg = ModelConfig.from_dict(dict(
+        model_type="llama", hidden_size=args.hidden, intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
+        vocab_size=args.vocab, rms_norm_eps=1e-5, rope_theta=args.rope_theta, max_position_embeddings=8192,
+        tie_word_embeddings=args.tie_word_embeddings == "on"))
+    model = CausalLM(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.fill_(1.0)
+            else:
+                p.normal_(0.0, 0.02)
+    model.requires_grad_(False)
+    return model

@@ -19,18 +19,12 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from llama_reference import CausalLM, ModelConfig, attach_lora, causal_lm_loss, lora_parameters  # noqa: E402
+from llama_reference import CausalLM, add_model_shape_args, attach_lora, causal_lm_loss, lora_parameters, random_model  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--hidden", type=int, default=576)
-    p.add_argument("--layers", type=int, default=30)
-    p.add_argument("--heads", type=int, default=9)
-    p.add_argument("--kv-heads", type=int, default=3)
-    p.add_argument("--intermediate", type=int, default=1536)
-    p.add_argument("--vocab", type=int, default=49152)
-    p.add_argument("--tie-word-embeddings", choices=["on", "off"], default="on")
+    add_model_shape_args(p)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--steps", type=int, default=5, help="timed steps, after one untimed warm-up step")
@@ -45,19 +39,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def build_model(args: argparse.Namespace) -> CausalLM:
-    cfg = ModelConfig.from_dict(dict(
-        model_type="llama", hidden_size=args.hidden, intermediate_size=args.intermediate,
-        num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
-        vocab_size=args.vocab, rms_norm_eps=1e-5, rope_theta=100000.0, max_position_embeddings=8192,
-        tie_word_embeddings=args.tie_word_embeddings == "on"))
-    model = CausalLM(cfg)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.fill_(1.0)
-            else:
-                p.normal_(0.0, 0.02)
-    model.requires_grad_(False)
+    model = random_model(args)
     attach_lora(model, dict(peft_type="LORA", r=args.rank, lora_alpha=args.alpha, lora_dropout=0.0,
                             target_modules=args.targets.split(","), use_rslora=False))
     with torch.no_grad():

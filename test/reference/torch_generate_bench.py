@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from llama_reference import Attention, CausalLM, ModelConfig, repeat_kv, rope_cos_sin, rotate_half  # noqa: E402
+from llama_reference import Attention, CausalLM, ModelConfig, add_model_shape_args, random_model, repeat_kv, rope_cos_sin, rotate_half  # noqa: E402
 
 
 class KvCache:
@@ -123,14 +123,7 @@ def greedy_decode(model: CausalLM, prompt_ids: torch.Tensor, new_tokens: int) ->
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--hidden", type=int, default=576)
-    p.add_argument("--layers", type=int, default=30)
-    p.add_argument("--heads", type=int, default=9)
-    p.add_argument("--kv-heads", type=int, default=3)
-    p.add_argument("--intermediate", type=int, default=1536)
-    p.add_argument("--vocab", type=int, default=49152)
-    p.add_argument("--tie-word-embeddings", choices=["on", "off"], default="on")
-    p.add_argument("--rope-theta", type=float, default=100000.0)
+    add_model_shape_args(p)
     p.add_argument("--prompt-len", type=int, default=128)
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
@@ -145,19 +138,7 @@ def parse_args() -> argparse.Namespace:
 
 def build_model(args: argparse.Namespace) -> CausalLM:
     """Random fp32 weights: N(0, 0.02) everywhere except norm gains, which are 1."""
-    cfg = ModelConfig.from_dict(dict(
-        model_type="llama", hidden_size=args.hidden, intermediate_size=args.intermediate,
-        num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
-        vocab_size=args.vocab, rms_norm_eps=1e-5, rope_theta=args.rope_theta, max_position_embeddings=8192,
-        tie_word_embeddings=args.tie_word_embeddings == "on"))
-    model = CausalLM(cfg)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.fill_(1.0)
-            else:
-                p.normal_(0.0, 0.02)
-    model.requires_grad_(False)
+    model = random_model(args)
     model.eval()
     return model
 
