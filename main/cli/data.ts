@@ -46,6 +46,7 @@ export function dataSettings(values: Values): DataSettings {
 
 export const DATA_COMMANDS: Record<string, Command> = {
   data: {
+    positionals: true,
     summary: 'inspect a dataset: format, stats, bad rows, and which tokens of the first rows are trained',
     usage: `peft-studio data inspect FILE --model DIR ${DATA_FLAGS} [--max-seq-len 512] [--rows 3] [--json]`,
     options: { model: str, ...dataOptions, 'max-seq-len': str, rows: str, json },

@@ -59,6 +59,7 @@ async function runAndReport(request: EngineRequest, asJson: boolean, describe: (
 const COMMANDS: Record<string, Command> = {
   'create-tiny-model': {
     summary: 'write a small random Hugging Face model folder (for tests and demos)',
+    positionals: true,
     usage: 'peft-studio create-tiny-model DIR [--arch llama|qwen2|qwen3] [--layers N] [--hidden N] [--heads N] [--kv-heads N] [--intermediate N] [--vocab N] [--dtype f32|bf16] [--tie] [--seed N]',
     options: { arch: str, layers: str, hidden: str, heads: str, 'kv-heads': str, intermediate: str, vocab: str, dtype: str, tie: { type: 'boolean', default: false }, seed: str, json },
     async run(values, positionals) {
@@ -259,7 +260,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const { values, positionals } = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
-    if (name !== 'create-tiny-model' && name !== 'data' && positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+    if (!command.positionals && positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
     await command.run(values as Record<string, string | boolean | string[] | undefined>, positionals);
     return 0;
   } catch (err) {

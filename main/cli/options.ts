@@ -11,6 +11,8 @@ export interface Command {
   summary: string;
   usage: string;
   options: Options;
+  /** Whether the command reads positional arguments (the others refuse them). */
+  positionals?: true;
   run(values: Record<string, string | boolean | string[] | undefined>, positionals: string[]): Promise<void>;
 }
 
