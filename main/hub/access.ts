@@ -1,0 +1,71 @@
+// Where the Hub is, which token speaks for the user, and where the cache lives: the same environment variables as
+// Python's huggingface_hub, so both tools share one cache and one login.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { hubFetch } from './errors.js';
+
+export const DEFAULT_HUB_URL = 'https://huggingface.co';
+
+export interface HubAccess {
+  /** https://huggingface.co, or HF_ENDPOINT (a mirror, or the tests' loopback server). */
+  hubUrl: string;
+  /** Sent only in Authorization headers; never logged, stored or put in a message. */
+  token?: string;
+  /** The hub cache folder holding models--org--name/ and datasets--org--name/. */
+  cacheDir: string;
+  /** HF_HUB_OFFLINE=1: answer from the cache only. */
+  offline: boolean;
+  /** Every request goes through it (hubFetch: errors carry status and Hub error codes). */
+  fetch: typeof fetch;
+}
+
+type Env = Record<string, string | undefined>;
+
+function hfHome(env: Env): string {
+  return env.HF_HOME ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface');
+}
+
+/** As huggingface_hub resolves it: HF_HUB_CACHE, then HUGGINGFACE_HUB_CACHE, then HF_HOME/hub. */
+export function hubCacheDir(env: Env = process.env): string {
+  return env.HF_HUB_CACHE ?? env.HUGGINGFACE_HUB_CACHE ?? path.join(hfHome(env), 'hub');
+}
+
+/** HF_TOKEN, else the token `huggingface-cli login` saved (HF_TOKEN_PATH or HF_HOME/token). */
+export function tokenFromEnv(env: Env = process.env): string | undefined {
+  const fromEnv = env.HF_TOKEN?.trim() || env.HUGGING_FACE_HUB_TOKEN?.trim();
+  if (fromEnv) return fromEnv;
+  try {
+    return fs.readFileSync(env.HF_TOKEN_PATH ?? path.join(hfHome(env), 'token'), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function hubAccessFromEnv(env: Env = process.env, token: string | undefined = tokenFromEnv(env)): HubAccess {
+  return {
+    hubUrl: (env.HF_ENDPOINT?.trim() || DEFAULT_HUB_URL).replace(/\/+$/, ''),
+    token,
+    cacheDir: hubCacheDir(env),
+    offline: ['1', 'true', 'yes', 'on'].includes((env.HF_HUB_OFFLINE ?? '').toLowerCase()),
+    fetch: hubFetch(),
+  };
+}
+
+export type RepoType = 'model' | 'dataset';
+
+export interface HubRepo {
+  type: RepoType;
+  /** organisation/name */
+  name: string;
+}
+
+/** The repo's page, where gated repos are accepted: /org/name for models, /datasets/org/name for datasets. */
+export function repoPageUrl(hub: Pick<HubAccess, 'hubUrl'>, repo: HubRepo): string {
+  return `${hub.hubUrl}/${repo.type === 'dataset' ? 'datasets/' : ''}${repo.name}`;
+}
+
+/** The library's credential parameter: present only when there is a token. */
+export function credentials(hub: HubAccess): { accessToken?: string } {
+  return hub.token ? { accessToken: hub.token } : {};
+}
