@@ -81,6 +81,10 @@ export interface TrainJob {
   evalSplit: number;
   /** Validate every N optimizer steps (0 = only after the last step). */
   evalEvery: number;
+  /** Checkpoint every N optimizer steps and after the last (0 = only after the last), when the run has a checkpoint folder. */
+  checkpointEvery: number;
+  /** How many of the newest checkpoints to keep. */
+  keepCheckpoints: number;
 }
 
 /** Events the engine streams while it works. */
@@ -88,10 +92,17 @@ export type EngineEvent =
   | { type: 'log'; message: string }
   | { type: 'compile'; done: number; total: number }
   | { type: 'device'; device: ExecutionDevice; reason: string }
+  /** A dataset file was read: what it is, for the record of the run. */
+  | { type: 'dataset'; role: 'train' | 'eval'; file: string; format: DataFormat; sha256: string; stats: Record<string, unknown> }
   | { type: 'eval'; step: number; loss: number; perplexity: number; tokens: number }
-  | { type: 'step'; step: number; totalSteps: number; loss: number; learningRate: number; gradNorm: number; tokens: number; tokensPerSecond: number; elapsedSeconds: number };
+  | { type: 'step'; step: number; totalSteps: number; loss: number; learningRate: number; gradNorm: number; tokens: number; tokensPerSecond: number; elapsedSeconds: number; memoryBytes: number }
+  /** A checkpoint of `step` is on disk; `kept` are all the checkpoint folders now kept, oldest first. */
+  | { type: 'checkpoint'; step: number; kept: { step: number; folder: string }[] }
+  /** Training continues after step `step` from `folder` (steps after it are recomputed). */
+  | { type: 'resumed'; step: number; folder: string };
 
 export interface TrainResult {
+  status: 'completed';
   adapterDir: string;
   steps: number;
   finalLoss: number;
@@ -101,6 +112,12 @@ export interface TrainResult {
   tokensPerSecond: number;
   seconds: number;
   device: ExecutionDevice;
+}
+
+/** A run paused on request: its checkpoint of `step` is written and the device is free. */
+export interface TrainPaused {
+  status: 'paused';
+  step: number;
 }
 
 export interface EvalJob {
@@ -141,15 +158,18 @@ export interface BenchResult {
 
 /** A request to the engine worker; each kind has its own result type. */
 export type EngineRequest =
-  | { kind: 'train'; job: TrainJob }
+  | { kind: 'train'; job: TrainJob; checkpointDir: string | null; resume: boolean }
   | { kind: 'eval'; job: EvalJob }
   | { kind: 'bench'; job: BenchJob };
 
 export interface EngineResults {
-  train: TrainResult;
+  train: TrainResult | TrainPaused;
   eval: EvalResult;
   bench: BenchResult;
 }
+
+/** What the host may tell the engine while it works: pause = checkpoint after the current step, then stop. */
+export type EngineControl = { type: 'pause' };
 
 /** What the engine worker posts back: events while it works, then exactly one result or error. */
 export type EngineReply =

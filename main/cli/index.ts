@@ -2,11 +2,11 @@
 // Contract: with --json the last line on stdout is one JSON object; errors are one line on stderr, exit code 1
 // (bad input) or 2 (bad usage).
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { UserError } from '../../shared/errors.js';
-import type { AdapterMethod, EngineEvent, EngineRequest, OptimizerName, SchedulerName, TrainJob } from '../../shared/training.js';
+import type { AdapterMethod, EngineRequest, OptimizerName, SchedulerName, TrainJob } from '../../shared/training.js';
 import { loadAdapter } from '../adapter/anyAdapter.js';
 import { readAdapterConfig } from '../adapter/loraAdapter.js';
 import { ollamaModelfile, writeGgufLoraAdapter } from '../adapter/gguf.js';
@@ -15,40 +15,16 @@ import { SampleRenderer } from '../data/render.js';
 import { openModelFolder } from '../model/modelFolder.js';
 import { writeFileAtomic } from '../util/atomicWrite.js';
 import { runEngine } from '../engine/host.js';
+import { planTrainingMemory } from '../engine/memoryPlan.js';
+import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
+import { printEvent } from './progress.js';
 import { createTinyModel, DEFAULT_TINY_MODEL } from '../model/tinyModel.js';
 import { choice, DEVICES, json, nonNegative, number, positiveInt, str, UsageError, type Command } from './options.js';
 import { DATA_COMMANDS, DATA_FLAGS, dataOptions, dataSettings } from './data.js';
+import { hubCommands } from './hub.js';
 import { PLAYGROUND_COMMANDS } from './playground.js';
+import { configuredHome, RUNS_COMMANDS, trainRecorded } from './runs.js';
 
-const RESOURCES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../resources');
-export const DEMO_MODEL_DIR = path.join(RESOURCES, 'demo', 'model');
-export const DEMO_DATA_FILE = path.join(RESOURCES, 'demo', 'data.jsonl');
-
-/** Progress for people: one line per event on stderr, so stdout stays the result. */
-function printEvent(event: EngineEvent): void {
-  switch (event.type) {
-    case 'log':
-      process.stderr.write(`${event.message}\n`);
-      break;
-    case 'device':
-      process.stderr.write(`device: ${event.device} (${event.reason})\n`);
-      break;
-    case 'compile':
-      if (event.done === event.total) process.stderr.write(`compiled ${event.total} graphs\n`);
-      break;
-    case 'eval':
-      process.stderr.write(`validation after step ${event.step}: loss ${event.loss.toFixed(4)}, perplexity ${event.perplexity.toFixed(3)} over ${event.tokens} tokens\n`);
-      break;
-    case 'step': {
-      const width = 24;
-      const filled = Math.round((event.step / event.totalSteps) * width);
-      process.stderr.write(
-        `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] step ${event.step}/${event.totalSteps} loss ${event.loss.toFixed(4)} lr ${event.learningRate.toExponential(2)} ${event.tokensPerSecond.toFixed(1)} tok/s\n`,
-      );
-      break;
-    }
-  }
-}
 
 async function runAndReport(request: EngineRequest, asJson: boolean, describe: (result: never) => string): Promise<void> {
   const run = runEngine(request, asJson ? () => {} : printEvent);
@@ -85,12 +61,12 @@ const COMMANDS: Record<string, Command> = {
   train: {
     summary: 'train a LoRA or prompt-tuning adapter (the built-in demo model and data when none are given)',
     usage:
-      `peft-studio train [--model DIR] [--data FILE] [--out DIR] [--method lora|prompt-tuning] [--num-virtual-tokens 20] [--prompt-init random|text] [--prompt-init-text TEXT] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--device auto|cpu|webgpu|cuda|dml] [--init-adapter DIR] [--eval-data FILE | --eval-split 0.1] [--eval-every N] ${DATA_FLAGS} [--json]`,
+      `peft-studio train [--model DIR] [--data FILE] [--out DIR] [--method lora|prompt-tuning] [--num-virtual-tokens 20] [--prompt-init random|text] [--prompt-init-text TEXT] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--device auto|cpu|webgpu|cuda|dml] [--init-adapter DIR] [--eval-data FILE | --eval-split 0.1] [--eval-every N] [--home DIR] [--checkpoint-every 50] [--keep-checkpoints 3] ${DATA_FLAGS} [--json]`,
     options: {
       model: str, data: str, out: str, rank: str, alpha: str, 'lora-dropout': str, targets: str, rslora: { type: 'boolean', default: false }, lr: str, optimizer: str,
       'weight-decay': str, scheduler: str, 'warmup-steps': str, steps: str, epochs: str, 'batch-size': str, 'grad-accum': str, 'max-seq-len': str, 'max-grad-norm': str,
       seed: str, 'no-shuffle': { type: 'boolean', default: false }, 'gradient-checkpointing': str, device: str, 'init-adapter': str,
-      'eval-data': str, 'eval-split': str, 'eval-every': str, ...dataOptions, method: str, 'num-virtual-tokens': str, 'prompt-init': str, 'prompt-init-text': str, json,
+      'eval-data': str, 'eval-split': str, 'eval-every': str, ...dataOptions, method: str, 'num-virtual-tokens': str, 'prompt-init': str, 'prompt-init-text': str, home: str, 'checkpoint-every': str, 'keep-checkpoints': str, json,
     },
     async run(values) {
       if (values.steps !== undefined && values.epochs !== undefined) throw new UsageError('give --steps or --epochs, not both');
@@ -137,9 +113,13 @@ const COMMANDS: Record<string, Command> = {
         evalDataFile: values['eval-data'] ? path.resolve(values['eval-data'] as string) : null,
         evalSplit: number(values, 'eval-split', 0, (n) => n >= 0 && n < 1, 'a fraction in [0, 1)'),
         evalEvery: number(values, 'eval-every', 0, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
+        checkpointEvery: number(values, 'checkpoint-every', 50, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
+        keepCheckpoints: positiveInt(values, 'keep-checkpoints', 3),
       };
       if (job.evalDataFile && job.evalSplit > 0) throw new UsageError('give --eval-data or --eval-split, not both');
-      await runAndReport({ kind: 'train', job }, values.json === true, (r: { adapterDir: string; steps: number; finalLoss: number; tokensPerSecond: number }) =>
+      const home = configuredHome(values);
+      if (home) return trainRecorded(job, home, values.json === true);
+      await runAndReport({ kind: 'train', job, checkpointDir: null, resume: false }, values.json === true, (r: { adapterDir: string; steps: number; finalLoss: number; tokensPerSecond: number }) =>
         `adapter written to ${r.adapterDir} after ${r.steps} steps, final loss ${r.finalLoss.toFixed(4)}, ${r.tokensPerSecond.toFixed(1)} tokens/s`);
     },
   },
@@ -224,6 +204,16 @@ const COMMANDS: Record<string, Command> = {
   },
   ...PLAYGROUND_COMMANDS,
   ...DATA_COMMANDS,
+  // A download's "does it fit" assumes the default training settings on the CPU, the device every machine has.
+  ...hubCommands({
+    estimateTrainingBytes: (spec, { weightBytesPerElement }) =>
+      planTrainingMemory({
+        spec, weightBytesPerElement, method: 'lora', lora: { rank: 16, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] }, numVirtualTokens: 0,
+        batchSize: 4, seqLen: 512, gradientCheckpointing: true, optimizer: 'adamw', device: 'cpu',
+      }).totalBytes,
+    availableBytes: os.totalmem(),
+  }),
+  ...RUNS_COMMANDS,
 };
 
 /** Sizes as transformers writes them: 5GB, 500MB, 100KB, or a plain byte count. */

@@ -1,8 +1,9 @@
 // The training, evaluation and benchmark jobs: data in, steps of forward/backward/optimizer, adapter out.
 // Runs inside the engine worker; everything it has to say goes through `emit`.
+import crypto from 'node:crypto';
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
-import type { BenchJob, BenchResult, DataSettings, EngineEvent, EvalJob, EvalResult, ExecutionDevice, OptimizerSettings, TrainJob, TrainResult } from '../../shared/training.js';
+import type { BenchJob, BenchResult, DataSettings, EngineEvent, EvalJob, EvalResult, ExecutionDevice, OptimizerSettings, TrainJob, TrainPaused, TrainResult } from '../../shared/training.js';
 import { loadAdapter } from '../adapter/anyAdapter.js';
 import { initLoraWeights, loraScale, saveLoraAdapter, type LoraWeights } from '../adapter/loraAdapter.js';
 import { savePromptTuningAdapter } from '../adapter/promptTuningAdapter.js';
@@ -12,6 +13,8 @@ import { fromDataSettings, prepareDataset } from '../data/dataset.js';
 import { batches, countBatches, type TrainingSequence } from '../data/packing.js';
 import { openModelFolder, type ModelFolder } from '../model/modelFolder.js';
 import { Rng } from '../util/random.js';
+import { writeFileAtomic } from '../util/atomicWrite.js';
+import { latestGoodCheckpoint, writeCheckpoint, type TrainingState } from './checkpoint.js';
 import { clipGradNorm, createOptimizer, scheduleFactor, type Optimizer } from './optimizer.js';
 import { chooseDevice } from './runtime.js';
 import { countLabelTokens, TrainableModel, withVirtualTokens, type MicroBatch, type VirtualTokens } from './trainableModel.js';
@@ -54,6 +57,20 @@ export class AdapterStepper {
     this.gradTensors = [...flatTensors(this.grads), ...(virtual ? [virtual.grad] : [])];
     this.optimizer = createOptimizer(settings, this.params.map((p) => p.length));
     this.virtualCount = virtual ? virtual.embeddings.length / model.folder.spec.hiddenSize : 0;
+  }
+
+  /** The trainable tensors and optimizer state, copied, for a checkpoint. */
+  snapshot(): Pick<TrainingState, 'params' | 'optimizerBuffers' | 'optimizerStep'> {
+    const { step, buffers } = this.optimizer.state();
+    return { params: this.params.map((p) => p.slice()), optimizerBuffers: buffers.map((b) => b.slice()), optimizerStep: step };
+  }
+
+  restore(state: Pick<TrainingState, 'params' | 'optimizerBuffers' | 'optimizerStep'>): void {
+    if (state.params.length !== this.params.length || state.params.some((p, i) => p.length !== this.params[i].length)) {
+      throw new UserError('checkpoint: its adapter tensors do not match this run\'s adapter');
+    }
+    this.params.forEach((p, i) => p.set(state.params[i]));
+    this.optimizer.loadState({ step: state.optimizerStep, buffers: state.optimizerBuffers });
   }
 
   /** Runs optimizer step `step` (0-based) on `microBatches`; dropout masks derive from `dropoutKey`. */
@@ -110,7 +127,7 @@ async function validationLoss(model: TrainableModel, lora: LoraWeights | null, e
 }
 
 /** Reads a dataset for this model with the job's data settings, reporting what it found. */
-async function loadDataset(file: string, data: DataSettings, folder: ModelFolder, maxSeqLen: number, validationFraction: number, seed: number, emit: Emit) {
+async function loadDataset(file: string, role: 'train' | 'eval', data: DataSettings, folder: ModelFolder, maxSeqLen: number, validationFraction: number, seed: number, emit: Emit) {
   const prepared = await prepareDataset({
     file,
     modelDir: folder.dir,
@@ -121,6 +138,7 @@ async function loadDataset(file: string, data: DataSettings, folder: ModelFolder
     seed,
   });
   const { stats } = prepared;
+  emit({ type: 'dataset', role, file, format: prepared.format, sha256: prepared.sourceSha256, stats: { ...stats } });
   emit({ type: 'log', message: `${file}: ${prepared.format}, ${stats.rows} rows, ${stats.tokens} tokens (${stats.trainedTokens} trained), ${stats.truncatedRows} truncated, sha256 ${prepared.sourceSha256.slice(0, 12)}` });
   for (const bad of prepared.badRows) emit({ type: 'log', message: `skipped ${file}:${bad.row}: ${bad.reason}` });
   if (prepared.badRows.length) emit({ type: 'log', message: `skipped ${prepared.badRows.length} bad rows` });
@@ -159,46 +177,131 @@ function initialAdapter(job: TrainJob, folder: ModelFolder, rng: Rng, emit: Emit
   return { lora: noLora, virtual: { embeddings, grad: new Float32Array(embeddings.length) } };
 }
 
-export async function runTraining(job: TrainJob, emit: Emit): Promise<TrainResult> {
+/** How the host steers a training run: where checkpoints go, whether to continue from them, and when to stop. */
+export interface TrainControl {
+  checkpointDir: string | null;
+  resume: boolean;
+  /** Polled after every step; true = write a checkpoint and return paused. */
+  pauseRequested(): boolean;
+}
+
+const NO_CONTROL: TrainControl = { checkpointDir: null, resume: false, pauseRequested: () => false };
+
+/** sha256 of what shapes a run's trajectory (not where it writes, nor the device): a checkpoint resumes only its own job. */
+function jobFingerprint(job: TrainJob, dataSha256: string): string {
+  const { outDir, device, checkpointEvery, keepCheckpoints, ...trajectory } = job;
+  return crypto.createHash('sha256').update(JSON.stringify({ trajectory, dataSha256 })).digest('hex');
+}
+
+/** Out-of-memory and lost-device errors from ONNX Runtime, said in words the user can act on. */
+function explainEngineError(err: unknown, device: ExecutionDevice): unknown {
+  const message = (err as Error).message ?? '';
+  if (/bad_alloc|Failed to allocate|out of memory|OOM/i.test(message)) {
+    return new UserError(`out of memory on ${device}: lower the batch size or sequence length, or turn gradient checkpointing on; resume continues from the last checkpoint`);
+  }
+  if (/device (was )?lost|DeviceLost/i.test(message)) {
+    return new UserError(`the ${device} device was lost (driver reset or GPU removed); resume continues from the last checkpoint`);
+  }
+  return err;
+}
+
+export async function runTraining(job: TrainJob, emit: Emit, control: TrainControl = NO_CONTROL): Promise<TrainResult | TrainPaused> {
   const folder = openModelFolder(job.modelDir);
   const { spec } = folder;
-  const dataset = await loadDataset(job.dataFile, job.data, folder, job.maxSeqLen, job.evalDataFile ? 0 : job.evalSplit, job.seed, emit);
+  const dataset = await loadDataset(job.dataFile, 'train', job.data, folder, job.maxSeqLen, job.evalDataFile ? 0 : job.evalSplit, job.seed, emit);
   const examples = dataset.sequences;
-  const validation = job.evalDataFile ? (await loadDataset(job.evalDataFile, job.data, folder, job.maxSeqLen, 0, job.seed, emit)).sequences : dataset.validation;
+  const validation = job.evalDataFile ? (await loadDataset(job.evalDataFile, 'eval', job.data, folder, job.maxSeqLen, 0, job.seed, emit)).sequences : dataset.validation;
   const rng = new Rng(job.seed);
   const { lora, virtual } = initialAdapter(job, folder, rng, emit);
   const microPerEpoch = countBatches(examples.length, job.batchSize);
   const stepsPerEpoch = Math.max(1, Math.ceil(microPerEpoch / job.gradAccum));
   const totalSteps = job.steps ?? stepsPerEpoch * job.epochs;
   if (totalSteps <= 0) throw new UserError(`--steps/--epochs: nothing to train (${totalSteps} steps)`);
+  const fingerprint = jobFingerprint(job, dataset.sourceSha256);
 
   const device = resolveDevice(job.device, emit);
   const model = await openTrainable(folder, lora, device, job.gradientCheckpointing, emit, virtual ? virtual.embeddings.length / spec.hiddenSize : 0);
   try {
-    // An endless stream of micro-batches, reshuffled each epoch with its own seed.
-    function* stream(): Generator<MicroBatch> {
-      for (let epoch = 0; ; epoch++) yield* batches(examples, { batchSize: job.batchSize, seed: job.seed + epoch, shuffle: job.shuffle, padId: 0 });
-    }
-    const micro = stream();
     const stepper = new AdapterStepper(model, lora, job.optimizer, totalSteps, virtual);
-    const started = performance.now();
+    let firstStep = 0;
     let tokens = 0;
+    let elapsedBefore = 0;
     let loss = NaN;
     let evalLoss: number | null = null;
+    const losses: { step: number; loss: number }[] = [];
+    if (control.resume && control.checkpointDir) {
+      const state = latestGoodCheckpoint(control.checkpointDir, fingerprint, (skipped, reason) => emit({ type: 'log', message: `skipping checkpoint ${skipped}: ${reason}` }));
+      if (state) {
+        stepper.restore(state);
+        ({ step: firstStep, tokens, loss, evalLoss } = state);
+        elapsedBefore = state.elapsedSeconds;
+        const at = path.join(control.checkpointDir, `step-${String(state.step).padStart(8, '0')}`);
+        emit({ type: 'resumed', step: state.step, folder: at });
+        emit({ type: 'log', message: `resumed from ${at} (step ${state.step} of ${totalSteps})` });
+      } else {
+        emit({ type: 'log', message: 'no usable checkpoint: training starts from step 0' });
+        emit({ type: 'resumed', step: 0, folder: control.checkpointDir });
+      }
+    }
+
+    // An endless stream of micro-batches, reshuffled each epoch with its own seed, starting `skip` micro-batches in.
+    function* stream(skip: number): Generator<MicroBatch> {
+      for (let epoch = Math.floor(skip / microPerEpoch); ; epoch++) {
+        let index = 0;
+        for (const batch of batches(examples, { batchSize: job.batchSize, seed: job.seed + epoch, shuffle: job.shuffle, padId: 0 })) {
+          if (epoch * microPerEpoch + index++ >= skip) yield batch;
+        }
+      }
+    }
+    const micro = stream(firstStep * job.gradAccum);
+    const started = performance.now();
+    const elapsed = () => elapsedBefore + (performance.now() - started) / 1000;
+    const checkpoint = (step: number) => {
+      if (!control.checkpointDir) return;
+      const kept = writeCheckpoint(
+        control.checkpointDir,
+        { ...stepper.snapshot(), step, microBatches: step * job.gradAccum, rngSeed: job.seed, tokens, elapsedSeconds: elapsed(), loss, evalLoss, jobFingerprint: fingerprint },
+        job.keepCheckpoints,
+      );
+      emit({ type: 'checkpoint', step, kept });
+    };
     const evaluate = async (step: number) => {
       const result = await validationLoss(model, lora, validation, job.batchSize, virtual);
       evalLoss = result.loss;
       emit({ type: 'eval', step, loss: result.loss, perplexity: Math.exp(result.loss), tokens: result.tokens });
     };
-    for (let step = 0; step < totalSteps; step++) {
+    let tokensThisSession = 0;
+    for (let step = firstStep; step < totalSteps; step++) {
       const group = Array.from({ length: job.gradAccum }, () => micro.next().value as MicroBatch);
       const result = await stepper.step(step, group, job.seed * 1_000_003 + step);
       loss = result.loss;
-      tokens += group.reduce((sum, b) => sum + b.batchSize * b.seqLen, 0);
-      const elapsedSeconds = (performance.now() - started) / 1000;
-      emit({ type: 'step', step: step + 1, totalSteps, loss, learningRate: result.learningRate, gradNorm: result.gradNorm, tokens, tokensPerSecond: tokens / elapsedSeconds, elapsedSeconds });
+      losses.push({ step: step + 1, loss });
+      const groupTokens = group.reduce((sum, b) => sum + b.batchSize * b.seqLen, 0);
+      tokens += groupTokens;
+      tokensThisSession += groupTokens;
+      const seconds = (performance.now() - started) / 1000;
+      emit({
+        type: 'step',
+        step: step + 1,
+        totalSteps,
+        loss,
+        learningRate: result.learningRate,
+        gradNorm: result.gradNorm,
+        tokens,
+        tokensPerSecond: tokensThisSession / seconds,
+        elapsedSeconds: elapsed(),
+        memoryBytes: process.memoryUsage().rss,
+      });
       const last = step + 1 === totalSteps;
       if (validation.length && (last || (job.evalEvery > 0 && (step + 1) % job.evalEvery === 0))) await evaluate(step + 1);
+      if (last || (job.checkpointEvery > 0 && (step + 1) % job.checkpointEvery === 0)) checkpoint(step + 1);
+      // Let a pause message from the host in: session runs alone never yield to the event loop.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (!last && control.pauseRequested()) {
+        if (job.checkpointEvery === 0 || (step + 1) % job.checkpointEvery !== 0) checkpoint(step + 1);
+        emit({ type: 'log', message: `paused after step ${step + 1}` });
+        return { status: 'paused', step: step + 1 };
+      }
     }
     const seconds = (performance.now() - started) / 1000;
     if (virtual) {
@@ -207,10 +310,23 @@ export async function runTraining(job: TrainJob, emit: Emit): Promise<TrainResul
     } else {
       saveLoraAdapter(job.outDir, lora, folder.dir);
     }
-    return { adapterDir: path.resolve(job.outDir), steps: totalSteps, finalLoss: loss, evalLoss, tokens, tokensPerSecond: tokens / seconds, seconds, device };
+    writeTrainingRecord(job, dataset.sourceSha256, losses, loss, evalLoss);
+    return { status: 'completed', adapterDir: path.resolve(job.outDir), steps: totalSteps, finalLoss: loss, evalLoss, tokens, tokensPerSecond: tokensThisSession / seconds, seconds: elapsed(), device };
+  } catch (err) {
+    throw explainEngineError(err, device);
   } finally {
     await model.close();
   }
+}
+
+/**
+ * `training.json` beside the adapter: the settings, the data's name and hash, and the loss curve, for the model card.
+ * A resumed run's curve starts at its checkpoint; the studio's database holds the whole curve.
+ */
+function writeTrainingRecord(job: TrainJob, dataSha256: string, losses: { step: number; loss: number }[], finalLoss: number, evalLoss: number | null): void {
+  const { outDir, modelDir, dataFile, evalDataFile, initAdapterDir, ...settings } = job;
+  const record = { settings, baseModel: path.basename(modelDir), dataset: { name: path.basename(dataFile), sha256: dataSha256 }, finalLoss, evalLoss, losses };
+  writeFileAtomic(path.join(job.outDir, 'training.json'), `${JSON.stringify(record, null, 1)}\n`);
 }
 
 export async function runEvaluation(job: EvalJob, emit: Emit): Promise<EvalResult> {
@@ -219,7 +335,7 @@ export async function runEvaluation(job: EvalJob, emit: Emit): Promise<EvalResul
   const lora = adapter?.kind === 'lora' ? adapter.lora : null;
   if (lora) lora.settings.dropout = 0;
   const virtual = adapter?.kind === 'prompt-tuning' ? { embeddings: adapter.prompt.embeddings, grad: new Float32Array(adapter.prompt.embeddings.length) } : undefined;
-  const examples = (await loadDataset(job.dataFile, job.data, folder, job.maxSeqLen, 0, 0, emit)).sequences;
+  const examples = (await loadDataset(job.dataFile, 'eval', job.data, folder, job.maxSeqLen, 0, 0, emit)).sequences;
   const device = resolveDevice(job.device, emit);
   const model = await openTrainable(folder, lora, device, true, emit, virtual ? virtual.embeddings.length / folder.spec.hiddenSize : 0);
   try {
@@ -254,7 +370,7 @@ export async function runBenchmark(job: BenchJob, emit: Emit): Promise<BenchResu
     for (let i = 0; i < job.steps; i++) {
       const { loss } = await stepper.step(i + 1, [batch], 0);
       const elapsedSeconds = (performance.now() - started) / 1000;
-      emit({ type: 'step', step: i + 1, totalSteps: job.steps, loss, learningRate: 1e-4, gradNorm: 0, tokens: n * (i + 1), tokensPerSecond: (n * (i + 1)) / elapsedSeconds, elapsedSeconds });
+      emit({ type: 'step', step: i + 1, totalSteps: job.steps, loss, learningRate: 1e-4, gradNorm: 0, tokens: n * (i + 1), tokensPerSecond: (n * (i + 1)) / elapsedSeconds, elapsedSeconds, memoryBytes: process.memoryUsage().rss });
     }
     const seconds = (performance.now() - started) / 1000;
     return {

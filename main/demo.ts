@@ -1,0 +1,7 @@
+// The built-in demo: a small model and dataset shipped in resources/, the default when no other input is given.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const RESOURCES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../resources');
+export const DEMO_MODEL_DIR = path.join(RESOURCES, 'demo', 'model');
+export const DEMO_DATA_FILE = path.join(RESOURCES, 'demo', 'data.jsonl');

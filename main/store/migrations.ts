@@ -1,0 +1,97 @@
+// The store's schema history. Each entry runs once, in order, inside a transaction; `PRAGMA user_version` records
+// how many have run. Never edit a released migration: add the next one.
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: models, datasets, runs and what they produce.
+  `
+  CREATE TABLE models (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL CHECK (source IN ('local', 'hub', 'builtin')),
+    location TEXT NOT NULL,
+    revision TEXT,
+    folder TEXT NOT NULL UNIQUE,
+    architecture TEXT NOT NULL,
+    parameters INTEGER NOT NULL,
+    dtype TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    added_at TEXT NOT NULL
+  );
+  CREATE TABLE datasets (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL CHECK (source IN ('local', 'hub')),
+    location TEXT NOT NULL,
+    format TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    stats TEXT NOT NULL,
+    added_at TEXT NOT NULL,
+    UNIQUE (location, sha256)
+  );
+  CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    method TEXT NOT NULL CHECK (method IN ('lora', 'prompt-tuning')),
+    model_id INTEGER NOT NULL REFERENCES models (id),
+    dataset_id INTEGER REFERENCES datasets (id),
+    job TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'paused', 'completed', 'failed', 'interrupted', 'cancelled')),
+    device TEXT,
+    step INTEGER NOT NULL DEFAULT 0,
+    total_steps INTEGER,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    error TEXT,
+    run_dir TEXT NOT NULL,
+    owner_pid INTEGER
+  );
+  CREATE INDEX runs_by_status ON runs (status, id);
+  CREATE TABLE metrics (
+    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    loss REAL,
+    learning_rate REAL,
+    grad_norm REAL,
+    tokens_per_second REAL,
+    memory_bytes INTEGER,
+    eval_loss REAL,
+    PRIMARY KEY (run_id, step)
+  ) WITHOUT ROWID;
+  CREATE TABLE checkpoints (
+    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    folder TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, step)
+  );
+  CREATE TABLE adapters (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER REFERENCES runs (id) ON DELETE SET NULL,
+    parent_adapter_id INTEGER REFERENCES adapters (id) ON DELETE SET NULL,
+    folder TEXT NOT NULL UNIQUE,
+    method TEXT NOT NULL CHECK (method IN ('lora', 'prompt-tuning')),
+    base_model_id INTEGER NOT NULL REFERENCES models (id),
+    metrics TEXT NOT NULL,
+    created_at TEXT NOT NULL
+  );
+  CREATE TABLE exports (
+    id INTEGER PRIMARY KEY,
+    adapter_id INTEGER NOT NULL REFERENCES adapters (id) ON DELETE CASCADE,
+    format TEXT NOT NULL CHECK (format IN ('peft', 'merged', 'gguf', 'hub')),
+    destination TEXT NOT NULL,
+    hub_url TEXT,
+    created_at TEXT NOT NULL
+  );
+  `,
+  // 2: the engine process of a running run (so it can be found after a crash), pause/cancel requests from another
+  // process (the CLI while the app trains), and the run's log for the dashboard.
+  `
+  ALTER TABLE runs ADD COLUMN worker_pid INTEGER;
+  ALTER TABLE runs ADD COLUMN requested TEXT CHECK (requested IN ('pause', 'cancel'));
+  CREATE TABLE run_log (
+    run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+  ) WITHOUT ROWID;
+  `,
+];

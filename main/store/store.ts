@@ -1,0 +1,367 @@
+// The typed repository over the studio database: every SQL statement of the app is in this file.
+import path from 'node:path';
+import type { AdapterMethod, ExecutionDevice, TrainJob } from '../../shared/training.js';
+import type {
+  AdapterRecord,
+  ChartPoint,
+  CheckpointRecord,
+  DatasetRecord,
+  ExportFormat,
+  ExportRecord,
+  MetricPoint,
+  ModelRecord,
+  RunRecord,
+  RunStatus,
+} from '../../shared/runs.js';
+import { openDatabase, storageError, type SqliteDatabase } from './database.js';
+import { defaultStudioHome } from './home.js';
+
+type Row = Record<string, unknown>;
+const now = () => new Date().toISOString();
+
+function modelFromRow(r: Row): ModelRecord {
+  return {
+    id: r.id as number,
+    source: r.source as ModelRecord['source'],
+    location: r.location as string,
+    revision: r.revision as string | null,
+    folder: r.folder as string,
+    architecture: r.architecture as string,
+    parameters: r.parameters as number,
+    dtype: r.dtype as string,
+    sizeBytes: r.size_bytes as number,
+    addedAt: r.added_at as string,
+  };
+}
+
+function datasetFromRow(r: Row): DatasetRecord {
+  return {
+    id: r.id as number,
+    source: r.source as DatasetRecord['source'],
+    location: r.location as string,
+    format: r.format as string,
+    sha256: r.sha256 as string,
+    stats: JSON.parse(r.stats as string),
+    addedAt: r.added_at as string,
+  };
+}
+
+function runFromRow(r: Row): RunRecord {
+  return {
+    id: r.id as number,
+    method: r.method as AdapterMethod,
+    modelId: r.model_id as number,
+    datasetId: r.dataset_id as number | null,
+    job: JSON.parse(r.job as string) as TrainJob,
+    status: r.status as RunStatus,
+    device: r.device as ExecutionDevice | null,
+    step: r.step as number,
+    totalSteps: r.total_steps as number | null,
+    createdAt: r.created_at as string,
+    startedAt: r.started_at as string | null,
+    finishedAt: r.finished_at as string | null,
+    error: r.error as string | null,
+    runDir: r.run_dir as string,
+  };
+}
+
+function metricFromRow(r: Row): MetricPoint {
+  return {
+    step: r.step as number,
+    loss: r.loss as number | null,
+    learningRate: r.learning_rate as number | null,
+    gradNorm: r.grad_norm as number | null,
+    tokensPerSecond: r.tokens_per_second as number | null,
+    memoryBytes: r.memory_bytes as number | null,
+    evalLoss: r.eval_loss as number | null,
+  };
+}
+
+function adapterFromRow(r: Row): AdapterRecord {
+  return {
+    id: r.id as number,
+    runId: r.run_id as number | null,
+    parentAdapterId: r.parent_adapter_id as number | null,
+    folder: r.folder as string,
+    method: r.method as AdapterMethod,
+    baseModelId: r.base_model_id as number,
+    metrics: JSON.parse(r.metrics as string),
+    createdAt: r.created_at as string,
+  };
+}
+
+export class Store {
+  private constructor(
+    readonly home: string,
+    readonly db: SqliteDatabase,
+  ) {}
+
+  static open(home = defaultStudioHome()): Store {
+    return new Store(path.resolve(home), openDatabase(path.resolve(home)));
+  }
+
+  /** Runs `fn` in one transaction; a storage failure becomes a one-line UserError naming the database. */
+  write<T>(fn: () => T): T {
+    try {
+      return this.db.transaction(fn)();
+    } catch (err) {
+      throw storageError(err, this.db.name);
+    }
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  // ---- models and datasets
+
+  /** Records a model folder (again: updates what was known about it). */
+  addModel(model: Omit<ModelRecord, 'id' | 'addedAt'>): ModelRecord {
+    return this.write(() => {
+      this.db
+        .prepare(
+          `INSERT INTO models (source, location, revision, folder, architecture, parameters, dtype, size_bytes, added_at)
+           VALUES (@source, @location, @revision, @folder, @architecture, @parameters, @dtype, @sizeBytes, @addedAt)
+           ON CONFLICT (folder) DO UPDATE SET source = excluded.source, location = excluded.location, revision = excluded.revision,
+             architecture = excluded.architecture, parameters = excluded.parameters, dtype = excluded.dtype, size_bytes = excluded.size_bytes`,
+        )
+        .run({ ...model, addedAt: now() });
+      return modelFromRow(this.db.prepare('SELECT * FROM models WHERE folder = ?').get(model.folder) as Row);
+    });
+  }
+
+  models(): ModelRecord[] {
+    return (this.db.prepare('SELECT * FROM models ORDER BY id').all() as Row[]).map(modelFromRow);
+  }
+
+  model(id: number): ModelRecord | null {
+    const row = this.db.prepare('SELECT * FROM models WHERE id = ?').get(id) as Row | undefined;
+    return row ? modelFromRow(row) : null;
+  }
+
+  addDataset(dataset: Omit<DatasetRecord, 'id' | 'addedAt'>): DatasetRecord {
+    return this.write(() => {
+      this.db
+        .prepare(
+          `INSERT INTO datasets (source, location, format, sha256, stats, added_at) VALUES (@source, @location, @format, @sha256, @stats, @addedAt)
+           ON CONFLICT (location, sha256) DO UPDATE SET format = excluded.format, stats = excluded.stats`,
+        )
+        .run({ ...dataset, stats: JSON.stringify(dataset.stats), addedAt: now() });
+      return datasetFromRow(this.db.prepare('SELECT * FROM datasets WHERE location = ? AND sha256 = ?').get(dataset.location, dataset.sha256) as Row);
+    });
+  }
+
+  datasets(): DatasetRecord[] {
+    return (this.db.prepare('SELECT * FROM datasets ORDER BY id').all() as Row[]).map(datasetFromRow);
+  }
+
+  // ---- runs
+
+  /** A new queued run; its folder (checkpoints) is `<home>/runs/<id>`. */
+  createRun(job: TrainJob, modelId: number, datasetId: number | null): RunRecord {
+    return this.write(() => {
+      const { lastInsertRowid } = this.db
+        .prepare(`INSERT INTO runs (method, model_id, dataset_id, job, status, created_at, run_dir) VALUES (?, ?, ?, ?, 'queued', ?, '')`)
+        .run(job.method, modelId, datasetId, JSON.stringify(job), now());
+      const id = Number(lastInsertRowid);
+      this.db.prepare('UPDATE runs SET run_dir = ? WHERE id = ?').run(path.join(this.home, 'runs', String(id)), id);
+      return this.run(id)!;
+    });
+  }
+
+  run(id: number): RunRecord | null {
+    const row = this.db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as Row | undefined;
+    return row ? runFromRow(row) : null;
+  }
+
+  runs(): RunRecord[] {
+    return (this.db.prepare('SELECT * FROM runs ORDER BY id').all() as Row[]).map(runFromRow);
+  }
+
+  nextQueuedRun(): RunRecord | null {
+    const row = this.db.prepare(`SELECT * FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1`).get() as Row | undefined;
+    return row ? runFromRow(row) : null;
+  }
+
+  /** Takes a queued run for this process; false when another process took it first. */
+  claimRun(id: number, ownerPid: number): boolean {
+    return this.write(
+      () =>
+        this.db
+          .prepare(`UPDATE runs SET status = 'running', owner_pid = ?, started_at = coalesce(started_at, ?), finished_at = NULL, error = NULL, requested = NULL WHERE id = ? AND status = 'queued'`)
+          .run(ownerPid, now(), id).changes === 1,
+    );
+  }
+
+  setRunStatus(id: number, status: RunStatus, error: string | null = null): void {
+    // A run that is not running has no engine process and no pending request.
+    const finished = status === 'queued' ? null : now();
+    this.write(() => this.db.prepare('UPDATE runs SET status = ?, error = ?, finished_at = ?, worker_pid = NULL, requested = NULL WHERE id = ?').run(status, error, finished, id));
+  }
+
+  setRunProgress(id: number, progress: { step?: number; totalSteps?: number; device?: ExecutionDevice; workerPid?: number }): void {
+    this.write(() =>
+      this.db
+        .prepare('UPDATE runs SET step = coalesce(?, step), total_steps = coalesce(?, total_steps), device = coalesce(?, device), worker_pid = coalesce(?, worker_pid) WHERE id = ?')
+        .run(progress.step ?? null, progress.totalSteps ?? null, progress.device ?? null, progress.workerPid ?? null, id),
+    );
+  }
+
+  setRunDataset(id: number, datasetId: number): void {
+    this.write(() => this.db.prepare('UPDATE runs SET dataset_id = ? WHERE id = ?').run(datasetId, id));
+  }
+
+  /** The engine process pid and owner process pid of a running run. */
+  runProcesses(id: number): { ownerPid: number | null; workerPid: number | null } {
+    const row = this.db.prepare('SELECT owner_pid, worker_pid FROM runs WHERE id = ?').get(id) as Row | undefined;
+    return { ownerPid: (row?.owner_pid as number | null) ?? null, workerPid: (row?.worker_pid as number | null) ?? null };
+  }
+
+  /** Asks the process that owns a running run to pause or cancel it (it polls this). */
+  requestRunAction(id: number, action: 'pause' | 'cancel'): void {
+    this.write(() => this.db.prepare(`UPDATE runs SET requested = ? WHERE id = ? AND status = 'running'`).run(action, id));
+  }
+
+  /** The pending request for a run, cleared as it is read. */
+  takeRunRequest(id: number): 'pause' | 'cancel' | null {
+    return this.write(() => {
+      const row = this.db.prepare('SELECT requested FROM runs WHERE id = ?').get(id) as Row | undefined;
+      if (row?.requested) this.db.prepare('UPDATE runs SET requested = NULL WHERE id = ?').run(id);
+      return (row?.requested as 'pause' | 'cancel' | null) ?? null;
+    });
+  }
+
+  /** Runs left `running` by a process that no longer exists become `interrupted`; returns their ids. */
+  markOrphansInterrupted(isAlive: (pid: number) => boolean): number[] {
+    return this.write(() => {
+      const rows = this.db.prepare(`SELECT id, owner_pid FROM runs WHERE status = 'running'`).all() as Row[];
+      const orphans = rows.filter((r) => r.owner_pid == null || !isAlive(r.owner_pid as number)).map((r) => r.id as number);
+      const mark = this.db.prepare(`UPDATE runs SET status = 'interrupted', error = ?, finished_at = ?, worker_pid = NULL WHERE id = ?`);
+      for (const id of orphans) mark.run('the app stopped while this run was training; resume continues from its last checkpoint', now(), id);
+      return orphans;
+    });
+  }
+
+  deleteRun(id: number): void {
+    this.write(() => this.db.prepare('DELETE FROM runs WHERE id = ?').run(id));
+  }
+
+  // ---- metrics and log
+
+  /** Upserts step metrics; a point carrying only evalLoss merges into its step's row. */
+  writeMetrics(runId: number, points: MetricPoint[]): void {
+    if (!points.length) return;
+    this.write(() => {
+      const upsert = this.db.prepare(
+        `INSERT INTO metrics (run_id, step, loss, learning_rate, grad_norm, tokens_per_second, memory_bytes, eval_loss)
+         VALUES (@runId, @step, @loss, @learningRate, @gradNorm, @tokensPerSecond, @memoryBytes, @evalLoss)
+         ON CONFLICT (run_id, step) DO UPDATE SET
+           loss = coalesce(excluded.loss, loss), learning_rate = coalesce(excluded.learning_rate, learning_rate),
+           grad_norm = coalesce(excluded.grad_norm, grad_norm), tokens_per_second = coalesce(excluded.tokens_per_second, tokens_per_second),
+           memory_bytes = coalesce(excluded.memory_bytes, memory_bytes), eval_loss = coalesce(excluded.eval_loss, eval_loss)`,
+      );
+      for (const p of points) upsert.run({ runId, ...p });
+    });
+  }
+
+  /** Forgets the metrics after `step`: a resumed run recomputes them from its checkpoint. */
+  deleteMetricsAfter(runId: number, step: number): void {
+    this.write(() => this.db.prepare('DELETE FROM metrics WHERE run_id = ? AND step > ?').run(runId, step));
+  }
+
+  metrics(runId: number, fromStep = 0): MetricPoint[] {
+    return (this.db.prepare('SELECT * FROM metrics WHERE run_id = ? AND step >= ? ORDER BY step').all(runId, fromStep) as Row[]).map(metricFromRow);
+  }
+
+  /** The training loss curve in at most `maxPoints` buckets of consecutive steps (mean, min, max), for charts. */
+  lossChart(runId: number, maxPoints: number): ChartPoint[] {
+    const last = (this.db.prepare('SELECT max(step) AS step FROM metrics WHERE run_id = ?').get(runId) as Row).step as number | null;
+    if (last === null) return [];
+    const bucket = Math.max(1, Math.ceil(last / maxPoints));
+    return this.db
+      .prepare(
+        `SELECT max(step) AS step, avg(loss) AS loss, min(loss) AS minLoss, max(loss) AS maxLoss
+         FROM metrics WHERE run_id = ? AND loss IS NOT NULL GROUP BY (step - 1) / ? ORDER BY 1`,
+      )
+      .all(runId, bucket) as ChartPoint[];
+  }
+
+  /** Validation losses, which are few: every one of them. */
+  evalCurve(runId: number): { step: number; loss: number }[] {
+    return this.db.prepare('SELECT step, eval_loss AS loss FROM metrics WHERE run_id = ? AND eval_loss IS NOT NULL ORDER BY step').all(runId) as { step: number; loss: number }[];
+  }
+
+  appendLog(runId: number, messages: string[]): void {
+    if (!messages.length) return;
+    this.write(() => {
+      const next = ((this.db.prepare('SELECT max(seq) AS seq FROM run_log WHERE run_id = ?').get(runId) as Row).seq as number | null) ?? 0;
+      const insert = this.db.prepare('INSERT INTO run_log (run_id, seq, at, message) VALUES (?, ?, ?, ?)');
+      messages.forEach((m, i) => insert.run(runId, next + 1 + i, now(), m));
+    });
+  }
+
+  log(runId: number, last = 200): string[] {
+    const rows = this.db.prepare('SELECT message FROM run_log WHERE run_id = ? ORDER BY seq DESC LIMIT ?').all(runId, last) as Row[];
+    return rows.map((r) => r.message as string).reverse();
+  }
+
+  // ---- checkpoints, adapters, exports
+
+  /** Makes the checkpoint rows of a run match the folders kept on disk. */
+  syncCheckpoints(runId: number, kept: { step: number; folder: string }[]): void {
+    this.write(() => {
+      this.db.prepare(`DELETE FROM checkpoints WHERE run_id = ? AND step NOT IN (${kept.map(() => '?').join(',') || 'NULL'})`).run(runId, ...kept.map((c) => c.step));
+      const insert = this.db.prepare('INSERT OR IGNORE INTO checkpoints (run_id, step, folder, created_at) VALUES (?, ?, ?, ?)');
+      for (const c of kept) insert.run(runId, c.step, c.folder, now());
+    });
+  }
+
+  checkpoints(runId: number): CheckpointRecord[] {
+    return (this.db.prepare('SELECT * FROM checkpoints WHERE run_id = ? ORDER BY step').all(runId) as Row[]).map((r) => ({
+      runId: r.run_id as number,
+      step: r.step as number,
+      folder: r.folder as string,
+      createdAt: r.created_at as string,
+    }));
+  }
+
+  addAdapter(adapter: Omit<AdapterRecord, 'id' | 'createdAt'>): AdapterRecord {
+    return this.write(() => {
+      this.db
+        .prepare(
+          `INSERT INTO adapters (run_id, parent_adapter_id, folder, method, base_model_id, metrics, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (folder) DO UPDATE SET run_id = excluded.run_id, parent_adapter_id = excluded.parent_adapter_id, method = excluded.method,
+             base_model_id = excluded.base_model_id, metrics = excluded.metrics, created_at = excluded.created_at`,
+        )
+        .run(adapter.runId, adapter.parentAdapterId, adapter.folder, adapter.method, adapter.baseModelId, JSON.stringify(adapter.metrics), now());
+      return adapterFromRow(this.db.prepare('SELECT * FROM adapters WHERE folder = ?').get(adapter.folder) as Row);
+    });
+  }
+
+  adapters(): AdapterRecord[] {
+    return (this.db.prepare('SELECT * FROM adapters ORDER BY id').all() as Row[]).map(adapterFromRow);
+  }
+
+  adapterByFolder(folder: string): AdapterRecord | null {
+    const row = this.db.prepare('SELECT * FROM adapters WHERE folder = ?').get(folder) as Row | undefined;
+    return row ? adapterFromRow(row) : null;
+  }
+
+  addExport(adapterId: number, format: ExportFormat, destination: string, hubUrl: string | null = null): ExportRecord {
+    return this.write(() => {
+      const { lastInsertRowid } = this.db.prepare('INSERT INTO exports (adapter_id, format, destination, hub_url, created_at) VALUES (?, ?, ?, ?, ?)').run(adapterId, format, destination, hubUrl, now());
+      return this.exports(adapterId).find((e) => e.id === Number(lastInsertRowid))!;
+    });
+  }
+
+  exports(adapterId: number): ExportRecord[] {
+    return (this.db.prepare('SELECT * FROM exports WHERE adapter_id = ? ORDER BY id').all(adapterId) as Row[]).map((r) => ({
+      id: r.id as number,
+      adapterId: r.adapter_id as number,
+      format: r.format as ExportFormat,
+      destination: r.destination as string,
+      hubUrl: r.hub_url as string | null,
+      createdAt: r.created_at as string,
+    }));
+  }
+}

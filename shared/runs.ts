@@ -1,0 +1,104 @@
+// The typed contract of the studio's records: models, datasets, runs, metrics, adapters, and the events a run streams.
+// Pure TypeScript: no Node, no DOM.
+import type { AdapterMethod, EngineEvent, ExecutionDevice, TrainJob } from './training.js';
+
+/**
+ * queued -> running -> completed | paused | failed | interrupted | cancelled.
+ * paused, failed and interrupted runs keep their checkpoints and can be resumed (back to queued).
+ */
+export type RunStatus = 'queued' | 'running' | 'paused' | 'completed' | 'failed' | 'interrupted' | 'cancelled';
+export const RESUMABLE: readonly RunStatus[] = ['paused', 'failed', 'interrupted'];
+
+export interface ModelRecord {
+  id: number;
+  source: 'local' | 'hub' | 'builtin';
+  /** Folder path, or Hub repo id. */
+  location: string;
+  revision: string | null;
+  folder: string;
+  architecture: string;
+  parameters: number;
+  dtype: string;
+  sizeBytes: number;
+  addedAt: string;
+}
+
+export interface DatasetRecord {
+  id: number;
+  source: 'local' | 'hub';
+  location: string;
+  format: string;
+  sha256: string;
+  stats: Record<string, unknown>;
+  addedAt: string;
+}
+
+export interface RunRecord {
+  id: number;
+  method: AdapterMethod;
+  modelId: number;
+  datasetId: number | null;
+  job: TrainJob;
+  status: RunStatus;
+  device: ExecutionDevice | null;
+  step: number;
+  totalSteps: number | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  /** Why the run failed or stopped, in words the user can act on. */
+  error: string | null;
+  runDir: string;
+}
+
+export interface MetricPoint {
+  step: number;
+  loss: number | null;
+  learningRate: number | null;
+  gradNorm: number | null;
+  tokensPerSecond: number | null;
+  memoryBytes: number | null;
+  evalLoss: number | null;
+}
+
+/** One point of a downsampled loss curve: the mean over a bucket of steps, with its spread. */
+export interface ChartPoint {
+  step: number;
+  loss: number;
+  minLoss: number;
+  maxLoss: number;
+}
+
+export interface CheckpointRecord {
+  runId: number;
+  step: number;
+  folder: string;
+  createdAt: string;
+}
+
+export interface AdapterRecord {
+  id: number;
+  runId: number | null;
+  parentAdapterId: number | null;
+  folder: string;
+  method: AdapterMethod;
+  baseModelId: number;
+  metrics: { finalLoss: number | null; evalLoss: number | null; steps: number };
+  createdAt: string;
+}
+
+export type ExportFormat = 'peft' | 'merged' | 'gguf' | 'hub';
+
+export interface ExportRecord {
+  id: number;
+  adapterId: number;
+  format: ExportFormat;
+  destination: string;
+  hubUrl: string | null;
+  createdAt: string;
+}
+
+/** What a run streams to its subscribers: the engine's own events (with an ETA on steps), and status changes. */
+export type RunEvent =
+  | { runId: number; type: 'status'; status: RunStatus; error: string | null }
+  | { runId: number; type: 'engine'; event: EngineEvent; etaSeconds: number | null };
