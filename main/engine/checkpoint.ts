@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors, type TensorToWrite } from '../model/safetensors.js';
 import { writeFileAtomic } from '../util/atomicWrite.js';
+import { explainFileError } from '../util/fileErrors.js';
 
 export interface TrainingState {
   /** Optimizer steps done. */
@@ -86,7 +87,7 @@ export function writeCheckpoint(dir: string, state: TrainingState, keep: number)
     fsyncFolder(dir);
   } catch (err) {
     fs.rmSync(temp, { recursive: true, force: true });
-    throw err;
+    throw explainFileError(err, `checkpoint ${final}`) ?? err;
   }
   const all = listCheckpoints(dir);
   for (const old of all.slice(0, Math.max(0, all.length - keep))) fs.rmSync(old.folder, { recursive: true, force: true });

@@ -14,6 +14,7 @@ import { batches, countBatches, type TrainingSequence } from '../data/packing.js
 import { openModelFolder, type ModelFolder } from '../model/modelFolder.js';
 import { Rng } from '../util/random.js';
 import { writeFileAtomic } from '../util/atomicWrite.js';
+import { explainFileError } from '../util/fileErrors.js';
 import { latestGoodCheckpoint, writeCheckpoint, type TrainingState } from './checkpoint.js';
 import { clipGradNorm, createOptimizer, scheduleFactor, type Optimizer } from './optimizer.js';
 import { chooseDevice } from './runtime.js';
@@ -193,8 +194,10 @@ function jobFingerprint(job: TrainJob, dataSha256: string): string {
   return crypto.createHash('sha256').update(JSON.stringify({ trajectory, dataSha256 })).digest('hex');
 }
 
-/** Out-of-memory and lost-device errors from ONNX Runtime, said in words the user can act on. */
+/** Out-of-memory and lost-device errors from ONNX Runtime, and a full or read-only disk, said in words the user can act on. */
 function explainEngineError(err: unknown, device: ExecutionDevice): unknown {
+  const fileError = explainFileError(err);
+  if (fileError) return fileError;
   const message = (err as Error).message ?? '';
   if (/bad_alloc|Failed to allocate|out of memory|OOM/i.test(message)) {
     return new UserError(`out of memory on ${device}: lower the batch size or sequence length, or turn gradient checkpointing on; resume continues from the last checkpoint`);

@@ -37,6 +37,8 @@ interface ActiveRun {
   cancelRequested: boolean;
   /** Steps done and time when this engine session started, for the ETA. */
   sessionStart: { step: number; at: number } | null;
+  /** The store could not be written (disk full, folder gone read-only): the engine is stopped, its checkpoints stay. */
+  storageFailure: Error | null;
 }
 
 export class RunManager {
@@ -44,6 +46,8 @@ export class RunManager {
   private readonly active = new Map<number, ActiveRun>();
   private readonly flushIntervalMs: number;
   private pumping = false;
+  /** Set by close: queued runs stay queued for the next start of the app. */
+  private closing = false;
 
   constructor(
     readonly store: Store,
@@ -81,7 +85,7 @@ export class RunManager {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      for (let next = this.store.nextQueuedRun(); next; next = this.store.nextQueuedRun()) await this.execute(next.id).catch(() => {});
+      for (let next = this.store.nextQueuedRun(); next && !this.closing; next = this.store.nextQueuedRun()) await this.execute(next.id).catch(() => {});
     } finally {
       this.pumping = false;
     }
@@ -95,10 +99,10 @@ export class RunManager {
     this.publish({ runId: id, type: 'status', status: 'running', error: null });
     const checkpointDir = path.join(run.runDir, 'checkpoints');
     const engine = runEngine({ kind: 'train', job: run.job, checkpointDir, resume: fs.existsSync(checkpointDir) }, (event) => this.onEngineEvent(id, event));
-    const active: ActiveRun = { engine, metrics: new Map(), log: [], progress: {}, cancelRequested: false, sessionStart: null };
+    const active: ActiveRun = { engine, metrics: new Map(), log: [], progress: {}, cancelRequested: false, sessionStart: null, storageFailure: null };
     this.active.set(id, active);
-    this.store.setRunProgress(id, { workerPid: engine.pid });
-    const timer = setInterval(() => this.flush(id), this.flushIntervalMs);
+    this.guardStorage(active, () => this.store.setRunProgress(id, { workerPid: engine.pid }));
+    const timer = setInterval(() => this.guardStorage(active, () => this.flush(id)), this.flushIntervalMs);
     try {
       const result = await engine.result;
       this.flush(id);
@@ -117,6 +121,11 @@ export class RunManager {
         this.setStatus(id, 'completed');
       }
     } catch (err) {
+      if (active.storageFailure) {
+        // Best effort: the same full or read-only disk may refuse this too.
+        this.guardStorage(active, () => this.setStatus(id, 'failed', active.storageFailure!.message));
+        throw active.storageFailure;
+      }
       this.flush(id);
       const step = this.store.run(id)!.step;
       if (err instanceof EngineExitError && active.cancelRequested) this.setStatus(id, 'cancelled');
@@ -131,9 +140,22 @@ export class RunManager {
     return this.store.run(id)!;
   }
 
+  /** Runs a store write for an active run; when the disk refuses it, stops the engine instead of crashing the app. */
+  private guardStorage(active: ActiveRun, write: () => void): void {
+    try {
+      write();
+    } catch (err) {
+      active.storageFailure ??= err as Error;
+      active.engine.cancel();
+    }
+  }
+
   private onEngineEvent(id: number, event: EngineEvent): void {
     const active = this.active.get(id);
-    if (!active) return;
+    if (active) this.guardStorage(active, () => this.recordEngineEvent(id, active, event));
+  }
+
+  private recordEngineEvent(id: number, active: ActiveRun, event: EngineEvent): void {
     let etaSeconds: number | null = null;
     switch (event.type) {
       case 'step': {
@@ -232,6 +254,25 @@ export class RunManager {
     } else if (run.status === 'running') this.store.requestRunAction(id, 'cancel');
     else if (run.status === 'completed' || run.status === 'cancelled') throw new UserError(`run ${id} is already ${run.status}`);
     else this.setStatus(id, 'cancelled');
+  }
+
+  /** Stops starting queued runs and pauses the running ones (each writes a checkpoint); resolves once they stopped. */
+  async close(): Promise<void> {
+    this.closing = true;
+    const ids = [...this.active.keys()];
+    const stopped = ids.map(
+      (id) =>
+        new Promise<void>((resolve) => {
+          const unsubscribe = this.subscribe((e) => {
+            if (e.runId === id && e.type === 'status' && e.status !== 'running') {
+              unsubscribe();
+              resolve();
+            }
+          });
+        }),
+    );
+    for (const id of ids) this.pause(id);
+    await Promise.all(stopped);
   }
 
   private requireRun(id: number): RunRecord {

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { UserError } from '../../shared/errors.js';
+import { explainFileError } from '../util/fileErrors.js';
 import { MIGRATIONS } from './migrations.js';
 
 export type SqliteDatabase = Database.Database;
@@ -13,9 +14,11 @@ export const DATABASE_FILE = 'studio.db';
 export function storageError(err: unknown, where: string): Error {
   const code = (err as { code?: string }).code ?? '';
   const message = (err as Error).message;
-  if (code === 'ENOSPC' || code === 'SQLITE_FULL') return new UserError(`${where}: the disk is full; free some space and try again`);
-  if (code === 'EROFS' || code.startsWith('SQLITE_READONLY')) return new UserError(`${where}: the folder is read-only; choose a writable folder (PEFT_STUDIO_HOME)`);
-  if (code === 'EACCES' || code === 'EPERM') return new UserError(`${where}: permission denied; choose a folder you can write to (PEFT_STUDIO_HOME)`);
+  const fileError = explainFileError(err, where);
+  if (fileError) return fileError;
+  if (code === 'SQLITE_FULL') return new UserError(`${where}: the disk is full; free some space and try again`);
+  if (code.startsWith('SQLITE_READONLY')) return new UserError(`${where}: the folder is read-only; choose a writable folder (PEFT_STUDIO_HOME)`);
+  if (code.startsWith('SQLITE_IOERR')) return new UserError(`${where}: the disk refused a write (${message}); check free space and that the folder is writable`);
   if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') return new UserError(`${where}: the database file is damaged (${message}); move it aside to start a new one`);
   if (code.startsWith('SQLITE_CANTOPEN')) return new UserError(`${where}: cannot open the database (${message})`);
   if (code.startsWith('SQLITE_BUSY')) return new UserError(`${where}: the database stayed locked by another process; try again`);
@@ -53,6 +56,14 @@ export function openDatabase(home: string, options: { upTo?: number; readonly?: 
       throw err;
     }
   } catch (err) {
+    // SQLite says only "unable to open database file"; the folder itself tells whether it is read-only or forbidden.
+    if ((err as { code?: string }).code?.startsWith('SQLITE_CANTOPEN') && !options.readonly) {
+      try {
+        fs.accessSync(home, fs.constants.W_OK);
+      } catch (accessErr) {
+        throw storageError(accessErr, file);
+      }
+    }
     throw storageError(err, file);
   }
 }

@@ -90,6 +90,11 @@ function adapterFromRow(r: Row): AdapterRecord {
   };
 }
 
+/** One chart point per bucket of consecutive steps (the bucket size is cast: JavaScript numbers bind as REAL, and REAL
+ * division would put every step in a bucket of its own); exported so a test can check the plan walks the primary key. */
+export const LOSS_CHART_SQL = `SELECT max(step) AS step, avg(loss) AS loss, min(loss) AS minLoss, max(loss) AS maxLoss
+  FROM metrics WHERE run_id = ? AND loss IS NOT NULL GROUP BY (step - 1) / CAST(? AS INTEGER) ORDER BY 1`;
+
 export class Store {
   private constructor(
     readonly home: string,
@@ -278,12 +283,7 @@ export class Store {
     const last = (this.db.prepare('SELECT max(step) AS step FROM metrics WHERE run_id = ?').get(runId) as Row).step as number | null;
     if (last === null) return [];
     const bucket = Math.max(1, Math.ceil(last / maxPoints));
-    return this.db
-      .prepare(
-        `SELECT max(step) AS step, avg(loss) AS loss, min(loss) AS minLoss, max(loss) AS maxLoss
-         FROM metrics WHERE run_id = ? AND loss IS NOT NULL GROUP BY (step - 1) / ? ORDER BY 1`,
-      )
-      .all(runId, bucket) as ChartPoint[];
+    return this.db.prepare(LOSS_CHART_SQL).all(runId, bucket) as ChartPoint[];
   }
 
   /** Validation losses, which are few: every one of them. */

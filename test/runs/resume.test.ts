@@ -1,0 +1,181 @@
+// Runs that survive anything, tested the way it happens: a real `peft-studio train` recording into a real SQLite
+// file, a real SIGKILL of the engine process or of the whole app mid-run, then `runs resume`, whose losses must be
+// identical to those of a run that was never interrupted (CPU, fixed seed).
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase } from '../../main/store/database.js';
+import { isProcessAlive } from '../../main/runs/runManager.js';
+import { Store } from '../../main/store/store.js';
+import { CLI, lastJson, runCli } from '../support/cli.js';
+
+const STEPS = 60;
+const TRAIN = ['train', '--steps', String(STEPS), '--checkpoint-every', '10', '--keep-checkpoints', '3', '--device', 'cpu', '--seed', '7', '--lora-dropout', '0.1', '--json'];
+
+let root: string;
+beforeAll(() => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'studio-resume-'));
+});
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+interface Started {
+  child: ChildProcess;
+  stderr: () => string;
+  exit: Promise<number | null>;
+}
+
+function startCli(args: string[]): Started {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  child.stdout!.resume();
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, stderr: () => stderr, exit };
+}
+
+async function until<T>(what: string, probe: () => T | null | undefined | false, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** The losses of run `id`, step by step, read through a second (read-only) connection. */
+function losses(home: string, id = 1): number[] {
+  const store = Store.open(home);
+  try {
+    return store.metrics(id).map((m) => m.loss!);
+  } finally {
+    store.close();
+  }
+}
+
+function recordedRun(home: string, id = 1) {
+  const db = openDatabase(home, { readonly: true });
+  try {
+    return db.prepare('SELECT status, step, worker_pid AS workerPid, owner_pid AS ownerPid, error FROM runs WHERE id = ?').get(id) as
+      | { status: string; step: number; workerPid: number | null; ownerPid: number | null; error: string | null }
+      | undefined;
+  } finally {
+    db.close();
+  }
+}
+
+const stepsPrinted = (stderr: string) => Number([...stderr.matchAll(/step (\d+)\/\d+/g)].at(-1)?.[1] ?? 0);
+
+describe('a recorded run', () => {
+  let reference: number[];
+
+  beforeAll(() => {
+    const home = path.join(root, 'reference');
+    const result = runCli([...TRAIN, '--home', home, '--out', path.join(root, 'reference-adapter')]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(lastJson(result.stdout)).toMatchObject({ id: 1, status: 'completed', step: STEPS });
+    reference = losses(home);
+  });
+
+  it('is visible to a concurrent reader while it trains, and keeps the last K checkpoints', async () => {
+    expect(reference).toHaveLength(STEPS);
+    const home = path.join(root, 'concurrent');
+    // Progress lines are only printed without --json.
+    const run = startCli([...TRAIN.filter((a) => a !== '--json'), '--home', home, '--out', path.join(root, 'concurrent-adapter')]);
+    const seen: { status: string; rows: number }[] = [];
+    await until('the database', () => fs.existsSync(path.join(home, 'studio.db')) && recordedRun(home));
+    // A second connection reads while the run manager writes: WAL readers never wait for the writer.
+    while (run.child.exitCode === null) {
+      const db = openDatabase(home, { readonly: true });
+      const status = (db.prepare('SELECT status FROM runs WHERE id = 1').get() as { status: string }).status;
+      const rows = (db.prepare('SELECT count(*) AS n FROM metrics WHERE run_id = 1').get() as { n: number }).n;
+      db.close();
+      seen.push({ status, rows });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(await run.exit, run.stderr()).toBe(0);
+    const whileRunning = seen.filter((s) => s.status === 'running').map((s) => s.rows);
+    expect(new Set(whileRunning).size).toBeGreaterThan(2);
+    expect(whileRunning.some((rows) => rows > 0 && rows < STEPS)).toBe(true);
+    expect(losses(home)).toEqual(reference);
+    const store = Store.open(home);
+    expect(store.checkpoints(1).map((c) => c.step)).toEqual([40, 50, 60]);
+    expect(fs.readdirSync(path.join(home, 'runs', '1', 'checkpoints'))).toEqual(['step-00000040', 'step-00000050', 'step-00000060']);
+    expect(store.adapters()).toEqual([expect.objectContaining({ runId: 1, folder: path.join(root, 'concurrent-adapter') })]);
+    store.close();
+  });
+
+  it('continues after SIGKILL of its engine process mid-run with identical losses', async () => {
+    const home = path.join(root, 'worker-killed');
+    const run = startCli([...TRAIN.filter((a) => a !== '--json'), '--home', home, '--out', path.join(root, 'worker-killed-adapter')]);
+    await until('step 15', () => stepsPrinted(run.stderr()) >= 15);
+    const { workerPid } = recordedRun(home)!;
+    expect(workerPid).toBeGreaterThan(0);
+    process.kill(workerPid!, 'SIGKILL');
+    const killedAt = stepsPrinted(run.stderr());
+    expect(await run.exit).toBe(1);
+    expect(run.stderr()).toMatch(/run 1 interrupted: the engine process was killed \(SIGKILL\) at step \d+; resume continues from its last checkpoint; resume with: peft-studio runs resume 1/);
+    expect(killedAt).toBeLessThan(STEPS);
+    expect(recordedRun(home)).toMatchObject({ status: 'interrupted', workerPid: null });
+
+    const resumed = runCli(['runs', 'resume', '1', '--home', home, '--json']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(lastJson(resumed.stdout)).toMatchObject({ id: 1, status: 'completed', step: STEPS });
+    expect(losses(home)).toEqual(reference);
+    const shown = runCli(['runs', 'show', '1', '--home', home, '--json']);
+    expect(lastJson(shown.stdout).log.join('\n')).toMatch(/resumed from .*step-000000[1-5]0 \(step [1-5]0 of 60\)/);
+  });
+
+  it('continues after SIGKILL of the whole app, skipping a damaged checkpoint for the one before', async () => {
+    const home = path.join(root, 'app-killed');
+    const run = startCli([...TRAIN.filter((a) => a !== '--json'), '--home', home, '--out', path.join(root, 'app-killed-adapter')]);
+    await until('the checkpoint of step 30', () => /checkpoint of step 30 written/.test(run.stderr()));
+    const { workerPid } = recordedRun(home)!;
+    run.child.kill('SIGKILL');
+    await run.exit;
+    // The engine notices its app is gone and stops too.
+    await until('the engine to exit', () => !isProcessAlive(workerPid!));
+    expect(stepsPrinted(run.stderr())).toBeLessThan(STEPS);
+
+    // Reopening the store finds the run's process gone.
+    const listed = runCli(['runs', 'list', '--home', home, '--json']);
+    expect(lastJson(listed.stdout)[0]).toMatchObject({ id: 1, status: 'interrupted', error: expect.stringMatching(/resume continues from its last checkpoint/) });
+
+    const checkpoints = path.join(home, 'runs', '1', 'checkpoints');
+    const newest = fs.readdirSync(checkpoints).filter((n) => n.startsWith('step-')).sort().at(-1)!;
+    const state = path.join(checkpoints, newest, 'state.safetensors');
+    const bytes = fs.readFileSync(state);
+    bytes[bytes.length - 3] ^= 0x40;
+    fs.writeFileSync(state, bytes);
+
+    const resumed = runCli(['runs', 'resume', '1', '--home', home]);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    const skippedStep = Number(newest.slice(5));
+    expect(resumed.stderr).toContain(`skipping checkpoint ${path.join(checkpoints, newest)}: state.safetensors does not match its checksum`);
+    expect(resumed.stderr).toMatch(new RegExp(`resumed from .*step-${String(skippedStep - 10).padStart(8, '0')}`));
+    // Only the steps after the checkpoint are trained again.
+    expect(resumed.stderr).toMatch(new RegExp(`\\] step ${skippedStep - 9}/60 `));
+    expect(resumed.stderr).not.toMatch(new RegExp(`\\] step ${skippedStep - 10}/60 `));
+    expect(resumed.stdout).toMatch(/run 1 completed: adapter written to .*app-killed-adapter after 60 steps/);
+    expect(losses(home)).toEqual(reference);
+  });
+
+  it('pauses on request from another process, with a checkpoint, and resumes to the same losses', async () => {
+    const home = path.join(root, 'paused');
+    const run = startCli([...TRAIN.filter((a) => a !== '--json'), '--home', home, '--out', path.join(root, 'paused-adapter')]);
+    await until('step 5', () => stepsPrinted(run.stderr()) >= 5);
+    const paused = runCli(['runs', 'pause', '1', '--home', home]);
+    expect(paused.stdout).toBe('run 1: pause requested\n');
+    expect(await run.exit, run.stderr()).toBe(0);
+    const record = recordedRun(home)!;
+    expect(record.status).toBe('paused');
+    expect(record.step).toBeLessThan(STEPS);
+    expect(run.stderr()).toContain(`checkpoint of step ${record.step} written`);
+
+    const resumed = runCli(['runs', 'resume', '1', '--home', home, '--json']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(losses(home)).toEqual(reference);
+  });
+});
