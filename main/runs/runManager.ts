@@ -19,6 +19,9 @@ export interface RunManagerOptions {
   flushIntervalMs?: number;
 }
 
+// The kernel's out-of-memory killer sends SIGKILL, and so does nothing else on its own: say what it likely was.
+const OOM_HINT = 'unless someone stopped it, the system ran out of memory: lower the batch size or sequence length, or turn gradient checkpointing on';
+
 export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -129,6 +132,7 @@ export class RunManager {
       this.flush(id);
       const step = this.store.run(id)!.step;
       if (err instanceof EngineExitError && active.cancelRequested) this.setStatus(id, 'cancelled');
+      else if (err instanceof EngineExitError && err.signal === 'SIGKILL') this.setStatus(id, 'interrupted', `${err.message} at step ${step}; ${OOM_HINT}; resume continues from its last checkpoint`);
       else if (err instanceof EngineExitError && err.signal) this.setStatus(id, 'interrupted', `${err.message} at step ${step}; resume continues from its last checkpoint`);
       else if (err instanceof EngineExitError) this.setStatus(id, 'failed', `${err.message} at step ${step}; resume continues from its last checkpoint`);
       else if (err instanceof UserError) this.setStatus(id, 'failed', err.message);

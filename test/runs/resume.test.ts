@@ -116,7 +116,7 @@ describe('a recorded run', () => {
     process.kill(workerPid!, 'SIGKILL');
     const killedAt = stepsPrinted(run.stderr());
     expect(await run.exit).toBe(1);
-    expect(run.stderr()).toMatch(/run 1 interrupted: the engine process was killed \(SIGKILL\) at step \d+; resume continues from its last checkpoint; resume with: peft-studio runs resume 1/);
+    expect(run.stderr()).toMatch(/run 1 interrupted: the engine process was killed \(SIGKILL\) at step \d+; unless someone stopped it, the system ran out of memory: .*; resume continues from its last checkpoint; resume with: peft-studio runs resume 1/);
     expect(killedAt).toBeLessThan(STEPS);
     expect(recordedRun(home)).toMatchObject({ status: 'interrupted', workerPid: null });
 
