@@ -94,4 +94,10 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (run_id, seq)
   ) WITHOUT ROWID;
   `,
+  // 3: run ids are never reused after a delete (a late event or an old folder must not land on a new run); the
+  // highest id ever given out is kept here, since rebuilding runs as AUTOINCREMENT would mean dropping its references.
+  `
+  CREATE TABLE id_high_water (tbl TEXT PRIMARY KEY, last_id INTEGER NOT NULL);
+  INSERT INTO id_high_water (tbl, last_id) SELECT 'runs', coalesce(max(id), 0) FROM runs;
+  `,
 ];

@@ -165,10 +165,10 @@ export class Store {
   /** A new queued run; its folder (checkpoints) is `<home>/runs/<id>`. */
   createRun(job: TrainJob, modelId: number, datasetId: number | null): RunRecord {
     return this.write(() => {
-      const { lastInsertRowid } = this.db
-        .prepare(`INSERT INTO runs (method, model_id, dataset_id, job, status, created_at, run_dir) VALUES (?, ?, ?, ?, 'queued', ?, '')`)
-        .run(job.method, modelId, datasetId, JSON.stringify(job), now());
-      const id = Number(lastInsertRowid);
+      const id = (this.db.prepare(`UPDATE id_high_water SET last_id = last_id + 1 WHERE tbl = 'runs' RETURNING last_id`).get() as Row).last_id as number;
+      this.db
+        .prepare(`INSERT INTO runs (id, method, model_id, dataset_id, job, status, created_at, run_dir) VALUES (?, ?, ?, ?, ?, 'queued', ?, '')`)
+        .run(id, job.method, modelId, datasetId, JSON.stringify(job), now());
       this.db.prepare('UPDATE runs SET run_dir = ? WHERE id = ?').run(path.join(this.home, 'runs', String(id)), id);
       return this.run(id)!;
     });

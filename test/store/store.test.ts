@@ -68,6 +68,20 @@ describe('migrations', () => {
     }
   });
 
+  it('never give a deleted run\'s id to a new run, also in a database from before ids were tracked', () => {
+    const home = tempHome();
+    const old = openDatabase(home, { upTo: 2 });
+    seedVersion1(old);
+    old.close();
+    const store = Store.open(home);
+    store.deleteRun(1);
+    expect(store.runs()).toEqual([]);
+    expect(store.createRun(job, 1, null).id).toBe(2);
+    store.deleteRun(2);
+    expect(store.createRun(job, 1, null)).toMatchObject({ id: 3, runDir: path.join(home, 'runs', '3') });
+    store.close();
+  });
+
   it('refuse a database from a newer version of the app, saying so', () => {
     const home = tempHome();
     const db = openDatabase(home);
