@@ -1,12 +1,7 @@
 // peft-studio data inspect, and the data flags train and eval share: what a dataset holds, and which tokens train.
-import path from 'node:path';
-import { UserError } from '../../shared/errors.js';
 import type { DataFormat, DataSettings } from '../../shared/training.js';
-import { fromDataSettings, prepareDataset } from '../data/dataset.js';
-import { readSamples } from '../data/formats.js';
-import { formatPreview, previewSample, type TokenPreview } from '../data/preview.js';
-import { SampleRenderer } from '../data/render.js';
-import { openModelFolder } from '../model/modelFolder.js';
+import { inspectDataset } from '../data/inspect.js';
+import { formatPreview } from '../data/preview.js';
 import { choice, json, positiveInt, str, UsageError, type Command } from './options.js';
 
 type Values = Record<string, string | boolean | string[] | undefined>;
@@ -53,45 +48,22 @@ export const DATA_COMMANDS: Record<string, Command> = {
     async run(values, positionals) {
       if (positionals[0] !== 'inspect' || positionals.length !== 2) throw new UsageError('usage: data inspect FILE --model DIR');
       if (!values.model) throw new UsageError('--model is required (its tokenizer and chat template render the data)');
-      const file = path.resolve(positionals[1]);
-      const folder = openModelFolder(values.model as string);
-      const settings = dataSettings(values);
       const maxSeqLen = positiveInt(values, 'max-seq-len', 512);
-      const prepared = await prepareDataset({
-        file,
-        modelDir: folder.dir,
-        vocabSize: folder.spec.vocabSize,
+      const inspection = await inspectDataset({
+        file: positionals[1],
+        modelDir: values.model as string,
+        data: dataSettings(values),
         maxSeqLen,
-        ...fromDataSettings(settings),
-        skipBadRows: true, // inspection lists every bad row instead of stopping at the first
-        validationFraction: 0,
-        seed: 0,
-      }).catch((err: unknown) => {
-        if (err instanceof UserError && /nothing to train on/.test(err.message)) return null;
-        throw err;
+        previewRows: positiveInt(values, 'rows', 3),
       });
-
-      const renderer = SampleRenderer.forModel(folder.dir, { trainOn: settings.trainOn, vocabSize: folder.spec.vocabSize });
-      const previews: TokenPreview[] = [];
-      const wanted = positiveInt(values, 'rows', 3);
-      for await (const item of readSamples(file, { format: settings.format ?? undefined, mapping: settings.columns })) {
-        if (previews.length >= wanted) break;
-        if (item.type !== 'sample') continue;
-        const outcome = previewSample(renderer, item);
-        if (outcome.kind === 'preview') previews.push(outcome.preview);
-      }
-
-      if (values.json) {
-        process.stdout.write(`${JSON.stringify({ file, format: prepared?.format ?? null, stats: prepared?.stats ?? null, badRows: prepared?.badRows ?? [], untrainedRows: prepared?.untrainedRows ?? [], sourceSha256: prepared?.sourceSha256 ?? null, previews })}\n`);
-        return;
-      }
+      const { file, stats: s, previews } = inspection;
+      if (values.json) return void process.stdout.write(`${JSON.stringify(inspection)}\n`);
       const out: string[] = [];
-      if (prepared) {
-        const s = prepared.stats;
-        out.push(`${file}: ${prepared.format}, sha256 ${prepared.sourceSha256}`);
+      if (s) {
+        out.push(`${file}: ${inspection.format}, sha256 ${inspection.sourceSha256}`);
         out.push(`rows ${s.rows} (bad ${s.badRows}, empty ${s.emptyRows}, duplicate ${s.duplicateRows}), tokens ${s.tokens}, trained ${s.trainedTokens}, truncated rows ${s.truncatedRows} (${s.cutTokens} tokens cut at ${maxSeqLen})`);
         out.push(`lengths ${s.minLength}..${s.maxLength}, mean ${s.meanLength.toFixed(1)}: ${s.lengthHistogram.map((b) => `${b.from}-${b.to}: ${b.rows}`).join(', ')}`);
-        for (const bad of prepared.badRows) out.push(`bad ${file}:${bad.row}: ${bad.reason}`);
+        for (const bad of inspection.badRows) out.push(`bad ${file}:${bad.row}: ${bad.reason}`);
       } else {
         out.push(`${file}: nothing to train on`);
       }

@@ -8,7 +8,8 @@ import { pack, splitTrainValidation, toSequences, truncate, type TrainingSequenc
 import type { TextMode } from './readers/index.js';
 import { SampleRenderer } from './render.js';
 import type { BadRow, FileKind, RenderedSample, SampleFormat, TrainOn } from './samples.js';
-import { DatasetStatsCollector, sha256File, type DatasetStats } from './stats.js';
+import type { DatasetStats } from '../../shared/data.js';
+import { DatasetStatsCollector, sha256File } from './stats.js';
 
 export interface DatasetOptions {
   file: string;

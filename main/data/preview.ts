@@ -2,26 +2,7 @@
 // draws PreviewToken lists; `peft-studio data inspect` prints formatPreview's text.
 import { IGNORE_INDEX, type SampleRenderer, type TextOutcome } from './render.js';
 import type { SampleRow } from './samples.js';
-
-export interface PreviewToken {
-  id: number;
-  /**
-   * The rendered text this token covers. A character split over several byte tokens shows on the first of them, and
-   * whitespace the tokenizer dropped on the token after it, so that the pieces join into the rendered text, except for
-   * tokens that stand for no text (a BOS the tokenizer adds, the EOS appended to text samples): those show their token
-   * string. For pre-tokenized samples: the token's bytes, a split character on the token that completes it.
-   */
-  text: string;
-  /** Carries loss (its label is not -100). The first token of a sample is never scored, whatever its label. */
-  trained: boolean;
-  /** An added token of the tokenizer (<|im_start|>, <|eot_id|>, BOS, EOS), drawn apart from text. */
-  special: boolean;
-}
-
-export interface TokenPreview {
-  row: number;
-  tokens: PreviewToken[];
-}
+import type { TokenPreview } from '../../shared/data.js';
 
 /** The preview of one row, or why it has none (an empty or bad row). */
 export function previewSample(renderer: SampleRenderer, row: SampleRow): { kind: 'preview'; preview: TokenPreview } | Exclude<TextOutcome, { kind: 'rendered' }> {

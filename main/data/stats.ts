@@ -3,41 +3,10 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
+import type { DatasetStats } from '../../shared/data.js';
 import { UserError } from '../../shared/errors.js';
 import { IGNORE_INDEX, type RenderOutcome } from './render.js';
 import type { RenderedSample } from './samples.js';
-
-/** Rows whose rendered length lies in [from, to] tokens. */
-export interface LengthBucket {
-  from: number;
-  to: number;
-  rows: number;
-}
-
-export interface DatasetStats {
-  /** Every row read: rendered, empty and bad. */
-  rows: number;
-  badRows: number;
-  /** Rows with nothing but whitespace. */
-  emptyRows: number;
-  /** Rendered rows whose token ids equal an earlier row's. */
-  duplicateRows: number;
-  /** Tokens of the rendered rows after truncation to maxSeqLen. */
-  tokens: number;
-  /** Of those, the tokens that carry loss (a label other than -100, past each row's first token, which is never scored). */
-  trainedTokens: number;
-  /** Rows longer than maxSeqLen, and the tokens truncation cuts from them. */
-  truncatedRows: number;
-  cutTokens: number;
-  /** Rendered lengths before truncation; 0 when no row rendered. */
-  minLength: number;
-  maxLength: number;
-  meanLength: number;
-  /** Rendered lengths before truncation, in power-of-two buckets [1, 16], [17, 32], [33, 64], ... up to maxLength. */
-  lengthHistogram: LengthBucket[];
-  /** sha256 of every rendered row's ids and labels, in order (see RenderedHash). */
-  renderedSha256: string;
-}
 
 const LITTLE_ENDIAN = os.endianness() === 'LE';
 

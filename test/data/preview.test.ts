@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
-import { formatPreview, previewSample, type TokenPreview } from '../../main/data/preview.js';
+import type { TokenPreview } from '../../shared/data.js';
+import { formatPreview, previewSample } from '../../main/data/preview.js';
 import { IGNORE_INDEX, SampleRenderer } from '../../main/data/render.js';
 import type { Sample } from '../../main/data/samples.js';
 

@@ -1,0 +1,32 @@
+// models.fit: the memory plan of a training configuration against what the chosen device has.
+import type { FitConfig, MemoryFit } from '../../shared/api.js';
+import { chooseDevice } from '../engine/runtime.js';
+import { planTrainingMemory, suggestFit, type MemoryPlanInput } from '../engine/memoryPlan.js';
+import { openModelFolder } from '../model/modelFolder.js';
+import { listDevices } from './devices.js';
+
+const DTYPE_BYTES: Record<string, number> = { F32: 4, BF16: 2, F16: 2 };
+
+export function planFit(config: FitConfig): MemoryFit {
+  const folder = openModelFolder(config.modelDir);
+  const { device } = chooseDevice(config.device);
+  // The widest stored weight decides: a mixed checkpoint is planned as if all of it were that wide.
+  const weightBytesPerElement = Math.max(...[...folder.tensors.values()].map((t) => DTYPE_BYTES[t.dtype] ?? 4));
+  const input: MemoryPlanInput = {
+    spec: folder.spec,
+    weightBytesPerElement,
+    method: config.method,
+    lora: config.lora,
+    numVirtualTokens: config.promptTuning.numVirtualTokens,
+    batchSize: config.batchSize,
+    seqLen: config.maxSeqLen,
+    gradientCheckpointing: config.gradientCheckpointing,
+    optimizer: config.optimizer.name,
+    device,
+  };
+  const plan = planTrainingMemory(input);
+  const availableBytes = listDevices().find((d) => d.device === device)?.memoryBytes ?? null;
+  const fits = availableBytes === null ? null : plan.totalBytes <= availableBytes;
+  const suggestion = fits === false ? suggestFit(input, availableBytes!) : null;
+  return { device, totalBytes: plan.totalBytes, parts: plan.parts, availableBytes, fits, suggestion: suggestion?.change ?? null, suggestedBytes: suggestion?.plan.totalBytes ?? null };
+}

@@ -1,0 +1,38 @@
+// models.inspect: what a model is and whether the studio can train it, from a local folder (config.json and
+// safetensors headers) or a Hub repo (its config.json and file list, no weights downloaded).
+import fs from 'node:fs';
+import path from 'node:path';
+import type { ModelInspection } from '../../shared/api.js';
+import { UserError } from '../../shared/errors.js';
+import type { HubAccess } from '../hub/access.js';
+import { preflightModel } from '../hub/preflight.js';
+import { describeModelFolder } from '../runs/modelRecord.js';
+
+const HUB_ID = /^[\w.-]+\/[\w.-]+$/;
+
+export async function inspectModel(source: string, revision: string | undefined, hub: () => HubAccess): Promise<ModelInspection> {
+  if (fs.existsSync(source)) {
+    const base = { source: path.resolve(source), kind: 'local' as const, gated: false as const };
+    try {
+      const record = describeModelFolder(source);
+      return { ...base, architecture: record.architecture, parameters: record.parameters, dtype: record.dtype, sizeBytes: record.sizeBytes, supported: true, reason: null };
+    } catch (err) {
+      // A folder the studio cannot read is an answer ("not supported, because"), not a failed call.
+      if (!(err instanceof UserError)) throw err;
+      return { ...base, architecture: null, parameters: null, dtype: null, sizeBytes: null, supported: false, reason: err.message };
+    }
+  }
+  if (!HUB_ID.test(source)) throw new UserError(`${source}: neither an existing folder nor a Hub model id (org/name)`);
+  const plan = await preflightModel(hub(), source, { revision });
+  return {
+    source,
+    kind: 'hub',
+    architecture: plan.architecture,
+    parameters: plan.parameterCount,
+    dtype: null,
+    sizeBytes: plan.totalBytes,
+    supported: plan.supported,
+    reason: plan.reason ?? null,
+    gated: plan.gated,
+  };
+}

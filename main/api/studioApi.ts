@@ -1,0 +1,150 @@
+// The studio's API in the main process: every StudioApi method dispatched to the module that does the work (store,
+// run manager, engine, hub, playground, adapter, data), and every event those modules emit fanned out to subscribers.
+// Both the Electron IPC handler and `peft-studio serve` sit on top of this; each call is checked by parseCall first.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseCall, type CheckedCall, type MethodName, type Params, type Result, type StudioApi, type StudioEvent } from '../../shared/api.js';
+import { UserError } from '../../shared/errors.js';
+import type { RunRecord } from '../../shared/runs.js';
+import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
+import { hubAccessFromEnv, tokenFromEnv, type HubAccess } from '../hub/access.js';
+import { downloadSnapshot } from '../hub/download.js';
+import { preflightModel } from '../hub/preflight.js';
+import { describeModelFolder } from '../runs/modelRecord.js';
+import { RunManager } from '../runs/runManager.js';
+import { Store } from '../store/store.js';
+import { inspectDataset } from '../data/inspect.js';
+import { listDevices } from './devices.js';
+import { exportInWorker } from './exportAdapter.js';
+import { planFit } from './memoryFit.js';
+import { inspectModel } from './modelInspection.js';
+import { PlaygroundSessions } from './playgroundSessions.js';
+import { SettingsFile } from './settingsFile.js';
+
+const PACKAGE_JSON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../package.json');
+
+export interface StudioApiOptions {
+  /** The studio folder: database, runs, settings. */
+  home: string;
+  /** Start queued runs by themselves (default true); tests of the queue itself may turn it off. */
+  autoStart?: boolean;
+  /** Hub access for models.inspect / models.download; default: the environment plus the token set in settings. */
+  hub?: () => HubAccess;
+}
+
+export interface StudioService extends StudioApi {
+  /** call() for messages from outside the process: method and params not yet checked. */
+  dispatch(method: unknown, params: unknown): Promise<unknown>;
+  /** Pauses running runs (they keep their checkpoints), stops generation, closes the store. */
+  close(): Promise<void>;
+}
+
+type Handlers = { [M in MethodName]: (params: Extract<CheckedCall, { method: M }>['params']) => Result<M> | Promise<Result<M>> };
+
+export function createStudioApi(options: StudioApiOptions): StudioService {
+  const store = Store.open(options.home);
+  const manager = new RunManager(store, { autoStart: options.autoStart ?? true });
+  const settings = new SettingsFile(store.home);
+  const hub = options.hub ?? (() => hubAccessFromEnv(process.env, settings.hfToken() ?? tokenFromEnv()));
+  const listeners = new Set<(event: StudioEvent) => void>();
+  const emit = (event: StudioEvent) => {
+    for (const listener of listeners) listener(event);
+  };
+  const unsubscribeRuns = manager.subscribe((event) => emit({ kind: 'run', event }));
+  const playground = new PlaygroundSessions((requestId, token) => emit({ kind: 'playground.token', requestId, tokenId: token.id, text: token.text }));
+
+  const requireRun = (id: number): RunRecord => {
+    const run = store.run(id);
+    if (!run) throw new UserError(`run ${id}: no such run`);
+    return run;
+  };
+
+  const handlers: Handlers = {
+    'app.info': () => ({ version: (JSON.parse(fs.readFileSync(PACKAGE_JSON, 'utf8')) as { version: string }).version, home: store.home, platform: process.platform, arch: os.arch() }),
+    'devices.list': () => listDevices(),
+    'demo.paths': () => ({ modelDir: DEMO_MODEL_DIR, dataFile: DEMO_DATA_FILE }),
+    'models.list': () => store.models(),
+    'models.inspect': (p) => inspectModel(p.source, p.revision, hub),
+    'models.download': async (p) => {
+      const access = hub();
+      const plan = await preflightModel(access, p.repoId, { revision: p.revision });
+      if (!plan.supported) throw new UserError(`${p.repoId}: the studio cannot train this model: ${plan.reason}`);
+      const result = await downloadSnapshot(access, plan, (progress) =>
+        emit({ kind: 'download.progress', requestId: p.requestId, file: progress.file, doneBytes: progress.doneBytes, totalBytes: progress.totalBytes, index: progress.index, count: progress.count }),
+      );
+      return store.addModel(describeModelFolder(result.snapshotDir));
+    },
+    'models.fit': (p) => planFit(p.config),
+    'datasets.list': () => store.datasets(),
+    'datasets.inspect': (p) => inspectDataset(p),
+    'runs.list': () => store.runs(),
+    'runs.get': (p) => {
+      const run = requireRun(p.id);
+      return {
+        run,
+        model: store.model(run.modelId),
+        dataset: store.datasets().find((d) => d.id === run.datasetId) ?? null,
+        latest: store.metrics(run.id, run.step).at(-1) ?? null,
+        log: store.log(run.id, p.logLines),
+        checkpoints: store.checkpoints(run.id),
+        adapters: store.adapters().filter((a) => a.runId === run.id),
+      };
+    },
+    'runs.chart': (p) => {
+      requireRun(p.id);
+      return { loss: store.lossChart(p.id, p.maxPoints), eval: store.evalCurve(p.id) };
+    },
+    'runs.start': (p) => manager.enqueue(p.job),
+    'runs.pause': (p) => {
+      manager.pause(p.id);
+      return requireRun(p.id);
+    },
+    'runs.resume': (p) => manager.resume(p.id),
+    'runs.cancel': (p) => {
+      manager.cancel(p.id);
+      return requireRun(p.id);
+    },
+    'runs.delete': (p) => {
+      const run = requireRun(p.id);
+      if (run.status === 'queued' || run.status === 'running') throw new UserError(`run ${p.id} is ${run.status}: cancel it before deleting it`);
+      store.deleteRun(p.id);
+      fs.rmSync(run.runDir, { recursive: true, force: true });
+      return { deleted: p.id };
+    },
+    'adapters.list': () => store.adapters(),
+    'playground.generate': (p) => playground.generate(p, settings.get().device),
+    'playground.stop': (p) => ({ stopped: playground.stop(p.requestId) }),
+    'export.run': async (p) => {
+      const adapter = store.adapters().find((a) => a.id === p.adapterId);
+      if (!adapter) throw new UserError(`adapter ${p.adapterId}: no such adapter`);
+      const base = store.model(adapter.baseModelId);
+      if (!base) throw new UserError(`adapter ${p.adapterId}: its base model (record ${adapter.baseModelId}) is gone`);
+      const written = await exportInWorker({ adapter, baseModelDir: base.folder, format: p.format, destination: p.destination });
+      return { ...written, record: store.addExport(adapter.id, p.format, written.path) };
+    },
+    'settings.get': () => settings.get(),
+    'settings.set': (p) => settings.set(p),
+  };
+
+  const dispatch = async (method: unknown, params: unknown): Promise<unknown> => {
+    const call = parseCall(method, params);
+    return (handlers[call.method] as (params: unknown) => unknown)(call.params);
+  };
+
+  return {
+    dispatch,
+    call: <M extends MethodName>(method: M, params: Params<M>) => dispatch(method, params) as Promise<Result<M>>,
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    async close() {
+      await Promise.all([manager.close(), playground.close()]);
+      unsubscribeRuns();
+      listeners.clear();
+      store.close();
+    },
+  };
+}

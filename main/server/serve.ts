@@ -1,0 +1,252 @@
+// Browser mode: the built renderer and the studio API over HTTP + WebSocket, for a headless GPU box and for tests.
+// Every request and socket carries the access token; the Host header must name the bound host (DNS rebinding); pages
+// get a strict Content-Security-Policy.
+//   POST /api/<method>   params as JSON -> 200 result as JSON | 4xx/5xx { error: { name, message } }
+//   GET  /api/events     WebSocket of StudioEvents as JSON
+//   GET  /anything-else  files of the built renderer (index.html for paths without a file)
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import net from 'node:net';
+import path from 'node:path';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { ApiError, errorShape, type ApiErrorShape } from '../../shared/api.js';
+import { UserError } from '../../shared/errors.js';
+import type { StudioService } from '../api/studioApi.js';
+
+export interface ServeOptions {
+  /** The address to bind; the CLI refuses non-loopback ones unless remote access was asked for. */
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** The built renderer (vite's output). */
+  staticDir: string;
+  api: StudioService;
+}
+
+export interface StudioServer {
+  /** The URL to open, token included. */
+  url: string;
+  token: string;
+  port: number;
+  /** Closes sockets and the server; the API is the caller's to close. */
+  close(): Promise<void>;
+}
+
+/** Nothing inline, nothing from elsewhere (the renderer's bundle has no inline scripts or styles; the e2e test fails on any CSP report). */
+export const CONTENT_SECURITY_POLICY = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self' ws: wss:",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+const SECURITY_HEADERS = {
+  'Content-Security-Policy': CONTENT_SECURITY_POLICY,
+  'X-Content-Type-Options': 'nosniff',
+  'X-Frame-Options': 'DENY',
+  // The page URL carries the token: never send it on as a referrer.
+  'Referrer-Policy': 'no-referrer',
+  'Cross-Origin-Opener-Policy': 'same-origin',
+};
+
+/** Static files fetched by the page itself (scripts, styles) cannot add the token: a cookie set from ?token= covers them. */
+const TOKEN_COOKIE = 'peft_studio_token';
+const MAX_BODY_BYTES = 8 * 2 ** 20;
+const MAX_SOCKET_BACKLOG_BYTES = 16 * 2 ** 20;
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.woff2': 'font/woff2',
+  '.wasm': 'application/wasm',
+  '.txt': 'text/plain; charset=utf-8',
+};
+
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (net.isIPv4(host)) return host.startsWith('127.');
+  return net.isIPv6(host) && (host === '::1' || /^::ffff:127\./i.test(host));
+}
+
+const isWildcard = (host: string) => host === '0.0.0.0' || host === '::';
+const hostWithPort = (host: string, port: number) => `${net.isIPv6(host) ? `[${host}]` : host}:${port}`;
+
+/** Host headers that name this server: the bound host, and for loopback binds its usual spellings. */
+function allowedHosts(host: string, port: number): Set<string> | null {
+  // A wildcard bind answers on every address of the machine; the token alone guards it.
+  if (isWildcard(host)) return null;
+  const names = isLoopbackHost(host) ? [host, 'localhost', '127.0.0.1', '::1'] : [host];
+  return new Set(names.map((name) => hostWithPort(name, port).toLowerCase()));
+}
+
+function sameSecret(given: string | undefined, token: string): boolean {
+  if (!given) return false;
+  // Digests have equal length, so the comparison takes the same time whatever was sent.
+  const digest = (s: string) => crypto.createHash('sha256').update(s).digest();
+  return crypto.timingSafeEqual(digest(given), digest(token));
+}
+
+function bearer(req: http.IncomingMessage): string | undefined {
+  const header = req.headers.authorization;
+  return header?.startsWith('Bearer ') ? header.slice('Bearer '.length).trim() : undefined;
+}
+
+function cookie(req: http.IncomingMessage, name: string): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const [key, ...value] = part.trim().split('=');
+    if (key === name) return value.join('=');
+  }
+  return undefined;
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { ...SECURITY_HEADERS, 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
+  res.end(JSON.stringify(body));
+}
+
+const sendError = (res: http.ServerResponse, status: number, error: ApiErrorShape) => sendJson(res, status, { error });
+
+function statusOf(err: unknown): number {
+  if (err instanceof ApiError) return 400;
+  if (err instanceof UserError) return 422;
+  return 500;
+}
+
+function readBody(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new ApiError(`request body over ${MAX_BODY_BYTES} bytes`));
+        req.destroy();
+      } else chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+async function answerApiCall(api: StudioService, method: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  if (req.method !== 'POST') return sendError(res, 405, { name: 'ApiError', message: `${method}: use POST with JSON params` });
+  if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) return sendError(res, 415, { name: 'ApiError', message: `${method}: the body must be application/json` });
+  let params: unknown;
+  try {
+    const body = await readBody(req);
+    params = body.trim() === '' ? {} : JSON.parse(body);
+  } catch (err) {
+    return sendError(res, 400, { name: 'ApiError', message: `${method}: ${err instanceof ApiError ? err.message : `invalid JSON body (${(err as Error).message})`}` });
+  }
+  try {
+    sendJson(res, 200, (await api.dispatch(method, params)) ?? null);
+  } catch (err) {
+    const status = statusOf(err);
+    sendError(res, status, status === 500 ? { name: 'Error', message: `internal error: ${(err as Error).message}` } : errorShape(err));
+  }
+}
+
+function serveStatic(staticDir: string, pathname: string, res: http.ServerResponse, setCookie: string | null): void {
+  const root = path.resolve(staticDir);
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(pathname);
+  } catch {
+    return sendError(res, 400, { name: 'Error', message: `${pathname}: malformed path` });
+  }
+  let file = path.resolve(root, `.${decoded}`);
+  if (file !== root && !file.startsWith(root + path.sep)) return sendError(res, 404, { name: 'Error', message: 'not found' });
+  // Client-side routes (no file extension) get the app's page.
+  if (!fs.existsSync(file) || fs.statSync(file).isDirectory()) file = path.extname(pathname) ? file : path.join(root, 'index.html');
+  if (!fs.existsSync(file) || !fs.statSync(file).isFile()) {
+    const message = fs.existsSync(path.join(root, 'index.html')) ? `${pathname}: not found` : `the renderer is not built (no ${path.join(root, 'index.html')}); the API is served at /api/`;
+    return sendError(res, 404, { name: 'Error', message });
+  }
+  const headers: Record<string, string> = { ...SECURITY_HEADERS, 'Content-Type': CONTENT_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream', 'Cache-Control': 'no-cache' };
+  if (setCookie) headers['Set-Cookie'] = setCookie;
+  res.writeHead(200, headers);
+  fs.createReadStream(file).pipe(res);
+}
+
+export async function startServer(options: ServeOptions): Promise<StudioServer> {
+  const token = crypto.randomBytes(24).toString('base64url');
+  const { api } = options;
+  let hosts: Set<string> | null = null;
+
+  /** Why a request may not come in, or null when it may. */
+  const refusal = (req: http.IncomingMessage, url: URL, allowCookie: boolean): { status: number; message: string } | null => {
+    if (hosts && !hosts.has((req.headers.host ?? '').toLowerCase())) return { status: 403, message: `Host ${JSON.stringify(req.headers.host ?? '')} is not this server's` };
+    const given = url.searchParams.get('token') ?? bearer(req) ?? (allowCookie ? cookie(req, TOKEN_COOKIE) : undefined);
+    if (!sameSecret(given, token)) return { status: 401, message: 'missing or wrong access token: open the URL peft-studio serve printed' };
+    return null;
+  };
+
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://server');
+    const isApi = url.pathname.startsWith('/api/');
+    const refused = refusal(req, url, !isApi);
+    if (refused) return sendError(res, refused.status, { name: 'ApiError', message: refused.message });
+    if (isApi) return void answerApiCall(api, url.pathname.slice('/api/'.length), req, res);
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(res, 405, { name: 'ApiError', message: `${req.method} ${url.pathname}: only GET` });
+    const fromQuery = url.searchParams.get('token');
+    serveStatic(options.staticDir, url.pathname, res, fromQuery ? `${TOKEN_COOKIE}=${fromQuery}; HttpOnly; SameSite=Strict; Path=/` : null);
+  });
+
+  const sockets = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+  server.on('upgrade', (req, socket, head) => {
+    const url = new URL(req.url ?? '/', 'http://server');
+    const origin = req.headers.origin;
+    // A page elsewhere may open sockets to us with the user's cookies; only our own origin (or a non-browser) may.
+    const foreignOrigin = origin !== undefined && origin.toLowerCase() !== `http://${(req.headers.host ?? '').toLowerCase()}`;
+    const refused = url.pathname !== '/api/events' ? { status: 404, message: 'no such socket' } : foreignOrigin ? { status: 403, message: `origin ${origin} refused` } : refusal(req, url, false);
+    if (refused) {
+      socket.end(`HTTP/1.1 ${refused.status} ${http.STATUS_CODES[refused.status]}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${refused.message}\n`);
+      return;
+    }
+    sockets.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      const unsubscribe = api.subscribe((event) => {
+        if (ws.readyState !== ws.OPEN) return;
+        // A client that stopped reading would grow this buffer without bound: drop it; it reconnects and re-reads state.
+        if (ws.bufferedAmount > MAX_SOCKET_BACKLOG_BYTES) ws.close(1013, 'too far behind');
+        else ws.send(JSON.stringify(event));
+      });
+      ws.on('close', unsubscribe);
+      ws.on('error', unsubscribe);
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  hosts = allowedHosts(options.host, port);
+  const shownHost = isWildcard(options.host) ? '127.0.0.1' : options.host;
+  return {
+    url: `http://${hostWithPort(shownHost, port)}/?token=${token}`,
+    token,
+    port,
+    async close() {
+      for (const ws of sockets.clients) ws.close(1001, 'server closing');
+      sockets.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

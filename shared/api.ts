@@ -1,0 +1,361 @@
+// The one typed contract between the UI and the main process: every method's params (a zod schema, checked on arrival)
+// and result, the events the main process pushes, and the error shape replies carry. The Electron preload and the
+// browser mode's HTTP + WebSocket client both implement StudioApi; the main process answers through parseCall.
+//
+// Over HTTP (`peft-studio serve`): POST /api/<method> with the params as JSON; 200 answers the result as JSON, any
+// other status `{ "error": ApiErrorShape }`. Events arrive as JSON StudioEvents on the WebSocket /api/events.
+// Pure TypeScript plus zod (itself pure TypeScript): no Node, no DOM.
+import type { DatasetStats, TokenPreview } from './data.js';
+import { z } from 'zod';
+import type { AdapterRecord, ChartPoint, CheckpointRecord, DatasetRecord, ExportRecord, MetricPoint, ModelRecord, RunEvent, RunRecord } from './runs.js';
+import type { DataFormat, DataSettings, DeviceChoice, ExecutionDevice, TrainJob } from './training.js';
+
+// ---------------------------------------------------------------------------------------------------------------
+// Schemas of the shared job types.
+
+const DEVICE_CHOICES = ['auto', 'cpu', 'webgpu', 'cuda', 'dml'] as const satisfies readonly DeviceChoice[];
+const DATA_FORMATS = ['messages', 'sharegpt', 'alpaca', 'prompt-completion', 'text', 'tokens'] as const satisfies readonly DataFormat[];
+
+const positiveInt = z.number().int().positive();
+const nonNegativeInt = z.number().int().nonnegative();
+const runId = z.strictObject({ id: positiveInt });
+const noParams = z.strictObject({});
+const path = z.string().min(1);
+
+export const dataSettingsSchema: z.ZodType<DataSettings> = z.strictObject({
+  format: z.enum(DATA_FORMATS).nullable(),
+  columns: z.record(z.string(), z.string()),
+  trainOn: z.enum(['completion', 'all']),
+  pack: z.boolean(),
+  skipBadRows: z.boolean(),
+});
+
+export const trainJobSchema: z.ZodType<TrainJob> = z.strictObject({
+  method: z.enum(['lora', 'prompt-tuning']),
+  modelDir: path,
+  dataFile: path,
+  data: dataSettingsSchema,
+  outDir: path,
+  lora: z.strictObject({ rank: positiveInt, alpha: z.number(), dropout: z.number().min(0).lt(1), targets: z.array(z.string().min(1)).min(1), useRslora: z.boolean() }),
+  promptTuning: z.strictObject({ numVirtualTokens: positiveInt, init: z.enum(['random', 'text']), initText: z.string().nullable() }),
+  optimizer: z.strictObject({
+    name: z.enum(['adamw', 'sgd']),
+    learningRate: z.number().positive(),
+    weightDecay: z.number().nonnegative(),
+    beta1: z.number().min(0).lt(1),
+    beta2: z.number().min(0).lt(1),
+    eps: z.number().positive(),
+    momentum: z.number().min(0).lt(1),
+    scheduler: z.enum(['constant', 'linear', 'cosine']),
+    warmupSteps: nonNegativeInt,
+    maxGradNorm: z.number().nonnegative(),
+  }),
+  steps: positiveInt.nullable(),
+  epochs: positiveInt,
+  batchSize: positiveInt,
+  gradAccum: positiveInt,
+  maxSeqLen: positiveInt,
+  seed: z.number().int(),
+  shuffle: z.boolean(),
+  gradientCheckpointing: z.boolean(),
+  device: z.enum(DEVICE_CHOICES),
+  initAdapterDir: path.nullable(),
+  evalDataFile: path.nullable(),
+  evalSplit: z.number().min(0).lt(1),
+  evalEvery: nonNegativeInt,
+  checkpointEvery: nonNegativeInt,
+  keepCheckpoints: positiveInt,
+});
+
+/**
+ * What the memory plan reads of a training configuration. A whole TrainJob is accepted too (other fields are
+ * ignored), so the wizard can send its draft as it is.
+ */
+export const fitConfigSchema = z.object({
+  modelDir: path,
+  method: z.enum(['lora', 'prompt-tuning']),
+  lora: z.object({ rank: positiveInt, targets: z.array(z.string().min(1)).min(1) }),
+  promptTuning: z.object({ numVirtualTokens: positiveInt }),
+  optimizer: z.object({ name: z.enum(['adamw', 'sgd']) }),
+  batchSize: positiveInt,
+  maxSeqLen: positiveInt,
+  gradientCheckpointing: z.boolean(),
+  device: z.enum(DEVICE_CHOICES),
+});
+export type FitConfig = z.output<typeof fitConfigSchema>;
+
+const chatMessageSchema = z.strictObject({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
+export type ChatMessage = z.output<typeof chatMessageSchema>;
+
+export const samplingSchema = z.strictObject({
+  maxNewTokens: positiveInt.max(4096).default(128),
+  /** 0 = greedy. */
+  temperature: z.number().nonnegative().default(0),
+  /** 0 = all tokens. */
+  topK: nonNegativeInt.default(0),
+  topP: z.number().positive().max(1).default(1),
+  repetitionPenalty: z.number().positive().default(1),
+  seed: z.number().int().default(0),
+  stop: z.array(z.string().min(1)).default([]),
+});
+export type SamplingSettings = z.output<typeof samplingSchema>;
+
+const themeSchema = z.enum(['system', 'light', 'dark']);
+export type Theme = z.output<typeof themeSchema>;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Every method's params schema. Adding a method: a schema here, a result type in StudioResults, a case in main/api.
+
+export const PARAMS = {
+  'app.info': noParams,
+  'devices.list': noParams,
+  'demo.paths': noParams,
+  'models.list': noParams,
+  /** A local model folder, or a Hub repo id (org/name) looked up without downloading weights. */
+  'models.inspect': z.strictObject({ source: z.string().min(1), revision: z.string().min(1).optional() }),
+  /** Downloads a Hub model into the shared Hugging Face cache; progress comes as download events. */
+  'models.download': z.strictObject({ repoId: z.string().regex(/^[\w.-]+\/[\w.-]+$/, 'expected org/name'), revision: z.string().min(1).optional(), requestId: z.string().min(1) }),
+  'models.fit': z.strictObject({ config: fitConfigSchema }),
+  'datasets.list': noParams,
+  'datasets.inspect': z.strictObject({
+    file: path,
+    modelDir: path,
+    data: dataSettingsSchema,
+    maxSeqLen: positiveInt.default(512),
+    /** Rows to show token by token. */
+    previewRows: positiveInt.max(50).default(3),
+  }),
+  'runs.list': noParams,
+  'runs.get': z.strictObject({ id: positiveInt, logLines: positiveInt.max(10_000).default(200) }),
+  'runs.chart': z.strictObject({ id: positiveInt, maxPoints: positiveInt.max(10_000).default(200) }),
+  'runs.start': z.strictObject({ job: trainJobSchema }),
+  'runs.pause': runId,
+  'runs.resume': runId,
+  'runs.cancel': runId,
+  /** Deletes a finished run's record and folder (its adapter folder stays). */
+  'runs.delete': runId,
+  'adapters.list': noParams,
+  /** Streams `playground.token` events with this requestId, then resolves with the whole answer. */
+  'playground.generate': z.strictObject({
+    requestId: z.string().min(1),
+    modelDir: path,
+    /** null: the base model alone. */
+    adapterDir: path.nullable(),
+    input: z.discriminatedUnion('type', [
+      z.strictObject({ type: z.literal('prompt'), text: z.string().min(1) }),
+      /** Rendered with the model's chat template, ready for the assistant's reply. */
+      z.strictObject({ type: z.literal('messages'), messages: z.array(chatMessageSchema).min(1) }),
+    ]),
+    sampling: samplingSchema.default(samplingSchema.parse({})),
+    /** Defaults to the device chosen in settings. */
+    device: z.enum(DEVICE_CHOICES).optional(),
+  }),
+  'playground.stop': z.strictObject({ requestId: z.string().min(1) }),
+  'export.run': z.strictObject({
+    adapterId: positiveInt,
+    /** peft: a copy of the adapter folder; merged: a full model folder; gguf: a llama.cpp LoRA GGUF + Ollama Modelfile. */
+    format: z.enum(['peft', 'merged', 'gguf']),
+    /** A folder that does not exist yet or is empty (the GGUF file and Modelfile go inside it). */
+    destination: path,
+  }),
+  'settings.get': noParams,
+  'settings.set': z.strictObject({
+    device: z.enum(DEVICE_CHOICES).optional(),
+    theme: themeSchema.optional(),
+    /** Kept by the main process only; null forgets it. Never sent back: settings say only hasToken. */
+    hfToken: z.string().trim().min(1).nullable().optional(),
+  }),
+} as const;
+
+// ---------------------------------------------------------------------------------------------------------------
+// Result types.
+
+export interface AppInfo {
+  version: string;
+  /** The studio folder: database, runs, checkpoints. */
+  home: string;
+  platform: string;
+  arch: string;
+}
+
+export interface DeviceInfo {
+  device: ExecutionDevice;
+  name: string;
+  /** Memory training may use: the machine's RAM for the CPU; null when the device does not say. */
+  memoryBytes: number | null;
+  /** The device `auto` picks. */
+  preferred: boolean;
+}
+
+export interface ModelInspection {
+  source: string;
+  kind: 'local' | 'hub';
+  architecture: string | null;
+  parameters: number | null;
+  /** Stored weight types (f32, bf16...), null when unknown before download. */
+  dtype: string | null;
+  /** Bytes on disk (local) or to download (Hub). */
+  sizeBytes: number | null;
+  supported: boolean;
+  /** Why the studio cannot train it, when it cannot. */
+  reason: string | null;
+  /** Hub repos only: gated behind an access request. */
+  gated: false | 'auto' | 'manual';
+}
+
+export interface MemoryFit {
+  device: ExecutionDevice;
+  /** The planned peak, and its parts. */
+  totalBytes: number;
+  parts: { weights: number; checkpoints: number; layerWorkingSet: number; logits: number; optimizerState: number; runtime: number };
+  /** What the device has; null when unknown (then fits is null too). */
+  availableBytes: number | null;
+  fits: boolean | null;
+  /** The single change that makes it fit, in words; null when it fits or nothing simple does. */
+  suggestion: string | null;
+  /** The planned peak after that change. */
+  suggestedBytes: number | null;
+}
+
+export interface DatasetInspection {
+  file: string;
+  /** null with stats null: nothing in the file can be trained on (see badRows). */
+  format: DataFormat | null;
+  stats: DatasetStats | null;
+  /** 1-based row numbers. */
+  badRows: { row: number; reason: string }[];
+  /** Rows truncation left with nothing to train on. */
+  untrainedRows: number[];
+  sourceSha256: string | null;
+  previews: TokenPreview[];
+}
+
+export interface RunDetails {
+  run: RunRecord;
+  model: ModelRecord | null;
+  dataset: DatasetRecord | null;
+  /** The newest metric point: tokens/s, memory, learning rate. */
+  latest: MetricPoint | null;
+  log: string[];
+  checkpoints: CheckpointRecord[];
+  adapters: AdapterRecord[];
+}
+
+export interface RunChart {
+  loss: ChartPoint[];
+  eval: { step: number; loss: number }[];
+}
+
+export interface GenerationSummary {
+  requestId: string;
+  text: string;
+  finishReason: 'eos' | 'stop' | 'length' | 'cancelled';
+  promptTokens: number;
+  newTokens: number;
+  timeToFirstTokenSeconds: number;
+  tokensPerSecond: number;
+  device: ExecutionDevice;
+}
+
+export interface ExportResult {
+  /** The folder or file written. */
+  path: string;
+  files: string[];
+  record: ExportRecord;
+}
+
+export interface StudioSettings {
+  device: DeviceChoice;
+  theme: Theme;
+  hasToken: boolean;
+}
+
+interface StudioResults {
+  'app.info': AppInfo;
+  'devices.list': DeviceInfo[];
+  'demo.paths': { modelDir: string; dataFile: string };
+  'models.list': ModelRecord[];
+  'models.inspect': ModelInspection;
+  'models.download': ModelRecord;
+  'models.fit': MemoryFit;
+  'datasets.list': DatasetRecord[];
+  'datasets.inspect': DatasetInspection;
+  'runs.list': RunRecord[];
+  'runs.get': RunDetails;
+  'runs.chart': RunChart;
+  'runs.start': RunRecord;
+  'runs.pause': RunRecord;
+  'runs.resume': RunRecord;
+  'runs.cancel': RunRecord;
+  'runs.delete': { deleted: number };
+  'adapters.list': AdapterRecord[];
+  'playground.generate': GenerationSummary;
+  'playground.stop': { stopped: boolean };
+  'export.run': ExportResult;
+  'settings.get': StudioSettings;
+  'settings.set': StudioSettings;
+}
+
+type ParamSchemas = typeof PARAMS;
+
+type MethodTable = { [M in keyof ParamSchemas & keyof StudioResults]: { params: z.input<ParamSchemas[M]>; result: StudioResults[M] } };
+/** Every method: params, what a caller sends (defaults may be left out); result, what it gets back. */
+export interface StudioMethods extends MethodTable {}
+export type MethodName = keyof StudioMethods;
+export type Params<M extends MethodName> = StudioMethods[M]['params'];
+/** Params after validation, defaults filled in: what the main process works with. */
+export type CheckedParams<M extends MethodName> = z.output<ParamSchemas[M]>;
+export type Result<M extends MethodName> = StudioMethods[M]['result'];
+
+export const METHOD_NAMES = Object.keys(PARAMS) as MethodName[];
+
+// ---------------------------------------------------------------------------------------------------------------
+// Events.
+
+export type StudioEvent =
+  /** A run's status change or engine event (RunManager.subscribe), carrying its runId. */
+  | { kind: 'run'; event: RunEvent }
+  /** Text one generated token completes ('' while a character is incomplete). */
+  | { kind: 'playground.token'; requestId: string; tokenId: number; text: string }
+  | { kind: 'download.progress'; requestId: string; file: string; doneBytes: number; totalBytes: number; index: number; count: number };
+
+export interface StudioApi {
+  call<M extends MethodName>(method: M, params: Params<M>): Promise<Result<M>>;
+  /** Returns the unsubscribe function. */
+  subscribe(listener: (event: StudioEvent) => void): () => void;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Errors and validation.
+
+/** What a failed call answers with: `name` is ApiError (bad call), UserError (bad input) or Error (a bug). */
+export interface ApiErrorShape {
+  name: string;
+  message: string;
+}
+
+/** A call the contract refuses: unknown method or bad params. */
+export class ApiError extends Error {
+  override name = 'ApiError';
+}
+
+export function errorShape(err: unknown): ApiErrorShape {
+  if (err instanceof Error) return { name: err.name, message: err.message };
+  return { name: 'Error', message: String(err) };
+}
+
+/** The call as the main process handles it: the method and its params, checked, defaults filled in. */
+export type CheckedCall = { [M in MethodName]: { method: M; params: CheckedParams<M> } }[MethodName];
+
+/** Checks a message against the contract; throws ApiError naming the method and the first bad field. */
+export function parseCall(method: unknown, params: unknown): CheckedCall {
+  if (typeof method !== 'string' || !Object.hasOwn(PARAMS, method)) throw new ApiError(`unknown method ${JSON.stringify(method)}`);
+  const name = method as MethodName;
+  const checked = PARAMS[name].safeParse(params ?? {});
+  if (!checked.success) {
+    const issue = checked.error.issues[0];
+    const where = issue.path.length ? `params.${issue.path.join('.')}` : 'params';
+    throw new ApiError(`${name}: ${where}: ${issue.message.replace(/\s+/g, ' ')}`);
+  }
+  return { method: name, params: checked.data } as CheckedCall;
+}

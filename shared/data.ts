@@ -1,0 +1,54 @@
+// What a dataset holds, as the data pipeline measures it and the UI shows it. Pure TypeScript.
+
+/** Rows whose rendered length lies in [from, to] tokens. */
+export interface LengthBucket {
+  from: number;
+  to: number;
+  rows: number;
+}
+
+export interface DatasetStats {
+  /** Every row read: rendered, empty and bad. */
+  rows: number;
+  badRows: number;
+  /** Rows with nothing but whitespace. */
+  emptyRows: number;
+  /** Rendered rows whose token ids equal an earlier row's. */
+  duplicateRows: number;
+  /** Tokens of the rendered rows after truncation to maxSeqLen. */
+  tokens: number;
+  /** Of those, the tokens that carry loss (a label other than -100, past each row's first token, which is never scored). */
+  trainedTokens: number;
+  /** Rows longer than maxSeqLen, and the tokens truncation cuts from them. */
+  truncatedRows: number;
+  cutTokens: number;
+  /** Rendered lengths before truncation; 0 when no row rendered. */
+  minLength: number;
+  maxLength: number;
+  meanLength: number;
+  /** Rendered lengths before truncation, in power-of-two buckets [1, 16], [17, 32], [33, 64], ... up to maxLength. */
+  lengthHistogram: LengthBucket[];
+  /** sha256 of every rendered row's ids and labels, in order (see RenderedHash). */
+  renderedSha256: string;
+}
+
+export interface PreviewToken {
+  id: number;
+  /**
+   * The rendered text this token covers. A character split over several byte tokens shows on the first of them, and
+   * whitespace the tokenizer dropped on the token after it, so that the pieces join into the rendered text, except for
+   * tokens that stand for no text (a BOS the tokenizer adds, the EOS appended to text samples): those show their token
+   * string. For pre-tokenized samples: the token's bytes, a split character on the token that completes it.
+   */
+  text: string;
+  /** Carries loss (its label is not -100). The first token of a sample is never scored, whatever its label. */
+  trained: boolean;
+  /** An added token of the tokenizer (<|im_start|>, <|eot_id|>, BOS, EOS), drawn apart from text. */
+  special: boolean;
+}
+
+/** One sample as the model will see it. */
+export interface TokenPreview {
+  row: number;
+  tokens: PreviewToken[];
+}

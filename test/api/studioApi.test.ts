@@ -1,0 +1,162 @@
+// The studio API over the real parts: a SQLite file in a temp home, real engine runs on the demo model on the CPU,
+// the real dataset pipeline, memory planner and exporters. Imports the built code (dist/), as the app runs it.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StudioEvent } from '../../shared/api.js';
+import type { createStudioApi as CreateStudioApi, StudioService } from '../../main/api/studioApi.js';
+import { ROOT } from '../support/cli.js';
+import { DEMO_DATA, DEMO_MODEL, demoJob } from './jobs.js';
+
+const { createStudioApi } = (await import(path.join(ROOT, 'dist/main/api/studioApi.js'))) as { createStudioApi: typeof CreateStudioApi };
+
+let root: string;
+let api: StudioService;
+const events: StudioEvent[] = [];
+beforeAll(() => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'studio-api-'));
+  api = createStudioApi({ home: path.join(root, 'home') });
+  api.subscribe((event) => events.push(event));
+});
+afterAll(async () => {
+  await api?.close();
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+async function until<T>(what: string, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 180_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('the studio API', () => {
+  it('answers app, device, demo and settings calls; keeps the token in the main process', async () => {
+    const info = await api.call('app.info', {});
+    expect(info).toMatchObject({ version: expect.stringMatching(/^\d+\.\d+\.\d+/), home: path.join(root, 'home'), platform: process.platform });
+    const devices = await api.call('devices.list', {});
+    expect(devices[0]).toMatchObject({ device: 'cpu', memoryBytes: os.totalmem() });
+    expect(await api.call('demo.paths', {})).toEqual({ modelDir: DEMO_MODEL, dataFile: DEMO_DATA });
+    expect(await api.call('settings.get', {})).toEqual({ device: 'auto', theme: 'system', hasToken: false });
+    expect(await api.call('settings.set', { theme: 'dark', hfToken: 'hf_secret' })).toEqual({ device: 'auto', theme: 'dark', hasToken: true });
+    const tokenFile = path.join(root, 'home', 'hf-token');
+    expect(fs.statSync(tokenFile).mode & 0o077).toBe(0);
+    expect(JSON.stringify(await api.call('settings.get', {}))).not.toContain('hf_secret');
+    expect(await api.call('settings.set', { hfToken: null })).toEqual({ device: 'auto', theme: 'dark', hasToken: false });
+    await expect(api.call('runs.get', { id: 99 })).rejects.toThrow('run 99: no such run');
+    await expect(api.dispatch('runs.get', { id: 'x' })).rejects.toMatchObject({ name: 'ApiError' });
+  });
+
+  it('inspects the demo model and dataset', async () => {
+    const model = await api.call('models.inspect', { source: DEMO_MODEL });
+    expect(model).toMatchObject({ kind: 'local', architecture: 'llama', dtype: 'F32', supported: true, reason: null });
+    expect(model.parameters).toBeGreaterThan(100_000);
+    const notModel = await api.call('models.inspect', { source: root });
+    expect(notModel).toMatchObject({ supported: false, reason: expect.stringContaining('config.json') });
+
+    const data = await api.call('datasets.inspect', { file: DEMO_DATA, modelDir: DEMO_MODEL, data: { format: null, columns: {}, trainOn: 'completion', pack: false, skipBadRows: false } });
+    expect(data.format).toBe('text');
+    expect(data.stats).toMatchObject({ rows: 189, badRows: 0 });
+    expect(data.previews).toHaveLength(3);
+    expect(data.previews[0].tokens.some((t) => t.trained)).toBe(true);
+
+    const bad = path.join(root, 'bad.jsonl');
+    fs.writeFileSync(bad, '{"text": "User: hi\\nAssistant: hello"}\n{"text": 42}\nnot json\n');
+    const inspected = await api.call('datasets.inspect', { file: bad, modelDir: DEMO_MODEL, data: { format: null, columns: {}, trainOn: 'all', pack: false, skipBadRows: false } });
+    expect(inspected.badRows.map((r) => r.row)).toEqual([2, 3]);
+  });
+
+  it('plans memory: the demo fits; an impossible configuration does not, with the change that fixes it', async () => {
+    const fit = await api.call('models.fit', { config: demoJob(path.join(root, 'x')) });
+    expect(fit).toMatchObject({ device: 'cpu', availableBytes: os.totalmem(), fits: true, suggestion: null });
+    expect(fit.totalBytes).toBe(Object.values(fit.parts).reduce((a, b) => a + b, 0));
+    // Rows of 4096 tokens, enough of them that the saved hidden states alone outgrow this machine's memory.
+    const batchSize = 2 ** Math.ceil(Math.log2(os.totalmem() / (4096 * 128 * 4)));
+    const huge = await api.call('models.fit', { config: { ...demoJob(path.join(root, 'x')), batchSize, maxSeqLen: 4096, gradientCheckpointing: false } });
+    expect(huge.fits).toBe(false);
+    expect(huge.totalBytes).toBeGreaterThan(os.totalmem());
+    expect(huge.suggestion).toMatch(/gradient checkpointing|batch size|sequence length/);
+    expect(huge.suggestedBytes).toBeLessThanOrEqual(os.totalmem());
+  });
+
+  it('trains a run: run events, completion, chart points, the adapter listed, and exports it', async () => {
+    const outDir = path.join(root, 'adapter');
+    const run = await api.call('runs.start', { job: demoJob(outDir) });
+    expect(run).toMatchObject({ id: 1, status: 'queued' });
+    const done = await until('the run to finish', async () => {
+      const { run: current } = await api.call('runs.get', { id: run.id });
+      return ['completed', 'failed', 'cancelled', 'interrupted'].includes(current.status) && current;
+    });
+    expect(done.status, done.error ?? '').toBe('completed');
+    const runEvents = events.flatMap((e) => (e.kind === 'run' && e.event.runId === run.id ? [e.event] : []));
+    expect(runEvents.filter((e) => e.type === 'status').map((e) => e.type === 'status' && e.status)).toEqual(['queued', 'running', 'completed']);
+    expect(runEvents.filter((e) => e.type === 'engine' && e.event.type === 'step')).toHaveLength(4);
+
+    const chart = await api.call('runs.chart', { id: run.id, maxPoints: 100 });
+    expect(chart.loss.map((p) => p.step)).toEqual([1, 2, 3, 4]);
+    expect(chart.eval.length).toBeGreaterThan(0);
+    const details = await api.call('runs.get', { id: run.id });
+    expect(details.latest).toMatchObject({ step: 4 });
+    expect(details.checkpoints.length).toBeGreaterThan(0);
+    expect(details.model).toMatchObject({ source: 'builtin', architecture: 'llama' });
+
+    const adapters = await api.call('adapters.list', {});
+    expect(adapters).toEqual([expect.objectContaining({ runId: run.id, folder: outDir, method: 'lora' })]);
+    expect(await api.call('runs.list', {})).toHaveLength(1);
+    expect((await api.call('models.list', {})).map((m) => m.folder)).toEqual([DEMO_MODEL]);
+
+    const exported = await api.call('export.run', { adapterId: adapters[0].id, format: 'peft', destination: path.join(root, 'export-peft') });
+    expect(exported.files.map((f) => path.basename(f))).toEqual(expect.arrayContaining(['adapter_config.json', 'adapter_model.safetensors']));
+    expect(exported.record).toMatchObject({ adapterId: adapters[0].id, format: 'peft', destination: path.join(root, 'export-peft') });
+    const gguf = await api.call('export.run', { adapterId: adapters[0].id, format: 'gguf', destination: path.join(root, 'export-gguf') });
+    expect(gguf.files.map((f) => path.basename(f))).toEqual(['adapter.gguf', 'Modelfile']);
+    const merged = await api.call('export.run', { adapterId: adapters[0].id, format: 'merged', destination: path.join(root, 'export-merged') });
+    expect(merged.files.map((f) => path.basename(f))).toEqual(expect.arrayContaining(['config.json', 'model.safetensors', 'tokenizer.json']));
+    await expect(api.call('export.run', { adapterId: adapters[0].id, format: 'peft', destination: path.join(root, 'export-peft') })).rejects.toThrow('must be a new or empty folder');
+
+    // The playground streams tokens for its request id, base and adapter alike.
+    const answer = await api.call('playground.generate', { requestId: 'g1', modelDir: DEMO_MODEL, adapterDir: outDir, input: { type: 'prompt', text: 'User: Hi!\nAssistant:' }, sampling: { maxNewTokens: 8 }, device: 'cpu' });
+    expect(answer).toMatchObject({ requestId: 'g1', device: 'cpu' });
+    const streamed = events.flatMap((e) => (e.kind === 'playground.token' && e.requestId === 'g1' ? [e.text] : []));
+    expect(streamed.length).toBe(answer.newTokens);
+    expect(streamed.join('')).toBe(answer.text);
+
+    await expect(api.call('runs.delete', { id: run.id })).resolves.toEqual({ deleted: run.id });
+    expect(fs.existsSync(run.runDir)).toBe(false);
+    expect(fs.existsSync(outDir)).toBe(true);
+  });
+
+  it('pauses, resumes, cancels and deletes a run', async () => {
+    const status = async (id: number) => (await api.call('runs.get', { id })).run;
+    const run = await api.call('runs.start', { job: { ...demoJob(path.join(root, 'long-adapter'), 100_000), checkpointEvery: 0 } });
+    await until('the first step', async () => (await status(run.id)).step >= 1);
+    await api.call('runs.pause', { id: run.id });
+    const paused = await until('the pause', async () => (await status(run.id)).status === 'paused' && (await api.call('runs.get', { id: run.id })));
+    expect(paused.checkpoints).toHaveLength(1);
+    await expect(api.call('runs.delete', { id: run.id })).resolves.toEqual({ deleted: run.id });
+
+    const again = await api.call('runs.start', { job: { ...demoJob(path.join(root, 'long-adapter-2'), 100_000), checkpointEvery: 0 } });
+    await until('the first step', async () => (await status(again.id)).step >= 1);
+    await api.call('runs.pause', { id: again.id });
+    await until('the pause', async () => (await status(again.id)).status === 'paused');
+    // Queued, and at once claimed by the queue.
+    expect(['queued', 'running']).toContain((await api.call('runs.resume', { id: again.id })).status);
+    await until('the resumed run', async () => (await status(again.id)).status === 'running');
+    await expect(api.call('runs.delete', { id: again.id })).rejects.toThrow(`run ${again.id} is running: cancel it before deleting it`);
+    await api.call('runs.cancel', { id: again.id });
+    expect(await until('the cancel', async () => (await status(again.id)).status === 'cancelled')).toBe(true);
+    await expect(api.call('runs.resume', { id: again.id })).rejects.toThrow('only paused, failed, interrupted runs can be resumed');
+  });
+
+  it('stops a generation by request id', async () => {
+    const generation = api.call('playground.generate', { requestId: 'long', modelDir: DEMO_MODEL, adapterDir: null, input: { type: 'messages', messages: [{ role: 'user', content: 'Hello' }] }, sampling: { maxNewTokens: 4096, temperature: 1 }, device: 'cpu' });
+    await until('the first token', () => events.some((e) => e.kind === 'playground.token' && e.requestId === 'long'));
+    expect(await api.call('playground.stop', { requestId: 'long' })).toEqual({ stopped: true });
+    expect(await generation).toMatchObject({ finishReason: 'cancelled' });
+    expect(await api.call('playground.stop', { requestId: 'long' })).toEqual({ stopped: false });
+  });
+});
