@@ -1,6 +1,9 @@
+import { svelte } from '@sveltejs/vite-plugin-svelte';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  // Compiles the renderer's runes (.svelte.ts state classes) for test/renderer/.
+  plugins: [svelte({ configFile: false })],
   test: {
     include: ['test/**/*.test.ts'],
     // Engine tests hold ONNX Runtime sessions and several hundred MB each; two workers fit the 2-core machines.

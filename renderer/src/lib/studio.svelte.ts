@@ -1,0 +1,57 @@
+// The app-wide state every screen reads: the transport, what the main process said about itself, and the route.
+import { getContext } from 'svelte';
+import type { AppInfo, DeviceInfo, StudioApi, StudioSettings } from '../../../shared/api.js';
+import { errorMessage, type PathPicker } from './client.js';
+import { parseRoute, routeHash, type Route } from './route.js';
+
+export class Studio {
+  info = $state<AppInfo | null>(null);
+  settings = $state<StudioSettings | null>(null);
+  devices = $state<DeviceInfo[]>([]);
+  demo = $state<{ modelDir: string; dataFile: string } | null>(null);
+  route = $state<Route>({ screen: 'home' });
+  /** A failure no screen owns (the first load), shown in the banner. */
+  loadError = $state<string | null>(null);
+
+  constructor(
+    readonly api: StudioApi,
+    /** Native dialogs in Electron; null in a browser. */
+    readonly picker: PathPicker | null,
+  ) {}
+
+  async load(): Promise<void> {
+    try {
+      [this.info, this.settings, this.devices, this.demo] = await Promise.all([
+        this.api.call('app.info', {}),
+        this.api.call('settings.get', {}),
+        this.api.call('devices.list', {}),
+        this.api.call('demo.paths', {}),
+      ]);
+    } catch (err) {
+      this.loadError = errorMessage(err);
+    }
+  }
+
+  /** Keeps `route` in step with the address bar's hash; returns the listener's remover. */
+  followHash(win: Window): () => void {
+    const update = () => (this.route = parseRoute(win.location.hash));
+    update();
+    win.addEventListener('hashchange', update);
+    return () => win.removeEventListener('hashchange', update);
+  }
+
+  navigate(route: Route): void {
+    window.location.hash = routeHash(route);
+  }
+}
+
+const STUDIO_KEY = Symbol('studio');
+
+/** The context `mount` hands the app, so every component finds the studio with useStudio. */
+export function studioContext(studio: Studio): Map<symbol, Studio> {
+  return new Map([[STUDIO_KEY, studio]]);
+}
+
+export function useStudio(): Studio {
+  return getContext<Studio>(STUDIO_KEY);
+}

@@ -1,0 +1,183 @@
+// The wizard's live state: the form, what the main process answered about it, and the calls that ask. Screens bind
+// to it; the rules it applies live in wizard.ts.
+import type { AppInfo, StudioApi, StudioEvent } from '../../../shared/api.js';
+import type { RunRecord } from '../../../shared/runs.js';
+import { errorMessage } from './client.js';
+import {
+  adapterOutDir,
+  applyPreset,
+  dataSettings,
+  fitConfig,
+  initialForm,
+  settingsProblems,
+  stepProblems,
+  toTrainJob,
+  WIZARD_STEPS,
+  type PresetName,
+  type WizardFacts,
+  type WizardForm,
+  type WizardStep,
+} from './wizard.js';
+
+/** Wait this long after the last keystroke before asking for a new memory plan. */
+const FIT_DEBOUNCE_MS = 250;
+
+export class WizardState {
+  form = $state<WizardForm>(initialForm());
+  facts = $state<WizardFacts>({ modelDir: null, model: null, dataFile: null, dataset: null, fit: null });
+  step = $state<WizardStep>('model');
+  /** Which question is being asked of the main process, for the busy indicators. */
+  busy = $state<'model' | 'download' | 'data' | 'fit' | 'start' | null>(null);
+  download = $state<{ file: string; doneBytes: number; totalBytes: number; index: number; count: number } | null>(null);
+  error = $state<string | null>(null);
+  fitError = $state<string | null>(null);
+
+  private fitRequest = 0;
+  private fitTimer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(
+    private readonly api: StudioApi,
+    private readonly demo: () => { modelDir: string; dataFile: string } | null,
+  ) {}
+
+  problems(step: WizardStep): string[] {
+    return stepProblems(step, this.form, this.facts);
+  }
+
+  /** Steps before the first unfinished one (and it) can be visited. */
+  reachable(step: WizardStep): boolean {
+    const index = WIZARD_STEPS.indexOf(step);
+    return WIZARD_STEPS.slice(0, index).every((earlier) => this.problems(earlier).length === 0);
+  }
+
+  goTo(step: WizardStep): void {
+    if (!this.reachable(step)) return;
+    this.step = step;
+    this.error = null;
+    if (step === 'data' && this.facts.dataset === null && this.form.dataSource === 'demo') void this.checkData();
+    if (step === 'settings' || step === 'review') this.scheduleFit();
+  }
+
+  next(): void {
+    const index = WIZARD_STEPS.indexOf(this.step);
+    if (index < WIZARD_STEPS.length - 1) this.goTo(WIZARD_STEPS[index + 1]);
+  }
+
+  back(): void {
+    const index = WIZARD_STEPS.indexOf(this.step);
+    if (index > 0) this.goTo(WIZARD_STEPS[index - 1]);
+  }
+
+  /** A different model invalidates everything learned from the old one (the token preview uses its tokenizer). */
+  modelChanged(): void {
+    this.facts = { modelDir: null, model: null, dataFile: this.facts.dataFile, dataset: null, fit: null };
+    if (this.form.modelSource === 'demo') void this.checkModel();
+  }
+
+  dataChanged(): void {
+    this.facts = { ...this.facts, dataFile: null, dataset: null };
+    if (this.form.dataSource === 'demo') void this.checkData();
+  }
+
+  methodChanged(): void {
+    if (this.form.preset !== 'custom') this.choosePreset(this.form.preset);
+  }
+
+  choosePreset(preset: PresetName): void {
+    this.form = applyPreset(this.form, preset);
+  }
+
+  async checkModel(): Promise<void> {
+    const source = this.modelSource();
+    if (source === null) return;
+    await this.ask('model', async () => {
+      const model = await this.api.call('models.inspect', { source });
+      // A Hub model must be downloaded before training; a folder is ready as it is.
+      this.facts = { ...this.facts, model, modelDir: model.kind === 'local' && model.supported ? source : null };
+    });
+  }
+
+  async downloadModel(): Promise<void> {
+    const repoId = this.form.hubRepo.trim();
+    const requestId = `download-${Date.now()}`;
+    const unsubscribe = this.api.subscribe((event: StudioEvent) => {
+      if (event.kind === 'download.progress' && event.requestId === requestId) this.download = event;
+    });
+    await this.ask('download', async () => {
+      const record = await this.api.call('models.download', { repoId, requestId });
+      this.facts = { ...this.facts, modelDir: record.folder };
+    });
+    unsubscribe();
+    this.download = null;
+  }
+
+  async checkData(): Promise<void> {
+    const file = this.form.dataSource === 'demo' ? this.demo()?.dataFile : this.form.dataFile.trim();
+    const modelDir = this.facts.modelDir;
+    if (!file || !modelDir) return;
+    await this.ask('data', async () => {
+      const dataset = await this.api.call('datasets.inspect', { file, modelDir, data: dataSettings(this.form), maxSeqLen: this.form.maxSeqLen, previewRows: 3 });
+      this.facts = { ...this.facts, dataFile: file, dataset };
+    });
+  }
+
+  /** Asks for the memory plan of the current settings once typing pauses; stale answers are dropped. */
+  scheduleFit(): void {
+    if (this.fitTimer !== null) clearTimeout(this.fitTimer);
+    const modelDir = this.facts.modelDir;
+    if (modelDir === null || settingsProblems(this.form).length > 0) return;
+    const config = fitConfig(this.form, modelDir);
+    const request = ++this.fitRequest;
+    this.fitTimer = setTimeout(() => {
+      this.fitTimer = null;
+      this.busy = 'fit';
+      this.api.call('models.fit', { config }).then(
+        (fit) => {
+          if (request !== this.fitRequest) return;
+          this.facts = { ...this.facts, fit };
+          this.fitError = null;
+          this.busy = null;
+        },
+        (err) => {
+          if (request !== this.fitRequest) return;
+          this.fitError = errorMessage(err);
+          this.busy = null;
+        },
+      );
+    }, FIT_DEBOUNCE_MS);
+  }
+
+  async start(info: AppInfo): Promise<RunRecord | null> {
+    const { modelDir, dataFile } = this.facts;
+    if (this.problems('review').length > 0 || modelDir === null || dataFile === null) return null;
+    const job = toTrainJob(this.form, { modelDir, dataFile, outDir: adapterOutDir(info.home, info.platform, new Date()) });
+    let run: RunRecord | null = null;
+    await this.ask('start', async () => {
+      run = await this.api.call('runs.start', { job });
+    });
+    return run;
+  }
+
+  private modelSource(): string | null {
+    switch (this.form.modelSource) {
+      case 'demo':
+        return this.demo()?.modelDir ?? null;
+      case 'local':
+        return this.form.modelFolder.trim() || null;
+      case 'hub':
+        return this.form.hubRepo.trim() || null;
+    }
+  }
+
+  private async ask(what: NonNullable<WizardState['busy']>, work: () => Promise<void>): Promise<void> {
+    this.busy = what;
+    this.error = null;
+    try {
+      await work();
+    } catch (err) {
+      this.error = errorMessage(err);
+    } finally {
+      this.busy = null;
+    }
+  }
+}

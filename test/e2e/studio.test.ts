@@ -1,0 +1,260 @@
+// The studio in a real browser: Debian's Chromium driven by playwright-core against `peft-studio serve`, through the
+// demo fine-tune from the wizard to an exported adapter, plus a file with bad rows and a configuration that does not
+// fit. Each screen's screenshot goes to docs/screenshots/. Needs `npm run build` (dist/) and /usr/bin/chromium.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const CLI = path.join(ROOT, 'dist/main/cli/bin.js');
+const SCREENSHOTS = path.join(ROOT, 'docs/screenshots');
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+/** Training steps of the demo run: enough for a chart, short enough for a CPU. */
+const DEMO_STEPS = 40;
+
+let home: string;
+let server: ChildProcess;
+let studioUrl: string;
+let browser: Browser;
+
+/** Starts `peft-studio serve` on a free port; its first stdout line is the URL with the token. */
+async function startServe(): Promise<string> {
+  server = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--home', home], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  server.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const lines = readline.createInterface({ input: server.stdout! });
+  const exited = new Promise<never>((_, reject) => server.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${stderr}`))));
+  const firstLine = new Promise<string>((resolve) => lines.once('line', resolve));
+  return Promise.race([firstLine, exited]);
+}
+
+async function openStudio(hash = ''): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  const errors: string[] = [];
+  page.on('pageerror', (err) => errors.push(err.message));
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(message.text());
+  });
+  // Any script error fails the test that met it.
+  page.on('close', () => expect(errors, 'errors in the page').toEqual([]));
+  await page.goto(studioUrl + hash);
+  return page;
+}
+
+async function screenshot(page: Page, screen: string): Promise<void> {
+  await page.screenshot({ path: path.join(SCREENSHOTS, `${screen}.png`), fullPage: true });
+}
+
+/** Runs the wizard's model and data steps with the demo model and the given data (the demo's when null). */
+async function chooseModelAndData(page: Page, dataFile: string | null): Promise<void> {
+  await page.getByRole('link', { name: 'New fine-tune' }).click();
+  await expect.poll(() => page.getByTestId('model-facts').textContent()).toContain('yes');
+  await page.getByRole('button', { name: 'Next' }).click();
+  if (dataFile !== null) {
+    await page.getByLabel('A file on this computer').check();
+    await page.getByLabel('Data file').fill(dataFile);
+    await page.getByRole('button', { name: 'Check data' }).click();
+  }
+  await page.getByTestId('dataset-facts').waitFor();
+}
+
+beforeAll(async () => {
+  for (const needed of [CLI, path.join(ROOT, 'dist/renderer/index.html')]) {
+    if (!fs.existsSync(needed)) throw new Error(`${needed} is missing: run npm run build first`);
+  }
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  home = fs.mkdtempSync(path.join(os.tmpdir(), 'peft-studio-e2e-'));
+  studioUrl = await startServe();
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  if (server && server.exitCode === null) {
+    const exited = new Promise((resolve) => server.once('exit', resolve));
+    server.kill('SIGTERM');
+    await exited;
+  }
+  if (home) fs.rmSync(home, { recursive: true, force: true });
+});
+
+describe('the studio in a browser', () => {
+  it('fine-tunes the demo from the wizard, compares it in the playground and exports it', async () => {
+    const page = await openStudio();
+    await expect.poll(() => page.getByTestId('devices').textContent()).toContain('cpu');
+    // Keyboard first: Tab lands on the navigation.
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Home');
+    await screenshot(page, 'home');
+
+    // Model: the demo is the default choice.
+    await page.getByRole('button', { name: 'Try the demo' }).click();
+    await expect.poll(() => page.getByTestId('model-facts').textContent()).toContain('llama');
+    await screenshot(page, 'wizard-model');
+    await page.getByRole('button', { name: 'Next' }).click();
+
+    // Data: the demo set, its stats and the token preview with trained tokens marked.
+    await page.getByTestId('dataset-facts').waitFor();
+    expect(await page.getByTestId('dataset-facts').textContent()).toContain('text');
+    expect(await page.locator('[data-testid=token-preview] .trained').count()).toBeGreaterThan(0);
+    await screenshot(page, 'wizard-data');
+    await page.getByRole('button', { name: 'Next' }).click();
+
+    // Method: LoRA, Quick.
+    await page.getByRole('radio', { name: /^LoRA/ }).check();
+    await page.getByRole('radio', { name: /^Quick/ }).check();
+    await screenshot(page, 'wizard-method');
+    await page.getByRole('button', { name: 'Next' }).click();
+
+    // Settings: a short CPU run, with the memory plan answering.
+    await page.getByLabel('Steps', { exact: true }).fill(String(DEMO_STEPS));
+    await page.getByLabel('Device').selectOption('cpu');
+    await expect.poll(() => page.getByTestId('memory-plan').textContent()).toMatch(/fits/);
+    await screenshot(page, 'wizard-settings');
+    await page.getByRole('button', { name: 'Next' }).click();
+
+    await expect.poll(() => page.getByTestId('review').textContent()).toContain(`${DEMO_STEPS} steps`);
+    await screenshot(page, 'wizard-review');
+    // Count how many different curves the chart draws while the run goes (the hash route keeps this document).
+    await page.evaluate(() => {
+      const curves = new Set<number>();
+      Object.assign(window, { chartCurves: curves });
+      new MutationObserver(() => {
+        const d = document.querySelector('[data-testid=loss-chart] path[data-series="training loss"]')?.getAttribute('d');
+        if (d) curves.add(d.split(' ').length);
+      }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['d'] });
+    });
+    await page.getByRole('button', { name: 'Start training' }).click();
+
+    // Dashboard: the chart grows while the run goes, then the run completes.
+    await page.waitForURL(/#\/runs\/\d+$/);
+    const chartSegments = () => page.locator('[data-testid=loss-chart] path[data-series="training loss"]').getAttribute('d').then((d) => (d ?? '').split(' ').length).catch(() => 0);
+    await expect.poll(() => page.getByTestId('run-status').textContent(), { timeout: 240_000 }).toBe('completed');
+    expect(await chartSegments()).toBe(DEMO_STEPS);
+    const curvesDrawn = await page.evaluate(() => (window as unknown as { chartCurves: Set<number> }).chartCurves.size);
+    expect(curvesDrawn, 'the chart grew step by step').toBeGreaterThan(DEMO_STEPS / 2);
+    await screenshot(page, 'run');
+
+    // A reload shows the same run, finished, with its whole chart.
+    await page.reload();
+    await expect.poll(() => page.getByTestId('run-status').textContent()).toBe('completed');
+    await expect.poll(chartSegments).toBe(DEMO_STEPS);
+
+    // Playground: base and adapter answer the same prompt side by side.
+    await page.getByRole('link', { name: 'Try it in the playground' }).click();
+    await page.getByText('Sampling').click();
+    await page.getByLabel('Max new tokens').fill('24');
+    await expect.poll(() => page.getByRole('button', { name: 'Compare' }).isEnabled()).toBe(true);
+    await page.getByRole('button', { name: 'Compare' }).click();
+    await expect.poll(() => page.getByText(/tokens\/s on cpu/).count(), { timeout: 120_000 }).toBe(2);
+    expect((await page.getByTestId('base-output').textContent())!.length).toBeGreaterThan(0);
+    expect((await page.getByTestId('adapter-output').textContent())!.length).toBeGreaterThan(0);
+    await screenshot(page, 'playground');
+
+    // A long answer stops on request.
+    await page.getByLabel('Max new tokens').fill('4000');
+    await page.getByRole('button', { name: 'Compare' }).click();
+    await page.getByRole('button', { name: 'Stop' }).click();
+    await expect.poll(() => page.getByText(/\(cancelled\)/).count(), { timeout: 60_000 }).toBeGreaterThan(0);
+
+    // Export: the PEFT folder lands where asked.
+    const destination = path.join(home, 'exported-adapter');
+    await page.getByRole('link', { name: 'Export' }).click();
+    await page.getByLabel('Destination folder').fill(destination);
+    await page.getByRole('button', { name: 'Export', exact: true }).click();
+    await page.getByTestId('export-result').waitFor({ timeout: 60_000 });
+    expect(fs.existsSync(path.join(destination, 'adapter_config.json'))).toBe(true);
+    expect(fs.existsSync(path.join(destination, 'adapter_model.safetensors'))).toBe(true);
+    await screenshot(page, 'export');
+
+    // Library: the run, ticked for the loss comparison, and its adapter with its lineage.
+    await page.getByRole('link', { name: 'Library' }).click();
+    await page.getByRole('checkbox', { name: /^Compare run/ }).first().check();
+    await page.locator('[data-testid=loss-chart] path').first().waitFor();
+    expect(await page.getByTestId('adapters-table').textContent()).toContain('run 1');
+    await screenshot(page, 'library');
+
+    await page.getByRole('link', { name: 'Settings' }).click();
+    await page.getByLabel('Theme').waitFor();
+    await screenshot(page, 'settings');
+    await page.getByLabel('Theme').selectOption('dark');
+    await expect.poll(() => page.evaluate(() => document.documentElement.dataset.theme)).toBe('dark');
+    await page.getByLabel('Theme').selectOption('system');
+    await expect.poll(() => page.getByRole('status').textContent()).toBe('Theme saved.');
+    await page.close();
+  });
+
+  it('pauses, resumes and cancels a run from the dashboard', async () => {
+    const page = await openStudio();
+    await chooseModelAndData(page, null);
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.getByLabel('Steps', { exact: true }).fill('5000');
+    await page.getByLabel('Device').selectOption('cpu');
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.getByRole('button', { name: 'Start training' }).click();
+    await page.waitForURL(/#\/runs\/\d+$/);
+    const status = () => page.getByTestId('run-status').textContent();
+    await expect.poll(() => page.getByTestId('train-loss').textContent(), { timeout: 120_000 }).toMatch(/\d/);
+
+    await page.getByRole('button', { name: 'Pause' }).click();
+    await expect.poll(status, { timeout: 120_000 }).toBe('paused');
+    await page.getByRole('button', { name: 'Resume' }).click();
+    await expect.poll(status, { timeout: 120_000 }).toBe('running');
+    await page.getByRole('button', { name: 'Cancel' }).click();
+    await expect.poll(status, { timeout: 120_000 }).toBe('cancelled');
+
+    // The Library deletes it, after asking.
+    const runId = page.url().match(/runs\/(\d+)$/)![1];
+    await page.getByRole('link', { name: 'Library' }).click();
+    await page.getByRole('button', { name: `Delete run ${runId}` }).click();
+    const dialog = page.getByRole('dialog');
+    expect(await dialog.textContent()).toContain(`Delete run ${runId} and its checkpoints?`);
+    await dialog.getByRole('button', { name: 'Delete' }).click();
+    await expect.poll(() => page.getByRole('link', { name: `Run ${runId}`, exact: true }).count()).toBe(0);
+    await page.close();
+  });
+
+  it('lists the bad rows of a data file', async () => {
+    const dataFile = path.join(home, 'with-bad-rows.jsonl');
+    const good = (i: number) => JSON.stringify({ text: `User: question ${i}?\nAssistant: answer ${i}.` });
+    fs.writeFileSync(dataFile, [good(1), '{not json', good(2), JSON.stringify({ unrelated: 5 }), good(3)].join('\n') + '\n');
+    const page = await openStudio();
+    await chooseModelAndData(page, dataFile);
+    const badRows = page.getByTestId('bad-rows');
+    await badRows.waitFor();
+    const rows = await badRows.locator('tbody tr td:first-child').allTextContents();
+    expect(rows).toContain('2');
+    expect(await page.getByText(/bad rows?: fix the file, or choose to skip them/).count()).toBe(1);
+    expect(await page.getByRole('button', { name: 'Next' }).isDisabled()).toBe(true);
+    await screenshot(page, 'wizard-bad-rows');
+
+    // Skipping them lets the wizard go on.
+    await page.getByLabel('Skip the bad rows and train on the rest').check();
+    expect(await page.getByRole('button', { name: 'Next' }).isEnabled()).toBe(true);
+    await page.close();
+  });
+
+  it('says a configuration does not fit and suggests the change that would', async () => {
+    const page = await openStudio();
+    await chooseModelAndData(page, null);
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.getByRole('button', { name: 'Next' }).click();
+    // Thousands of full-length rows without checkpointing: hundreds of GiB.
+    await page.getByLabel('Device').selectOption('cpu');
+    await page.getByLabel('Sequence length (tokens)').fill('2048');
+    await page.getByLabel('Batch size (rows)').fill('512');
+    await page.getByRole('checkbox', { name: /^Gradient checkpointing/ }).uncheck();
+    await expect.poll(() => page.getByTestId('memory-plan').textContent()).toContain('does not fit');
+    expect(await page.getByTestId('fit-suggestion').textContent()).toMatch(/Suggested change: .+/);
+    await screenshot(page, 'wizard-does-not-fit');
+    await page.close();
+  });
+});

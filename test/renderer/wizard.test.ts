@@ -1,0 +1,151 @@
+// The wizard's rules without a browser: step gates, presets, and the TrainJob the form becomes.
+import { describe, expect, it } from 'vitest';
+import type { DatasetInspection, ModelInspection } from '../../shared/api.js';
+import {
+  adapterOutDir,
+  applyPreset,
+  fitConfig,
+  initialForm,
+  presetSettings,
+  settingsProblems,
+  stepProblems,
+  toTrainJob,
+  type WizardFacts,
+} from '../../renderer/src/lib/wizard.js';
+
+const MODEL: ModelInspection = { source: '/demo/model', kind: 'local', architecture: 'llama', parameters: 1_000_000, dtype: 'f32', sizeBytes: 4_000_000, supported: true, reason: null, gated: false };
+
+function dataset(badRows: DatasetInspection['badRows'], trainable = true): DatasetInspection {
+  return {
+    file: '/demo/data.jsonl',
+    format: trainable ? 'text' : null,
+    stats: trainable
+      ? { rows: 10, badRows: badRows.length, emptyRows: 0, duplicateRows: 0, tokens: 500, trainedTokens: 300, truncatedRows: 0, cutTokens: 0, minLength: 20, maxLength: 80, meanLength: 50, lengthHistogram: [], renderedSha256: 'x' }
+      : null,
+    badRows,
+    untrainedRows: [],
+    sourceSha256: 'y',
+    previews: [],
+  };
+}
+
+const READY: WizardFacts = { modelDir: '/demo/model', model: MODEL, dataFile: '/demo/data.jsonl', dataset: dataset([]), fit: null };
+const NOTHING: WizardFacts = { modelDir: null, model: null, dataFile: null, dataset: null, fit: null };
+
+describe('wizard steps', () => {
+  it('holds each step until the main process has checked what it needs', () => {
+    const form = initialForm();
+    expect(stepProblems('model', form, NOTHING)).toEqual(['Check the model first.']);
+    const modelChecked = { ...NOTHING, modelDir: '/demo/model', model: MODEL };
+    expect(stepProblems('model', form, modelChecked)).toEqual([]);
+    expect(stepProblems('data', form, modelChecked)).toEqual(['Check the data file first.']);
+    expect(stepProblems('review', form, modelChecked)).toEqual(['Check the data file first.']);
+    expect(stepProblems('review', form, READY)).toEqual([]);
+  });
+
+  it('asks for a folder path, a Hub id in org/name form, and a download before a Hub model counts', () => {
+    expect(stepProblems('model', { ...initialForm(), modelSource: 'local' }, NOTHING)).toEqual(['Enter the path of a model folder.']);
+    expect(stepProblems('model', { ...initialForm(), modelSource: 'hub', hubRepo: 'no-slash' }, NOTHING)).toEqual(['Enter a Hub model id as org/name.']);
+    const hubModel = { ...MODEL, kind: 'hub' as const };
+    expect(stepProblems('model', { ...initialForm(), modelSource: 'hub', hubRepo: 'org/name' }, { ...NOTHING, model: hubModel })).toEqual(['Download the model first.']);
+  });
+
+  it('refuses an unsupported model with its reason', () => {
+    const facts = { ...READY, model: { ...MODEL, supported: false, reason: 'gpt2 is not a Llama-family model' } };
+    expect(stepProblems('model', initialForm(), facts)).toEqual(['This model cannot be trained here: gpt2 is not a Llama-family model.']);
+  });
+
+  it('holds the data step on bad rows until the user chooses to skip them', () => {
+    const facts = { ...READY, dataset: dataset([{ row: 3, reason: 'not JSON' }, { row: 7, reason: 'no text field' }]) };
+    expect(stepProblems('data', initialForm(), facts)).toEqual(['2 bad rows: fix the file, or choose to skip them.']);
+    expect(stepProblems('data', { ...initialForm(), skipBadRows: true }, facts)).toEqual([]);
+  });
+
+  it('refuses a file with nothing trainable even when skipping bad rows', () => {
+    const facts = { ...READY, dataset: dataset([{ row: 1, reason: 'not JSON' }], false) };
+    expect(stepProblems('data', { ...initialForm(), skipBadRows: true }, facts)).toEqual(['No row of this file can be trained on; see the bad rows below.']);
+  });
+
+  it('checks every settings field and names it', () => {
+    const form = { ...initialForm(), steps: 0, learningRate: 2, rank: 1.5, targets: [], maxSeqLen: 8, batchSize: 0, gradAccum: -1, evalSplit: 0.9 };
+    expect(settingsProblems(form)).toEqual([
+      'Steps must be a whole number of at least 1.',
+      'Learning rate must be between 0 and 1 (for example 0.0002).',
+      'Rank must be a whole number from 1 to 512.',
+      'Choose at least one target module.',
+      'Sequence length must be a whole number from 16 to 32768.',
+      'Batch size must be a whole number of at least 1.',
+      'Gradient accumulation must be a whole number of at least 1.',
+      'Validation split must be from 0 to 0.5.',
+    ]);
+  });
+
+  it('treats an emptied number field (null from the input) as a problem, not as zero', () => {
+    const form = { ...initialForm(), steps: null as unknown as number };
+    expect(settingsProblems(form)).toEqual(['Steps must be a whole number of at least 1.']);
+  });
+
+  it('checks virtual tokens instead of the LoRA fields for prompt tuning', () => {
+    const form = { ...initialForm(), method: 'prompt-tuning' as const, targets: [], numVirtualTokens: 0 };
+    expect(settingsProblems(form)).toEqual(['Virtual tokens must be a whole number from 1 to 512.']);
+  });
+});
+
+describe('presets', () => {
+  it('grow from quick to thorough', () => {
+    const [quick, balanced, thorough] = (['quick', 'balanced', 'thorough'] as const).map((p) => presetSettings(p, 'lora'));
+    expect(quick.budget).toBe('steps');
+    expect(quick.rank).toBeLessThan(balanced.rank);
+    expect(balanced.rank).toBeLessThan(thorough.rank);
+    expect(balanced.epochs).toBeLessThan(thorough.epochs);
+    expect(thorough.targets).toHaveLength(7);
+  });
+
+  it('use the much larger learning rate soft prompts need', () => {
+    expect(presetSettings('balanced', 'prompt-tuning').learningRate).toBeGreaterThan(presetSettings('balanced', 'lora').learningRate * 10);
+  });
+
+  it('replace only the settings they own', () => {
+    const form = applyPreset({ ...initialForm(), modelSource: 'local', modelFolder: '/m', gradientCheckpointing: false }, 'thorough');
+    expect(form).toMatchObject({ preset: 'thorough', modelSource: 'local', modelFolder: '/m', gradientCheckpointing: false, rank: 32 });
+  });
+});
+
+describe('the TrainJob', () => {
+  it('carries the form into the engine contract', () => {
+    const form = { ...initialForm(), steps: 12, rank: 4, alpha: 8, targets: ['q_proj'], skipBadRows: true, device: 'cpu' as const };
+    const job = toTrainJob(form, { modelDir: '/m', dataFile: '/d.jsonl', outDir: '/home/adapters/run-1' });
+    expect(job).toMatchObject({
+      method: 'lora',
+      modelDir: '/m',
+      dataFile: '/d.jsonl',
+      outDir: '/home/adapters/run-1',
+      steps: 12,
+      device: 'cpu',
+      lora: { rank: 4, alpha: 8, targets: ['q_proj'] },
+      data: { format: null, skipBadRows: true },
+      evalSplit: 0.1,
+    });
+    expect(job.evalEvery).toBeGreaterThan(0);
+  });
+
+  it('runs by epochs when the budget is epochs', () => {
+    const job = toTrainJob({ ...initialForm(), budget: 'epochs', epochs: 3 }, { modelDir: '/m', dataFile: '/d', outDir: '/o' });
+    expect(job.steps).toBeNull();
+    expect(job.epochs).toBe(3);
+  });
+
+  it('copies the targets so later form edits do not change a started job', () => {
+    const form = initialForm();
+    const job = toTrainJob(form, { modelDir: '/m', dataFile: '/d', outDir: '/o' });
+    form.targets.push('down_proj');
+    expect(job.lora.targets).toEqual(['q_proj', 'v_proj']);
+    expect(fitConfig(form, '/m').lora.targets).not.toBe(form.targets);
+  });
+
+  it('puts the adapter under the studio home with the platform separator', () => {
+    const now = new Date('2026-01-02T03:04:05.678Z');
+    expect(adapterOutDir('/home/u/.peft-studio/', 'linux', now)).toBe('/home/u/.peft-studio/adapters/run-2026-01-02T03-04-05-678Z');
+    expect(adapterOutDir('C:\\Users\\u\\studio', 'win32', now)).toBe('C:\\Users\\u\\studio\\adapters\\run-2026-01-02T03-04-05-678Z');
+  });
+});
