@@ -24,6 +24,8 @@ import { DATA_COMMANDS, DATA_FLAGS, dataOptions, dataSettings } from './data.js'
 import { hubCommands } from './hub.js';
 import { PLAYGROUND_COMMANDS } from './playground.js';
 import { configuredHome, RUNS_COMMANDS, trainRecorded } from './runs.js';
+import { DEMO_COMMANDS } from './demo.js';
+import { SERVE_COMMANDS } from './serve.js';
 
 
 async function runAndReport(request: EngineRequest, asJson: boolean, describe: (result: never) => string): Promise<void> {
@@ -214,6 +216,8 @@ const COMMANDS: Record<string, Command> = {
     availableBytes: os.totalmem(),
   }),
   ...RUNS_COMMANDS,
+  ...DEMO_COMMANDS,
+  ...SERVE_COMMANDS,
 };
 
 /** Sizes as transformers writes them: 5GB, 500MB, 100KB, or a plain byte count. */

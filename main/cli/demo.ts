@@ -1,0 +1,212 @@
+// peft-studio demo: the built-in demo end to end, headless. Trains a LoRA adapter on resources/demo with a few rows
+// held out, answers the held-out prompts as the base model and with the adapter, measures both on the held-out rows,
+// and exports the adapter (PEFT folder, llama.cpp LoRA GGUF + Ollama Modelfile). Progress goes to stderr; stdout
+// gets the report (with --json, one JSON object).
+import fs from 'node:fs';
+import path from 'node:path';
+import { UserError } from '../../shared/errors.js';
+import type { DataSettings, EvalResult, TrainJob } from '../../shared/training.js';
+import { loadAdapter } from '../adapter/anyAdapter.js';
+import { ollamaModelfile, writeGgufLoraAdapter } from '../adapter/gguf.js';
+import { SampleRenderer } from '../data/render.js';
+import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
+import { runEngine } from '../engine/host.js';
+import { InferenceModel } from '../engine/inferenceModel.js';
+import { chooseDevice } from '../engine/runtime.js';
+import { openModelFolder } from '../model/modelFolder.js';
+import { loadTokenizer } from '../model/tokenizer.js';
+import { generate, type GenerateOptions } from '../playground/generate.js';
+import { writeFileAtomic } from '../util/atomicWrite.js';
+import { choice, DEVICES, json, positiveInt, str, type Command } from './options.js';
+import { printEvent } from './progress.js';
+import { configuredHome, trainRecorded } from './runs.js';
+
+/** Every tenth row of the demo data is held out: never trained on, used for the comparison and the held-out loss. */
+const HELD_OUT_EVERY = 10;
+/** Held-out prompts answered side by side (the loss covers all held-out rows). */
+const SHOWN_PROMPTS = 3;
+/** Each demo row is `User: ...\nAssistant: ...`; the prompt ends where the answer starts. */
+const ANSWER_MARK = '\nAssistant:';
+/** What a previous demo leaves in --out: such a folder may be written again. */
+const DEMO_ENTRIES = new Set(['data', 'adapter', 'gguf']);
+
+/** The demo rows are plain text: detected, every token trained. */
+const DEMO_DATA: DataSettings = { format: null, columns: {}, trainOn: 'completion', pack: false, skipBadRows: false };
+const ALL_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+/** Greedy answers, one line long, the same settings for the base model and the adapter. */
+const ANSWER_SAMPLING: GenerateOptions = { maxNewTokens: 40, temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1.3, seed: 0, stop: ['\n'], ignoreEos: false, adapterScale: 1 };
+
+interface HeldOutPrompt {
+  prompt: string;
+  expected: string;
+}
+
+interface Comparison extends HeldOutPrompt {
+  base: string;
+  adapter: string;
+}
+
+/** Writes the train and held-out files into `dataDir` and returns the held-out prompts to compare answers on. */
+function splitDemoData(dataDir: string): { trainFile: string; heldOutFile: string; prompts: HeldOutPrompt[] } {
+  const rows = fs.readFileSync(DEMO_DATA_FILE, 'utf8').split('\n').filter((line) => line.trim() !== '');
+  const isHeldOut = (index: number) => index % HELD_OUT_EVERY === HELD_OUT_EVERY - 1;
+  const heldOut = rows.filter((_, i) => isHeldOut(i));
+  fs.mkdirSync(dataDir, { recursive: true });
+  const trainFile = path.join(dataDir, 'train.jsonl');
+  const heldOutFile = path.join(dataDir, 'held-out.jsonl');
+  writeFileAtomic(trainFile, `${rows.filter((_, i) => !isHeldOut(i)).join('\n')}\n`);
+  writeFileAtomic(heldOutFile, `${heldOut.join('\n')}\n`);
+  const prompts = heldOut.slice(0, SHOWN_PROMPTS).map((line) => {
+    const text = (JSON.parse(line) as { text: string }).text;
+    const cut = text.indexOf(ANSWER_MARK) + ANSWER_MARK.length;
+    return { prompt: text.slice(0, cut), expected: text.slice(cut).trim() };
+  });
+  return { trainFile, heldOutFile, prompts };
+}
+
+function demoJob(trainFile: string, adapterDir: string, steps: number, device: TrainJob['device']): TrainJob {
+  return {
+    method: 'lora',
+    modelDir: DEMO_MODEL_DIR,
+    dataFile: trainFile,
+    data: DEMO_DATA,
+    outDir: adapterDir,
+    // A random 1M-parameter model moves only with a far larger step than a pretrained one needs (2e-4).
+    lora: { rank: 16, alpha: 32, dropout: 0, targets: ALL_TARGETS, useRslora: false },
+    promptTuning: { numVirtualTokens: 20, init: 'random', initText: null },
+    optimizer: { name: 'adamw', learningRate: 3e-2, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0, scheduler: 'constant', warmupSteps: 0, maxGradNorm: 1 },
+    steps,
+    epochs: 1,
+    batchSize: 8,
+    gradAccum: 1,
+    maxSeqLen: 256,
+    seed: 0,
+    shuffle: true,
+    gradientCheckpointing: true,
+    device,
+    initAdapterDir: null,
+    evalDataFile: null,
+    evalSplit: 0,
+    evalEvery: 0,
+    checkpointEvery: 0,
+    keepCheckpoints: 1,
+  };
+}
+
+async function train(job: TrainJob, home: string | null, asJson: boolean): Promise<void> {
+  // With a studio folder the run is recorded (and shows in the app's library); its summary line goes to stdout.
+  if (home) return trainRecorded(job, home, asJson);
+  const run = runEngine({ kind: 'train', job, checkpointDir: null, resume: false }, asJson ? () => {} : printEvent);
+  const result = await run.result;
+  if (result.status !== 'completed') throw new UserError(`the demo run stopped after step ${result.step}`);
+}
+
+async function heldOutLoss(heldOutFile: string, adapterDir: string | null, device: TrainJob['device'], asJson: boolean): Promise<number> {
+  const job = { modelDir: DEMO_MODEL_DIR, adapterDir, dataFile: heldOutFile, data: DEMO_DATA, batchSize: 8, maxSeqLen: 256, device };
+  const result: EvalResult = await runEngine({ kind: 'eval', job }, asJson ? () => {} : printEvent).result;
+  return result.loss;
+}
+
+async function compareAnswers(adapterDir: string, prompts: HeldOutPrompt[], device: TrainJob['device']): Promise<Comparison[]> {
+  const folder = openModelFolder(DEMO_MODEL_DIR);
+  const tokenizer = loadTokenizer(folder.dir);
+  // One session answers both ways: the adapter stays unmerged and scale 0 turns it off.
+  const model = await InferenceModel.load(folder, chooseDevice(device).device, loadAdapter(adapterDir, folder.spec));
+  const answer = async (prompt: string, adapterScale: number) => {
+    const tokens = generate(model, tokenizer, tokenizer.encode(prompt), { ...ANSWER_SAMPLING, adapterScale });
+    let next = await tokens.next();
+    while (!next.done) next = await tokens.next();
+    return next.value.text.trim();
+  };
+  try {
+    const comparisons: Comparison[] = [];
+    for (const p of prompts) comparisons.push({ ...p, base: await answer(p.prompt, 0), adapter: await answer(p.prompt, 1) });
+    return comparisons;
+  } finally {
+    await model.close();
+  }
+}
+
+function exportGguf(adapterDir: string, ggufDir: string): { gguf: string; modelfile: string } {
+  const folder = openModelFolder(DEMO_MODEL_DIR);
+  const adapter = loadAdapter(adapterDir, folder.spec);
+  if (adapter.kind !== 'lora') throw new Error('the demo trains a LoRA adapter');
+  fs.mkdirSync(ggufDir, { recursive: true });
+  const gguf = path.join(ggufDir, 'adapter.gguf');
+  writeGgufLoraAdapter(gguf, adapter.lora, folder.spec, folder.dir);
+  const modelfile = path.join(ggufDir, 'Modelfile');
+  const template = SampleRenderer.forModel(folder.dir, { trainOn: 'all' }).chatTemplate?.text ?? null;
+  writeFileAtomic(modelfile, ollamaModelfile(folder.dir, gguf, template));
+  return { gguf, modelfile };
+}
+
+/** Two columns, each answer wrapped to its width. */
+function sideBySide(left: string, right: string, width: number): string[] {
+  const wrap = (text: string) => {
+    const lines: string[] = [];
+    for (let rest = text || '(nothing)'; rest.length; rest = rest.slice(width)) lines.push(rest.slice(0, width));
+    return lines;
+  };
+  const [a, b] = [wrap(left), wrap(right)];
+  return Array.from({ length: Math.max(a.length, b.length) }, (_, i) => `  ${(a[i] ?? '').padEnd(width)} | ${b[i] ?? ''}`);
+}
+
+function report(out: string, adapterDir: string, exported: { gguf: string; modelfile: string }, loss: { base: number; adapter: number }, comparisons: Comparison[], steps: number): string {
+  const width = 38;
+  const lines = [`Trained a LoRA adapter on the demo model for ${steps} steps (1 row in ${HELD_OUT_EVERY} held out).`, ''];
+  for (const c of comparisons) {
+    lines.push(`${c.prompt.replace(/\n/g, ' ')}`, `  ${'base model'.padEnd(width)} | with the adapter`, ...sideBySide(c.base, c.adapter, width), `  expected: ${c.expected}`, '');
+  }
+  lines.push(
+    `held-out loss: base ${loss.base.toFixed(4)}, adapter ${loss.adapter.toFixed(4)} (lower is better)`,
+    '',
+    `wrote to ${out}:`,
+    `  ${adapterDir}  PEFT adapter (PeftModel.from_pretrained loads it)`,
+    `  ${exported.gguf}  llama.cpp LoRA adapter`,
+    `  ${exported.modelfile}  Ollama Modelfile (ollama create demo -f Modelfile)`,
+    `  ${path.join(out, 'data')}  the train and held-out rows`,
+  );
+  return lines.join('\n');
+}
+
+function checkOutFolder(out: string): void {
+  if (!fs.existsSync(out)) return;
+  if (!fs.statSync(out).isDirectory()) throw new UserError(`--out ${out}: is a file, expected a folder`);
+  const foreign = fs.readdirSync(out).filter((entry) => !DEMO_ENTRIES.has(entry));
+  if (foreign.length) throw new UserError(`--out ${out}: the folder holds other files (${foreign.slice(0, 3).join(', ')}); give an empty or new folder`);
+}
+
+export const DEMO_COMMANDS: Record<string, Command> = {
+  demo: {
+    summary: 'the built-in demo, headless: train, compare base vs adapter on held-out prompts, export',
+    usage: 'peft-studio demo [--out ./peft-studio-demo] [--steps 200] [--device auto|cpu|webgpu|cuda|dml] [--home DIR] [--json]',
+    options: { out: str, steps: str, device: str, home: str, json },
+    async run(values) {
+      const out = path.resolve((values.out as string | undefined) ?? 'peft-studio-demo');
+      // About a minute on a laptop CPU (45 s on a 2-core VM); the held-out loss drops within the first 20 steps.
+      const steps = positiveInt(values, 'steps', 200);
+      const device = choice(values, 'device', DEVICES, 'auto');
+      const asJson = values.json === true;
+      const progress = (line: string) => {
+        if (!asJson) process.stderr.write(`${line}\n`);
+      };
+      checkOutFolder(out);
+
+      const { trainFile, heldOutFile, prompts } = splitDemoData(path.join(out, 'data'));
+      const adapterDir = path.join(out, 'adapter');
+      progress(`training on ${trainFile}`);
+      await train(demoJob(trainFile, adapterDir, steps, device), configuredHome(values), asJson);
+      progress(`measuring both models on ${heldOutFile}`);
+      const loss = { base: await heldOutLoss(heldOutFile, null, device, asJson), adapter: await heldOutLoss(heldOutFile, adapterDir, device, asJson) };
+      progress('answering held-out prompts');
+      const comparisons = await compareAnswers(adapterDir, prompts, device);
+      const exported = exportGguf(adapterDir, path.join(out, 'gguf'));
+
+      if (asJson) {
+        process.stdout.write(`${JSON.stringify({ out, steps, modelDir: DEMO_MODEL_DIR, trainFile, heldOutFile, adapterDir, ...exported, heldOutLoss: loss, comparisons })}\n`);
+      } else {
+        process.stdout.write(`${report(out, adapterDir, exported, loss, comparisons, steps)}\n`);
+      }
+    },
+  },
+};

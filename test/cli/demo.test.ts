@@ -1,0 +1,66 @@
+// peft-studio demo as users run it: the built CLI in a real process, a few training steps on the built-in demo.
+import fs from 'node:fs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { lastJson, runCli, type CliResult } from '../support/cli.js';
+import { tempDir } from '../support/engine.js';
+
+// Without PEFT_STUDIO_HOME the demo records nothing unless --home is given.
+const env = { ...process.env, PEFT_STUDIO_HOME: '' };
+const cli = (args: string[]) => runCli(args, { env });
+
+let work: string;
+let out: string;
+let result: CliResult;
+
+beforeAll(() => {
+  work = tempDir('demo');
+  out = path.join(work, 'demo');
+  result = cli(['demo', '--out', out, '--steps', '20', '--device', 'cpu', '--json']);
+});
+
+describe('demo', () => {
+  it('trains, answers held-out prompts both ways, and exports the adapter', () => {
+    expect(result.code, result.stderr).toBe(0);
+    const report = lastJson(result.stdout);
+    for (const file of ['adapter/adapter_config.json', 'adapter/adapter_model.safetensors', 'gguf/adapter.gguf', 'gguf/Modelfile', 'data/train.jsonl', 'data/held-out.jsonl']) {
+      expect(fs.existsSync(path.join(out, file)), file).toBe(true);
+    }
+    expect(report.adapterDir).toBe(path.join(out, 'adapter'));
+    expect(report.comparisons.length).toBeGreaterThan(0);
+    for (const c of report.comparisons) {
+      expect(c.prompt).toMatch(/^User: .*\nAssistant:$/s);
+      expect(typeof c.base).toBe('string');
+      expect(typeof c.adapter).toBe('string');
+      expect(c.expected.length).toBeGreaterThan(0);
+    }
+    // The held-out rows were never trained on: a lower loss there is what the adapter learned, not memorised.
+    const held = fs.readFileSync(path.join(out, 'data/held-out.jsonl'), 'utf8');
+    const train = fs.readFileSync(path.join(out, 'data/train.jsonl'), 'utf8').split('\n');
+    expect(held.split('\n').filter((row) => row && train.includes(row))).toEqual([]);
+    expect(report.heldOutLoss.adapter).toBeLessThan(report.heldOutLoss.base);
+  });
+
+  it('prints both answers side by side and what it wrote, and records the run when given a studio folder', () => {
+    const home = path.join(work, 'home');
+    const rerun = cli(['demo', '--out', out, '--steps', '2', '--device', 'cpu', '--home', home]);
+    expect(rerun.code, rerun.stderr).toBe(0);
+    expect(rerun.stdout).toContain('base model');
+    expect(rerun.stdout).toContain('with the adapter');
+    expect(rerun.stdout).toMatch(/held-out loss: base \d+\.\d+, adapter \d+\.\d+/);
+    expect(rerun.stdout).toContain(path.join(out, 'gguf', 'Modelfile'));
+    const runs = lastJson(cli(['runs', 'list', '--home', home, '--json']).stdout);
+    expect(runs).toHaveLength(1);
+    expect(runs[0].status).toBe('completed');
+  });
+
+  it('refuses an --out folder holding other files, before training', () => {
+    const busy = path.join(work, 'busy');
+    fs.mkdirSync(busy);
+    fs.writeFileSync(path.join(busy, 'notes.txt'), 'mine');
+    const refused = cli(['demo', '--out', busy]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    expect(refused.stderr).toMatch(/busy: the folder holds other files \(notes\.txt\)/);
+  });
+});
