@@ -12,7 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = path.join(ROOT, 'dist/main/cli/bin.js');
-const SCREENSHOTS = path.join(ROOT, 'docs/screenshots');
+// Every run takes the screenshots; they replace the committed ones in docs/ only when asked (UPDATE_SCREENSHOTS=1),
+// so a test run leaves the working tree as it was.
+const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? path.join(ROOT, 'docs/screenshots') : fs.mkdtempSync(path.join(os.tmpdir(), 'peft-studio-screens-'));
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 /** Training steps of the demo run: enough for a chart, short enough for a CPU. */
@@ -83,6 +85,7 @@ afterAll(async () => {
     await exited;
   }
   if (home) fs.rmSync(home, { recursive: true, force: true });
+  if (process.env.UPDATE_SCREENSHOTS !== '1') fs.rmSync(SCREENSHOTS, { recursive: true, force: true });
 });
 
 describe('the studio in a browser', () => {
