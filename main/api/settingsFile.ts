@@ -1,11 +1,12 @@
-// The studio's settings: device and theme in <home>/settings.json; the Hugging Face token in its own file, readable by
-// the user only, and never handed to the UI (settings carry only whether one is set).
+// The studio's settings: device and theme in <home>/settings.json; the Hugging Face token in a TokenVault, never
+// handed to the UI (settings carry only whether one is set).
 import fs from 'node:fs';
 import path from 'node:path';
 import type { StudioSettings, Theme } from '../../shared/api.js';
 import type { DeviceChoice } from '../../shared/training.js';
 import { UserError } from '../../shared/errors.js';
 import { writeFileAtomic } from '../util/atomicWrite.js';
+import type { TokenVault } from './tokenVault.js';
 
 interface StoredSettings {
   device: DeviceChoice;
@@ -16,11 +17,12 @@ const DEFAULTS: StoredSettings = { device: 'auto', theme: 'system' };
 
 export class SettingsFile {
   private readonly settingsPath: string;
-  private readonly tokenPath: string;
 
-  constructor(home: string) {
+  constructor(
+    home: string,
+    private readonly vault: TokenVault,
+  ) {
     this.settingsPath = path.join(home, 'settings.json');
-    this.tokenPath = path.join(home, 'hf-token');
   }
 
   private stored(): StoredSettings {
@@ -34,7 +36,7 @@ export class SettingsFile {
 
   /** The token set in the studio, if any. */
   hfToken(): string | undefined {
-    return fs.existsSync(this.tokenPath) ? fs.readFileSync(this.tokenPath, 'utf8').trim() || undefined : undefined;
+    return this.vault.read();
   }
 
   get(): StudioSettings {
@@ -44,11 +46,7 @@ export class SettingsFile {
   set(change: { device?: DeviceChoice; theme?: Theme; hfToken?: string | null }): StudioSettings {
     const { hfToken, ...rest } = change;
     writeFileAtomic(this.settingsPath, `${JSON.stringify({ ...this.stored(), ...rest }, null, 2)}\n`);
-    if (hfToken === null) fs.rmSync(this.tokenPath, { force: true });
-    else if (hfToken !== undefined) {
-      writeFileAtomic(this.tokenPath, hfToken);
-      fs.chmodSync(this.tokenPath, 0o600);
-    }
+    if (hfToken !== undefined) this.vault.write(hfToken);
     return this.get();
   }
 }

@@ -22,6 +22,7 @@ import { planFit } from './memoryFit.js';
 import { inspectModel } from './modelInspection.js';
 import { PlaygroundSessions } from './playgroundSessions.js';
 import { SettingsFile } from './settingsFile.js';
+import { memoryTokenVault, type TokenVault } from './tokenVault.js';
 
 const PACKAGE_JSON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../package.json');
 
@@ -32,6 +33,8 @@ export interface StudioApiOptions {
   autoStart?: boolean;
   /** Hub access for models.inspect / models.download; default: the environment plus the token set in settings. */
   hub?: () => HubAccess;
+  /** Where a token entered in the studio is kept; default: memory (browser mode). */
+  tokenVault?: TokenVault;
 }
 
 export interface StudioService extends StudioApi {
@@ -46,7 +49,7 @@ type Handlers = { [M in MethodName]: (params: Extract<CheckedCall, { method: M }
 export function createStudioApi(options: StudioApiOptions): StudioService {
   const store = Store.open(options.home);
   const manager = new RunManager(store, { autoStart: options.autoStart ?? true });
-  const settings = new SettingsFile(store.home);
+  const settings = new SettingsFile(store.home, options.tokenVault ?? memoryTokenVault());
   const hub = options.hub ?? (() => hubAccessFromEnv(process.env, settings.hfToken() ?? tokenFromEnv()));
   const listeners = new Set<(event: StudioEvent) => void>();
   const emit = (event: StudioEvent) => {

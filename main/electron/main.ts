@@ -4,8 +4,9 @@
 // own process (main/engine/host.ts), never on this thread.
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { app, BrowserWindow, dialog, ipcMain, Menu, Notification, session, shell, type IpcMainInvokeEvent, type MenuItemConstructorOptions } from 'electron';
+import { app, BrowserWindow, dialog, ipcMain, Menu, Notification, safeStorage, session, shell, type IpcMainInvokeEvent, type MenuItemConstructorOptions } from 'electron';
 import { createStudioApi, type StudioService } from '../api/studioApi.js';
+import { encryptedTokenVault, memoryTokenVault, type TokenVault } from '../api/tokenVault.js';
 import { defaultStudioHome } from '../store/home.js';
 import { answerCall, answerPick, CHANNELS, openDialogProperties, type CheckedPickRequest } from './ipc.js';
 import { progressBarValue, runNotification } from './runSignals.js';
@@ -15,6 +16,12 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PRELOAD = path.join(HERE, 'preload.cjs');
 const RENDERER_INDEX = path.resolve(HERE, '../../renderer/index.html');
 const RENDERER_FOLDER_URL = rendererFolderUrl(pathToFileURL(RENDERER_INDEX).href);
+
+/** The OS key store encrypts the Hub token; where there is none (Linux's basic_text fallback) it stays in memory. */
+function desktopTokenVault(home: string): TokenVault {
+  const encrypted = safeStorage.isEncryptionAvailable() && (process.platform !== 'linux' || safeStorage.getSelectedStorageBackend() !== 'basic_text');
+  return encrypted ? encryptedTokenVault(path.join(home, 'hf-token.enc'), safeStorage) : memoryTokenVault();
+}
 
 function senderOf(event: IpcMainInvokeEvent): MessageSender {
   return { webContentsId: event.sender.id, frameUrl: event.senderFrame?.url, isMainFrame: event.senderFrame === event.sender.mainFrame };
@@ -100,7 +107,7 @@ async function start(): Promise<void> {
   const home = defaultStudioHome();
   let api: StudioService;
   try {
-    api = createStudioApi({ home });
+    api = createStudioApi({ home, tokenVault: desktopTokenVault(home) });
   } catch (err) {
     // A store the app cannot open (a newer version's, an unwritable folder) ends the start with the reason, not a hang.
     dialog.showErrorBox('PEFT Studio cannot start', `${home}: ${(err as Error).message}`);

@@ -1,5 +1,6 @@
 // The studio API over the real parts: a SQLite file in a temp home, real engine runs on the demo model on the CPU,
 // the real dataset pipeline, memory planner and exporters. Imports the built code (dist/), as the app runs it.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,6 +12,7 @@ import { DEMO_DATA, DEMO_MODEL, demoJob } from './jobs.js';
 
 const { createStudioApi } = (await import(path.join(ROOT, 'dist/main/api/studioApi.js'))) as { createStudioApi: typeof CreateStudioApi };
 
+const TOKEN = `hf_${crypto.randomBytes(16).toString('hex')}`;
 let root: string;
 let api: StudioService;
 const events: StudioEvent[] = [];
@@ -42,11 +44,9 @@ describe('the studio API', () => {
     expect(devices[0]).toMatchObject({ device: 'cpu', memoryBytes: os.totalmem() });
     expect(await api.call('demo.paths', {})).toEqual({ modelDir: DEMO_MODEL, dataFile: DEMO_DATA });
     expect(await api.call('settings.get', {})).toEqual({ device: 'auto', theme: 'system', hasToken: false });
-    expect(await api.call('settings.set', { theme: 'dark', hfToken: 'hf_secret' })).toEqual({ device: 'auto', theme: 'dark', hasToken: true });
-    const tokenFile = path.join(root, 'home', 'hf-token');
-    expect(fs.statSync(tokenFile).mode & 0o077).toBe(0);
-    expect(JSON.stringify(await api.call('settings.get', {}))).not.toContain('hf_secret');
-    expect(await api.call('settings.set', { hfToken: null })).toEqual({ device: 'auto', theme: 'dark', hasToken: false });
+    // The token stays set while the other tests run: the last one looks for it in every file the studio wrote.
+    expect(await api.call('settings.set', { theme: 'dark', hfToken: TOKEN })).toEqual({ device: 'auto', theme: 'dark', hasToken: true });
+    expect(JSON.stringify(await api.call('settings.get', {}))).not.toContain(TOKEN);
     await expect(api.call('runs.get', { id: 99 })).rejects.toThrow('run 99: no such run');
     await expect(api.dispatch('runs.get', { id: 'x' })).rejects.toMatchObject({ name: 'ApiError' });
   });
@@ -158,5 +158,15 @@ describe('the studio API', () => {
     expect(await api.call('playground.stop', { requestId: 'long' })).toEqual({ stopped: true });
     expect(await generation).toMatchObject({ finishReason: 'cancelled' });
     expect(await api.call('playground.stop', { requestId: 'long' })).toEqual({ stopped: false });
+  });
+
+  it('never writes the Hub token: not to the database, its journal, the run logs, settings or any other file', async () => {
+    const home = path.join(root, 'home');
+    const files = (fs.readdirSync(home, { recursive: true }) as string[]).map((f) => path.join(home, f)).filter((f) => fs.statSync(f).isFile());
+    expect(files.some((f) => f.endsWith('studio.db'))).toBe(true);
+    expect(files.some((f) => f.endsWith('settings.json'))).toBe(true);
+    for (const file of files) expect(fs.readFileSync(file).includes(TOKEN), file).toBe(false);
+    expect((await api.call('settings.get', {})).hasToken).toBe(true);
+    expect(await api.call('settings.set', { hfToken: null })).toEqual({ device: 'auto', theme: 'dark', hasToken: false });
   });
 });
