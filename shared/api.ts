@@ -201,6 +201,12 @@ export interface ModelInspection {
   reason: string | null;
   /** Hub repos only: gated behind an access request. */
   gated: false | 'auto' | 'manual';
+  /**
+   * Hub repos only, before download: the peak memory of training with the default settings on this computer's CPU
+   * memory, and whether it fits (a local model gets the full plan in the Settings step).
+   */
+  trainingBytes: number | null;
+  fits: boolean | null;
 }
 
 export interface MemoryFit {
@@ -317,7 +323,8 @@ export type StudioEvent =
   | { kind: 'run'; event: RunEvent }
   /** Text one generated token completes ('' while a character is incomplete). */
   | { kind: 'playground.token'; requestId: string; tokenId: number; text: string }
-  | { kind: 'download.progress'; requestId: string; file: string; doneBytes: number; totalBytes: number; index: number; count: number };
+  /** doneBytes/totalBytes: the whole download; fileBytes/fileSize: the current file, the index-th (1-based) of count. */
+  | { kind: 'download.progress'; requestId: string; file: string; fileBytes: number; fileSize: number; doneBytes: number; totalBytes: number; index: number; count: number };
 
 export interface StudioApi {
   call<M extends MethodName>(method: M, params: Params<M>): Promise<Result<M>>;

@@ -75,7 +75,7 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
       const plan = await preflightModel(access, p.repoId, { revision: p.revision });
       if (!plan.supported) throw new UserError(`${p.repoId}: the studio cannot train this model: ${plan.reason}`);
       const result = await downloadSnapshot(access, plan, (progress) =>
-        emit({ kind: 'download.progress', requestId: p.requestId, file: progress.file, doneBytes: progress.doneBytes, totalBytes: progress.totalBytes, index: progress.index, count: progress.count }),
+        emit({ kind: 'download.progress', requestId: p.requestId, ...progress }),
       );
       return store.addModel(describeModelFolder(result.snapshotDir));
     },

@@ -15,7 +15,7 @@ import { SampleRenderer } from '../data/render.js';
 import { openModelFolder } from '../model/modelFolder.js';
 import { writeFileAtomic } from '../util/atomicWrite.js';
 import { runEngine } from '../engine/host.js';
-import { planTrainingMemory } from '../engine/memoryPlan.js';
+import { planDefaultTraining } from '../engine/memoryPlan.js';
 import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
 import { printEvent } from './progress.js';
 import { createTinyModel, DEFAULT_TINY_MODEL } from '../model/tinyModel.js';
@@ -207,14 +207,7 @@ const COMMANDS: Record<string, Command> = {
   ...PLAYGROUND_COMMANDS,
   ...DATA_COMMANDS,
   // A download's "does it fit" assumes the default training settings on the CPU, the device every machine has.
-  ...hubCommands({
-    estimateTrainingBytes: (spec, { weightBytesPerElement }) =>
-      planTrainingMemory({
-        spec, weightBytesPerElement, method: 'lora', lora: { rank: 16, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] }, numVirtualTokens: 0,
-        batchSize: 4, seqLen: 512, gradientCheckpointing: true, optimizer: 'adamw', device: 'cpu',
-      }).totalBytes,
-    availableBytes: os.totalmem(),
-  }),
+  ...hubCommands({ estimateTrainingBytes: (spec, { weightBytesPerElement }) => planDefaultTraining(spec, weightBytesPerElement).totalBytes, availableBytes: os.totalmem() }),
   ...RUNS_COMMANDS,
   ...DEMO_COMMANDS,
   ...SERVE_COMMANDS,

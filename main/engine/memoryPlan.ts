@@ -465,6 +465,17 @@ export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
 }
 
 /**
+ * The peak of a run with the studio's default settings (LoRA r 16 on q, k, v, o; 4 rows of 512 tokens; checkpointing;
+ * AdamW; CPU): the "does it fit" answered before a model is downloaded, when nothing else is chosen yet.
+ */
+export function planDefaultTraining(spec: ModelSpec, weightBytesPerElement: number): MemoryPlan {
+  return planTrainingMemory({
+    spec, weightBytesPerElement, method: 'lora', lora: { rank: 16, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] }, numVirtualTokens: 0,
+    batchSize: 4, seqLen: 512, gradientCheckpointing: true, optimizer: 'adamw', device: 'cpu',
+  });
+}
+
+/**
  * The single change (checkpointing on, fewer rows, shorter sequences, smaller rank) that makes `input` fit in
  * `availableBytes`, or null when it fits already or nothing simple does. Tried in that order, each as gently as it can
  * be: the most rows, the longest sequence, the largest rank that fit (halving from the current value).

@@ -1,0 +1,67 @@
+// A Hub model through the studio API, against the loopback Hub: before download its size and whether training fits
+// (the engine's memory plan of the default settings against this computer's memory), then the download with progress
+// events into the shared cache, recorded in the store as a Hub model.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import type { StudioEvent } from '../../shared/api.js';
+import type { createStudioApi as CreateStudioApi, StudioService } from '../../main/api/studioApi.js';
+import { ROOT } from '../support/cli.js';
+import { startHubServer, type HubServer } from '../support/hubServer.js';
+import { hubFor, tinyModelFiles } from '../hub/helpers.js';
+
+const { createStudioApi } = (await import(path.join(ROOT, 'dist/main/api/studioApi.js'))) as { createStudioApi: typeof CreateStudioApi };
+
+let server: HubServer;
+let root: string;
+let api: StudioService;
+const events: StudioEvent[] = [];
+
+beforeAll(async () => {
+  server = await startHubServer();
+  server.addRepo('model', 'TestOrg/tiny', tinyModelFiles({ layers: 3, hidden: 64 }));
+  // A 70B-class config: the plan is computed from config.json alone, nothing of its size is downloaded.
+  const huge = tinyModelFiles({ layers: 2, hidden: 64 });
+  const config = { ...JSON.parse(huge['config.json'].toString()), hidden_size: 8192, intermediate_size: 28672, num_hidden_layers: 80, num_attention_heads: 64, num_key_value_heads: 8, head_dim: 128, vocab_size: 128256, torch_dtype: 'bfloat16' };
+  server.addRepo('model', 'TestOrg/huge', { ...huge, 'config.json': JSON.stringify(config) }, { safetensorsTotal: 70_553_706_496 });
+  root = fs.mkdtempSync(path.join(os.tmpdir(), 'studio-hub-models-'));
+  const cache = path.join(root, 'hf-cache');
+  api = createStudioApi({ home: path.join(root, 'home'), hub: () => hubFor(server, cache) });
+  api.subscribe((event) => events.push(event));
+});
+
+afterAll(async () => {
+  await api?.close();
+  await server?.close();
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+it('says before download how big a Hub model is and whether training it fits this computer', async () => {
+  const tiny = await api.call('models.inspect', { source: 'TestOrg/tiny' });
+  expect(tiny).toMatchObject({ kind: 'hub', architecture: 'llama', supported: true, gated: false, fits: true });
+  expect(tiny.trainingBytes).toBeGreaterThan(50 * 2 ** 20);
+  expect(tiny.trainingBytes).toBeLessThan(os.totalmem());
+
+  const huge = await api.call('models.inspect', { source: 'TestOrg/huge' });
+  expect(huge).toMatchObject({ kind: 'hub', parameters: 70_553_706_496, supported: true, fits: false });
+  // At least the weights, widened to fp32 (the plan's accounting on CPU).
+  expect(huge.trainingBytes).toBeGreaterThan(4 * 70e9);
+});
+
+it('downloads a Hub model with progress and records it as a Hub model', async () => {
+  const model = await api.call('models.download', { repoId: 'TestOrg/tiny', requestId: 'dl-1' });
+  expect(model).toMatchObject({ source: 'hub', location: 'TestOrg/tiny', revision: expect.stringMatching(/^[0-9a-f]{40}$/), architecture: 'llama' });
+  expect(model.folder).toContain(path.join(root, 'hf-cache', 'models--TestOrg--tiny', 'snapshots'));
+  const progress = events.flatMap((e) => (e.kind === 'download.progress' && e.requestId === 'dl-1' ? [e] : []));
+  expect(new Set(progress.map((p) => p.file))).toEqual(new Set(['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']));
+  for (const file of new Set(progress.map((p) => p.file))) {
+    const last = progress.filter((p) => p.file === file).at(-1)!;
+    expect(last.fileBytes, file).toBe(last.fileSize);
+  }
+  expect(progress.map((p) => p.doneBytes)).toEqual([...progress.map((p) => p.doneBytes)].sort((a, b) => a - b));
+  expect(progress.at(-1)).toMatchObject({ index: 5, count: 5, doneBytes: progress.at(-1)!.totalBytes });
+  expect((await api.call('models.list', {})).map((m) => m.location)).toContain('TestOrg/tiny');
+  // The downloaded folder is a model the studio reads like any local one.
+  expect(await api.call('models.inspect', { source: model.folder })).toMatchObject({ kind: 'local', supported: true });
+});
