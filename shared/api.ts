@@ -106,6 +106,10 @@ export type Theme = z.output<typeof themeSchema>;
 // ---------------------------------------------------------------------------------------------------------------
 // Every method's params schema. Adding a method: a schema here, a result type in StudioResults, a case in main/api.
 
+const hubRepoId = z.string().regex(/^[\w.-]+\/[\w.-]+$/, 'expected org/name');
+/** org/name, or a bare name in the token owner's namespace. */
+const hubRepoName = z.string().regex(/^([\w.-]+\/)?[\w.-]+$/, 'expected org/name or name');
+
 export const PARAMS = {
   'app.info': noParams,
   'devices.list': noParams,
@@ -114,7 +118,7 @@ export const PARAMS = {
   /** A local model folder, or a Hub repo id (org/name) looked up without downloading weights. */
   'models.inspect': z.strictObject({ source: z.string().min(1), revision: z.string().min(1).optional() }),
   /** Downloads a Hub model into the shared Hugging Face cache; progress comes as download events. */
-  'models.download': z.strictObject({ repoId: z.string().regex(/^[\w.-]+\/[\w.-]+$/, 'expected org/name'), revision: z.string().min(1).optional(), requestId: z.string().min(1) }),
+  'models.download': z.strictObject({ repoId: hubRepoId, revision: z.string().min(1).optional(), requestId: z.string().min(1) }),
   'models.fit': z.strictObject({ config: fitConfigSchema }),
   'datasets.list': noParams,
   'datasets.inspect': z.strictObject({
@@ -157,6 +161,17 @@ export const PARAMS = {
     format: z.enum(['peft', 'merged', 'gguf']),
     /** A folder that does not exist yet or is empty (the GGUF file and Modelfile go inside it). */
     destination: path,
+  }),
+  /** The model card a push would write, for a preview. */
+  'export.modelCard': z.strictObject({ adapterId: positiveInt, repoId: hubRepoName, baseModel: hubRepoId.optional() }),
+  /** Pushes the adapter, its card and loss chart to a Hub repo (created private unless said otherwise); progress comes as push events. */
+  'export.hub': z.strictObject({
+    adapterId: positiveInt,
+    repoId: hubRepoName,
+    private: z.boolean().default(true),
+    /** The base model's Hub id, when the adapter's base is not a model downloaded from the Hub. */
+    baseModel: hubRepoId.optional(),
+    requestId: z.string().min(1),
   }),
   'settings.get': noParams,
   'settings.set': z.strictObject({
@@ -270,6 +285,16 @@ export interface ExportResult {
   record: ExportRecord;
 }
 
+export interface HubExportResult {
+  repoId: string;
+  repoUrl: string;
+  commit: string;
+  /** False when the repo existed (the push added a commit). */
+  created: boolean;
+  files: string[];
+  record: ExportRecord;
+}
+
 export interface StudioSettings {
   device: DeviceChoice;
   theme: Theme;
@@ -298,6 +323,8 @@ interface StudioResults {
   'playground.generate': GenerationSummary;
   'playground.stop': { stopped: boolean };
   'export.run': ExportResult;
+  'export.modelCard': { markdown: string };
+  'export.hub': HubExportResult;
   'settings.get': StudioSettings;
   'settings.set': StudioSettings;
 }
@@ -324,6 +351,8 @@ export type StudioEvent =
   /** Text one generated token completes ('' while a character is incomplete). */
   | { kind: 'playground.token'; requestId: string; tokenId: number; text: string }
   /** doneBytes/totalBytes: the whole download; fileBytes/fileSize: the current file, the index-th (1-based) of count. */
+  /** A push to the Hub: its phases, then per-file hashing and upload progress (0..1). */
+  | { kind: 'push.progress'; requestId: string; phase: string; file: string | null; progress: number | null }
   | { kind: 'download.progress'; requestId: string; file: string; fileBytes: number; fileSize: number; doneBytes: number; totalBytes: number; index: number; count: number };
 
 export interface StudioApi {

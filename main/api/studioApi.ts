@@ -12,6 +12,7 @@ import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
 import { hubAccessFromEnv, tokenFromEnv, type HubAccess } from '../hub/access.js';
 import { downloadSnapshot } from '../hub/download.js';
 import { preflightModel } from '../hub/preflight.js';
+import { previewModelCard, pushAdapter } from '../hub/push.js';
 import { describeModelFolder } from '../runs/modelRecord.js';
 import { RunManager } from '../runs/runManager.js';
 import { Store } from '../store/store.js';
@@ -32,7 +33,8 @@ export interface StudioApiOptions {
   /** Start queued runs by themselves (default true); tests of the queue itself may turn it off. */
   autoStart?: boolean;
   /** Hub access for models.inspect / models.download; default: the environment plus the token set in settings. */
-  hub?: () => HubAccess;
+  /** Hub access for the given token (the one set in settings, else the environment's); default: the environment's Hub. */
+  hub?: (token: string | undefined) => HubAccess;
   /** Where a token entered in the studio is kept; default: memory (browser mode). */
   tokenVault?: TokenVault;
 }
@@ -50,13 +52,22 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
   const store = Store.open(options.home);
   const manager = new RunManager(store, { autoStart: options.autoStart ?? true });
   const settings = new SettingsFile(store.home, options.tokenVault ?? memoryTokenVault());
-  const hub = options.hub ?? (() => hubAccessFromEnv(process.env, settings.hfToken() ?? tokenFromEnv()));
+  const hubFor = options.hub ?? ((token: string | undefined) => hubAccessFromEnv(process.env, token));
+  const hub = () => hubFor(settings.hfToken() ?? tokenFromEnv());
   const listeners = new Set<(event: StudioEvent) => void>();
   const emit = (event: StudioEvent) => {
     for (const listener of listeners) listener(event);
   };
   const unsubscribeRuns = manager.subscribe((event) => emit({ kind: 'run', event }));
   const playground = new PlaygroundSessions((requestId, token) => emit({ kind: 'playground.token', requestId, tokenId: token.id, text: token.text }));
+
+  /** An adapter to push, and its base's Hub id: given, or the one it was downloaded from (else push.ts asks for it). */
+  const pushSource = (adapterId: number, given: string | undefined) => {
+    const adapter = store.adapters().find((a) => a.id === adapterId);
+    if (!adapter) throw new UserError(`adapter ${adapterId}: no such adapter`);
+    const base = store.model(adapter.baseModelId);
+    return { adapter, baseModel: given ?? (base?.source === 'hub' ? base.location : undefined) };
+  };
 
   const requireRun = (id: number): RunRecord => {
     const run = store.run(id);
@@ -126,6 +137,18 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
       if (!base) throw new UserError(`adapter ${p.adapterId}: its base model (record ${adapter.baseModelId}) is gone`);
       const written = await exportInWorker({ adapter, baseModelDir: base.folder, format: p.format, destination: p.destination });
       return { ...written, record: store.addExport(adapter.id, p.format, written.path) };
+    },
+    'export.modelCard': (p) => {
+      const { adapter, baseModel } = pushSource(p.adapterId, p.baseModel);
+      return { markdown: previewModelCard({ adapterDir: adapter.folder, repoId: p.repoId, baseModel }, hub().hubUrl) };
+    },
+    'export.hub': async (p) => {
+      const { adapter, baseModel } = pushSource(p.adapterId, p.baseModel);
+      const pushed = await pushAdapter(hub(), { adapterDir: adapter.folder, repoId: p.repoId, private: p.private, baseModel }, (progress) =>
+        emit({ kind: 'push.progress', requestId: p.requestId, phase: progress.phase, file: 'file' in progress ? progress.file : null, progress: 'progress' in progress ? progress.progress : null }),
+      );
+      const { repoId, repoUrl, commit, created, files } = pushed;
+      return { repoId, repoUrl, commit, created, files, record: store.addExport(adapter.id, 'hub', repoId, repoUrl) };
     },
     'settings.get': () => settings.get(),
     'settings.set': (p) => settings.set(p),

@@ -1,6 +1,7 @@
 // Where compiled graphs go. ONNX Runtime reads external data only from the .onnx file's own folder (links are
 // resolved and refused), so each .onnx is written beside the checkpoint, loaded, then deleted at once; a read-only
-// model folder gets hard links (or, across file systems, copies) of its weights in a temp folder instead.
+// model folder, or one whose weights are symbolic links (a Hugging Face cache snapshot), gets hard links (or, across
+// file systems, copies) of its weight files in a temp folder instead.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,13 +28,15 @@ function writable(dir: string): boolean {
   }
 }
 
+const linksElsewhere = (folder: ModelFolder) => [...new Set([...folder.tensors.values()].map((e) => e.file))].some((file) => fs.lstatSync(file).isSymbolicLink());
+
 export function placeGraphs(folder: ModelFolder, placement: 'auto' | 'temp'): GraphPlacement {
   // The prefix keeps concurrent runs on the same model folder apart.
   const prefix = `.peft-studio-${process.pid}-${Date.now().toString(36)}-`;
   let dir = folder.dir;
   let location = (entry: TensorEntry) => path.relative(folder.dir, entry.file);
   let cleanup = () => {};
-  if (placement === 'temp' || !writable(folder.dir)) {
+  if (placement === 'temp' || !writable(folder.dir) || linksElsewhere(folder)) {
     const temp = fs.mkdtempSync(path.join(os.tmpdir(), 'peft-studio-weights-'));
     const placed = new Map<string, string>();
     dir = temp;
@@ -41,10 +44,12 @@ export function placeGraphs(folder: ModelFolder, placement: 'auto' | 'temp'): Gr
       let name = placed.get(entry.file);
       if (!name) {
         name = `weights_${placed.size}.safetensors`;
+        // A hard link to the file itself, not to a symbolic link pointing at it.
+        const real = fs.realpathSync(entry.file);
         try {
-          fs.linkSync(entry.file, path.join(temp, name));
+          fs.linkSync(real, path.join(temp, name));
         } catch {
-          fs.copyFileSync(entry.file, path.join(temp, name));
+          fs.copyFileSync(real, path.join(temp, name));
         }
         placed.set(entry.file, name);
       }

@@ -124,14 +124,22 @@ function commitOperations(adapter: AdapterFolder, repoId: string, hubUrl: string
   const losses = adapter.training?.losses ?? [];
   if (losses.length) operations.push(add(CHART, blob(renderLossChart(losses))));
   if (adapter.merged) operations.push(add(MERGED, pathToFileURL(adapter.merged))); // the library uploads the folder's files
-  const gguf = adapter.gguf ? path.basename(adapter.gguf) : undefined;
   if (adapter.gguf) operations.push(add(path.basename(adapter.gguf), pathToFileURL(adapter.gguf)));
-  const card = renderModelCard({
-    repoId, baseModel: adapter.baseModel, hubUrl, method: adapter.method, adapterConfig: adapter.config, license, training: adapter.training,
-    chart: losses.length ? CHART : undefined, merged: adapter.merged && MERGED, gguf, hasTokenizer: adapter.tokenizerFiles.includes('tokenizer.json'),
-  });
-  operations.push(add('README.md', blob(card)));
+  operations.push(add('README.md', blob(cardFor(adapter, repoId, hubUrl, license))));
   return operations;
+}
+
+function cardFor(adapter: AdapterFolder, repoId: string, hubUrl: string, license: ModelCardInput['license']): string {
+  return renderModelCard({
+    repoId, baseModel: adapter.baseModel, hubUrl, method: adapter.method, adapterConfig: adapter.config, license, training: adapter.training,
+    chart: adapter.training?.losses?.length ? CHART : undefined, merged: adapter.merged && MERGED, gguf: adapter.gguf && path.basename(adapter.gguf),
+    hasTokenizer: adapter.tokenizerFiles.includes('tokenizer.json'),
+  });
+}
+
+/** The README.md a push would write, from local files only (the base model's license is looked up at push time). */
+export function previewModelCard(options: PushOptions, hubUrl: string): string {
+  return cardFor(readAdapterFolder(options), options.repoId, hubUrl, undefined);
 }
 
 export async function pushAdapter(hub: HubAccess, options: PushOptions, onProgress: (progress: PushProgress) => void = () => {}): Promise<PushResult> {
