@@ -9,6 +9,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHubServer, type HubServer } from '../support/hubServer.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = path.join(ROOT, 'dist/main/cli/bin.js');
@@ -16,6 +17,8 @@ const CLI = path.join(ROOT, 'dist/main/cli/bin.js');
 // so a test run leaves the working tree as it was.
 const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? path.join(ROOT, 'docs/screenshots') : fs.mkdtempSync(path.join(os.tmpdir(), 'peft-studio-screens-'));
 const CHROMIUM = '/usr/bin/chromium';
+const HUB_TOKEN = 'hf_e2e_write_token_abcdefghijklmnop';
+let hub: HubServer;
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 /** Training steps of the demo run: enough for a chart, short enough for a CPU. */
 const DEMO_STEPS = 40;
@@ -26,8 +29,8 @@ let studioUrl: string;
 let browser: Browser;
 
 /** Starts `peft-studio serve` on a free port; its first stdout line is the URL with the token. */
-async function startServe(): Promise<string> {
-  server = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--home', home], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function startServe(env: NodeJS.ProcessEnv): Promise<string> {
+  server = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--home', home], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let stderr = '';
   server.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const lines = readline.createInterface({ input: server.stdout! });
@@ -73,7 +76,12 @@ beforeAll(async () => {
   if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
   fs.mkdirSync(SCREENSHOTS, { recursive: true });
   home = fs.mkdtempSync(path.join(os.tmpdir(), 'peft-studio-e2e-'));
-  studioUrl = await startServe();
+  // The Hub is the loopback one; the base model the demo stands for is there, with its license.
+  hub = await startHubServer();
+  hub.addToken(HUB_TOKEN, { user: 'alice', role: 'write' });
+  hub.addRepo('model', 'TestOrg/demo-base', { 'config.json': '{}' }, { cardData: { license: 'apache-2.0' } });
+  const { HF_TOKEN: _token, HF_TOKEN_PATH: _tokenPath, ...env } = process.env;
+  studioUrl = await startServe({ ...env, HF_ENDPOINT: hub.url, HF_HOME: path.join(home, 'hf-home') });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 });
 
@@ -84,6 +92,7 @@ afterAll(async () => {
     server.kill('SIGTERM');
     await exited;
   }
+  await hub?.close();
   if (home) fs.rmSync(home, { recursive: true, force: true });
   if (process.env.UPDATE_SCREENSHOTS !== '1') fs.rmSync(SCREENSHOTS, { recursive: true, force: true });
 });
@@ -176,6 +185,26 @@ describe('the studio in a browser', () => {
     expect(fs.existsSync(path.join(destination, 'adapter_config.json'))).toBe(true);
     expect(fs.existsSync(path.join(destination, 'adapter_model.safetensors'))).toBe(true);
     await screenshot(page, 'export');
+
+    // The Hub: the token goes in through Settings, then the adapter, its card and chart are pushed from Export.
+    await page.getByRole('link', { name: 'Settings' }).click();
+    await page.getByLabel('Token', { exact: true }).fill(HUB_TOKEN);
+    await page.getByRole('button', { name: 'Save token' }).click();
+    await expect.poll(() => page.getByText('A token is saved.').count()).toBe(1);
+    await page.getByRole('link', { name: 'Export' }).click();
+    await page.getByLabel('Hugging Face Hub').check();
+    await page.getByLabel('Repo name').fill('alice/northwind-lora');
+    await page.getByLabel(/^Base model on the Hub/).fill('TestOrg/demo-base');
+    await page.getByRole('button', { name: 'Preview model card' }).click();
+    await expect.poll(() => page.getByTestId('model-card').textContent()).toMatch(/library_name: peft[\s\S]*base_model: TestOrg\/demo-base/);
+    await page.getByRole('button', { name: 'Push to the Hub' }).click();
+    await page.getByTestId('push-result').waitFor({ timeout: 60_000 });
+    await screenshot(page, 'export-hub');
+    const pushedRepo = hub.repo('model', 'alice/northwind-lora');
+    expect(pushedRepo.private).toBe(true);
+    const pushedFiles = [...pushedRepo.commits.values()].at(-1)!.files;
+    expect([...pushedFiles.keys()]).toEqual(expect.arrayContaining(['README.md', 'adapter_config.json', 'adapter_model.safetensors', 'loss.png']));
+    expect(pushedFiles.get('README.md')!.toString()).toMatch(/license: apache-2.0/);
 
     // Library: the run, ticked for the loss comparison, and its adapter with its lineage.
     await page.getByRole('link', { name: 'Library' }).click();
