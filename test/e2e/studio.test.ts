@@ -159,22 +159,31 @@ describe('the studio in a browser', () => {
     await expect.poll(() => page.getByTestId('run-status').textContent()).toBe('completed');
     await expect.poll(chartSegments).toBe(DEMO_STEPS);
 
-    // Playground: base and adapter answer the same prompt side by side.
+    // Playground: a conversation with the base model and with the adapter, side by side, each keeping its own replies.
     await page.getByRole('link', { name: 'Try it in the playground' }).click();
     await page.getByText('Sampling').click();
     await page.getByLabel('Max new tokens').fill('24');
-    await expect.poll(() => page.getByRole('button', { name: 'Compare' }).isEnabled()).toBe(true);
-    await page.getByRole('button', { name: 'Compare' }).click();
+    await expect.poll(() => page.getByRole('button', { name: 'Send' }).isEnabled()).toBe(true);
+    await page.getByRole('button', { name: 'Send' }).click();
     await expect.poll(() => page.getByText(/tokens\/s on cpu/).count(), { timeout: 120_000 }).toBe(2);
-    expect((await page.getByTestId('base-output').textContent())!.length).toBeGreaterThan(0);
-    expect((await page.getByTestId('adapter-output').textContent())!.length).toBeGreaterThan(0);
+    await page.getByLabel('Message').fill('How long does a repair take?');
+    await page.getByLabel('Message').press('Enter');
+    await expect.poll(() => page.getByText(/tokens\/s on cpu/).count(), { timeout: 120_000 }).toBe(4);
+    for (const side of ['base-output', 'adapter-output']) {
+      const turns = page.getByTestId(side).locator('li');
+      await expect.poll(() => turns.count()).toBe(2);
+      expect(await turns.nth(1).textContent()).toContain('You: How long does a repair take?');
+    }
     await screenshot(page, 'playground');
 
-    // A long answer stops on request.
+    // A long answer stops on request (hot, seeded sampling: no early end of text).
+    await page.getByRole('button', { name: 'New conversation' }).click();
     await page.getByLabel('Max new tokens').fill('4000');
-    await page.getByRole('button', { name: 'Compare' }).click();
+    await page.getByLabel('Temperature (0 = greedy)').fill('5');
+    await page.getByLabel('Message').fill('Tell me everything.');
+    await page.getByRole('button', { name: 'Send' }).click();
     await page.getByRole('button', { name: 'Stop' }).click();
-    await expect.poll(() => page.getByText(/\(cancelled\)/).count(), { timeout: 60_000 }).toBeGreaterThan(0);
+    await expect.poll(() => page.getByText(/\(cancelled\)/).count(), { timeout: 60_000 }).toBe(2);
 
     // Export: the PEFT folder lands where asked.
     const destination = path.join(home, 'exported-adapter');

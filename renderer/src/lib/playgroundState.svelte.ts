@@ -1,6 +1,8 @@
-// The playground's comparison: one prompt answered by the base model and by the model with an adapter, both
-// streamed token by token. The main process runs the two one after the other on the same loaded model.
-import type { GenerationSummary, SamplingSettings, StudioApi, StudioEvent } from '../../../shared/api.js';
+// The playground: a conversation held twice, once with the base model and once with the adapter, each side keeping
+// its own replies as context, both streamed token by token. Models with a chat template get the turns as messages;
+// without one (the demo) the conversation is plain `User:` / `Assistant:` text, cut where the model starts the
+// user's next line.
+import type { ChatMessage, GenerationSummary, SamplingSettings, StudioApi, StudioEvent } from '../../../shared/api.js';
 import { errorMessage } from './client.js';
 
 export interface Answer {
@@ -11,44 +13,69 @@ export interface Answer {
   running: boolean;
 }
 
+/** One exchange: the user's message and each side's reply to it. */
+export interface Turn {
+  user: string;
+  base: Answer;
+  tuned: Answer;
+}
+
 const DEFAULT_SAMPLING: SamplingSettings = { maxNewTokens: 64, temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1.1, seed: 0, stop: [] };
+const NEXT_USER_LINE = '\nUser:';
+
+type Side = 'base' | 'tuned';
 
 let requestCounter = 0;
 
+/** The conversation so far as one side saw it, ending with `message`, in the form `playground.generate` takes. */
+export function conversationInput(turns: readonly Turn[], side: Side, message: string, useChatTemplate: boolean) {
+  if (useChatTemplate) {
+    const messages: ChatMessage[] = turns.flatMap((t) => [{ role: 'user' as const, content: t.user }, { role: 'assistant' as const, content: t[side].text.trim() }]);
+    return { type: 'messages' as const, messages: [...messages, { role: 'user' as const, content: message }] };
+  }
+  const history = turns.map((t) => `User: ${t.user}\nAssistant: ${t[side].text.trim()}\n`).join('');
+  return { type: 'prompt' as const, text: `${history}User: ${message}\nAssistant:` };
+}
+
 export class PlaygroundState {
-  prompt = $state('User: Can I return a bike I bought last week?\nAssistant:');
+  message = $state('Can I return a bike I bought last week?');
   useChatTemplate = $state(false);
   sampling = $state<SamplingSettings>({ ...DEFAULT_SAMPLING });
-  base = $state<Answer | null>(null);
-  tuned = $state<Answer | null>(null);
+  turns = $state<Turn[]>([]);
 
   constructor(private readonly api: StudioApi) {}
 
   get running(): boolean {
-    return (this.base?.running ?? false) || (this.tuned?.running ?? false);
+    return this.turns.some((t) => t.base.running || t.tuned.running);
   }
 
-  async compare(modelDir: string, adapterDir: string): Promise<void> {
-    const base = this.answer();
-    const tuned = this.answer();
-    this.base = base;
-    this.tuned = tuned;
+  /** Sends the message to both sides, each with its own history. */
+  async send(modelDir: string, adapterDir: string): Promise<void> {
+    const message = this.message.trim();
+    const history = [...this.turns];
+    this.turns.push({ user: message, base: this.answer(), tuned: this.answer() });
+    const turn = this.turns.at(-1)!;
+    this.message = '';
     const unsubscribe = this.api.subscribe((event: StudioEvent) => {
       if (event.kind !== 'playground.token') return;
-      if (event.requestId === this.base?.requestId) this.base.text += event.text;
-      if (event.requestId === this.tuned?.requestId) this.tuned.text += event.text;
+      if (event.requestId === turn.base.requestId) turn.base.text += event.text;
+      if (event.requestId === turn.tuned.requestId) turn.tuned.text += event.text;
     });
     try {
-      await Promise.all([this.generate('base', modelDir, null), this.generate('tuned', modelDir, adapterDir)]);
+      await Promise.all([this.generate(turn.base, history, 'base', message, modelDir, null), this.generate(turn.tuned, history, 'tuned', message, modelDir, adapterDir)]);
     } finally {
       unsubscribe();
     }
   }
 
   async stop(): Promise<void> {
-    for (const answer of [this.base, this.tuned]) {
-      if (answer?.running) await this.api.call('playground.stop', { requestId: answer.requestId }).catch(() => undefined);
+    for (const answer of this.turns.flatMap((t) => [t.base, t.tuned])) {
+      if (answer.running) await this.api.call('playground.stop', { requestId: answer.requestId }).catch(() => undefined);
     }
+  }
+
+  clear(): void {
+    this.turns = [];
   }
 
   private answer(): Answer {
@@ -56,12 +83,11 @@ export class PlaygroundState {
     return { requestId: `playground-${Date.now()}-${requestCounter}`, text: '', summary: null, error: null, running: true };
   }
 
-  private async generate(which: 'base' | 'tuned', modelDir: string, adapterDir: string | null): Promise<void> {
-    const answer = this[which];
-    if (answer === null) return;
-    const input = this.useChatTemplate ? { type: 'messages' as const, messages: [{ role: 'user' as const, content: this.prompt }] } : { type: 'prompt' as const, text: this.prompt };
+  private async generate(answer: Answer, history: Turn[], side: Side, message: string, modelDir: string, adapterDir: string | null): Promise<void> {
+    const input = conversationInput(history, side, message, this.useChatTemplate);
+    const stop = this.useChatTemplate ? [...this.sampling.stop] : [...this.sampling.stop, NEXT_USER_LINE];
     try {
-      const summary = await this.api.call('playground.generate', { requestId: answer.requestId, modelDir, adapterDir, input, sampling: { ...this.sampling, stop: [...this.sampling.stop] } });
+      const summary = await this.api.call('playground.generate', { requestId: answer.requestId, modelDir, adapterDir, input, sampling: { ...this.sampling, stop } });
       // The final text is authoritative: a token event may have been missed while the socket reconnected.
       answer.text = summary.text;
       answer.summary = summary;
