@@ -155,6 +155,11 @@ export const PARAMS = {
     device: z.enum(DEVICE_CHOICES).optional(),
   }),
   'playground.stop': z.strictObject({ requestId: z.string().min(1) }),
+  /** Forgets a model or dataset record (files stay); refused while runs or adapters refer to it. */
+  'models.delete': z.strictObject({ id: positiveInt }),
+  'datasets.delete': z.strictObject({ id: positiveInt }),
+  /** Forgets an adapter, and with deleteFiles also removes its folder. */
+  'adapters.delete': z.strictObject({ id: positiveInt, deleteFiles: z.boolean().default(false) }),
   'export.run': z.strictObject({
     adapterId: positiveInt,
     /** peft: a copy of the adapter folder; merged: a full model folder; gguf: a llama.cpp LoRA GGUF + Ollama Modelfile. */
@@ -322,6 +327,9 @@ interface StudioResults {
   'adapters.list': AdapterRecord[];
   'playground.generate': GenerationSummary;
   'playground.stop': { stopped: boolean };
+  'models.delete': { deleted: number };
+  'datasets.delete': { deleted: number };
+  'adapters.delete': { deleted: number };
   'export.run': ExportResult;
   'export.modelCard': { markdown: string };
   'export.hub': HubExportResult;

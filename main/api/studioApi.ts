@@ -128,6 +128,21 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
       return { deleted: p.id };
     },
     'adapters.list': () => store.adapters(),
+    'adapters.delete': (p) => {
+      const adapter = store.adapters().find((a) => a.id === p.id);
+      if (!adapter) throw new UserError(`adapter ${p.id}: no such adapter`);
+      store.deleteAdapter(p.id);
+      if (p.deleteFiles) fs.rmSync(adapter.folder, { recursive: true, force: true });
+      return { deleted: p.id };
+    },
+    'models.delete': (p) => {
+      store.deleteModel(p.id);
+      return { deleted: p.id };
+    },
+    'datasets.delete': (p) => {
+      store.deleteDataset(p.id);
+      return { deleted: p.id };
+    },
     'playground.generate': (p) => playground.generate(p, settings.get().device),
     'playground.stop': (p) => ({ stopped: playground.stop(p.requestId) }),
     'export.run': async (p) => {

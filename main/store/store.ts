@@ -13,6 +13,7 @@ import type {
   RunRecord,
   RunStatus,
 } from '../../shared/runs.js';
+import { UserError } from '../../shared/errors.js';
 import { openDatabase, storageError, type SqliteDatabase } from './database.js';
 import { defaultStudioHome } from './home.js';
 
@@ -245,6 +246,33 @@ export class Store {
       for (const id of orphans) mark.run('the app stopped while this run was training; resume continues from its last checkpoint', now(), id);
       return orphans;
     });
+  }
+
+  /** Forgets a model; refused while runs or adapters refer to it (they would lose what they were trained on). */
+  deleteModel(id: number): void {
+    this.write(() => {
+      const runs = (this.db.prepare('SELECT id FROM runs WHERE model_id = ? ORDER BY id').all(id) as Row[]).map((r) => r.id);
+      const adapters = (this.db.prepare('SELECT id FROM adapters WHERE base_model_id = ? ORDER BY id').all(id) as Row[]).map((r) => r.id);
+      if (runs.length || adapters.length) {
+        const users = [runs.length ? `runs ${runs.join(', ')}` : '', adapters.length ? `adapters ${adapters.join(', ')}` : ''].filter(Boolean).join(' and ');
+        throw new UserError(`model ${id} is the base of ${users}: delete those first`);
+      }
+      this.db.prepare('DELETE FROM models WHERE id = ?').run(id);
+    });
+  }
+
+  /** Forgets a dataset; refused while runs refer to it. */
+  deleteDataset(id: number): void {
+    this.write(() => {
+      const runs = (this.db.prepare('SELECT id FROM runs WHERE dataset_id = ? ORDER BY id').all(id) as Row[]).map((r) => r.id);
+      if (runs.length) throw new UserError(`dataset ${id} was trained on by runs ${runs.join(', ')}: delete those first`);
+      this.db.prepare('DELETE FROM datasets WHERE id = ?').run(id);
+    });
+  }
+
+  /** Forgets an adapter and its exports; adapters continued from it keep their record, without the link. */
+  deleteAdapter(id: number): void {
+    this.write(() => this.db.prepare('DELETE FROM adapters WHERE id = ?').run(id));
   }
 
   deleteRun(id: number): void {

@@ -106,6 +106,31 @@ describe('migrations', () => {
   });
 });
 
+describe('deleting from the library', () => {
+  it('refuses to forget a model or dataset that runs or adapters refer to, and forgets an adapter without its descendants', () => {
+    const home = tempHome();
+    const old = openDatabase(home);
+    seedVersion1(old);
+    old.prepare(`INSERT INTO datasets (source, location, format, sha256, stats, added_at) VALUES ('local', '/d.jsonl', 'text', 'abc', '{}', 'now')`).run();
+    old.prepare('UPDATE runs SET dataset_id = 1').run();
+    old.prepare(`INSERT INTO adapters (run_id, parent_adapter_id, folder, method, base_model_id, metrics, created_at) VALUES (1, 1, '/out/b', 'lora', 1, '{}', 'now')`).run();
+    old.prepare(`INSERT INTO exports (adapter_id, format, destination, created_at) VALUES (1, 'peft', '/x', 'now')`).run();
+    old.close();
+    const store = Store.open(home);
+    expect(() => store.deleteModel(1)).toThrow(new UserError('model 1 is the base of runs 1 and adapters 1, 2: delete those first'));
+    expect(() => store.deleteDataset(1)).toThrow(new UserError('dataset 1 was trained on by runs 1: delete those first'));
+    store.deleteAdapter(1);
+    expect(store.adapters()).toEqual([expect.objectContaining({ id: 2, parentAdapterId: null })]);
+    expect(store.exports(1)).toEqual([]);
+    store.deleteRun(1);
+    store.deleteAdapter(2);
+    store.deleteDataset(1);
+    store.deleteModel(1);
+    expect([store.models(), store.datasets(), store.runs()]).toEqual([[], [], []]);
+    store.close();
+  });
+});
+
 describe('metrics of a 10,000-step run', () => {
   // A noisy decaying curve, as a long run has.
   const lossAt = (step: number) => 2 + 3 / Math.sqrt(step) + 0.1 * Math.sin(step * 12.9898);
