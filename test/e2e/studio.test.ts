@@ -184,7 +184,8 @@ describe('the studio in a browser', () => {
     await page.getByLabel('Message').fill('Tell me everything.');
     await page.getByRole('button', { name: 'Send' }).click();
     await page.getByRole('button', { name: 'Stop' }).click();
-    await expect.poll(() => page.getByText(/\(cancelled\)/).count(), { timeout: 60_000 }).toBe(2);
+    await expect.poll(() => page.getByText(/\(cancelled\)/).count(), { timeout: 60_000 }).toBeGreaterThan(0);
+    await expect.poll(() => page.getByRole('button', { name: 'Send' }).isEnabled()).toBe(true);
 
     // Export: the PEFT folder lands where asked.
     const destination = path.join(home, 'exported-adapter');
@@ -239,6 +240,8 @@ describe('the studio in a browser', () => {
     await page.getByLabel('Theme').selectOption('dark');
     await expect.poll(() => page.evaluate(() => document.documentElement.dataset.theme)).toBe('dark');
     await page.getByLabel('Theme').selectOption('system');
+    // Headless Chromium prefers light: 'system' resolves to it.
+    await expect.poll(() => page.evaluate(() => document.documentElement.dataset.theme)).toBe('light');
     await expect.poll(() => page.getByRole('status').textContent()).toBe('Theme saved.');
     await page.close();
   });
