@@ -177,7 +177,7 @@ describe('the studio in a browser', () => {
     }
     await screenshot(page, 'playground');
 
-    // A long answer stops on request (hot, seeded sampling: no early end of text).
+    // A long answer stops on request (hot sampling rarely ends a reply early; one side may).
     await page.getByRole('button', { name: 'New conversation' }).click();
     await page.getByLabel('Max new tokens').fill('4000');
     await page.getByLabel('Temperature (0 = greedy)').fill('5');
@@ -185,7 +185,7 @@ describe('the studio in a browser', () => {
     await page.getByRole('button', { name: 'Send' }).click();
     await page.getByRole('button', { name: 'Stop' }).click();
     await expect.poll(() => page.getByText(/\(cancelled\)/).count(), { timeout: 60_000 }).toBeGreaterThan(0);
-    await expect.poll(() => page.getByRole('button', { name: 'Send' }).isEnabled()).toBe(true);
+    await expect.poll(() => page.getByRole('button', { name: 'Stop' }).isDisabled()).toBe(true);
 
     // Export: the PEFT folder lands where asked.
     const destination = path.join(home, 'exported-adapter');
