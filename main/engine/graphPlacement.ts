@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { ExecutionDevice } from '../../shared/training.js';
 import type { ModelFolder } from '../model/modelFolder.js';
 import type { TensorEntry } from '../model/safetensors.js';
+import { isProcessAlive } from '../util/process.js';
 import { createSession, type DeviceResidentOutputs, type Session, type SessionTuning } from './runtime.js';
 
 export interface GraphPlacement {
@@ -29,6 +30,16 @@ function writable(dir: string): boolean {
 }
 
 const linksElsewhere = (folder: ModelFolder) => [...new Set([...folder.tensors.values()].map((e) => e.file))].some((file) => fs.lstatSync(file).isSymbolicLink());
+
+const GRAPH_FILE = /^\.peft-studio-(\d+)-.*\.onnx$/;
+
+/** Graph files an engine process left when it was killed between writing and deleting them. */
+function removeOrphanedGraphs(dir: string): void {
+  for (const name of fs.readdirSync(dir)) {
+    const owner = GRAPH_FILE.exec(name);
+    if (owner && !isProcessAlive(Number(owner[1]))) fs.rmSync(path.join(dir, name), { force: true });
+  }
+}
 
 export function placeGraphs(folder: ModelFolder, placement: 'auto' | 'temp'): GraphPlacement {
   // The prefix keeps concurrent runs on the same model folder apart.
@@ -57,6 +68,7 @@ export function placeGraphs(folder: ModelFolder, placement: 'auto' | 'temp'): Gr
     };
     cleanup = () => fs.rmSync(temp, { recursive: true, force: true });
   }
+  if (dir === folder.dir) removeOrphanedGraphs(dir);
   return {
     location,
     cleanup,

@@ -10,6 +10,7 @@ import type { EngineEvent, TrainJob } from '../../shared/training.js';
 import { EngineExitError, runEngine, type EngineRun } from '../engine/host.js';
 import type { Store } from '../store/store.js';
 import { DEMO_MODEL_DIR } from '../demo.js';
+import { isProcessAlive } from '../util/process.js';
 import { describeModelFolder } from './modelRecord.js';
 
 export interface RunManagerOptions {
@@ -22,14 +23,6 @@ export interface RunManagerOptions {
 // The kernel's out-of-memory killer sends SIGKILL, and so does nothing else on its own: say what it likely was.
 const OOM_HINT = 'unless someone stopped it, the system ran out of memory: lower the batch size or sequence length, or turn gradient checkpointing on';
 
-export function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** One run being executed by this process: its engine, and what is waiting to be written. */
 interface ActiveRun {

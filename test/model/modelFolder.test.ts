@@ -1,4 +1,5 @@
 // Model folders as Hugging Face writes them: sharded checkpoints, half-precision weights, and what is wrong with them.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -141,6 +142,20 @@ describe('model folders', () => {
     }
     expect(fs.readdirSync(source).filter((f) => f.endsWith('.onnx'))).toEqual([]);
     expect(linkFolders()).toBe(before);
+  });
+
+  it('remove graph files an engine killed mid-load left in the model folder, and only those', async () => {
+    const dir = path.join(path.dirname(source), 'orphaned-graphs');
+    fs.cpSync(source, dir, { recursive: true });
+    // A process that has exited: its pid names no one now.
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+    const orphan = path.join(dir, `.peft-studio-${gone}-abc-layer_0.onnx`);
+    const live = path.join(dir, `.peft-studio-${process.pid}-abc-layer_0.onnx`);
+    for (const file of [orphan, live]) fs.writeFileSync(file, 'partial graph');
+    const model = await openTrainable(openModelFolder(dir), settings);
+    await model.close();
+    expect(fs.existsSync(orphan)).toBe(false);
+    expect(fs.existsSync(live)).toBe(true);
   });
 });
 

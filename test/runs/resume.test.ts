@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../main/store/database.js';
-import { isProcessAlive } from '../../main/runs/runManager.js';
+import { isProcessAlive } from '../../main/util/process.js';
 import { Store } from '../../main/store/store.js';
 import { CLI, lastJson, runCli } from '../support/cli.js';
 
