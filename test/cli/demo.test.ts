@@ -16,7 +16,8 @@ let result: CliResult;
 beforeAll(() => {
   work = tempDir('demo');
   out = path.join(work, 'demo');
-  result = cli(['demo', '--out', out, '--steps', '20', '--device', 'cpu', '--json']);
+  // The default settings, as users run them: the test checks the change they would see.
+  result = cli(['demo', '--out', out, '--device', 'cpu', '--json']);
 });
 
 describe('demo', () => {
@@ -38,7 +39,19 @@ describe('demo', () => {
     const held = fs.readFileSync(path.join(out, 'data/held-out.jsonl'), 'utf8');
     const train = fs.readFileSync(path.join(out, 'data/train.jsonl'), 'utf8').split('\n');
     expect(held.split('\n').filter((row) => row && train.includes(row))).toEqual([]);
-    expect(report.heldOutLoss.adapter).toBeLessThan(report.heldOutLoss.base);
+    expect(report.heldOutLoss.adapter).toBeLessThan(report.heldOutLoss.base - 0.5);
+  });
+
+  it('changes what the model answers: the base is a generic assistant, the adapter answers as the Northwind support bot', () => {
+    const report = lastJson(result.stdout);
+    // Northwind-like: names the shop, or opens as the expected held-out answer does.
+    const openingWords = (text: string) => text.toLowerCase().split(/\s+/).slice(0, 3).join(' ');
+    const northwindLike = (answer: string, expected: string) => /northwind/i.test(answer) || openingWords(answer) === openingWords(expected);
+    const changed = report.comparisons.filter((c: { base: string; adapter: string; expected: string }) => northwindLike(c.adapter, c.expected) && !northwindLike(c.base, c.expected));
+    expect(report.comparisons).toHaveLength(3);
+    expect(changed.length, JSON.stringify(report.comparisons, null, 2)).toBeGreaterThanOrEqual(2);
+    // The base model was never told about the shop.
+    for (const c of report.comparisons) expect(c.base).not.toMatch(/northwind/i);
   });
 
   it('prints both answers side by side and what it wrote, and records the run when given a studio folder', () => {
