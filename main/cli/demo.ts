@@ -2,6 +2,7 @@
 // held out, answers the held-out prompts as the base model and with the adapter, measures both on the held-out rows,
 // and exports the adapter (PEFT folder, llama.cpp LoRA GGUF + Ollama Modelfile). Progress goes to stderr; stdout
 // gets the report (with --json, one JSON object).
+import { DEMO_RECIPE } from '../../shared/demo.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
@@ -32,12 +33,8 @@ const DEMO_ENTRIES = new Set(['data', 'adapter', 'gguf']);
 
 /** The demo rows are plain text: detected, every token trained. */
 const DEMO_DATA: DataSettings = { format: null, columns: {}, trainOn: 'completion', pack: false, skipBadRows: false };
-const ALL_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-/** The demo model is tiny (1M parameters, pretrained on a small generic corpus): it moves with a larger step than a real
- * model's 2e-4. Higher rates or more steps memorise the training rows and garble the held-out answers. */
-const DEMO_LEARNING_RATE = 3e-3;
 /** Training steps when --steps is not given: about 25 s on a 2-core VM, well under a minute on a laptop CPU. */
-const DEMO_STEPS = 200;
+const DEMO_STEPS = DEMO_RECIPE.steps;
 /** Greedy answers, one line long, the same settings for the base model and the adapter. */
 const ANSWER_SAMPLING: GenerateOptions = { maxNewTokens: 40, temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1.1, seed: 0, stop: ['\n'], ignoreEos: false, adapterScale: 1 };
 
@@ -76,15 +73,14 @@ function demoJob(trainFile: string, adapterDir: string, steps: number, device: T
     dataFile: trainFile,
     data: DEMO_DATA,
     outDir: adapterDir,
-    // Every projection takes part: the new greetings and identity have to reach the frozen lm_head.
-    lora: { rank: 8, alpha: 16, dropout: 0, targets: ALL_TARGETS, useRslora: false },
+    lora: { rank: DEMO_RECIPE.rank, alpha: DEMO_RECIPE.alpha, dropout: 0, targets: [...DEMO_RECIPE.targets], useRslora: false },
     promptTuning: { numVirtualTokens: 20, init: 'random', initText: null },
-    optimizer: { name: 'adamw', learningRate: DEMO_LEARNING_RATE, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0, scheduler: 'constant', warmupSteps: 0, maxGradNorm: 1 },
+    optimizer: { name: 'adamw', learningRate: DEMO_RECIPE.learningRate, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0, scheduler: 'constant', warmupSteps: 0, maxGradNorm: 1 },
     steps,
     epochs: 1,
-    batchSize: 8,
+    batchSize: DEMO_RECIPE.batchSize,
     gradAccum: 1,
-    maxSeqLen: 256,
+    maxSeqLen: DEMO_RECIPE.maxSeqLen,
     seed: 0,
     shuffle: true,
     gradientCheckpointing: true,

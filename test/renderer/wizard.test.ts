@@ -1,4 +1,5 @@
 // The wizard's rules without a browser: step gates, presets, and the TrainJob the form becomes.
+import { DEMO_RECIPE } from '../../shared/demo.js';
 import { describe, expect, it } from 'vitest';
 import type { DatasetInspection, ModelInspection } from '../../shared/api.js';
 import {
@@ -105,6 +106,11 @@ describe('presets', () => {
     expect(presetSettings('balanced', 'prompt-tuning').learningRate).toBeGreaterThan(presetSettings('balanced', 'lora').learningRate * 10);
   });
 
+  it('use the demo\'s own recipe for Quick on the demo model, the same one `peft-studio demo` trains with', () => {
+    expect(applyPreset(initialForm(), 'quick')).toMatchObject({ steps: DEMO_RECIPE.steps, learningRate: DEMO_RECIPE.learningRate, rank: DEMO_RECIPE.rank, targets: [...DEMO_RECIPE.targets] });
+    expect(applyPreset({ ...initialForm(), modelSource: 'local', modelFolder: '/m' }, 'quick')).toMatchObject({ steps: 60, targets: ['q_proj', 'v_proj'] });
+  });
+
   it('replace only the settings they own', () => {
     const form = applyPreset({ ...initialForm(), modelSource: 'local', modelFolder: '/m', gradientCheckpointing: false }, 'thorough');
     expect(form).toMatchObject({ preset: 'thorough', modelSource: 'local', modelFolder: '/m', gradientCheckpointing: false, rank: 32 });
@@ -138,8 +144,9 @@ describe('the TrainJob', () => {
   it('copies the targets so later form edits do not change a started job', () => {
     const form = initialForm();
     const job = toTrainJob(form, { modelDir: '/m', dataFile: '/d', outDir: '/o' });
-    form.targets.push('down_proj');
-    expect(job.lora.targets).toEqual(['q_proj', 'v_proj']);
+    const targets = [...form.targets];
+    form.targets.pop();
+    expect(job.lora.targets).toEqual(targets);
     expect(fitConfig(form, '/m').lora.targets).not.toBe(form.targets);
   });
 

@@ -1,5 +1,6 @@
 // The new fine-tune wizard without its screens: the steps, what each needs before the next, the presets, and the
 // TrainJob the finished form becomes. Plain TypeScript so every rule is unit-tested.
+import { DEMO_RECIPE } from '../../../shared/demo.js';
 import type { DatasetInspection, FitConfig, MemoryFit, ModelInspection } from '../../../shared/api.js';
 import type { AdapterMethod, DataSettings, DeviceChoice, TrainJob } from '../../../shared/training.js';
 
@@ -67,16 +68,20 @@ export type PresetSettings = Pick<
 >;
 
 export const PRESET_DESCRIPTIONS: Record<PresetName, string> = {
-  quick: 'A short run to see the effect: 60 steps, a small adapter, short rows. Under a minute on the demo.',
+  quick: 'A short run to see the effect: 60 steps, a small adapter, short rows. On the built-in demo, the demo\'s own recipe: under a minute.',
   balanced: 'Two passes over the data with the usual adapter size. A good first real run.',
   thorough: 'Four passes, a larger adapter on every projection and longer rows. Slower, and needs more memory.',
 };
 
-export function presetSettings(preset: PresetName, method: AdapterMethod): PresetSettings {
+export function presetSettings(preset: PresetName, method: AdapterMethod, onDemoModel = false): PresetSettings {
   // Soft prompts need far larger steps than LoRA weights (PEFT's examples use 3e-2).
   const promptTuning = method === 'prompt-tuning';
   switch (preset) {
     case 'quick':
+      if (onDemoModel && !promptTuning) {
+        const { steps, learningRate, rank, alpha, targets, maxSeqLen, batchSize } = DEMO_RECIPE;
+        return { budget: 'steps', steps, epochs: 1, learningRate, rank, alpha, targets: [...targets], numVirtualTokens: 10, maxSeqLen, batchSize, gradAccum: 1, evalSplit: 0.1 };
+      }
       return { budget: 'steps', steps: 60, epochs: 1, learningRate: promptTuning ? 3e-2 : 1e-3, rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'], numVirtualTokens: 10, maxSeqLen: 256, batchSize: 4, gradAccum: 1, evalSplit: 0.1 };
     case 'balanced':
       return { budget: 'epochs', steps: 200, epochs: 2, learningRate: promptTuning ? 3e-2 : 2e-4, rank: 16, alpha: 32, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], numVirtualTokens: 20, maxSeqLen: 512, batchSize: 4, gradAccum: 2, evalSplit: 0.1 };
@@ -86,7 +91,7 @@ export function presetSettings(preset: PresetName, method: AdapterMethod): Prese
 }
 
 export function applyPreset(form: WizardForm, preset: PresetName): WizardForm {
-  return { ...form, ...presetSettings(preset, form.method), preset };
+  return { ...form, ...presetSettings(preset, form.method, form.modelSource === 'demo'), preset };
 }
 
 export function initialForm(): WizardForm {
@@ -99,7 +104,7 @@ export function initialForm(): WizardForm {
     skipBadRows: false,
     method: 'lora',
     preset: 'quick',
-    ...presetSettings('quick', 'lora'),
+    ...presetSettings('quick', 'lora', true),
     gradientCheckpointing: true,
     device: 'auto',
   };

@@ -71,6 +71,8 @@ export class WizardState {
   /** A different model invalidates everything learned from the old one (the token preview uses its tokenizer). */
   modelChanged(): void {
     this.facts = { modelDir: null, model: null, dataFile: this.facts.dataFile, dataset: null, fit: null };
+    // The Quick preset differs on the demo model (its own recipe).
+    if (this.form.preset !== 'custom') this.choosePreset(this.form.preset);
     if (this.form.modelSource === 'demo') void this.checkModel();
   }
 
