@@ -184,6 +184,8 @@ export const PARAMS = {
     theme: themeSchema.optional(),
     /** Kept by the main process only; null forgets it. Never sent back: settings say only hasToken. */
     hfToken: z.string().trim().min(1).nullable().optional(),
+    /** The storage folder from the next start on (its own database, runs and adapters); null: the platform's default. */
+    storageFolder: path.nullable().optional(),
   }),
 } as const;
 
@@ -304,6 +306,14 @@ export interface StudioSettings {
   device: DeviceChoice;
   theme: Theme;
   hasToken: boolean;
+  /** The folder this session keeps its database, runs and adapters in. */
+  storageFolder: string;
+  /**
+   * The folder the app opens from its next start: the one chosen in Settings, else the platform's default
+   * (PEFT_STUDIO_HOME and `serve --home` still win).
+   */
+  chosenStorageFolder: string | null;
+  defaultStorageFolder: string;
 }
 
 interface StudioResults {

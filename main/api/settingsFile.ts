@@ -6,6 +6,7 @@ import type { StudioSettings, Theme } from '../../shared/api.js';
 import type { DeviceChoice } from '../../shared/training.js';
 import { UserError } from '../../shared/errors.js';
 import { writeFileAtomic } from '../util/atomicWrite.js';
+import { chooseStudioHome, chosenStudioHome, platformDataDir, type HomeEnvironment } from '../store/home.js';
 import type { TokenVault } from './tokenVault.js';
 
 interface StoredSettings {
@@ -19,8 +20,9 @@ export class SettingsFile {
   private readonly settingsPath: string;
 
   constructor(
-    home: string,
+    private readonly home: string,
     private readonly vault: TokenVault,
+    private readonly where: HomeEnvironment,
   ) {
     this.settingsPath = path.join(home, 'settings.json');
   }
@@ -40,13 +42,20 @@ export class SettingsFile {
   }
 
   get(): StudioSettings {
-    return { ...this.stored(), hasToken: this.hfToken() !== undefined };
+    return {
+      ...this.stored(),
+      hasToken: this.hfToken() !== undefined,
+      storageFolder: this.home,
+      chosenStorageFolder: chosenStudioHome(this.where),
+      defaultStorageFolder: platformDataDir(this.where),
+    };
   }
 
-  set(change: { device?: DeviceChoice; theme?: Theme; hfToken?: string | null }): StudioSettings {
-    const { hfToken, ...rest } = change;
+  set(change: { device?: DeviceChoice; theme?: Theme; hfToken?: string | null; storageFolder?: string | null }): StudioSettings {
+    const { hfToken, storageFolder, ...rest } = change;
     writeFileAtomic(this.settingsPath, `${JSON.stringify({ ...this.stored(), ...rest }, null, 2)}\n`);
     if (hfToken !== undefined) this.vault.write(hfToken);
+    if (storageFolder !== undefined) chooseStudioHome(storageFolder, this.where);
     return this.get();
   }
 }

@@ -22,6 +22,7 @@ import { exportInWorker } from './exportAdapter.js';
 import { planFit } from './memoryFit.js';
 import { inspectModel } from './modelInspection.js';
 import { PlaygroundSessions } from './playgroundSessions.js';
+import type { HomeEnvironment } from '../store/home.js';
 import { SettingsFile } from './settingsFile.js';
 import { memoryTokenVault, type TokenVault } from './tokenVault.js';
 
@@ -32,11 +33,12 @@ export interface StudioApiOptions {
   home: string;
   /** Start queued runs by themselves (default true); tests of the queue itself may turn it off. */
   autoStart?: boolean;
-  /** Hub access for models.inspect / models.download; default: the environment plus the token set in settings. */
   /** Hub access for the given token (the one set in settings, else the environment's); default: the environment's Hub. */
   hub?: (token: string | undefined) => HubAccess;
   /** Where a token entered in the studio is kept; default: memory (browser mode). */
   tokenVault?: TokenVault;
+  /** Where the chosen storage folder is recorded; default: this process's environment and platform. */
+  homeEnvironment?: HomeEnvironment;
 }
 
 export interface StudioService extends StudioApi {
@@ -51,7 +53,7 @@ type Handlers = { [M in MethodName]: (params: Extract<CheckedCall, { method: M }
 export function createStudioApi(options: StudioApiOptions): StudioService {
   const store = Store.open(options.home);
   const manager = new RunManager(store, { autoStart: options.autoStart ?? true });
-  const settings = new SettingsFile(store.home, options.tokenVault ?? memoryTokenVault());
+  const settings = new SettingsFile(store.home, options.tokenVault ?? memoryTokenVault(), options.homeEnvironment ?? { env: process.env, platform: process.platform });
   const hubFor = options.hub ?? ((token: string | undefined) => hubAccessFromEnv(process.env, token));
   const hub = () => hubFor(settings.hfToken() ?? tokenFromEnv());
   const listeners = new Set<(event: StudioEvent) => void>();

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StudioEvent } from '../../shared/api.js';
 import type { createStudioApi as CreateStudioApi, StudioService } from '../../main/api/studioApi.js';
+import { defaultStudioHome } from '../../main/store/home.js';
 import { ROOT } from '../support/cli.js';
 import { DEMO_DATA, DEMO_MODEL, demoJob } from './jobs.js';
 
@@ -18,7 +19,8 @@ let api: StudioService;
 const events: StudioEvent[] = [];
 beforeAll(() => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'studio-api-'));
-  api = createStudioApi({ home: path.join(root, 'home') });
+  // The chosen storage folder is recorded under XDG_DATA_HOME: a temp one, not this machine's.
+  api = createStudioApi({ home: path.join(root, 'home'), homeEnvironment: { env: { XDG_DATA_HOME: path.join(root, 'data') }, platform: 'linux' } });
   api.subscribe((event) => events.push(event));
 });
 afterAll(async () => {
@@ -43,9 +45,21 @@ describe('the studio API', () => {
     const devices = await api.call('devices.list', {});
     expect(devices[0]).toMatchObject({ device: 'cpu', memoryBytes: os.totalmem() });
     expect(await api.call('demo.paths', {})).toEqual({ modelDir: DEMO_MODEL, dataFile: DEMO_DATA });
-    expect(await api.call('settings.get', {})).toEqual({ device: 'auto', theme: 'system', hasToken: false });
+    const folders = { storageFolder: path.join(root, 'home'), chosenStorageFolder: null, defaultStorageFolder: path.join(root, 'data', 'peft-studio') };
+    expect(await api.call('settings.get', {})).toEqual({ device: 'auto', theme: 'system', hasToken: false, ...folders });
     // The token stays set while the other tests run: the last one looks for it in every file the studio wrote.
-    expect(await api.call('settings.set', { theme: 'dark', hfToken: TOKEN })).toEqual({ device: 'auto', theme: 'dark', hasToken: true });
+    expect(await api.call('settings.set', { theme: 'dark', hfToken: TOKEN })).toEqual({ device: 'auto', theme: 'dark', hasToken: true, ...folders });
+    // Another storage folder takes effect at the next start; this session stays where it is.
+    const elsewhere = path.join(root, 'elsewhere');
+    expect(await api.call('settings.set', { storageFolder: elsewhere })).toMatchObject({ storageFolder: folders.storageFolder, chosenStorageFolder: elsewhere });
+    expect(fs.existsSync(elsewhere)).toBe(true);
+    expect(defaultStudioHome({ env: { XDG_DATA_HOME: path.join(root, 'data') }, platform: 'linux' })).toBe(elsewhere);
+    expect(defaultStudioHome({ env: { XDG_DATA_HOME: path.join(root, 'data'), PEFT_STUDIO_HOME: '/env/home' }, platform: 'linux' })).toBe('/env/home');
+    const underFile = path.join(root, 'a-file', 'studio');
+    fs.writeFileSync(path.join(root, 'a-file'), 'not a folder');
+    await expect(api.call('settings.set', { storageFolder: underFile })).rejects.toThrow(`${underFile}: cannot be the storage folder (ENOTDIR); choose a folder you can write to`);
+    expect(await api.call('settings.set', { storageFolder: null })).toMatchObject({ chosenStorageFolder: null });
+    expect(defaultStudioHome({ env: { XDG_DATA_HOME: path.join(root, 'data') }, platform: 'linux' })).toBe(folders.defaultStorageFolder);
     expect(JSON.stringify(await api.call('settings.get', {}))).not.toContain(TOKEN);
     await expect(api.call('runs.get', { id: 99 })).rejects.toThrow('run 99: no such run');
     await expect(api.dispatch('runs.get', { id: 'x' })).rejects.toMatchObject({ name: 'ApiError' });
@@ -167,6 +181,6 @@ describe('the studio API', () => {
     expect(files.some((f) => f.endsWith('settings.json'))).toBe(true);
     for (const file of files) expect(fs.readFileSync(file).includes(TOKEN), file).toBe(false);
     expect((await api.call('settings.get', {})).hasToken).toBe(true);
-    expect(await api.call('settings.set', { hfToken: null })).toEqual({ device: 'auto', theme: 'dark', hasToken: false });
+    expect(await api.call('settings.set', { hfToken: null })).toMatchObject({ device: 'auto', theme: 'dark', hasToken: false });
   });
 });

@@ -82,7 +82,8 @@ beforeAll(async () => {
   hub.addToken(HUB_TOKEN, { user: 'alice', role: 'write' });
   hub.addRepo('model', 'TestOrg/demo-base', { 'config.json': '{}' }, { cardData: { license: 'apache-2.0' } });
   const { HF_TOKEN: _token, HF_TOKEN_PATH: _tokenPath, ...env } = process.env;
-  studioUrl = await startServe({ ...env, HF_ENDPOINT: hub.url, HF_HOME: path.join(home, 'hf-home') });
+  // XDG_DATA_HOME: a storage folder chosen in Settings is recorded there, not in this machine's data folder.
+  studioUrl = await startServe({ ...env, HF_ENDPOINT: hub.url, HF_HOME: path.join(home, 'hf-home'), XDG_DATA_HOME: path.join(home, 'xdg-data') });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 });
 
@@ -237,6 +238,13 @@ describe('the studio in a browser', () => {
     await page.getByRole('link', { name: 'Settings' }).click();
     await page.getByLabel('Theme').waitFor();
     await screenshot(page, 'settings');
+    const nextHome = path.join(home, 'next-home');
+    await page.getByLabel('Another storage folder').fill(nextHome);
+    await page.getByRole('button', { name: 'Use from the next start' }).click();
+    await expect.poll(() => page.getByTestId('storage-facts').textContent()).toContain(nextHome);
+    expect(fs.readFileSync(path.join(home, 'xdg-data', 'peft-studio', 'storage-folder.txt'), 'utf8')).toBe(`${nextHome}\n`);
+    await page.getByRole('button', { name: 'Back to the default' }).click();
+    await expect.poll(() => page.getByTestId('storage-facts').textContent()).toContain('(the default)');
     await page.getByLabel('Theme').selectOption('dark');
     await expect.poll(() => page.evaluate(() => document.documentElement.dataset.theme)).toBe('dark');
     await page.getByLabel('Theme').selectOption('system');
