@@ -2,26 +2,26 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { lastJson, runCli, type CliResult } from '../support/cli.js';
+import { lastJson, runCliAsync, type CliResult } from '../support/cli.js';
 import { tempDir } from '../support/engine.js';
 
 // Without PEFT_STUDIO_HOME the demo records nothing unless --home is given.
 const env = { ...process.env, PEFT_STUDIO_HOME: '' };
-const cli = (args: string[]) => runCli(args, { env });
+const cli = (args: string[]) => runCliAsync(args, { env });
 
 let work: string;
 let out: string;
 let result: CliResult;
 
-beforeAll(() => {
+beforeAll(async () => {
   work = tempDir('demo');
   out = path.join(work, 'demo');
   // The default settings, as users run them: the test checks the change they would see.
-  result = cli(['demo', '--out', out, '--device', 'cpu', '--json']);
+  result = await cli(['demo', '--out', out, '--device', 'cpu', '--json']);
 });
 
 describe('demo', () => {
-  it('trains, answers held-out prompts both ways, and exports the adapter', () => {
+  it('trains, answers held-out prompts both ways, and exports the adapter', async () => {
     expect(result.code, result.stderr).toBe(0);
     const report = lastJson(result.stdout);
     for (const file of ['adapter/adapter_config.json', 'adapter/adapter_model.safetensors', 'gguf/adapter.gguf', 'gguf/Modelfile', 'data/train.jsonl', 'data/held-out.jsonl']) {
@@ -42,7 +42,7 @@ describe('demo', () => {
     expect(report.heldOutLoss.adapter).toBeLessThan(report.heldOutLoss.base - 0.5);
   });
 
-  it('changes what the model answers: the base is a generic assistant, the adapter answers as the Northwind support bot', () => {
+  it('changes what the model answers: the base is a generic assistant, the adapter answers as the Northwind support bot', async () => {
     const report = lastJson(result.stdout);
     // Northwind-like: names the shop, or opens as the expected held-out answer does.
     const openingWords = (text: string) => text.toLowerCase().split(/\s+/).slice(0, 3).join(' ');
@@ -54,24 +54,24 @@ describe('demo', () => {
     for (const c of report.comparisons) expect(c.base).not.toMatch(/northwind/i);
   });
 
-  it('prints both answers side by side and what it wrote, and records the run when given a studio folder', () => {
+  it('prints both answers side by side and what it wrote, and records the run when given a studio folder', async () => {
     const home = path.join(work, 'home');
-    const rerun = cli(['demo', '--out', out, '--steps', '2', '--device', 'cpu', '--home', home]);
+    const rerun = await cli(['demo', '--out', out, '--steps', '2', '--device', 'cpu', '--home', home]);
     expect(rerun.code, rerun.stderr).toBe(0);
     expect(rerun.stdout).toContain('base model');
     expect(rerun.stdout).toContain('with the adapter');
     expect(rerun.stdout).toMatch(/held-out loss: base \d+\.\d+, adapter \d+\.\d+/);
     expect(rerun.stdout).toContain(path.join(out, 'gguf', 'Modelfile'));
-    const runs = lastJson(cli(['runs', 'list', '--home', home, '--json']).stdout);
+    const runs = lastJson((await cli(['runs', 'list', '--home', home, '--json'])).stdout);
     expect(runs).toHaveLength(1);
     expect(runs[0].status).toBe('completed');
   });
 
-  it('refuses an --out folder holding other files, before training', () => {
+  it('refuses an --out folder holding other files, before training', async () => {
     const busy = path.join(work, 'busy');
     fs.mkdirSync(busy);
     fs.writeFileSync(path.join(busy, 'notes.txt'), 'mine');
-    const refused = cli(['demo', '--out', busy]);
+    const refused = await cli(['demo', '--out', busy]);
     expect(refused.code).toBe(1);
     expect(refused.stderr.trim().split('\n')).toHaveLength(1);
     expect(refused.stderr).toMatch(/busy: the folder holds other files \(notes\.txt\)/);

@@ -11,7 +11,8 @@ import { openModelFolder } from '../../main/model/modelFolder.js';
 import { lastJson } from '../support/cli.js';
 import { randomLora, tempDir } from '../support/engine.js';
 import { startHubServer, type HubServer } from '../support/hubServer.js';
-import { byteRequests, cleanEnv, hubFor, runCliAsync, tinyModelFiles, UNNEEDED_MODEL_FILES } from './helpers.js';
+import { byteRequests, cleanEnv, hubFor, tinyModelFiles, UNNEEDED_MODEL_FILES } from './helpers.js';
+import { runCliAsync } from '../support/cli.js';
 
 const BASE = 'TestOrg/tiny-llama';
 const WRITE = 'hf_alice_cli_write_token';
@@ -41,7 +42,7 @@ beforeAll(async () => {
 afterAll(() => server.close());
 
 const envFor = (home: string, extra: Record<string, string> = {}) => cleanEnv({ HF_ENDPOINT: server.url, HF_HOME: home, ...extra });
-const hub = (args: string[], env: NodeJS.ProcessEnv) => runCliAsync(['hub', ...args], env);
+const hub = (args: string[], env: NodeJS.ProcessEnv) => runCliAsync(['hub', ...args], { env });
 
 describe('peft-studio hub download', () => {
   let home: string;

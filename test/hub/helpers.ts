@@ -1,11 +1,9 @@
 // Shared set-up for the Hub tests: a tiny real model served by the loopback Hub, and access pointed at it.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { hubFetch } from '../../main/hub/errors.js';
 import type { HubAccess } from '../../main/hub/access.js';
 import { createTinyModel, type TinyModelOptions } from '../../main/model/tinyModel.js';
-import { CLI, type CliResult } from '../support/cli.js';
 import { tempDir } from '../support/engine.js';
 import type { HubServer } from '../support/hubServer.js';
 
@@ -33,21 +31,6 @@ export function byteRequests(server: HubServer) {
   return server.requests.filter((r) => r.path.includes('/resolve/') || r.path.startsWith('/cdn/'));
 }
 
-/**
- * Runs the built CLI without blocking this process (the loopback Hub answers from this event loop, so the
- * spawnSync of test/support/cli.ts would deadlock).
- */
-export function runCliAsync(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** An environment with no trace of the developer's own Hugging Face setup. */
 export function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {

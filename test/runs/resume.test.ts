@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../main/store/database.js';
 import { isProcessAlive } from '../../main/util/process.js';
 import { Store } from '../../main/store/store.js';
-import { CLI, lastJson, runCli } from '../support/cli.js';
+import { CLI, lastJson, runCliAsync } from '../support/cli.js';
 
 const STEPS = 60;
 const TRAIN = ['train', '--steps', String(STEPS), '--checkpoint-every', '10', '--keep-checkpoints', '3', '--device', 'cpu', '--seed', '7', '--lora-dropout', '0.1', '--json'];
@@ -71,9 +71,9 @@ const stepsPrinted = (stderr: string) => Number([...stderr.matchAll(/step (\d+)\
 describe('a recorded run', () => {
   let reference: number[];
 
-  beforeAll(() => {
+  beforeAll(async () => {
     const home = path.join(root, 'reference');
-    const result = runCli([...TRAIN, '--home', home, '--out', path.join(root, 'reference-adapter')]);
+    const result = await runCliAsync([...TRAIN, '--home', home, '--out', path.join(root, 'reference-adapter')]);
     expect(result.code, result.stderr).toBe(0);
     expect(lastJson(result.stdout)).toMatchObject({ id: 1, status: 'completed', step: STEPS });
     reference = losses(home);
@@ -85,7 +85,8 @@ describe('a recorded run', () => {
     // Progress lines are only printed without --json.
     const run = startCli([...TRAIN.filter((a) => a !== '--json'), '--home', home, '--out', path.join(root, 'concurrent-adapter')]);
     const seen: { status: string; rows: number }[] = [];
-    await until('the database', () => fs.existsSync(path.join(home, 'studio.db')) && recordedRun(home));
+    // The run is in the database once the CLI says so (the file exists a moment before its tables).
+    await until('the run to be recorded', () => /run 1 recorded in/.test(run.stderr()));
     // A second connection reads while the run manager writes: WAL readers never wait for the writer.
     while (run.child.exitCode === null) {
       const db = openDatabase(home, { readonly: true });
@@ -120,11 +121,11 @@ describe('a recorded run', () => {
     expect(killedAt).toBeLessThan(STEPS);
     expect(recordedRun(home)).toMatchObject({ status: 'interrupted', workerPid: null });
 
-    const resumed = runCli(['runs', 'resume', '1', '--home', home, '--json']);
+    const resumed = await runCliAsync(['runs', 'resume', '1', '--home', home, '--json']);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(lastJson(resumed.stdout)).toMatchObject({ id: 1, status: 'completed', step: STEPS });
     expect(losses(home)).toEqual(reference);
-    const shown = runCli(['runs', 'show', '1', '--home', home, '--json']);
+    const shown = await runCliAsync(['runs', 'show', '1', '--home', home, '--json']);
     expect(lastJson(shown.stdout).log.join('\n')).toMatch(/resumed from .*step-000000[1-5]0 \(step [1-5]0 of 60\)/);
   });
 
@@ -140,7 +141,7 @@ describe('a recorded run', () => {
     expect(stepsPrinted(run.stderr())).toBeLessThan(STEPS);
 
     // Reopening the store finds the run's process gone.
-    const listed = runCli(['runs', 'list', '--home', home, '--json']);
+    const listed = await runCliAsync(['runs', 'list', '--home', home, '--json']);
     expect(lastJson(listed.stdout)[0]).toMatchObject({ id: 1, status: 'interrupted', error: expect.stringMatching(/resume continues from its last checkpoint/) });
 
     const checkpoints = path.join(home, 'runs', '1', 'checkpoints');
@@ -150,7 +151,7 @@ describe('a recorded run', () => {
     bytes[bytes.length - 3] ^= 0x40;
     fs.writeFileSync(state, bytes);
 
-    const resumed = runCli(['runs', 'resume', '1', '--home', home]);
+    const resumed = await runCliAsync(['runs', 'resume', '1', '--home', home]);
     expect(resumed.code, resumed.stderr).toBe(0);
     const skippedStep = Number(newest.slice(5));
     expect(resumed.stderr).toContain(`skipping checkpoint ${path.join(checkpoints, newest)}: state.safetensors does not match its checksum`);
@@ -166,7 +167,7 @@ describe('a recorded run', () => {
     const home = path.join(root, 'paused');
     const run = startCli([...TRAIN.filter((a) => a !== '--json'), '--home', home, '--out', path.join(root, 'paused-adapter')]);
     await until('step 5', () => stepsPrinted(run.stderr()) >= 5);
-    const paused = runCli(['runs', 'pause', '1', '--home', home]);
+    const paused = await runCliAsync(['runs', 'pause', '1', '--home', home]);
     expect(paused.stdout).toBe('run 1: pause requested\n');
     expect(await run.exit, run.stderr()).toBe(0);
     const record = recordedRun(home)!;
@@ -174,7 +175,7 @@ describe('a recorded run', () => {
     expect(record.step).toBeLessThan(STEPS);
     expect(run.stderr()).toContain(`checkpoint of step ${record.step} written`);
 
-    const resumed = runCli(['runs', 'resume', '1', '--home', home, '--json']);
+    const resumed = await runCliAsync(['runs', 'resume', '1', '--home', home, '--json']);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(losses(home)).toEqual(reference);
   });

@@ -8,7 +8,7 @@ import type { RunEvent } from '../../shared/runs.js';
 import type { TrainJob } from '../../shared/training.js';
 import type * as Manager from '../../main/runs/runManager.js';
 import type * as Stores from '../../main/store/store.js';
-import { ROOT, runCli } from '../support/cli.js';
+import { ROOT, runCliAsync } from '../support/cli.js';
 
 // The built modules: the engine process is started from dist/main/engine/worker.js beside them.
 const { RunManager } = (await import(path.join(ROOT, 'dist/main/runs/runManager.js'))) as typeof Manager;
@@ -16,11 +16,11 @@ const { Store } = (await import(path.join(ROOT, 'dist/main/store/store.js'))) as
 
 let root: string;
 let job: TrainJob;
-beforeAll(() => {
+beforeAll(async () => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'studio-manager-'));
   // The job exactly as `train` builds it from its defaults (the demo model and data).
   const seedHome = path.join(root, 'seed');
-  const result = runCli(['train', '--steps', '1', '--device', 'cpu', '--home', seedHome, '--out', path.join(root, 'seed-adapter')]);
+  const result = await runCliAsync(['train', '--steps', '1', '--device', 'cpu', '--home', seedHome, '--out', path.join(root, 'seed-adapter')]);
   expect(result.code, result.stderr).toBe(0);
   const store = Store.open(seedHome);
   job = store.run(1)!.job;

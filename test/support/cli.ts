@@ -1,5 +1,5 @@
 // Runs the built peft-studio CLI as users do: a real process, its exit code, stdout and stderr.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -20,4 +20,20 @@ export function runCli(args: string[], options: { input?: string; env?: NodeJS.P
 /** With --json, the last line of stdout is the result. */
 export function lastJson(stdout: string) {
   return JSON.parse(stdout.trim().split('\n').at(-1)!);
+}
+
+/**
+ * The same without blocking this process: for long runs (a blocked test worker misses Vitest's RPC deadlines) and
+ * whenever this process must keep answering (a loopback Hub served from this event loop).
+ */
+export function runCliAsync(args: string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
 }
