@@ -6,12 +6,8 @@ import { Worker } from 'node:worker_threads';
 import type { CheckedParams } from '../../shared/api.js';
 import { UserError } from '../../shared/errors.js';
 import type { AdapterRecord } from '../../shared/runs.js';
-import { loadAdapter } from '../adapter/anyAdapter.js';
-import { ollamaModelfile, writeGgufLoraAdapter } from '../adapter/gguf.js';
+import { exportForOllama } from '../adapter/ollamaExport.js';
 import { mergeLoraAdapter } from '../adapter/merge.js';
-import { SampleRenderer } from '../data/render.js';
-import { openModelFolder } from '../model/modelFolder.js';
-import { writeFileAtomic } from '../util/atomicWrite.js';
 
 export interface ExportedFiles {
   path: string;
@@ -44,14 +40,8 @@ export function exportAdapter(adapter: AdapterRecord, baseModelDir: string, form
       mergeLoraAdapter({ modelDir: baseModelDir, adapterDir: adapter.folder, outDir: dir, maxShardBytes: 5e9 });
       return { path: dir, files: listFiles(dir) };
     case 'gguf': {
-      const folder = openModelFolder(baseModelDir);
-      const loaded = loadAdapter(adapter.folder, folder.spec);
-      if (loaded.kind !== 'lora') throw new UserError(`adapter ${adapter.id} is a prompt-tuning adapter: llama.cpp and Ollama load only LoRA adapters; export it as a PEFT folder instead`);
-      const gguf = path.join(dir, 'adapter.gguf');
-      writeGgufLoraAdapter(gguf, loaded.lora, folder.spec, folder.dir);
-      const template = SampleRenderer.forModel(folder.dir, { trainOn: 'all' }).chatTemplate?.text ?? null;
-      const modelfile = path.join(dir, 'Modelfile');
-      writeFileAtomic(modelfile, ollamaModelfile(folder.dir, gguf, template));
+      if (adapter.method !== 'lora') throw new UserError(`adapter ${adapter.id} is a prompt-tuning adapter: llama.cpp and Ollama load only LoRA adapters; export it as a PEFT folder instead`);
+      const { gguf, modelfile } = exportForOllama(baseModelDir, adapter.folder, path.join(dir, 'adapter.gguf'));
       return { path: gguf, files: [gguf, modelfile] };
     }
   }

@@ -8,8 +8,7 @@ import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
 import type { DataSettings, EvalResult, TrainJob } from '../../shared/training.js';
 import { loadAdapter } from '../adapter/anyAdapter.js';
-import { ollamaModelfile, writeGgufLoraAdapter } from '../adapter/gguf.js';
-import { SampleRenderer } from '../data/render.js';
+import { exportForOllama } from '../adapter/ollamaExport.js';
 import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
 import { runEngine } from '../engine/host.js';
 import { InferenceModel } from '../engine/inferenceModel.js';
@@ -128,18 +127,6 @@ async function compareAnswers(adapterDir: string, prompts: HeldOutPrompt[], devi
   }
 }
 
-function exportGguf(adapterDir: string, ggufDir: string): { gguf: string; modelfile: string } {
-  const folder = openModelFolder(DEMO_MODEL_DIR);
-  const adapter = loadAdapter(adapterDir, folder.spec);
-  if (adapter.kind !== 'lora') throw new Error('the demo trains a LoRA adapter');
-  fs.mkdirSync(ggufDir, { recursive: true });
-  const gguf = path.join(ggufDir, 'adapter.gguf');
-  writeGgufLoraAdapter(gguf, adapter.lora, folder.spec, folder.dir);
-  const modelfile = path.join(ggufDir, 'Modelfile');
-  const template = SampleRenderer.forModel(folder.dir, { trainOn: 'all' }).chatTemplate?.text ?? null;
-  writeFileAtomic(modelfile, ollamaModelfile(folder.dir, gguf, template));
-  return { gguf, modelfile };
-}
 
 /** Two columns, each answer wrapped to its width. */
 function sideBySide(left: string, right: string, width: number): string[] {
@@ -200,7 +187,7 @@ export const DEMO_COMMANDS: Record<string, Command> = {
       const loss = { base: await heldOutLoss(heldOutFile, null, device, asJson), adapter: await heldOutLoss(heldOutFile, adapterDir, device, asJson) };
       progress('answering held-out prompts');
       const comparisons = await compareAnswers(adapterDir, prompts, device);
-      const exported = exportGguf(adapterDir, path.join(out, 'gguf'));
+      const exported = exportForOllama(DEMO_MODEL_DIR, adapterDir, path.join(out, 'gguf', 'adapter.gguf'));
 
       if (asJson) {
         process.stdout.write(`${JSON.stringify({ out, steps, modelDir: DEMO_MODEL_DIR, trainFile, heldOutFile, adapterDir, ...exported, heldOutLoss: loss, comparisons })}\n`);

@@ -7,13 +7,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError } from '../../shared/errors.js';
 import type { AdapterMethod, EngineRequest, OptimizerName, SchedulerName, TrainJob } from '../../shared/training.js';
-import { loadAdapter } from '../adapter/anyAdapter.js';
 import { readAdapterConfig } from '../adapter/loraAdapter.js';
-import { ollamaModelfile, writeGgufLoraAdapter } from '../adapter/gguf.js';
+import { exportForOllama } from '../adapter/ollamaExport.js';
 import { mergeLoraAdapter } from '../adapter/merge.js';
-import { SampleRenderer } from '../data/render.js';
-import { openModelFolder } from '../model/modelFolder.js';
-import { writeFileAtomic } from '../util/atomicWrite.js';
 import { runEngine } from '../engine/host.js';
 import { planDefaultTraining } from '../engine/memoryPlan.js';
 import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
@@ -191,16 +187,7 @@ const COMMANDS: Record<string, Command> = {
       const recorded = readAdapterConfig(adapterDir).base_model_name_or_path;
       const modelDir = (values.model as string | undefined) ?? (typeof recorded === 'string' && fs.existsSync(recorded) ? recorded : undefined);
       if (!modelDir) throw new UsageError(`--model is required: the adapter's base_model_name_or_path (${JSON.stringify(recorded)}) is not a local folder`);
-      const folder = openModelFolder(modelDir);
-      const adapter = loadAdapter(adapterDir, folder.spec);
-      if (adapter.kind !== 'lora') {
-        throw new UserError('prompt-tuning adapters cannot be exported to GGUF: llama.cpp, Ollama and most serving tools (transformers\' load_adapter too) load only LoRA; PEFT\'s PeftModel.from_pretrained loads the adapter folder as it is');
-      }
-      const out = path.resolve(values.out as string);
-      writeGgufLoraAdapter(out, adapter.lora, folder.spec, folder.dir);
-      const template = SampleRenderer.forModel(folder.dir, { trainOn: 'all' }).chatTemplate?.text ?? null;
-      const modelfile = path.join(path.dirname(out), 'Modelfile');
-      writeFileAtomic(modelfile, ollamaModelfile(folder.dir, out, template));
+      const { gguf: out, modelfile } = exportForOllama(modelDir, adapterDir, values.out as string);
       process.stdout.write(values.json ? `${JSON.stringify({ gguf: out, modelfile })}\n` : `wrote ${out} and ${modelfile}\n`);
     },
   },

@@ -1,0 +1,25 @@
+// A LoRA adapter for llama.cpp and Ollama: the LoRA GGUF file, and beside it a Modelfile that names the base and
+// carries its chat template (a template mismatch is what makes exported adapters answer gibberish in Ollama).
+import fs from 'node:fs';
+import path from 'node:path';
+import { UserError } from '../../shared/errors.js';
+import { SampleRenderer } from '../data/render.js';
+import { openModelFolder } from '../model/modelFolder.js';
+import { writeFileAtomic } from '../util/atomicWrite.js';
+import { loadAdapter } from './anyAdapter.js';
+import { ollamaModelfile, writeGgufLoraAdapter } from './gguf.js';
+
+export function exportForOllama(modelDir: string, adapterDir: string, ggufFile: string): { gguf: string; modelfile: string } {
+  const folder = openModelFolder(modelDir);
+  const adapter = loadAdapter(adapterDir, folder.spec);
+  if (adapter.kind !== 'lora') {
+    throw new UserError('prompt-tuning adapters cannot be exported to GGUF: llama.cpp, Ollama and most serving tools (transformers\' load_adapter too) load only LoRA; PEFT\'s PeftModel.from_pretrained loads the adapter folder as it is');
+  }
+  const gguf = path.resolve(ggufFile);
+  fs.mkdirSync(path.dirname(gguf), { recursive: true });
+  writeGgufLoraAdapter(gguf, adapter.lora, folder.spec, folder.dir);
+  const template = SampleRenderer.forModel(folder.dir, { trainOn: 'all' }).chatTemplate?.text ?? null;
+  const modelfile = path.join(path.dirname(gguf), 'Modelfile');
+  writeFileAtomic(modelfile, ollamaModelfile(folder.dir, gguf, template));
+  return { gguf, modelfile };
+}
