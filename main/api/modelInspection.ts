@@ -5,12 +5,10 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ModelInspection } from '../../shared/api.js';
 import { UserError } from '../../shared/errors.js';
-import type { HubAccess } from '../hub/access.js';
+import { HUB_REPO_ID, type HubAccess } from '../hub/access.js';
 import { planDefaultTraining } from '../engine/memoryPlan.js';
 import { preflightModel } from '../hub/preflight.js';
 import { describeModelFolder } from '../runs/modelRecord.js';
-
-const HUB_ID = /^[\w.-]+\/[\w.-]+$/;
 
 export async function inspectModel(source: string, revision: string | undefined, hub: () => HubAccess): Promise<ModelInspection> {
   if (fs.existsSync(source)) {
@@ -24,7 +22,7 @@ export async function inspectModel(source: string, revision: string | undefined,
       return { ...base, trainingBytes: null, fits: null, architecture: null, parameters: null, dtype: null, sizeBytes: null, supported: false, reason: err.message };
     }
   }
-  if (!HUB_ID.test(source)) throw new UserError(`${source}: neither an existing folder nor a Hub model id (org/name)`);
+  if (!HUB_REPO_ID.test(source)) throw new UserError(`${source}: neither an existing folder nor a Hub model id (org/name)`);
   const plan = await preflightModel(hub(), source, {
     revision,
     estimateTrainingBytes: (spec, { weightBytesPerElement }) => planDefaultTraining(spec, weightBytesPerElement).totalBytes,

@@ -1,15 +1,15 @@
 // playground.generate / playground.stop: generation in this process, one request at a time per model, streaming
 // each token to a listener and stoppable by request id. The last loaded model stays loaded for the next prompt.
 import path from 'node:path';
-import type { ChatMessage, CheckedParams, GenerationSummary } from '../../shared/api.js';
+import type { CheckedParams, GenerationSummary } from '../../shared/api.js';
 import { UserError } from '../../shared/errors.js';
 import type { DeviceChoice } from '../../shared/training.js';
 import { loadAdapter } from '../adapter/anyAdapter.js';
-import { loadChatTemplate, SampleRenderer } from '../data/render.js';
 import { InferenceModel } from '../engine/inferenceModel.js';
 import { chooseDevice } from '../engine/runtime.js';
 import { openModelFolder } from '../model/modelFolder.js';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
+import { chatPromptIds } from '../playground/chatPrompt.js';
 import { generate } from '../playground/generate.js';
 
 interface LoadedModel {
@@ -70,7 +70,7 @@ export class PlaygroundSessions {
 
   private async run(params: CheckedParams<'playground.generate'>, device: DeviceChoice, signal: AbortSignal): Promise<GenerationSummary> {
     const { model, tokenizer } = await this.load(params.modelDir, params.adapterDir, params.device ?? device);
-    const promptIds = params.input.type === 'prompt' ? tokenizer.encode(params.input.text) : chatPromptIds(model.folder.dir, tokenizer, params.input.messages);
+    const promptIds = params.input.type === 'prompt' ? tokenizer.encode(params.input.text) : chatPromptIds(model.folder.dir, tokenizer, params.input.messages, true);
     const run = generate(model, tokenizer, promptIds, { ...params.sampling, ignoreEos: false, adapterScale: params.adapterDir ? 1 : 0 }, signal);
     for (;;) {
       const next = await run.next();
@@ -90,12 +90,4 @@ export class PlaygroundSessions {
       this.onToken(params.requestId, next.value);
     }
   }
-}
-
-/** A conversation through the model's chat template, else as plain "User: / Assistant:" text (as the demo data is). */
-function chatPromptIds(modelDir: string, tokenizer: ModelTokenizer, messages: ChatMessage[]): number[] {
-  const rendered = new SampleRenderer(tokenizer, loadChatTemplate(modelDir, tokenizer.config), { trainOn: 'all' }).generationPrompt(messages);
-  if (rendered !== null) return tokenizer.encode(rendered, { addSpecialTokens: false });
-  const text = messages.map((m) => `${m.role === 'user' ? 'User' : m.role === 'assistant' ? 'Assistant' : 'System'}: ${m.content}`).join('\n');
-  return tokenizer.encode(`${text}\nAssistant:`);
 }

@@ -7,10 +7,10 @@ import { UserError } from '../../shared/errors.js';
 import { loadAdapter } from '../adapter/anyAdapter.js';
 import { InferenceModel } from '../engine/inferenceModel.js';
 import { chooseDevice } from '../engine/runtime.js';
-import { loadChatTemplate, SampleRenderer } from '../data/render.js';
 import type { ChatMessage } from '../data/samples.js';
 import { openModelFolder } from '../model/modelFolder.js';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
+import { chatPromptIds } from '../playground/chatPrompt.js';
 import { generate, type GenerateOptions, type GenerationResult } from '../playground/generate.js';
 import { choice, DEVICES, json, nonNegative, number, positiveInt, str, UsageError, type Command } from './options.js';
 
@@ -69,14 +69,6 @@ function readMessages(file: string): ChatMessage[] {
   });
 }
 
-/** Token ids of a conversation through the model's chat template, ready for the assistant's reply. */
-function chatPromptIds(modelDir: string, tokenizer: ModelTokenizer, messages: ChatMessage[], plainFallback: boolean): number[] {
-  const rendered = new SampleRenderer(tokenizer, loadChatTemplate(modelDir, tokenizer.config), { trainOn: 'all' }).generationPrompt(messages);
-  if (rendered !== null) return tokenizer.encode(rendered, { addSpecialTokens: false });
-  if (!plainFallback) throw new UserError(`${modelDir}: the model has no chat template; pass --plain-chat to use "User: ... / Assistant:" text instead`);
-  const text = messages.map((m) => `${m.role === 'user' ? 'User' : m.role === 'assistant' ? 'Assistant' : 'System'}: ${m.content}`).join('\n');
-  return tokenizer.encode(`${text}\nAssistant:`);
-}
 
 /** Pre-tokenized prompts (benchmarks, tools): comma-separated ids, each inside the vocabulary. */
 function parsePromptIds(raw: string, vocabSize: number): number[] {

@@ -7,6 +7,9 @@ import { hubFetch } from './errors.js';
 
 export const DEFAULT_HUB_URL = 'https://huggingface.co';
 
+/** A Hub repo id: organisation/name, letters, digits, - _ . */
+export const HUB_REPO_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
+
 export interface HubAccess {
   /** https://huggingface.co, or HF_ENDPOINT (a mirror, or the tests' loopback server). */
   hubUrl: string;

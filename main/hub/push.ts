@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import { commitIter, createRepo, modelInfo, whoAmI, type CommitOperation } from '@huggingface/hub';
 import { UserError } from '../../shared/errors.js';
 import { adapterWeightsFile, readAdapterConfig } from '../adapter/loraAdapter.js';
-import { repoPageUrl, type HubAccess, type HubRepo } from './access.js';
+import { HUB_REPO_ID, repoPageUrl, type HubAccess, type HubRepo } from './access.js';
 import { repoFromSnapshotPath } from './cache.js';
 import { errorContext } from './download.js';
 import { explainHubError, HubHttpError } from './errors.js';
@@ -15,7 +15,6 @@ import { readTrainingFacts, renderModelCard, type AdapterMethod, type ModelCardI
 
 /** Tokenizer files pushed when the adapter folder has them, so the repo loads without the base's tokenizer. */
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'chat_template.jinja', 'tokenizer.model'];
-const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
 const CHART = 'loss.png';
 const MERGED = 'merged';
 
@@ -54,14 +53,14 @@ export interface PushResult {
 /** The Hub id of the base model: given, or read from adapter_config.json (a Hub id, or a snapshot in an HF cache). */
 function baseModelId(dir: string, config: Record<string, unknown>, given: string | undefined): string {
   if (given !== undefined) {
-    if (!HUB_ID.test(given)) throw new UserError(`base model "${given}" is not a Hub repo id (organisation/name)`);
+    if (!HUB_REPO_ID.test(given)) throw new UserError(`base model "${given}" is not a Hub repo id (organisation/name)`);
     return given;
   }
   const recorded = config.base_model_name_or_path;
   if (typeof recorded === 'string') {
     const snapshot = repoFromSnapshotPath(path.resolve(recorded));
     if (fs.existsSync(recorded) && snapshot) return snapshot.name;
-    if (!fs.existsSync(recorded) && HUB_ID.test(recorded)) return recorded;
+    if (!fs.existsSync(recorded) && HUB_REPO_ID.test(recorded)) return recorded;
   }
   throw new UserError(`${path.join(dir, 'adapter_config.json')}: base_model_name_or_path ${JSON.stringify(recorded)} is not a Hub repo id; pass --base-model ORGANISATION/NAME (the model it was trained on)`);
 }
@@ -161,7 +160,7 @@ export async function pushAdapter(hub: HubAccess, options: PushOptions, onProgre
   }
   if (user.auth.accessToken?.role === 'read') throw new UserError(`${what()}: the token in HF_TOKEN is read-only; create a write token at ${tokens}`);
   if (!options.repoId.includes('/')) repo = { type: 'model', name: `${user.name}/${options.repoId}` };
-  if (!HUB_ID.test(repo.name)) throw new UserError(`${what()}: not a repo id (organisation/name, letters, digits, - _ .)`);
+  if (!HUB_REPO_ID.test(repo.name)) throw new UserError(`${what()}: not a repo id (organisation/name, letters, digits, - _ .)`);
 
   let license: ModelCardInput['license'];
   try {
