@@ -7,6 +7,7 @@
 // Pure TypeScript plus zod (itself pure TypeScript): no Node, no DOM.
 import type { DatasetStats, TokenPreview } from './data.js';
 import { z } from 'zod';
+import { ApiError, oneLine, toWire, type WireError } from './errors.js';
 import type { AdapterRecord, ChartPoint, CheckpointRecord, DatasetRecord, ExportRecord, MetricPoint, ModelRecord, RunEvent, RunRecord } from './runs.js';
 import type { DataFormat, DataSettings, DeviceChoice, ExecutionDevice, TrainJob } from './training.js';
 
@@ -106,9 +107,13 @@ export type Theme = z.output<typeof themeSchema>;
 // ---------------------------------------------------------------------------------------------------------------
 // Every method's params schema. Adding a method: a schema here, a result type in StudioResults, a case in main/api.
 
-const hubRepoId = z.string().regex(/^[\w.-]+\/[\w.-]+$/, 'expected org/name');
+// As main/hub/access.ts's HUB_REPO_ID: parts start and end with a letter, digit or _; no `..` or `--` anywhere.
+const hubRepoId = z.string().regex(/^(?!.*(\.\.|--))[A-Za-z0-9]([\w.-]*\w)?\/\w([\w.-]*\w)?$/, 'expected org/name');
 /** org/name, or a bare name in the token owner's namespace. */
-const hubRepoName = z.string().regex(/^([\w.-]+\/)?[\w.-]+$/, 'expected org/name or name');
+const hubRepoName = z.string().regex(
+  /^(?!.*(\.\.|--))([A-Za-z0-9]([\w.-]*\w)?\/)?\w([\w.-]*\w)?$/,
+  'expected org/name or name',
+);
 
 export const PARAMS = {
   'app.info': noParams,
@@ -383,33 +388,22 @@ export interface StudioApi {
 // Errors and validation.
 
 /** What a failed call answers with: `name` is ApiError (bad call), UserError (bad input) or Error (a bug). */
-export interface ApiErrorShape {
-  name: string;
-  message: string;
-}
-
-/** A call the contract refuses: unknown method or bad params. */
-export class ApiError extends Error {
-  override name = 'ApiError';
-}
-
-export function errorShape(err: unknown): ApiErrorShape {
-  if (err instanceof Error) return { name: err.name, message: err.message };
-  return { name: 'Error', message: String(err) };
-}
+export type ApiErrorShape = WireError;
+export { ApiError };
+export const errorShape = toWire;
 
 /** The call as the main process handles it: the method and its params, checked, defaults filled in. */
 export type CheckedCall = { [M in MethodName]: { method: M; params: CheckedParams<M> } }[MethodName];
 
 /** Checks a message against the contract; throws ApiError naming the method and the first bad field. */
 export function parseCall(method: unknown, params: unknown): CheckedCall {
-  if (typeof method !== 'string' || !Object.hasOwn(PARAMS, method)) throw new ApiError(`unknown method ${JSON.stringify(method)}`);
+  if (typeof method !== 'string' || !Object.hasOwn(PARAMS, method)) throw new ApiError(`unknown method ${oneLine(JSON.stringify(method) ?? String(method), 100)}`);
   const name = method as MethodName;
   const checked = PARAMS[name].safeParse(params ?? {});
   if (!checked.success) {
     const issue = checked.error.issues[0];
     const where = issue.path.length ? `params.${issue.path.join('.')}` : 'params';
-    throw new ApiError(`${name}: ${where}: ${issue.message.replace(/\s+/g, ' ')}`);
+    throw new ApiError(`${name}: ${where}: ${oneLine(issue.message, 300)}`);
   }
   return { method: name, params: checked.data } as CheckedCall;
 }

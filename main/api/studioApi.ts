@@ -16,12 +16,12 @@ import { previewModelCard, pushAdapter } from '../hub/push.js';
 import { describeModelFolder } from '../runs/modelRecord.js';
 import { RunManager } from '../runs/runManager.js';
 import { Store } from '../store/store.js';
-import { inspectDataset } from '../data/inspect.js';
 import { listDevices } from './devices.js';
 import { exportInWorker } from './exportAdapter.js';
-import { planFit } from './memoryFit.js';
 import { inspectModel } from './modelInspection.js';
-import { PlaygroundSessions } from './playgroundSessions.js';
+import { PlaygroundHost } from './playgroundHost.js';
+import { runOffThread } from './offThread.js';
+import { lockHome } from '../store/homeLock.js';
 import type { HomeEnvironment } from '../store/home.js';
 import { SettingsFile } from './settingsFile.js';
 import { memoryTokenVault, type TokenVault } from './tokenVault.js';
@@ -52,6 +52,14 @@ type Handlers = { [M in MethodName]: (params: Extract<CheckedCall, { method: M }
 
 export function createStudioApi(options: StudioApiOptions): StudioService {
   const store = Store.open(options.home);
+  const lock = (() => {
+    try {
+      return lockHome(store.home);
+    } catch (err) {
+      store.close();
+      throw err;
+    }
+  })();
   const manager = new RunManager(store, { autoStart: options.autoStart ?? true });
   const settings = new SettingsFile(store.home, options.tokenVault ?? memoryTokenVault(), options.homeEnvironment ?? { env: process.env, platform: process.platform });
   const hubFor = options.hub ?? ((token: string | undefined) => hubAccessFromEnv(process.env, token));
@@ -61,7 +69,7 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
     for (const listener of listeners) listener(event);
   };
   const unsubscribeRuns = manager.subscribe((event) => emit({ kind: 'run', event }));
-  const playground = new PlaygroundSessions((requestId, token) => emit({ kind: 'playground.token', requestId, tokenId: token.id, text: token.text }));
+  const playground = new PlaygroundHost((requestId, token) => emit({ kind: 'playground.token', requestId, tokenId: token.id, text: token.text }));
 
   /** An adapter to push, and its base's Hub id: given, or the one it was downloaded from (else push.ts asks for it). */
   const pushSource = (adapterId: number, given: string | undefined) => {
@@ -92,9 +100,9 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
       );
       return store.addModel(describeModelFolder(result.snapshotDir));
     },
-    'models.fit': (p) => planFit(p.config),
+    'models.fit': (p) => runOffThread('planFit', p.config),
     'datasets.list': () => store.datasets(),
-    'datasets.inspect': (p) => inspectDataset(p),
+    'datasets.inspect': (p) => runOffThread('inspectDataset', p),
     'runs.list': () => store.runs(),
     'runs.get': (p) => {
       const run = requireRun(p.id);
@@ -188,6 +196,7 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
       unsubscribeRuns();
       listeners.clear();
       store.close();
+      lock.release();
     },
   };
 }

@@ -1,7 +1,7 @@
 // peft-studio serve: the studio in a browser. The first stdout line is the URL to open (with its access token).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createStudioApi } from '../api/studioApi.js';
+import { startStudio } from '../api/studioHost.js';
 import { isLoopbackHost, startServer } from '../server/serve.js';
 import { defaultStudioHome } from '../store/home.js';
 import { number, str, UsageError, type Command } from './options.js';
@@ -33,7 +33,7 @@ export const SERVE_COMMANDS: Record<string, Command> = {
       if (!isLoopbackHost(host) && values['allow-remote'] !== true) {
         throw new UsageError(`--host ${host} is not a loopback address: other machines could reach the studio (its files, runs and Hub token); add --allow-remote to bind it anyway`);
       }
-      const api = createStudioApi({ home: (values.home as string | undefined) ?? defaultStudioHome() });
+      const api = await startStudio({ home: (values.home as string | undefined) ?? defaultStudioHome() });
       const server = await startServer({ host, port, staticDir: (values.renderer as string | undefined) ?? BUILT_RENDERER, api }).catch(async (err: NodeJS.ErrnoException) => {
         await api.close();
         if (err.code === 'EADDRINUSE') throw new UsageError(`--port ${port} is in use; pick another, or 0 for any free port`);
@@ -42,7 +42,11 @@ export const SERVE_COMMANDS: Record<string, Command> = {
       process.stdout.write(`${server.url}\n`);
       if (!isLoopbackHost(host)) process.stderr.write(`warning: serving on ${host}, reachable from other machines; anyone with the URL's token controls the studio\n`);
       process.stderr.write('open the URL above in a browser; Ctrl-C stops (running runs pause at a checkpoint)\n');
-      await stopSignal();
+      const died = await Promise.race([stopSignal().then(() => null), api.stopped]);
+      if (died) {
+        await server.close();
+        throw new Error(`the studio stopped: ${died.message}`);
+      }
       process.stderr.write('stopping: pausing running runs after their current step (Ctrl-C again to stop now)\n');
       await server.close();
       await api.close();

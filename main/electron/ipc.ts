@@ -3,7 +3,8 @@
 // cannot import this file (a sandboxed preload may require only 'electron'), so it repeats the channel names and
 // test/electron/security.test.ts checks they match.
 import { z } from 'zod';
-import { ApiError, errorShape, parseCall, type ApiErrorShape, type StudioApi } from '../../shared/api.js';
+import { errorShape, parseCall, type ApiErrorShape, type CheckedCall, type StudioApi } from '../../shared/api.js';
+import { ApiError, UserError } from '../../shared/errors.js';
 import { isTrustedSender, type MessageSender, type TrustedRenderer } from './security.js';
 
 export const CHANNELS = {
@@ -54,11 +55,47 @@ function untrusted(sender: MessageSender): ApiError {
   return new ApiError(`message refused: not from the studio window (${sender.frameUrl ?? 'no frame'})`);
 }
 
-/** A `studio:call` message: refused unless our window sent it, then checked against the contract, then answered. */
-export async function answerCall(api: StudioApi, trusted: TrustedRenderer, sender: MessageSender, method: unknown, params: unknown): Promise<IpcReply<unknown>> {
+/**
+ * The question the main process asks itself (a native dialog) before a call that deletes something, so that a script
+ * injected into the page cannot delete on its own; null for every other call.
+ */
+export function deletionQuestion(call: CheckedCall): string | null {
+  switch (call.method) {
+    case 'runs.delete':
+      return `Delete run ${call.params.id} and its checkpoints? Its adapter folder stays.`;
+    case 'adapters.delete':
+      return call.params.deleteFiles
+        ? `Delete adapter ${call.params.id} and the files the studio wrote for it? This cannot be undone.`
+        : `Remove adapter ${call.params.id} from the library? Its files stay on disk.`;
+    case 'models.delete':
+      return `Remove model ${call.params.id} from the library? Its files stay on disk.`;
+    case 'datasets.delete':
+      return `Remove dataset ${call.params.id} from the library? The file stays on disk.`;
+    default:
+      return null;
+  }
+}
+
+/** Asks the user a yes/no question in the main process: true to go ahead. */
+export type ConfirmInMain = (question: string) => Promise<boolean>;
+
+/**
+ * A `studio:call` message: refused unless our window sent it, then checked against the contract, confirmed by the
+ * user when it deletes something, then answered.
+ */
+export async function answerCall(
+  api: StudioApi,
+  trusted: TrustedRenderer,
+  sender: MessageSender,
+  method: unknown,
+  params: unknown,
+  confirm: ConfirmInMain,
+): Promise<IpcReply<unknown>> {
   try {
     if (!isTrustedSender(sender, trusted)) throw untrusted(sender);
     const call = parseCall(method, params);
+    const question = deletionQuestion(call);
+    if (question !== null && !(await confirm(question))) throw new UserError(`${call.method}: not done; you chose to keep it`);
     return { ok: true, value: await api.call(call.method, call.params) };
   } catch (err) {
     return { ok: false, error: errorShape(err) };

@@ -1,16 +1,16 @@
 // The desktop app's main process: one window, the IPC wiring, pickers, menu, progress bar and notifications. Thin
 // on purpose: every decision lives in security.ts, ipc.ts and runSignals.ts (tested without Electron); the studio
-// itself is createStudioApi, the same API `peft-studio serve` answers in browser mode. Training runs in the engine's
-// own process (main/engine/host.ts), never on this thread.
+// itself is createStudioApi on a worker thread (startStudio), the same API `peft-studio serve` answers in browser
+// mode. Training runs in the engine's own process (main/engine/host.ts), never on this thread.
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { app, BrowserWindow, dialog, ipcMain, Menu, Notification, safeStorage, session, shell, type IpcMainInvokeEvent, type MenuItemConstructorOptions } from 'electron';
-import { createStudioApi, type StudioService } from '../api/studioApi.js';
+import { startStudio, type HostedStudio } from '../api/studioHost.js';
 import { encryptedTokenVault, memoryTokenVault, type TokenVault } from '../api/tokenVault.js';
 import { defaultStudioHome } from '../store/home.js';
 import { answerCall, answerPick, CHANNELS, openDialogProperties, type CheckedPickRequest } from './ipc.js';
 import { progressBarValue, runNotification } from './runSignals.js';
-import { CONTENT_SECURITY_POLICY, externalLinkTarget, isAllowedRequest, rendererFolderUrl, windowOptions, type MessageSender, type TrustedRenderer } from './security.js';
+import { CONTENT_SECURITY_POLICY, externalLinkTarget, isAllowedRequest, rendererFolderUrl, viewMenu, windowOptions, type MessageSender, type TrustedRenderer } from './security.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PRELOAD = path.join(HERE, 'preload.cjs');
@@ -60,14 +60,14 @@ function buildMenu(home: string): Menu {
       submenu: [{ label: 'Open Studio Folder', click: () => void shell.openPath(home) }, { type: 'separator' }, process.platform === 'darwin' ? { role: 'close' } : { role: 'quit' }],
     },
     { role: 'editMenu' },
-    { role: 'viewMenu' },
+    viewMenu(app.isPackaged),
     { role: 'windowMenu' },
   ];
   return Menu.buildFromTemplate(template);
 }
 
-function createWindow(api: StudioService): BrowserWindow {
-  const win = new BrowserWindow(windowOptions(PRELOAD));
+function createWindow(api: HostedStudio): BrowserWindow {
+  const win = new BrowserWindow(windowOptions(PRELOAD, app.isPackaged));
   win.once('ready-to-show', () => win.show());
   const trusted: TrustedRenderer = { webContentsId: win.webContents.id, folderUrl: RENDERER_FOLDER_URL };
 
@@ -75,7 +75,11 @@ function createWindow(api: StudioService): BrowserWindow {
     const chosen = await dialog.showOpenDialog(win, { title: request.title, properties: openDialogProperties(request), filters: request.filters });
     return chosen.canceled ? null : (chosen.filePaths[0] ?? null);
   };
-  ipcMain.handle(CHANNELS.call, (event, method: unknown, params: unknown) => answerCall(api, trusted, senderOf(event), method, params));
+  const confirm = async (question: string): Promise<boolean> => {
+    const answer = await dialog.showMessageBox(win, { type: 'warning', message: question, buttons: ['Keep it', 'Delete'], defaultId: 0, cancelId: 0 });
+    return answer.response === 1;
+  };
+  ipcMain.handle(CHANNELS.call, (event, method: unknown, params: unknown) => answerCall(api, trusted, senderOf(event), method, params, confirm));
   ipcMain.handle(CHANNELS.pick, (event, request: unknown) => answerPick(choose, trusted, senderOf(event), request));
 
   const unsubscribe = api.subscribe((event) => {
@@ -105,14 +109,21 @@ async function start(): Promise<void> {
   lockDownSession();
 
   const home = defaultStudioHome();
-  let api: StudioService;
+  let api: HostedStudio;
   try {
-    api = createStudioApi({ home, tokenVault: desktopTokenVault(home) });
+    // The studio (store, run manager, generation) runs on a worker thread: this thread only draws and forwards.
+    api = await startStudio({ home, tokenVault: desktopTokenVault(home) });
   } catch (err) {
-    // A store the app cannot open (a newer version's, an unwritable folder) ends the start with the reason, not a hang.
+    // A store the app cannot open (a newer version's, an unwritable folder, another studio's) ends the start with the
+    // reason, not a hang.
     dialog.showErrorBox('PEFT Studio cannot start', `${home}: ${(err as Error).message}`);
     return app.exit(1);
   }
+  void api.stopped.then((died) => {
+    if (!died) return;
+    dialog.showErrorBox('PEFT Studio stopped', `${died.message}. Runs resume from their last checkpoint at the next start.`);
+    app.exit(1);
+  });
   Menu.setApplicationMenu(buildMenu(home));
   let win = createWindow(api);
 

@@ -1,7 +1,7 @@
 // The desktop window's security decisions, after Electron's security checklist: window settings, the
 // Content-Security-Policy, which messages and requests are trusted, which links may leave the app. Pure: only
 // Electron's types are imported, so Vitest checks every decision without the Electron binary.
-import type { BrowserWindowConstructorOptions } from 'electron';
+import type { BrowserWindowConstructorOptions, MenuItemConstructorOptions } from 'electron';
 
 /**
  * The renderer's policy: only files of the app itself, nothing inline, no eval, no plugins, no frames. Pages read
@@ -24,7 +24,7 @@ export const RENDERER_META_POLICY = [
 export const CONTENT_SECURITY_POLICY = `${RENDERER_META_POLICY}; frame-ancestors 'none'`;
 
 /** The main window: the renderer runs sandboxed and isolated, and reaches the main process only through the preload. */
-export function windowOptions(preloadPath: string): BrowserWindowConstructorOptions {
+export function windowOptions(preloadPath: string, packaged: boolean): BrowserWindowConstructorOptions {
   return {
     width: 1280,
     height: 800,
@@ -45,8 +45,17 @@ export function windowOptions(preloadPath: string): BrowserWindowConstructorOpti
       experimentalFeatures: false,
       navigateOnDragDrop: false,
       safeDialogs: true,
+      // An installed app has no DevTools: they would let anyone at the keyboard script the studio's API.
+      devTools: !packaged,
     },
   };
+}
+
+/** The View menu: zoom and full screen; reload and DevTools only in a development build. */
+export function viewMenu(packaged: boolean): MenuItemConstructorOptions {
+  const development: MenuItemConstructorOptions[] = [{ role: 'reload' }, { role: 'toggleDevTools' }, { type: 'separator' }];
+  const always: MenuItemConstructorOptions[] = [{ role: 'resetZoom' }, { role: 'zoomIn' }, { role: 'zoomOut' }, { type: 'separator' }, { role: 'togglefullscreen' }];
+  return { label: 'View', submenu: packaged ? always : [...development, ...always] };
 }
 
 /** The folder the renderer is served from, as a file: URL ending in '/'. */

@@ -11,8 +11,8 @@ import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import path from 'node:path';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { ApiError, errorShape, type ApiErrorShape } from '../../shared/api.js';
-import { UserError } from '../../shared/errors.js';
+import { errorShape, type ApiErrorShape } from '../../shared/api.js';
+import { ApiError, oneLine, UserError } from '../../shared/errors.js';
 import type { StudioService } from '../api/studioApi.js';
 
 export interface ServeOptions {
@@ -59,6 +59,8 @@ const SECURITY_HEADERS = {
 /** Static files fetched by the page itself (scripts, styles) cannot add the token: a cookie set from ?token= covers them. */
 const TOKEN_COOKIE = 'peft_studio_token';
 const MAX_BODY_BYTES = 8 * 2 ** 20;
+/** No answer of the studio's is near this; one that is would stall the page and is refused instead. */
+const MAX_RESPONSE_BYTES = 32 * 2 ** 20;
 const MAX_SOCKET_BACKLOG_BYTES = 16 * 2 ** 20;
 
 const CONTENT_TYPES: Record<string, string> = {
@@ -112,12 +114,26 @@ function cookie(req: http.IncomingMessage, name: string): string | undefined {
   return undefined;
 }
 
-function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { ...SECURITY_HEADERS, 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
-  res.end(JSON.stringify(body));
+/** Serialises first, then writes: a body that cannot be serialised becomes an error answer, never a half-sent one. */
+function sendJson(res: http.ServerResponse, status: number, body: unknown, extraHeaders: Record<string, string> = {}): void {
+  if (res.headersSent || res.destroyed) return;
+  let text: string;
+  try {
+    text = JSON.stringify(body) ?? 'null';
+    if (Buffer.byteLength(text) > MAX_RESPONSE_BYTES) throw new Error(`the answer is over ${MAX_RESPONSE_BYTES} bytes`);
+  } catch (err) {
+    status = 500;
+    text = JSON.stringify({ error: { name: 'Error', message: `internal error: the answer could not be sent (${oneLine((err as Error).message, 200)})` } });
+  }
+  res.writeHead(status, { ...SECURITY_HEADERS, ...extraHeaders, 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
+  res.end(text);
 }
 
-const sendError = (res: http.ServerResponse, status: number, error: ApiErrorShape) => sendJson(res, status, { error });
+const sendError = (res: http.ServerResponse, status: number, error: ApiErrorShape, extraHeaders?: Record<string, string>) =>
+  sendJson(res, status, { error: { name: error.name, message: oneLine(error.message) } }, extraHeaders);
+
+/** A request body over MAX_BODY_BYTES. */
+class BodyTooLarge extends ApiError {}
 
 function statusOf(err: unknown): number {
   if (err instanceof ApiError) return 400;
@@ -127,16 +143,19 @@ function statusOf(err: unknown): number {
 
 function readBody(req: http.IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
+    const tooLarge = new BodyTooLarge(`the request body is over ${MAX_BODY_BYTES} bytes`);
+    // Past the limit the body is read and dropped, so that the client gets the 413 rather than a reset connection;
+    // far past it (or announced so) the answer comes at once and the connection closes.
+    const dropLimit = 4 * MAX_BODY_BYTES;
+    if (Number(req.headers['content-length']) > dropLimit) return reject(tooLarge);
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new ApiError(`request body over ${MAX_BODY_BYTES} bytes`));
-        req.destroy();
-      } else chunks.push(chunk);
+      if (size <= MAX_BODY_BYTES) chunks.push(chunk);
+      else if (size > dropLimit) reject(tooLarge);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => (size > MAX_BODY_BYTES ? reject(tooLarge) : resolve(Buffer.concat(chunks).toString('utf8'))));
     req.on('error', reject);
   });
 }
@@ -149,6 +168,7 @@ async function answerApiCall(api: StudioService, method: string, req: http.Incom
     const body = await readBody(req);
     params = body.trim() === '' ? {} : JSON.parse(body);
   } catch (err) {
+    if (err instanceof BodyTooLarge) return sendError(res, 413, { name: 'ApiError', message: `${method}: ${err.message}` }, { Connection: 'close' });
     return sendError(res, 400, { name: 'ApiError', message: `${method}: ${err instanceof ApiError ? err.message : `invalid JSON body (${(err as Error).message})`}` });
   }
   try {
@@ -157,6 +177,14 @@ async function answerApiCall(api: StudioService, method: string, req: http.Incom
     const status = statusOf(err);
     sendError(res, status, status === 500 ? { name: 'Error', message: `internal error: ${(err as Error).message}` } : errorShape(err));
   }
+}
+
+/** answerApiCall that cannot throw: whatever goes wrong answers 500 (or ends the socket), and the server lives on. */
+function answerSafely(api: StudioService, method: string, req: http.IncomingMessage, res: http.ServerResponse): void {
+  answerApiCall(api, method, req, res).catch((err: unknown) => {
+    if (!res.headersSent) sendError(res, 500, { name: 'Error', message: `internal error: ${(err as Error).message}` });
+    else res.destroy();
+  });
 }
 
 function serveStatic(staticDir: string, pathname: string, res: http.ServerResponse, setCookie: string | null): void {
@@ -178,7 +206,9 @@ function serveStatic(staticDir: string, pathname: string, res: http.ServerRespon
   const headers: Record<string, string> = { ...SECURITY_HEADERS, 'Content-Type': CONTENT_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream', 'Cache-Control': 'no-cache' };
   if (setCookie) headers['Set-Cookie'] = setCookie;
   res.writeHead(200, headers);
-  fs.createReadStream(file).pipe(res);
+  fs.createReadStream(file)
+    .on('error', () => res.destroy())
+    .pipe(res);
 }
 
 export async function startServer(options: ServeOptions): Promise<StudioServer> {
@@ -195,15 +225,24 @@ export async function startServer(options: ServeOptions): Promise<StudioServer> 
   };
 
   const server = http.createServer((req, res) => {
+    try {
+      answerRequest(req, res);
+    } catch (err) {
+      if (!res.headersSent) sendError(res, 500, { name: 'Error', message: `internal error: ${(err as Error).message}` });
+      else res.destroy();
+    }
+  });
+
+  const answerRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://server');
     const isApi = url.pathname.startsWith('/api/');
     const refused = refusal(req, url, !isApi);
     if (refused) return sendError(res, refused.status, { name: 'ApiError', message: refused.message });
-    if (isApi) return void answerApiCall(api, url.pathname.slice('/api/'.length), req, res);
+    if (isApi) return answerSafely(api, url.pathname.slice('/api/'.length), req, res);
     if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(res, 405, { name: 'ApiError', message: `${req.method} ${url.pathname}: only GET` });
     const fromQuery = url.searchParams.get('token');
     serveStatic(options.staticDir, url.pathname, res, fromQuery ? `${TOKEN_COOKIE}=${fromQuery}; HttpOnly; SameSite=Strict; Path=/` : null);
-  });
+  };
 
   const sockets = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
   server.on('upgrade', (req, socket, head) => {

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { UserError } from '../../shared/errors.js';
 import type { StudioApi } from '../../shared/api.js';
 import { answerCall, answerPick, CHANNELS, openDialogProperties, parsePickRequest } from '../../main/electron/ipc.js';
-import { CONTENT_SECURITY_POLICY, RENDERER_META_POLICY, externalLinkTarget, isAllowedRequest, isTrustedSender, rendererFolderUrl, windowOptions, type TrustedRenderer } from '../../main/electron/security.js';
+import { CONTENT_SECURITY_POLICY, RENDERER_META_POLICY, externalLinkTarget, isAllowedRequest, isTrustedSender, rendererFolderUrl, viewMenu, windowOptions, type TrustedRenderer } from '../../main/electron/security.js';
 import { ROOT } from '../support/cli.js';
 
 const ELECTRON_DIR = path.join(ROOT, 'main/electron');
@@ -16,6 +16,11 @@ const INDEX_URL = pathToFileURL(path.join(ROOT, 'dist/renderer/index.html')).hre
 const FOLDER_URL = rendererFolderUrl(INDEX_URL);
 const TRUSTED: TrustedRenderer = { webContentsId: 1, folderUrl: FOLDER_URL };
 const OUR_WINDOW = { webContentsId: 1, frameUrl: INDEX_URL, isMainFrame: true };
+
+/** A confirm-in-main that fails the test if a call asks: only deletes may. */
+const ASK_NOTHING = async (question: string): Promise<boolean> => {
+  throw new Error(`unexpected question: ${question}`);
+};
 
 /** A studio API that records what reaches it. */
 function recordingApi(answer: (method: string, params: unknown) => unknown = () => ({ answered: true })) {
@@ -32,7 +37,7 @@ function recordingApi(answer: (method: string, params: unknown) => unknown = () 
 
 describe('the window', () => {
   it('runs the renderer sandboxed and isolated, without Node, with web security on and no webviews', () => {
-    const prefs = windowOptions('/app/preload.cjs').webPreferences!;
+    const prefs = windowOptions('/app/preload.cjs', true).webPreferences!;
     expect(prefs).toMatchObject({ preload: '/app/preload.cjs', contextIsolation: true, sandbox: true, nodeIntegration: false, nodeIntegrationInWorker: false, nodeIntegrationInSubFrames: false, webSecurity: true, webviewTag: false });
     expect(prefs.allowRunningInsecureContent).not.toBe(true);
     expect(prefs.experimentalFeatures).not.toBe(true);
@@ -88,7 +93,7 @@ describe('IPC senders', () => {
 describe('studio:call', () => {
   it('answers a valid call from our window with the checked params (defaults filled in)', async () => {
     const { api, calls } = recordingApi();
-    const reply = await answerCall(api, TRUSTED, OUR_WINDOW, 'runs.get', { id: 3 });
+    const reply = await answerCall(api, TRUSTED, OUR_WINDOW, 'runs.get', { id: 3 }, ASK_NOTHING);
     expect(reply).toEqual({ ok: true, value: { answered: true } });
     expect(calls).toEqual([{ method: 'runs.get', params: { id: 3, logLines: 200 } }]);
   });
@@ -104,7 +109,7 @@ describe('studio:call', () => {
       ['settings.set', 'device=cpu', /^settings\.set: params: /],
     ];
     for (const [method, params, message] of bad) {
-      const reply = await answerCall(api, TRUSTED, OUR_WINDOW, method, params);
+      const reply = await answerCall(api, TRUSTED, OUR_WINDOW, method, params, ASK_NOTHING);
       expect(reply.ok, String(method)).toBe(false);
       if (reply.ok) continue;
       expect(reply.error.name).toBe('ApiError');
@@ -116,7 +121,7 @@ describe('studio:call', () => {
 
   it('refuses every message from anything but our window, whatever it asks', async () => {
     const { api, calls } = recordingApi();
-    const reply = await answerCall(api, TRUSTED, { ...OUR_WINDOW, frameUrl: 'https://evil.example/' }, 'settings.get', {});
+    const reply = await answerCall(api, TRUSTED, { ...OUR_WINDOW, frameUrl: 'https://evil.example/' }, 'settings.get', {}, ASK_NOTHING);
     expect(reply).toEqual({ ok: false, error: { name: 'ApiError', message: 'message refused: not from the studio window (https://evil.example/)' } });
     expect(calls).toEqual([]);
   });
@@ -125,7 +130,51 @@ describe('studio:call', () => {
     const { api } = recordingApi(() => {
       throw new UserError('model.safetensors: not found');
     });
-    expect(await answerCall(api, TRUSTED, OUR_WINDOW, 'models.list', {})).toEqual({ ok: false, error: { name: 'UserError', message: 'model.safetensors: not found' } });
+    expect(await answerCall(api, TRUSTED, OUR_WINDOW, 'models.list', {}, ASK_NOTHING)).toEqual({ ok: false, error: { name: 'UserError', message: 'model.safetensors: not found' } });
+  });
+});
+
+describe('deletes', () => {
+  it('are asked in the main process before the API sees them, so a script in the page cannot delete alone', async () => {
+    const deletes: [string, unknown][] = [
+      ['runs.delete', { id: 1 }],
+      ['adapters.delete', { id: 2, deleteFiles: true }],
+      ['adapters.delete', { id: 2 }],
+      ['models.delete', { id: 3 }],
+      ['datasets.delete', { id: 4 }],
+    ];
+    for (const [method, params] of deletes) {
+      const { api, calls } = recordingApi();
+      const questions: string[] = [];
+      const declined = await answerCall(api, TRUSTED, OUR_WINDOW, method, params, async (q) => (questions.push(q), false));
+      expect(declined, method).toEqual({ ok: false, error: { name: 'UserError', message: `${method}: not done; you chose to keep it` } });
+      expect(calls).toEqual([]);
+      const accepted = await answerCall(api, TRUSTED, OUR_WINDOW, method, params, async (q) => (questions.push(q), true));
+      expect(accepted).toEqual({ ok: true, value: { answered: true } });
+      expect(calls.map((c) => c.method)).toEqual([method]);
+      expect(questions).toHaveLength(2);
+      expect(questions[0]).toMatch(/^(Delete|Remove) /);
+    }
+  });
+
+  it('names what goes: deleting an adapter with its files says so', async () => {
+    const asked: string[] = [];
+    const ask = async (q: string) => (asked.push(q), false);
+    await answerCall(recordingApi().api, TRUSTED, OUR_WINDOW, 'adapters.delete', { id: 7, deleteFiles: true }, ask);
+    await answerCall(recordingApi().api, TRUSTED, OUR_WINDOW, 'adapters.delete', { id: 7 }, ask);
+    expect(asked[0]).toMatch(/adapter 7 and the files/);
+    expect(asked[1]).toMatch(/files stay on disk/);
+  });
+});
+
+describe('DevTools', () => {
+  it('are off in an installed app, in the window and in the menu', () => {
+    expect(windowOptions('/app/preload.cjs', true).webPreferences!.devTools).toBe(false);
+    expect(windowOptions('/app/preload.cjs', false).webPreferences!.devTools).toBe(true);
+    const roles = (packaged: boolean) => (viewMenu(packaged).submenu as { role?: string }[]).map((item) => item.role);
+    expect(roles(true)).not.toContain('toggleDevTools');
+    expect(roles(true)).not.toContain('reload');
+    expect(roles(false)).toContain('toggleDevTools');
   });
 });
 

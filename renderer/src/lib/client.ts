@@ -39,6 +39,11 @@ export function pathPicker(win: Window): PathPicker | null {
   return bridge?.pick ? { pick: (request) => bridge.pick!(request) } : null;
 }
 
+/** The desktop app asks before a delete in its main process (a native dialog); a second question here would repeat it. */
+export function confirmsInMain(win: Window): boolean {
+  return win.peftStudio !== undefined;
+}
+
 const RECONNECT_DELAY_MS = 1000;
 
 export class HttpStudioApi implements StudioApi {
