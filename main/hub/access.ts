@@ -3,12 +3,25 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { hubFetch } from './errors.js';
+import { UserError } from '../../shared/errors.js';
+import { hubFetch, shortQuote } from './errors.js';
 
 export const DEFAULT_HUB_URL = 'https://huggingface.co';
 
-/** A Hub repo id: organisation/name, letters, digits, - _ . */
-export const HUB_REPO_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
+/**
+ * A Hub repo id: organisation/name, letters, digits, - _ . ; each part starts and ends with a letter, digit or _, and
+ * `..` and `--` appear nowhere (huggingface_hub's validate_repo_id): no part is `.`, `..` or a dotfile.
+ */
+export const HUB_REPO_ID = /^(?!.*(\.\.|--))[A-Za-z0-9]([\w.-]*\w)?\/\w([\w.-]*\w)?$/;
+/** The same, or a bare name (gpt2): the oldest models have no organisation. */
+const HUB_REPO_NAME = /^(?!.*(\.\.|--))([A-Za-z0-9]([\w.-]*\w)?\/)?\w([\w.-]*\w)?$/;
+
+/** A repo name becomes a cache folder name and part of every URL: refuse one that could point anywhere else. */
+export function checkRepoName(repo: HubRepo): void {
+  if (!HUB_REPO_NAME.test(repo.name)) {
+    throw new UserError(`${shortQuote(repo.name)} is not a Hub repo id (organisation/name: letters, digits, - _ .)`);
+  }
+}
 
 export interface HubAccess {
   /** https://huggingface.co, or HF_ENDPOINT (a mirror, or the tests' loopback server). */

@@ -7,8 +7,8 @@ import path from 'node:path';
 import { listFiles } from '@huggingface/hub';
 import { UserError } from '../../shared/errors.js';
 import { credentials, repoPageUrl, type HubAccess, type HubRepo } from './access.js';
-import { blobPath, cachedSize, checkRepoPath, linkIntoSnapshot, snapshotDir, writeRef } from './cache.js';
-import { explainHubError, formatBytes, networkCode, type ErrorContext } from './errors.js';
+import { blobPath, cachedSize, checkHash, checkRepoPath, checkRevision, linkIntoSnapshot, snapshotDir, snapshotFile, writeRef } from './cache.js';
+import { explainHubError, formatBytes, networkCode, shortQuote, type ErrorContext } from './errors.js';
 
 export interface RepoFile {
   path: string;
@@ -60,16 +60,25 @@ export function errorContext(hub: HubAccess, repo: HubRepo, retry = RESUME_HINT)
   return { repoId: repo.name, repoUrl: repoPageUrl(hub, repo), hubUrl: hub.hubUrl, retry, token: hub.token };
 }
 
-/** The repo's files at `commit` that `select` keeps, with the sizes and hashes the Hub lists for them. */
+/**
+ * The repo's files at `commit` that `select` keeps, with the sizes and hashes the Hub lists for them; paths and hashes
+ * name files in the cache, so each is checked before it is used.
+ */
 export async function listRepoFiles(hub: HubAccess, repo: HubRepo, commit: string, select: (file: string) => boolean): Promise<RepoFile[]> {
   const files: RepoFile[] = [];
   try {
     for await (const entry of listFiles({ repo, revision: commit, recursive: true, hubUrl: hub.hubUrl, fetch: hub.fetch, ...credentials(hub) })) {
       if (entry.type !== 'file' || !select(entry.path)) continue;
-      checkRepoPath(entry.path);
-      const etag = entry.lfs?.oid ?? entry.oid;
-      if (!etag) throw new UserError(`the Hub listed ${entry.path} without a hash; cannot place it in the cache`);
-      files.push({ path: entry.path, size: entry.lfs?.size ?? entry.size, etag, lfs: entry.lfs !== undefined });
+      checkRepoPath(repo, entry.path);
+      const name = shortQuote(entry.path);
+      const etag = entry.lfs ? entry.lfs.oid : entry.oid;
+      checkHash(repo, etag, `the ${entry.lfs ? 'lfs.oid' : 'oid'} of ${name}`, 'object');
+      if (entry.lfs && entry.oid !== undefined) checkHash(repo, entry.oid, `the oid of ${name}`, 'object');
+      const size = entry.lfs ? entry.lfs.size : entry.size;
+      if (!Number.isSafeInteger(size) || size < 0) {
+        throw new UserError(`${repo.name}: the Hub sent ${shortQuote(size)} as the size of ${name}, not a byte count`);
+      }
+      files.push({ path: entry.path, size, etag, lfs: entry.lfs !== undefined });
     }
   } catch (err) {
     throw explainHubError(err, `list files of ${repo.name}`, errorContext(hub, repo));
@@ -98,7 +107,7 @@ async function hashExisting(hash: Hash, file: string): Promise<void> {
  */
 async function downloadBlob(hub: HubAccess, repo: HubRepo, commit: string, file: RepoFile, blob: string, onBytes: (bytes: number) => void): Promise<number> {
   const what = `download ${repo.name} ${file.path}`;
-  const incomplete = `${blob}.incomplete`;
+  const incomplete = blobPath(hub.cacheDir, repo, file.etag, '.incomplete');
   let have = cachedSize(incomplete) ?? 0;
   if (have > file.size) {
     fs.rmSync(incomplete);
@@ -168,7 +177,7 @@ async function downloadBlob(hub: HubAccess, repo: HubRepo, commit: string, file:
  * tool or from Python) without a request. `fetched` is null when the file came from the cache.
  */
 export async function fetchIntoCache(hub: HubAccess, repo: HubRepo, commit: string, file: RepoFile, onBytes: (bytes: number) => void = () => {}): Promise<{ path: string; fetched: number | null }> {
-  const pointer = path.join(snapshotDir(hub.cacheDir, repo, commit), file.path);
+  const pointer = snapshotFile(hub.cacheDir, repo, commit, file.path);
   if (cachedSize(pointer) === file.size) return { path: pointer, fetched: null };
   const blob = blobPath(hub.cacheDir, repo, file.etag);
   const fetched = cachedSize(blob) === file.size ? null : await downloadBlob(hub, repo, commit, file, blob, onBytes);
@@ -176,8 +185,17 @@ export async function fetchIntoCache(hub: HubAccess, repo: HubRepo, commit: stri
   return { path: pointer, fetched };
 }
 
-/** Fetches every file of the plan, then records refs/<revision>: the snapshot folder, ready to open. */
+/**
+ * Fetches every file of the plan, then records refs/<revision>: the snapshot folder, ready to open. Every place the
+ * plan names in the cache is checked before the first byte is fetched.
+ */
 export async function downloadSnapshot(hub: HubAccess, plan: SnapshotPlan, onProgress: (progress: DownloadProgress) => void = () => {}): Promise<DownloadResult> {
+  checkRevision(hub.cacheDir, plan.repo, plan.revision);
+  snapshotDir(hub.cacheDir, plan.repo, plan.commit);
+  for (const file of plan.files) {
+    snapshotFile(hub.cacheDir, plan.repo, plan.commit, file.path);
+    blobPath(hub.cacheDir, plan.repo, file.etag);
+  }
   let done = 0;
   let fetchedBytes = 0;
   let cachedFiles = 0;

@@ -39,6 +39,15 @@ function oneLine(text: string | null | undefined, max = 200): string | null {
   return line.length > max ? `${line.slice(0, max - 3)}...` : line || null;
 }
 
+/** A value the Hub (or a caller) sent, for a message: quoted on one line and short, however long or odd it is. */
+export function shortQuote(value: unknown, max = 80): string {
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (value === undefined || value === null) return 'nothing';
+  if (typeof value !== 'string') return `a JSON ${Array.isArray(value) ? 'array' : typeof value}`;
+  const quoted = JSON.stringify(value.length > max ? `${value.slice(0, max - 3)}...` : value);
+  return quoted.replace(/[\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+}
+
 /** The system error code behind a failed fetch (undici wraps it in `cause`), else the innermost message. */
 export function networkCode(err: unknown): string {
   let current = err as { code?: unknown; cause?: unknown; message?: unknown } | undefined;

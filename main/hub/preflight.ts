@@ -5,6 +5,7 @@ import { datasetInfo, modelInfo } from '@huggingface/hub';
 import { UserError } from '../../shared/errors.js';
 import { expectedShapes, parseModelConfig, type ModelSpec } from '../model/architecture.js';
 import { credentials, type HubAccess, type HubRepo } from './access.js';
+import { checkHash, checkRevision, COMMIT_HASH } from './cache.js';
 import { errorContext, fetchIntoCache, listRepoFiles, type SnapshotPlan } from './download.js';
 import { explainHubError } from './errors.js';
 import { fileSelector, isWeightsFile } from './select.js';
@@ -75,22 +76,34 @@ function readConfig(file: string): Record<string, unknown> | string {
   try {
     const config = JSON.parse(fs.readFileSync(file, 'utf8'));
     return config && typeof config === 'object' && !Array.isArray(config) ? config : 'config.json is not a JSON object';
-  } catch (err) {
-    return `config.json is not valid JSON (${(err as Error).message})`;
+  } catch {
+    return 'config.json is not valid JSON'; // not the parser's words: they quote the file
   }
+}
+
+/** The commit the Hub says `revision` is, checked: it names the snapshot folder. */
+function resolvedCommit(repo: HubRepo, revision: string, sha: unknown): string {
+  if (sha === undefined) {
+    throw new UserError(`look up ${repo.type} ${repo.name}: the Hub did not say which commit ${revision} is`);
+  }
+  checkHash(repo, sha, `the commit sha of ${revision}`, 'commit');
+  if (COMMIT_HASH.test(revision) && sha !== revision) {
+    throw new UserError(`${repo.name}: asked for commit ${revision}, the Hub answered with ${sha}; refusing to use it`);
+  }
+  return sha;
 }
 
 export async function preflightModel(hub: HubAccess, repoId: string, options: ModelPreflightOptions = {}): Promise<ModelPreflight> {
   const repo: HubRepo = { type: 'model', name: repoId };
   const revision = options.revision ?? 'main';
+  checkRevision(hub.cacheDir, repo, revision); // the repo id and revision name folders in the cache
   let info: { sha?: string; gated: false | 'auto' | 'manual'; safetensors?: { total: number } };
   try {
     info = await modelInfo({ name: repoId, revision, additionalFields: ['sha', 'safetensors'], hubUrl: hub.hubUrl, fetch: hub.fetch, ...credentials(hub) });
   } catch (err) {
     throw explainHubError(err, `look up model ${repoId}`, errorContext(hub, repo));
   }
-  if (!info.sha) throw new UserError(`look up model ${repoId}: the Hub did not say which commit ${revision} is`);
-  const commit = info.sha;
+  const commit = resolvedCommit(repo, revision, info.sha);
 
   const all = await listRepoFiles(hub, repo, commit, () => true);
   const select = fileSelector({ type: 'model', include: options.include });
@@ -139,17 +152,18 @@ export async function preflightModel(hub: HubAccess, repoId: string, options: Mo
 export async function preflightDataset(hub: HubAccess, repoId: string, options: DatasetPreflightOptions = {}): Promise<DatasetPreflight> {
   const repo: HubRepo = { type: 'dataset', name: repoId };
   const revision = options.revision ?? 'main';
+  checkRevision(hub.cacheDir, repo, revision); // the repo id and revision name folders in the cache
   let info: { sha?: string; gated: false | 'auto' | 'manual' };
   try {
     info = await datasetInfo({ name: repoId, revision, additionalFields: ['sha'], hubUrl: hub.hubUrl, fetch: hub.fetch, ...credentials(hub) });
   } catch (err) {
     throw explainHubError(err, `look up dataset ${repoId}`, errorContext(hub, repo));
   }
-  if (!info.sha) throw new UserError(`look up dataset ${repoId}: the Hub did not say which commit ${revision} is`);
-  const files = await listRepoFiles(hub, repo, info.sha, fileSelector({ type: 'dataset', include: options.include, split: options.split }));
+  const commit = resolvedCommit(repo, revision, info.sha);
+  const files = await listRepoFiles(hub, repo, commit, fileSelector({ type: 'dataset', include: options.include, split: options.split }));
   if (!files.length) {
     const asked = [options.include && `match ${options.include.join(', ')}`, options.split && `belong to split "${options.split}"`].filter(Boolean).join(' and ');
     throw new UserError(`dataset ${repoId}: no data files (JSONL, JSON, CSV, TSV, Parquet)${asked ? ` ${asked}` : ''}; list its files on ${hub.hubUrl}/datasets/${repoId}/tree/${revision} and choose them with --include`);
   }
-  return { repo, revision, commit: info.sha, files, totalBytes: files.reduce((sum, f) => sum + f.size, 0), repoId, gated: info.gated ?? false };
+  return { repo, revision, commit, files, totalBytes: files.reduce((sum, f) => sum + f.size, 0), repoId, gated: info.gated ?? false };
 }

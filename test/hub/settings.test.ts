@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { hubAccessFromEnv, hubCacheDir, tokenFromEnv } from '../../main/hub/access.js';
+import { HUB_REPO_ID, hubAccessFromEnv, hubCacheDir, tokenFromEnv } from '../../main/hub/access.js';
 import { checkRepoPath, repoFromSnapshotPath } from '../../main/hub/cache.js';
 import { fileSelector, globToRegExp, isDataFile, isModelFile, isSplitFile } from '../../main/hub/select.js';
 import { tempDir } from '../support/engine.js';
@@ -57,8 +57,18 @@ describe('file choice', () => {
 
 describe('cache paths', () => {
   it('refuses repo paths that would leave the cache', () => {
-    for (const bad of ['../x', 'a/../../x', '/etc/passwd', 'C:\\x', 'a//b', '']) expect(() => checkRepoPath(bad), bad).toThrow(/unsafe file path/);
-    expect(() => checkRepoPath('data/train.jsonl')).not.toThrow();
+    const repo = { type: 'model' as const, name: 'TestOrg/x' };
+    for (const bad of ['../x', 'a/../../x', '/etc/passwd', 'C:\\x', 'a//b', '', './x', 'a/.', 'a\nb', 'a\0b']) {
+      expect(() => checkRepoPath(repo, bad), bad).toThrow(/^TestOrg\/x: the Hub listed an unsafe file path ".*"; refusing/);
+    }
+    expect(() => checkRepoPath(repo, 'data/train.jsonl')).not.toThrow();
+  });
+
+  it('takes real repo ids and refuses ids with `.` or `..` parts, hidden names or `--`', () => {
+    const real = ['HuggingFaceTB/SmolLM2-135M', 'Qwen/Qwen2.5-0.5B', 'unsloth/llama-3-8b-bnb-4bit', 'a/b', 'org_1/x_'];
+    for (const id of real) expect(HUB_REPO_ID.test(id), id).toBe(true);
+    const unsafe = ['../..', 'a/..', './x', '..', 'a/../b', 'x/.', 'x/.bashrc', '.x/y', 'a..b/c', 'a/b--c', 'a/b-', 'a/b/c'];
+    for (const id of [...unsafe, 'gpt2']) expect(HUB_REPO_ID.test(id), id).toBe(false);
   });
 
   it('recognises a model folder inside a Hugging Face cache as its Hub repo', () => {

@@ -3,7 +3,9 @@
 // path, whoami-v2, repo creation, preupload, the LFS batch API (basic PUT and multipart), and NDJSON commits.
 // Access rules follow the Hub: unknown token 401; private repos 401 without a token, 404 for others; gated repos
 // 401/403 with X-Error-Code: GatedRepo on file downloads. Faults (statuses, dropped connections, wrong bytes, ignored
-// ranges) are injected per path. Every request is recorded, so tests can assert what was, and was not, asked.
+// ranges, redirects) are injected per path. A repo can be hostile, as a mirror HF_ENDPOINT points at may be: its
+// commit sha and tree entries (paths, oids, sizes) say whatever the test wants. Every request is recorded, so tests
+// can assert what was, and was not, asked.
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -29,6 +31,18 @@ export interface ServedRepo {
   safetensorsTotal?: number;
   /** Commit request headers (summary...) in order, for assertions. */
   commitLog: { summary: string; sha: string }[];
+  hostile?: Hostility;
+}
+
+/** What a hostile Hub says about a repo in place of the truth; the bytes it serves stay the repo's own. */
+export interface Hostility {
+  /**
+   * The commit sha the revision endpoint answers with (any JSON value). The tree and resolve endpoints take it for
+   * `main`; as `..` in it collapses the URLs built from it, every GET no route matches is answered from this repo too.
+   */
+  sha?: unknown;
+  /** Fields of the tree entries replaced, by the file's real path: path, oid, size, lfs. */
+  entries?: Record<string, Record<string, unknown>>;
 }
 
 export interface Fault {
@@ -47,6 +61,8 @@ export interface Fault {
   body?: Buffer;
   /** Answer a ranged request with the whole file (200), as servers without range support do. */
   ignoreRange?: boolean;
+  /** Answer 302 to this URL instead (another host, another scheme). */
+  redirect?: string;
 }
 
 export interface RecordedRequest {
@@ -131,7 +147,7 @@ export class HubServer {
   }
 
   /** Adds a repo whose `main` holds `files`; returns the commit sha. */
-  addRepo(type: RepoType, name: string, files: Record<string, string | Buffer>, extra: Partial<Pick<ServedRepo, 'private' | 'gated' | 'cardData' | 'safetensorsTotal'>> = {}): string {
+  addRepo(type: RepoType, name: string, files: Record<string, string | Buffer>, extra: Partial<Pick<ServedRepo, 'private' | 'gated' | 'cardData' | 'safetensorsTotal' | 'hostile'>> = {}): string {
     const repo: ServedRepo = { type, name, private: false, gated: false, granted: new Set(), refs: new Map(), commits: new Map(), commitLog: [], ...extra };
     this.repos.set(`${type}:${name}`, repo);
     return this.addCommit(type, name, 'main', files);
@@ -178,6 +194,11 @@ export class HubServer {
         res.end(JSON.stringify(fault.json ?? { error: `injected ${fault.status}` }));
         return;
       }
+      if (fault?.redirect) {
+        res.writeHead(302, { Location: fault.redirect });
+        res.end();
+        return;
+      }
       await this.route(req, res, body, fault);
     } catch (err) {
       const answer = err instanceof HttpAnswer ? err : new HttpAnswer(500, { error: (err as Error).message });
@@ -210,7 +231,8 @@ export class HubServer {
   }
 
   private commitOf(repo: ServedRepo, revision: string): ServedCommit {
-    const sha = repo.refs.get(revision === 'HEAD' ? 'main' : revision) ?? revision;
+    const hostileSha = repo.hostile?.sha !== undefined && revision === repo.hostile.sha;
+    const sha = repo.refs.get(revision === 'HEAD' || hostileSha ? 'main' : revision) ?? revision;
     const commit = repo.commits.get(sha);
     if (!commit) throw fail(404, `Invalid rev id: ${revision}`, 'RevisionNotFound');
     return commit;
@@ -246,8 +268,9 @@ export class HubServer {
     if (req.method === 'GET' && (m = /^\/api\/(models|datasets)\/([^/]+\/[^/]+)\/revision\/(.+)$/.exec(p))) {
       const repo = this.visibleRepo(req, typeOf(m[1]), m[2]);
       const commit = this.commitOf(repo, m[3]);
+      const sha = repo.hostile && 'sha' in repo.hostile ? repo.hostile.sha : commit.sha;
       return send(200, {
-        _id: `id-${repo.name}`, id: repo.name, sha: commit.sha, private: repo.private, gated: repo.gated, downloads: 0, likes: 0, lastModified: new Date().toISOString(),
+        _id: `id-${repo.name}`, id: repo.name, sha, private: repo.private, gated: repo.gated, downloads: 0, likes: 0, lastModified: new Date().toISOString(),
         pipeline_tag: 'text-generation', siblings: [...commit.files.keys()].map((rfilename) => ({ rfilename })), cardData: repo.cardData,
         safetensors: repo.safetensorsTotal === undefined ? undefined : { total: repo.safetensorsTotal, parameters: { BF16: repo.safetensorsTotal } },
       });
@@ -256,7 +279,7 @@ export class HubServer {
     if (req.method === 'GET' && (m = /^\/api\/(models|datasets)\/([^/]+\/[^/]+)\/tree\/([^/]+)(?:\/(.*))?$/.exec(p))) {
       const repo = this.visibleRepo(req, typeOf(m[1]), m[2]);
       const commit = this.commitOf(repo, m[3]);
-      const entries = this.treeEntries(commit, m[4] ?? '', url.searchParams.get('recursive') === 'true');
+      const entries = this.treeEntries(repo, commit, m[4] ?? '', url.searchParams.get('recursive') === 'true');
       const start = Number(url.searchParams.get('cursor') ?? 0);
       const pageSize = this.options.pageSize ?? 1000;
       const headers: Record<string, string> = {};
@@ -366,6 +389,14 @@ export class HubServer {
       return send(200, { success: true, commitOid: sha, commitUrl: `${this.url}/${repo.name}/commit/${sha}`, hookOutput: '' });
     }
 
+    // A hostile sha such as ../../x collapses the URLs the client builds from it: answer them as a hostile Hub would.
+    const anything = [...this.repos.values()].find((r) => r.hostile?.sha !== undefined);
+    if (req.method === 'GET' && anything) {
+      const commit = this.commitOf(anything, 'main');
+      if (url.searchParams.has('recursive')) return send(200, this.treeEntries(anything, commit, '', true));
+      const file = [...commit.files.keys()].find((f) => p.endsWith(`/${f}`));
+      if (file) return this.serveBytes(req, res, commit.files.get(file)!, {}, fault);
+    }
     throw fail(404, `test server: no route for ${req.method} ${p}`);
   }
 
@@ -376,7 +407,7 @@ export class HubServer {
     return repo;
   }
 
-  private treeEntries(commit: ServedCommit, prefix: string, recursive: boolean): unknown[] {
+  private treeEntries(repo: ServedRepo, commit: ServedCommit, prefix: string, recursive: boolean): unknown[] {
     const entries: unknown[] = [];
     const dirs = new Set<string>();
     for (const [path, content] of [...commit.files].sort(([a], [b]) => a.localeCompare(b))) {
@@ -395,6 +426,7 @@ export class HubServer {
       entries.push({
         type: 'file', path, size: content.length, oid: gitSha1(lfs ? lfsPointer(content) : content),
         ...(lfs && { lfs: { oid: sha256(content), size: content.length, pointerSize: lfsPointer(content).length } }),
+        ...repo.hostile?.entries?.[path],
       });
     }
     return entries;
