@@ -59,12 +59,13 @@ export function tokenFromEnv(env: Env = process.env): string | undefined {
 }
 
 export function hubAccessFromEnv(env: Env = process.env, token: string | undefined = tokenFromEnv(env)): HubAccess {
+  const hubUrl = (env.HF_ENDPOINT?.trim() || DEFAULT_HUB_URL).replace(/\/+$/, '');
   return {
-    hubUrl: (env.HF_ENDPOINT?.trim() || DEFAULT_HUB_URL).replace(/\/+$/, ''),
+    hubUrl,
     token,
     cacheDir: hubCacheDir(env),
     offline: ['1', 'true', 'yes', 'on'].includes((env.HF_HUB_OFFLINE ?? '').toLowerCase()),
-    fetch: hubFetch(),
+    fetch: hubFetch(fetch, hubUrl),
   };
 }
 

@@ -75,10 +75,29 @@ async function serverMessage(response: Response): Promise<string | null> {
   }
 }
 
-/** `fetch` for every Hub request: HTTP errors and unreachable hosts become HubHttpError and HubNetworkError. */
-export function hubFetch(base: typeof fetch = fetch): typeof fetch {
+function originOf(url: string): string | undefined {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `fetch` for every Hub request: HTTP errors and unreachable hosts become HubHttpError and HubNetworkError, and the
+ * Authorization header goes to `hubUrl`'s origin only.
+ */
+export function hubFetch(base: typeof fetch = fetch, hubUrl?: string): typeof fetch {
+  const tokenOrigin = hubUrl === undefined ? null : originOf(hubUrl);
+  if (tokenOrigin === undefined) throw new UserError(`HF_ENDPOINT ${shortQuote(hubUrl!)} is not a URL (such as https://huggingface.co)`);
   return async (input, init) => {
     const url = input instanceof Request ? input.url : String(input);
+    // The token is the Hub's alone: a URL the Hub hands out (a next page, a mirror's redirect) may lead elsewhere.
+    if (tokenOrigin !== null && originOf(url) !== tokenOrigin && init?.headers) {
+      const headers = new Headers(init.headers);
+      headers.delete('authorization');
+      init = { ...init, headers };
+    }
     let response: Response;
     try {
       response = await base(input, init);

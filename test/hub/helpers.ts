@@ -23,7 +23,7 @@ export function tinyModelFiles(options: Partial<TinyModelOptions> = {}): Record<
 }
 
 export function hubFor(server: HubServer, cacheDir: string, token?: string): HubAccess {
-  return { hubUrl: server.url, token, cacheDir, offline: false, fetch: hubFetch() };
+  return { hubUrl: server.url, token, cacheDir, offline: false, fetch: hubFetch(fetch, server.url) };
 }
 
 /** Requests that fetched file bytes (resolve or the CDN redirect target). */

@@ -225,7 +225,7 @@ beforeAll(async () => {
   // Every call's Hub access points at the cache of the attempt in progress, with a token to leak.
   api = createStudioApi({
     home: studioHome,
-    hub: () => ({ hubUrl: hub.url, token: TOKEN, cacheDir: box.cache, offline: false, fetch: hubFetch() }),
+    hub: () => ({ hubUrl: hub.url, token: TOKEN, cacheDir: box.cache, offline: false, fetch: hubFetch(fetch, hub.url) }),
   });
   studio = await startServer({ host: '127.0.0.1', port: 0, staticDir: path.join(top, 'no-renderer'), api });
   foreign = http.createServer((req, res) => {
@@ -360,6 +360,15 @@ describe('a hostile Hub', () => {
     }
     expect(foreignRequests.map((r) => r.path)).toEqual(['/payload', '/payload', '/payload']);
     expect(foreignRequests.filter((r) => r.authorization !== undefined)).toEqual([]);
+  });
+
+  it('hands out a next page on another host: the listing goes on without the token', async () => {
+    const repo = hostileRepo('Evil/next-page', { nextPage: `${foreignUrl}/page` });
+    const before = foreignRequests.length;
+    for (const attempt of await attackAll(repo, ['download', 'inspect'])) expect(attempt.status).toBeGreaterThanOrEqual(400);
+    const asked = foreignRequests.slice(before);
+    expect(asked.map((r) => r.path)).toContain('/page');
+    expect(asked.filter((r) => r.authorization !== undefined)).toEqual([]);
   });
 });
 

@@ -43,6 +43,8 @@ export interface Hostility {
   sha?: unknown;
   /** Fields of the tree entries replaced, by the file's real path: path, oid, size, lfs. */
   entries?: Record<string, Record<string, unknown>>;
+  /** The tree listing's Link: rel="next" URL, on its first page (another host, to catch a token sent there). */
+  nextPage?: string;
 }
 
 export interface Fault {
@@ -288,6 +290,7 @@ export class HubServer {
         next.searchParams.set('cursor', String(start + pageSize));
         headers.Link = `<${next.href}>; rel="next"`;
       }
+      if (repo.hostile?.nextPage && start === 0) headers.Link = `<${repo.hostile.nextPage}>; rel="next"`;
       return send(200, entries.slice(start, start + pageSize), headers);
     }
 
