@@ -11,6 +11,9 @@ export default defineConfig({
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
     testTimeout: 300_000,
     hookTimeout: 300_000,
+    // What the UI shows after a call on a worker thread (a memory plan, a dataset preview) may take a thread start
+    // on a busy 2-core machine: polls wait up to 10 s, not the default 1 s.
+    expect: { poll: { timeout: 10_000 } },
     reporters: ['default', './test/support/summaryReporter.ts'],
     setupFiles: ['./test/support/setup.ts'],
   },

@@ -9,6 +9,7 @@ import type { DatasetStats, TokenPreview } from './data.js';
 import { z } from 'zod';
 import { ApiError, oneLine, toWire, type WireError } from './errors.js';
 import type { AdapterRecord, ChartPoint, CheckpointRecord, DatasetRecord, ExportRecord, MetricPoint, ModelRecord, RunEvent, RunRecord } from './runs.js';
+import { LORA_TARGETS } from './training.js';
 import type { DataFormat, DataSettings, DeviceChoice, ExecutionDevice, TrainJob } from './training.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -21,7 +22,15 @@ const positiveInt = z.number().int().positive();
 const nonNegativeInt = z.number().int().nonnegative();
 const runId = z.strictObject({ id: positiveInt });
 const noParams = z.strictObject({});
-const path = z.string().min(1);
+// Longer than any real path (Linux's PATH_MAX is 4096); Node's fs throws a TypeError on a NUL byte.
+const path = z.string().min(1).max(4096).refine((p) => !p.includes('\0'), 'a path cannot contain a NUL byte');
+// Checked as strings, not an enum: the types stay string[] for the UI's forms.
+const loraTarget = z
+  .string()
+  .refine((name) => (LORA_TARGETS as readonly string[]).includes(name), `expected one of ${LORA_TARGETS.join(', ')}`);
+const loraTargets = z.array(loraTarget).min(1);
+/** Tokens per sequence: 2^20 is past the longest context of any supported model (Qwen2.5-1M's 1,010,000). */
+const seqLen = positiveInt.max(2 ** 20);
 
 export const dataSettingsSchema: z.ZodType<DataSettings> = z.strictObject({
   format: z.enum(DATA_FORMATS).nullable(),
@@ -37,7 +46,7 @@ export const trainJobSchema: z.ZodType<TrainJob> = z.strictObject({
   dataFile: path,
   data: dataSettingsSchema,
   outDir: path,
-  lora: z.strictObject({ rank: positiveInt, alpha: z.number(), dropout: z.number().min(0).lt(1), targets: z.array(z.string().min(1)).min(1), useRslora: z.boolean() }),
+  lora: z.strictObject({ rank: positiveInt, alpha: z.number(), dropout: z.number().min(0).lt(1), targets: loraTargets, useRslora: z.boolean() }),
   promptTuning: z.strictObject({ numVirtualTokens: positiveInt, init: z.enum(['random', 'text']), initText: z.string().nullable() }),
   optimizer: z.strictObject({
     name: z.enum(['adamw', 'sgd']),
@@ -55,7 +64,7 @@ export const trainJobSchema: z.ZodType<TrainJob> = z.strictObject({
   epochs: positiveInt,
   batchSize: positiveInt,
   gradAccum: positiveInt,
-  maxSeqLen: positiveInt,
+  maxSeqLen: seqLen,
   seed: z.number().int(),
   shuffle: z.boolean(),
   gradientCheckpointing: z.boolean(),
@@ -66,6 +75,7 @@ export const trainJobSchema: z.ZodType<TrainJob> = z.strictObject({
   evalEvery: nonNegativeInt,
   checkpointEvery: nonNegativeInt,
   keepCheckpoints: positiveInt,
+  overwriteOutput: z.boolean().optional(),
 });
 
 /**
@@ -75,17 +85,33 @@ export const trainJobSchema: z.ZodType<TrainJob> = z.strictObject({
 export const fitConfigSchema = z.object({
   modelDir: path,
   method: z.enum(['lora', 'prompt-tuning']),
-  lora: z.object({ rank: positiveInt, targets: z.array(z.string().min(1)).min(1) }),
+  lora: z.object({ rank: positiveInt, targets: loraTargets }),
   promptTuning: z.object({ numVirtualTokens: positiveInt }),
   optimizer: z.object({ name: z.enum(['adamw', 'sgd']) }),
   batchSize: positiveInt,
-  maxSeqLen: positiveInt,
+  maxSeqLen: seqLen,
   gradientCheckpointing: z.boolean(),
   device: z.enum(DEVICE_CHOICES),
 });
 export type FitConfig = z.output<typeof fitConfigSchema>;
 
-const chatMessageSchema = z.strictObject({ role: z.enum(['system', 'user', 'assistant']), content: z.string() });
+/**
+ * The most characters a playground prompt (or a conversation's messages together) may hold: over 250k tokens of
+ * English, more than any model's context on this engine, and tokenized in about 2 s.
+ */
+export const MAX_PROMPT_CHARS = 2 ** 20;
+
+const chatMessageSchema = z.strictObject({
+  role: z.enum(['system', 'user', 'assistant']),
+  content: z.string().max(MAX_PROMPT_CHARS),
+});
+const chatMessagesSchema = z
+  .array(chatMessageSchema)
+  .min(1)
+  .refine(
+    (messages) => messages.reduce((chars, m) => chars + m.content.length, 0) <= MAX_PROMPT_CHARS,
+    `the messages hold more than ${MAX_PROMPT_CHARS} characters together`,
+  );
 export type ChatMessage = z.output<typeof chatMessageSchema>;
 
 export const samplingSchema = z.strictObject({
@@ -97,7 +123,7 @@ export const samplingSchema = z.strictObject({
   topP: z.number().positive().max(1).default(1),
   repetitionPenalty: z.number().positive().default(1),
   seed: z.number().int().default(0),
-  stop: z.array(z.string().min(1)).default([]),
+  stop: z.array(z.string().min(1).max(1000)).max(64).default([]),
 });
 export type SamplingSettings = z.output<typeof samplingSchema>;
 
@@ -130,7 +156,7 @@ export const PARAMS = {
     file: path,
     modelDir: path,
     data: dataSettingsSchema,
-    maxSeqLen: positiveInt.default(512),
+    maxSeqLen: seqLen.default(512),
     /** Rows to show token by token. */
     previewRows: positiveInt.max(50).default(3),
   }),
@@ -151,9 +177,9 @@ export const PARAMS = {
     /** null: the base model alone. */
     adapterDir: path.nullable(),
     input: z.discriminatedUnion('type', [
-      z.strictObject({ type: z.literal('prompt'), text: z.string().min(1) }),
+      z.strictObject({ type: z.literal('prompt'), text: z.string().min(1).max(MAX_PROMPT_CHARS) }),
       /** Rendered with the model's chat template, ready for the assistant's reply. */
-      z.strictObject({ type: z.literal('messages'), messages: z.array(chatMessageSchema).min(1) }),
+      z.strictObject({ type: z.literal('messages'), messages: chatMessagesSchema }),
     ]),
     sampling: samplingSchema.default(samplingSchema.parse({})),
     /** Defaults to the device chosen in settings. */
@@ -163,7 +189,7 @@ export const PARAMS = {
   /** Forgets a model or dataset record (files stay); refused while runs or adapters refer to it. */
   'models.delete': z.strictObject({ id: positiveInt }),
   'datasets.delete': z.strictObject({ id: positiveInt }),
-  /** Forgets an adapter, and with deleteFiles also removes its folder. */
+  /** Forgets an adapter; with deleteFiles also the files the studio wrote into its folder, then the folder if empty. */
   'adapters.delete': z.strictObject({ id: positiveInt, deleteFiles: z.boolean().default(false) }),
   'export.run': z.strictObject({
     adapterId: positiveInt,
@@ -255,9 +281,9 @@ export interface DatasetInspection {
   /** null with stats null: nothing in the file can be trained on (see badRows). */
   format: DataFormat | null;
   stats: DatasetStats | null;
-  /** 1-based row numbers. */
+  /** 1-based row numbers; the first 1000 (stats.badRows counts them all). */
   badRows: { row: number; reason: string }[];
-  /** Rows truncation left with nothing to train on. */
+  /** Rows truncation left with nothing to train on; the first 1000. */
   untrainedRows: number[];
   sourceSha256: string | null;
   previews: TokenPreview[];
@@ -344,7 +370,8 @@ interface StudioResults {
   'playground.stop': { stopped: boolean };
   'models.delete': { deleted: number };
   'datasets.delete': { deleted: number };
-  'adapters.delete': { deleted: number };
+  /** kept: files the studio wrote there but left, as they changed since (anything else in the folder stays too). */
+  'adapters.delete': { deleted: number; kept: string[] };
   'export.run': ExportResult;
   'export.modelCard': { markdown: string };
   'export.hub': HubExportResult;

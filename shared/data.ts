@@ -47,8 +47,10 @@ export interface PreviewToken {
   special: boolean;
 }
 
-/** One sample as the model will see it. */
+/** One sample as the model will see it: its first tokens, as many as a preview shows. */
 export interface TokenPreview {
   row: number;
   tokens: PreviewToken[];
+  /** Tokens of the sample after the shown ones (0 when all are shown). */
+  hiddenTokens: number;
 }

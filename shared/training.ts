@@ -6,11 +6,15 @@ export type ExecutionDevice = Exclude<DeviceChoice, 'auto'>;
 export type OptimizerName = 'adamw' | 'sgd';
 export type SchedulerName = 'constant' | 'linear' | 'cosine';
 
+/** The projections a LoRA adapter may target, by their PEFT module names. */
+export const LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+export type LoraTarget = (typeof LORA_TARGETS)[number];
+
 export interface LoraSettings {
   rank: number;
   alpha: number;
   dropout: number;
-  /** PEFT module names: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj. */
+  /** PEFT module names, from LORA_TARGETS. */
   targets: string[];
   /** Scale alpha / sqrt(r) instead of alpha / r. */
   useRslora: boolean;
@@ -85,6 +89,11 @@ export interface TrainJob {
   checkpointEvery: number;
   /** How many of the newest checkpoints to keep. */
   keepCheckpoints: number;
+  /**
+   * Write into an output folder that holds an adapter PEFT Studio wrote for another run, replacing its files (anything
+   * else there stays). Any other folder that is not empty is refused all the same.
+   */
+  overwriteOutput?: boolean;
 }
 
 /** Events the engine streams while it works. */

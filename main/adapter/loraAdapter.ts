@@ -54,7 +54,8 @@ export function initLoraWeights(spec: ModelSpec, settings: LoraSettings, uniform
   return { settings, targets, layers };
 }
 
-export function saveLoraAdapter(dir: string, weights: LoraWeights, baseModel: string): void {
+/** Writes the adapter folder's two files; returns their names. */
+export function saveLoraAdapter(dir: string, weights: LoraWeights, baseModel: string): string[] {
   const { settings } = weights;
   const tensors: Record<string, TensorToWrite> = {};
   weights.layers.forEach((pairs, layer) => {
@@ -87,6 +88,7 @@ export function saveLoraAdapter(dir: string, weights: LoraWeights, baseModel: st
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
   writeFileAtomic(path.join(dir, 'adapter_config.json'), JSON.stringify(config, null, 2) + '\n');
+  return ['adapter_model.safetensors', 'adapter_config.json'];
 }
 
 /** A PEFT adapter folder's adapter_config.json. */

@@ -94,7 +94,8 @@ export function mergeLoraAdapter(options: MergeOptions): { outDir: string; shard
     for (const name of COMPANION_FILES) {
       if (fs.existsSync(path.join(folder.dir, name))) fs.copyFileSync(path.join(folder.dir, name), path.join(temp, name));
     }
-    fs.rmSync(options.outDir, { recursive: true, force: true });
+    // The destination was checked empty: removing it can never take anything with it.
+    if (fs.existsSync(options.outDir)) fs.rmdirSync(options.outDir);
     fs.renameSync(temp, options.outDir);
   } catch (err) {
     fs.rmSync(temp, { recursive: true, force: true });

@@ -21,7 +21,14 @@ export interface PromptTuningOrigin {
   tokenizer: string | null;
 }
 
-export function savePromptTuningAdapter(dir: string, weights: PromptTuningWeights, spec: ModelSpec, baseModel: string, origin: PromptTuningOrigin = { init: 'RANDOM', initText: null, tokenizer: null }): void {
+/** Writes the adapter folder's two files; returns their names. */
+export function savePromptTuningAdapter(
+  dir: string,
+  weights: PromptTuningWeights,
+  spec: ModelSpec,
+  baseModel: string,
+  origin: PromptTuningOrigin = { init: 'RANDOM', initText: null, tokenizer: null },
+): string[] {
   fs.mkdirSync(dir, { recursive: true });
   writeSafetensors(path.join(dir, 'adapter_model.safetensors'), { prompt_embeddings: { dtype: 'F32', shape: [weights.numVirtualTokens, spec.hiddenSize], data: weights.embeddings } }, { format: 'pt' });
   const config = {
@@ -39,6 +46,7 @@ export function savePromptTuningAdapter(dir: string, weights: PromptTuningWeight
     inference_mode: true,
   };
   writeFileAtomic(path.join(dir, 'adapter_config.json'), JSON.stringify(config, null, 2) + '\n');
+  return ['adapter_model.safetensors', 'adapter_config.json'];
 }
 
 export function loadPromptTuningAdapter(dir: string, config: Record<string, unknown>, spec: ModelSpec): PromptTuningWeights {

@@ -5,13 +5,17 @@ import { planTrainingMemory, suggestFit, type MemoryPlanInput } from '../engine/
 import { openModelFolder } from '../model/modelFolder.js';
 import { listDevices } from './devices.js';
 
-const DTYPE_BYTES: Record<string, number> = { F32: 4, BF16: 2, F16: 2 };
+const DTYPE_BYTES: ReadonlyMap<string, number> = new Map([['F32', 4], ['BF16', 2], ['F16', 2]]);
 
 export function planFit(config: FitConfig): MemoryFit {
   const folder = openModelFolder(config.modelDir);
   const { device } = chooseDevice(config.device);
-  // The widest stored weight decides: a mixed checkpoint is planned as if all of it were that wide.
-  const weightBytesPerElement = Math.max(...[...folder.tensors.values()].map((t) => DTYPE_BYTES[t.dtype] ?? 4));
+  // The widest stored weight decides: a mixed checkpoint is planned as if all of it were that wide. A loop, not
+  // Math.max(...all): a checkpoint may hold more tensors than a call takes arguments.
+  let weightBytesPerElement = 0;
+  for (const t of folder.tensors.values()) {
+    weightBytesPerElement = Math.max(weightBytesPerElement, DTYPE_BYTES.get(t.dtype) ?? 4);
+  }
   const input: MemoryPlanInput = {
     spec: folder.spec,
     weightBytesPerElement,

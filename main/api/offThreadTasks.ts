@@ -1,8 +1,11 @@
 // What runOffThread may run: each entry takes structured-cloneable arguments and returns a cloneable result.
 import { inspectDataset } from '../data/inspect.js';
+import { exportAdapter } from './exportAdapter.js';
 import { planFit } from './memoryFit.js';
 
 export const OFF_THREAD_TASKS = {
   inspectDataset,
   planFit,
+  /** Merging and GGUF writing are synchronous, and long for a large model. */
+  exportAdapter,
 };

@@ -9,7 +9,7 @@ import { InferenceModel } from '../engine/inferenceModel.js';
 import { chooseDevice } from '../engine/runtime.js';
 import { openModelFolder } from '../model/modelFolder.js';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
-import { chatPromptIds } from '../playground/chatPrompt.js';
+import { chatPromptIds, textPromptIds } from '../playground/chatPrompt.js';
 import { generate } from '../playground/generate.js';
 
 interface LoadedModel {
@@ -70,7 +70,11 @@ export class PlaygroundSessions {
 
   private async run(params: CheckedParams<'playground.generate'>, device: DeviceChoice, signal: AbortSignal): Promise<GenerationSummary> {
     const { model, tokenizer } = await this.load(params.modelDir, params.adapterDir, params.device ?? device);
-    const promptIds = params.input.type === 'prompt' ? tokenizer.encode(params.input.text) : chatPromptIds(model.folder.dir, tokenizer, params.input.messages, true);
+    const context = model.folder.spec.maxPositionEmbeddings;
+    const promptIds =
+      params.input.type === 'prompt'
+        ? textPromptIds(tokenizer, params.input.text, context)
+        : chatPromptIds(model.folder.dir, tokenizer, params.input.messages, true, context);
     const run = generate(model, tokenizer, promptIds, { ...params.sampling, ignoreEos: false, adapterScale: params.adapterDir ? 1 : 0 }, signal);
     for (;;) {
       const next = await run.next();

@@ -29,11 +29,16 @@ export class SettingsFile {
 
   private stored(): StoredSettings {
     if (!fs.existsSync(this.settingsPath)) return { ...DEFAULTS };
+    const unreadable = (why: string) =>
+      new UserError(`${this.settingsPath}: unreadable settings (${why}); delete the file to start from the defaults`);
+    let stored: unknown;
     try {
-      return { ...DEFAULTS, ...(JSON.parse(fs.readFileSync(this.settingsPath, 'utf8')) as Partial<StoredSettings>) };
+      stored = JSON.parse(fs.readFileSync(this.settingsPath, 'utf8'));
     } catch (err) {
-      throw new UserError(`${this.settingsPath}: unreadable settings (${(err as Error).message}); delete the file to start from the defaults`);
+      throw unreadable((err as Error).message);
     }
+    if (typeof stored !== 'object' || stored === null || Array.isArray(stored)) throw unreadable('not a JSON object');
+    return { ...DEFAULTS, ...(stored as Partial<StoredSettings>) };
   }
 
   /** The token set in the studio, if any. */
@@ -53,9 +58,10 @@ export class SettingsFile {
 
   set(change: { device?: DeviceChoice; theme?: Theme; hfToken?: string | null; storageFolder?: string | null }): StudioSettings {
     const { hfToken, storageFolder, ...rest } = change;
+    // The folder first: a refused one leaves every setting as it was.
+    if (storageFolder !== undefined) chooseStudioHome(storageFolder, this.where);
     writeFileAtomic(this.settingsPath, `${JSON.stringify({ ...this.stored(), ...rest }, null, 2)}\n`);
     if (hfToken !== undefined) this.vault.write(hfToken);
-    if (storageFolder !== undefined) chooseStudioHome(storageFolder, this.where);
     return this.get();
   }
 }

@@ -8,16 +8,16 @@ import { fileURLToPath } from 'node:url';
 import { parseCall, type CheckedCall, type MethodName, type Params, type Result, type StudioApi, type StudioEvent } from '../../shared/api.js';
 import { UserError } from '../../shared/errors.js';
 import type { RunRecord } from '../../shared/runs.js';
+import { deleteAdapterFiles, studioPlaces } from '../adapter/adapterFiles.js';
 import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
 import { hubAccessFromEnv, tokenFromEnv, type HubAccess } from '../hub/access.js';
 import { downloadSnapshot } from '../hub/download.js';
 import { preflightModel } from '../hub/preflight.js';
 import { previewModelCard, pushAdapter } from '../hub/push.js';
 import { describeModelFolder } from '../runs/modelRecord.js';
-import { RunManager } from '../runs/runManager.js';
+import { RunManager, removeRunFolder } from '../runs/runManager.js';
 import { Store } from '../store/store.js';
 import { listDevices } from './devices.js';
-import { exportInWorker } from './exportAdapter.js';
 import { inspectModel } from './modelInspection.js';
 import { PlaygroundHost } from './playgroundHost.js';
 import { runOffThread } from './offThread.js';
@@ -80,7 +80,7 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
   };
 
   const requireRun = (id: number): RunRecord => {
-    const run = store.run(id);
+    const run = manager.run(id);
     if (!run) throw new UserError(`run ${id}: no such run`);
     return run;
   };
@@ -103,7 +103,7 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
     'models.fit': (p) => runOffThread('planFit', p.config),
     'datasets.list': () => store.datasets(),
     'datasets.inspect': (p) => runOffThread('inspectDataset', p),
-    'runs.list': () => store.runs(),
+    'runs.list': () => manager.runs(),
     'runs.get': (p) => {
       const run = requireRun(p.id);
       return {
@@ -133,17 +133,18 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
     'runs.delete': (p) => {
       const run = requireRun(p.id);
       if (run.status === 'queued' || run.status === 'running') throw new UserError(`run ${p.id} is ${run.status}: cancel it before deleting it`);
+      removeRunFolder(store, run);
       store.deleteRun(p.id);
-      fs.rmSync(run.runDir, { recursive: true, force: true });
       return { deleted: p.id };
     },
     'adapters.list': () => store.adapters(),
     'adapters.delete': (p) => {
       const adapter = store.adapters().find((a) => a.id === p.id);
       if (!adapter) throw new UserError(`adapter ${p.id}: no such adapter`);
+      const manifest = store.adapterManifest(p.id);
+      const kept = p.deleteFiles ? deleteAdapterFiles(adapter.folder, manifest, studioPlaces(store)) : [];
       store.deleteAdapter(p.id);
-      if (p.deleteFiles) fs.rmSync(adapter.folder, { recursive: true, force: true });
-      return { deleted: p.id };
+      return { deleted: p.id, kept };
     },
     'models.delete': (p) => {
       store.deleteModel(p.id);
@@ -160,7 +161,7 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
       if (!adapter) throw new UserError(`adapter ${p.adapterId}: no such adapter`);
       const base = store.model(adapter.baseModelId);
       if (!base) throw new UserError(`adapter ${p.adapterId}: its base model (record ${adapter.baseModelId}) is gone`);
-      const written = await exportInWorker({ adapter, baseModelDir: base.folder, format: p.format, destination: p.destination });
+      const written = await runOffThread('exportAdapter', { adapter, baseModelDir: base.folder, format: p.format, destination: p.destination });
       return { ...written, record: store.addExport(adapter.id, p.format, written.path) };
     },
     'export.modelCard': (p) => {

@@ -30,8 +30,7 @@ export function encryptedTokenVault(file: string, cipher: StringCipher): TokenVa
     read: () => (fs.existsSync(file) ? cipher.decryptString(fs.readFileSync(file)) || undefined : undefined),
     write: (token) => {
       if (token === null) return fs.rmSync(file, { force: true });
-      writeFileAtomic(file, [cipher.encryptString(token)]);
-      fs.chmodSync(file, 0o600);
+      writeFileAtomic(file, [cipher.encryptString(token)], { mode: 0o600 });
     },
   };
 }

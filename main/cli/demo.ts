@@ -90,6 +90,8 @@ function demoJob(trainFile: string, adapterDir: string, steps: number, device: T
     evalEvery: 0,
     checkpointEvery: 0,
     keepCheckpoints: 1,
+    // A previous demo's adapter may be written again (nothing but a studio-written adapter ever is).
+    overwriteOutput: true,
   };
 }
 

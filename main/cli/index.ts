@@ -7,6 +7,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError } from '../../shared/errors.js';
 import type { AdapterMethod, EngineRequest, OptimizerName, SchedulerName, TrainJob } from '../../shared/training.js';
+import { checkOutputFolder, jobPlaces } from '../adapter/adapterFiles.js';
 import { readAdapterConfig } from '../adapter/loraAdapter.js';
 import { exportForOllama } from '../adapter/ollamaExport.js';
 import { mergeLoraAdapter } from '../adapter/merge.js';
@@ -15,6 +16,7 @@ import { planDefaultTraining } from '../engine/memoryPlan.js';
 import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
 import { printEvent } from './progress.js';
 import { createTinyModel, DEFAULT_TINY_MODEL } from '../model/tinyModel.js';
+import { checkedTargets } from '../model/architecture.js';
 import { choice, DEVICES, json, nonNegative, number, positiveInt, str, UsageError, type Command } from './options.js';
 import { DATA_COMMANDS, DATA_FLAGS, dataOptions, dataSettings } from './data.js';
 import { hubCommands } from './hub.js';
@@ -59,12 +61,13 @@ const COMMANDS: Record<string, Command> = {
   train: {
     summary: 'train a LoRA or prompt-tuning adapter (the built-in demo model and data when none are given)',
     usage:
-      `peft-studio train [--model DIR] [--data FILE] [--out DIR] [--method lora|prompt-tuning] [--num-virtual-tokens 20] [--prompt-init random|text] [--prompt-init-text TEXT] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--device auto|cpu|webgpu|cuda|dml] [--init-adapter DIR] [--eval-data FILE | --eval-split 0.1] [--eval-every N] [--home DIR] [--checkpoint-every 50] [--keep-checkpoints 3] ${DATA_FLAGS} [--json]`,
+      `peft-studio train [--model DIR] [--data FILE] [--out DIR] [--overwrite] [--method lora|prompt-tuning] [--num-virtual-tokens 20] [--prompt-init random|text] [--prompt-init-text TEXT] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--device auto|cpu|webgpu|cuda|dml] [--init-adapter DIR] [--eval-data FILE | --eval-split 0.1] [--eval-every N] [--home DIR] [--checkpoint-every 50] [--keep-checkpoints 3] ${DATA_FLAGS} [--json]`,
     options: {
       model: str, data: str, out: str, rank: str, alpha: str, 'lora-dropout': str, targets: str, rslora: { type: 'boolean', default: false }, lr: str, optimizer: str,
       'weight-decay': str, scheduler: str, 'warmup-steps': str, steps: str, epochs: str, 'batch-size': str, 'grad-accum': str, 'max-seq-len': str, 'max-grad-norm': str,
       seed: str, 'no-shuffle': { type: 'boolean', default: false }, 'gradient-checkpointing': str, device: str, 'init-adapter': str,
       'eval-data': str, 'eval-split': str, 'eval-every': str, ...dataOptions, method: str, 'num-virtual-tokens': str, 'prompt-init': str, 'prompt-init-text': str, home: str, 'checkpoint-every': str, 'keep-checkpoints': str, json,
+      overwrite: { type: 'boolean', default: false },
     },
     async run(values) {
       if (values.steps !== undefined && values.epochs !== undefined) throw new UsageError('give --steps or --epochs, not both');
@@ -82,7 +85,7 @@ const COMMANDS: Record<string, Command> = {
           rank: positiveInt(values, 'rank', 16),
           alpha: number(values, 'alpha', 32),
           dropout: number(values, 'lora-dropout', 0.05, (n) => n >= 0 && n < 1, 'a probability in [0, 1)'),
-          targets: ((values.targets as string | undefined) ?? 'q_proj,k_proj,v_proj,o_proj').split(',').map((t) => t.trim()).filter(Boolean),
+          targets: loraTargets((values.targets as string | undefined) ?? 'q_proj,k_proj,v_proj,o_proj'),
           useRslora: values.rslora === true,
         },
         optimizer: {
@@ -113,10 +116,14 @@ const COMMANDS: Record<string, Command> = {
         evalEvery: number(values, 'eval-every', 0, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
         checkpointEvery: number(values, 'checkpoint-every', 50, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
         keepCheckpoints: positiveInt(values, 'keep-checkpoints', 3),
+        // Only ever replaces an adapter PEFT Studio wrote: any other folder that is not empty stays refused.
+        overwriteOutput: values.overwrite === true,
       };
       if (job.evalDataFile && job.evalSplit > 0) throw new UsageError('give --eval-data or --eval-split, not both');
       const home = configuredHome(values);
       if (home) return trainRecorded(job, home, values.json === true);
+      // Refused here already, without starting the engine (which checks again).
+      checkOutputFolder(job, jobPlaces(job, null), null);
       await runAndReport({ kind: 'train', job, checkpointDir: null, resume: false }, values.json === true, (r: { adapterDir: string; steps: number; finalLoss: number; tokensPerSecond: number }) =>
         `adapter written to ${r.adapterDir} after ${r.steps} steps, final loss ${r.finalLoss.toFixed(4)}, ${r.tokensPerSecond.toFixed(1)} tokens/s`);
     },
@@ -199,6 +206,13 @@ const COMMANDS: Record<string, Command> = {
   ...DEMO_COMMANDS,
   ...SERVE_COMMANDS,
 };
+
+/** --targets: known module names, checked before any data is read or a run recorded. */
+function loraTargets(list: string): string[] {
+  const targets = list.split(',').map((t) => t.trim()).filter(Boolean);
+  checkedTargets(targets, '--targets');
+  return targets;
+}
 
 /** Sizes as transformers writes them: 5GB, 500MB, 100KB, or a plain byte count. */
 function byteSize(values: Record<string, unknown>, name: string, fallback: number): number {

@@ -10,7 +10,7 @@ import { chooseDevice } from '../engine/runtime.js';
 import type { ChatMessage } from '../data/samples.js';
 import { openModelFolder } from '../model/modelFolder.js';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
-import { chatPromptIds } from '../playground/chatPrompt.js';
+import { chatPromptIds, textPromptIds } from '../playground/chatPrompt.js';
 import { generate, type GenerateOptions, type GenerationResult } from '../playground/generate.js';
 import { choice, DEVICES, json, nonNegative, number, positiveInt, str, UsageError, type Command } from './options.js';
 
@@ -96,12 +96,15 @@ export const PLAYGROUND_COMMANDS: Record<string, Command> = {
       if (given.length !== 1) throw new UsageError('give one of --prompt, --messages or --prompt-ids');
       const options = { ...generateOptions(values), adapterScale: values.base ? 0 : 1 };
       const { model, tokenizer, modelDir } = await loadModel(values);
+      const context = model.folder.spec.maxPositionEmbeddings;
+      const plainChat = values['plain-chat'] === true;
       try {
-        const promptIds = values.messages
-          ? chatPromptIds(modelDir, tokenizer, readMessages(path.resolve(values.messages as string)), values['plain-chat'] === true)
+        const messages = values.messages ? readMessages(path.resolve(values.messages as string)) : null;
+        const promptIds = messages
+          ? chatPromptIds(modelDir, tokenizer, messages, plainChat, context)
           : values['prompt-ids'] !== undefined
             ? parsePromptIds(values['prompt-ids'] as string, model.folder.spec.vocabSize)
-            : tokenizer.encode(values.prompt as string);
+            : textPromptIds(tokenizer, values.prompt as string, context);
         if (promptIds.length === 0) throw new UserError('--prompt is empty');
         const asJson = values.json === true;
         const result = await streamTo(asJson ? () => {} : (text) => process.stdout.write(text), generate(model, tokenizer, promptIds, options));
@@ -143,7 +146,8 @@ export const PLAYGROUND_COMMANDS: Record<string, Command> = {
             process.stdout.write(`answering as the ${adapterScale ? 'fine-tuned' : 'base'} model\n`);
           } else if (line) {
             messages.push({ role: 'user', content: line });
-            const promptIds = chatPromptIds(modelDir, tokenizer, messages, values['plain-chat'] === true);
+            const context = model.folder.spec.maxPositionEmbeddings;
+            const promptIds = chatPromptIds(modelDir, tokenizer, messages, values['plain-chat'] === true, context);
             const result = await streamTo((text) => process.stdout.write(text), generate(model, tokenizer, promptIds, { ...options, adapterScale }));
             process.stdout.write('\n');
             messages.push({ role: 'assistant', content: result.text });

@@ -3,7 +3,8 @@
 import { UserError } from '../../shared/errors.js';
 import type { DataSettings } from '../../shared/training.js';
 import type { ColumnMapping } from './formats.js';
-import { readSamples } from './formats.js';
+import { MAX_REASON_CHARS, readSamples } from './formats.js';
+import { clipped } from './jsonValues.js';
 import { pack, splitTrainValidation, toSequences, truncate, type TrainingSequence } from './packing.js';
 import type { TextMode } from './readers/index.js';
 import { SampleRenderer } from './render.js';
@@ -43,6 +44,17 @@ export interface PreparedDataset {
   sourceSha256: string;
 }
 
+/** A dataset none of whose rows can be trained on; carries why, row by row, for an inspection to show. */
+export class NothingToTrainError extends UserError {
+  constructor(
+    message: string,
+    readonly badRows: BadRow[],
+    readonly untrainedRows: number[],
+  ) {
+    super(message);
+  }
+}
+
 /** The pipeline options a job's data settings (the CLI flags, later the wizard) stand for. */
 export function fromDataSettings(data: DataSettings): Pick<DatasetOptions, 'format' | 'mapping' | 'trainOn' | 'pack' | 'skipBadRows'> {
   return { format: data.format ?? undefined, mapping: data.columns as ColumnMapping, trainOn: data.trainOn, pack: data.pack, skipBadRows: data.skipBadRows };
@@ -66,7 +78,7 @@ export async function prepareDataset(options: DatasetOptions): Promise<PreparedD
     }
     const outcome = renderer.render(item);
     stats.add(outcome);
-    if (outcome.kind === 'bad') badRows.push(outcome.bad);
+    if (outcome.kind === 'bad') badRows.push({ ...outcome.bad, reason: clipped(outcome.bad.reason, MAX_REASON_CHARS) });
     else if (outcome.kind === 'rendered') rendered.push(outcome.sample);
   }
   if (badRows.length && !options.skipBadRows) {
@@ -75,7 +87,13 @@ export async function prepareDataset(options: DatasetOptions): Promise<PreparedD
   }
   const truncation = truncate(rendered, options.maxSeqLen);
   if (truncation.samples.length === 0) {
-    throw new UserError(`${file}: nothing to train on (${read} rows read, ${badRows.length} bad, ${truncation.untrainedRows.length} with no trained token within ${options.maxSeqLen} tokens)`);
+    const { untrainedRows } = truncation;
+    const counts = `${read} rows read, ${badRows.length} bad, ${untrainedRows.length} with no trained token`;
+    throw new NothingToTrainError(
+      `${file}: nothing to train on (${counts} within ${options.maxSeqLen} tokens)`,
+      badRows,
+      untrainedRows,
+    );
   }
   const { train, validation } = splitTrainValidation(truncation.samples, { validationFraction: options.validationFraction, seed: options.seed });
   const sequences = (samples: RenderedSample[]) => (options.pack ? pack(samples, options.maxSeqLen) : toSequences(samples));

@@ -3,11 +3,15 @@
 import { UserError } from '../../shared/errors.js';
 import { alpacaSample, chatSample } from './formats/chat.js';
 import { columnName, hasColumn, RowRejected, type ColumnMapping, type RowFields, type SampleField } from './formats/fields.js';
+import { clipped } from './jsonValues.js';
 import { completionSample, textSample, tokensSample } from './formats/plain.js';
 import { checkDataFile, detectFileKind, readRawRows, type RawRowOrError, type TextMode, type UnreadableRow } from './readers/index.js';
 import type { BadRow, FileKind, RawRow, Sample, SampleFormat, SampleRow } from './samples.js';
 
 export type { ColumnMapping, SampleField } from './formats/fields.js';
+
+/** The longest bad-row reason: a reason may quote the row's values and field names. */
+export const MAX_REASON_CHARS = 300;
 
 /** Each format's fields, in detection order: when a row fits several formats, the first wins. */
 const FORMAT_FIELDS: Readonly<Record<SampleFormat, { required: readonly SampleField[]; optional: readonly SampleField[] }>> = {
@@ -34,17 +38,48 @@ const DETECTION_ROWS = 20;
 const DETECTION_READ_LIMIT = 1000;
 
 /**
+ * A row may hold at most this much text (or this many token ids): far more than any sequence the engine trains on
+ * keeps after truncation, while tokenizing one such row already takes seconds.
+ */
+export const MAX_ROW_CHARS = 2 ** 20;
+export const MAX_ROW_TOKENS = 2 ** 18;
+
+/** Why a sample is too large to be a row, or null. */
+function oversized(sample: Sample): string | null {
+  const tokens = sample.kind === 'tokens';
+  const [size, limit] = tokens ? [sample.inputIds.length, MAX_ROW_TOKENS] : [textLength(sample), MAX_ROW_CHARS];
+  if (size <= limit) return null;
+  const unit = tokens ? 'token ids' : 'characters of text';
+  return `the row holds ${size} ${unit}, more than the ${limit} a row may hold; split it`;
+}
+
+function textLength(sample: Exclude<Sample, { kind: 'tokens' }>): number {
+  switch (sample.kind) {
+    case 'chat':
+      return sample.messages.reduce((chars, m) => chars + m.content.length, 0);
+    case 'completion':
+      return sample.prompt.length + sample.completion.length;
+    case 'text':
+      return sample.text.length;
+  }
+}
+
+/**
  * One row as a Sample, or why it cannot be one. `fileKind` says where the row came from: CSV, TSV and Parquet rows
  * may hold numbers in text columns (made text) and JSON text in list columns (parsed); JSON rows may not.
  */
 export function toSample(raw: RawRow, format: SampleFormat, mapping: ColumnMapping = {}, fileKind?: FileKind): { ok: true; value: SampleRow } | { ok: false; bad: BadRow } {
   const tabular = fileKind === 'csv' || fileKind === 'tsv' || fileKind === 'parquet';
+  let sample: Sample;
   try {
-    return { ok: true, value: { row: raw.row, sample: SAMPLE_BUILDERS[format]({ record: raw.record, mapping, tabular }) } };
+    sample = SAMPLE_BUILDERS[format]({ record: raw.record, mapping, tabular });
   } catch (err) {
     if (!(err instanceof RowRejected)) throw err;
-    return { ok: false, bad: { row: raw.row, reason: err.message } };
+    return { ok: false, bad: { row: raw.row, reason: clipped(err.message, MAX_REASON_CHARS) } };
   }
+  const tooLarge = oversized(sample);
+  if (tooLarge !== null) return { ok: false, bad: { row: raw.row, reason: tooLarge } };
+  return { ok: true, value: { row: raw.row, sample } };
 }
 
 /** The format that fits most of `rows` (ties: the earlier in FORMAT_FIELDS); a mapping limits it to formats using its fields. */
@@ -55,14 +90,43 @@ export function detectFormat(rows: readonly RawRow[], mapping: ColumnMapping = {
   let best: SampleFormat | null = null;
   let bestCount = 0;
   for (const format of candidates) {
-    const count = rows.filter((row) => FORMAT_FIELDS[format].required.every((field) => hasColumn(row.record, columnName(field, mapping)))).length;
+    const count = rows.filter((row) => fits(row, format, mapping)).length;
     if (count > bestCount) [best, bestCount] = [format, count];
   }
   if (best !== null) return best;
-  const found = [...new Set(rows.flatMap((row) => Object.keys(row.record)))];
-  const foundList = found.length === 0 ? 'none' : found.slice(0, 20).map((name) => `"${name}"`).join(', ') + (found.length > 20 ? ', …' : '');
-  const expected = candidates.map((format) => FORMAT_FIELDS[format].required.map((field) => `"${columnName(field, mapping)}"`).join(' + ')).join(', ');
-  throw new UserError(`cannot tell the data format: the rows have the fields ${foundList}; expected ${expected}; choose the format and map its fields to your columns`);
+  const expected = candidates.map((format) => requiredColumns(format, mapping)).join(', ');
+  throw new UserError(
+    `cannot tell the data format: the rows have the fields ${fieldList(rows)}; expected ${expected}; ` +
+      'choose the format and map its fields to your columns',
+  );
+}
+
+/**
+ * Throws a UserError when none of `rows` (the first good rows) has the fields a chosen format reads: the wrong format
+ * for the file, or a column mapping to a column it does not have. Rows after them lacking a field are bad rows.
+ */
+function checkFormatFits(rows: readonly RawRow[], format: SampleFormat, mapping: ColumnMapping = {}): void {
+  if (rows.length === 0 || rows.some((row) => fits(row, format, mapping))) return;
+  throw new UserError(
+    `the ${format} format reads ${requiredColumns(format, mapping)}, which none of the first ${rows.length} rows has ` +
+      `(they have the fields ${fieldList(rows)}); choose another format or map its fields to your columns`,
+  );
+}
+
+function fits(row: RawRow, format: SampleFormat, mapping: ColumnMapping): boolean {
+  return FORMAT_FIELDS[format].required.every((field) => hasColumn(row.record, columnName(field, mapping)));
+}
+
+function requiredColumns(format: SampleFormat, mapping: ColumnMapping): string {
+  return FORMAT_FIELDS[format].required.map((field) => `"${clipped(columnName(field, mapping), 60)}"`).join(' + ');
+}
+
+/** The rows' field names for a message: at most 20, each cut short. */
+function fieldList(rows: readonly RawRow[]): string {
+  const found = new Set<string>();
+  for (const row of rows) for (const name of Object.keys(row.record)) if (found.size <= 20) found.add(name);
+  if (found.size === 0) return 'none';
+  return [...found].slice(0, 20).map((name) => `"${clipped(name, 60)}"`).join(', ') + (found.size > 20 ? ', …' : '');
 }
 
 /** Throws a UserError if the mapping names a field the format does not read. */
@@ -88,8 +152,9 @@ export interface SampleReadOptions {
 export type SampleOrBadRow = ({ type: 'sample' } & SampleRow) | ({ type: 'bad' } & BadRow);
 
 /**
- * Streams a data file as samples and bad rows. Throws a UserError for a file that cannot be read or has no rows, and,
- * after yielding the rows it looked at, for a format that cannot be detected.
+ * Streams a data file as samples and bad rows. Throws a UserError for a file that cannot be read or has no rows, for a
+ * chosen format none of the first rows fits, and, after yielding the rows it looked at, for a format that cannot be
+ * detected.
  */
 export async function* readSamples(file: string, options: SampleReadOptions = {}): AsyncGenerator<SampleOrBadRow> {
   await checkDataFile(file);
@@ -97,45 +162,44 @@ export async function* readSamples(file: string, options: SampleReadOptions = {}
   const mapping = options.mapping ?? {};
   const rows = readRawRows(file, { kind, textMode: options.textMode });
   try {
-    const firstRows: RawRowOrError[] = []; // read ahead for detection, then yielded in order
+    // Read ahead to detect the format, or to check that the chosen one fits; then yielded in order.
+    const firstRows: RawRowOrError[] = [];
+    const goodRows: RawRow[] = [];
+    while (goodRows.length < DETECTION_ROWS && firstRows.length < DETECTION_READ_LIMIT) {
+      const next = await rows.next();
+      if (next.done) break;
+      firstRows.push(next.value);
+      if (!('error' in next.value)) goodRows.push(next.value);
+    }
+    if (firstRows.length === 0) throw new UserError(`${file}: no rows; the file is empty`);
     let format = options.format;
     if (format === undefined) {
-      let goodRows = 0;
-      while (goodRows < DETECTION_ROWS && firstRows.length < DETECTION_READ_LIMIT) {
-        const next = await rows.next();
-        if (next.done) break;
-        firstRows.push(next.value);
-        if (!('error' in next.value)) goodRows++;
-      }
-      if (firstRows.length === 0) throw new UserError(`${file}: no rows; the file is empty`);
-      if (goodRows === 0) {
+      if (goodRows.length === 0) {
         for (const row of firstRows) if ('error' in row) yield unreadable(row);
-        throw new UserError(`${file}: cannot tell the data format: none of the first ${firstRows.length} rows can be read`);
+        const first = unreadable(firstRows[0] as UnreadableRow);
+        const none = `none of the first ${firstRows.length} rows can be read`;
+        throw new UserError(`${file}: cannot tell the data format: ${none} (row ${first.row}: ${first.reason})`);
       }
-      format = withFileName(file, () => detectFormat(firstRows.filter((row): row is RawRow => !('error' in row)), mapping));
+      format = withFileName(file, () => detectFormat(goodRows, mapping));
     }
     const chosenFormat = format;
     withFileName(file, () => checkColumnMapping(mapping, chosenFormat));
+    withFileName(file, () => checkFormatFits(goodRows, chosenFormat, mapping));
     options.onFormat?.(chosenFormat);
     const convert = (row: RawRowOrError): SampleOrBadRow => {
       if ('error' in row) return unreadable(row);
       const result = toSample(row, chosenFormat, mapping, kind);
       return result.ok ? { type: 'sample', ...result.value } : { type: 'bad', ...result.bad };
     };
-    let rowCount = firstRows.length;
     for (const row of firstRows) yield convert(row);
-    for await (const row of rows) {
-      rowCount++;
-      yield convert(row);
-    }
-    if (rowCount === 0) throw new UserError(`${file}: no rows; the file is empty`);
+    for await (const row of rows) yield convert(row);
   } finally {
     await rows.return(undefined);
   }
 }
 
-function unreadable(row: UnreadableRow): SampleOrBadRow {
-  return { type: 'bad', row: row.row, reason: row.error };
+function unreadable(row: UnreadableRow): { type: 'bad' } & BadRow {
+  return { type: 'bad', row: row.row, reason: clipped(row.error, MAX_REASON_CHARS) };
 }
 
 function usesField(format: SampleFormat, field: SampleField): boolean {
@@ -145,7 +209,10 @@ function usesField(format: SampleFormat, field: SampleField): boolean {
 function checkedMappingFields(mapping: ColumnMapping): SampleField[] {
   const known = new Set<string>(FORMATS.flatMap((format) => [...FORMAT_FIELDS[format].required, ...FORMAT_FIELDS[format].optional]));
   for (const [field, column] of Object.entries(mapping)) {
-    if (!known.has(field)) throw new UserError(`the column mapping sets "${field}", which is not a field of any format (fields: ${[...known].join(', ')})`);
+    if (!known.has(field)) {
+      const [name, fields] = [clipped(field, 60), [...known].join(', ')];
+      throw new UserError(`the column mapping sets "${name}", which is not a field of any format (fields: ${fields})`);
+    }
     if (typeof column !== 'string' || column === '') throw new UserError(`the column mapping gives "${field}" no column name`);
   }
   return Object.keys(mapping) as SampleField[];

@@ -15,3 +15,9 @@ export function describeValue(value: unknown): string {
   if (Array.isArray(value) || ArrayBuffer.isView(value)) return 'a list';
   return 'an object';
 }
+
+/** Text from a data file or a request, as it appears in a message: at most `max` characters, one line. */
+export function clipped(text: string, max = 200): string {
+  const head = text.length > max ? `${text.slice(0, max - 1)}…` : text;
+  return head.replace(/[\r\n]+/g, ' ');
+}

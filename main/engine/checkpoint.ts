@@ -8,6 +8,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors, type TensorToWrite } from '../model/safetensors.js';
+import { removeIfEmpty } from '../adapter/adapterFiles.js';
 import { writeFileAtomic } from '../util/atomicWrite.js';
 import { explainFileError } from '../util/fileErrors.js';
 
@@ -36,6 +37,9 @@ const STATE_FILE = 'state.safetensors';
 const TRAINER_FILE = 'trainer.json';
 const MANIFEST_FILE = 'manifest.json';
 const FOLDER = /^step-(\d{8})$/;
+/** A step folder an interrupted write left; a checkpoint's files, with the temp files of their atomic writes. */
+const PARTIAL_FOLDER = /^\.step-\d{8}\.partial-\d+$/;
+const CHECKPOINT_FILE = /^(state\.safetensors|trainer\.json|manifest\.json)(\.tmp-\d+-\d+)?$/;
 
 const sha256 = (file: string) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 
@@ -129,4 +133,23 @@ export function latestGoodCheckpoint(dir: string, jobFingerprint: string, onSkip
     return state;
   }
   return null;
+}
+
+const isFolder = (p: string) => fs.lstatSync(p, { throwIfNoEntry: false })?.isDirectory() === true;
+
+/**
+ * Deletes the checkpoints in `dir`: in each step folder (or one an interrupted write left) the files written here,
+ * then each folder that leaves empty, and `dir` itself. Anything else stays, and links are not followed.
+ */
+export function removeCheckpoints(dir: string): void {
+  if (!isFolder(dir)) return;
+  for (const name of fs.readdirSync(dir)) {
+    const folder = path.join(dir, name);
+    if (!(FOLDER.test(name) || PARTIAL_FOLDER.test(name)) || !isFolder(folder)) continue;
+    for (const file of fs.readdirSync(folder).filter((f) => CHECKPOINT_FILE.test(f))) {
+      if (fs.lstatSync(path.join(folder, file)).isFile()) fs.unlinkSync(path.join(folder, file));
+    }
+    removeIfEmpty(folder);
+  }
+  removeIfEmpty(dir);
 }

@@ -14,7 +14,7 @@
 //   runtime          Node + ONNX Runtime, one session per graph, and memory the allocators keep after it is freed
 // The phases peak at different moments, so `parts` hold each part's bytes at the moment of the peak and add up to it.
 import onnxProto from 'onnx-proto';
-import { expectedShapes, targetShape, type ModelSpec, type TargetModule } from '../model/architecture.js';
+import { checkedTargets, expectedShapes, targetShape, type ModelSpec } from '../model/architecture.js';
 import type { TensorEntry } from '../model/safetensors.js';
 import { buildDecoderLayerGraph } from './graphs/decoderLayer.js';
 import { buildHeadGraph } from './graphs/head.js';
@@ -345,7 +345,7 @@ interface LayerCalls {
 
 function layerCalls(input: MemoryPlanInput, tokens: number, seqLen: number): LayerCalls {
   const { spec } = input;
-  const targets = (input.method === 'lora' ? input.lora.targets : []) as TargetModule[];
+  const targets = input.method === 'lora' ? checkedTargets(input.lora.targets, 'LoRA targets') : [];
   const graph = buildDecoderLayerGraph({
     spec,
     layerIndex: 0,
@@ -394,7 +394,7 @@ function trainableElements(input: MemoryPlanInput): number {
   const { spec } = input;
   if (input.method === 'prompt-tuning') return input.numVirtualTokens * spec.hiddenSize;
   let perLayer = 0;
-  for (const target of input.lora.targets as TargetModule[]) {
+  for (const target of checkedTargets(input.lora.targets, 'LoRA targets')) {
     const shape = targetShape(spec, target);
     perLayer += input.lora.rank * (shape.in + shape.out);
   }

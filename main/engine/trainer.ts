@@ -4,6 +4,7 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
 import type { BenchJob, BenchResult, DataSettings, EngineEvent, EvalJob, EvalResult, ExecutionDevice, OptimizerSettings, TrainJob, TrainPaused, TrainResult } from '../../shared/training.js';
+import { checkOutputFolder, jobPlaces, writeAdapterFolder, type AdapterOwner } from '../adapter/adapterFiles.js';
 import { loadAdapter } from '../adapter/anyAdapter.js';
 import { initLoraWeights, loraScale, saveLoraAdapter, type LoraWeights } from '../adapter/loraAdapter.js';
 import { savePromptTuningAdapter } from '../adapter/promptTuningAdapter.js';
@@ -190,7 +191,7 @@ const NO_CONTROL: TrainControl = { checkpointDir: null, resume: false, pauseRequ
 
 /** sha256 of what shapes a run's trajectory (not where it writes, nor the device): a checkpoint resumes only its own job. */
 function jobFingerprint(job: TrainJob, dataSha256: string): string {
-  const { outDir, device, checkpointEvery, keepCheckpoints, ...trajectory } = job;
+  const { outDir, overwriteOutput, device, checkpointEvery, keepCheckpoints, ...trajectory } = job;
   return crypto.createHash('sha256').update(JSON.stringify({ trajectory, dataSha256 })).digest('hex');
 }
 
@@ -209,6 +210,12 @@ function explainEngineError(err: unknown, device: ExecutionDevice): unknown {
 }
 
 export async function runTraining(job: TrainJob, emit: Emit, control: TrainControl = NO_CONTROL): Promise<TrainResult | TrainPaused> {
+  // The adapter's folder is checked before anything else, and again once the job's fingerprint is known (a folder
+  // holding this run's adapter from an earlier attempt is written again) and before the adapter is written.
+  const places = jobPlaces(job, control.checkpointDir);
+  const checkpoints = control.checkpointDir ? path.resolve(control.checkpointDir) : null;
+  let owner: AdapterOwner | null = checkpoints ? { checkpoints, fingerprint: null } : null;
+  checkOutputFolder(job, places, owner);
   const folder = openModelFolder(job.modelDir);
   const { spec } = folder;
   const dataset = await loadDataset(job.dataFile, 'train', job.data, folder, job.maxSeqLen, job.evalDataFile ? 0 : job.evalSplit, job.seed, emit);
@@ -221,6 +228,8 @@ export async function runTraining(job: TrainJob, emit: Emit, control: TrainContr
   const totalSteps = job.steps ?? stepsPerEpoch * job.epochs;
   if (totalSteps <= 0) throw new UserError(`--steps/--epochs: nothing to train (${totalSteps} steps)`);
   const fingerprint = jobFingerprint(job, dataset.sourceSha256);
+  if (owner) owner = { ...owner, fingerprint };
+  checkOutputFolder(job, places, owner);
 
   const device = resolveDevice(job.device, emit);
   const model = await openTrainable(folder, lora, device, job.gradientCheckpointing, emit, virtual ? virtual.embeddings.length / spec.hiddenSize : 0);
@@ -307,13 +316,14 @@ export async function runTraining(job: TrainJob, emit: Emit, control: TrainContr
       }
     }
     const seconds = (performance.now() - started) / 1000;
-    if (virtual) {
+    writeAdapterFolder(job, places, owner, (dir) => {
       const origin = job.promptTuning.init === 'text' ? { init: 'TEXT' as const, initText: job.promptTuning.initText, tokenizer: folder.dir } : undefined;
-      savePromptTuningAdapter(job.outDir, { numVirtualTokens: job.promptTuning.numVirtualTokens, embeddings: virtual.embeddings }, spec, folder.dir, origin);
-    } else {
-      saveLoraAdapter(job.outDir, lora, folder.dir);
-    }
-    writeTrainingRecord(job, dataset.sourceSha256, losses, loss, evalLoss);
+      const prompt = virtual && { numVirtualTokens: job.promptTuning.numVirtualTokens, embeddings: virtual.embeddings };
+      const files = prompt
+        ? savePromptTuningAdapter(dir, prompt, spec, folder.dir, origin)
+        : saveLoraAdapter(dir, lora, folder.dir);
+      return [...files, writeTrainingRecord(job, dataset.sourceSha256, losses, loss, evalLoss)];
+    });
     return { status: 'completed', adapterDir: path.resolve(job.outDir), steps: totalSteps, finalLoss: loss, evalLoss, tokens, tokensPerSecond: tokensThisSession / seconds, seconds: elapsed(), device };
   } catch (err) {
     throw explainEngineError(err, device);
@@ -326,10 +336,17 @@ export async function runTraining(job: TrainJob, emit: Emit, control: TrainContr
  * `training.json` beside the adapter: the settings, the data's name and hash, and the loss curve, for the model card.
  * A resumed run's curve starts at its checkpoint; the studio's database holds the whole curve.
  */
-function writeTrainingRecord(job: TrainJob, dataSha256: string, losses: { step: number; loss: number }[], finalLoss: number, evalLoss: number | null): void {
-  const { outDir, modelDir, dataFile, evalDataFile, initAdapterDir, ...settings } = job;
+function writeTrainingRecord(
+  job: TrainJob,
+  dataSha256: string,
+  losses: { step: number; loss: number }[],
+  finalLoss: number,
+  evalLoss: number | null,
+): string {
+  const { outDir, overwriteOutput, modelDir, dataFile, evalDataFile, initAdapterDir, ...settings } = job;
   const record = { settings, baseModel: path.basename(modelDir), dataset: { name: path.basename(dataFile), sha256: dataSha256 }, finalLoss, evalLoss, losses };
   writeFileAtomic(path.join(job.outDir, 'training.json'), `${JSON.stringify(record, null, 1)}\n`);
+  return 'training.json';
 }
 
 export async function runEvaluation(job: EvalJob, emit: Emit): Promise<EvalResult> {

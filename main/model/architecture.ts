@@ -1,6 +1,7 @@
 // The model is data: one description of a Llama-family decoder, with each architecture's differences as fields.
 // llama (SmolLM2, Llama 3.x), mistral, qwen2 (q/k/v bias), qwen3 (per-head q/k RMSNorm).
 import { UserError } from '../../shared/errors.js';
+import { LORA_TARGETS, type LoraTarget } from '../../shared/training.js';
 
 export type ModelType = 'llama' | 'mistral' | 'qwen2' | 'qwen3';
 export const SUPPORTED_MODEL_TYPES: readonly ModelType[] = ['llama', 'mistral', 'qwen2', 'qwen3'];
@@ -41,47 +42,101 @@ export interface ModelSpec {
   qkNorm: boolean;
 }
 
+/**
+ * The largest value each size field may hold: well above every real model (vocabularies reach ~256k, contexts 10M),
+ * so that an absurd config.json is refused before anything sized by it (weight tables, graphs, plans) is built.
+ */
+export const CONFIG_LIMITS = {
+  num_hidden_layers: 1024,
+  hidden_size: 65_536,
+  intermediate_size: 262_144,
+  num_attention_heads: 1024,
+  num_key_value_heads: 1024,
+  head_dim: 4096,
+  vocab_size: 1_048_576,
+  max_position_embeddings: 16_777_216,
+} as const;
+type SizeField = keyof typeof CONFIG_LIMITS;
+
 function field(config: Record<string, unknown>, name: string, file: string, fallback?: number): number {
-  const value = config[name] ?? fallback;
+  const given = Object.hasOwn(config, name) ? config[name] : undefined;
+  const value = given ?? fallback;
   if (typeof value !== 'number' || !Number.isFinite(value)) {
-    throw new UserError(`${file}: field "${name}" must be a number, found ${JSON.stringify(config[name])}`);
+    throw new UserError(`${file}: field "${name}" must be a number, found ${describeConfigValue(given)}`);
   }
   return value;
 }
 
-function positiveInt(config: Record<string, unknown>, name: string, file: string, fallback?: number): number {
+function positiveNumber(config: Record<string, unknown>, name: string, file: string, fallback?: number): number {
+  const value = field(config, name, file, fallback);
+  if (value <= 0) throw new UserError(`${file}: field "${name}" must be positive, found ${value}`);
+  return value;
+}
+
+function size(config: Record<string, unknown>, name: SizeField, file: string, fallback?: number): number {
   const value = field(config, name, file, fallback);
   if (!Number.isInteger(value) || value <= 0) throw new UserError(`${file}: field "${name}" must be a positive integer, found ${value}`);
+  const limit = CONFIG_LIMITS[name];
+  if (value > limit) {
+    throw new UserError(`${file}: field "${name}" is ${value}, more than the ${limit} any supported model has`);
+  }
   return value;
+}
+
+/** A config value for an error message, cut short: the file may hold anything. */
+function describeConfigValue(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 60 ? `${text.slice(0, 60)}…` : text;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Turns a Hugging Face `config.json` object into a ModelSpec; errors name the file and field. */
 export function parseModelConfig(config: Record<string, unknown>, file: string): ModelSpec {
+  if (!isObject(config)) throw new UserError(`${file}: expected a JSON object, found ${describeConfigValue(config)}`);
   const modelType = config.model_type;
   if (typeof modelType !== 'string' || !(SUPPORTED_MODEL_TYPES as readonly string[]).includes(modelType)) {
-    throw new UserError(`${file}: field "model_type" is ${JSON.stringify(modelType)}; supported: ${SUPPORTED_MODEL_TYPES.join(', ')}`);
+    const supported = SUPPORTED_MODEL_TYPES.join(', ');
+    throw new UserError(`${file}: field "model_type" is ${describeConfigValue(modelType)}; supported: ${supported}`);
   }
-  const hiddenSize = positiveInt(config, 'hidden_size', file);
-  const numHeads = positiveInt(config, 'num_attention_heads', file);
-  const numKvHeads = positiveInt(config, 'num_key_value_heads', file, numHeads);
+  // Every size first, each within its limit, before any is used.
+  const hiddenSize = size(config, 'hidden_size', file);
+  const intermediateSize = size(config, 'intermediate_size', file);
+  const numLayers = size(config, 'num_hidden_layers', file);
+  const numHeads = size(config, 'num_attention_heads', file);
+  const numKvHeads = size(config, 'num_key_value_heads', file, numHeads);
+  const vocabSize = size(config, 'vocab_size', file);
+  const maxPositionEmbeddings = size(config, 'max_position_embeddings', file, 2048);
   if (numHeads % numKvHeads !== 0) throw new UserError(`${file}: "num_attention_heads" ${numHeads} is not a multiple of "num_key_value_heads" ${numKvHeads}`);
-  const headDim = config.head_dim == null ? hiddenSize / numHeads : positiveInt(config, 'head_dim', file);
+  const headDim = config.head_dim == null ? hiddenSize / numHeads : size(config, 'head_dim', file);
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) throw new UserError(`${file}: head dimension ${headDim} must be an even integer`);
+  // Real models keep the attention width H * D within a few times C (Qwen3: 2 C).
+  if (numHeads * headDim > 8 * hiddenSize) {
+    const width = `"num_attention_heads" ${numHeads} x "head_dim" ${headDim}`;
+    throw new UserError(`${file}: ${width} is more than 8 times "hidden_size" ${hiddenSize}`);
+  }
 
   let ropeScaling: Llama3RopeScaling | null = null;
-  const scaling = config.rope_scaling as Record<string, unknown> | null | undefined;
-  if (scaling) {
+  const scaling = config.rope_scaling;
+  if (scaling != null) {
+    if (!isObject(scaling)) {
+      const found = describeConfigValue(scaling);
+      throw new UserError(`${file}: field "rope_scaling" must be an object or null, found ${found}`);
+    }
     const kind = scaling.rope_type ?? scaling.type;
     if (kind === 'llama3') {
       const where = `${file} rope_scaling`;
       ropeScaling = {
-        factor: field(scaling, 'factor', where),
-        lowFreqFactor: field(scaling, 'low_freq_factor', where),
-        highFreqFactor: field(scaling, 'high_freq_factor', where),
-        originalMaxPositionEmbeddings: field(scaling, 'original_max_position_embeddings', where),
+        factor: positiveNumber(scaling, 'factor', where),
+        lowFreqFactor: positiveNumber(scaling, 'low_freq_factor', where),
+        highFreqFactor: positiveNumber(scaling, 'high_freq_factor', where),
+        originalMaxPositionEmbeddings: positiveNumber(scaling, 'original_max_position_embeddings', where),
       };
     } else if (kind !== 'default') {
-      throw new UserError(`${file}: rope_scaling type ${JSON.stringify(kind)} is not supported (supported: llama3, default)`);
+      const type = describeConfigValue(kind);
+      throw new UserError(`${file}: rope_scaling type ${type} is not supported (supported: llama3, default)`);
     }
   }
 
@@ -89,16 +144,16 @@ export function parseModelConfig(config: Record<string, unknown>, file: string):
   return {
     modelType: modelType as ModelType,
     hiddenSize,
-    intermediateSize: positiveInt(config, 'intermediate_size', file),
-    numLayers: positiveInt(config, 'num_hidden_layers', file),
+    intermediateSize,
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
-    vocabSize: positiveInt(config, 'vocab_size', file),
-    rmsNormEps: field(config, 'rms_norm_eps', file, 1e-6),
-    ropeTheta: field(config, 'rope_theta', file, 10000),
+    vocabSize,
+    rmsNormEps: positiveNumber(config, 'rms_norm_eps', file, 1e-6),
+    ropeTheta: positiveNumber(config, 'rope_theta', file, 10000),
     ropeScaling,
-    maxPositionEmbeddings: positiveInt(config, 'max_position_embeddings', file, 2048),
+    maxPositionEmbeddings,
     tieWordEmbeddings: config.tie_word_embeddings === true,
     // As transformers: qwen2 always has q/k/v bias and no o_proj bias; llama and qwen3 bias all four projections
     // when attention_bias says so; mistral never has attention biases.
@@ -188,8 +243,23 @@ export function expectedShapes(spec: ModelSpec): Map<string, number[]> {
 /** LoRA target modules: which projection, where it lives, and its [out, in] shape. */
 export const ATTENTION_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj'] as const;
 export const MLP_TARGETS = ['gate_proj', 'up_proj', 'down_proj'] as const;
-export type TargetModule = (typeof ATTENTION_TARGETS)[number] | (typeof MLP_TARGETS)[number];
-export const ALL_TARGETS: readonly TargetModule[] = [...ATTENTION_TARGETS, ...MLP_TARGETS];
+export type TargetModule = LoraTarget;
+export const ALL_TARGETS: readonly TargetModule[] = LORA_TARGETS;
+
+function isTargetModule(name: string): name is TargetModule {
+  return (ALL_TARGETS as readonly string[]).includes(name);
+}
+
+function unknownTarget(name: unknown): string {
+  return `unknown LoRA target ${describeConfigValue(name)}; allowed: ${ALL_TARGETS.join(', ')}`;
+}
+
+/** Known targets in ALL_TARGETS order, each once; an unknown name (`foo`, `__proto__`) is a UserError. */
+export function checkedTargets(names: readonly string[], where: string): TargetModule[] {
+  const unknown = names.find((name) => !isTargetModule(name));
+  if (unknown !== undefined) throw new UserError(`${where}: ${unknownTarget(unknown)}`);
+  return ALL_TARGETS.filter((target) => names.includes(target));
+}
 
 export function targetShape(spec: ModelSpec, target: TargetModule): { out: number; in: number } {
   const { hiddenSize: C, intermediateSize: I, numHeads: H, numKvHeads: K, headDim: D } = spec;
@@ -201,6 +271,8 @@ export function targetShape(spec: ModelSpec, target: TargetModule): { out: numbe
     case 'gate_proj': return { out: I, in: C };
     case 'up_proj': return { out: I, in: C };
     case 'down_proj': return { out: C, in: I };
+    // Callers check names first; a name that slipped through must not come back as undefined.
+    default: throw new UserError(unknownTarget(target));
   }
 }
 

@@ -12,18 +12,29 @@ export interface ModelFolder {
   tensors: Map<string, TensorEntry>;
 }
 
+/** config.json is a few kB and the largest index files about 1 MB: a bigger one is not a model's. */
+const MAX_JSON_BYTES = 64 * 2 ** 20;
+
 function readJson(file: string): Record<string, unknown> {
   let text: string;
   try {
+    const bytes = fs.statSync(file).size;
+    if (bytes > MAX_JSON_BYTES) throw new UserError(`${file}: ${bytes} bytes, too large for a model's JSON file`);
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
+    if (err instanceof UserError) throw err;
     throw new UserError(`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (err) {
     throw new UserError(`${file}: invalid JSON (${(err as Error).message})`);
   }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new UserError(`${file}: expected a JSON object`);
+  }
+  return value as Record<string, unknown>;
 }
 
 /** Opens a model folder and checks that every weight the architecture needs is present with the right shape. */
@@ -39,10 +50,16 @@ export function openModelFolder(dir: string): ModelFolder {
   if (fs.existsSync(single)) {
     for (const [name, entry] of readSafetensorsHeader(single)) tensors.set(name, entry);
   } else if (fs.existsSync(indexFile)) {
-    const weightMap = readJson(indexFile).weight_map as Record<string, string> | undefined;
+    const weightMap = readJson(indexFile).weight_map;
     if (!weightMap || typeof weightMap !== 'object') throw new UserError(`${indexFile}: field "weight_map" is missing`);
     for (const shard of new Set(Object.values(weightMap))) {
-      for (const [name, entry] of readSafetensorsHeader(path.join(absolute, shard))) tensors.set(name, entry);
+      // Shards are files of this folder: a name leading elsewhere is refused, not read.
+      const shardFile = typeof shard === 'string' ? path.resolve(absolute, shard) : null;
+      if (shardFile === null || path.dirname(shardFile) !== absolute) {
+        const named = JSON.stringify(shard)?.slice(0, 100);
+        throw new UserError(`${indexFile}: "weight_map" names ${named}, not a file of the model folder`);
+      }
+      for (const [name, entry] of readSafetensorsHeader(shardFile)) tensors.set(name, entry);
     }
   } else {
     throw new UserError(`${absolute}: no model.safetensors or model.safetensors.index.json`);

@@ -20,6 +20,10 @@ export interface TensorEntry {
   byteLength: number;
 }
 
+function isShape(value: unknown): value is number[] {
+  return Array.isArray(value) && value.every((d) => Number.isSafeInteger(d) && d >= 0);
+}
+
 /** Reads and validates a safetensors header; every error names the file. */
 export function readSafetensorsHeader(file: string): Map<string, TensorEntry> {
   let fd: number;
@@ -40,29 +44,37 @@ export function readSafetensorsHeader(file: string): Map<string, TensorEntry> {
     }
     const headerBytes = Buffer.alloc(headerLength);
     fs.readSync(fd, headerBytes, 0, headerLength, 8);
-    let header: Record<string, unknown>;
+    let header: unknown;
     try {
       header = JSON.parse(headerBytes.toString('utf8'));
     } catch {
       throw new UserError(`${file}: not a safetensors file (header is not JSON)`);
+    }
+    if (typeof header !== 'object' || header === null || Array.isArray(header)) {
+      throw new UserError(`${file}: not a safetensors file (header is not a JSON object)`);
     }
     const dataStart = 8 + headerLength;
     const entries = new Map<string, TensorEntry>();
     for (const [name, raw] of Object.entries(header)) {
       if (name === '__metadata__') continue;
       const info = raw as { dtype?: string; shape?: number[]; data_offsets?: [number, number] };
-      if (!info || typeof info.dtype !== 'string' || !Array.isArray(info.shape) || !Array.isArray(info.data_offsets)) {
-        throw new UserError(`${file}: tensor "${name}" has a malformed header entry`);
+      const shown = name.length > 100 ? `${name.slice(0, 100)}…` : name;
+      if (!info || typeof info.dtype !== 'string' || !isShape(info.shape) || !Array.isArray(info.data_offsets)) {
+        throw new UserError(`${file}: tensor "${shown}" has a malformed header entry`);
       }
-      if (!(info.dtype in BYTES_PER_ELEMENT)) throw new UserError(`${file}: tensor "${name}" has unsupported dtype ${info.dtype}`);
+      if (!Object.hasOwn(BYTES_PER_ELEMENT, info.dtype)) {
+        throw new UserError(`${file}: tensor "${shown}" has unsupported dtype ${info.dtype.slice(0, 20)}`);
+      }
       const dtype = info.dtype as SafetensorsDtype;
       const [begin, end] = info.data_offsets;
       const elements = info.shape.reduce((a, b) => a * b, 1);
       if (!Number.isInteger(begin) || begin < 0 || end - begin !== elements * BYTES_PER_ELEMENT[dtype]) {
-        throw new UserError(`${file}: tensor "${name}" byte range ${begin}..${end} does not match shape [${info.shape}] ${dtype}`);
+        const range = `byte range ${begin}..${end}`;
+        throw new UserError(`${file}: tensor "${shown}" ${range} does not match shape [${info.shape}] ${dtype}`);
       }
       if (dataStart + end > fileSize) {
-        throw new UserError(`${file}: truncated (tensor "${name}" ends at byte ${dataStart + end}, file has ${fileSize})`);
+        const ends = `ends at byte ${dataStart + end}`;
+        throw new UserError(`${file}: truncated (tensor "${shown}" ${ends}, file has ${fileSize})`);
       }
       entries.set(name, { name, dtype, shape: info.shape, file, byteOffset: dataStart + begin, byteLength: end - begin });
     }

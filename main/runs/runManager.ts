@@ -7,7 +7,10 @@ import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
 import { RESUMABLE, type MetricPoint, type RunEvent, type RunRecord, type RunStatus } from '../../shared/runs.js';
 import type { EngineEvent, TrainJob } from '../../shared/training.js';
+import { adapterManifestText, checkOutputFolder, removeIfEmpty, studioPlaces } from '../adapter/adapterFiles.js';
+import { removeCheckpoints } from '../engine/checkpoint.js';
 import { EngineExitError, runEngine, type EngineRun } from '../engine/host.js';
+import { explainFileError } from '../util/fileErrors.js';
 import type { Store } from '../store/store.js';
 import { DEMO_MODEL_DIR } from '../demo.js';
 import { isProcessAlive } from '../util/process.js';
@@ -24,6 +27,23 @@ export interface RunManagerOptions {
 const OOM_HINT = 'unless someone stopped it, the system ran out of memory: lower the batch size or sequence length, or turn gradient checkpointing on';
 
 
+const checkpointFolder = (run: RunRecord) => path.join(run.runDir, 'checkpoints');
+
+/**
+ * Deletes what the studio wrote for a run: its checkpoints, then its folder if that leaves it empty. Only the folder
+ * the store made for the run (a record naming another is not trusted), never through a link; other files stay.
+ */
+export function removeRunFolder(store: Store, run: RunRecord): void {
+  const folder = fs.lstatSync(run.runDir, { throwIfNoEntry: false });
+  if (run.runDir !== store.runFolder(run.id) || folder?.isDirectory() !== true) return;
+  try {
+    removeCheckpoints(checkpointFolder(run));
+    removeIfEmpty(run.runDir);
+  } catch (err) {
+    throw explainFileError(err, run.runDir) ?? err;
+  }
+}
+
 /** One run being executed by this process: its engine, and what is waiting to be written. */
 interface ActiveRun {
   engine: EngineRun<'train'>;
@@ -37,9 +57,18 @@ interface ActiveRun {
   storageFailure: Error | null;
 }
 
+/** How often a status the store refused (a full disk) is offered to it again. */
+const RETRY_UNRECORDED_MS = 2000;
+
 export class RunManager {
   private readonly listeners = new Set<(event: RunEvent) => void>();
   private readonly active = new Map<number, ActiveRun>();
+  /**
+   * Statuses the store refused to take (disk full, folder gone read-only), shown instead of the stored ones and
+   * offered to the store again until it takes them: a run whose engine stopped never stays "running".
+   */
+  private readonly unrecorded = new Map<number, { status: RunStatus; error: string | null }>();
+  private retryTimer: NodeJS.Timeout | null = null;
   private readonly flushIntervalMs: number;
   private pumping = false;
   /** Set by close: queued runs stay queued for the next start of the app. */
@@ -64,11 +93,48 @@ export class RunManager {
 
   private setStatus(id: number, status: RunStatus, error: string | null = null): void {
     this.store.setRunStatus(id, status, error);
+    this.unrecorded.delete(id);
     this.publish({ runId: id, type: 'status', status, error });
   }
 
-  /** Records the model and queues a run of `job`. */
+  /** setStatus for a run that has stopped: when the store refuses, the status is kept here and written later. */
+  private settle(id: number, status: RunStatus, error: string | null = null): void {
+    try {
+      this.setStatus(id, status, error);
+    } catch {
+      this.unrecorded.set(id, { status, error });
+      this.publish({ runId: id, type: 'status', status, error });
+      this.retryTimer ??= setInterval(() => this.recordUnrecorded(), RETRY_UNRECORDED_MS).unref();
+    }
+  }
+
+  private recordUnrecorded(): void {
+    for (const [id, { status, error }] of this.unrecorded) {
+      try {
+        this.store.setRunStatus(id, status, error);
+        this.unrecorded.delete(id);
+      } catch {
+        return; // the disk is still full: try again at the next tick
+      }
+    }
+    if (this.retryTimer) clearInterval(this.retryTimer);
+    this.retryTimer = null;
+  }
+
+  /** A run as the store has it, with a status the store could not take yet. */
+  run(id: number): RunRecord | null {
+    const run = this.store.run(id);
+    const pending = this.unrecorded.get(id);
+    return run && pending ? { ...run, ...pending } : run;
+  }
+
+  runs(): RunRecord[] {
+    return this.store.runs().map((run) => (this.unrecorded.has(run.id) ? { ...run, ...this.unrecorded.get(run.id)! } : run));
+  }
+
+  /** Records the model and queues a run of `job`; an output folder it may not write into is refused first. */
   enqueue(job: TrainJob): RunRecord {
+    checkOutputFolder(job, studioPlaces(this.store, job), null);
     const model = this.store.addModel(describeModelFolder(job.modelDir, [DEMO_MODEL_DIR]));
     const run = this.store.createRun(job, model.id, null);
     this.publish({ runId: run.id, type: 'status', status: 'queued', error: null });
@@ -81,7 +147,11 @@ export class RunManager {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      for (let next = this.store.nextQueuedRun(); next && !this.closing; next = this.store.nextQueuedRun()) await this.execute(next.id).catch(() => {});
+      for (let next = this.store.nextQueuedRun(); next && !this.closing; next = this.store.nextQueuedRun()) {
+        await this.execute(next.id).catch(() => {});
+        // Still queued: it could not even be claimed (the store refuses writes); the next resume or start tries again.
+        if (this.store.run(next.id)?.status === 'queued') break;
+      }
     } finally {
       this.pumping = false;
     }
@@ -93,7 +163,7 @@ export class RunManager {
     if (!run) throw new UserError(`run ${id}: no such run`);
     if (!this.store.claimRun(id, process.pid)) throw new UserError(`run ${id} is ${this.store.run(id)!.status}, not queued`);
     this.publish({ runId: id, type: 'status', status: 'running', error: null });
-    const checkpointDir = path.join(run.runDir, 'checkpoints');
+    const checkpointDir = checkpointFolder(run);
     const engine = runEngine({ kind: 'train', job: run.job, checkpointDir, resume: fs.existsSync(checkpointDir) }, (event) => this.onEngineEvent(id, event));
     const active: ActiveRun = { engine, metrics: new Map(), log: [], progress: {}, cancelRequested: false, sessionStart: null, storageFailure: null };
     this.active.set(id, active);
@@ -101,10 +171,9 @@ export class RunManager {
     const timer = setInterval(() => this.guardStorage(active, () => this.flush(id)), this.flushIntervalMs);
     try {
       const result = await engine.result;
-      this.flush(id);
-      if (result.status === 'paused') {
-        this.setStatus(id, 'paused');
-      } else {
+      this.guardStorage(active, () => {
+        this.flush(id);
+        if (result.status === 'paused') return this.setStatus(id, 'paused');
         const parent = run.job.initAdapterDir ? this.store.adapterByFolder(run.job.initAdapterDir) : null;
         this.store.addAdapter({
           runId: id,
@@ -113,23 +182,24 @@ export class RunManager {
           method: run.method,
           baseModelId: run.modelId,
           metrics: { finalLoss: result.finalLoss, evalLoss: result.evalLoss, steps: result.steps },
-        });
+        }, adapterManifestText(result.adapterDir));
         this.setStatus(id, 'completed');
-      }
+      });
+      if (active.storageFailure) throw active.storageFailure;
     } catch (err) {
       if (active.storageFailure) {
-        // Best effort: the same full or read-only disk may refuse this too.
-        this.guardStorage(active, () => this.setStatus(id, 'failed', active.storageFailure!.message));
+        this.settle(id, 'failed', `${active.storageFailure.message}; resume continues from its last checkpoint`);
         throw active.storageFailure;
       }
-      this.flush(id);
+      this.guardStorage(active, () => this.flush(id));
       const step = this.store.run(id)!.step;
-      if (err instanceof EngineExitError && active.cancelRequested) this.setStatus(id, 'cancelled');
-      else if (err instanceof EngineExitError && err.signal === 'SIGKILL') this.setStatus(id, 'interrupted', `${err.message} at step ${step}; ${OOM_HINT}; resume continues from its last checkpoint`);
-      else if (err instanceof EngineExitError && err.signal) this.setStatus(id, 'interrupted', `${err.message} at step ${step}; resume continues from its last checkpoint`);
-      else if (err instanceof EngineExitError) this.setStatus(id, 'failed', `${err.message} at step ${step}; resume continues from its last checkpoint`);
-      else if (err instanceof UserError) this.setStatus(id, 'failed', err.message);
-      else this.setStatus(id, 'failed', `internal error: ${(err as Error).message}`);
+      if (err instanceof EngineExitError && active.cancelRequested) this.settle(id, 'cancelled');
+      else if (err instanceof EngineExitError && err.signal === 'SIGKILL') this.settle(id, 'interrupted', `${err.message} at step ${step}; ${OOM_HINT}; resume continues from its last checkpoint`);
+      else if (err instanceof EngineExitError && err.signal) this.settle(id, 'interrupted', `${err.message} at step ${step}; resume continues from its last checkpoint`);
+      else if (err instanceof EngineExitError) this.settle(id, 'failed', `${err.message} at step ${step}; resume continues from its last checkpoint`);
+      else if (err instanceof UserError) this.settle(id, 'failed', err.message);
+      else this.settle(id, 'failed', `internal error: ${(err as Error).message}`);
+      if (active.storageFailure) throw active.storageFailure;
     } finally {
       clearInterval(timer);
       this.active.delete(id);
@@ -226,6 +296,7 @@ export class RunManager {
   /** Pause: a running run checkpoints after its current step and frees the device; a queued one just waits. */
   pause(id: number): void {
     const run = this.requireRun(id);
+    if (this.unrecorded.has(id)) throw new UserError(`run ${id} is ${run.status}: only queued or running runs can be paused`);
     const active = this.active.get(id);
     if (active) active.engine.pause();
     else if (run.status === 'queued') this.setStatus(id, 'paused');
@@ -250,7 +321,7 @@ export class RunManager {
       active.engine.cancel();
     } else if (run.status === 'running') this.store.requestRunAction(id, 'cancel');
     else if (run.status === 'completed' || run.status === 'cancelled') throw new UserError(`run ${id} is already ${run.status}`);
-    else this.setStatus(id, 'cancelled');
+    else this.settle(id, 'cancelled');
   }
 
   /** Stops starting queued runs and pauses the running ones (each writes a checkpoint); resolves once they stopped. */
@@ -270,10 +341,12 @@ export class RunManager {
     );
     for (const id of ids) this.pause(id);
     await Promise.all(stopped);
+    this.recordUnrecorded();
+    if (this.retryTimer) clearInterval(this.retryTimer);
   }
 
   private requireRun(id: number): RunRecord {
-    const run = this.store.run(id);
+    const run = this.run(id);
     if (!run) throw new UserError(`run ${id}: no such run`);
     return run;
   }

@@ -132,6 +132,26 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, extra
 const sendError = (res: http.ServerResponse, status: number, error: ApiErrorShape, extraHeaders?: Record<string, string>) =>
   sendJson(res, status, { error: { name: error.name, message: oneLine(error.message) } }, extraHeaders);
 
+/** Deeper than any call's params: deeper ones would only exhaust the stack of whatever walks them next. */
+const MAX_JSON_DEPTH = 64;
+
+/** How deep the arrays and objects of a JSON text nest (brackets inside strings do not count). */
+function jsonDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // a backslash escapes the next character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) deepest = Math.max(deepest, ++depth);
+    else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return deepest;
+}
+
 /** A request body over MAX_BODY_BYTES. */
 class BodyTooLarge extends ApiError {}
 
@@ -166,6 +186,7 @@ async function answerApiCall(api: StudioService, method: string, req: http.Incom
   let params: unknown;
   try {
     const body = await readBody(req);
+    if (jsonDepth(body) > MAX_JSON_DEPTH) throw new ApiError(`the params nest deeper than ${MAX_JSON_DEPTH} levels`);
     params = body.trim() === '' ? {} : JSON.parse(body);
   } catch (err) {
     if (err instanceof BodyTooLarge) return sendError(res, 413, { name: 'ApiError', message: `${method}: ${err.message}` }, { Connection: 'close' });

@@ -37,10 +37,23 @@ export function migrate(db: SqliteDatabase, upTo = MIGRATIONS.length): void {
   }
 }
 
+/**
+ * The database holds the user's paths, prompts and logs: readable by its owner only. Created so before SQLite opens
+ * it (SQLite gives its -wal and -shm files the database's mode); an older, wider one is narrowed.
+ */
+function ownerOnly(file: string): void {
+  fs.closeSync(fs.openSync(file, 'a', 0o600));
+  if ((fs.statSync(file).mode & 0o077) !== 0) fs.chmodSync(file, 0o600);
+  for (const companion of [`${file}-wal`, `${file}-shm`]) if (fs.existsSync(companion)) fs.chmodSync(companion, 0o600);
+}
+
 export function openDatabase(home: string, options: { upTo?: number; readonly?: boolean } = {}): SqliteDatabase {
   const file = path.join(home, DATABASE_FILE);
   try {
-    if (!options.readonly) fs.mkdirSync(home, { recursive: true });
+    if (!options.readonly) {
+      fs.mkdirSync(home, { recursive: true, mode: 0o700 });
+      ownerOnly(file);
+    }
     const db = new Database(file, { readonly: options.readonly === true, fileMustExist: options.readonly === true });
     try {
       db.pragma('busy_timeout = 10000');

@@ -100,4 +100,10 @@ export const MIGRATIONS: readonly string[] = [
   CREATE TABLE id_high_water (tbl TEXT PRIMARY KEY, last_id INTEGER NOT NULL);
   INSERT INTO id_high_water (tbl, last_id) SELECT 'runs', coalesce(max(id), 0) FROM runs;
   `,
+  // 4: adapter ids are never reused either, and each adapter keeps the manifest of the files the studio wrote into its
+  // folder (null for adapters recorded before): deleting an adapter's files removes those, unchanged, and nothing else.
+  `
+  INSERT INTO id_high_water (tbl, last_id) SELECT 'adapters', coalesce(max(id), 0) FROM adapters;
+  ALTER TABLE adapters ADD COLUMN manifest TEXT;
+  `,
 ];

@@ -166,13 +166,24 @@ export class Store {
   /** A new queued run; its folder (checkpoints) is `<home>/runs/<id>`. */
   createRun(job: TrainJob, modelId: number, datasetId: number | null): RunRecord {
     return this.write(() => {
-      const id = (this.db.prepare(`UPDATE id_high_water SET last_id = last_id + 1 WHERE tbl = 'runs' RETURNING last_id`).get() as Row).last_id as number;
+      const id = this.nextId('runs');
       this.db
         .prepare(`INSERT INTO runs (id, method, model_id, dataset_id, job, status, created_at, run_dir) VALUES (?, ?, ?, ?, ?, 'queued', ?, '')`)
         .run(id, job.method, modelId, datasetId, JSON.stringify(job), now());
-      this.db.prepare('UPDATE runs SET run_dir = ? WHERE id = ?').run(path.join(this.home, 'runs', String(id)), id);
+      this.db.prepare('UPDATE runs SET run_dir = ? WHERE id = ?').run(this.runFolder(id), id);
       return this.run(id)!;
     });
+  }
+
+  /** The folder the studio makes for run `id`; a run record naming another one is not the studio's to delete. */
+  runFolder(id: number): string {
+    return path.join(this.home, 'runs', String(id));
+  }
+
+  /** A new id for `table` that no row ever had: ids of deleted rows are not given out again. */
+  private nextId(table: 'runs' | 'adapters'): number {
+    const row = this.db.prepare('UPDATE id_high_water SET last_id = last_id + 1 WHERE tbl = ? RETURNING last_id').get(table) as Row;
+    return row.last_id as number;
   }
 
   run(id: number): RunRecord | null {
@@ -353,17 +364,37 @@ export class Store {
     }));
   }
 
-  addAdapter(adapter: Omit<AdapterRecord, 'id' | 'createdAt'>): AdapterRecord {
+  /** Records an adapter (again, for a folder written anew: it keeps its id) with the manifest of its files. */
+  addAdapter(adapter: Omit<AdapterRecord, 'id' | 'createdAt'>, manifest: string | null): AdapterRecord {
     return this.write(() => {
+      const existing = this.db.prepare('SELECT id FROM adapters WHERE folder = ?').get(adapter.folder) as Row | undefined;
       this.db
         .prepare(
-          `INSERT INTO adapters (run_id, parent_adapter_id, folder, method, base_model_id, metrics, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+          `INSERT INTO adapters (id, run_id, parent_adapter_id, folder, method, base_model_id, metrics, created_at, manifest)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (folder) DO UPDATE SET run_id = excluded.run_id, parent_adapter_id = excluded.parent_adapter_id, method = excluded.method,
-             base_model_id = excluded.base_model_id, metrics = excluded.metrics, created_at = excluded.created_at`,
+             base_model_id = excluded.base_model_id, metrics = excluded.metrics, created_at = excluded.created_at,
+             manifest = excluded.manifest`,
         )
-        .run(adapter.runId, adapter.parentAdapterId, adapter.folder, adapter.method, adapter.baseModelId, JSON.stringify(adapter.metrics), now());
+        .run(
+          (existing?.id as number | undefined) ?? this.nextId('adapters'),
+          adapter.runId,
+          adapter.parentAdapterId,
+          adapter.folder,
+          adapter.method,
+          adapter.baseModelId,
+          JSON.stringify(adapter.metrics),
+          now(),
+          manifest,
+        );
       return adapterFromRow(this.db.prepare('SELECT * FROM adapters WHERE folder = ?').get(adapter.folder) as Row);
     });
+  }
+
+  /** The manifest of the files the studio wrote into an adapter's folder, as recorded; null when none was. */
+  adapterManifest(id: number): string | null {
+    const row = this.db.prepare('SELECT manifest FROM adapters WHERE id = ?').get(id) as Row | undefined;
+    return (row?.manifest as string | null | undefined) ?? null;
   }
 
   adapters(): AdapterRecord[] {

@@ -129,10 +129,10 @@ describe('train, eval and continue', () => {
     const result = cli('train', '--model', model, '--data', textData, '--out', out, '--steps', '4', '--eval-data', tokenData, '--eval-every', '2', '--lr', '1e-2', '--device', 'cpu');
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr.match(/^validation after step (2|4): loss \d/gm)).toHaveLength(2);
-    const json = lastJson(cli('train', '--model', model, '--data', textData, '--out', out, '--steps', '4', '--eval-data', tokenData, '--lr', '1e-2', '--device', 'cpu', '--json').stdout);
+    const json = lastJson(cli('train', '--model', model, '--data', textData, '--out', out, '--overwrite', '--steps', '4', '--eval-data', tokenData, '--lr', '1e-2', '--device', 'cpu', '--json').stdout);
     const evaluated = lastJson(cli('eval', '--model', model, '--adapter', out, '--data', tokenData, '--device', 'cpu', '--json').stdout);
     expect(json.evalLoss).toBeCloseTo(evaluated.loss, 5);
-    const split = lastJson(cli('train', '--model', model, '--data', textData, '--out', out, '--steps', '2', '--eval-split', '0.25', '--json').stdout);
+    const split = lastJson(cli('train', '--model', model, '--data', textData, '--out', out, '--overwrite', '--steps', '2', '--eval-split', '0.25', '--json').stdout);
     expect(Number.isFinite(split.evalLoss)).toBe(true);
   });
 

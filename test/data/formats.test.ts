@@ -4,7 +4,17 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import { UserError } from '../../shared/errors.js';
-import { detectFormat, readSamples, toSample, type ColumnMapping, type SampleOrBadRow, type SampleReadOptions } from '../../main/data/formats.js';
+import {
+  detectFormat,
+  MAX_REASON_CHARS,
+  MAX_ROW_CHARS,
+  MAX_ROW_TOKENS,
+  readSamples,
+  toSample,
+  type ColumnMapping,
+  type SampleOrBadRow,
+  type SampleReadOptions,
+} from '../../main/data/formats.js';
 import type { FileKind, RawRow, SampleFormat } from '../../main/data/samples.js';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/data');
@@ -190,6 +200,18 @@ describe('toSample: completions, text and tokens', () => {
   test('field names are own properties only', () => {
     expect(convert({}, 'text', { text: 'constructor' })).toBe('no "constructor" field');
     expect(convert({ messages: [{ role: 'constructor', content: 'x' }] }, 'messages')).toMatch(/unknown role "constructor"/);
+    expect(convert({ text: 'T' }, 'text', Object.create({ text: 'inherited' }) as ColumnMapping)).toEqual({ kind: 'text', text: 'T' });
+  });
+
+  test('a row past the size limit is a bad row; a reason quoting the row is cut short', () => {
+    expect(convert({ text: 'x'.repeat(MAX_ROW_CHARS) }, 'text')).toEqual({ kind: 'text', text: 'x'.repeat(MAX_ROW_CHARS) });
+    const half = 'y'.repeat(MAX_ROW_CHARS / 2);
+    const chat = { messages: [user(half), assistant(`${half}!`)] };
+    expect(convert(chat, 'messages')).toBe(`the row holds ${MAX_ROW_CHARS + 1} characters of text, more than the ${MAX_ROW_CHARS} a row may hold; split it`);
+    expect(convert({ input_ids: new Array(MAX_ROW_TOKENS + 1).fill(1) }, 'tokens')).toBe(`the row holds ${MAX_ROW_TOKENS + 1} token ids, more than the ${MAX_ROW_TOKENS} a row may hold; split it`);
+    const reason = convert({ messages: [{ role: 'r'.repeat(10_000), content: 'x' }] }, 'messages') as string;
+    expect(reason).toHaveLength(MAX_REASON_CHARS);
+    expect(reason).toMatch(/^message 1 has the unknown role "r+…$/);
   });
 });
 
@@ -233,6 +255,16 @@ describe('readSamples', () => {
       { type: 'sample', row: 1, sample: { kind: 'completion', prompt: 'Q', completion: 'A' } },
     ]);
     expect(await readError(file, { format: 'text', mapping: { prompt: 'question' } })).toBe(`${file}: the column mapping sets "prompt", which the text format does not read (it reads text)`);
+  });
+
+  test('a chosen format or mapping that none of the first rows fits is refused; later rows that do not fit are bad rows', async () => {
+    const file = jsonl([{ text: 'T' }, { text: 'U' }]);
+    expect(await readError(file, { format: 'tokens' })).toBe(
+      `${file}: the tokens format reads "input_ids", which none of the first 2 rows has (they have the fields "text"); choose another format or map its fields to your columns`,
+    );
+    expect(await readError(file, { format: 'text', mapping: { text: 'body' } })).toMatch(new RegExp(`^${file}: the text format reads "body", which none of the first 2 rows`));
+    const mixed = jsonl([{ text: 'T' }, { input_ids: [1] }]);
+    expect((await readAll(mixed, { format: 'text' })).map((item) => item.type)).toEqual(['sample', 'bad']);
   });
 
   test('CSV alpaca with and without input, numbers made text, row numbers of multi-line records', async () => {
@@ -292,9 +324,10 @@ describe('readSamples', () => {
       (err: Error) => err.message,
     );
     expect(seen).toEqual([expect.stringMatching(/^1: invalid JSON/), '2: expected a JSON object, found a list']);
-    expect(message).toBe(`${broken}: cannot tell the data format: none of the first 2 rows can be read`);
+    // The first row's problem says why.
+    expect(message).toMatch(new RegExp(`^${broken}: cannot tell the data format: none of the first 2 rows can be read \\(row 1: invalid JSON \\(.+\\)\\)$`));
     const mostlyBroken = dataFile('.jsonl', '{\n'.repeat(1500) + '{"text": "late"}\n');
-    expect(await readError(mostlyBroken)).toBe(`${mostlyBroken}: cannot tell the data format: none of the first 1000 rows can be read`);
+    expect(await readError(mostlyBroken)).toMatch(new RegExp(`^${mostlyBroken}: cannot tell the data format: none of the first 1000 rows can be read \\(row 1: `));
   });
 
   // Linux shows a process's open files in /proc/self/fd; elsewhere this test has nothing to count.

@@ -45,6 +45,18 @@ describe('previewSample', () => {
     expect(tokens[tokens.length - 1].text).toBe('🪿');
   });
 
+  test('a long row shows its first tokens and counts the others', () => {
+    const text = 'The quick brown fox jumps over the lazy dog. '.repeat(400);
+    const all = preview(llama3, { kind: 'text', text });
+    const outcome = previewSample(llama3, { row: 1, sample: { kind: 'text', text } }, 100);
+    if (outcome.kind !== 'preview') throw new Error('no preview');
+    const { tokens, hiddenTokens } = outcome.preview;
+    expect(tokens).toEqual(all.tokens.slice(0, 100));
+    expect(hiddenTokens).toBe(all.tokens.length + all.hiddenTokens - 100);
+    expect(all.tokens).toHaveLength(512);
+    expect(all.hiddenTokens).toBeGreaterThan(3000);
+  });
+
   test('an empty or bad row has no preview', () => {
     expect(previewSample(qwen3, { row: 4, sample: { kind: 'text', text: ' ' } })).toEqual({ kind: 'empty', row: 4 });
     expect(previewSample(qwen3, { row: 5, sample: { kind: 'chat', messages: [{ role: 'user', content: 'Hi' }] } })).toMatchObject({ kind: 'bad' });
@@ -52,12 +64,16 @@ describe('previewSample', () => {
 });
 
 describe('formatPreview', () => {
-  const tokens = (...spec: [string, boolean][]): TokenPreview => ({ row: 1, tokens: spec.map(([text, trained], id) => ({ id, text, trained, special: false })) });
+  const tokens = (...spec: [string, boolean][]): TokenPreview => ({ row: 1, tokens: spec.map(([text, trained], id) => ({ id, text, trained, special: false })), hiddenTokens: 0 });
   const sample = tokens(['User: ', false], ['Hi', false], ['\n', false], ['Hel', true], ['lo', true], ['.', false], ['!', true]);
 
   test('without color, trained stretches are wrapped in [[ ]]; boundaries put | between tokens', () => {
     expect(formatPreview(sample, { color: false })).toBe('User: Hi\n[[Hello]].[[!]]');
     expect(formatPreview(sample, { color: false, boundaries: true })).toBe('User: |Hi|\n|[[Hel|lo]]|.|[[!]]');
+  });
+
+  test('a cut preview says how many tokens it leaves out', () => {
+    expect(formatPreview({ ...tokens(['a', false], ['b', true]), hiddenTokens: 7 }, { color: false })).toBe('a[[b]] … (7 more tokens)');
   });
 
   test('with color, trained tokens are green (every other one bold) and the rest dim', () => {

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import { UserError } from '../../shared/errors.js';
 import { detectFileKind, readRawRows, type RawRowOrError, type ReadOptions } from '../../main/data/readers/index.js';
+import { MAX_LINE_CHARS } from '../../main/data/readers/utf8.js';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/data');
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'peft-test-readers-'));
@@ -225,5 +226,32 @@ describe('plain text', () => {
       { row: 3, record: { text: `Second ${UNICODE}\nstill second` } },
       { row: 7, record: { text: 'Third' } },
     ]);
+  });
+});
+
+describe('over-long lines', () => {
+  const long = 'x'.repeat(MAX_LINE_CHARS + 10);
+
+  test('a line past the limit is an error row, never held; the lines after it are read', async () => {
+    const file = dataFile('.jsonl', `{"text": "a"}\n"${long}"\n{"text": "b"}\n"${long}"`);
+    expect(await readAll(file)).toEqual([
+      { row: 1, record: { text: 'a' } },
+      { row: 2, error: `the line holds ${MAX_LINE_CHARS + 12} characters, more than the ${MAX_LINE_CHARS} a row may hold; split it` },
+      { row: 3, record: { text: 'b' } },
+      { row: 4, error: `the line holds ${MAX_LINE_CHARS + 12} characters, more than the ${MAX_LINE_CHARS} a row may hold; split it` },
+    ]);
+  });
+
+  test('plain text: the line, or in block mode its block, is the error row', async () => {
+    const file = dataFile('.txt', `a\n${long}\nb\n\nc\n`);
+    expect((await readAll(file)).map((row) => ('error' in row ? `${row.row}: error` : row.record.text))).toEqual(['a', '2: error', 'b', 'c']);
+    expect((await readAll(file, { textMode: 'block' })).map((row) => ('error' in row ? `${row.row}: error` : row.record.text))).toEqual(['1: error', 'c']);
+    const manyLines = dataFile('.txt', `${'y'.repeat(2 ** 20)}\n`.repeat(17));
+    expect(await readAll(manyLines, { textMode: 'block' })).toEqual([{ row: 1, error: `the block of lines holds more than ${MAX_LINE_CHARS} characters; split it` }]);
+  });
+
+  test('CSV: a record past the limit stops the read', async () => {
+    const file = dataFile('.csv', `text\n"${long}"\n`);
+    expect(await readError(file)).toBe(`${file}:2: a row holds more than ${MAX_LINE_CHARS} characters; split it`);
   });
 });

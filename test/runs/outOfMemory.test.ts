@@ -52,7 +52,7 @@ it('an engine killed for memory leaves the run interrupted with advice, and the 
   child.stderr.on('data', (d) => (stderr += d));
   const result = { status: await new Promise<number | null>((resolve) => child.on('close', resolve)), stderr };
   expect(result.status, result.stderr).toBe(1);
-  expect(result.stderr.trim().split('\n').at(-1)).toMatch(
+  expect(result.stderr.trim().split('\n').at(-1), result.stderr).toMatch(
     /^peft-studio train: error: run 1 interrupted: the engine process was killed \(SIGKILL\) at step 0; unless someone stopped it, the system ran out of memory: lower the batch size or sequence length, or turn gradient checkpointing on; resume continues from its last checkpoint; resume with: peft-studio runs resume 1$/,
   );
 

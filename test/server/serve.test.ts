@@ -1,54 +1,15 @@
 // `peft-studio serve` as users run it: the built CLI as a real process on loopback, its token, Host check, static files
 // with their CSP, the JSON API, the event socket with a real training run, and Ctrl-C pausing that run.
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { StudioEvent } from '../../shared/api.js';
 import { Store } from '../../main/store/store.js';
 import { demoJob } from '../api/jobs.js';
-import { CLI, runCli } from '../support/cli.js';
-
-interface Served {
-  child: ChildProcess;
-  url: URL;
-  token: string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-/** Starts serve and resolves with the URL it prints first. */
-function serve(args: string[]): Promise<Served> {
-  const child = spawn(process.execPath, [CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
-    const lines = readline.createInterface({ input: child.stdout! });
-    lines.once('line', (line) => {
-      const url = new URL(line);
-      resolve({ child, url, token: url.searchParams.get('token')!, stderr: () => stderr, exited });
-    });
-    void exited.then((code) => reject(new Error(`serve exited with ${code}: ${stderr}`)));
-  });
-}
-
-/** A raw HTTP request: fetch may not set Host. */
-function request(url: URL, options: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: options.method ?? 'GET', headers: options.headers }, (res) => {
-      let body = '';
-      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    req.end(options.body);
-  });
-}
+import { runCli } from '../support/cli.js';
+import { request, serve, type Served } from '../support/serve.js';
 
 let root: string;
 let home: string;

@@ -82,6 +82,28 @@ describe('migrations', () => {
     store.close();
   });
 
+  it('never give a deleted adapter\'s id to a new adapter, also in a database from before adapter ids were tracked', () => {
+    const home = tempHome();
+    const old = openDatabase(home, { upTo: 3 });
+    seedVersion1(old);
+    old.close();
+    const store = Store.open(home);
+    const adapter = (folder: string) => ({ runId: 1, parentAdapterId: null, folder, method: 'lora' as const, baseModelId: 1, metrics: { finalLoss: 1, evalLoss: null, steps: 3 } });
+    // The adapter recorded before manifests were kept has none: its files are not the studio's to delete.
+    expect(store.adapterManifest(1)).toBeNull();
+    store.deleteAdapter(1);
+    expect(store.adapters()).toEqual([]);
+    const second = store.addAdapter(adapter('/out/b'), '{"format":1}');
+    expect(second.id).toBe(2);
+    expect(store.adapterManifest(2)).toBe('{"format":1}');
+    // Written again into the same folder: the same record, with the new manifest.
+    expect(store.addAdapter(adapter('/out/b'), '{"format":1,"again":true}')).toMatchObject({ id: 2 });
+    expect(store.adapterManifest(2)).toBe('{"format":1,"again":true}');
+    store.deleteAdapter(2);
+    expect(store.addAdapter(adapter('/out/c'), null).id).toBe(3);
+    store.close();
+  });
+
   it('refuse a database from a newer version of the app, saying so', () => {
     const home = tempHome();
     const db = openDatabase(home);

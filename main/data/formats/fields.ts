@@ -9,7 +9,10 @@ export type SampleField = 'messages' | 'conversations' | 'instruction' | 'input'
 /** Field to the user's column name, e.g. `{ prompt: 'question', completion: 'answer' }`. */
 export type ColumnMapping = Partial<Record<SampleField, string>>;
 
-export class RowRejected extends Error {}
+/** Not an Error: capturing a stack costs more than reading the row, and a file may hold a million bad rows. */
+export class RowRejected {
+  constructor(readonly message: string) {}
+}
 
 export function reject(reason: string): never {
   throw new RowRejected(reason);
@@ -23,7 +26,7 @@ export interface RowFields {
 }
 
 export function columnName(field: SampleField, mapping: ColumnMapping): string {
-  return mapping[field] ?? field;
+  return (Object.hasOwn(mapping, field) ? mapping[field] : undefined) ?? field;
 }
 
 export function hasColumn(record: RawRow['record'], name: string): boolean {

@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { CsvError, parse, type InfoRecord, type Options } from 'csv-parse';
 import { UserError } from '../../../shared/errors.js';
 import type { RawRowOrError } from './rows.js';
-import { utf8Chunks } from './utf8.js';
+import { MAX_LINE_CHARS, utf8Chunks } from './utf8.js';
 
 interface ParsedRecord {
   row: number;
@@ -21,6 +21,7 @@ export async function* readDelimited(file: string, delimiter: ',' | '\t'): Async
     relax_column_count: true, // a row with the wrong number of fields is reported below, not fatal
     relax_quotes: true, // a quote inside an unquoted field (5 "inch" screen) is kept as text
     skip_empty_lines: true,
+    max_record_size: MAX_LINE_CHARS, // a file without a line break is not held whole
     on_record: (fields: string[], info: InfoRecord): ParsedRecord => {
       const row = nextLine + info.empty_lines - emptyLinesSeen;
       emptyLinesSeen = info.empty_lines;
@@ -64,6 +65,7 @@ function columnNames(file: string, row: number, fields: string[]): string[] {
 
 function csvProblem(err: CsvError): string {
   if (err.code === 'CSV_QUOTE_NOT_CLOSED') return 'a quoted field is never closed; a quote inside a quoted field must be doubled ("")';
+  if (err.code === 'CSV_MAX_RECORD_SIZE') return `a row holds more than ${MAX_LINE_CHARS} characters; split it`;
   return `cannot parse the row (${err.message})`;
 }
 

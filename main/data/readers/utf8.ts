@@ -33,20 +33,43 @@ export async function* utf8Chunks(file: string): AsyncGenerator<string> {
   }
 }
 
+/**
+ * The longest line kept: a longer one (a whole file on one line) is skipped, counted but never held, so that neither
+ * memory nor V8's limit on string length is reached.
+ */
+export const MAX_LINE_CHARS = 16 * 2 ** 20;
+
+/** A line of the file: its text, or null with its length when it is longer than MAX_LINE_CHARS. */
+export type FileLine = { line: number; text: string } | { line: number; text: null; length: number };
+
 /** The file's lines with their 1-based numbers; a "\r" before the "\n" is dropped. */
-export async function* fileLines(file: string): AsyncGenerator<{ line: number; text: string }> {
+export async function* fileLines(file: string): AsyncGenerator<FileLine> {
   let partial = '';
+  let skipped = 0; // characters of an over-long line read so far, not kept
   let line = 0;
+  const ended = (rest: string): FileLine => {
+    const length = skipped + rest.length;
+    line++;
+    return length > MAX_LINE_CHARS ? { line, text: null, length } : { line, text: withoutCarriageReturn(rest) };
+  };
   for await (const chunk of utf8Chunks(file)) {
-    if (!chunk.includes('\n')) {
-      partial += chunk; // a long line: split once it ends, so a line is never rescanned
-      continue;
+    let start = 0;
+    for (let end = chunk.indexOf('\n'); end !== -1; start = end + 1, end = chunk.indexOf('\n', start)) {
+      yield ended(partial + chunk.slice(start, end));
+      [partial, skipped] = ['', 0];
     }
-    const pieces = (partial + chunk).split('\n');
-    partial = pieces.pop() ?? '';
-    for (const piece of pieces) yield { line: ++line, text: withoutCarriageReturn(piece) };
+    // A line still going on: kept whole until it ends, so a line is never rescanned, unless it grows too long.
+    if (skipped > 0 || partial.length + chunk.length - start > MAX_LINE_CHARS) {
+      skipped += partial.length + chunk.length - start;
+      partial = '';
+    } else partial += chunk.slice(start);
   }
-  if (partial !== '') yield { line: ++line, text: withoutCarriageReturn(partial) };
+  if (partial !== '' || skipped > 0) yield ended(partial);
+}
+
+/** Why an over-long line is a bad row. */
+export function overLongLine(length: number): string {
+  return `the line holds ${length} characters, more than the ${MAX_LINE_CHARS} a row may hold; split it`;
 }
 
 function withoutCarriageReturn(line: string): string {

@@ -2,7 +2,7 @@
 // TrainJob the finished form becomes. Plain TypeScript so every rule is unit-tested.
 import { DEMO_RECIPE } from '../../../shared/demo.js';
 import type { DatasetInspection, FitConfig, MemoryFit, ModelInspection } from '../../../shared/api.js';
-import type { AdapterMethod, DataSettings, DeviceChoice, TrainJob } from '../../../shared/training.js';
+import { LORA_TARGETS, type AdapterMethod, type DataSettings, type DeviceChoice, type TrainJob } from '../../../shared/training.js';
 
 export const WIZARD_STEPS = ['model', 'data', 'method', 'settings', 'review'] as const;
 export type WizardStep = (typeof WIZARD_STEPS)[number];
@@ -14,8 +14,6 @@ export const STEP_TITLES: Record<WizardStep, string> = {
   settings: 'Settings',
   review: 'Review',
 };
-
-export const LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 
 export type PresetName = 'quick' | 'balanced' | 'thorough';
 
