@@ -74,16 +74,21 @@ export function mergeLoraAdapter(options: MergeOptions): { outDir: string; shard
     shards.forEach((shard, s) => {
       const file = shards.length === 1 ? 'model.safetensors' : `model-${String(s + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
       const writer = new SafetensorsStreamWriter(path.join(temp, file), shard.map((e) => ({ name: e.name, dtype, shape: e.shape })), { format: 'pt' });
-      for (const entry of shard) {
-        const values = readTensorF32(entry);
-        const delta = deltas.get(entry.name);
-        if (delta) addLoraDelta(values, lora.layers[delta.layer].get(delta.target)!, lora.settings.rank, scale);
-        writer.write(entry.name, values);
-        weightMap[entry.name] = file;
-        totalSize += values.length * bytesPer;
-        options.onProgress?.(++done, entries.length);
+      try {
+        for (const entry of shard) {
+          const values = readTensorF32(entry);
+          const delta = deltas.get(entry.name);
+          if (delta) addLoraDelta(values, lora.layers[delta.layer].get(delta.target)!, lora.settings.rank, scale);
+          writer.write(entry.name, values);
+          weightMap[entry.name] = file;
+          totalSize += values.length * bytesPer;
+          options.onProgress?.(++done, entries.length);
+        }
+        writer.close();
+      } catch (err) {
+        writer.abort();
+        throw err;
       }
-      writer.close();
     });
     if (shards.length > 1) {
       fs.writeFileSync(path.join(temp, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2) + '\n');

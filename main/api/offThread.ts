@@ -27,7 +27,7 @@ function takeWorker(): Worker {
   return new Worker(new URL('./offThreadWorker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: HEAP_LIMIT_MB } });
 }
 
-/** A worker whose task ended normally waits for the next one, without keeping the process alive. */
+/** A worker whose task succeeded waits for the next one, without keeping the process alive. */
 function keepWorker(worker: Worker): void {
   if (idle.length >= MAX_IDLE_WORKERS) return void worker.terminate();
   worker.unref();
@@ -49,9 +49,14 @@ export function runOffThread<T extends TaskName>(task: T, ...args: Parameters<Ta
     };
     const onMessage = (reply: TaskReply) => {
       done();
-      keepWorker(worker);
-      if (reply.ok) resolve(reply.value as Awaited<ReturnType<Tasks[T]>>);
-      else reject(fromWire(reply.error));
+      if (reply.ok) {
+        keepWorker(worker);
+        resolve(reply.value as Awaited<ReturnType<Tasks[T]>>);
+      } else {
+        // A task that failed half-way may have left descriptors or memory behind: its thread goes with it.
+        void worker.terminate();
+        reject(fromWire(reply.error));
+      }
     };
     const onError = (err: NodeJS.ErrnoException) => {
       done();

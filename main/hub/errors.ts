@@ -159,6 +159,8 @@ function explain(err: unknown, what: string, ctx: ErrorContext): UserError {
         return new UserError(`${what}: the Hub answered ${err.status}${said}`);
     }
   }
+  // The parser quotes what it could not parse: bytes of whatever the server sent, which no message repeats.
+  if (err instanceof SyntaxError) return new UserError(`${what}: the Hub's answer is not valid JSON (a mirror or proxy in the way?); ${ctx.retry}`);
   return new UserError(`${what}: ${oneLine((err as Error)?.message ?? String(err)) ?? 'unknown error'}`);
 }
 

@@ -207,8 +207,13 @@ export class SafetensorsStreamWriter {
     fs.mkdirSync(path.dirname(file), { recursive: true });
     this.temp = `${file}.tmp-${process.pid}-${Date.now()}`;
     this.fd = fs.openSync(this.temp, 'w');
-    this.writeBytes(prefix);
-    this.writeBytes(headerBytes);
+    try {
+      this.writeBytes(prefix);
+      this.writeBytes(headerBytes);
+    } catch (err) {
+      this.abort();
+      throw err;
+    }
   }
 
   private writeBytes(bytes: Uint8Array): void {
@@ -237,12 +242,27 @@ export class SafetensorsStreamWriter {
     fs.closeSync(this.fd);
     fs.renameSync(this.temp, this.file);
   }
+
+  /** Gives up a file that failed half-way (a full disk): its descriptor closed, its temp file gone, its space freed. */
+  abort(): void {
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // already closed by close(), which failed after it
+    }
+    fs.rmSync(this.temp, { force: true });
+  }
 }
 
 /** Writes a safetensors file atomically (temp file, fsync, rename). Tensors are laid out in sorted key order. */
 export function writeSafetensors(file: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): void {
   const names = Object.keys(tensors).sort();
   const writer = new SafetensorsStreamWriter(file, names.map((name) => ({ name, dtype: tensors[name].dtype, shape: tensors[name].shape })), metadata);
-  for (const name of names) writer.write(name, tensors[name].data);
-  writer.close();
+  try {
+    for (const name of names) writer.write(name, tensors[name].data);
+    writer.close();
+  } catch (err) {
+    writer.abort();
+    throw err;
+  }
 }

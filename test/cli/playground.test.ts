@@ -105,6 +105,12 @@ describe('bad input', () => {
     oneLine(cli(['generate', '--model', model, '--prompt', 'word '.repeat(3000)]), /exceed the model's context of \d+/);
   });
 
+  it('a command line too long for ONNX Runtime (over 25 KB) is answered, not crashed', () => {
+    const result = cli(['generate', '--model', model, '--prompt', 'word '.repeat(8000)]);
+    expect(result.code).toBe(1);
+    oneLine(result, /exceed the model's context of \d+|longer than .* characters/);
+  });
+
   it('a malformed messages file', () => {
     const bad = path.join(work, 'bad-messages.json');
     fs.writeFileSync(bad, JSON.stringify([{ role: 'robot', content: 'hi' }]));
