@@ -131,7 +131,7 @@ const themeSchema = z.enum(['system', 'light', 'dark']);
 export type Theme = z.output<typeof themeSchema>;
 
 // ---------------------------------------------------------------------------------------------------------------
-// Every method's params schema. Adding a method: a schema here, a result type in StudioResults, a case in main/api.
+// Every method's params schema. Adding a method: a schema here, a result type in StudioResults, a case in main/studio/studioApi.ts.
 
 // As main/hub/access.ts's HUB_REPO_ID: parts start and end with a letter, digit or _; no `..` or `--` anywhere.
 const hubRepoId = z.string().regex(/^(?!.*(\.\.|--))[A-Za-z0-9]([\w.-]*\w)?\/\w([\w.-]*\w)?$/, 'expected org/name');

@@ -10,9 +10,9 @@ import type { DataSettings, EvalResult, TrainJob } from '../../shared/training.j
 import { loadAdapter } from '../adapter/anyAdapter.js';
 import { exportForOllama } from '../adapter/ollamaExport.js';
 import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
-import { runEngine } from '../engine/host.js';
-import { InferenceModel } from '../engine/inferenceModel.js';
-import { chooseDevice } from '../engine/runtime.js';
+import { runEngine } from '../engine/process/host.js';
+import { InferenceModel } from '../engine/runtime/inferenceModel.js';
+import { chooseDevice } from '../engine/runtime/runtime.js';
 import { openModelFolder } from '../model/modelFolder.js';
 import { loadTokenizer } from '../model/tokenizer.js';
 import { generate, type GenerateOptions } from '../playground/generate.js';

@@ -3,7 +3,7 @@
 import { UserError } from '../../shared/errors.js';
 import type { RunRecord } from '../../shared/runs.js';
 import type { TrainJob } from '../../shared/training.js';
-import { RunManager } from '../runs/runManager.js';
+import { RunManager } from '../studio/runs/runManager.js';
 import { defaultStudioHome } from '../store/home.js';
 import { Store } from '../store/store.js';
 import { json, positiveInt, str, UsageError, type Command } from './options.js';

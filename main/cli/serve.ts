@@ -1,7 +1,7 @@
 // peft-studio serve: the studio in a browser. The first stdout line is the URL to open (with its access token).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startStudio } from '../api/studioHost.js';
+import { startStudio } from '../studio/studioHost.js';
 import { isLoopbackHost, startServer } from '../server/serve.js';
 import { defaultStudioHome } from '../store/home.js';
 import { number, str, UsageError, type Command } from './options.js';

@@ -1,12 +1,12 @@
 // The desktop app's main process: one window, the IPC wiring, pickers, menu, progress bar and notifications. Thin
 // on purpose: every decision lives in security.ts, ipc.ts and runSignals.ts (tested without Electron); the studio
 // itself is createStudioApi on a worker thread (startStudio), the same API `peft-studio serve` answers in browser
-// mode. Training runs in the engine's own process (main/engine/host.ts), never on this thread.
+// mode. Training runs in the engine's own process (main/engine/process/host.ts), never on this thread.
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { app, BrowserWindow, dialog, ipcMain, Menu, Notification, safeStorage, session, shell, type IpcMainInvokeEvent, type MenuItemConstructorOptions } from 'electron';
-import { startStudio, type HostedStudio } from '../api/studioHost.js';
-import { encryptedTokenVault, memoryTokenVault, type TokenVault } from '../api/tokenVault.js';
+import { startStudio, type HostedStudio } from '../studio/studioHost.js';
+import { encryptedTokenVault, memoryTokenVault, type TokenVault } from '../studio/services/tokenVault.js';
 import { defaultStudioHome } from '../store/home.js';
 import { answerCall, answerPick, CHANNELS, openDialogProperties, type CheckedPickRequest } from './ipc.js';
 import { progressBarValue, runNotification } from './runSignals.js';

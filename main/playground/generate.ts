@@ -2,7 +2,7 @@
 // it completes, until EOS, a stop string, the token budget or cancellation.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { InferenceModel } from '../engine/inferenceModel.js';
+import type { InferenceModel } from '../engine/runtime/inferenceModel.js';
 import type { ModelTokenizer } from '../model/tokenizer.js';
 import { Rng } from '../util/random.js';
 import { StreamingDetokenizer } from './detokenizer.js';

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { errorShape, type ApiErrorShape } from '../../shared/api.js';
 import { ApiError, oneLine, UserError } from '../../shared/errors.js';
-import type { StudioService } from '../api/studioApi.js';
+import type { StudioService } from '../studio/studioApi.js';
 
 export interface ServeOptions {
   /** The address to bind; the CLI refuses non-loopback ones unless remote access was asked for. */

@@ -7,13 +7,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { StudioEvent } from '../../shared/api.js';
-import type { createStudioApi as CreateStudioApi, StudioService } from '../../main/api/studioApi.js';
+import type { createStudioApi as CreateStudioApi, StudioService } from '../../main/studio/studioApi.js';
 import { ROOT } from '../support/cli.js';
 import { startHubServer, type HubServer } from '../support/hubServer.js';
 import { hubFor, tinyModelFiles } from '../hub/helpers.js';
 import { DEMO_DATA, demoJob } from './jobs.js';
 
-const { createStudioApi } = (await import(path.join(ROOT, 'dist/main/api/studioApi.js'))) as { createStudioApi: typeof CreateStudioApi };
+const { createStudioApi } = (await import(path.join(ROOT, 'dist/main/studio/studioApi.js'))) as { createStudioApi: typeof CreateStudioApi };
 
 let server: HubServer;
 let root: string;

@@ -6,12 +6,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StudioEvent } from '../../shared/api.js';
-import type { createStudioApi as CreateStudioApi, StudioService } from '../../main/api/studioApi.js';
+import type { createStudioApi as CreateStudioApi, StudioService } from '../../main/studio/studioApi.js';
 import { defaultStudioHome } from '../../main/store/home.js';
 import { ROOT } from '../support/cli.js';
 import { DEMO_DATA, DEMO_MODEL, demoJob } from './jobs.js';
 
-const { createStudioApi } = (await import(path.join(ROOT, 'dist/main/api/studioApi.js'))) as { createStudioApi: typeof CreateStudioApi };
+const { createStudioApi } = (await import(path.join(ROOT, 'dist/main/studio/studioApi.js'))) as { createStudioApi: typeof CreateStudioApi };
 
 const TOKEN = `hf_${crypto.randomBytes(16).toString('hex')}`;
 let root: string;

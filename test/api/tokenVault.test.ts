@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect, it } from 'vitest';
-import { encryptedTokenVault, memoryTokenVault, type StringCipher } from '../../main/api/tokenVault.js';
+import { encryptedTokenVault, memoryTokenVault, type StringCipher } from '../../main/studio/services/tokenVault.js';
 
 function aesCipher(): StringCipher {
   const key = crypto.randomBytes(32);

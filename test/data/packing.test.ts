@@ -3,7 +3,7 @@ import { UserError } from '../../shared/errors.js';
 import { batches, countBatches, pack, splitTrainValidation, toSequences, truncate, type SequenceBatch, type TrainingSequence } from '../../main/data/packing.js';
 import { IGNORE_INDEX } from '../../main/data/render.js';
 import type { RenderedSample } from '../../main/data/samples.js';
-import type { MicroBatch } from '../../main/engine/trainableModel.js';
+import type { MicroBatch } from '../../main/engine/runtime/trainableModel.js';
 import { Rng } from '../../main/util/random.js';
 
 /** A sample of `length` tokens with distinct ids (row * 1000 + t); the first `prompt` labels are not trained. */

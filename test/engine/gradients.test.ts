@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALL_TARGETS } from '../../main/model/architecture.js';
 import { openModelFolder, type ModelFolder } from '../../main/model/modelFolder.js';
 import { createTinyModel, DEFAULT_TINY_MODEL } from '../../main/model/tinyModel.js';
-import { countLabelTokens, type TrainableModel } from '../../main/engine/trainableModel.js';
+import { countLabelTokens, type TrainableModel } from '../../main/engine/runtime/trainableModel.js';
 import type { LoraSettings } from '../../shared/training.js';
 import { maxRelativeError, openTrainable, randomBatch, randomLora, tempDir, zeroGrads } from '../support/engine.js';
 

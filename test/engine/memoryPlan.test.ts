@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { planTrainingMemory, suggestFit, type MemoryPlanInput } from '../../main/engine/memoryPlan.js';
+import { planTrainingMemory, suggestFit, type MemoryPlanInput } from '../../main/engine/compile/memoryPlan.js';
 import { openModelFolder } from '../../main/model/modelFolder.js';
 import { createTinyModel } from '../../main/model/tinyModel.js';
 import { ROOT } from '../support/cli.js';

@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadLoraAdapter, peftKey, type LoraWeights } from '../../main/adapter/loraAdapter.js';
 import { openModelFolder, type ModelFolder } from '../../main/model/modelFolder.js';
 import { readSafetensorsHeader, readTensorF32 } from '../../main/model/safetensors.js';
-import { countLabelTokens, type MicroBatch, type TrainableModel } from '../../main/engine/trainableModel.js';
-import { AdapterStepper } from '../../main/engine/trainer.js';
+import { countLabelTokens, type MicroBatch, type TrainableModel } from '../../main/engine/runtime/trainableModel.js';
+import { AdapterStepper } from '../../main/engine/jobs/trainer.js';
 import type { OptimizerSettings } from '../../shared/training.js';
 import { maxRelativeError, openTrainable, zeroGrads } from '../support/engine.js';
 

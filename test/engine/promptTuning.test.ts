@@ -9,7 +9,7 @@ import { loadAdapter } from '../../main/adapter/anyAdapter.js';
 import type { LoraWeights } from '../../main/adapter/loraAdapter.js';
 import { openModelFolder } from '../../main/model/modelFolder.js';
 import { readSafetensorsHeader, readTensorF32 } from '../../main/model/safetensors.js';
-import { countLabelTokens, TrainableModel, withVirtualTokens, type MicroBatch } from '../../main/engine/trainableModel.js';
+import { countLabelTokens, TrainableModel, withVirtualTokens, type MicroBatch } from '../../main/engine/runtime/trainableModel.js';
 import { maxRelativeError } from '../support/engine.js';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'numerics');

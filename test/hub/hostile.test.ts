@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { createStudioApi as CreateStudioApi, StudioService } from '../../main/api/studioApi.js';
+import type { createStudioApi as CreateStudioApi, StudioService } from '../../main/studio/studioApi.js';
 import type { hubFetch as HubFetch } from '../../main/hub/errors.js';
 import type { startServer as StartServer, StudioServer } from '../../main/server/serve.js';
 import { downloadSnapshot } from '../../main/hub/download.js';
@@ -23,7 +23,7 @@ import { cleanEnv, hubFor, tinyModelFiles } from './helpers.js';
 
 // The studio as the CLI and the app run it: built. Its hubFetch too, so that its errors are the classes it explains.
 const built = (file: string) => import(path.join(ROOT, 'dist/main', file));
-const { createStudioApi } = (await built('api/studioApi.js')) as { createStudioApi: typeof CreateStudioApi };
+const { createStudioApi } = (await built('studio/studioApi.js')) as { createStudioApi: typeof CreateStudioApi };
 const { startServer } = (await built('server/serve.js')) as { startServer: typeof StartServer };
 const { hubFetch } = (await built('hub/errors.js')) as { hubFetch: typeof HubFetch };
 

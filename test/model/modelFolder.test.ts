@@ -8,7 +8,7 @@ import { UserError } from '../../shared/errors.js';
 import { openModelFolder } from '../../main/model/modelFolder.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors, type TensorToWrite } from '../../main/model/safetensors.js';
 import { createTinyModel, DEFAULT_TINY_MODEL } from '../../main/model/tinyModel.js';
-import { countLabelTokens } from '../../main/engine/trainableModel.js';
+import { countLabelTokens } from '../../main/engine/runtime/trainableModel.js';
 import type { LoraSettings } from '../../shared/training.js';
 import { openTrainable, randomBatch, randomLora, tempDir, zeroGrads } from '../support/engine.js';
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadAdapter } from '../../main/adapter/anyAdapter.js';
-import { InferenceModel } from '../../main/engine/inferenceModel.js';
+import { InferenceModel } from '../../main/engine/runtime/inferenceModel.js';
 import { openModelFolder } from '../../main/model/modelFolder.js';
 import { readSafetensorsHeader, readTensorF32 } from '../../main/model/safetensors.js';
 import { generate } from '../../main/playground/generate.js';

@@ -6,12 +6,12 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunEvent } from '../../shared/runs.js';
 import type { TrainJob } from '../../shared/training.js';
-import type * as Manager from '../../main/runs/runManager.js';
+import type * as Manager from '../../main/studio/runs/runManager.js';
 import type * as Stores from '../../main/store/store.js';
 import { ROOT, runCliAsync } from '../support/cli.js';
 
-// The built modules: the engine process is started from dist/main/engine/worker.js beside them.
-const { RunManager } = (await import(path.join(ROOT, 'dist/main/runs/runManager.js'))) as typeof Manager;
+// The built modules: the engine process is started from dist/main/engine/process/worker.js beside them.
+const { RunManager } = (await import(path.join(ROOT, 'dist/main/studio/runs/runManager.js'))) as typeof Manager;
 const { Store } = (await import(path.join(ROOT, 'dist/main/store/store.js'))) as typeof Stores;
 
 let root: string;

@@ -14,7 +14,7 @@ import readline from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TrainJob } from '../../shared/training.js';
 import { deleteAdapterFiles, type ProtectedPlaces } from '../../main/adapter/adapterFiles.js';
-import { removeCheckpoints } from '../../main/engine/checkpoint.js';
+import { removeCheckpoints } from '../../main/engine/jobs/checkpoint.js';
 import { DEMO_MODEL, demoJob } from '../api/jobs.js';
 import { CLI, runCliAsync } from '../support/cli.js';
 

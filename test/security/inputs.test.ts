@@ -5,13 +5,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { createStudioApi as CreateStudioApi, StudioService } from '../../main/api/studioApi.js';
+import type { createStudioApi as CreateStudioApi, StudioService } from '../../main/studio/studioApi.js';
 import type { startServer as StartServer, StudioServer } from '../../main/server/serve.js';
 import { createTinyModel } from '../../main/model/tinyModel.js';
 import { demoJob, DEMO_MODEL } from '../api/jobs.js';
 import { ROOT, runCli } from '../support/cli.js';
 
-const { createStudioApi } = (await import(path.join(ROOT, 'dist/main/api/studioApi.js'))) as { createStudioApi: typeof CreateStudioApi };
+const { createStudioApi } = (await import(path.join(ROOT, 'dist/main/studio/studioApi.js'))) as { createStudioApi: typeof CreateStudioApi };
 const { startServer } = (await import(path.join(ROOT, 'dist/main/server/serve.js'))) as { startServer: typeof StartServer };
 
 /** "Within seconds" on the 2-core test machines. */

@@ -169,7 +169,7 @@ describe('answers the server cannot send', () => {
       call: async () => null,
       subscribe: () => () => {},
       close: async () => {},
-    } as unknown as import('../../main/api/studioApi.js').StudioService;
+    } as unknown as import('../../main/studio/studioApi.js').StudioService;
     const server = await startServer({ host: '127.0.0.1', port: 0, staticDir: root, api });
     const served = { url: new URL(server.url), token: server.token } as Served;
     try {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { LoraSettings } from '../../shared/training.js';
 import { initLoraWeights, loraScale, type LoraWeights } from '../../main/adapter/loraAdapter.js';
 import type { ModelFolder } from '../../main/model/modelFolder.js';
-import { TrainableModel, type MicroBatch } from '../../main/engine/trainableModel.js';
+import { TrainableModel, type MicroBatch } from '../../main/engine/runtime/trainableModel.js';
 import type { ExecutionDevice } from '../../shared/training.js';
 import { Rng } from '../../main/util/random.js';
 

@@ -1,0 +1,67 @@
+// The whole model as one ONNX model for generation with a KV cache: prefill a prompt, then one token at a time.
+// The LoRA branch is unmerged and its scale is an input, so one loaded model answers as the base (scale 0) or as the
+// fine-tuned model without reloading.
+// One sequence at a time (the playground's case). Legend: T = new positions this call (virtual tokens included),
+//   P = cached past positions, C = hidden, K = kv heads, D = head width, V = vocabulary, r = LoRA rank.
+// Inputs: ids [1, T'] int32; prefix [T - T', C] (prompt-tuning virtual tokens before the ids, on the first call;
+//   [0, C] otherwise); cos, sin [1, 1, 1, T, D]; mask [1, 1, 1, T, P + T]; past_key.{i}, past_value.{i}
+//   [1, K, 1, P, D]; lora_scale []; lora_A.{i}.{target} [r, in], lora_B.{i}.{target} [out, r].
+// Outputs: logits [1, V] of the last position; present_key.{i}, present_value.{i} [1, K, 1, P + T, D].
+import type { ModelSpec, TargetModule } from '../../../model/architecture.js';
+import { targetShape } from '../../../model/architecture.js';
+import type { TensorEntry } from '../../../model/safetensors.js';
+import type { LoraBranch } from '../blocks/loraLinear.js';
+import { rmsnormForward } from '../blocks/rmsnorm.js';
+import { GraphBuilder } from '../onnx/graph.js';
+import { declareLayerWeights, declarePositionContext, layerForward } from './layerEmitters.js';
+
+export interface GenerationGraphOptions {
+  spec: ModelSpec;
+  tensors: Map<string, TensorEntry>;
+  externalLocation: (entry: TensorEntry) => string;
+  /** LoRA inputs to declare, or null for a base-only model. */
+  lora: { rank: number; targets: readonly TargetModule[] } | null;
+}
+
+export function buildGenerationGraph(options: GenerationGraphOptions): Uint8Array {
+  const { spec, tensors, lora } = options;
+  const C = spec.hiddenSize;
+  const g = new GraphBuilder('generation');
+  const external = (name: string) => g.externalInitializer(tensors.get(name)!, options.externalLocation(tensors.get(name)!));
+  const embedding = external('model.embed_tokens.weight'); // [V, C]
+  const lmHead = spec.tieWordEmbeddings ? embedding : external('lm_head.weight'); // [V, C]
+
+  const ids = g.input('ids', 'int32', [1, 'Tids']);
+  const prefix = g.input('prefix', 'float', ['Tprefix', C]);
+  const ctx = declarePositionContext(g, spec, 'PT');
+  const loraScale = lora ? g.input('lora_scale', 'float', []) : null;
+
+  const embedded = g.op('Gather', [embedding, g.reshape(ids, [-1])], { axis: 0 }, 'embedded'); // [T', C]
+  let hidden = g.op('Concat', [prefix, embedded], { axis: 0 }, 'h0'); // [T, C]
+  for (let i = 0; i < spec.numLayers; i++) {
+    const branches: Partial<Record<TargetModule, LoraBranch>> = {};
+    for (const target of lora?.targets ?? []) {
+      const shape = targetShape(spec, target);
+      branches[target] = {
+        a: g.input(`lora_A.${i}.${target}`, 'float', [lora!.rank, shape.in]),
+        b: g.input(`lora_B.${i}.${target}`, 'float', [shape.out, lora!.rank]),
+        scale: loraScale!,
+      };
+    }
+    const weights = declareLayerWeights(g, spec, i, tensors, options.externalLocation, branches);
+    const cache = {
+      pastKey: g.input(`past_key.${i}`, 'float', [1, spec.numKvHeads, 1, 'P', spec.headDim]),
+      pastValue: g.input(`past_value.${i}`, 'float', [1, spec.numKvHeads, 1, 'P', spec.headDim]),
+    };
+    const layer = layerForward(g, hidden, weights, ctx, cache);
+    hidden = layer.y;
+    g.output(layer.present!.pastKey, `present_key.${i}`, 'float', [1, spec.numKvHeads, 1, 'PT', spec.headDim]);
+    g.output(layer.present!.pastValue, `present_value.${i}`, 'float', [1, spec.numKvHeads, 1, 'PT', spec.headDim]);
+  }
+
+  // Only the last position needs logits: the norm and the [C, V] head run on one row, not T.
+  const last = g.op('Slice', [hidden, g.constantInt64([-1]), g.constantInt64([2 ** 31 - 1]), g.constantInt64([0])], {}, 'last'); // [1, C]
+  const normed = rmsnormForward(g, last, external('model.norm.weight'), spec.rmsNormEps).y;
+  g.output(g.gemm(normed, lmHead, { transB: true }, 'logits'), 'logits', 'float', [1, spec.vocabSize]);
+  return g.toModelBytes();
+}

@@ -1,0 +1,171 @@
+// One Llama-family decoder layer, forward and backward, as graph emitters shared by the training graphs
+// (trainingLayer.ts) and the generation graph (generation.ts).
+// Legend: B = batch, T = sequence (new tokens), P = cached past tokens, N = B * T tokens, C = hidden, H = query heads,
+//   K = kv heads, G = H / K, D = head width, I = MLP width, r = LoRA rank. Activations enter and leave as [N, C].
+import { type ModelSpec, type TargetModule, layerWeightNames } from '../../../model/architecture.js';
+import type { TensorEntry } from '../../../model/safetensors.js';
+import { attentionBackward, attentionForward, type AttentionSaved } from '../blocks/attention.js';
+import { loraLinearBackward, loraLinearForward, type FrozenLinear, type LoraBranch, type LoraLinearSaved } from '../blocks/loraLinear.js';
+import { mlpBackward, mlpForward, type MlpSaved, type MlpWeights } from '../blocks/mlp.js';
+import { rmsnormBackward, rmsnormForward, type RmsnormSaved } from '../blocks/rmsnorm.js';
+import { ropeBackward, ropeForward, type RopeTables } from '../blocks/rope.js';
+import type { GraphBuilder } from '../onnx/graph.js';
+
+export interface LayerWeights {
+  inputNorm: string;
+  postNorm: string;
+  q: FrozenLinear;
+  k: FrozenLinear;
+  v: FrozenLinear;
+  o: FrozenLinear;
+  qNorm?: string;
+  kNorm?: string;
+  mlp: MlpWeights;
+  lora: Partial<Record<TargetModule, LoraBranch>>;
+}
+
+export interface LayerContext {
+  spec: ModelSpec;
+  rope: RopeTables;
+  mask: string; // [B or 1, 1, 1, T, T] additive
+  shapeQ: string; // int64 [5]: [-1, T, K, G, D]
+  shapeKv: string; // int64 [5]: [-1, T, K, 1, D]
+}
+
+export interface LayerSaved {
+  inputNorm: RmsnormSaved;
+  qLora?: LoraLinearSaved;
+  kLora?: LoraLinearSaved;
+  vLora?: LoraLinearSaved;
+  qNorm?: RmsnormSaved;
+  kNorm?: RmsnormSaved;
+  attention: AttentionSaved;
+  oLora?: LoraLinearSaved;
+  postNorm: RmsnormSaved;
+  mlp: MlpSaved;
+}
+
+const HEADS_FIRST = [0, 2, 3, 1, 4]; // [B, T, K, G, D] -> [B, K, G, T, D]
+const TOKENS_FIRST = [0, 3, 1, 2, 4]; // [B, K, G, T, D] -> [B, T, K, G, D]
+
+/** Past keys and values of this layer, [B, K, 1, P, D] each, for generation with a KV cache. */
+export interface KvCache {
+  pastKey: string;
+  pastValue: string;
+}
+
+export function layerForward(g: GraphBuilder, x: string, w: LayerWeights, ctx: LayerContext, cache?: KvCache): { y: string; saved: LayerSaved; present?: KvCache } {
+  const { spec } = ctx;
+  const inputNorm = rmsnormForward(g, x, w.inputNorm, spec.rmsNormEps); // [N, C]
+  const q = loraLinearForward(g, inputNorm.y, w.q, w.lora.q_proj); // [N, H*D]
+  const k = loraLinearForward(g, inputNorm.y, w.k, w.lora.k_proj); // [N, K*D]
+  const v = loraLinearForward(g, inputNorm.y, w.v, w.lora.v_proj); // [N, K*D]
+  let q5 = g.transpose(g.reshape(q.y, ctx.shapeQ), HEADS_FIRST); // [B, K, G, T, D]
+  let k5 = g.transpose(g.reshape(k.y, ctx.shapeKv), HEADS_FIRST); // [B, K, 1, T, D]
+  const v5 = g.transpose(g.reshape(v.y, ctx.shapeKv), HEADS_FIRST); // [B, K, 1, T, D]
+  let qNorm: RmsnormSaved | undefined;
+  let kNorm: RmsnormSaved | undefined;
+  if (w.qNorm && w.kNorm) {
+    const qn = rmsnormForward(g, q5, w.qNorm, spec.rmsNormEps);
+    const kn = rmsnormForward(g, k5, w.kNorm, spec.rmsNormEps);
+    [q5, k5, qNorm, kNorm] = [qn.y, kn.y, qn.saved, kn.saved];
+  }
+  let keys = ropeForward(g, k5, ctx.rope);
+  let values = v5;
+  if (cache) {
+    keys = g.op('Concat', [cache.pastKey, keys], { axis: 3 }, 'present_key'); // [B, K, 1, P + T, D]
+    values = g.op('Concat', [cache.pastValue, values], { axis: 3 }, 'present_value');
+  }
+  const attention = attentionForward(g, ropeForward(g, q5, ctx.rope), keys, values, ctx.mask, spec.headDim);
+  const attnFlat = g.reshape(g.transpose(attention.out, TOKENS_FIRST), [-1, spec.numHeads * spec.headDim]); // [N, H*D]
+  const o = loraLinearForward(g, attnFlat, w.o, w.lora.o_proj); // [N, C]
+  const afterAttention = g.add(x, o.y, 'resid_attn'); // [N, C]
+  const postNorm = rmsnormForward(g, afterAttention, w.postNorm, spec.rmsNormEps);
+  const mlp = mlpForward(g, postNorm.y, w.mlp); // [N, C]
+  return {
+    y: g.add(afterAttention, mlp.y, 'resid_mlp'),
+    present: cache ? { pastKey: keys, pastValue: values } : undefined,
+    saved: { inputNorm: inputNorm.saved, qLora: q.saved, kLora: k.saved, vLora: v.saved, qNorm, kNorm, attention: attention.saved, oLora: o.saved, postNorm: postNorm.saved, mlp: mlp.saved },
+  };
+}
+
+export function layerBackward(g: GraphBuilder, dy: string, saved: LayerSaved, w: LayerWeights, ctx: LayerContext): { dx: string; grads: Map<string, string> } {
+  const { spec } = ctx;
+  const grads = new Map<string, string>();
+  const keep = (target: TargetModule, r: { dA?: string; dB?: string }) => {
+    if (r.dA && r.dB) grads.set(`${target}.A`, r.dA).set(`${target}.B`, r.dB);
+  };
+  // y = a + mlp(norm(a)) with a = x + attn(norm(x)): the residuals pass dy straight through.
+  const mlp = mlpBackward(g, dy, saved.mlp, w.mlp);
+  for (const [name, r] of Object.entries(mlp.grads)) keep(`${name}_proj` as TargetModule, r);
+  const dAfterAttention = g.add(dy, rmsnormBackward(g, mlp.dx, saved.postNorm, w.postNorm)); // [N, C]
+  const o = loraLinearBackward(g, dAfterAttention, w.o, w.lora.o_proj, saved.oLora); // dx [N, H*D]
+  keep('o_proj', o);
+  const attention = attentionBackward(g, g.transpose(g.reshape(o.dx, ctx.shapeQ), HEADS_FIRST), saved.attention, spec.headDim);
+  let dq5 = ropeBackward(g, attention.dq, ctx.rope); // [B, K, G, T, D]
+  let dk5 = ropeBackward(g, attention.dk, ctx.rope); // [B, K, 1, T, D]
+  if (w.qNorm && w.kNorm && saved.qNorm && saved.kNorm) {
+    dq5 = rmsnormBackward(g, dq5, saved.qNorm, w.qNorm);
+    dk5 = rmsnormBackward(g, dk5, saved.kNorm, w.kNorm);
+  }
+  const kvWidth = spec.numKvHeads * spec.headDim;
+  const q = loraLinearBackward(g, g.reshape(g.transpose(dq5, TOKENS_FIRST), [-1, spec.numHeads * spec.headDim]), w.q, w.lora.q_proj, saved.qLora);
+  const k = loraLinearBackward(g, g.reshape(g.transpose(dk5, TOKENS_FIRST), [-1, kvWidth]), w.k, w.lora.k_proj, saved.kLora);
+  const v = loraLinearBackward(g, g.reshape(g.transpose(attention.dv, TOKENS_FIRST), [-1, kvWidth]), w.v, w.lora.v_proj, saved.vLora);
+  keep('q_proj', q);
+  keep('k_proj', k);
+  keep('v_proj', v);
+  const dNormed = g.add(g.add(q.dx, k.dx), v.dx); // [N, C]
+  return { dx: g.add(dAfterAttention, rmsnormBackward(g, dNormed, saved.inputNorm, w.inputNorm), 'd_layer_in'), grads };
+}
+
+/** Declares layer `layerIndex`'s frozen weights as external initializers of `g` and pairs them with LoRA branches. */
+export function declareLayerWeights(
+  g: GraphBuilder,
+  spec: ModelSpec,
+  layerIndex: number,
+  tensors: Map<string, TensorEntry>,
+  externalLocation: (entry: TensorEntry) => string,
+  lora: Partial<Record<TargetModule, LoraBranch>>,
+): LayerWeights {
+  const names = layerWeightNames(spec, layerIndex);
+  const weight = (key: string) => {
+    const entry = tensors.get(names[key]);
+    if (!entry) throw new Error(`weight ${names[key]} missing`);
+    return g.externalInitializer(entry, externalLocation(entry));
+  };
+  const linear = (key: string, biasKey?: string): FrozenLinear => ({ weight: weight(key), bias: biasKey && names[biasKey] ? weight(biasKey) : undefined });
+  return {
+    inputNorm: weight('inputNorm'),
+    postNorm: weight('postNorm'),
+    q: linear('q', 'qBias'),
+    k: linear('k', 'kBias'),
+    v: linear('v', 'vBias'),
+    o: linear('o', 'oBias'),
+    qNorm: spec.qkNorm ? weight('qNorm') : undefined,
+    kNorm: spec.qkNorm ? weight('kNorm') : undefined,
+    mlp: { gate: linear('gate'), up: linear('up'), down: linear('down'), lora: { gate: lora.gate_proj, up: lora.up_proj, down: lora.down_proj } },
+    lora,
+  };
+}
+
+/**
+ * The position inputs every layer shares: RoPE tables cos/sin [B or 1, 1, 1, T, D] for the tokens being processed and
+ * the additive mask [B or 1, 1, 1, T, P + T], plus the reshape targets derived from T.
+ */
+export function declarePositionContext(g: GraphBuilder, spec: ModelSpec, maskKeys: string): LayerContext {
+  const cos = g.input('cos', 'float', ['R', 1, 1, 'T', spec.headDim]);
+  const sin = g.input('sin', 'float', ['R', 1, 1, 'T', spec.headDim]);
+  const mask = g.input('mask', 'float', ['R', 1, 1, 'T', maskKeys]);
+  const half = spec.headDim / 2;
+  const signs = g.constantFloat([...Array(half).fill(-1), ...Array(half).fill(1)], [spec.headDim], 'rope_signs');
+  const seqLen = g.op('Slice', [g.op('Shape', [cos]), g.constantInt64([3]), g.constantInt64([4])], {}, 'seq_len');
+  const group = spec.numHeads / spec.numKvHeads;
+  return {
+    spec,
+    rope: { cos, sinSigned: g.mul(sin, signs, 'sin_signed'), headDim: spec.headDim },
+    mask,
+    shapeQ: g.op('Concat', [g.constantInt64([-1]), seqLen, g.constantInt64([spec.numKvHeads, group, spec.headDim])], { axis: 0 }, 'shape_q'),
+    shapeKv: g.op('Concat', [g.constantInt64([-1]), seqLen, g.constantInt64([spec.numKvHeads, 1, spec.headDim])], { axis: 0 }, 'shape_kv'),
+  };
+}

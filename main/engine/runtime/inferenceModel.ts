@@ -1,0 +1,128 @@
+// A model loaded for generation: one session over the whole decoder with a KV cache, on the CPU or WebGPU (cache kept
+// in GPU buffers), with an optional adapter chosen per call: an unmerged LoRA whose scale is an input (0 = the base
+// model), or prompt-tuning virtual tokens placed before the prompt (or left out for the base model).
+// Legend: T = new tokens in a call, P = cached tokens, K = kv heads, D = head width, V = vocabulary.
+import type { ExecutionDevice } from '../../../shared/training.js';
+import { UserError } from '../../../shared/errors.js';
+import type { Adapter } from '../../adapter/anyAdapter.js';
+import { loraScale } from '../../adapter/loraAdapter.js';
+import { ropeTables } from '../../model/architecture.js';
+import type { ModelFolder } from '../../model/modelFolder.js';
+import { placeGraphs } from './graphPlacement.js';
+import { buildGenerationGraph } from '../compile/graphs/generation.js';
+import { release, runChecked, Tensor, type Session } from './runtime.js';
+
+/** One sequence's cached keys and values, [1, K, 1, P, D] per layer; owned by the caller, freed by `dispose`. */
+export class KvCache {
+  constructor(
+    readonly length: number,
+    readonly keys: Tensor[],
+    readonly values: Tensor[],
+  ) {}
+
+  dispose(): void {
+    for (const t of [...this.keys, ...this.values]) release(t);
+  }
+}
+
+export class InferenceModel {
+  private ropeCos: Float32Array = new Float32Array(0);
+  private ropeSin: Float32Array = new Float32Array(0);
+  private ropeLength = 0;
+  private readonly loraFeeds: Record<string, Tensor> = {};
+
+  private constructor(
+    readonly folder: ModelFolder,
+    readonly device: ExecutionDevice,
+    readonly adapter: Adapter | null,
+    private readonly session: Session,
+  ) {
+    if (adapter?.kind !== 'lora') return;
+    const r = adapter.lora.settings.rank;
+    adapter.lora.layers.forEach((pairs, i) => {
+      for (const [target, pair] of pairs) {
+        this.loraFeeds[`lora_A.${i}.${target}`] = new Tensor('float32', pair.a, [r, pair.a.length / r]);
+        this.loraFeeds[`lora_B.${i}.${target}`] = new Tensor('float32', pair.b, [pair.b.length / r, r]);
+      }
+    });
+  }
+
+  static async load(folder: ModelFolder, device: ExecutionDevice, adapter: Adapter | null): Promise<InferenceModel> {
+    const place = placeGraphs(folder, 'auto');
+    try {
+      const graph = buildGenerationGraph({
+        spec: folder.spec,
+        tensors: folder.tensors,
+        externalLocation: place.location,
+        lora: adapter?.kind === 'lora' ? { rank: adapter.lora.settings.rank, targets: adapter.lora.targets } : null,
+      });
+      const resident = Array.from({ length: folder.spec.numLayers }, (_, i) => [`present_key.${i}`, `present_value.${i}`]).flat();
+      // Pre-packed weights decode one token ~25% faster (29 -> 37 tokens/s on the SmolLM2-135M shape, CPU).
+      const session = await place.open('generation', graph, device, { prepackWeights: true }, resident);
+      return new InferenceModel(folder, device, adapter, session);
+    } finally {
+      place.cleanup();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.session.release();
+  }
+
+  /** An empty cache to start a sequence from. */
+  emptyCache(): KvCache {
+    const { numLayers, numKvHeads, headDim } = this.folder.spec;
+    const empty = () => new Tensor('float32', new Float32Array(0), [1, numKvHeads, 1, 0, headDim]);
+    return new KvCache(0, Array.from({ length: numLayers }, empty), Array.from({ length: numLayers }, empty));
+  }
+
+  private positionFeeds(past: number, count: number) {
+    const d = this.folder.spec.headDim;
+    const total = past + count;
+    if (total > this.ropeLength) {
+      // Grow the table geometrically so a long generation recomputes it a handful of times, not per token.
+      this.ropeLength = Math.max(total, 2 * this.ropeLength, 256);
+      ({ cos: this.ropeCos, sin: this.ropeSin } = ropeTables(this.folder.spec, this.ropeLength));
+    }
+    const mask = new Float32Array(count * total);
+    for (let i = 0; i < count; i++) for (let j = past + i + 1; j < total; j++) mask[i * total + j] = -Infinity;
+    return {
+      cos: new Tensor('float32', this.ropeCos.slice(past * d, total * d), [1, 1, 1, count, d]),
+      sin: new Tensor('float32', this.ropeSin.slice(past * d, total * d), [1, 1, 1, count, d]),
+      mask: new Tensor('float32', mask, [1, 1, 1, count, total]),
+    };
+  }
+
+  /**
+   * Runs `ids` (the prompt, or the last sampled token) after `cache`; returns the last position's logits [V] and the
+   * grown cache. The old cache is released: pass the returned one to the next call. `adapterScale` 1 applies the
+   * adapter, 0 answers as the base model (for prompt tuning: virtual tokens before the prompt or not).
+   */
+  async step(ids: ArrayLike<number>, cache: KvCache, adapterScale: number): Promise<{ logits: Float32Array; cache: KvCache }> {
+    const { numLayers, maxPositionEmbeddings, hiddenSize } = this.folder.spec;
+    const virtual = this.adapter?.kind === 'prompt-tuning' && cache.length === 0 && adapterScale !== 0 ? this.adapter.prompt : null;
+    const count = ids.length + (virtual?.numVirtualTokens ?? 0);
+    if (cache.length + count > maxPositionEmbeddings) {
+      throw new UserError(`${cache.length + count} tokens exceed the model's context of ${maxPositionEmbeddings} (config.json max_position_embeddings)`);
+    }
+    const feeds: Record<string, Tensor> = {
+      ids: new Tensor('int32', Int32Array.from(ids), [1, ids.length]),
+      prefix: virtual ? new Tensor('float32', virtual.embeddings, [virtual.numVirtualTokens, hiddenSize]) : new Tensor('float32', new Float32Array(0), [0, hiddenSize]),
+      ...this.positionFeeds(cache.length, count),
+      ...this.loraFeeds,
+    };
+    if (this.adapter?.kind === 'lora') feeds.lora_scale = new Tensor('float32', [adapterScale * loraScale(this.adapter.lora.settings)], []);
+    for (let i = 0; i < numLayers; i++) {
+      feeds[`past_key.${i}`] = cache.keys[i];
+      feeds[`past_value.${i}`] = cache.values[i];
+    }
+    const out = await runChecked(this.session, feeds, 'generation step');
+    cache.dispose();
+    const next = new KvCache(
+      cache.length + count,
+      Array.from({ length: numLayers }, (_, i) => out[`present_key.${i}`]),
+      Array.from({ length: numLayers }, (_, i) => out[`present_value.${i}`]),
+    );
+    return { logits: out.logits.data as Float32Array, cache: next };
+  }
+}

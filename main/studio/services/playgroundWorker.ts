@@ -1,0 +1,33 @@
+// The worker thread behind PlaygroundHost: PlaygroundSessions, fed by messages.
+import { parentPort } from 'node:worker_threads';
+import { toWire } from '../../../shared/errors.js';
+import type { PlaygroundReply, PlaygroundRequest } from './playgroundHost.js';
+import { PlaygroundSessions } from './playgroundSessions.js';
+
+const port = parentPort!;
+const reply = (message: PlaygroundReply) => port.postMessage(message);
+const sessions = new PlaygroundSessions((requestId, token) => reply({ type: 'token', requestId, token }));
+
+port.on('message', (request: PlaygroundRequest) => {
+  switch (request.type) {
+    case 'generate': {
+      const { requestId } = request.params;
+      Promise.resolve()
+        .then(() => sessions.generate(request.params, request.device))
+        .then(
+          (value) => reply({ type: 'done', requestId, ok: true, value }),
+          (err: unknown) => reply({ type: 'done', requestId, ok: false, error: toWire(err) }),
+        );
+      break;
+    }
+    case 'stop':
+      sessions.stop(request.requestId);
+      break;
+    case 'close':
+      void sessions.close().finally(() => {
+        reply({ type: 'closed' });
+        port.close();
+      });
+      break;
+  }
+});
