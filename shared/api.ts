@@ -9,74 +9,19 @@ import type { DatasetStats, TokenPreview } from './data.js';
 import { z } from 'zod';
 import { ApiError, oneLine, toWire, type WireError } from './errors.js';
 import type { AdapterRecord, ChartPoint, CheckpointRecord, DatasetRecord, ExportRecord, MetricPoint, ModelRecord, RunEvent, RunRecord } from './runs.js';
-import { LORA_TARGETS } from './training.js';
-import type { DataFormat, DataSettings, DeviceChoice, ExecutionDevice, TrainJob } from './training.js';
+import { chatMessagesSchema, MAX_PROMPT_CHARS, samplingSchema, SAMPLING_DEFAULTS } from './generation.js';
+import type { DataFormat, DeviceChoice, ExecutionDevice } from './training.js';
+import { ADAPTER_METHODS, dataSettingsSchema, DEVICE_CHOICES, JOB_BOUNDS, loraTargetsSchema, numberSchema, OPTIMIZERS, pathSchema as path, seqLenSchema as seqLen, trainJobSchema } from './trainJob.js';
 
 // ---------------------------------------------------------------------------------------------------------------
-// Schemas of the shared job types.
+// Schemas of the shared job types: the job's in trainJob.ts, a generation request's in generation.ts.
 
-const DEVICE_CHOICES = ['auto', 'cpu', 'webgpu', 'cuda', 'dml'] as const satisfies readonly DeviceChoice[];
-const DATA_FORMATS = ['messages', 'sharegpt', 'alpaca', 'prompt-completion', 'text', 'tokens'] as const satisfies readonly DataFormat[];
+export { dataSettingsSchema, trainJobSchema } from './trainJob.js';
+export { MAX_PROMPT_CHARS, samplingSchema, type ChatMessage, type SamplingSettings } from './generation.js';
 
 const positiveInt = z.number().int().positive();
-const nonNegativeInt = z.number().int().nonnegative();
 const runId = z.strictObject({ id: positiveInt });
 const noParams = z.strictObject({});
-// Longer than any real path (Linux's PATH_MAX is 4096); Node's fs throws a TypeError on a NUL byte.
-const path = z.string().min(1).max(4096).refine((p) => !p.includes('\0'), 'a path cannot contain a NUL byte');
-// Checked as strings, not an enum: the types stay string[] for the UI's forms.
-const loraTarget = z
-  .string()
-  .refine((name) => (LORA_TARGETS as readonly string[]).includes(name), `expected one of ${LORA_TARGETS.join(', ')}`);
-const loraTargets = z.array(loraTarget).min(1);
-/** Tokens per sequence: 2^20 is past the longest context of any supported model (Qwen2.5-1M's 1,010,000). */
-const seqLen = positiveInt.max(2 ** 20);
-
-export const dataSettingsSchema: z.ZodType<DataSettings> = z.strictObject({
-  format: z.enum(DATA_FORMATS).nullable(),
-  columns: z.record(z.string(), z.string()),
-  trainOn: z.enum(['completion', 'all']),
-  pack: z.boolean(),
-  skipBadRows: z.boolean(),
-});
-
-export const trainJobSchema: z.ZodType<TrainJob> = z.strictObject({
-  method: z.enum(['lora', 'prompt-tuning']),
-  modelDir: path,
-  dataFile: path,
-  data: dataSettingsSchema,
-  outDir: path,
-  lora: z.strictObject({ rank: positiveInt, alpha: z.number(), dropout: z.number().min(0).lt(1), targets: loraTargets, useRslora: z.boolean() }),
-  promptTuning: z.strictObject({ numVirtualTokens: positiveInt, init: z.enum(['random', 'text']), initText: z.string().nullable() }),
-  optimizer: z.strictObject({
-    name: z.enum(['adamw', 'sgd']),
-    learningRate: z.number().positive(),
-    weightDecay: z.number().nonnegative(),
-    beta1: z.number().min(0).lt(1),
-    beta2: z.number().min(0).lt(1),
-    eps: z.number().positive(),
-    momentum: z.number().min(0).lt(1),
-    scheduler: z.enum(['constant', 'linear', 'cosine']),
-    warmupSteps: nonNegativeInt,
-    maxGradNorm: z.number().nonnegative(),
-  }),
-  steps: positiveInt.nullable(),
-  epochs: positiveInt,
-  batchSize: positiveInt,
-  gradAccum: positiveInt,
-  maxSeqLen: seqLen,
-  seed: z.number().int(),
-  shuffle: z.boolean(),
-  gradientCheckpointing: z.boolean(),
-  device: z.enum(DEVICE_CHOICES),
-  initAdapterDir: path.nullable(),
-  evalDataFile: path.nullable(),
-  evalSplit: z.number().min(0).lt(1),
-  evalEvery: nonNegativeInt,
-  checkpointEvery: nonNegativeInt,
-  keepCheckpoints: positiveInt,
-  overwriteOutput: z.boolean().optional(),
-});
 
 /**
  * What the memory plan reads of a training configuration. A whole TrainJob is accepted too (other fields are
@@ -84,48 +29,16 @@ export const trainJobSchema: z.ZodType<TrainJob> = z.strictObject({
  */
 export const fitConfigSchema = z.object({
   modelDir: path,
-  method: z.enum(['lora', 'prompt-tuning']),
-  lora: z.object({ rank: positiveInt, targets: loraTargets }),
-  promptTuning: z.object({ numVirtualTokens: positiveInt }),
-  optimizer: z.object({ name: z.enum(['adamw', 'sgd']) }),
-  batchSize: positiveInt,
+  method: z.enum(ADAPTER_METHODS),
+  lora: z.object({ rank: numberSchema(JOB_BOUNDS['lora.rank']), targets: loraTargetsSchema }),
+  promptTuning: z.object({ numVirtualTokens: numberSchema(JOB_BOUNDS['promptTuning.numVirtualTokens']) }),
+  optimizer: z.object({ name: z.enum(OPTIMIZERS) }),
+  batchSize: numberSchema(JOB_BOUNDS.batchSize),
   maxSeqLen: seqLen,
   gradientCheckpointing: z.boolean(),
   device: z.enum(DEVICE_CHOICES),
 });
 export type FitConfig = z.output<typeof fitConfigSchema>;
-
-/**
- * The most characters a playground prompt (or a conversation's messages together) may hold: over 250k tokens of
- * English, more than any model's context on this engine, and tokenized in about 2 s.
- */
-export const MAX_PROMPT_CHARS = 2 ** 20;
-
-const chatMessageSchema = z.strictObject({
-  role: z.enum(['system', 'user', 'assistant']),
-  content: z.string().max(MAX_PROMPT_CHARS),
-});
-const chatMessagesSchema = z
-  .array(chatMessageSchema)
-  .min(1)
-  .refine(
-    (messages) => messages.reduce((chars, m) => chars + m.content.length, 0) <= MAX_PROMPT_CHARS,
-    `the messages hold more than ${MAX_PROMPT_CHARS} characters together`,
-  );
-export type ChatMessage = z.output<typeof chatMessageSchema>;
-
-export const samplingSchema = z.strictObject({
-  maxNewTokens: positiveInt.max(4096).default(128),
-  /** 0 = greedy. */
-  temperature: z.number().nonnegative().default(0),
-  /** 0 = all tokens. */
-  topK: nonNegativeInt.default(0),
-  topP: z.number().positive().max(1).default(1),
-  repetitionPenalty: z.number().positive().default(1),
-  seed: z.number().int().default(0),
-  stop: z.array(z.string().min(1).max(1000)).max(64).default([]),
-});
-export type SamplingSettings = z.output<typeof samplingSchema>;
 
 const themeSchema = z.enum(['system', 'light', 'dark']);
 export type Theme = z.output<typeof themeSchema>;
@@ -181,7 +94,7 @@ export const PARAMS = {
       /** Rendered with the model's chat template, ready for the assistant's reply. */
       z.strictObject({ type: z.literal('messages'), messages: chatMessagesSchema }),
     ]),
-    sampling: samplingSchema.default(samplingSchema.parse({})),
+    sampling: samplingSchema.default(() => ({ ...SAMPLING_DEFAULTS, stop: [...SAMPLING_DEFAULTS.stop] })),
     /** Defaults to the device chosen in settings. */
     device: z.enum(DEVICE_CHOICES).optional(),
   }),
@@ -400,9 +313,9 @@ export type StudioEvent =
   | { kind: 'run'; event: RunEvent }
   /** Text one generated token completes ('' while a character is incomplete). */
   | { kind: 'playground.token'; requestId: string; tokenId: number; text: string }
-  /** doneBytes/totalBytes: the whole download; fileBytes/fileSize: the current file, the index-th (1-based) of count. */
   /** A push to the Hub: its phases, then per-file hashing and upload progress (0..1). */
   | { kind: 'push.progress'; requestId: string; phase: string; file: string | null; progress: number | null }
+  /** doneBytes/totalBytes: the whole download; fileBytes/fileSize: the current file, the index-th (1-based) of count. */
   | { kind: 'download.progress'; requestId: string; file: string; fileBytes: number; fileSize: number; doneBytes: number; totalBytes: number; index: number; count: number };
 
 export interface StudioApi {

@@ -1,6 +1,16 @@
 /** An error caused by the user's input: shown as one line, without a stack trace. */
 export class UserError extends Error {
   override name = 'UserError';
+  /**
+   * The field of a job or a generation request the error is about, as a path ('maxSeqLen', 'lora.targets'): the CLI
+   * names its flag, the GUI its label, so the message itself names neither.
+   */
+  readonly field: string | undefined;
+
+  constructor(message: string, options?: { field?: string }) {
+    super(message);
+    this.field = options?.field;
+  }
 }
 
 /** A call the contract refuses: unknown method or bad params. */
@@ -12,6 +22,8 @@ export class ApiError extends Error {
 export interface WireError {
   name: string;
   message: string;
+  /** A UserError's field. */
+  field?: string;
 }
 
 /** The longest message that crosses a boundary: a huge bad value is never echoed back whole. */
@@ -24,14 +36,43 @@ export function oneLine(text: string, max = MAX_ERROR_CHARS): string {
 }
 
 export function toWire(err: unknown): WireError {
+  if (err instanceof UserError && err.field !== undefined) return { name: err.name, message: oneLine(err.message), field: err.field };
   if (err instanceof Error) return { name: err.name, message: oneLine(err.message) };
   return { name: 'Error', message: oneLine(String(err)) };
 }
 
-/** The error `toWire` sent: UserError and ApiError keep their class (front ends answer them differently). */
+/** The error `toWire` sent: UserError (with its field) and ApiError keep their class (front ends answer them differently). */
 export function fromWire(wire: WireError): Error {
-  const Kind = wire.name === 'UserError' ? UserError : wire.name === 'ApiError' ? ApiError : Error;
-  const err = new Kind(wire.message);
-  if (Kind === Error) err.name = wire.name;
+  if (wire.name === 'UserError') return new UserError(wire.message, { field: typeof wire.field === 'string' ? wire.field : undefined });
+  if (wire.name === 'ApiError') return new ApiError(wire.message);
+  const err = new Error(wire.message);
+  err.name = wire.name;
   return err;
+}
+
+/** A bad value: the field path it is at, and what is wrong with it. */
+export interface FieldProblem {
+  field: string;
+  message: string;
+}
+
+/**
+ * Schema issues as field problems, the first per field, in the schema's order. An issue inside a list or a record
+ * (`lora.targets.2`, `data.columns.prompt`) belongs to the longest of `fields` its path starts with.
+ */
+export function fieldProblems(issues: readonly { path: readonly PropertyKey[]; message: string }[], fields: readonly string[]): FieldProblem[] {
+  const problems = new Map<string, string>();
+  for (const issue of issues) {
+    const parts = issue.path.map(String);
+    let field = parts.join('.');
+    for (let n = parts.length; n > 0; n--) {
+      const prefix = parts.slice(0, n).join('.');
+      if (fields.includes(prefix)) {
+        field = prefix;
+        break;
+      }
+    }
+    if (!problems.has(field)) problems.set(field, issue.message);
+  }
+  return [...problems].map(([field, message]) => ({ field, message }));
 }

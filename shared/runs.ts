@@ -1,5 +1,6 @@
 // The typed contract of the studio's records: models, datasets, runs, metrics, adapters, and the events a run streams.
 // Pure TypeScript: no Node, no DOM.
+import type { DatasetStats } from './data.js';
 import type { AdapterMethod, EngineEvent, ExecutionDevice, TrainJob } from './training.js';
 
 /**
@@ -8,6 +9,8 @@ import type { AdapterMethod, EngineEvent, ExecutionDevice, TrainJob } from './tr
  */
 export type RunStatus = 'queued' | 'running' | 'paused' | 'completed' | 'failed' | 'interrupted' | 'cancelled';
 export const RESUMABLE: readonly RunStatus[] = ['paused', 'failed', 'interrupted'];
+/** Runs in the queue or training: they are cancelled before they can be deleted. */
+export const ACTIVE: readonly RunStatus[] = ['queued', 'running'];
 
 export interface ModelRecord {
   id: number;
@@ -29,7 +32,7 @@ export interface DatasetRecord {
   location: string;
   format: string;
   sha256: string;
-  stats: Record<string, unknown>;
+  stats: DatasetStats;
   addedAt: string;
 }
 

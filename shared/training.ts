@@ -1,5 +1,7 @@
-// The typed contract of a training job: what the CLI, the engine worker and (later) the renderer exchange.
+// The typed contract of a training job: what the CLI, the renderer and the engine worker exchange.
 // Pure TypeScript: no Node, no DOM.
+import type { DatasetStats } from './data.js';
+import type { WireError } from './errors.js';
 
 export type DeviceChoice = 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'dml';
 export type ExecutionDevice = Exclude<DeviceChoice, 'auto'>;
@@ -102,7 +104,7 @@ export type EngineEvent =
   | { type: 'compile'; done: number; total: number }
   | { type: 'device'; device: ExecutionDevice; reason: string }
   /** A dataset file was read: what it is, for the record of the run. */
-  | { type: 'dataset'; role: 'train' | 'eval'; file: string; format: DataFormat; sha256: string; stats: Record<string, unknown> }
+  | { type: 'dataset'; role: 'train' | 'eval'; file: string; format: DataFormat; sha256: string; stats: DatasetStats }
   | { type: 'eval'; step: number; loss: number; perplexity: number; tokens: number }
   | { type: 'step'; step: number; totalSteps: number; loss: number; learningRate: number; gradNorm: number; tokens: number; tokensPerSecond: number; elapsedSeconds: number; memoryBytes: number }
   /** A checkpoint of `step` is on disk; `kept` are all the checkpoint folders now kept, oldest first. */
@@ -184,4 +186,4 @@ export type EngineControl = { type: 'pause' };
 export type EngineReply =
   | { type: 'event'; event: EngineEvent }
   | { type: 'result'; result: EngineResults[EngineRequest['kind']] }
-  | { type: 'error'; error: { name: string; message: string; stack?: string } };
+  | { type: 'error'; error: WireError };

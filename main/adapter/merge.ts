@@ -34,7 +34,7 @@ export interface MergeOptions {
 export function mergeLoraAdapter(options: MergeOptions): { outDir: string; shards: number; mergedWeights: number } {
   const folder = openModelFolder(options.modelDir);
   const adapter = loadAdapter(options.adapterDir, folder.spec);
-  if (adapter.kind !== 'lora') throw new UserError(`${options.adapterDir}: a prompt-tuning adapter has no weights to merge; use it unmerged (generate --adapter)`);
+  if (adapter.kind !== 'lora') throw new UserError(`${options.adapterDir}: a prompt-tuning adapter has no weights to merge; use it unmerged, beside its base model`);
   if (fs.existsSync(options.outDir) && fs.readdirSync(options.outDir).length > 0) throw new UserError(`${options.outDir}: exists and is not empty`);
   const { lora } = adapter;
   const scale = loraScale(lora.settings);

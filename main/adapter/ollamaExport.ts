@@ -3,8 +3,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
-import { SampleRenderer } from '../data/render.js';
+import { loadChatTemplate } from '../model/chatTemplate.js';
 import { openModelFolder } from '../model/modelFolder.js';
+import { loadTokenizer } from '../model/tokenizer.js';
 import { writeFileAtomic } from '../util/atomicWrite.js';
 import { loadAdapter } from './anyAdapter.js';
 import { ollamaModelfile, writeGgufLoraAdapter } from './gguf.js';
@@ -18,7 +19,7 @@ export function exportForOllama(modelDir: string, adapterDir: string, ggufFile: 
   const gguf = path.resolve(ggufFile);
   fs.mkdirSync(path.dirname(gguf), { recursive: true });
   writeGgufLoraAdapter(gguf, adapter.lora, folder.spec, folder.dir);
-  const template = SampleRenderer.forModel(folder.dir, { trainOn: 'all' }).chatTemplate?.text ?? null;
+  const template = loadChatTemplate(folder.dir, loadTokenizer(folder.dir).config)?.text ?? null;
   const modelfile = path.join(path.dirname(gguf), 'Modelfile');
   writeFileAtomic(modelfile, ollamaModelfile(folder.dir, gguf, template));
   return { gguf, modelfile };

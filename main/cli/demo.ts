@@ -6,7 +6,8 @@ import { DEMO_RECIPE } from '../../shared/demo.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
-import type { DataSettings, EvalResult, TrainJob } from '../../shared/training.js';
+import { defaultTrainJob, jobProblems } from '../../shared/trainJob.js';
+import type { DeviceChoice, EvalResult, TrainJob } from '../../shared/training.js';
 import { loadAdapter } from '../adapter/anyAdapter.js';
 import { exportForOllama } from '../adapter/ollamaExport.js';
 import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
@@ -17,7 +18,7 @@ import { openModelFolder } from '../model/modelFolder.js';
 import { loadTokenizer } from '../model/tokenizer.js';
 import { generate, type GenerateOptions } from '../playground/generate.js';
 import { writeFileAtomic } from '../util/atomicWrite.js';
-import { choice, DEVICES, json, positiveInt, str, type Command } from './options.js';
+import { flagNumber, flagString, json, refuseProblems, str, type Command } from './options.js';
 import { printEvent } from './progress.js';
 import { configuredHome, trainRecorded } from './runs.js';
 
@@ -30,8 +31,6 @@ const ANSWER_MARK = '\nAssistant:';
 /** What a previous demo leaves in --out: such a folder may be written again. */
 const DEMO_ENTRIES = new Set(['data', 'adapter', 'gguf']);
 
-/** The demo rows are plain text: detected, every token trained. */
-const DEMO_DATA: DataSettings = { format: null, columns: {}, trainOn: 'completion', pack: false, skipBadRows: false };
 /** Training steps when --steps is not given: about 25 s on a 2-core VM, well under a minute on a laptop CPU. */
 const DEMO_STEPS = DEMO_RECIPE.steps;
 /** Greedy answers, one line long, the same settings for the base model and the adapter. */
@@ -47,47 +46,34 @@ interface Comparison extends HeldOutPrompt {
   adapter: string;
 }
 
-/** Writes the train and held-out files into `dataDir` and returns the held-out prompts to compare answers on. */
-function splitDemoData(dataDir: string): { trainFile: string; heldOutFile: string; prompts: HeldOutPrompt[] } {
+/** Writes the train and held-out files and returns the held-out prompts to compare answers on. */
+function splitDemoData(trainFile: string, heldOutFile: string): HeldOutPrompt[] {
   const rows = fs.readFileSync(DEMO_DATA_FILE, 'utf8').split('\n').filter((line) => line.trim() !== '');
   const isHeldOut = (index: number) => index % HELD_OUT_EVERY === HELD_OUT_EVERY - 1;
   const heldOut = rows.filter((_, i) => isHeldOut(i));
-  fs.mkdirSync(dataDir, { recursive: true });
-  const trainFile = path.join(dataDir, 'train.jsonl');
-  const heldOutFile = path.join(dataDir, 'held-out.jsonl');
+  fs.mkdirSync(path.dirname(trainFile), { recursive: true });
   writeFileAtomic(trainFile, `${rows.filter((_, i) => !isHeldOut(i)).join('\n')}\n`);
   writeFileAtomic(heldOutFile, `${heldOut.join('\n')}\n`);
-  const prompts = heldOut.slice(0, SHOWN_PROMPTS).map((line) => {
+  return heldOut.slice(0, SHOWN_PROMPTS).map((line) => {
     const text = (JSON.parse(line) as { text: string }).text;
     const cut = text.indexOf(ANSWER_MARK) + ANSWER_MARK.length;
     return { prompt: text.slice(0, cut), expected: text.slice(cut).trim() };
   });
-  return { trainFile, heldOutFile, prompts };
 }
 
-function demoJob(trainFile: string, adapterDir: string, steps: number, device: TrainJob['device']): TrainJob {
+/** The demo's run: the defaults with the demo's recipe (shared/demo.ts), as the wizard's Quick preset on the demo model. */
+export function demoJob(trainFile: string, adapterDir: string, steps: number, device: DeviceChoice): TrainJob {
+  const base = defaultTrainJob('lora', { modelDir: DEMO_MODEL_DIR, dataFile: trainFile, outDir: adapterDir });
+  const { learningRate, scheduler, rank, alpha, dropout, targets, batchSize, maxSeqLen } = DEMO_RECIPE;
   return {
-    method: 'lora',
-    modelDir: DEMO_MODEL_DIR,
-    dataFile: trainFile,
-    data: DEMO_DATA,
-    outDir: adapterDir,
-    lora: { rank: DEMO_RECIPE.rank, alpha: DEMO_RECIPE.alpha, dropout: 0, targets: [...DEMO_RECIPE.targets], useRslora: false },
-    promptTuning: { numVirtualTokens: 20, init: 'random', initText: null },
-    optimizer: { name: 'adamw', learningRate: DEMO_RECIPE.learningRate, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0, scheduler: 'constant', warmupSteps: 0, maxGradNorm: 1 },
+    ...base,
+    lora: { ...base.lora, rank, alpha, dropout, targets: [...targets] },
+    optimizer: { ...base.optimizer, learningRate, scheduler },
     steps,
-    epochs: 1,
-    batchSize: DEMO_RECIPE.batchSize,
-    gradAccum: 1,
-    maxSeqLen: DEMO_RECIPE.maxSeqLen,
-    seed: 0,
-    shuffle: true,
-    gradientCheckpointing: true,
+    batchSize,
+    maxSeqLen,
     device,
-    initAdapterDir: null,
-    evalDataFile: null,
-    evalSplit: 0,
-    evalEvery: 0,
+    // A run of a minute: the adapter at its end is the only checkpoint worth keeping.
     checkpointEvery: 0,
     keepCheckpoints: 1,
     // A previous demo's adapter may be written again (nothing but a studio-written adapter ever is).
@@ -103,8 +89,10 @@ async function train(job: TrainJob, home: string | null, asJson: boolean): Promi
   if (result.status !== 'completed') throw new UserError(`the demo run stopped after step ${result.step}`);
 }
 
-async function heldOutLoss(heldOutFile: string, adapterDir: string | null, device: TrainJob['device'], asJson: boolean): Promise<number> {
-  const job = { modelDir: DEMO_MODEL_DIR, adapterDir, dataFile: heldOutFile, data: DEMO_DATA, batchSize: 8, maxSeqLen: 256, device };
+/** The loss on the held-out rows, read as the training run read its own. */
+async function heldOutLoss(trained: TrainJob, heldOutFile: string, adapterDir: string | null, asJson: boolean): Promise<number> {
+  const { modelDir, data, batchSize, maxSeqLen, device } = trained;
+  const job = { modelDir, adapterDir, dataFile: heldOutFile, data, batchSize, maxSeqLen, device };
   const result: EvalResult = await runEngine({ kind: 'eval', job }, asJson ? () => {} : printEvent).result;
   return result.loss;
 }
@@ -173,20 +161,25 @@ export const DEMO_COMMANDS: Record<string, Command> = {
     options: { out: str, steps: str, device: str, home: str, json },
     async run(values) {
       const out = path.resolve((values.out as string | undefined) ?? 'peft-studio-demo');
-      const steps = positiveInt(values, 'steps', DEMO_STEPS);
-      const device = choice(values, 'device', DEVICES, 'auto');
       const asJson = values.json === true;
       const progress = (line: string) => {
         if (!asJson) process.stderr.write(`${line}\n`);
       };
       checkOutFolder(out);
 
-      const { trainFile, heldOutFile, prompts } = splitDemoData(path.join(out, 'data'));
+      const [trainFile, heldOutFile] = [path.join(out, 'data', 'train.jsonl'), path.join(out, 'data', 'held-out.jsonl')];
       const adapterDir = path.join(out, 'adapter');
+      const steps = flagNumber(values, 'steps') ?? DEMO_STEPS;
+      // Checked before any file is written: a bad value is named by its flag.
+      const job = demoJob(trainFile, adapterDir, steps, (flagString(values, 'device') ?? 'auto') as DeviceChoice);
+      refuseProblems(jobProblems(job), values);
+      const { device } = job;
+
+      const prompts = splitDemoData(trainFile, heldOutFile);
       progress(`training on ${trainFile}`);
-      await train(demoJob(trainFile, adapterDir, steps, device), configuredHome(values), asJson);
+      await train(job, configuredHome(values), asJson);
       progress(`measuring both models on ${heldOutFile}`);
-      const loss = { base: await heldOutLoss(heldOutFile, null, device, asJson), adapter: await heldOutLoss(heldOutFile, adapterDir, device, asJson) };
+      const loss = { base: await heldOutLoss(job, heldOutFile, null, asJson), adapter: await heldOutLoss(job, heldOutFile, adapterDir, asJson) };
       progress('answering held-out prompts');
       const comparisons = await compareAnswers(adapterDir, prompts, device);
       const exported = exportForOllama(DEMO_MODEL_DIR, adapterDir, path.join(out, 'gguf', 'adapter.gguf'));

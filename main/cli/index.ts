@@ -1,4 +1,5 @@
-// The peft-studio command line: create-tiny-model, train, eval, bench. The engine runs in a worker thread.
+// The peft-studio command line: every command by name, dispatched here; create-tiny-model, train, eval, bench,
+// merge and export live in this file, the others in theirs. Jobs run in the engine process (a child process).
 // Contract: with --json the last line on stdout is one JSON object; errors are one line on stderr, exit code 1
 // (bad input) or 2 (bad usage).
 import fs from 'node:fs';
@@ -6,24 +7,24 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError } from '../../shared/errors.js';
-import type { AdapterMethod, EngineRequest, OptimizerName, SchedulerName, TrainJob } from '../../shared/training.js';
+import { DEVICE_CHOICES, JOB_BOUNDS } from '../../shared/trainJob.js';
+import type { EngineRequest } from '../../shared/training.js';
 import { checkOutputFolder, jobPlaces } from '../adapter/adapterFiles.js';
 import { readAdapterConfig } from '../adapter/loraAdapter.js';
 import { exportForOllama } from '../adapter/ollamaExport.js';
 import { mergeLoraAdapter } from '../adapter/merge.js';
 import { runEngine } from '../engine/process/host.js';
 import { planDefaultTraining } from '../engine/compile/memoryPlan.js';
-import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
 import { printEvent } from './progress.js';
 import { createTinyModel, DEFAULT_TINY_MODEL } from '../model/tinyModel.js';
-import { checkedTargets } from '../model/architecture.js';
-import { choice, DEVICES, json, nonNegative, number, positiveInt, str, UsageError, type Command } from './options.js';
+import { boundedNumber, choice, flagOf, json, number, positiveInt, str, UsageError, type Command } from './options.js';
 import { DATA_COMMANDS, DATA_FLAGS, dataOptions, dataSettings } from './data.js';
 import { hubCommands } from './hub.js';
 import { PLAYGROUND_COMMANDS } from './playground.js';
 import { configuredHome, RUNS_COMMANDS, trainRecorded } from './runs.js';
 import { DEMO_COMMANDS } from './demo.js';
 import { SERVE_COMMANDS } from './serve.js';
+import { TRAIN_OPTIONS, TRAIN_USAGE, trainJobFromFlags } from './trainFlags.js';
 
 
 async function runAndReport(request: EngineRequest, asJson: boolean, describe: (result: never) => string): Promise<void> {
@@ -60,71 +61,17 @@ const COMMANDS: Record<string, Command> = {
   },
   train: {
     summary: 'train a LoRA or prompt-tuning adapter (the built-in demo model and data when none are given)',
-    usage:
-      `peft-studio train [--model DIR] [--data FILE] [--out DIR] [--overwrite] [--method lora|prompt-tuning] [--num-virtual-tokens 20] [--prompt-init random|text] [--prompt-init-text TEXT] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--device auto|cpu|webgpu|cuda|dml] [--init-adapter DIR] [--eval-data FILE | --eval-split 0.1] [--eval-every N] [--home DIR] [--checkpoint-every 50] [--keep-checkpoints 3] ${DATA_FLAGS} [--json]`,
-    options: {
-      model: str, data: str, out: str, rank: str, alpha: str, 'lora-dropout': str, targets: str, rslora: { type: 'boolean', default: false }, lr: str, optimizer: str,
-      'weight-decay': str, scheduler: str, 'warmup-steps': str, steps: str, epochs: str, 'batch-size': str, 'grad-accum': str, 'max-seq-len': str, 'max-grad-norm': str,
-      seed: str, 'no-shuffle': { type: 'boolean', default: false }, 'gradient-checkpointing': str, device: str, 'init-adapter': str,
-      'eval-data': str, 'eval-split': str, 'eval-every': str, ...dataOptions, method: str, 'num-virtual-tokens': str, 'prompt-init': str, 'prompt-init-text': str, home: str, 'checkpoint-every': str, 'keep-checkpoints': str, json,
-      overwrite: { type: 'boolean', default: false },
-    },
+    usage: TRAIN_USAGE,
+    options: TRAIN_OPTIONS,
     async run(values) {
-      if (values.steps !== undefined && values.epochs !== undefined) throw new UsageError('give --steps or --epochs, not both');
-      const method = choice<AdapterMethod>(values, 'method', ['lora', 'prompt-tuning'], 'lora');
-      const promptInit = choice(values, 'prompt-init', ['random', 'text'] as const, values['prompt-init-text'] ? 'text' : 'random');
-      if (promptInit === 'text' && !values['prompt-init-text']) throw new UsageError('--prompt-init text needs --prompt-init-text');
-      const job: TrainJob = {
-        method,
-        promptTuning: { numVirtualTokens: positiveInt(values, 'num-virtual-tokens', 20), init: promptInit, initText: (values['prompt-init-text'] as string | undefined) ?? null },
-        modelDir: path.resolve((values.model as string | undefined) ?? DEMO_MODEL_DIR),
-        dataFile: path.resolve((values.data as string | undefined) ?? DEMO_DATA_FILE),
-        data: dataSettings(values),
-        outDir: path.resolve((values.out as string | undefined) ?? 'peft-studio-adapter'),
-        lora: {
-          rank: positiveInt(values, 'rank', 16),
-          alpha: number(values, 'alpha', 32),
-          dropout: number(values, 'lora-dropout', 0.05, (n) => n >= 0 && n < 1, 'a probability in [0, 1)'),
-          targets: loraTargets((values.targets as string | undefined) ?? 'q_proj,k_proj,v_proj,o_proj'),
-          useRslora: values.rslora === true,
-        },
-        optimizer: {
-          name: choice<OptimizerName>(values, 'optimizer', ['adamw', 'sgd'], 'adamw'),
-          // Soft prompts need far larger steps than LoRA weights (PEFT's examples use 3e-2).
-          learningRate: number(values, 'lr', method === 'lora' ? 2e-4 : 3e-2, (n) => n > 0, 'a positive number'),
-          weightDecay: nonNegative(values, 'weight-decay', 0),
-          beta1: 0.9,
-          beta2: 0.999,
-          eps: 1e-8,
-          momentum: 0,
-          scheduler: choice<SchedulerName>(values, 'scheduler', ['constant', 'linear', 'cosine'], 'constant'),
-          warmupSteps: number(values, 'warmup-steps', 0, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
-          maxGradNorm: nonNegative(values, 'max-grad-norm', 1.0),
-        },
-        steps: values.steps === undefined ? null : positiveInt(values, 'steps', 1),
-        epochs: positiveInt(values, 'epochs', 1),
-        batchSize: positiveInt(values, 'batch-size', 4),
-        gradAccum: positiveInt(values, 'grad-accum', 1),
-        maxSeqLen: positiveInt(values, 'max-seq-len', 512),
-        seed: number(values, 'seed', 0, Number.isInteger, 'an integer'),
-        shuffle: values['no-shuffle'] !== true,
-        gradientCheckpointing: choice(values, 'gradient-checkpointing', ['on', 'off'] as const, 'on') === 'on',
-        device: choice(values, 'device', DEVICES, 'auto'),
-        initAdapterDir: values['init-adapter'] ? path.resolve(values['init-adapter'] as string) : null,
-        evalDataFile: values['eval-data'] ? path.resolve(values['eval-data'] as string) : null,
-        evalSplit: number(values, 'eval-split', 0, (n) => n >= 0 && n < 1, 'a fraction in [0, 1)'),
-        evalEvery: number(values, 'eval-every', 0, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
-        checkpointEvery: number(values, 'checkpoint-every', 50, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
-        keepCheckpoints: positiveInt(values, 'keep-checkpoints', 3),
-        // Only ever replaces an adapter PEFT Studio wrote: any other folder that is not empty stays refused.
-        overwriteOutput: values.overwrite === true,
-      };
-      if (job.evalDataFile && job.evalSplit > 0) throw new UsageError('give --eval-data or --eval-split, not both');
+      const job = trainJobFromFlags(values);
+      const asJson = values.json === true;
+      if (values['dry-run']) return void process.stdout.write(asJson ? `${JSON.stringify(job)}\n` : `${JSON.stringify(job, null, 2)}\n`);
       const home = configuredHome(values);
-      if (home) return trainRecorded(job, home, values.json === true);
+      if (home) return trainRecorded(job, home, asJson);
       // Refused here already, without starting the engine (which checks again).
       checkOutputFolder(job, jobPlaces(job, null), null);
-      await runAndReport({ kind: 'train', job, checkpointDir: null, resume: false }, values.json === true, (r: { adapterDir: string; steps: number; finalLoss: number; tokensPerSecond: number }) =>
+      await runAndReport({ kind: 'train', job, checkpointDir: null, resume: false }, asJson, (r: { adapterDir: string; steps: number; finalLoss: number; tokensPerSecond: number }) =>
         `adapter written to ${r.adapterDir} after ${r.steps} steps, final loss ${r.finalLoss.toFixed(4)}, ${r.tokensPerSecond.toFixed(1)} tokens/s`);
     },
   },
@@ -139,9 +86,9 @@ const COMMANDS: Record<string, Command> = {
         adapterDir: values.adapter ? path.resolve(values.adapter as string) : null,
         dataFile: path.resolve(values.data as string),
         data: dataSettings(values),
-        batchSize: positiveInt(values, 'batch-size', 4),
-        maxSeqLen: positiveInt(values, 'max-seq-len', 512),
-        device: choice(values, 'device', DEVICES, 'auto'),
+        batchSize: boundedNumber(values, 'batch-size', 4, JOB_BOUNDS.batchSize),
+        maxSeqLen: boundedNumber(values, 'max-seq-len', 512, JOB_BOUNDS.maxSeqLen),
+        device: choice(values, 'device', DEVICE_CHOICES, 'auto'),
       };
       await runAndReport({ kind: 'eval', job }, values.json === true, (r: { loss: number; tokens: number; perplexity: number }) =>
         `loss ${r.loss.toFixed(4)} over ${r.tokens} tokens, perplexity ${r.perplexity.toFixed(3)}`);
@@ -155,12 +102,12 @@ const COMMANDS: Record<string, Command> = {
       if (!values.model) throw new UsageError('bench needs --model');
       const job = {
         modelDir: path.resolve(values.model as string),
-        seqLen: positiveInt(values, 'seq-len', 256),
-        batchSize: positiveInt(values, 'batch-size', 4),
-        steps: positiveInt(values, 'steps', 5),
-        rank: positiveInt(values, 'rank', 16),
+        seqLen: boundedNumber(values, 'seq-len', 256, JOB_BOUNDS.maxSeqLen),
+        batchSize: boundedNumber(values, 'batch-size', 4, JOB_BOUNDS.batchSize),
+        steps: boundedNumber(values, 'steps', 5, JOB_BOUNDS.steps),
+        rank: boundedNumber(values, 'rank', 16, JOB_BOUNDS['lora.rank']),
         gradientCheckpointing: choice(values, 'gradient-checkpointing', ['on', 'off'] as const, 'on') === 'on',
-        device: choice(values, 'device', DEVICES, 'auto'),
+        device: choice(values, 'device', DEVICE_CHOICES, 'auto'),
       };
       await runAndReport({ kind: 'bench', job }, values.json === true, (r: { tokensPerSecond: number; secondsPerStep: number; peakRssBytes: number; device: string }) =>
         `${r.device}: ${r.tokensPerSecond.toFixed(1)} tokens/s, ${r.secondsPerStep.toFixed(2)} s/step, peak RSS ${(r.peakRssBytes / 2 ** 30).toFixed(2)} GiB`);
@@ -207,13 +154,6 @@ const COMMANDS: Record<string, Command> = {
   ...SERVE_COMMANDS,
 };
 
-/** --targets: known module names, checked before any data is read or a run recorded. */
-function loraTargets(list: string): string[] {
-  const targets = list.split(',').map((t) => t.trim()).filter(Boolean);
-  checkedTargets(targets, '--targets');
-  return targets;
-}
-
 /** Sizes as transformers writes them: 5GB, 500MB, 100KB, or a plain byte count. */
 function byteSize(values: Record<string, unknown>, name: string, fallback: number): number {
   const raw = values[name];
@@ -257,7 +197,8 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     if (err instanceof UserError) {
-      process.stderr.write(`peft-studio ${name}: error: ${err.message}\n`);
+      // A field's error is said against the flag that sets it.
+      process.stderr.write(`peft-studio ${name}: error: ${err.field === undefined ? '' : `${flagOf(err.field)}: `}${err.message}\n`);
       return 1;
     }
     process.stderr.write(`peft-studio ${name}: internal error: ${(err as Error).message}\n`);

@@ -3,18 +3,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
-import { UserError } from '../../shared/errors.js';
+import { fieldProblems, UserError } from '../../shared/errors.js';
+import { chatMessagesSchema, SAMPLING_DEFAULTS, samplingProblems, type ChatMessage, type SamplingSettings } from '../../shared/generation.js';
+import { DEVICE_CHOICES } from '../../shared/trainJob.js';
 import { loadAdapter } from '../adapter/anyAdapter.js';
 import { InferenceModel } from '../engine/runtime/inferenceModel.js';
 import { chooseDevice } from '../engine/runtime/runtime.js';
-import type { ChatMessage } from '../data/samples.js';
 import { openModelFolder } from '../model/modelFolder.js';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
 import { chatPromptIds, textPromptIds } from '../playground/chatPrompt.js';
 import { generate, type GenerateOptions, type GenerationResult } from '../playground/generate.js';
-import { choice, DEVICES, json, nonNegative, number, positiveInt, str, UsageError, type Command } from './options.js';
-
-type Values = Record<string, string | boolean | string[] | undefined>;
+import { choice, flagNumber, json, refuseProblems, str, UsageError, withGiven, type Command, type Values } from './options.js';
 
 const SAMPLING_FLAGS = '[--max-new-tokens 128] [--temperature 0] [--top-k 0] [--top-p 1] [--repetition-penalty 1] [--seed 0] [--stop STR]... [--device D]';
 const samplingOptions = {
@@ -22,18 +21,24 @@ const samplingOptions = {
   stop: { type: 'string', multiple: true }, 'ignore-eos': { type: 'boolean', default: false }, device: str,
 } as const;
 
+/** The sampling flags over shared/generation.ts's defaults, checked by the studio's own schema. */
+export function samplingFromFlags(values: Values): SamplingSettings {
+  const n = (name: string) => flagNumber(values, name);
+  const sampling = withGiven(SAMPLING_DEFAULTS, {
+    maxNewTokens: n('max-new-tokens'),
+    temperature: n('temperature'),
+    topK: n('top-k'),
+    topP: n('top-p'),
+    repetitionPenalty: n('repetition-penalty'),
+    seed: n('seed'),
+    stop: values.stop as string[] | undefined,
+  });
+  refuseProblems(samplingProblems(sampling), values);
+  return sampling;
+}
+
 function generateOptions(values: Values): GenerateOptions {
-  return {
-    maxNewTokens: positiveInt(values, 'max-new-tokens', 128),
-    temperature: nonNegative(values, 'temperature', 0),
-    topK: number(values, 'top-k', 0, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0'),
-    topP: number(values, 'top-p', 1, (n) => n > 0 && n <= 1, 'a number in (0, 1]'),
-    repetitionPenalty: number(values, 'repetition-penalty', 1, (n) => n > 0, 'a positive number'),
-    seed: number(values, 'seed', 0, Number.isInteger, 'an integer'),
-    stop: (values.stop as string[] | undefined) ?? [],
-    ignoreEos: values['ignore-eos'] === true,
-    adapterScale: 1,
-  };
+  return { ...samplingFromFlags(values), ignoreEos: values['ignore-eos'] === true, adapterScale: 1 };
 }
 
 interface Loaded {
@@ -47,7 +52,7 @@ async function loadModel(values: Values): Promise<Loaded> {
   const folder = openModelFolder(values.model as string);
   const tokenizer = loadTokenizer(folder.dir);
   const adapter = values.adapter ? loadAdapter(path.resolve(values.adapter as string), folder.spec) : null;
-  const { device } = chooseDevice(choice(values, 'device', DEVICES, 'auto'));
+  const { device } = chooseDevice(choice(values, 'device', DEVICE_CHOICES, 'auto'));
   return { model: await InferenceModel.load(folder, device, adapter), tokenizer, modelDir: folder.dir };
 }
 
@@ -60,13 +65,14 @@ function readMessages(file: string): ChatMessage[] {
     throw new UserError(`${file}: ${code ? `cannot read (${code})` : `invalid JSON (${(err as Error).message})`}`);
   }
   const list = Array.isArray(parsed) ? parsed : (parsed as { messages?: unknown })?.messages;
-  if (!Array.isArray(list) || list.length === 0) throw new UserError(`${file}: expected a non-empty list of {role, content} messages (or {"messages": [...]})`);
-  return list.map((m, i) => {
-    const { role, content } = (m ?? {}) as { role?: unknown; content?: unknown };
-    if (role !== 'system' && role !== 'user' && role !== 'assistant') throw new UserError(`${file}: message ${i + 1} has role ${JSON.stringify(role)}; expected system, user or assistant`);
-    if (typeof content !== 'string') throw new UserError(`${file}: message ${i + 1} has no string "content"`);
-    return { role, content };
-  });
+  if (!Array.isArray(list)) throw new UserError(`${file}: expected a list of {role, content} messages (or {"messages": [...]})`);
+  // Other keys of a message (a name, tool calls) are not used.
+  const checked = chatMessagesSchema.safeParse(list.map((m) => ({ role: (m as { role?: unknown } | null)?.role, content: (m as { content?: unknown } | null)?.content })));
+  if (checked.success) return checked.data;
+  // An issue inside the list is at index.field: said as message N's field.
+  const [{ field, message }] = fieldProblems(checked.error.issues, []);
+  const [index, key] = field.split('.');
+  throw new UserError(`${file}: ${key === undefined ? message : `message ${Number(index) + 1}: "${key}" ${message}`}`);
 }
 
 

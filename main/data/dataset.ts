@@ -55,7 +55,7 @@ export class NothingToTrainError extends UserError {
   }
 }
 
-/** The pipeline options a job's data settings (the CLI flags, later the wizard) stand for. */
+/** The pipeline options a job's data settings (from the CLI flags or the wizard's data step) stand for. */
 export function fromDataSettings(data: DataSettings): Pick<DatasetOptions, 'format' | 'mapping' | 'trainOn' | 'pack' | 'skipBadRows'> {
   return { format: data.format ?? undefined, mapping: data.columns as ColumnMapping, trainOn: data.trainOn, pack: data.pack, skipBadRows: data.skipBadRows };
 }
@@ -83,7 +83,7 @@ export async function prepareDataset(options: DatasetOptions): Promise<PreparedD
   }
   if (badRows.length && !options.skipBadRows) {
     const first = badRows[0];
-    throw new UserError(`${file}:${first.row}: ${first.reason} (${badRows.length} bad row${badRows.length > 1 ? 's' : ''}; fix them or pass --skip-bad-rows)`);
+    throw new UserError(`${file}:${first.row}: ${first.reason} (${badRows.length} bad row${badRows.length > 1 ? 's' : ''}; fix them or skip them)`, { field: 'data.skipBadRows' });
   }
   const truncation = truncate(rendered, options.maxSeqLen);
   if (truncation.samples.length === 0) {

@@ -1,6 +1,6 @@
-// Sample -> RenderedSample: chat samples through the model's own chat template (as transformers' apply_chat_template
-// renders it), prompt/completion and text samples as text, pre-tokenized samples passed through. Labels say what
-// is trained.
+// Sample -> RenderedSample: chat samples through the model's own chat template (main/model/chatTemplate.ts renders it
+// as transformers' apply_chat_template does), prompt/completion and text samples as text, pre-tokenized samples passed
+// through. Labels say what is trained.
 //
 // trainOn 'completion' (the default) trains:
 // - chat: every assistant turn, its content and the end-of-turn text the template writes after it (`<|im_end|>\n`,
@@ -14,48 +14,15 @@
 //   special tokens, then EOS; the completion and EOS are trained.
 // - text: every token, ending with EOS. tokens: their labels, or every id when they have none.
 // trainOn 'all' trains every token of every kind.
-import fs from 'node:fs';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
-import { Environment, Interpreter, Template } from '@huggingface/jinja';
 import { UserError } from '../../shared/errors.js';
+import { CompiledChatTemplate, holdsGenerationMarker, loadChatTemplate, TemplateRenderError, type ChatTemplate, type Span } from '../model/chatTemplate.js';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
 import type { BadRow, ChatMessage, RenderedSample, Sample, SampleRow, TrainOn } from './samples.js';
 import { TextTokenizer } from './tokenize.js';
 
 /** Label of a token that carries no loss, as in PyTorch's cross-entropy. */
 export const IGNORE_INDEX = -100;
-
-/** A chat template and the file it came from (named in every error about it). */
-export interface ChatTemplate {
-  source: string;
-  text: string;
-}
-
-/**
- * The model folder's chat template, where transformers looks for it: `chat_template.jinja` first, then
- * tokenizer_config.json's `chat_template` (a string, or a list of named templates of which "default" is used).
- */
-export function loadChatTemplate(modelDir: string, tokenizerConfig: Record<string, unknown>): ChatTemplate | null {
-  const jinjaFile = path.join(modelDir, 'chat_template.jinja');
-  try {
-    return { source: jinjaFile, text: fs.readFileSync(jinjaFile, 'utf8') };
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT') throw new UserError(`${jinjaFile}: cannot read the chat template (${code ?? 'error'})`);
-  }
-  const configFile = path.join(modelDir, 'tokenizer_config.json');
-  const value = tokenizerConfig.chat_template;
-  if (value === undefined || value === null) return null;
-  if (typeof value === 'string') return { source: configFile, text: value };
-  if (Array.isArray(value)) {
-    const named = value.find((t) => t?.name === 'default');
-    if (typeof named?.template === 'string') return { source: `${configFile} (template "default")`, text: named.template };
-    const names = value.map((t) => JSON.stringify(t?.name)).join(', ');
-    throw new UserError(`${configFile}: "chat_template" lists templates ${names} but none named "default"`);
-  }
-  throw new UserError(`${configFile}: "chat_template" must be a string or a list of {name, template}, found ${typeof value}`);
-}
 
 export interface RendererOptions {
   trainOn: TrainOn;
@@ -82,196 +49,6 @@ export interface RenderedText extends RenderedSample {
 
 /** As RenderOutcome, with the rendered text kept. */
 export type TextOutcome = { kind: 'rendered'; sample: RenderedText } | Exclude<RenderOutcome, { kind: 'rendered' }>;
-
-/** A half-open span [start, end) of rendered characters that is trained. */
-interface Span {
-  start: number;
-  end: number;
-}
-
-/** A row the template could not render: its raise_exception refused it, or it failed on this row's data. */
-class RowRenderError extends Error {
-  constructor(
-    message: string,
-    readonly refused: boolean,
-  ) {
-    super(message);
-  }
-}
-
-const NAMED_SPECIAL_TOKENS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'];
-// `{% generation %}` / `{% endgeneration %}` become markers in the output; these noncharacters never occur in real text.
-const GENERATION_TAG = /\{%(-?)\s*(end)?generation\s*(-?)%\}/g;
-const GENERATION_START = '\uFDD0';
-const GENERATION_END = '\uFDD1';
-
-/** A chat template compiled once, rendered the way transformers renders it. */
-class CompiledChatTemplate {
-  /** The template with its generation blocks turned into output markers (@huggingface/jinja's own handling of the tags drops whitespace jinja2 keeps). */
-  private readonly compiled: Template;
-  readonly marksGenerations: boolean;
-  private readonly context: Record<string, unknown>;
-
-  constructor(
-    readonly template: ChatTemplate,
-    config: Record<string, unknown>,
-    now: Date,
-  ) {
-    // Wrapped in an always-true `if`, a marker keeps the tag's block semantics (lstrip_blocks, trim_blocks, `-`).
-    const markedText = template.text.replace(GENERATION_TAG, (_tag, left: string, end: string | undefined, right: string) =>
-      `{%${left} if true %}{{ '${end ? GENERATION_END : GENERATION_START}' }}{% endif ${right}%}`,
-    );
-    this.marksGenerations = markedText !== template.text;
-    try {
-      this.compiled = new Template(markedText);
-    } catch (err) {
-      throw new UserError(`${template.source}: the chat template does not parse (${(err as Error).message})`);
-    }
-    // What transformers passes: its named special tokens that are set, and tools/documents as None.
-    const specialTokens = Object.fromEntries(
-      NAMED_SPECIAL_TOKENS.map((name) => [name, specialTokenText(config[name])]).filter(([, token]) => token !== null),
-    );
-    this.context = {
-      ...specialTokens,
-      tools: null,
-      documents: null,
-      raise_exception: (message: unknown) => {
-        throw new RowRenderError(String(message), true);
-      },
-      strftime_now: (format: string) => strftime(now, format),
-    };
-  }
-
-  render(messages: ChatMessage[], addGenerationPrompt: boolean): string {
-    const text = this.run(messages, addGenerationPrompt);
-    return this.marksGenerations ? text.replaceAll(GENERATION_START, '').replaceAll(GENERATION_END, '') : text;
-  }
-
-  /** The whole conversation with the spans its generation blocks produced. */
-  renderGenerations(messages: ChatMessage[]): { text: string; spans: Span[] } {
-    const marked = this.run(messages, false);
-    const spans: Span[] = [];
-    let text = '';
-    let start = -1;
-    let from = 0;
-    for (let i = 0; i < marked.length; i++) {
-      const char = marked[i];
-      if (char !== GENERATION_START && char !== GENERATION_END) continue;
-      text += marked.slice(from, i);
-      from = i + 1;
-      if (char === GENERATION_START) start = text.length;
-      else if (start >= 0) {
-        if (text.length > start) spans.push({ start, end: text.length });
-        start = -1;
-      }
-    }
-    return { text: text + marked.slice(from), spans };
-  }
-
-  private run(messages: ChatMessage[], addGenerationPrompt: boolean): string {
-    // Template.render refuses to replace its own raise_exception and strftime_now, so the environment is built here.
-    const variables = { ...JINJA_GLOBALS, ...this.context, messages: messages.map((m) => ({ role: m.role, content: m.content })), add_generation_prompt: addGenerationPrompt };
-    const environment = new Environment();
-    for (const [name, value] of Object.entries(variables)) environment.set(name, value);
-    try {
-      return new Interpreter(environment).run(this.compiled.parsed).value as string;
-    } catch (err) {
-      throw err instanceof RowRenderError ? err : new RowRenderError((err as Error).message, false);
-    }
-  }
-}
-
-/**
- * @huggingface/jinja (0.5.11) ignores the argument of str.strip / lstrip / rstrip and always trims whitespace, where
- * Python strips the given characters: Qwen3's `content.lstrip('\n')` dropped an answer's leading space. Until that is
- * fixed upstream, the three string methods are replaced with ones that take Python's `chars`.
- */
-function honourStripCharacters(): void {
-  const probe = new Environment();
-  const emptyString = probe.set('text', '');
-  const FunctionValue = probe.set('fn', () => null).constructor as new (call: (args: { value: unknown }[]) => unknown) => unknown;
-  const StringValue = emptyString.constructor as new (value: string) => unknown;
-  const prototype = Object.getPrototypeOf(emptyString);
-  const builtins = Object.getOwnPropertyDescriptor(prototype, 'builtins')?.get;
-  if (!builtins) throw new Error('@huggingface/jinja changed: StringValue has no builtins getter to patch');
-  const patched = new WeakSet<Map<string, unknown>>();
-  Object.defineProperty(prototype, 'builtins', {
-    get(this: { value: string }) {
-      const methods = builtins.call(this) as Map<string, unknown>;
-      if (patched.has(methods)) return methods;
-      patched.add(methods);
-      for (const [name, left, right] of [['strip', true, true], ['lstrip', true, false], ['rstrip', false, true]] as const) {
-        methods.set(name, new FunctionValue((args) => {
-          const chars = args[0]?.value ?? null;
-          if (chars !== null && typeof chars !== 'string') throw new Error(`${name} arg must be None or str`);
-          return new StringValue(stripCharacters(this.value, chars, left, right));
-        }));
-      }
-      return methods;
-    },
-  });
-}
-honourStripCharacters();
-
-/** Python's str.strip(chars) from one or both ends; chars null strips whitespace. */
-function stripCharacters(text: string, chars: string | null, left: boolean, right: boolean): string {
-  if (chars === null) return left && right ? text.trim() : left ? text.trimStart() : text.trimEnd();
-  const strip = new Set(chars);
-  const points = Array.from(text);
-  let start = 0;
-  let end = points.length;
-  while (left && start < end && strip.has(points[start])) start++;
-  while (right && end > start && strip.has(points[end - 1])) end--;
-  return points.slice(start, end).join('');
-}
-
-/** The globals @huggingface/jinja's Template.render declares, less the two we supply ourselves. */
-const JINJA_GLOBALS: Record<string, unknown> = {
-  true: true,
-  false: false,
-  none: null,
-  True: true,
-  False: false,
-  None: null,
-  range: (start: number, stop?: number, step = 1) => {
-    if (stop === undefined) [start, stop] = [0, start];
-    if (step === 0) throw new Error('range() step must not be zero');
-    const values: number[] = [];
-    for (let i = start; step > 0 ? i < stop : i > stop; i += step) values.push(i);
-    return values;
-  },
-};
-
-/** A special token as tokenizer_config.json writes it: a string, an AddedToken object {content}, or null. */
-function specialTokenText(value: unknown): string | null {
-  if (typeof value === 'string') return value;
-  if (typeof value === 'object' && value !== null && typeof (value as { content?: unknown }).content === 'string') return (value as { content: string }).content;
-  return null;
-}
-
-const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
-const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
-
-/** Python's strftime in the C locale (English names), for the directives chat templates use. */
-function strftime(date: Date, format: string): string {
-  const pad = (n: number) => String(n).padStart(2, '0');
-  return format.replace(/%[YymdbBaAHMS%]/g, (directive) => {
-    switch (directive) {
-      case '%Y': return String(date.getFullYear());
-      case '%y': return pad(date.getFullYear() % 100);
-      case '%m': return pad(date.getMonth() + 1);
-      case '%d': return pad(date.getDate());
-      case '%b': return MONTHS[date.getMonth()].slice(0, 3);
-      case '%B': return MONTHS[date.getMonth()];
-      case '%a': return DAYS[date.getDay()].slice(0, 3);
-      case '%A': return DAYS[date.getDay()];
-      case '%H': return pad(date.getHours());
-      case '%M': return pad(date.getMinutes());
-      case '%S': return pad(date.getSeconds());
-      default: return '%';
-    }
-  });
-}
 
 /** Whether a sample holds nothing but whitespace. */
 function isEmptySample(sample: Sample): boolean {
@@ -327,17 +104,6 @@ export class SampleRenderer {
     return { kind: 'rendered', sample: { row: rowNumber, inputIds, labels } };
   }
 
-  /** The conversation rendered for the assistant's next reply (add_generation_prompt), or null without a template. */
-  generationPrompt(messages: ChatMessage[]): string | null {
-    if (!this.compiled) return null;
-    try {
-      return this.compiled.render(messages, true);
-    } catch (err) {
-      if (err instanceof RowRenderError) throw new UserError(`${this.compiled.template.source}: ${err.message}`);
-      throw err;
-    }
-  }
-
   /** As render, with the rendered text and each token's span in it (the token preview). */
   renderWithText(row: SampleRow): TextOutcome {
     return this.renderRow(row, true);
@@ -351,7 +117,7 @@ export class SampleRenderer {
     try {
       labeled = this.labelSample(row.row, sample, keepText);
     } catch (err) {
-      if (!(err instanceof RowRenderError)) throw err;
+      if (!(err instanceof TemplateRenderError)) throw err;
       labeled = `the chat template (${this.chatTemplate?.source}) ${err.refused ? 'refused' : 'failed on'} this row: ${err.message}`;
     }
     if (typeof labeled === 'string') return { kind: 'bad', bad: { row: row.row, reason: labeled } };
@@ -386,7 +152,7 @@ export class SampleRenderer {
         `row ${row}: chat samples need the model's chat template, and ${folder} has none (no chat_template.jinja, no "chat_template" in tokenizer_config.json); add one, or use prompt/completion or text samples`,
       );
     }
-    if (messages.some((m) => m.content.includes(GENERATION_START) || m.content.includes(GENERATION_END))) {
+    if (holdsGenerationMarker(messages)) {
       return 'a message contains the Unicode noncharacter U+FDD0 or U+FDD1';
     }
     const normalized = messages.map((m) => ({ role: m.role, content: this.textTokenizer.normalize(m.content) }));
@@ -441,7 +207,7 @@ export class SampleRenderer {
           template.render(probe.slice(0, 1), false) === template.render(probe.slice(0, 1), true) &&
           !template.render(probe, false).startsWith(template.render(probe.slice(0, 2), false));
       } catch (err) {
-        if (!(err instanceof RowRenderError)) throw err;
+        if (!(err instanceof TemplateRenderError)) throw err;
         this.alwaysAppendsHeader = false; // the template refuses the probe; the per-row prefix checks still hold
       }
     }
@@ -506,26 +272,4 @@ function appendSpan(spans: Int32Array, at: number): Int32Array {
   out.set(spans);
   out[spans.length] = at;
   return out;
-}
-
-export interface RenderBenchmark {
-  rows: number;
-  tokens: number;
-  seconds: number;
-  rowsPerSecond: number;
-  tokensPerSecond: number;
-}
-
-/** Rendering and tokenizing speed over `rows` (bad and empty rows count as rows; tokens are the rendered ones). */
-export function benchmarkRendering(renderer: SampleRenderer, rows: Iterable<SampleRow>): RenderBenchmark {
-  let rowCount = 0;
-  let tokens = 0;
-  const start = performance.now();
-  for (const row of rows) {
-    const outcome = renderer.render(row);
-    rowCount++;
-    if (outcome.kind === 'rendered') tokens += outcome.sample.inputIds.length;
-  }
-  const seconds = (performance.now() - start) / 1000;
-  return { rows: rowCount, tokens, seconds, rowsPerSecond: rowCount / seconds, tokensPerSecond: tokens / seconds };
 }

@@ -1,5 +1,6 @@
 // The dataset pipeline's stages and the types between them:
 //   file --readers/--> RawRow --formats--> Sample --render--> RenderedSample --(truncate, pack, shuffle, split)--> Batch
+import type { ChatMessage } from '../../shared/generation.js';
 import type { DataFormat } from '../../shared/training.js';
 
 // Row numbers are 1-based: the line for line-oriented files (JSONL, CSV, TSV, text), the element or row otherwise.
@@ -22,12 +23,8 @@ export interface BadRow {
   reason: string;
 }
 
-export type ChatRole = 'system' | 'user' | 'assistant';
-
-export interface ChatMessage {
-  role: ChatRole;
-  content: string;
-}
+// A chat row's turns are the studio's one ChatMessage: what the playground sends and the chat template renders.
+export type { ChatMessage, ChatRole } from '../../shared/generation.js';
 
 /** One training example, independent of the file format it came from. */
 export type Sample =

@@ -4,13 +4,22 @@
 // test/electron/security.test.ts checks that they match.
 import { contextBridge, ipcRenderer, type IpcRendererEvent } from 'electron';
 import type { StudioEvent } from '../../shared/api.js';
+import type { WireError } from '../../shared/errors.js';
 import type { DesktopBridge, IpcReply } from './ipc.js';
+
+/**
+ * shared/errors.ts's fromWire, restated since this script cannot load it: the error keeps the wire's name (ApiError,
+ * UserError, Error), which lets the UI tell a bad call from bad input, its one-line message and a UserError's field.
+ * test/electron/security.test.ts runs this file and checks that the two agree.
+ */
+function fromWire(wire: WireError): Error {
+  return Object.assign(new Error(wire.message), wire);
+}
 
 async function invoke<T>(channel: string, ...args: unknown[]): Promise<T> {
   const reply = (await ipcRenderer.invoke(channel, ...args)) as IpcReply<T>;
   if (reply.ok) return reply.value;
-  // The name (ApiError, UserError, Error) lets the UI tell a bad call from bad input.
-  throw Object.assign(new Error(reply.error.message), { name: reply.error.name });
+  throw fromWire(reply.error);
 }
 
 const bridge: DesktopBridge = {

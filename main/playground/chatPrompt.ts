@@ -2,9 +2,9 @@
 // template or, for a model without one (the demo), as plain "User: / Assistant:" text when the caller allows it.
 // Either is refused before tokenizing when it has more characters than the model's context could ever hold:
 // tokenizing megabytes takes seconds and gigabytes only to learn that the prompt does not fit.
+import type { ChatMessage } from '../../shared/api.js';
 import { UserError } from '../../shared/errors.js';
-import { loadChatTemplate, SampleRenderer } from '../data/render.js';
-import type { ChatMessage } from '../data/samples.js';
+import { CompiledChatTemplate, loadChatTemplate } from '../model/chatTemplate.js';
 import type { ModelTokenizer } from '../model/tokenizer.js';
 
 const longestTokens = new WeakMap<ModelTokenizer, number>();
@@ -57,12 +57,13 @@ export function chatPromptIds(
   plainFallback: boolean,
   contextTokens: number,
 ): number[] {
-  const rendered = new SampleRenderer(tokenizer, loadChatTemplate(modelDir, tokenizer.config), { trainOn: 'all' }).generationPrompt(messages);
-  if (rendered !== null) {
+  const template = loadChatTemplate(modelDir, tokenizer.config);
+  if (template) {
+    const rendered = new CompiledChatTemplate(template, tokenizer.config, new Date()).generationPrompt(messages);
     checkPromptLength(tokenizer, rendered, contextTokens, 'the conversation');
     return tokenizer.encode(rendered, { addSpecialTokens: false });
   }
-  if (!plainFallback) throw new UserError(`${modelDir}: the model has no chat template; pass --plain-chat to use "User: ... / Assistant:" text instead`);
+  if (!plainFallback) throw new UserError(`${modelDir}: the model has no chat template; allow plain "User: ... / Assistant:" text instead`, { field: 'plainChat' });
   const text = messages.map((m) => `${m.role === 'user' ? 'User' : m.role === 'assistant' ? 'Assistant' : 'System'}: ${m.content}`).join('\n');
   checkPromptLength(tokenizer, text, contextTokens, 'the conversation');
   return tokenizer.encode(`${text}\nAssistant:`);

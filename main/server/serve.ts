@@ -130,7 +130,7 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, extra
 }
 
 const sendError = (res: http.ServerResponse, status: number, error: ApiErrorShape, extraHeaders?: Record<string, string>) =>
-  sendJson(res, status, { error: { name: error.name, message: oneLine(error.message) } }, extraHeaders);
+  sendJson(res, status, { error: { ...error, message: oneLine(error.message) } }, extraHeaders);
 
 /** Deeper than any call's params: deeper ones would only exhaust the stack of whatever walks them next. */
 const MAX_JSON_DEPTH = 64;

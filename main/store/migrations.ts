@@ -106,4 +106,9 @@ export const MIGRATIONS: readonly string[] = [
   INSERT INTO id_high_water (tbl, last_id) SELECT 'adapters', coalesce(max(id), 0) FROM adapters;
   ALTER TABLE adapters ADD COLUMN manifest TEXT;
   `,
+  // 5: a run's adapters are read through an index (the run's page asks on every open), not a scan of every adapter;
+  // deleting a run finds the adapters whose run_id it clears through it too.
+  `
+  CREATE INDEX adapters_by_run ON adapters (run_id);
+  `,
 ];

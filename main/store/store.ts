@@ -1,5 +1,6 @@
 // The typed repository over the studio database: every SQL statement of the app is in this file.
 import path from 'node:path';
+import type { DatasetStats } from '../../shared/data.js';
 import type { AdapterMethod, ExecutionDevice, TrainJob } from '../../shared/training.js';
 import type {
   AdapterRecord,
@@ -42,7 +43,7 @@ function datasetFromRow(r: Row): DatasetRecord {
     location: r.location as string,
     format: r.format as string,
     sha256: r.sha256 as string,
-    stats: JSON.parse(r.stats as string),
+    stats: JSON.parse(r.stats as string) as DatasetStats,
     addedAt: r.added_at as string,
   };
 }
@@ -95,6 +96,14 @@ function adapterFromRow(r: Row): AdapterRecord {
  * division would put every step in a bucket of its own); exported so a test can check the plan walks the primary key. */
 export const LOSS_CHART_SQL = `SELECT max(step) AS step, avg(loss) AS loss, min(loss) AS minLoss, max(loss) AS maxLoss
   FROM metrics WHERE run_id = ? AND loss IS NOT NULL GROUP BY (step - 1) / CAST(? AS INTEGER) ORDER BY 1`;
+
+/** Lookups the studio API makes per call: by primary key, or a run's adapters through adapters_by_run, never a scan of
+ * the table; exported so a test can check their plans. */
+export const LOOKUP_SQL = {
+  dataset: 'SELECT * FROM datasets WHERE id = ?',
+  adapter: 'SELECT * FROM adapters WHERE id = ?',
+  adaptersOfRun: 'SELECT * FROM adapters WHERE run_id = ? ORDER BY id',
+} as const;
 
 export class Store {
   private constructor(
@@ -159,6 +168,11 @@ export class Store {
 
   datasets(): DatasetRecord[] {
     return (this.db.prepare('SELECT * FROM datasets ORDER BY id').all() as Row[]).map(datasetFromRow);
+  }
+
+  dataset(id: number): DatasetRecord | null {
+    const row = this.db.prepare(LOOKUP_SQL.dataset).get(id) as Row | undefined;
+    return row ? datasetFromRow(row) : null;
   }
 
   // ---- runs
@@ -399,6 +413,16 @@ export class Store {
 
   adapters(): AdapterRecord[] {
     return (this.db.prepare('SELECT * FROM adapters ORDER BY id').all() as Row[]).map(adapterFromRow);
+  }
+
+  adapter(id: number): AdapterRecord | null {
+    const row = this.db.prepare(LOOKUP_SQL.adapter).get(id) as Row | undefined;
+    return row ? adapterFromRow(row) : null;
+  }
+
+  /** The adapters run `runId` wrote, oldest first. */
+  adaptersOfRun(runId: number): AdapterRecord[] {
+    return (this.db.prepare(LOOKUP_SQL.adaptersOfRun).all(runId) as Row[]).map(adapterFromRow);
   }
 
   adapterByFolder(folder: string): AdapterRecord | null {

@@ -73,7 +73,7 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
 
   /** An adapter to push, and its base's Hub id: given, or the one it was downloaded from (else push.ts asks for it). */
   const pushSource = (adapterId: number, given: string | undefined) => {
-    const adapter = store.adapters().find((a) => a.id === adapterId);
+    const adapter = store.adapter(adapterId);
     if (!adapter) throw new UserError(`adapter ${adapterId}: no such adapter`);
     const base = store.model(adapter.baseModelId);
     return { adapter, baseModel: given ?? (base?.source === 'hub' ? base.location : undefined) };
@@ -109,11 +109,11 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
       return {
         run,
         model: store.model(run.modelId),
-        dataset: store.datasets().find((d) => d.id === run.datasetId) ?? null,
+        dataset: run.datasetId === null ? null : store.dataset(run.datasetId),
         latest: store.metrics(run.id, run.step).at(-1) ?? null,
         log: store.log(run.id, p.logLines),
         checkpoints: store.checkpoints(run.id),
-        adapters: store.adapters().filter((a) => a.runId === run.id),
+        adapters: store.adaptersOfRun(run.id),
       };
     },
     'runs.chart': (p) => {
@@ -139,7 +139,7 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
     },
     'adapters.list': () => store.adapters(),
     'adapters.delete': (p) => {
-      const adapter = store.adapters().find((a) => a.id === p.id);
+      const adapter = store.adapter(p.id);
       if (!adapter) throw new UserError(`adapter ${p.id}: no such adapter`);
       const manifest = store.adapterManifest(p.id);
       const kept = p.deleteFiles ? deleteAdapterFiles(adapter.folder, manifest, studioPlaces(store)) : [];
@@ -157,7 +157,7 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
     'playground.generate': (p) => playground.generate(p, settings.get().device),
     'playground.stop': (p) => ({ stopped: playground.stop(p.requestId) }),
     'export.run': async (p) => {
-      const adapter = store.adapters().find((a) => a.id === p.adapterId);
+      const adapter = store.adapter(p.adapterId);
       if (!adapter) throw new UserError(`adapter ${p.adapterId}: no such adapter`);
       const base = store.model(adapter.baseModelId);
       if (!base) throw new UserError(`adapter ${p.adapterId}: its base model (record ${adapter.baseModelId}) is gone`);

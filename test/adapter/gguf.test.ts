@@ -8,27 +8,28 @@ import { loadAdapter } from '../../main/adapter/anyAdapter.js';
 import { readGgufLoraAdapter } from '../../main/adapter/gguf.js';
 import type { LoraWeights } from '../../main/adapter/loraAdapter.js';
 import { openModelFolder } from '../../main/model/modelFolder.js';
-import { lastJson, runCli } from '../support/cli.js';
+import { lastJson, runCliAsync } from '../support/cli.js';
 import { tempDir } from '../support/engine.js';
 
-const cli = (...args: string[]) => runCli(args);
+// Asynchronous: a test worker blocked for long misses Vitest's RPC deadline.
+const cli = (...args: string[]) => runCliAsync(args);
 const ALL = 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj';
 const NAMES = { q_proj: 'attn_q', k_proj: 'attn_k', v_proj: 'attn_v', o_proj: 'attn_output', gate_proj: 'ffn_gate', up_proj: 'ffn_up', down_proj: 'ffn_down' } as const;
 
 let work: string;
 
-beforeAll(() => {
+beforeAll(async () => {
   work = tempDir('gguf');
 });
 
 /** A tiny model of `arch` and an rsLoRA adapter on all seven projections trained a few steps (B nonzero). */
-function trained(arch: string) {
+async function trained(arch: string) {
   const model = path.join(work, `${arch}-model`);
-  expect(cli('create-tiny-model', model, '--arch', arch, '--layers', '2', '--hidden', '64', '--heads', '4', '--kv-heads', '2', '--intermediate', '96').code).toBe(0);
+  expect((await cli('create-tiny-model', model, '--arch', arch, '--layers', '2', '--hidden', '64', '--heads', '4', '--kv-heads', '2', '--intermediate', '96')).code).toBe(0);
   const data = path.join(work, 'data.jsonl');
   fs.writeFileSync(data, ['one two three', 'four five six seven'].map((text) => JSON.stringify({ text })).join('\n'));
   const adapter = path.join(work, `${arch}-adapter`);
-  expect(cli('train', '--model', model, '--data', data, '--out', adapter, '--targets', ALL, '--rank', '4', '--alpha', '8', '--rslora', '--steps', '3', '--lr', '1e-2').code).toBe(0);
+  expect((await cli('train', '--model', model, '--data', data, '--out', adapter, '--targets', ALL, '--rank', '4', '--alpha', '8', '--rslora', '--steps', '3', '--lr', '1e-2')).code).toBe(0);
   return { model, adapter };
 }
 
@@ -54,9 +55,9 @@ function product(b: Float32Array, a: Float32Array, rank: number): Float64Array {
 
 describe('export --format gguf', () => {
   it('writes what llama.cpp checks, permutes llama q/k, round-trips bit for bit, and writes a Modelfile', async () => {
-    const { model, adapter } = trained('llama');
+    const { model, adapter } = await trained('llama');
     const out = path.join(work, 'llama-export', 'adapter.gguf');
-    const result = cli('export', '--adapter', adapter, '--model', model, '--format', 'gguf', '--out', out, '--json');
+    const result = await cli('export', '--adapter', adapter, '--model', model, '--format', 'gguf', '--out', out, '--json');
     expect(result.code, result.stderr).toBe(0);
 
     const parsed = await gguf(out, { allowLocalFile: true });
@@ -108,10 +109,10 @@ describe('export --format gguf', () => {
   });
 
   it('leaves qwen2 rows as they are (its converter does not permute)', async () => {
-    const { model, adapter } = trained('qwen2');
+    const { model, adapter } = await trained('qwen2');
     const out = path.join(work, 'qwen2.gguf');
     // No --model: the adapter's recorded base folder is used.
-    expect(cli('export', '--adapter', adapter, '--format', 'gguf', '--out', out).code).toBe(0);
+    expect((await cli('export', '--adapter', adapter, '--format', 'gguf', '--out', out)).code).toBe(0);
     expect((await gguf(out, { allowLocalFile: true })).metadata['general.architecture']).toBe('qwen2');
     const folder = openModelFolder(model);
     const original = loadAdapter(adapter, folder.spec);
@@ -120,11 +121,11 @@ describe('export --format gguf', () => {
     expect(back.layers[1].get('q_proj')!.b).toEqual(original.lora.layers[1].get('q_proj')!.b);
   });
 
-  it('refuses prompt-tuning adapters with where they can be used instead', () => {
-    const { model } = trained('qwen3');
+  it('refuses prompt-tuning adapters with where they can be used instead', async () => {
+    const { model } = await trained('qwen3');
     const soft = path.join(work, 'soft');
-    expect(cli('train', '--model', model, '--data', path.join(work, 'data.jsonl'), '--out', soft, '--method', 'prompt-tuning', '--num-virtual-tokens', '2', '--steps', '1').code).toBe(0);
-    const result = cli('export', '--adapter', soft, '--model', model, '--format', 'gguf', '--out', path.join(work, 'soft.gguf'));
+    expect((await cli('train', '--model', model, '--data', path.join(work, 'data.jsonl'), '--out', soft, '--method', 'prompt-tuning', '--num-virtual-tokens', '2', '--steps', '1')).code).toBe(0);
+    const result = await cli('export', '--adapter', soft, '--model', model, '--format', 'gguf', '--out', path.join(work, 'soft.gguf'));
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/prompt-tuning adapters cannot be exported to GGUF: llama\.cpp, Ollama and most serving tools .* PeftModel\.from_pretrained/);
   });

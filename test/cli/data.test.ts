@@ -2,29 +2,30 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { lastJson, ROOT, runCli } from '../support/cli.js';
+import { lastJson, ROOT, runCliAsync } from '../support/cli.js';
 import { tempDir } from '../support/engine.js';
 
 const PARQUET = path.join(ROOT, 'test/fixtures/data');
 
-const cli = (...args: string[]) => runCli(args);
+// Asynchronous: a test worker blocked for long misses Vitest's RPC deadline.
+const cli = (...args: string[]) => runCliAsync(args);
 
 let work: string;
 let model: string;
 let chat: string;
 
-beforeAll(() => {
+beforeAll(async () => {
   work = tempDir('data-cli');
   model = path.join(work, 'model');
-  expect(cli('create-tiny-model', model).code).toBe(0);
+  expect((await cli('create-tiny-model', model)).code).toBe(0);
   chat = path.join(work, 'chat.jsonl');
   const conversation = (q: string, a: string) => JSON.stringify({ messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: q }, { role: 'assistant', content: a }] });
   fs.writeFileSync(chat, [conversation('Hi there', 'Hello!'), '{"messages": [{"role": "user", "content": "no answer"}]}', conversation('Price?', 'Ten euros.'), conversation('Open?', 'Yes, until six.')].join('\r\n') + '\r\n');
 });
 
 describe('data inspect', () => {
-  it('reports format, stats, every bad row with its line, and which tokens train', () => {
-    const result = cli('data', 'inspect', chat, '--model', model, '--rows', '2', '--json');
+  it('reports format, stats, every bad row with its line, and which tokens train', async () => {
+    const result = await cli('data', 'inspect', chat, '--model', model, '--rows', '2', '--json');
     expect(result.code, result.stderr).toBe(0);
     const report = lastJson(result.stdout);
     expect(report.format).toBe('messages');
@@ -42,8 +43,8 @@ describe('data inspect', () => {
     expect(trainedText).not.toContain('Hi there');
   });
 
-  it('prints a readable preview with the trained tokens marked', () => {
-    const result = cli('data', 'inspect', chat, '--model', model, '--rows', '1');
+  it('prints a readable preview with the trained tokens marked', async () => {
+    const result = await cli('data', 'inspect', chat, '--model', model, '--rows', '1');
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/messages, sha256/);
     expect(result.stdout).toMatch(/bad .*chat\.jsonl:2: /);
@@ -52,37 +53,38 @@ describe('data inspect', () => {
 });
 
 describe('train on the data people have', () => {
-  it('refuses a dataset with bad rows, naming the first, unless --skip-bad-rows', () => {
-    const refused = cli('train', '--model', model, '--data', chat, '--out', path.join(work, 'a'), '--steps', '1');
+  it('refuses a dataset with bad rows, naming the first, unless --skip-bad-rows', async () => {
+    const refused = await cli('train', '--model', model, '--data', chat, '--out', path.join(work, 'a'), '--steps', '1');
     expect(refused.code).toBe(1);
     expect(refused.stderr.trim().split('\n')).toHaveLength(1);
-    expect(refused.stderr).toMatch(/chat\.jsonl:2: .*\(1 bad row; fix them or pass --skip-bad-rows\)/);
-    const skipped = cli('train', '--model', model, '--data', chat, '--out', path.join(work, 'a'), '--steps', '1', '--skip-bad-rows');
+    // The field travels from the engine process with the error and comes back as its flag.
+    expect(refused.stderr).toMatch(/^peft-studio train: error: --skip-bad-rows: .*chat\.jsonl:2: .*\(1 bad row; fix them or skip them\)$/m);
+    const skipped = await cli('train', '--model', model, '--data', chat, '--out', path.join(work, 'a'), '--steps', '1', '--skip-bad-rows');
     expect(skipped.code, skipped.stderr).toBe(0);
     expect(skipped.stderr).toMatch(/skipped .*chat\.jsonl:2: /);
     expect(skipped.stderr).toMatch(/skipped 1 bad rows/);
   });
 
-  it('trains from CSV with a column mapping, and from Parquet written by pyarrow', () => {
+  it('trains from CSV with a column mapping, and from Parquet written by pyarrow', async () => {
     const csv = path.join(work, 'qa.csv');
     fs.writeFileSync(csv, 'question,answer\n"What is 2+2?",4\n"Say ""hi""","hi\nthere"\n');
-    const fromCsv = cli('train', '--model', model, '--data', csv, '--columns', 'prompt=question,completion=answer', '--out', path.join(work, 'csv'), '--steps', '2', '--json');
+    const fromCsv = await cli('train', '--model', model, '--data', csv, '--columns', 'prompt=question,completion=answer', '--out', path.join(work, 'csv'), '--steps', '2', '--json');
     expect(fromCsv.code, fromCsv.stderr).toBe(0);
     expect(fs.existsSync(path.join(work, 'csv', 'adapter_model.safetensors'))).toBe(true);
-    const fromParquet = cli('train', '--model', model, '--data', path.join(PARQUET, 'chat.parquet'), '--skip-bad-rows', '--out', path.join(work, 'pq'), '--steps', '2', '--json');
+    const fromParquet = await cli('train', '--model', model, '--data', path.join(PARQUET, 'chat.parquet'), '--skip-bad-rows', '--out', path.join(work, 'pq'), '--steps', '2', '--json');
     expect(fromParquet.code, fromParquet.stderr).toBe(0);
   });
 
-  it('packs short samples into full sequences and trains on everything when asked', () => {
-    const result = cli('train', '--model', model, '--data', chat, '--skip-bad-rows', '--pack', '--train-on', 'all', '--max-seq-len', '128', '--out', path.join(work, 'packed'), '--steps', '2', '--json');
+  it('packs short samples into full sequences and trains on everything when asked', async () => {
+    const result = await cli('train', '--model', model, '--data', chat, '--skip-bad-rows', '--pack', '--train-on', 'all', '--max-seq-len', '128', '--out', path.join(work, 'packed'), '--steps', '2', '--json');
     expect(result.code, result.stderr).toBe(0);
     expect(lastJson(result.stdout).steps).toBe(2);
   });
 
-  it('refuses a dataset where every row is bad, even with --skip-bad-rows', () => {
+  it('refuses a dataset where every row is bad, even with --skip-bad-rows', async () => {
     const bad = path.join(work, 'all-bad.jsonl');
     fs.writeFileSync(bad, '{"messages": [{"role": "user", "content": "x"}]}\n{"messages": [{"role": "user", "content": "y"}]}\n');
-    const result = cli('train', '--model', model, '--data', bad, '--skip-bad-rows', '--out', path.join(work, 'b'), '--steps', '1');
+    const result = await cli('train', '--model', model, '--data', bad, '--skip-bad-rows', '--out', path.join(work, 'b'), '--steps', '1');
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/all-bad\.jsonl: nothing to train on \(2 rows read, 2 bad/);
   });

@@ -7,9 +7,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import { UserError } from '../../shared/errors.js';
-import { benchmarkRendering, IGNORE_INDEX, loadChatTemplate, SampleRenderer, type RenderOutcome, type RendererOptions } from '../../main/data/render.js';
+import { IGNORE_INDEX, SampleRenderer, type RendererOptions } from '../../main/data/render.js';
 import type { Sample, SampleRow } from '../../main/data/samples.js';
 import { TextTokenizer } from '../../main/data/tokenize.js';
+import { loadChatTemplate } from '../../main/model/chatTemplate.js';
 import { loadTokenizer, type ModelTokenizer } from '../../main/model/tokenizer.js';
 
 const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/templates');
@@ -127,35 +128,13 @@ describe('chat rendering', () => {
     expect(Array.from(decomposed.labels)).toEqual(Array.from(composed.labels));
   });
 
-  test('strftime_now prints the fixed clock in English, as Python does', () => {
+  test("the renderer's fixed clock is the template's strftime_now", () => {
     const dir = fs.mkdtempSync(path.join(scratch, 'clock-'));
     fs.writeFileSync(path.join(dir, 'chat_template.jinja'), "{{ 'Today: ' + strftime_now('%d %b %Y (%A)') + '\\n' }}{% for m in messages %}{{ m.role + ': ' + m.content + '\\n' }}{% endfor %}");
     const template = loadChatTemplate(dir, {});
     const r = new SampleRenderer(fixtureTokenizer('smollm2'), template, { trainOn: 'completion', now: new Date(2026, 2, 5, 12) });
     const sample = rendered(r.renderWithText(row(chat(['user', 'Hi'], ['assistant', 'Hello']))));
     expect(sample.text).toBe('Today: 05 Mar 2026 (Thursday)\nuser: Hi\nassistant: Hello\n');
-  });
-
-  test('chat_template.jinja wins over tokenizer_config.json; a list of templates uses "default"; a bad template is a UserError', () => {
-    const dir = fs.mkdtempSync(path.join(scratch, 'template-'));
-    expect(loadChatTemplate(dir, { chat_template: 'A' })).toEqual({ source: path.join(dir, 'tokenizer_config.json'), text: 'A' });
-    expect(loadChatTemplate(dir, { chat_template: [{ name: 'tool_use', template: 'T' }, { name: 'default', template: 'D' }] })?.text).toBe('D');
-    expect(() => loadChatTemplate(dir, { chat_template: [{ name: 'tool_use', template: 'T' }] })).toThrow(/none named "default"/);
-    expect(loadChatTemplate(dir, {})).toBeNull();
-    fs.writeFileSync(path.join(dir, 'chat_template.jinja'), '{% for m in messages %}');
-    const template = loadChatTemplate(dir, { chat_template: 'A' });
-    expect(template?.source).toBe(path.join(dir, 'chat_template.jinja'));
-    expect(() => new SampleRenderer(fixtureTokenizer('smollm2'), template, { trainOn: 'completion' })).toThrow(/chat_template\.jinja: the chat template does not parse/);
-  });
-  test("str.strip / lstrip / rstrip take Python's characters argument (Qwen3's template needs it)", () => {
-    const dir = fs.mkdtempSync(path.join(scratch, 'strip-'));
-    fs.writeFileSync(
-      path.join(dir, 'chat_template.jinja'),
-      "{{ '\\n\\n  ab \\n'.strip('\\n') + '|' + 'xxaxx'.lstrip('x') + '|' + 'xxaxx'.rstrip('x') + '|' + '  a  '.strip() + '|' + 'ba'.strip('ab') + '|' }}" +
-        '{% for m in messages %}{{ m.content }}{% endfor %}',
-    );
-    const r = new SampleRenderer(fixtureTokenizer('smollm2'), loadChatTemplate(dir, {}), { trainOn: 'all' });
-    expect(rendered(r.renderWithText(row(chat(['user', 'Hi'])))).text).toBe('  ab |axx|xxa|a||Hi');
   });
 });
 
@@ -201,13 +180,4 @@ describe('token spans', () => {
     expect(() => text.encodeWithSpans('Hello', false)).toThrow(/lowercase.tokenizer\.json: cannot line the tokens up with the text at character 0 .*train on all tokens instead/);
     expect(text.encodeWithSpans('hello', false).ends.at(-1)).toBe(5);
   });
-});
-
-test('benchmarkRendering counts rows and tokens', () => {
-  const r = renderer('qwen3');
-  const rows = Array.from({ length: 20 }, (_, i) => row({ kind: 'chat', messages: [{ role: 'user', content: `Question ${i}?` }, { role: 'assistant', content: `Answer ${i}.` }] }, i + 1));
-  const result = benchmarkRendering(r, rows);
-  const tokens = rows.map((x) => r.render(x) as Extract<RenderOutcome, { kind: 'rendered' }>).reduce((sum, o) => sum + o.sample.inputIds.length, 0);
-  expect(result).toMatchObject({ rows: 20, tokens });
-  expect(result.rowsPerSecond).toBeGreaterThan(0);
 });

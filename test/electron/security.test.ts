@@ -4,10 +4,11 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
-import { UserError } from '../../shared/errors.js';
+import { ApiError, fromWire, toWire, UserError } from '../../shared/errors.js';
 import type { StudioApi } from '../../shared/api.js';
-import { answerCall, answerPick, CHANNELS, openDialogProperties, parsePickRequest } from '../../main/electron/ipc.js';
+import { answerCall, answerPick, CHANNELS, openDialogProperties, parsePickRequest, type DesktopBridge, type IpcReply } from '../../main/electron/ipc.js';
 import { CONTENT_SECURITY_POLICY, RENDERER_META_POLICY, externalLinkTarget, isAllowedRequest, isTrustedSender, rendererFolderUrl, viewMenu, windowOptions, type TrustedRenderer } from '../../main/electron/security.js';
 import { ROOT } from '../support/cli.js';
 
@@ -227,6 +228,33 @@ describe('the sources', () => {
     expect([...preload.matchAll(/'(studio:[a-z]+)'/g)].map((m) => m[1]).every((c) => (Object.values(CHANNELS) as string[]).includes(c))).toBe(true);
     // The preload may only require 'electron' when sandboxed: no other module at run time.
     expect([...preload.matchAll(/^import (?!type ).*from '([^']+)'/gm)].map((m) => m[1])).toEqual(['electron']);
+  });
+
+  it("rebuild a failed call's error as shared/errors.ts's fromWire does, requiring nothing but electron", async () => {
+    // The preload as Electron runs it (compiled to CommonJS), with an Electron stand-in that answers every call with a failure.
+    const preload = sources.find((s) => s.file === 'preload.cts')!.text;
+    const { outputText } = ts.transpileModule(preload, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } });
+    let reply: IpcReply<unknown> = { ok: true, value: null };
+    let bridge: DesktopBridge | null = null;
+    const electron = {
+      contextBridge: { exposeInMainWorld: (_key: string, api: DesktopBridge) => (bridge = api) },
+      ipcRenderer: { invoke: async () => reply },
+    };
+    const requireElectron = (id: string) => {
+      if (id !== 'electron') throw new Error(`the preload requires ${id}`);
+      return electron;
+    };
+    new Function('require', 'exports', outputText)(requireElectron, {});
+
+    for (const thrown of [new UserError('bad input\n  on two lines'), new UserError('must be positive', { field: 'learningRate' }), new ApiError('no method "runs.nope"'), new TypeError('x is undefined'), new Error('the engine process was killed (SIGKILL)')]) {
+      const wire = toWire(thrown);
+      reply = { ok: false, error: wire };
+      const rebuilt = (await bridge!.call('runs.list', {}).catch((err: unknown) => err)) as Record<string, unknown>;
+      const expected = fromWire(wire) as unknown as Record<string, unknown>;
+      expect(rebuilt).toBeInstanceOf(Error);
+      // Every field of the wire error as fromWire rebuilds it; only the class differs (the preload cannot load UserError).
+      for (const key of new Set(['name', 'message', ...Object.keys(wire)])) expect(rebuilt[key], `${thrown.name} ${key}`).toEqual(expected[key]);
+    }
   });
 });
 

@@ -1,7 +1,7 @@
 // The memory plan against the peak RSS of real training processes, and suggestFit on plans alone.
 // Each measured configuration runs in a fresh Node process whose worker thread (as the engine worker) loads the
 // model from the built dist/ and runs a warm-up and one LoRA step, as `peft-studio bench --steps 1` does.
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { planTrainingMemory, suggestFit, type MemoryPlanInput } from '../../main/engine/compile/memoryPlan.js';
@@ -18,8 +18,8 @@ const { parentPort, workerData: job } = require('node:worker_threads');
 (async () => {
   const { openModelFolder } = await import(job.dist + '/main/model/modelFolder.js');
   const { initLoraWeights, loraScale } = await import(job.dist + '/main/adapter/loraAdapter.js');
-  const { TrainableModel } = await import(job.dist + '/main/engine/trainableModel.js');
-  const { createOptimizer, clipGradNorm } = await import(job.dist + '/main/engine/optimizer.js');
+  const { TrainableModel } = await import(job.dist + '/main/engine/runtime/trainableModel.js');
+  const { createOptimizer, clipGradNorm } = await import(job.dist + '/main/engine/jobs/optimizer.js');
   const folder = openModelFolder(job.modelDir);
   let seed = 1;
   const uniform = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
@@ -54,11 +54,17 @@ worker.on('message', async () => {
 });
 `;
 
-function measurePeakRss(input: MemoryPlanInput, modelDir: string): number {
+/** The peak RSS of a fresh process running the step; spawned asynchronously (a test worker blocked for 20 s misses Vitest's RPC deadline). */
+async function measurePeakRss(input: MemoryPlanInput, modelDir: string): Promise<number> {
   const job = { dist: path.join(ROOT, 'dist'), modelDir, rank: input.lora.rank, targets: input.lora.targets, checkpointing: input.gradientCheckpointing, batchSize: input.batchSize, seqLen: input.seqLen };
-  const result = spawnSync(process.execPath, ['--input-type=module', '-e', PARENT, JSON.stringify(job)], { encoding: 'utf8', timeout: 120_000 });
-  expect(result.status, result.stderr).toBe(0);
-  return JSON.parse(result.stdout.trim().split('\n').at(-1)!).peakRssBytes;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', PARENT, JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  expect(status, stderr).toBe(0);
+  return JSON.parse(stdout.trim().split('\n').at(-1)!).peakRssBytes;
 }
 
 let modelDir: string;
@@ -102,10 +108,10 @@ describe('planTrainingMemory', () => {
     { name: 'checkpointing off, 2 x 256', change: { batchSize: 2, gradientCheckpointing: false } },
   ];
   for (const { name, change } of measured) {
-    it(`is within 15% of the measured peak RSS on CPU: ${name}`, () => {
+    it(`is within 15% of the measured peak RSS on CPU: ${name}`, async () => {
       const input = { ...base, ...change };
       const planned = planTrainingMemory(input).totalBytes;
-      const peak = measurePeakRss(input, modelDir);
+      const peak = await measurePeakRss(input, modelDir);
       const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
       expect(Math.abs(planned - peak) / peak, `planned ${mib(planned)}, measured ${mib(peak)}`).toBeLessThanOrEqual(0.15);
     });

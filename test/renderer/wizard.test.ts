@@ -67,28 +67,39 @@ describe('wizard steps', () => {
     expect(stepProblems('data', { ...initialForm(), skipBadRows: true }, facts)).toEqual(['No row of this file can be trained on; see the bad rows below.']);
   });
 
-  it('checks every settings field and names it', () => {
-    const form = { ...initialForm(), steps: 0, learningRate: 2, rank: 1.5, targets: [], maxSeqLen: 8, batchSize: 0, gradAccum: -1, evalSplit: 0.9 };
+  it('checks every settings field with the job schema and names it by its label', () => {
+    const form = { ...initialForm(), steps: 0, learningRate: 2, rank: 1.5, alpha: 0, targets: [], maxSeqLen: 2 ** 21, batchSize: 0, gradAccum: -1, evalSplit: 0.9 };
     expect(settingsProblems(form)).toEqual([
-      'Steps must be a whole number of at least 1.',
-      'Learning rate must be between 0 and 1 (for example 0.0002).',
-      'Rank must be a whole number from 1 to 512.',
-      'Choose at least one target module.',
-      'Sequence length must be a whole number from 16 to 32768.',
-      'Batch size must be a whole number of at least 1.',
-      'Gradient accumulation must be a whole number of at least 1.',
-      'Validation split must be from 0 to 0.5.',
+      'LoRA rank: must be a whole number',
+      'LoRA alpha: must be above 0',
+      'Target modules: choose at least one module',
+      'Learning rate: must be at most 1',
+      'Steps: must be at least 1',
+      'Batch size: must be at least 1',
+      'Gradient accumulation: must be at least 1',
+      'Max sequence length: must be at most 1048576',
+      'Validation split: must be at most 0.5',
     ]);
   });
 
   it('treats an emptied number field (null from the input) as a problem, not as zero', () => {
-    const form = { ...initialForm(), steps: null as unknown as number };
-    expect(settingsProblems(form)).toEqual(['Steps must be a whole number of at least 1.']);
+    expect(settingsProblems({ ...initialForm(), steps: null as unknown as number })).toEqual(['Steps: must be a number']);
+    expect(settingsProblems({ ...initialForm(), batchSize: null as unknown as number })).toEqual(['Batch size: must be a number']);
   });
 
   it('checks virtual tokens instead of the LoRA fields for prompt tuning', () => {
     const form = { ...initialForm(), method: 'prompt-tuning' as const, targets: [], numVirtualTokens: 0 };
-    expect(settingsProblems(form)).toEqual(['Virtual tokens must be a whole number from 1 to 512.']);
+    expect(settingsProblems(form)).toEqual(['Virtual tokens: must be at least 1']);
+  });
+
+  it('offers the shared bounds and every preset inside them', () => {
+    for (const method of ['lora', 'prompt-tuning'] as const) {
+      for (const preset of ['quick', 'balanced', 'thorough'] as const) {
+        for (const modelSource of ['demo', 'local'] as const) {
+          expect(settingsProblems(applyPreset({ ...initialForm(), method, modelSource }, preset)), `${method} ${preset} ${modelSource}`).toEqual([]);
+        }
+      }
+    }
   });
 });
 
@@ -107,7 +118,7 @@ describe('presets', () => {
   });
 
   it('use the demo\'s own recipe for Quick on the demo model, the same one `peft-studio demo` trains with', () => {
-    expect(applyPreset(initialForm(), 'quick')).toMatchObject({ steps: DEMO_RECIPE.steps, learningRate: DEMO_RECIPE.learningRate, rank: DEMO_RECIPE.rank, targets: [...DEMO_RECIPE.targets] });
+    expect(applyPreset(initialForm(), 'quick')).toMatchObject({ steps: DEMO_RECIPE.steps, learningRate: DEMO_RECIPE.learningRate, scheduler: DEMO_RECIPE.scheduler, loraDropout: DEMO_RECIPE.dropout, rank: DEMO_RECIPE.rank, targets: [...DEMO_RECIPE.targets] });
     expect(applyPreset({ ...initialForm(), modelSource: 'local', modelFolder: '/m' }, 'quick')).toMatchObject({ steps: 60, targets: ['q_proj', 'v_proj'] });
   });
 

@@ -146,10 +146,13 @@ describe('LoRA targets are checked against the supported list', () => {
   it('the CLI refuses --targets foo before reading any data', () => {
     const started = performance.now();
     const result = runCli(['train', '--targets', 'q_proj,__proto__', '--out', path.join(root, 'cli-out')]);
-    expect(result.code).toBe(1);
+    // A bad flag value is bad usage, refused by the job schema: the flag and value, then the usage line.
+    expect(result.code).toBe(2);
     expect(result.stdout).toBe('');
-    expect(result.stderr.trim()).toMatch(/^peft-studio train: error: --targets: unknown LoRA target "__proto__"; allowed: q_proj, /);
-    expect(result.stderr.trim()).not.toContain('\n');
+    const [refusal, usage, ...rest] = result.stderr.trim().split('\n');
+    expect(refusal).toMatch(/^peft-studio train: --targets q_proj,__proto__: unknown LoRA target "__proto__"; allowed: q_proj, /);
+    expect(usage).toMatch(/^usage: peft-studio train /);
+    expect(rest).toEqual([]);
     expect(performance.now() - started).toBeLessThan(QUICK_MS);
   });
 });

@@ -4,11 +4,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { DatasetStats } from '../../shared/data.js';
 import { UserError } from '../../shared/errors.js';
 import type { TrainJob } from '../../shared/training.js';
 import { openDatabase, type SqliteDatabase } from '../../main/store/database.js';
 import { MIGRATIONS } from '../../main/store/migrations.js';
-import { LOSS_CHART_SQL, Store } from '../../main/store/store.js';
+import { LOOKUP_SQL, LOSS_CHART_SQL, Store } from '../../main/store/store.js';
 
 const homes: string[] = [];
 function tempHome(): string {
@@ -149,6 +150,43 @@ describe('deleting from the library', () => {
     store.deleteDataset(1);
     store.deleteModel(1);
     expect([store.models(), store.datasets(), store.runs()]).toEqual([[], [], []]);
+    store.close();
+  });
+});
+
+describe('lookups by key', () => {
+  const stats: DatasetStats = {
+    rows: 4, badRows: 1, emptyRows: 0, duplicateRows: 0, tokens: 120, trainedTokens: 60, truncatedRows: 0, cutTokens: 0,
+    minLength: 20, maxLength: 40, meanLength: 30, lengthHistogram: [{ from: 17, to: 32, rows: 2 }, { from: 33, to: 64, rows: 1 }], renderedSha256: 'r',
+  };
+
+  it('read a dataset, an adapter and a run\'s adapters through the primary key or an index, also in a database from before the index', () => {
+    const home = tempHome();
+    // Seeded at version 1, before ids were tracked: the upgrade records them.
+    const old = openDatabase(home, { upTo: 1 });
+    seedVersion1(old);
+    old.close();
+    const store = Store.open(home);
+    const dataset = store.addDataset({ source: 'local', location: '/d.jsonl', format: 'chat', sha256: 'abc', stats });
+    const run = store.createRun(job, 1, dataset.id);
+    const adapter = (folder: string) => ({ runId: run.id, parentAdapterId: 1, folder, method: 'lora' as const, baseModelId: 1, metrics: { finalLoss: 1, evalLoss: null, steps: 3 } });
+    store.addAdapter(adapter('/out/c'), null);
+    store.addAdapter(adapter('/out/b'), null);
+
+    expect(dataset.stats).toEqual(stats);
+    expect(store.dataset(dataset.id)).toEqual(dataset);
+    expect(store.dataset(dataset.id + 1)).toBeNull();
+    expect(store.adapter(1)).toMatchObject({ runId: 1, folder: '/out/a' });
+    expect(store.adapter(42)).toBeNull();
+    expect(store.adaptersOfRun(1).map((a) => a.folder)).toEqual(['/out/a']);
+    expect(store.adaptersOfRun(run.id).map((a) => [a.id, a.folder])).toEqual([[2, '/out/c'], [3, '/out/b']]);
+    expect(store.adaptersOfRun(42)).toEqual([]);
+
+    const plan = (sql: string) => (store.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(1) as { detail: string }[]).map((r) => r.detail);
+    expect(plan(LOOKUP_SQL.dataset)).toEqual([expect.stringMatching(/^SEARCH datasets USING INTEGER PRIMARY KEY \(rowid=\?\)/)]);
+    expect(plan(LOOKUP_SQL.adapter)).toEqual([expect.stringMatching(/^SEARCH adapters USING INTEGER PRIMARY KEY \(rowid=\?\)/)]);
+    // One index range, already in id order: no scan, no sort.
+    expect(plan(LOOKUP_SQL.adaptersOfRun)).toEqual([expect.stringMatching(/^SEARCH adapters USING INDEX adapters_by_run \(run_id=\?\)/)]);
     store.close();
   });
 });

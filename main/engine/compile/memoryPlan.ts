@@ -14,6 +14,7 @@
 //   runtime          Node + ONNX Runtime, one session per graph, and memory the allocators keep after it is freed
 // The phases peak at different moments, so `parts` hold each part's bytes at the moment of the peak and add up to it.
 import onnxProto from 'onnx-proto';
+import type { AdapterMethod, ExecutionDevice, OptimizerName } from '../../../shared/training.js';
 import { checkedTargets, expectedShapes, targetShape, type ModelSpec } from '../../model/architecture.js';
 import type { TensorEntry } from '../../model/safetensors.js';
 import { buildTrainingLayerGraph } from './graphs/trainingLayer.js';
@@ -27,7 +28,7 @@ export interface MemoryPlanInput {
   spec: ModelSpec;
   /** Bytes per stored weight element in the checkpoint (4 for f32, 2 for bf16/f16). */
   weightBytesPerElement: number;
-  method: 'lora' | 'prompt-tuning';
+  method: AdapterMethod;
   lora: { rank: number; targets: string[] };
   /** Prompt tuning only. */
   numVirtualTokens: number;
@@ -36,8 +37,8 @@ export interface MemoryPlanInput {
   /** Max sequence length. */
   seqLen: number;
   gradientCheckpointing: boolean;
-  optimizer: 'adamw' | 'sgd';
-  device: 'cpu' | 'webgpu' | 'cuda' | 'dml';
+  optimizer: OptimizerName;
+  device: ExecutionDevice;
 }
 
 export interface MemoryPlan {
@@ -353,7 +354,7 @@ function layerCalls(input: MemoryPlanInput, tokens: number, seqLen: number): Lay
     lora: { rank: input.lora.rank, scale: 1, targets, dropout: false },
     gradientCheckpointing: input.gradientCheckpointing,
   });
-  const model = onnx.ModelProto.decode(graph.model).graph!;
+  const model = graph.model.graph!;
   const feeds: Record<string, number[]> = { forward: [], x: [tokens, spec.hiddenSize], dy: [1], cos: [1, 1, 1, seqLen, spec.headDim], sin: [1, 1, 1, seqLen, spec.headDim], mask: [1, 1, 1, seqLen, seqLen] };
   for (const target of targets) {
     const shape = targetShape(spec, target);
@@ -374,7 +375,7 @@ function layerCalls(input: MemoryPlanInput, tokens: number, seqLen: number): Lay
 /** The loss head over `rows` rows: final norm, logits [rows, V], cross-entropy and d hidden [rows, C]. */
 function lossHead(input: MemoryPlanInput, rows: number): BranchRun {
   const { spec } = input;
-  const model = onnx.ModelProto.decode(buildHeadGraph({ spec, tensors: placeholderTensors(spec, input.weightBytesPerElement), externalLocation: (e) => e.file })).graph!;
+  const model = buildHeadGraph({ spec, tensors: placeholderTensors(spec, input.weightBytesPerElement), externalLocation: (e) => e.file }).graph!;
   const { scope, branches } = outerScope(model, { embed: [], ids: [1, 1], prefix: [0, spec.hiddenSize], hidden: [rows, spec.hiddenSize], targets: [rows, 1], weight: [rows, 1] });
   // targets are int32: only their count matters here.
   return walk(branches.else, scope);

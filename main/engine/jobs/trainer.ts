@@ -154,7 +154,7 @@ function initialAdapter(job: TrainJob, folder: ModelFolder, rng: Rng, emit: Emit
   if (start) {
     const what = start.kind === 'lora' ? `LoRA r=${start.lora.settings.rank} alpha=${start.lora.settings.alpha} targets=${start.lora.targets.join(',')}` : `prompt tuning, ${start.prompt.numVirtualTokens} virtual tokens`;
     emit({ type: 'log', message: `continuing from ${job.initAdapterDir}: ${what}` });
-    if ((start.kind === 'lora') !== (job.method === 'lora')) throw new UserError(`--init-adapter ${job.initAdapterDir}: a ${start.kind} adapter cannot continue --method ${job.method}`);
+    if ((start.kind === 'lora') !== (job.method === 'lora')) throw new UserError(`${job.initAdapterDir}: a ${start.kind} adapter cannot continue as ${job.method}`, { field: 'initAdapterDir' });
   }
   if (job.method === 'lora') return { lora: start?.kind === 'lora' ? start.lora : initLoraWeights(spec, job.lora, () => rng.uniform()) };
 
@@ -166,7 +166,7 @@ function initialAdapter(job: TrainJob, folder: ModelFolder, rng: Rng, emit: Emit
   } else if (job.promptTuning.init === 'text') {
     // As PEFT: tokenize the text, repeat or cut the ids to n, start from their word embeddings.
     const text = job.promptTuning.initText;
-    if (!text) throw new UserError('--prompt-init text needs --prompt-init-text');
+    if (!text) throw new UserError('needed to start the prompt from text', { field: 'promptTuning.initText' });
     const ids = loadTokenizer(folder.dir).encode(text);
     const table = readTensorF32(folder.tensors.get('model.embed_tokens.weight')!);
     const C = spec.hiddenSize;
@@ -226,7 +226,7 @@ export async function runTraining(job: TrainJob, emit: Emit, control: TrainContr
   const microPerEpoch = countBatches(examples.length, job.batchSize);
   const stepsPerEpoch = Math.max(1, Math.ceil(microPerEpoch / job.gradAccum));
   const totalSteps = job.steps ?? stepsPerEpoch * job.epochs;
-  if (totalSteps <= 0) throw new UserError(`--steps/--epochs: nothing to train (${totalSteps} steps)`);
+  if (totalSteps <= 0) throw new UserError(`nothing to train (${totalSteps} steps)`, { field: job.steps === null ? 'epochs' : 'steps' });
   const fingerprint = jobFingerprint(job, dataset.sourceSha256);
   if (owner) owner = { ...owner, fingerprint };
   checkOutputFolder(job, places, owner);

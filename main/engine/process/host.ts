@@ -1,7 +1,7 @@
 // Starts the engine in a child process, streams its events, and settles with its one result or error.
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { UserError } from '../../../shared/errors.js';
+import { fromWire } from '../../../shared/errors.js';
 import type { EngineControl, EngineEvent, EngineReply, EngineRequest, EngineResults } from '../../../shared/training.js';
 
 /** The engine process ended without answering: killed (a signal) or crashed. */
@@ -42,11 +42,8 @@ export function runEngine<R extends EngineRequest>(request: R, onEvent: (event: 
     // 'exit', not 'close': with inherited stdio and a disconnected channel Node 20 never emits 'close'.
     child.on('exit', (code, signal) => {
       if (reply?.type === 'result') resolve(reply.result as EngineResults[R['kind']]);
-      else if (reply?.type === 'error') {
-        // A UserError stays one line; anything else keeps its stack for a bug report.
-        const { name, message, stack } = reply.error;
-        reject(name === 'UserError' ? new UserError(message) : Object.assign(new Error(message), { stack }));
-      } else reject(new EngineExitError(code, signal));
+      else if (reply?.type === 'error') reject(fromWire(reply.error));
+      else reject(new EngineExitError(code, signal));
     });
   });
   child.send(request);

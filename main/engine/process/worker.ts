@@ -1,6 +1,7 @@
 // The engine process: ONNX Runtime's session.run blocks its thread and a native crash or out-of-memory kill must never
 // take the app down, so jobs run in a child process of their own. It answers exactly one EngineRequest with one
 // result or one error; a `pause` control message stops a training run at its next step boundary.
+import { toWire, UserError } from '../../../shared/errors.js';
 import type { EngineControl, EngineReply, EngineRequest } from '../../../shared/training.js';
 import { runBenchmark, runEvaluation, runTraining, type Emit } from '../jobs/trainer.js';
 
@@ -33,7 +34,8 @@ async function handle(request: EngineRequest): Promise<void> {
         break;
     }
   } catch (err) {
-    const error = err as Error;
-    reply({ type: 'error', error: { name: error.name, message: error.message, stack: error.stack } });
+    // The wire carries one line: a bug's stack is printed here when PEFT_STUDIO_DEBUG asks, as the CLI prints its own.
+    if (process.env.PEFT_STUDIO_DEBUG && !(err instanceof UserError)) process.stderr.write(`${(err as Error).stack ?? err}\n`);
+    reply({ type: 'error', error: toWire(err) });
   }
 }

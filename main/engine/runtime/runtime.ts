@@ -52,7 +52,7 @@ export async function createSession(modelFile: string, device: ExecutionDevice, 
     // A GPU provider that cannot start (no adapter, driver too old) is the user's to act on, not a crash.
     if (device !== 'cpu') {
       const reason = (err as Error).message.split('\n')[0].replace(/^.*? was false\. /, ''); // drop ORT's source location
-      throw new UserError(`--device ${device}: could not start (${reason}); try --device cpu`);
+      throw new UserError(`${device} could not start (${reason}); choose cpu instead`, { field: 'device' });
     }
     throw err;
   }
@@ -113,7 +113,7 @@ export function chooseDevice(choice: DeviceChoice): DeviceDecision {
     return true;
   };
   if (choice !== 'auto') {
-    if (!available(choice)) throw new UserError(`--device ${choice}: not available on this machine (${os.platform()}/${os.arch()})`);
+    if (!available(choice)) throw new UserError(`${choice} is not available on this machine (${os.platform()}/${os.arch()})`, { field: 'device' });
     return { device: choice, reason: 'requested' };
   }
   if (available('cuda')) return { device: 'cuda', reason: 'CUDA provider installed' };

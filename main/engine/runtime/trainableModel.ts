@@ -9,6 +9,7 @@ import type { ModelFolder } from '../../model/modelFolder.js';
 import { fillDropoutMask } from './dropout.js';
 import { buildTrainingLayerGraph, type TrainingLayerGraph, type LoraPlan } from '../compile/graphs/trainingLayer.js';
 import { buildHeadGraph, HEAD_CHUNK_ROWS } from '../compile/graphs/head.js';
+import { encodeModel, type ModelProto } from '../compile/onnx/graph.js';
 import { placeGraphs } from './graphPlacement.js';
 import { release, runChecked, Tensor, type Session, type SessionTuning } from './runtime.js';
 
@@ -69,7 +70,8 @@ export function countLabelTokens(batch: MicroBatch): number {
 
 interface Layer {
   session: Session;
-  graph: TrainingLayerGraph;
+  /** What its outputs hold; its model is dropped once loaded. */
+  graph: Omit<TrainingLayerGraph, 'model'>;
 }
 
 
@@ -88,7 +90,7 @@ export class TrainableModel {
   /** Compiles the graphs and opens the sessions (see graphPlacement.ts for where the graphs go). */
   static async load(folder: ModelFolder, options: TrainableModelOptions): Promise<TrainableModel> {
     const place = placeGraphs(folder, options.graphPlacement ?? 'auto');
-    const load = (name: string, model: Uint8Array, residentOutput: string | null) => place.open(name, model, options.device, options.tuning, residentOutput ? [residentOutput] : []);
+    const load = (name: string, model: ModelProto, residentOutput: string | null) => place.open(name, encodeModel(model), options.device, options.tuning, residentOutput ? [residentOutput] : []);
     const sessions: Session[] = [];
     try {
       const total = folder.spec.numLayers + 1;
@@ -97,7 +99,7 @@ export class TrainableModel {
       options.onCompile?.(1, total);
       const layers: Layer[] = [];
       for (let i = 0; i < folder.spec.numLayers; i++) {
-        const graph = buildTrainingLayerGraph({
+        const { model, ...graph } = buildTrainingLayerGraph({
           spec: folder.spec,
           layerIndex: i,
           tensors: folder.tensors,
@@ -106,7 +108,7 @@ export class TrainableModel {
           gradientCheckpointing: options.gradientCheckpointing,
         });
         // Prompt tuning reads layer 0's input gradient on the host, so that one output is not kept on the device.
-        const session = await load(`layer_${i}`, graph.model, i === 0 && options.virtualTokens ? null : 'hidden');
+        const session = await load(`layer_${i}`, model, i === 0 && options.virtualTokens ? null : 'hidden');
         sessions.push(session);
         layers.push({ session, graph });
         options.onCompile?.(i + 2, total);

@@ -23,6 +23,8 @@ export class CallError extends Error {
   constructor(
     readonly errorName: string,
     message: string,
+    /** The job field the error is about, when it is about one: the UI names it by its label. */
+    readonly field?: string,
   ) {
     super(message);
     this.name = 'CallError';
@@ -64,7 +66,7 @@ export class HttpStudioApi implements StudioApi {
     const body: unknown = await response.json().catch(() => null);
     if (!response.ok) {
       const error = (body as { error?: ApiErrorShape } | null)?.error;
-      throw new CallError(error?.name ?? 'Error', error?.message ?? `${method} failed with HTTP ${response.status}`);
+      throw new CallError(error?.name ?? 'Error', error?.message ?? `${method} failed with HTTP ${response.status}`, error?.field);
     }
     return body as Result<M>;
   }

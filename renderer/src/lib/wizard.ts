@@ -1,8 +1,12 @@
 // The new fine-tune wizard without its screens: the steps, what each needs before the next, the presets, and the
-// TrainJob the finished form becomes. Plain TypeScript so every rule is unit-tested.
+// TrainJob the finished form becomes (shared/trainJob.ts's defaults with what the form holds, checked by the same
+// schema as the CLI's and the API's). Plain TypeScript so every rule is unit-tested.
 import { DEMO_RECIPE } from '../../../shared/demo.js';
 import type { DatasetInspection, FitConfig, MemoryFit, ModelInspection } from '../../../shared/api.js';
-import { LORA_TARGETS, type AdapterMethod, type DataSettings, type DeviceChoice, type TrainJob } from '../../../shared/training.js';
+import type { FieldProblem } from '../../../shared/errors.js';
+import { defaultDataSettings, defaultTrainJob, JOB_FIELDS, jobProblems, type FieldNames, type JobPaths } from '../../../shared/trainJob.js';
+import { LORA_TARGETS, type AdapterMethod, type DataSettings, type DeviceChoice, type SchedulerName, type TrainJob } from '../../../shared/training.js';
+import { errorMessage } from './client.js';
 
 export const WIZARD_STEPS = ['model', 'data', 'method', 'settings', 'review'] as const;
 export type WizardStep = (typeof WIZARD_STEPS)[number];
@@ -39,6 +43,9 @@ export interface WizardForm {
   alpha: number;
   targets: string[];
   numVirtualTokens: number;
+  /** Set by the presets, not shown: the defaults, or the demo recipe's. */
+  loraDropout: number;
+  scheduler: SchedulerName;
   maxSeqLen: number;
   batchSize: number;
   gradAccum: number;
@@ -62,7 +69,7 @@ export interface WizardFacts {
 /** Settings a preset fills in; the rest of the form is left as it is. */
 export type PresetSettings = Pick<
   WizardForm,
-  'budget' | 'steps' | 'epochs' | 'learningRate' | 'rank' | 'alpha' | 'targets' | 'numVirtualTokens' | 'maxSeqLen' | 'batchSize' | 'gradAccum' | 'evalSplit'
+  'budget' | 'steps' | 'epochs' | 'learningRate' | 'rank' | 'alpha' | 'targets' | 'numVirtualTokens' | 'loraDropout' | 'scheduler' | 'maxSeqLen' | 'batchSize' | 'gradAccum' | 'evalSplit'
 >;
 
 export const PRESET_DESCRIPTIONS: Record<PresetName, string> = {
@@ -71,20 +78,25 @@ export const PRESET_DESCRIPTIONS: Record<PresetName, string> = {
   thorough: 'Four passes, a larger adapter on every projection and longer rows. Slower, and needs more memory.',
 };
 
+/** Stand-ins for the paths while the form is checked before they are known (the Settings step). */
+const DRAFT_PATHS: JobPaths = { modelDir: 'model', dataFile: 'data', outDir: 'adapter' };
+
 export function presetSettings(preset: PresetName, method: AdapterMethod, onDemoModel = false): PresetSettings {
   // Soft prompts need far larger steps than LoRA weights (PEFT's examples use 3e-2).
   const promptTuning = method === 'prompt-tuning';
+  const defaults = defaultTrainJob(method, DRAFT_PATHS);
+  const usual = { loraDropout: defaults.lora.dropout, scheduler: defaults.optimizer.scheduler };
   switch (preset) {
     case 'quick':
       if (onDemoModel && !promptTuning) {
-        const { steps, learningRate, rank, alpha, targets, maxSeqLen, batchSize } = DEMO_RECIPE;
-        return { budget: 'steps', steps, epochs: 1, learningRate, rank, alpha, targets: [...targets], numVirtualTokens: 10, maxSeqLen, batchSize, gradAccum: 1, evalSplit: 0.1 };
+        const { steps, learningRate, scheduler, rank, alpha, dropout, targets, maxSeqLen, batchSize } = DEMO_RECIPE;
+        return { budget: 'steps', steps, epochs: 1, learningRate, scheduler, rank, alpha, loraDropout: dropout, targets: [...targets], numVirtualTokens: 10, maxSeqLen, batchSize, gradAccum: 1, evalSplit: 0.1 };
       }
-      return { budget: 'steps', steps: 60, epochs: 1, learningRate: promptTuning ? 3e-2 : 1e-3, rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'], numVirtualTokens: 10, maxSeqLen: 256, batchSize: 4, gradAccum: 1, evalSplit: 0.1 };
+      return { ...usual, budget: 'steps', steps: 60, epochs: 1, learningRate: promptTuning ? 3e-2 : 1e-3, rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'], numVirtualTokens: 10, maxSeqLen: 256, batchSize: 4, gradAccum: 1, evalSplit: 0.1 };
     case 'balanced':
-      return { budget: 'epochs', steps: 200, epochs: 2, learningRate: promptTuning ? 3e-2 : 2e-4, rank: 16, alpha: 32, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], numVirtualTokens: 20, maxSeqLen: 512, batchSize: 4, gradAccum: 2, evalSplit: 0.1 };
+      return { ...usual, budget: 'epochs', steps: 200, epochs: 2, learningRate: promptTuning ? 3e-2 : 2e-4, rank: 16, alpha: 32, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], numVirtualTokens: 20, maxSeqLen: 512, batchSize: 4, gradAccum: 2, evalSplit: 0.1 };
     case 'thorough':
-      return { budget: 'epochs', steps: 1000, epochs: 4, learningRate: promptTuning ? 1e-2 : 1e-4, rank: 32, alpha: 64, targets: [...LORA_TARGETS], numVirtualTokens: 30, maxSeqLen: 1024, batchSize: 4, gradAccum: 4, evalSplit: 0.1 };
+      return { ...usual, budget: 'epochs', steps: 1000, epochs: 4, learningRate: promptTuning ? 1e-2 : 1e-4, rank: 32, alpha: 64, targets: [...LORA_TARGETS], numVirtualTokens: 30, maxSeqLen: 1024, batchSize: 4, gradAccum: 4, evalSplit: 0.1 };
   }
 }
 
@@ -93,6 +105,7 @@ export function applyPreset(form: WizardForm, preset: PresetName): WizardForm {
 }
 
 export function initialForm(): WizardForm {
+  const defaults = defaultTrainJob('lora', DRAFT_PATHS);
   return {
     modelSource: 'demo',
     modelFolder: '',
@@ -103,14 +116,14 @@ export function initialForm(): WizardForm {
     method: 'lora',
     preset: 'quick',
     ...presetSettings('quick', 'lora', true),
-    gradientCheckpointing: true,
-    device: 'auto',
+    gradientCheckpointing: defaults.gradientCheckpointing,
+    device: defaults.device,
   };
 }
 
-/** The data settings the wizard uses: detected format, loss on completions, no packing. */
+/** The data settings the wizard uses: the defaults (detected format, loss on completions, no packing) and the bad-row choice. */
 export function dataSettings(form: WizardForm): DataSettings {
-  return { format: null, columns: {}, trainOn: 'completion', pack: false, skipBadRows: form.skipBadRows };
+  return { ...defaultDataSettings(), skipBadRows: form.skipBadRows };
 }
 
 /** Why `step` is not finished yet; empty when the user may go on. */
@@ -149,39 +162,35 @@ function dataProblems(form: WizardForm, facts: WizardFacts): string[] {
   return [];
 }
 
-/** The Settings step's problems, in the order of its fields. */
+/** A problem as the wizard says it: the field's label, then what is wrong. */
+export function describeProblem({ field, message }: FieldProblem): string {
+  return `${(JOB_FIELDS as Record<string, FieldNames>)[field]?.label ?? field}: ${message}`;
+}
+
+/** An error from the main process as the wizard says it: a UserError about a job field starts with the field's label. */
+export function describeError(err: unknown): string {
+  const field = (err as { field?: unknown } | null)?.field;
+  return typeof field === 'string' ? describeProblem({ field, message: errorMessage(err) }) : errorMessage(err);
+}
+
+/** The Settings step's problems: the job the form makes, checked by the one schema, each named by its label. */
 export function settingsProblems(form: WizardForm): string[] {
-  const problems: string[] = [];
-  const isInt = (n: number) => Number.isInteger(n);
-  if (form.budget === 'steps' && !(isInt(form.steps) && form.steps >= 1)) problems.push('Steps must be a whole number of at least 1.');
-  if (form.budget === 'epochs' && !(isInt(form.epochs) && form.epochs >= 1)) problems.push('Epochs must be a whole number of at least 1.');
-  if (!(form.learningRate > 0 && form.learningRate < 1)) problems.push('Learning rate must be between 0 and 1 (for example 0.0002).');
-  if (form.method === 'lora') {
-    if (!(isInt(form.rank) && form.rank >= 1 && form.rank <= 512)) problems.push('Rank must be a whole number from 1 to 512.');
-    if (!(form.alpha > 0)) problems.push('Alpha must be positive.');
-    if (form.targets.length === 0) problems.push('Choose at least one target module.');
-  } else if (!(isInt(form.numVirtualTokens) && form.numVirtualTokens >= 1 && form.numVirtualTokens <= 512)) {
-    problems.push('Virtual tokens must be a whole number from 1 to 512.');
-  }
-  if (!(isInt(form.maxSeqLen) && form.maxSeqLen >= 16 && form.maxSeqLen <= 32768)) problems.push('Sequence length must be a whole number from 16 to 32768.');
-  if (!(isInt(form.batchSize) && form.batchSize >= 1)) problems.push('Batch size must be a whole number of at least 1.');
-  if (!(isInt(form.gradAccum) && form.gradAccum >= 1)) problems.push('Gradient accumulation must be a whole number of at least 1.');
-  if (!(form.evalSplit >= 0 && form.evalSplit <= 0.5)) problems.push('Validation split must be from 0 to 0.5.');
-  return problems;
+  return jobProblems(toTrainJob(form, DRAFT_PATHS)).map(describeProblem);
 }
 
 /** The memory plan's view of the form (models.fit). */
 export function fitConfig(form: WizardForm, modelDir: string): FitConfig {
+  const job = toTrainJob(form, { ...DRAFT_PATHS, modelDir });
   return {
     modelDir,
-    method: form.method,
-    lora: { rank: form.rank, targets: [...form.targets] },
-    promptTuning: { numVirtualTokens: form.numVirtualTokens },
-    optimizer: { name: 'adamw' },
-    batchSize: form.batchSize,
-    maxSeqLen: form.maxSeqLen,
-    gradientCheckpointing: form.gradientCheckpointing,
-    device: form.device,
+    method: job.method,
+    lora: { rank: job.lora.rank, targets: job.lora.targets },
+    promptTuning: { numVirtualTokens: job.promptTuning.numVirtualTokens },
+    optimizer: { name: job.optimizer.name },
+    batchSize: job.batchSize,
+    maxSeqLen: job.maxSeqLen,
+    gradientCheckpointing: job.gradientCheckpointing,
+    device: job.device,
   };
 }
 
@@ -192,42 +201,25 @@ export function adapterOutDir(home: string, platform: string, now: Date): string
   return [home.replace(/[\\/]+$/, ''), 'adapters', `run-${stamp}`].join(separator);
 }
 
-export function toTrainJob(form: WizardForm, paths: { modelDir: string; dataFile: string; outDir: string }): TrainJob {
+/** The defaults, with what the form holds; the settings of the method not chosen stay the defaults. */
+export function toTrainJob(form: WizardForm, paths: JobPaths): TrainJob {
+  const job = defaultTrainJob(form.method, paths);
   return {
-    method: form.method,
-    modelDir: paths.modelDir,
-    dataFile: paths.dataFile,
+    ...job,
     data: dataSettings(form),
-    outDir: paths.outDir,
-    lora: { rank: form.rank, alpha: form.alpha, dropout: 0.05, targets: [...form.targets], useRslora: false },
-    promptTuning: { numVirtualTokens: form.numVirtualTokens, init: 'random', initText: null },
-    optimizer: {
-      name: 'adamw',
-      learningRate: form.learningRate,
-      weightDecay: 0,
-      beta1: 0.9,
-      beta2: 0.999,
-      eps: 1e-8,
-      momentum: 0,
-      scheduler: 'linear',
-      warmupSteps: 0,
-      maxGradNorm: 1,
-    },
-    steps: form.budget === 'steps' ? form.steps : null,
-    epochs: form.budget === 'epochs' ? form.epochs : 1,
+    lora: form.method === 'lora' ? { ...job.lora, rank: form.rank, alpha: form.alpha, dropout: form.loraDropout, targets: [...form.targets] } : job.lora,
+    promptTuning: form.method === 'prompt-tuning' ? { ...job.promptTuning, numVirtualTokens: form.numVirtualTokens } : job.promptTuning,
+    optimizer: { ...job.optimizer, learningRate: form.learningRate, scheduler: form.scheduler },
+    // An emptied field is null, which for steps would mean "the epochs decide": it is no number instead.
+    steps: form.budget === 'steps' ? (form.steps ?? NaN) : null,
+    epochs: form.budget === 'epochs' ? form.epochs : job.epochs,
     batchSize: form.batchSize,
     gradAccum: form.gradAccum,
     maxSeqLen: form.maxSeqLen,
-    seed: 0,
-    shuffle: true,
     gradientCheckpointing: form.gradientCheckpointing,
     device: form.device,
-    initAdapterDir: null,
-    evalDataFile: null,
     evalSplit: form.evalSplit,
     // Validate about ten times a run so the chart shows a validation curve beside the training one.
-    evalEvery: form.evalSplit > 0 && form.budget === 'steps' ? Math.max(1, Math.round(form.steps / 10)) : 0,
-    checkpointEvery: 50,
-    keepCheckpoints: 3,
+    evalEvery: form.evalSplit > 0 && form.budget === 'steps' ? Math.max(1, Math.round(form.steps / 10)) : job.evalEvery,
   };
 }

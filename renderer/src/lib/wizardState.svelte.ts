@@ -2,11 +2,11 @@
 // to it; the rules it applies live in wizard.ts.
 import type { AppInfo, StudioApi, StudioEvent } from '../../../shared/api.js';
 import type { RunRecord } from '../../../shared/runs.js';
-import { errorMessage } from './client.js';
 import {
   adapterOutDir,
   applyPreset,
   dataSettings,
+  describeError,
   fitConfig,
   initialForm,
   settingsProblems,
@@ -142,7 +142,7 @@ export class WizardState {
         },
         (err) => {
           if (request !== this.fitRequest) return;
-          this.fitError = errorMessage(err);
+          this.fitError = describeError(err);
           this.busy = null;
         },
       );
@@ -177,7 +177,7 @@ export class WizardState {
     try {
       await work();
     } catch (err) {
-      this.error = errorMessage(err);
+      this.error = describeError(err);
     } finally {
       this.busy = null;
     }

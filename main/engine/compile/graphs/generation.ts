@@ -12,7 +12,7 @@ import { targetShape } from '../../../model/architecture.js';
 import type { TensorEntry } from '../../../model/safetensors.js';
 import type { LoraBranch } from '../blocks/loraLinear.js';
 import { rmsnormForward } from '../blocks/rmsnorm.js';
-import { GraphBuilder } from '../onnx/graph.js';
+import { GraphBuilder, type ModelProto } from '../onnx/graph.js';
 import { declareLayerWeights, declarePositionContext, layerForward } from './layerEmitters.js';
 
 export interface GenerationGraphOptions {
@@ -23,7 +23,7 @@ export interface GenerationGraphOptions {
   lora: { rank: number; targets: readonly TargetModule[] } | null;
 }
 
-export function buildGenerationGraph(options: GenerationGraphOptions): Uint8Array {
+export function buildGenerationGraph(options: GenerationGraphOptions): ModelProto {
   const { spec, tensors, lora } = options;
   const C = spec.hiddenSize;
   const g = new GraphBuilder('generation');
@@ -63,5 +63,5 @@ export function buildGenerationGraph(options: GenerationGraphOptions): Uint8Arra
   const last = g.op('Slice', [hidden, g.constantInt64([-1]), g.constantInt64([2 ** 31 - 1]), g.constantInt64([0])], {}, 'last'); // [1, C]
   const normed = rmsnormForward(g, last, external('model.norm.weight'), spec.rmsNormEps).y;
   g.output(g.gemm(normed, lmHead, { transB: true }, 'logits'), 'logits', 'float', [1, spec.vocabSize]);
-  return g.toModelBytes();
+  return g.toModel();
 }

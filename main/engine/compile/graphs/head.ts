@@ -7,7 +7,7 @@ import type { ModelSpec } from '../../../model/architecture.js';
 import type { TensorEntry } from '../../../model/safetensors.js';
 import { crossEntropyBackward, crossEntropyForward } from '../blocks/crossEntropy.js';
 import { rmsnormBackward, rmsnormForward } from '../blocks/rmsnorm.js';
-import { GraphBuilder } from '../onnx/graph.js';
+import { GraphBuilder, type ModelProto } from '../onnx/graph.js';
 
 /** Rows per loss-head call on the CPU: 128 rows of a 49152-word vocabulary keep each [rows, V] tensor near 25 MB at no measurable speed cost. */
 export const HEAD_CHUNK_ROWS = 128;
@@ -22,7 +22,7 @@ export interface HeadGraphOptions {
  * Inputs: embed (bool), ids [B, T] int32, prefix [n, C], hidden [N, C], targets [N, 1] int32, weight [N, 1].
  * Outputs: out_0 = h0 [B * (n + T), C] (embed) or d hidden [N, C] (loss); out_1 = loss [] (loss branch).
  */
-export function buildHeadGraph(options: HeadGraphOptions): Uint8Array {
+export function buildHeadGraph(options: HeadGraphOptions): ModelProto {
   const { spec, tensors } = options;
   const g = new GraphBuilder('head');
   const weight = (name: string) => g.externalInitializer(tensors.get(name)!, options.externalLocation(tensors.get(name)!));
@@ -60,5 +60,5 @@ export function buildHeadGraph(options: HeadGraphOptions): Uint8Array {
   const [first, second] = g.node('If', [embed], { then_branch: embedBranch, else_branch: lossBranch }, 2, 'head');
   g.output(first, 'out_0', 'float', ['N', spec.hiddenSize]);
   g.output(second, 'out_1', 'float', null);
-  return g.toModelBytes();
+  return g.toModel();
 }

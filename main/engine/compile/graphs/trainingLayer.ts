@@ -10,7 +10,7 @@ import { type ModelSpec, type TargetModule, targetShape } from '../../../model/a
 import type { TensorEntry } from '../../../model/safetensors.js';
 import type { LoraBranch } from '../blocks/loraLinear.js';
 import { declareLayerWeights, declarePositionContext, layerBackward, layerForward, type LayerSaved } from './layerEmitters.js';
-import { GraphBuilder } from '../onnx/graph.js';
+import { GraphBuilder, type ModelProto } from '../onnx/graph.js';
 
 export interface LoraPlan {
   rank: number;
@@ -31,7 +31,7 @@ export interface TrainingLayerGraphOptions {
 }
 
 export interface TrainingLayerGraph {
-  model: Uint8Array;
+  model: ModelProto;
   /** What outputs aux_0.. hold after a forward call: saved activations (empty with checkpointing). */
   forwardAux: number;
   /** What outputs aux_0.. hold after a backward call: `<target>.A` / `<target>.B` gradients. */
@@ -101,5 +101,5 @@ export function buildTrainingLayerGraph(options: TrainingLayerGraphOptions): Tra
   const results = g.node('If', [forward], { then_branch: thenBranch, else_branch: elseBranch }, outputCount, 'layer');
   g.output(results[0], 'hidden', 'float', ['N', spec.hiddenSize]);
   results.slice(1).forEach((value, i) => g.output(value, `aux_${i}`));
-  return { model: g.toModelBytes(), forwardAux: thenOutputs.length - 1, gradNames };
+  return { model: g.toModel(), forwardAux: thenOutputs.length - 1, gradNames };
 }

@@ -8,6 +8,7 @@ type NodeProto = onnxProto.onnx.INodeProto;
 type TensorProto = onnxProto.onnx.ITensorProto;
 type ValueInfoProto = onnxProto.onnx.IValueInfoProto;
 type AttributeProto = onnxProto.onnx.IAttributeProto;
+export type ModelProto = onnxProto.onnx.ModelProto;
 
 export const OPSET = 18;
 export type DataType = 'float' | 'int32' | 'int64' | 'bool' | 'bfloat16' | 'float16';
@@ -151,16 +152,20 @@ export class GraphBuilder {
     return { name: this.name, node: live, input: this.inputs, output: this.outputs, initializer: this.initializers };
   }
 
-  /** Serializes this graph as a model. */
-  toModelBytes(): Uint8Array {
-    const model = onnx.ModelProto.create({
+  /** This graph as a model: read as is by the memory plan, encoded for ONNX Runtime. */
+  toModel(): ModelProto {
+    return onnx.ModelProto.create({
       irVersion: 8,
       producerName: 'peft-studio',
       opsetImport: [{ domain: '', version: OPSET }],
       graph: this.toGraphProto(),
     });
-    return onnx.ModelProto.encode(model).finish();
   }
+}
+
+/** A model's bytes, as ONNX Runtime loads them. */
+export function encodeModel(model: ModelProto): Uint8Array {
+  return onnx.ModelProto.encode(model).finish();
 }
 
 /** Every value a node reads, those its subgraphs read from the enclosing scope included. */
