@@ -17,7 +17,9 @@ export interface DatasetStats {
   duplicateRows: number;
   /** Tokens of the rendered rows after truncation to maxSeqLen. */
   tokens: number;
-  /** Of those, the tokens that carry loss (a label other than -100, past each row's first token, which is never scored). */
+  /**
+   * Of those, the tokens that carry loss (a label other than -100, past each row's first token, which is never scored).
+   */
   trainedTokens: number;
   /** Rows longer than maxSeqLen, and the tokens truncation cuts from them. */
   truncatedRows: number;

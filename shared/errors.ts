@@ -36,14 +36,19 @@ export function oneLine(text: string, max = MAX_ERROR_CHARS): string {
 }
 
 export function toWire(err: unknown): WireError {
-  if (err instanceof UserError && err.field !== undefined) return { name: err.name, message: oneLine(err.message), field: err.field };
+  if (err instanceof UserError && err.field !== undefined)
+    return { name: err.name, message: oneLine(err.message), field: err.field };
   if (err instanceof Error) return { name: err.name, message: oneLine(err.message) };
   return { name: 'Error', message: oneLine(String(err)) };
 }
 
-/** The error `toWire` sent: UserError (with its field) and ApiError keep their class (front ends answer them differently). */
+/**
+ * The error `toWire` sent: UserError (with its field) and ApiError keep their class (front ends answer them
+ * differently).
+ */
 export function fromWire(wire: WireError): Error {
-  if (wire.name === 'UserError') return new UserError(wire.message, { field: typeof wire.field === 'string' ? wire.field : undefined });
+  if (wire.name === 'UserError')
+    return new UserError(wire.message, { field: typeof wire.field === 'string' ? wire.field : undefined });
   if (wire.name === 'ApiError') return new ApiError(wire.message);
   const err = new Error(wire.message);
   err.name = wire.name;
@@ -60,7 +65,10 @@ export interface FieldProblem {
  * Schema issues as field problems, the first per field, in the schema's order. An issue inside a list or a record
  * (`lora.targets.2`, `data.columns.prompt`) belongs to the longest of `fields` its path starts with.
  */
-export function fieldProblems(issues: readonly { path: readonly PropertyKey[]; message: string }[], fields: readonly string[]): FieldProblem[] {
+export function fieldProblems(
+  issues: readonly { path: readonly PropertyKey[]; message: string }[],
+  fields: readonly string[],
+): FieldProblem[] {
   const problems = new Map<string, string>();
   for (const issue of issues) {
     const parts = issue.path.map(String);

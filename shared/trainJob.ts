@@ -5,11 +5,27 @@
 // flag's name in the CLI and the field's label in the GUI. Pure TypeScript plus zod.
 import { z } from 'zod';
 import { fieldProblems, type FieldProblem } from './errors.js';
-import { LORA_TARGETS, type AdapterMethod, type DataFormat, type DataSettings, type DeviceChoice, type OptimizerName, type SchedulerName, type TrainJob } from './training.js';
+import {
+  LORA_TARGETS,
+  type AdapterMethod,
+  type DataFormat,
+  type DataSettings,
+  type DeviceChoice,
+  type OptimizerName,
+  type SchedulerName,
+  type TrainJob,
+} from './training.js';
 
 export const ADAPTER_METHODS = ['lora', 'prompt-tuning'] as const satisfies readonly AdapterMethod[];
 export const DEVICE_CHOICES = ['auto', 'cpu', 'webgpu', 'cuda', 'dml'] as const satisfies readonly DeviceChoice[];
-export const DATA_FORMATS = ['messages', 'sharegpt', 'alpaca', 'prompt-completion', 'text', 'tokens'] as const satisfies readonly DataFormat[];
+export const DATA_FORMATS = [
+  'messages',
+  'sharegpt',
+  'alpaca',
+  'prompt-completion',
+  'text',
+  'tokens',
+] as const satisfies readonly DataFormat[];
 export const OPTIMIZERS = ['adamw', 'sgd'] as const satisfies readonly OptimizerName[];
 export const SCHEDULERS = ['constant', 'linear', 'cosine'] as const satisfies readonly SchedulerName[];
 
@@ -42,7 +58,8 @@ export function defaultTrainJob(method: AdapterMethod, paths: JobPaths): TrainJo
       rank: 16, // PEFT's examples and most recipes start here
       alpha: 32, // twice the rank: the usual update scale of 2
       dropout: 0.05, // the common light regularisation of LoRA recipes
-      targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], // the attention projections; the MLP learns more at more memory
+      // the attention projections; the MLP learns more at more memory
+      targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'],
       useRslora: false, // PEFT's default; rsLoRA only matters at large ranks
     },
     promptTuning: {
@@ -119,7 +136,8 @@ export const JOB_BOUNDS = {
   epochs: { integer: true, min: 1 },
   batchSize: { integer: true, min: 1 },
   gradAccum: { integer: true, min: 1 },
-  // A trained token needs one before it; 2^20 is past the longest context of any supported model (Qwen2.5-1M's 1,010,000).
+  // A trained token needs one before it; 2^20 is past the longest context of any supported model (Qwen2.5-1M's
+  // 1,010,000).
   maxSeqLen: { integer: true, min: 2, max: 2 ** 20 },
   seed: { integer: true, min: 0, max: MAX_SEED },
   // At most half held out: the rest must still be enough to train on.
@@ -135,7 +153,13 @@ export type JobNumberField = keyof typeof JOB_BOUNDS;
 export function numberSchema(bounds: NumberBounds): z.ZodNumber {
   let schema = z.number({ error: 'must be a number' });
   // zod's int() also refuses integers past 2^53, where doubles skip whole numbers.
-  if (bounds.integer) schema = schema.int({ error: (issue) => (issue.code === 'invalid_type' ? 'must be a whole number' : `must be a whole number of at most ${Number.MAX_SAFE_INTEGER}`) });
+  if (bounds.integer)
+    schema = schema.int({
+      error: (issue) =>
+        issue.code === 'invalid_type'
+          ? 'must be a whole number'
+          : `must be a whole number of at most ${Number.MAX_SAFE_INTEGER}`,
+    });
   if (bounds.min !== undefined) schema = schema.min(bounds.min, `must be at least ${bounds.min}`);
   if (bounds.above !== undefined) schema = schema.gt(bounds.above, `must be above ${bounds.above}`);
   if (bounds.max !== undefined) schema = schema.max(bounds.max, `must be at most ${bounds.max}`);
@@ -190,8 +214,18 @@ export const trainJobSchema: z.ZodType<TrainJob> = z
     dataFile: pathSchema,
     data: dataSettingsSchema,
     outDir: pathSchema,
-    lora: z.strictObject({ rank: bounded('lora.rank'), alpha: bounded('lora.alpha'), dropout: bounded('lora.dropout'), targets: loraTargetsSchema, useRslora: yesNo }),
-    promptTuning: z.strictObject({ numVirtualTokens: bounded('promptTuning.numVirtualTokens'), init: oneOf(['random', 'text']), initText: z.string().nullable() }),
+    lora: z.strictObject({
+      rank: bounded('lora.rank'),
+      alpha: bounded('lora.alpha'),
+      dropout: bounded('lora.dropout'),
+      targets: loraTargetsSchema,
+      useRslora: yesNo,
+    }),
+    promptTuning: z.strictObject({
+      numVirtualTokens: bounded('promptTuning.numVirtualTokens'),
+      init: oneOf(['random', 'text']),
+      initText: z.string().nullable(),
+    }),
     optimizer: z.strictObject({
       name: oneOf(OPTIMIZERS),
       learningRate: bounded('optimizer.learningRate'),
@@ -223,11 +257,19 @@ export const trainJobSchema: z.ZodType<TrainJob> = z
   })
   .superRefine((job, context) => {
     if (job.promptTuning.init === 'text' && !job.promptTuning.initText) {
-      context.addIssue({ code: 'custom', path: ['promptTuning', 'initText'], message: 'needed to start the prompt from text' });
+      context.addIssue({
+        code: 'custom',
+        path: ['promptTuning', 'initText'],
+        message: 'needed to start the prompt from text',
+      });
     }
     // Validation data comes from one place: its own file, or rows held out of the training data.
     if (job.evalDataFile !== null && job.evalSplit > 0) {
-      context.addIssue({ code: 'custom', path: ['evalSplit'], message: 'must be 0 when there is a validation data file' });
+      context.addIssue({
+        code: 'custom',
+        path: ['evalSplit'],
+        message: 'must be 0 when there is a validation data file',
+      });
     }
   });
 

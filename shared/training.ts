@@ -87,7 +87,10 @@ export interface TrainJob {
   evalSplit: number;
   /** Validate every N optimizer steps (0 = only after the last step). */
   evalEvery: number;
-  /** Checkpoint every N optimizer steps and after the last (0 = only after the last), when the run has a checkpoint folder. */
+  /**
+   * Checkpoint every N optimizer steps and after the last (0 = only after the last), when the run has a checkpoint
+   * folder.
+   */
   checkpointEvery: number;
   /** How many of the newest checkpoints to keep. */
   keepCheckpoints: number;
@@ -106,7 +109,18 @@ export type EngineEvent =
   /** A dataset file was read: what it is, for the record of the run. */
   | { type: 'dataset'; role: 'train' | 'eval'; file: string; format: DataFormat; sha256: string; stats: DatasetStats }
   | { type: 'eval'; step: number; loss: number; perplexity: number; tokens: number }
-  | { type: 'step'; step: number; totalSteps: number; loss: number; learningRate: number; gradNorm: number; tokens: number; tokensPerSecond: number; elapsedSeconds: number; memoryBytes: number }
+  | {
+      type: 'step';
+      step: number;
+      totalSteps: number;
+      loss: number;
+      learningRate: number;
+      gradNorm: number;
+      tokens: number;
+      tokensPerSecond: number;
+      elapsedSeconds: number;
+      memoryBytes: number;
+    }
   /** A checkpoint of `step` is on disk; `kept` are all the checkpoint folders now kept, oldest first. */
   | { type: 'checkpoint'; step: number; kept: { step: number; folder: string }[] }
   /** Training continues after step `step` from `folder` (steps after it are recomputed). */

@@ -92,7 +92,10 @@ function placeConflict(dir: string, places: ProtectedPlaces): string | null {
     const how = overlap(dir, runs);
     if (how) return `${how} the studio's run folders ${runs}`;
   }
-  for (const [what, folders] of [['model folder', places.models], ['run folder', places.runs]] as const) {
+  for (const [what, folders] of [
+    ['model folder', places.models],
+    ['run folder', places.runs],
+  ] as const) {
     for (const folder of folders) {
       const how = overlap(dir, folder);
       if (how) return `${how} the ${what} ${folder}`;
@@ -116,7 +119,13 @@ export function studioPlaces(library: Library, job?: TrainJob): ProtectedPlaces 
     homes: [library.home, ...own.homes],
     models: [...library.models().map((m) => m.folder), ...own.models],
     runs: [],
-    files: [...library.datasets().map((d) => d.location).filter((l) => path.isAbsolute(l)), ...own.files],
+    files: [
+      ...library
+        .datasets()
+        .map((d) => d.location)
+        .filter((l) => path.isAbsolute(l)),
+      ...own.files,
+    ],
   };
 }
 
@@ -157,7 +166,9 @@ export const adapterManifestText = (dir: string) => readText(path.join(dir, MANI
 
 // A manifest names files inside its folder only: `../x` or `sub/x` is nothing the studio wrote.
 const plainName = (name: unknown): name is string =>
-  typeof name === 'string' && name === path.basename(name) && !['', '.', '..', MANIFEST_FILE].includes(name) &&
+  typeof name === 'string' &&
+  name === path.basename(name) &&
+  !['', '.', '..', MANIFEST_FILE].includes(name) &&
   !name.includes('\0');
 
 /** The manifest's files as they are now: unchanged (the same plain file, size, sha256) or changed; gone: neither. */

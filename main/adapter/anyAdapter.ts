@@ -14,6 +14,8 @@ export function loadAdapter(dir: string, spec: ModelSpec): Adapter {
     case 'PROMPT_TUNING':
       return { kind: 'prompt-tuning', prompt: loadPromptTuningAdapter(dir, config, spec) };
     default:
-      throw new UserError(`${dir}/adapter_config.json: peft_type ${JSON.stringify(config.peft_type)} is not supported (LORA, PROMPT_TUNING)`);
+      throw new UserError(
+        `${dir}/adapter_config.json: peft_type ${JSON.stringify(config.peft_type)} is not supported (LORA, PROMPT_TUNING)`,
+      );
   }
 }

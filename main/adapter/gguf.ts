@@ -162,7 +162,11 @@ export function writeGgufLoraAdapter(file: string, lora: LoraWeights, spec: Mode
  * Reads back a GGUF LoRA adapter written for `spec` (F32 tensors), undoing the q/k permutation. The rank comes from
  * the tensors; GGUF does not record dropout or whether alpha was rsLoRA's, so the caller says.
  */
-export function readGgufLoraAdapter(file: string, spec: ModelSpec, settings: { dropout: number; useRslora: boolean }): LoraWeights {
+export function readGgufLoraAdapter(
+  file: string,
+  spec: ModelSpec,
+  settings: { dropout: number; useRslora: boolean },
+): LoraWeights {
   const bytes = fs.readFileSync(file);
   let at = 0;
   const u32 = () => ((at += 4), bytes.readUInt32LE(at - 4));
@@ -185,7 +189,8 @@ export function readGgufLoraAdapter(file: string, spec: ModelSpec, settings: { d
     else if (type === ValueType.FLOAT32) meta.set(key, ((at += 4), bytes.readFloatLE(at - 4)));
     else throw new UserError(`${file}: metadata "${key}" has a value type (${type}) this reader does not take`);
   }
-  if (meta.get('general.type') !== 'adapter' || meta.get('adapter.type') !== 'lora') throw new UserError(`${file}: not a LoRA adapter GGUF`);
+  if (meta.get('general.type') !== 'adapter' || meta.get('adapter.type') !== 'lora')
+    throw new UserError(`${file}: not a LoRA adapter GGUF`);
   const infos = Array.from({ length: tensorCount }, () => {
     const name = string();
     const ne = Array.from({ length: u32() }, () => u64());
@@ -198,7 +203,12 @@ export function readGgufLoraAdapter(file: string, spec: ModelSpec, settings: { d
     const info = infos.find((t) => t.name === name);
     if (!info) return null;
     const count = info.ne.reduce((a, b) => a * b, 1);
-    return new Float32Array(bytes.buffer.slice(bytes.byteOffset + dataStart + info.offset, bytes.byteOffset + dataStart + info.offset + count * 4));
+    return new Float32Array(
+      bytes.buffer.slice(
+        bytes.byteOffset + dataStart + info.offset,
+        bytes.byteOffset + dataStart + info.offset + count * 4,
+      ),
+    );
   };
   const targets = ALL_TARGETS.filter((t) => infos.some((info) => info.name === `blk.0.${GGUF_NAMES[t]}.weight.lora_a`));
   if (targets.length === 0) throw new UserError(`${file}: no LoRA tensors for layer 0`);
@@ -216,18 +226,27 @@ export function readGgufLoraAdapter(file: string, spec: ModelSpec, settings: { d
     return pairs;
   });
   const alpha = Number(meta.get('adapter.lora.alpha'));
-  return { settings: { ...settings, rank, targets, alpha: settings.useRslora ? alpha / Math.sqrt(rank) : alpha }, targets, layers };
+  return {
+    settings: { ...settings, rank, targets, alpha: settings.useRslora ? alpha / Math.sqrt(rank) : alpha },
+    targets,
+    layers,
+  };
 }
 
 /** Chat formats Ollama can express as its Go template, recognized by their markers. */
 function ollamaTemplate(chatTemplate: string | null): { template: string; stops: string[] } | null {
   if (!chatTemplate) return null;
   if (chatTemplate.includes('<|im_start|>')) {
-    return { template: '{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n', stops: ['<|im_end|>'] };
+    return {
+      template:
+        '{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}<|im_start|>assistant\n',
+      stops: ['<|im_end|>'],
+    };
   }
   if (chatTemplate.includes('<|start_header_id|>')) {
     return {
-      template: '{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n',
+      template:
+        '{{- range .Messages }}<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}<|eot_id|>{{ end }}<|start_header_id|>assistant<|end_header_id|>\n\n',
       stops: ['<|eot_id|>'],
     };
   }
@@ -244,7 +263,7 @@ export function ollamaModelfile(base: string, adapterFile: string, chatTemplate:
   } else {
     lines.push(
       chatTemplate
-        ? '# The base model\'s chat template could not be translated to Ollama\'s template language automatically: write TEMPLATE by hand (https://github.com/ollama/ollama/blob/main/docs/template.md).'
+        ? "# The base model's chat template could not be translated to Ollama's template language automatically: write TEMPLATE by hand (https://github.com/ollama/ollama/blob/main/docs/template.md)."
         : '# The base model has no chat template: Ollama will send prompts as plain text.',
     );
   }

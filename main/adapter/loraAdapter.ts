@@ -6,7 +6,13 @@ import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
 import type { LoraSettings } from '../../shared/training.js';
 import { ALL_TARGETS, targetParent, targetShape, type ModelSpec, type TargetModule } from '../model/architecture.js';
-import { readSafetensorsHeader, readTensorF32, writeSafetensors, type TensorEntry, type TensorToWrite } from '../model/safetensors.js';
+import {
+  readSafetensorsHeader,
+  readTensorF32,
+  writeSafetensors,
+  type TensorEntry,
+  type TensorToWrite,
+} from '../model/safetensors.js';
 import { writeFileAtomic } from '../util/atomicWrite.js';
 
 export interface LoraPair {
@@ -32,12 +38,16 @@ export function peftKey(layer: number, target: TargetModule, matrix: 'A' | 'B'):
 export function validateTargets(targets: string[], where: string): TargetModule[] {
   if (targets.length === 0) throw new UserError(`${where}: no LoRA target modules given`);
   for (const t of targets) {
-    if (!(ALL_TARGETS as readonly string[]).includes(t)) throw new UserError(`${where}: unknown LoRA target "${t}"; allowed: ${ALL_TARGETS.join(', ')}`);
+    if (!(ALL_TARGETS as readonly string[]).includes(t))
+      throw new UserError(`${where}: unknown LoRA target "${t}"; allowed: ${ALL_TARGETS.join(', ')}`);
   }
   return ALL_TARGETS.filter((t) => targets.includes(t));
 }
 
-/** PEFT's init: A ~ kaiming_uniform(a = sqrt 5), i.e. U(-1/sqrt(in), 1/sqrt(in)); B = 0, so training starts at the base model. */
+/**
+ * PEFT's init: A ~ kaiming_uniform(a = sqrt 5), i.e. U(-1/sqrt(in), 1/sqrt(in)); B = 0, so training starts at the base
+ * model.
+ */
 export function initLoraWeights(spec: ModelSpec, settings: LoraSettings, uniform: () => number): LoraWeights {
   const targets = validateTargets(settings.targets, 'LoRA targets');
   const layers = Array.from({ length: spec.numLayers }, () => {
@@ -60,8 +70,16 @@ export function saveLoraAdapter(dir: string, weights: LoraWeights, baseModel: st
   const tensors: Record<string, TensorToWrite> = {};
   weights.layers.forEach((pairs, layer) => {
     for (const [target, pair] of pairs) {
-      tensors[peftKey(layer, target, 'A')] = { dtype: 'F32', shape: [settings.rank, pair.a.length / settings.rank], data: pair.a };
-      tensors[peftKey(layer, target, 'B')] = { dtype: 'F32', shape: [pair.b.length / settings.rank, settings.rank], data: pair.b };
+      tensors[peftKey(layer, target, 'A')] = {
+        dtype: 'F32',
+        shape: [settings.rank, pair.a.length / settings.rank],
+        data: pair.a,
+      };
+      tensors[peftKey(layer, target, 'B')] = {
+        dtype: 'F32',
+        shape: [pair.b.length / settings.rank, settings.rank],
+        data: pair.b,
+      };
     }
   });
   const config = {
@@ -105,10 +123,12 @@ export function readAdapterConfig(dir: string): Record<string, unknown> {
 /** Loads a PEFT LoRA adapter for `spec`; its own r, alpha, targets and rsLoRA setting are returned with it. */
 export function loadLoraAdapter(dir: string, spec: ModelSpec, config = readAdapterConfig(dir)): LoraWeights {
   const configFile = path.join(dir, 'adapter_config.json');
-  if (config.peft_type !== 'LORA') throw new UserError(`${configFile}: field "peft_type" is ${JSON.stringify(config.peft_type)}, expected "LORA"`);
+  if (config.peft_type !== 'LORA')
+    throw new UserError(`${configFile}: field "peft_type" is ${JSON.stringify(config.peft_type)}, expected "LORA"`);
   const rank = config.r;
   const alpha = config.lora_alpha;
-  if (typeof rank !== 'number' || rank <= 0 || !Number.isInteger(rank)) throw new UserError(`${configFile}: field "r" must be a positive integer`);
+  if (typeof rank !== 'number' || rank <= 0 || !Number.isInteger(rank))
+    throw new UserError(`${configFile}: field "r" must be a positive integer`);
   if (typeof alpha !== 'number') throw new UserError(`${configFile}: field "lora_alpha" must be a number`);
   const rawTargets = config.target_modules;
   const targetList = typeof rawTargets === 'string' ? [rawTargets] : rawTargets;
@@ -134,7 +154,8 @@ export function loadLoraAdapter(dir: string, spec: ModelSpec, config = readAdapt
         expected.add(key);
         const entry = entries.get(key);
         if (!entry) throw new UserError(`${weightsFile}: tensor "${key}" is missing`);
-        if (entry.shape.join(',') !== shape.join(',')) throw new UserError(`${weightsFile}: tensor "${key}" has shape [${entry.shape}], expected [${shape}]`);
+        if (entry.shape.join(',') !== shape.join(','))
+          throw new UserError(`${weightsFile}: tensor "${key}" has shape [${entry.shape}], expected [${shape}]`);
         return readTensorF32(entry);
       };
       pairs.set(target, { a: read('A', [rank, fanIn]), b: read('B', [out, rank]) });
@@ -142,7 +163,10 @@ export function loadLoraAdapter(dir: string, spec: ModelSpec, config = readAdapt
     return pairs;
   });
   const unexpected = [...entries.keys()].filter((key) => !expected.has(key));
-  if (unexpected.length) throw new UserError(`${weightsFile}: tensor "${unexpected[0]}" does not belong to a ${targets.join('/')} LoRA of this ${spec.numLayers}-layer model${unexpected.length > 1 ? ` (and ${unexpected.length - 1} more)` : ''}`);
+  if (unexpected.length)
+    throw new UserError(
+      `${weightsFile}: tensor "${unexpected[0]}" does not belong to a ${targets.join('/')} LoRA of this ${spec.numLayers}-layer model${unexpected.length > 1 ? ` (and ${unexpected.length - 1} more)` : ''}`,
+    );
   return { settings, targets, layers };
 }
 
@@ -154,12 +178,15 @@ export function adapterWeightsFile(dir: string): string {
   const file = path.join(dir, 'adapter_model.safetensors');
   if (!fs.existsSync(file)) {
     if (fs.existsSync(path.join(dir, 'adapter_model.bin'))) {
-      throw new UserError(`${dir}: only adapter_model.bin, a pickled PyTorch file that can run code when loaded; save it with PEFT's save_pretrained(safe_serialization=True) as adapter_model.safetensors`);
+      throw new UserError(
+        `${dir}: only adapter_model.bin, a pickled PyTorch file that can run code when loaded; save it with PEFT's save_pretrained(safe_serialization=True) as adapter_model.safetensors`,
+      );
     }
     throw new UserError(`${file}: not found`);
   }
   const folder = fs.realpathSync(dir);
-  if (!fs.realpathSync(file).startsWith(folder + path.sep)) throw new UserError(`${file}: points outside the adapter folder ${folder}`);
+  if (!fs.realpathSync(file).startsWith(folder + path.sep))
+    throw new UserError(`${file}: points outside the adapter folder ${folder}`);
   return file;
 }
 

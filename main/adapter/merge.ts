@@ -18,7 +18,14 @@ const DTYPES: Record<MergeDtype, { safetensors: FloatDtype; torch: string }> = {
 };
 
 /** Files of a model folder that describe it rather than hold weights, copied as they are. */
-const COMPANION_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'chat_template.jinja', 'tokenizer.model'];
+const COMPANION_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'generation_config.json',
+  'chat_template.jinja',
+  'tokenizer.model',
+];
 
 export interface MergeOptions {
   modelDir: string;
@@ -34,15 +41,20 @@ export interface MergeOptions {
 export function mergeLoraAdapter(options: MergeOptions): { outDir: string; shards: number; mergedWeights: number } {
   const folder = openModelFolder(options.modelDir);
   const adapter = loadAdapter(options.adapterDir, folder.spec);
-  if (adapter.kind !== 'lora') throw new UserError(`${options.adapterDir}: a prompt-tuning adapter has no weights to merge; use it unmerged, beside its base model`);
-  if (fs.existsSync(options.outDir) && fs.readdirSync(options.outDir).length > 0) throw new UserError(`${options.outDir}: exists and is not empty`);
+  if (adapter.kind !== 'lora')
+    throw new UserError(
+      `${options.adapterDir}: a prompt-tuning adapter has no weights to merge; use it unmerged, beside its base model`,
+    );
+  if (fs.existsSync(options.outDir) && fs.readdirSync(options.outDir).length > 0)
+    throw new UserError(`${options.outDir}: exists and is not empty`);
   const { lora } = adapter;
   const scale = loraScale(lora.settings);
 
   // Which checkpoint weight each LoRA pair changes: model.layers.{i}.{self_attn|mlp}.{target}.weight
   const deltas = new Map<string, { layer: number; target: TargetModule }>();
   lora.layers.forEach((pairs, layer) => {
-    for (const target of pairs.keys()) deltas.set(`model.layers.${layer}.${targetParent(target)}.${target}.weight`, { layer, target });
+    for (const target of pairs.keys())
+      deltas.set(`model.layers.${layer}.${targetParent(target)}.${target}.weight`, { layer, target });
   });
 
   // openModelFolder has checked every weight is F32, F16 or BF16.
@@ -72,8 +84,15 @@ export function mergeLoraAdapter(options: MergeOptions): { outDir: string; shard
     let totalSize = 0;
     let done = 0;
     shards.forEach((shard, s) => {
-      const file = shards.length === 1 ? 'model.safetensors' : `model-${String(s + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
-      const writer = new SafetensorsStreamWriter(path.join(temp, file), shard.map((e) => ({ name: e.name, dtype, shape: e.shape })), { format: 'pt' });
+      const file =
+        shards.length === 1
+          ? 'model.safetensors'
+          : `model-${String(s + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
+      const writer = new SafetensorsStreamWriter(
+        path.join(temp, file),
+        shard.map((e) => ({ name: e.name, dtype, shape: e.shape })),
+        { format: 'pt' },
+      );
       try {
         for (const entry of shard) {
           const values = readTensorF32(entry);
@@ -91,13 +110,17 @@ export function mergeLoraAdapter(options: MergeOptions): { outDir: string; shard
       }
     });
     if (shards.length > 1) {
-      fs.writeFileSync(path.join(temp, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2) + '\n');
+      fs.writeFileSync(
+        path.join(temp, 'model.safetensors.index.json'),
+        JSON.stringify({ metadata: { total_size: totalSize }, weight_map: weightMap }, null, 2) + '\n',
+      );
     }
     const config = JSON.parse(fs.readFileSync(path.join(folder.dir, 'config.json'), 'utf8'));
     config.torch_dtype = Object.values(DTYPES).find((d) => d.safetensors === dtype)!.torch;
     fs.writeFileSync(path.join(temp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
     for (const name of COMPANION_FILES) {
-      if (fs.existsSync(path.join(folder.dir, name))) fs.copyFileSync(path.join(folder.dir, name), path.join(temp, name));
+      if (fs.existsSync(path.join(folder.dir, name)))
+        fs.copyFileSync(path.join(folder.dir, name), path.join(temp, name));
     }
     // The destination was checked empty: removing it can never take anything with it.
     if (fs.existsSync(options.outDir)) fs.rmdirSync(options.outDir);
@@ -110,7 +133,12 @@ export function mergeLoraAdapter(options: MergeOptions): { outDir: string; shard
 }
 
 /** W [out, in] += scale * B [out, r] A [r, in], accumulated rank by rank into the fp32 weight. */
-function addLoraDelta(weight: Float32Array, pair: { a: Float32Array; b: Float32Array }, rank: number, scale: number): void {
+function addLoraDelta(
+  weight: Float32Array,
+  pair: { a: Float32Array; b: Float32Array },
+  rank: number,
+  scale: number,
+): void {
   const fanIn = pair.a.length / rank;
   const out = pair.b.length / rank;
   for (let o = 0; o < out; o++) {
@@ -123,4 +151,3 @@ function addLoraDelta(weight: Float32Array, pair: { a: Float32Array; b: Float32A
     }
   }
 }
-

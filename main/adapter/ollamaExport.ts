@@ -10,11 +10,17 @@ import { writeFileAtomic } from '../util/atomicWrite.js';
 import { loadAdapter } from './anyAdapter.js';
 import { ollamaModelfile, writeGgufLoraAdapter } from './gguf.js';
 
-export function exportForOllama(modelDir: string, adapterDir: string, ggufFile: string): { gguf: string; modelfile: string } {
+export function exportForOllama(
+  modelDir: string,
+  adapterDir: string,
+  ggufFile: string,
+): { gguf: string; modelfile: string } {
   const folder = openModelFolder(modelDir);
   const adapter = loadAdapter(adapterDir, folder.spec);
   if (adapter.kind !== 'lora') {
-    throw new UserError('prompt-tuning adapters cannot be exported to GGUF: llama.cpp, Ollama and most serving tools (transformers\' load_adapter too) load only LoRA; PEFT\'s PeftModel.from_pretrained loads the adapter folder as it is');
+    throw new UserError(
+      "prompt-tuning adapters cannot be exported to GGUF: llama.cpp, Ollama and most serving tools (transformers' load_adapter too) load only LoRA; PEFT's PeftModel.from_pretrained loads the adapter folder as it is",
+    );
   }
   const gguf = path.resolve(ggufFile);
   fs.mkdirSync(path.dirname(gguf), { recursive: true });

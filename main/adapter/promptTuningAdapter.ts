@@ -30,7 +30,13 @@ export function savePromptTuningAdapter(
   origin: PromptTuningOrigin = { init: 'RANDOM', initText: null, tokenizer: null },
 ): string[] {
   fs.mkdirSync(dir, { recursive: true });
-  writeSafetensors(path.join(dir, 'adapter_model.safetensors'), { prompt_embeddings: { dtype: 'F32', shape: [weights.numVirtualTokens, spec.hiddenSize], data: weights.embeddings } }, { format: 'pt' });
+  writeSafetensors(
+    path.join(dir, 'adapter_model.safetensors'),
+    {
+      prompt_embeddings: { dtype: 'F32', shape: [weights.numVirtualTokens, spec.hiddenSize], data: weights.embeddings },
+    },
+    { format: 'pt' },
+  );
   const config = {
     peft_type: 'PROMPT_TUNING',
     task_type: 'CAUSAL_LM',
@@ -49,13 +55,21 @@ export function savePromptTuningAdapter(
   return ['adapter_model.safetensors', 'adapter_config.json'];
 }
 
-export function loadPromptTuningAdapter(dir: string, config: Record<string, unknown>, spec: ModelSpec): PromptTuningWeights {
+export function loadPromptTuningAdapter(
+  dir: string,
+  config: Record<string, unknown>,
+  spec: ModelSpec,
+): PromptTuningWeights {
   const configFile = path.join(dir, 'adapter_config.json');
   const n = config.num_virtual_tokens;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0) throw new UserError(`${configFile}: field "num_virtual_tokens" must be a positive integer`);
+  if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0)
+    throw new UserError(`${configFile}: field "num_virtual_tokens" must be a positive integer`);
   const weightsFile = adapterWeightsFile(dir);
   const entry = readSafetensorsHeader(weightsFile).get('prompt_embeddings');
   if (!entry) throw new UserError(`${weightsFile}: tensor "prompt_embeddings" is missing`);
-  if (entry.shape.join(',') !== `${n},${spec.hiddenSize}`) throw new UserError(`${weightsFile}: tensor "prompt_embeddings" has shape [${entry.shape}], expected [${n},${spec.hiddenSize}]`);
+  if (entry.shape.join(',') !== `${n},${spec.hiddenSize}`)
+    throw new UserError(
+      `${weightsFile}: tensor "prompt_embeddings" has shape [${entry.shape}], expected [${n},${spec.hiddenSize}]`,
+    );
   return { numVirtualTokens: n, embeddings: readTensorF32(entry) };
 }

@@ -13,7 +13,10 @@ const ARGS_VARIABLE = 'PEFT_STUDIO_ARGS';
 const handedOver = process.env[ARGS_VARIABLE];
 const args = handedOver === undefined ? process.argv.slice(2) : (JSON.parse(handedOver) as string[]);
 if (handedOver === undefined && args.reduce((bytes, arg) => bytes + Buffer.byteLength(arg) + 1, 0) > MAX_COMMAND_LINE) {
-  const rerun = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], { stdio: 'inherit', env: { ...process.env, [ARGS_VARIABLE]: JSON.stringify(args) } });
+  const rerun = spawnSync(process.execPath, [fileURLToPath(import.meta.url)], {
+    stdio: 'inherit',
+    env: { ...process.env, [ARGS_VARIABLE]: JSON.stringify(args) },
+  });
   process.exitCode = rerun.status ?? 128 + (os.constants.signals[rerun.signal!] ?? 0);
 } else {
   delete process.env[ARGS_VARIABLE];

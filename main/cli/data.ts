@@ -8,7 +8,8 @@ type Values = Record<string, string | boolean | string[] | undefined>;
 
 const FORMATS: readonly DataFormat[] = ['messages', 'sharegpt', 'alpaca', 'prompt-completion', 'text', 'tokens'];
 
-export const DATA_FLAGS = '[--format messages|sharegpt|alpaca|prompt-completion|text|tokens] [--columns field=column,...] [--train-on completion|all] [--pack] [--skip-bad-rows]';
+export const DATA_FLAGS =
+  '[--format messages|sharegpt|alpaca|prompt-completion|text|tokens] [--columns field=column,...] [--train-on completion|all] [--pack] [--skip-bad-rows]';
 export const dataOptions = {
   format: str,
   columns: str,
@@ -46,7 +47,8 @@ export const DATA_COMMANDS: Record<string, Command> = {
     usage: `peft-studio data inspect FILE --model DIR ${DATA_FLAGS} [--max-seq-len 512] [--rows 3] [--json]`,
     options: { model: str, ...dataOptions, 'max-seq-len': str, rows: str, json },
     async run(values, positionals) {
-      if (positionals[0] !== 'inspect' || positionals.length !== 2) throw new UsageError('usage: data inspect FILE --model DIR');
+      if (positionals[0] !== 'inspect' || positionals.length !== 2)
+        throw new UsageError('usage: data inspect FILE --model DIR');
       if (!values.model) throw new UsageError('--model is required (its tokenizer and chat template render the data)');
       const maxSeqLen = positiveInt(values, 'max-seq-len', 512);
       const inspection = await inspectDataset({
@@ -61,14 +63,23 @@ export const DATA_COMMANDS: Record<string, Command> = {
       const out: string[] = [];
       if (s) {
         out.push(`${file}: ${inspection.format}, sha256 ${inspection.sourceSha256}`);
-        out.push(`rows ${s.rows} (bad ${s.badRows}, empty ${s.emptyRows}, duplicate ${s.duplicateRows}), tokens ${s.tokens}, trained ${s.trainedTokens}, truncated rows ${s.truncatedRows} (${s.cutTokens} tokens cut at ${maxSeqLen})`);
-        out.push(`lengths ${s.minLength}..${s.maxLength}, mean ${s.meanLength.toFixed(1)}: ${s.lengthHistogram.map((b) => `${b.from}-${b.to}: ${b.rows}`).join(', ')}`);
+        out.push(
+          `rows ${s.rows} (bad ${s.badRows}, empty ${s.emptyRows}, duplicate ${s.duplicateRows}), tokens ${s.tokens}, trained ${s.trainedTokens}, truncated rows ${s.truncatedRows} (${s.cutTokens} tokens cut at ${maxSeqLen})`,
+        );
+        out.push(
+          `lengths ${s.minLength}..${s.maxLength}, mean ${s.meanLength.toFixed(1)}: ${s.lengthHistogram.map((b) => `${b.from}-${b.to}: ${b.rows}`).join(', ')}`,
+        );
         for (const bad of inspection.badRows) out.push(`bad ${file}:${bad.row}: ${bad.reason}`);
       } else {
         out.push(`${file}: nothing to train on`);
       }
       const color = process.stdout.isTTY === true;
-      for (const preview of previews) out.push('', `row ${preview.row}${color ? ' (trained tokens in green)' : ' (trained tokens in [[ ]])'}:`, formatPreview(preview, { color }));
+      for (const preview of previews)
+        out.push(
+          '',
+          `row ${preview.row}${color ? ' (trained tokens in green)' : ' (trained tokens in [[ ]])'}:`,
+          formatPreview(preview, { color }),
+        );
       process.stdout.write(`${out.join('\n')}\n`);
     },
   },

@@ -34,7 +34,17 @@ const DEMO_ENTRIES = new Set(['data', 'adapter', 'gguf']);
 /** Training steps when --steps is not given: about 25 s on a 2-core VM, well under a minute on a laptop CPU. */
 const DEMO_STEPS = DEMO_RECIPE.steps;
 /** Greedy answers, one line long, the same settings for the base model and the adapter. */
-const ANSWER_SAMPLING: GenerateOptions = { maxNewTokens: 40, temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1.1, seed: 0, stop: ['\n'], ignoreEos: false, adapterScale: 1 };
+const ANSWER_SAMPLING: GenerateOptions = {
+  maxNewTokens: 40,
+  temperature: 0,
+  topK: 0,
+  topP: 1,
+  repetitionPenalty: 1.1,
+  seed: 0,
+  stop: ['\n'],
+  ignoreEos: false,
+  adapterScale: 1,
+};
 
 interface HeldOutPrompt {
   prompt: string;
@@ -48,7 +58,10 @@ interface Comparison extends HeldOutPrompt {
 
 /** Writes the train and held-out files and returns the held-out prompts to compare answers on. */
 function splitDemoData(trainFile: string, heldOutFile: string): HeldOutPrompt[] {
-  const rows = fs.readFileSync(DEMO_DATA_FILE, 'utf8').split('\n').filter((line) => line.trim() !== '');
+  const rows = fs
+    .readFileSync(DEMO_DATA_FILE, 'utf8')
+    .split('\n')
+    .filter((line) => line.trim() !== '');
   const isHeldOut = (index: number) => index % HELD_OUT_EVERY === HELD_OUT_EVERY - 1;
   const heldOut = rows.filter((_, i) => isHeldOut(i));
   fs.mkdirSync(path.dirname(trainFile), { recursive: true });
@@ -61,7 +74,9 @@ function splitDemoData(trainFile: string, heldOutFile: string): HeldOutPrompt[] 
   });
 }
 
-/** The demo's run: the defaults with the demo's recipe (shared/demo.ts), as the wizard's Quick preset on the demo model. */
+/**
+ * The demo's run: the defaults with the demo's recipe (shared/demo.ts), as the wizard's Quick preset on the demo model.
+ */
 export function demoJob(trainFile: string, adapterDir: string, steps: number, device: DeviceChoice): TrainJob {
   const base = defaultTrainJob('lora', { modelDir: DEMO_MODEL_DIR, dataFile: trainFile, outDir: adapterDir });
   const { learningRate, scheduler, rank, alpha, dropout, targets, batchSize, maxSeqLen } = DEMO_RECIPE;
@@ -90,14 +105,23 @@ async function train(job: TrainJob, home: string | null, asJson: boolean): Promi
 }
 
 /** The loss on the held-out rows, read as the training run read its own. */
-async function heldOutLoss(trained: TrainJob, heldOutFile: string, adapterDir: string | null, asJson: boolean): Promise<number> {
+async function heldOutLoss(
+  trained: TrainJob,
+  heldOutFile: string,
+  adapterDir: string | null,
+  asJson: boolean,
+): Promise<number> {
   const { modelDir, data, batchSize, maxSeqLen, device } = trained;
   const job = { modelDir, adapterDir, dataFile: heldOutFile, data, batchSize, maxSeqLen, device };
   const result: EvalResult = await runEngine({ kind: 'eval', job }, asJson ? () => {} : printEvent).result;
   return result.loss;
 }
 
-async function compareAnswers(adapterDir: string, prompts: HeldOutPrompt[], device: TrainJob['device']): Promise<Comparison[]> {
+async function compareAnswers(
+  adapterDir: string,
+  prompts: HeldOutPrompt[],
+  device: TrainJob['device'],
+): Promise<Comparison[]> {
   const folder = openModelFolder(DEMO_MODEL_DIR);
   const tokenizer = loadTokenizer(folder.dir);
   // One session answers both ways: the adapter stays unmerged and scale 0 turns it off.
@@ -110,13 +134,13 @@ async function compareAnswers(adapterDir: string, prompts: HeldOutPrompt[], devi
   };
   try {
     const comparisons: Comparison[] = [];
-    for (const p of prompts) comparisons.push({ ...p, base: await answer(p.prompt, 0), adapter: await answer(p.prompt, 1) });
+    for (const p of prompts)
+      comparisons.push({ ...p, base: await answer(p.prompt, 0), adapter: await answer(p.prompt, 1) });
     return comparisons;
   } finally {
     await model.close();
   }
 }
-
 
 /** Two columns, each answer wrapped to its width. */
 function sideBySide(left: string, right: string, width: number): string[] {
@@ -126,14 +150,33 @@ function sideBySide(left: string, right: string, width: number): string[] {
     return lines;
   };
   const [a, b] = [wrap(left), wrap(right)];
-  return Array.from({ length: Math.max(a.length, b.length) }, (_, i) => `  ${(a[i] ?? '').padEnd(width)} | ${b[i] ?? ''}`);
+  return Array.from(
+    { length: Math.max(a.length, b.length) },
+    (_, i) => `  ${(a[i] ?? '').padEnd(width)} | ${b[i] ?? ''}`,
+  );
 }
 
-function report(out: string, adapterDir: string, exported: { gguf: string; modelfile: string }, loss: { base: number; adapter: number }, comparisons: Comparison[], steps: number): string {
+function report(
+  out: string,
+  adapterDir: string,
+  exported: { gguf: string; modelfile: string },
+  loss: { base: number; adapter: number },
+  comparisons: Comparison[],
+  steps: number,
+): string {
   const width = 38;
-  const lines = [`Trained a LoRA adapter on the demo model for ${steps} steps (1 row in ${HELD_OUT_EVERY} held out).`, ''];
+  const lines = [
+    `Trained a LoRA adapter on the demo model for ${steps} steps (1 row in ${HELD_OUT_EVERY} held out).`,
+    '',
+  ];
   for (const c of comparisons) {
-    lines.push(`${c.prompt.replace(/\n/g, ' ')}`, `  ${'base model'.padEnd(width)} | with the adapter`, ...sideBySide(c.base, c.adapter, width), `  expected: ${c.expected}`, '');
+    lines.push(
+      `${c.prompt.replace(/\n/g, ' ')}`,
+      `  ${'base model'.padEnd(width)} | with the adapter`,
+      ...sideBySide(c.base, c.adapter, width),
+      `  expected: ${c.expected}`,
+      '',
+    );
   }
   lines.push(
     `held-out loss: base ${loss.base.toFixed(4)}, adapter ${loss.adapter.toFixed(4)} (lower is better)`,
@@ -151,7 +194,10 @@ function checkOutFolder(out: string): void {
   if (!fs.existsSync(out)) return;
   if (!fs.statSync(out).isDirectory()) throw new UserError(`--out ${out}: is a file, expected a folder`);
   const foreign = fs.readdirSync(out).filter((entry) => !DEMO_ENTRIES.has(entry));
-  if (foreign.length) throw new UserError(`--out ${out}: the folder holds other files (${foreign.slice(0, 3).join(', ')}); give an empty or new folder`);
+  if (foreign.length)
+    throw new UserError(
+      `--out ${out}: the folder holds other files (${foreign.slice(0, 3).join(', ')}); give an empty or new folder`,
+    );
 }
 
 export const DEMO_COMMANDS: Record<string, Command> = {
@@ -167,7 +213,10 @@ export const DEMO_COMMANDS: Record<string, Command> = {
       };
       checkOutFolder(out);
 
-      const [trainFile, heldOutFile] = [path.join(out, 'data', 'train.jsonl'), path.join(out, 'data', 'held-out.jsonl')];
+      const [trainFile, heldOutFile] = [
+        path.join(out, 'data', 'train.jsonl'),
+        path.join(out, 'data', 'held-out.jsonl'),
+      ];
       const adapterDir = path.join(out, 'adapter');
       const steps = flagNumber(values, 'steps') ?? DEMO_STEPS;
       // Checked before any file is written: a bad value is named by its flag.
@@ -179,13 +228,18 @@ export const DEMO_COMMANDS: Record<string, Command> = {
       progress(`training on ${trainFile}`);
       await train(job, configuredHome(values), asJson);
       progress(`measuring both models on ${heldOutFile}`);
-      const loss = { base: await heldOutLoss(job, heldOutFile, null, asJson), adapter: await heldOutLoss(job, heldOutFile, adapterDir, asJson) };
+      const loss = {
+        base: await heldOutLoss(job, heldOutFile, null, asJson),
+        adapter: await heldOutLoss(job, heldOutFile, adapterDir, asJson),
+      };
       progress('answering held-out prompts');
       const comparisons = await compareAnswers(adapterDir, prompts, device);
       const exported = exportForOllama(DEMO_MODEL_DIR, adapterDir, path.join(out, 'gguf', 'adapter.gguf'));
 
       if (asJson) {
-        process.stdout.write(`${JSON.stringify({ out, steps, modelDir: DEMO_MODEL_DIR, trainFile, heldOutFile, adapterDir, ...exported, heldOutLoss: loss, comparisons })}\n`);
+        process.stdout.write(
+          `${JSON.stringify({ out, steps, modelDir: DEMO_MODEL_DIR, trainFile, heldOutFile, adapterDir, ...exported, heldOutLoss: loss, comparisons })}\n`,
+        );
       } else {
         process.stdout.write(`${report(out, adapterDir, exported, loss, comparisons, steps)}\n`);
       }

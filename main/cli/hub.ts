@@ -5,7 +5,13 @@ import { hubAccessFromEnv, type HubAccess, type HubRepo } from '../hub/access.js
 import { cachedSnapshot } from '../hub/cache.js';
 import { downloadSnapshot, type DownloadProgress } from '../hub/download.js';
 import { formatBytes, HubUnreachableError } from '../hub/errors.js';
-import { preflightDataset, preflightModel, type DatasetPreflight, type ModelPreflight, type ModelPreflightOptions } from '../hub/preflight.js';
+import {
+  preflightDataset,
+  preflightModel,
+  type DatasetPreflight,
+  type ModelPreflight,
+  type ModelPreflightOptions,
+} from '../hub/preflight.js';
 import { pushAdapter, type PushProgress } from '../hub/push.js';
 import { json, str, UsageError, type Command } from './options.js';
 
@@ -27,14 +33,25 @@ function formatCount(n: number): string {
 const isModel = (report: ModelPreflight | DatasetPreflight): report is ModelPreflight => report.repo.type === 'model';
 
 function printPreflight(report: ModelPreflight | DatasetPreflight): void {
-  const largest = [...report.files].sort((a, b) => b.size - a.size).slice(0, 3).map((f) => `${f.path} ${formatBytes(f.size)}`);
-  say(`${report.repo.type} ${report.repoId} @ ${report.revision} (commit ${report.commit.slice(0, 12)})${report.gated ? ', gated' : ''}`);
-  say(`  ${report.files.length} file${report.files.length === 1 ? '' : 's'}, ${formatBytes(report.totalBytes)} (${largest.join(', ')}${report.files.length > 3 ? ', ...' : ''})`);
+  const largest = [...report.files]
+    .sort((a, b) => b.size - a.size)
+    .slice(0, 3)
+    .map((f) => `${f.path} ${formatBytes(f.size)}`);
+  say(
+    `${report.repo.type} ${report.repoId} @ ${report.revision} (commit ${report.commit.slice(0, 12)})${report.gated ? ', gated' : ''}`,
+  );
+  say(
+    `  ${report.files.length} file${report.files.length === 1 ? '' : 's'}, ${formatBytes(report.totalBytes)} (${largest.join(', ')}${report.files.length > 3 ? ', ...' : ''})`,
+  );
   if (!isModel(report)) return;
   say(`  parameters: ${report.parameterCount === null ? 'unknown' : formatCount(report.parameterCount)}`);
-  say(`  architecture: ${report.architecture ?? 'unknown'}, ${report.supported ? 'supported' : `not supported: ${report.reason}`}`);
+  say(
+    `  architecture: ${report.architecture ?? 'unknown'}, ${report.supported ? 'supported' : `not supported: ${report.reason}`}`,
+  );
   if (report.estimateBytes !== undefined) {
-    say(`  training memory: about ${formatBytes(report.estimateBytes)}${report.fits === undefined ? '' : report.fits ? ', fits this device' : ', more than this device has'}`);
+    say(
+      `  training memory: about ${formatBytes(report.estimateBytes)}${report.fits === undefined ? '' : report.fits ? ', fits this device' : ', more than this device has'}`,
+    );
   }
 }
 
@@ -48,15 +65,28 @@ function downloadPrinter(): (p: DownloadProgress) => void {
     last = now;
     const width = 24;
     const filled = p.totalBytes ? Math.round((p.doneBytes / p.totalBytes) * width) : width;
-    say(`[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${formatBytes(p.doneBytes)} / ${formatBytes(p.totalBytes)}  ${p.file} ${fileDone ? 'done' : `${formatBytes(p.fileBytes)} / ${formatBytes(p.fileSize)}`} (${p.index}/${p.count})`);
+    say(
+      `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${formatBytes(p.doneBytes)} / ${formatBytes(p.totalBytes)}  ${p.file} ${fileDone ? 'done' : `${formatBytes(p.fileBytes)} / ${formatBytes(p.fileSize)}`} (${p.index}/${p.count})`,
+    );
   };
 }
 
 function pushPrinter(): (p: PushProgress) => void {
   const seen = new Set<string>();
-  const phases: Record<string, string> = { checking: 'checking the token', creating: 'creating the repo', preuploading: 'preparing the upload', uploadingLargeFiles: 'uploading large files', committing: 'committing' };
+  const phases: Record<string, string> = {
+    checking: 'checking the token',
+    creating: 'creating the repo',
+    preuploading: 'preparing the upload',
+    uploadingLargeFiles: 'uploading large files',
+    committing: 'committing',
+  };
   return (p) => {
-    const line = p.phase === 'file' ? (p.state === 'uploading' && p.progress >= 1 ? `uploaded ${p.file}` : `${p.state} ${p.file}`) : phases[p.phase];
+    const line =
+      p.phase === 'file'
+        ? p.state === 'uploading' && p.progress >= 1
+          ? `uploaded ${p.file}`
+          : `${p.state} ${p.file}`
+        : phases[p.phase];
     if (line && !seen.has(line)) {
       seen.add(line);
       say(line);
@@ -77,28 +107,39 @@ async function download(hub: HubAccess, id: string, values: Values, deps: HubCom
     const dir = cachedSnapshot(hub.cacheDir, repo, revision);
     if (!dir) return false;
     if (!asJson) say(`${why}; using the cached snapshot`);
-    process.stdout.write(asJson ? `${JSON.stringify({ snapshotDir: dir, repoId: id, type: repo.type, revision, offline: true })}\n` : `${dir}\n`);
+    process.stdout.write(
+      asJson
+        ? `${JSON.stringify({ snapshotDir: dir, repoId: id, type: repo.type, revision, offline: true })}\n`
+        : `${dir}\n`,
+    );
     return true;
   };
   if (hub.offline) {
     if (fromCache('HF_HUB_OFFLINE is set')) return;
-    throw new UserError(`${repo.type} ${id} @ ${revision} is not in the cache ${hub.cacheDir}, and HF_HUB_OFFLINE is set`);
+    throw new UserError(
+      `${repo.type} ${id} @ ${revision} is not in the cache ${hub.cacheDir}, and HF_HUB_OFFLINE is set`,
+    );
   }
 
   const include = values.include as string[] | undefined;
   let report: ModelPreflight | DatasetPreflight;
   try {
-    report = repo.type === 'dataset'
-      ? await preflightDataset(hub, id, { revision, include, split: values.split as string | undefined })
-      : await preflightModel(hub, id, { revision, include, ...deps });
+    report =
+      repo.type === 'dataset'
+        ? await preflightDataset(hub, id, { revision, include, split: values.split as string | undefined })
+        : await preflightModel(hub, id, { revision, include, ...deps });
   } catch (err) {
     if (err instanceof HubUnreachableError && fromCache(`offline (${err.message})`)) return;
     throw err;
   }
   if (!asJson) printPreflight(report);
   if (isModel(report) && !values.force) {
-    if (!report.supported) throw new UserError(`${id}: ${report.reason}; the studio cannot train it (pass --force to download anyway)`);
-    if (report.fits === false) throw new UserError(`${id}: training needs about ${formatBytes(report.estimateBytes!)}, more than this device has (${formatBytes(deps.availableBytes!)}); pass --force to download anyway`);
+    if (!report.supported)
+      throw new UserError(`${id}: ${report.reason}; the studio cannot train it (pass --force to download anyway)`);
+    if (report.fits === false)
+      throw new UserError(
+        `${id}: training needs about ${formatBytes(report.estimateBytes!)}, more than this device has (${formatBytes(deps.availableBytes!)}); pass --force to download anyway`,
+      );
   }
   const result = await downloadSnapshot(hub, report, asJson ? undefined : downloadPrinter());
   if (asJson) {
@@ -106,7 +147,9 @@ async function download(hub: HubAccess, id: string, values: Values, deps: HubCom
     process.stdout.write(`${JSON.stringify({ ...result, repoId: id, type: repo.type, revision, preflight })}\n`);
     return;
   }
-  say(`${formatBytes(result.fetchedBytes)} downloaded, ${result.cachedFiles} of ${result.files.length} files were already in the cache`);
+  say(
+    `${formatBytes(result.fetchedBytes)} downloaded, ${result.cachedFiles} of ${result.files.length} files were already in the cache`,
+  );
   process.stdout.write(`${result.snapshotDir}\n`);
 }
 
@@ -115,20 +158,30 @@ async function push(hub: HubAccess, adapterDir: string, repoId: string, values: 
   const asJson = values.json === true;
   const result = await pushAdapter(
     hub,
-    { adapterDir, repoId, private: values.public !== true, baseModel: values['base-model'] as string | undefined, mergedDir: values.merged as string | undefined, ggufFile: values.gguf as string | undefined },
+    {
+      adapterDir,
+      repoId,
+      private: values.public !== true,
+      baseModel: values['base-model'] as string | undefined,
+      mergedDir: values.merged as string | undefined,
+      ggufFile: values.gguf as string | undefined,
+    },
     asJson ? undefined : pushPrinter(),
   );
   if (asJson) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
-  say(`pushed ${result.files.length} files (commit ${result.commit.slice(0, 12)}) to ${result.created ? `a new ${result.private ? 'private' : 'public'} repo` : 'the existing repo'}`);
+  say(
+    `pushed ${result.files.length} files (commit ${result.commit.slice(0, 12)}) to ${result.created ? `a new ${result.private ? 'private' : 'public'} repo` : 'the existing repo'}`,
+  );
   process.stdout.write(`${result.repoUrl}\n`);
 }
 
 /** Hub errors already blank the token; this net catches any other message that might carry it. */
 function redact(err: unknown, token: string | undefined): unknown {
-  if (token && err instanceof Error && err.message.includes(token)) err.message = err.message.split(token).join('hf_***');
+  if (token && err instanceof Error && err.message.includes(token))
+    err.message = err.message.split(token).join('hf_***');
   return err;
 }
 
@@ -141,8 +194,17 @@ export function hubCommands(deps: HubCommandDeps = {}): Record<string, Command> 
         'peft-studio hub download MODEL_OR_DATASET_ID [--revision R] [--dataset] [--include GLOB]... [--split NAME] [--force] [--json]\n' +
         '       peft-studio hub push ADAPTER_DIR REPO_ID [--private|--public] [--base-model ID] [--merged DIR] [--gguf FILE] [--json]',
       options: {
-        revision: str, dataset: { type: 'boolean' }, include: { type: 'string', multiple: true }, split: str, force: { type: 'boolean' },
-        private: { type: 'boolean' }, public: { type: 'boolean' }, 'base-model': str, merged: str, gguf: str, json,
+        revision: str,
+        dataset: { type: 'boolean' },
+        include: { type: 'string', multiple: true },
+        split: str,
+        force: { type: 'boolean' },
+        private: { type: 'boolean' },
+        public: { type: 'boolean' },
+        'base-model': str,
+        merged: str,
+        gguf: str,
+        json,
       },
       async run(values, positionals) {
         const [verb, ...args] = positionals;
@@ -152,7 +214,8 @@ export function hubCommands(deps: HubCommandDeps = {}): Record<string, Command> 
             if (args.length !== 1) throw new UsageError('hub download takes one repo id (organisation/name)');
             if (!REPO_ID.test(args[0])) throw new UsageError(`"${args[0]}" is not a repo id (organisation/name)`);
             checkFlags(values, verb, PUSH_FLAGS);
-            if (values.split !== undefined && !values.dataset) throw new UsageError('--split applies to datasets (--dataset)');
+            if (values.split !== undefined && !values.dataset)
+              throw new UsageError('--split applies to datasets (--dataset)');
             await download(hub, args[0], values, deps);
           } else if (verb === 'push') {
             if (args.length !== 2) throw new UsageError('hub push takes an adapter folder and a repo id');
@@ -160,7 +223,9 @@ export function hubCommands(deps: HubCommandDeps = {}): Record<string, Command> 
             checkFlags(values, verb, DOWNLOAD_FLAGS);
             await push(hub, args[0], args[1], values);
           } else {
-            throw new UsageError(verb ? `unknown hub command "${verb}" (download, push)` : 'hub needs a command: download or push');
+            throw new UsageError(
+              verb ? `unknown hub command "${verb}" (download, push)` : 'hub needs a command: download or push',
+            );
           }
         } catch (err) {
           throw redact(err, hub.token);

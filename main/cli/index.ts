@@ -26,8 +26,11 @@ import { DEMO_COMMANDS } from './demo.js';
 import { SERVE_COMMANDS } from './serve.js';
 import { TRAIN_OPTIONS, TRAIN_USAGE, trainJobFromFlags } from './trainFlags.js';
 
-
-async function runAndReport(request: EngineRequest, asJson: boolean, describe: (result: never) => string): Promise<void> {
+async function runAndReport(
+  request: EngineRequest,
+  asJson: boolean,
+  describe: (result: never) => string,
+): Promise<void> {
   const run = runEngine(request, asJson ? () => {} : printEvent);
   const result = await run.result;
   process.stdout.write(asJson ? `${JSON.stringify(result)}\n` : `${describe(result as never)}\n`);
@@ -37,8 +40,21 @@ const COMMANDS: Record<string, Command> = {
   'create-tiny-model': {
     summary: 'write a small random Hugging Face model folder (for tests and demos)',
     positionals: true,
-    usage: 'peft-studio create-tiny-model DIR [--arch llama|qwen2|qwen3] [--layers N] [--hidden N] [--heads N] [--kv-heads N] [--intermediate N] [--vocab N] [--dtype f32|bf16] [--tie] [--seed N]',
-    options: { arch: str, layers: str, hidden: str, heads: str, 'kv-heads': str, intermediate: str, vocab: str, dtype: str, tie: { type: 'boolean', default: false }, seed: str, json },
+    usage:
+      'peft-studio create-tiny-model DIR [--arch llama|qwen2|qwen3] [--layers N] [--hidden N] [--heads N] [--kv-heads N] [--intermediate N] [--vocab N] [--dtype f32|bf16] [--tie] [--seed N]',
+    options: {
+      arch: str,
+      layers: str,
+      hidden: str,
+      heads: str,
+      'kv-heads': str,
+      intermediate: str,
+      vocab: str,
+      dtype: str,
+      tie: { type: 'boolean', default: false },
+      seed: str,
+      json,
+    },
     async run(values, positionals) {
       if (positionals.length !== 1) throw new UsageError('create-tiny-model takes exactly one folder');
       const d = DEFAULT_TINY_MODEL;
@@ -56,7 +72,9 @@ const COMMANDS: Record<string, Command> = {
       };
       const dir = path.resolve(positionals[0]);
       createTinyModel(dir, options);
-      process.stdout.write(values.json ? `${JSON.stringify({ modelDir: dir, ...options })}\n` : `wrote ${options.arch} model to ${dir}\n`);
+      process.stdout.write(
+        values.json ? `${JSON.stringify({ modelDir: dir, ...options })}\n` : `wrote ${options.arch} model to ${dir}\n`,
+      );
     },
   },
   train: {
@@ -66,19 +84,33 @@ const COMMANDS: Record<string, Command> = {
     async run(values) {
       const job = trainJobFromFlags(values);
       const asJson = values.json === true;
-      if (values['dry-run']) return void process.stdout.write(asJson ? `${JSON.stringify(job)}\n` : `${JSON.stringify(job, null, 2)}\n`);
+      if (values['dry-run'])
+        return void process.stdout.write(asJson ? `${JSON.stringify(job)}\n` : `${JSON.stringify(job, null, 2)}\n`);
       const home = configuredHome(values);
       if (home) return trainRecorded(job, home, asJson);
       // Refused here already, without starting the engine (which checks again).
       checkOutputFolder(job, jobPlaces(job, null), null);
-      await runAndReport({ kind: 'train', job, checkpointDir: null, resume: false }, asJson, (r: { adapterDir: string; steps: number; finalLoss: number; tokensPerSecond: number }) =>
-        `adapter written to ${r.adapterDir} after ${r.steps} steps, final loss ${r.finalLoss.toFixed(4)}, ${r.tokensPerSecond.toFixed(1)} tokens/s`);
+      await runAndReport(
+        { kind: 'train', job, checkpointDir: null, resume: false },
+        asJson,
+        (r: { adapterDir: string; steps: number; finalLoss: number; tokensPerSecond: number }) =>
+          `adapter written to ${r.adapterDir} after ${r.steps} steps, final loss ${r.finalLoss.toFixed(4)}, ${r.tokensPerSecond.toFixed(1)} tokens/s`,
+      );
     },
   },
   eval: {
     summary: 'loss, token count and perplexity of a model (with an adapter) on a dataset',
     usage: `peft-studio eval --model DIR [--adapter DIR] --data FILE ${DATA_FLAGS} [--batch-size N] [--max-seq-len N] [--device D] [--json]`,
-    options: { model: str, adapter: str, data: str, ...dataOptions, 'batch-size': str, 'max-seq-len': str, device: str, json },
+    options: {
+      model: str,
+      adapter: str,
+      data: str,
+      ...dataOptions,
+      'batch-size': str,
+      'max-seq-len': str,
+      device: str,
+      json,
+    },
     async run(values) {
       if (!values.model || !values.data) throw new UsageError('eval needs --model and --data');
       const job = {
@@ -90,14 +122,28 @@ const COMMANDS: Record<string, Command> = {
         maxSeqLen: boundedNumber(values, 'max-seq-len', 512, JOB_BOUNDS.maxSeqLen),
         device: choice(values, 'device', DEVICE_CHOICES, 'auto'),
       };
-      await runAndReport({ kind: 'eval', job }, values.json === true, (r: { loss: number; tokens: number; perplexity: number }) =>
-        `loss ${r.loss.toFixed(4)} over ${r.tokens} tokens, perplexity ${r.perplexity.toFixed(3)}`);
+      await runAndReport(
+        { kind: 'eval', job },
+        values.json === true,
+        (r: { loss: number; tokens: number; perplexity: number }) =>
+          `loss ${r.loss.toFixed(4)} over ${r.tokens} tokens, perplexity ${r.perplexity.toFixed(3)}`,
+      );
     },
   },
   bench: {
     summary: 'training tokens/s, seconds per step and peak memory on random tokens',
-    usage: 'peft-studio bench --model DIR [--seq-len 256] [--batch-size 4] [--steps 5] [--rank 16] [--gradient-checkpointing on|off] [--device D] [--json]',
-    options: { model: str, 'seq-len': str, 'batch-size': str, steps: str, rank: str, 'gradient-checkpointing': str, device: str, json },
+    usage:
+      'peft-studio bench --model DIR [--seq-len 256] [--batch-size 4] [--steps 5] [--rank 16] [--gradient-checkpointing on|off] [--device D] [--json]',
+    options: {
+      model: str,
+      'seq-len': str,
+      'batch-size': str,
+      steps: str,
+      rank: str,
+      'gradient-checkpointing': str,
+      device: str,
+      json,
+    },
     async run(values) {
       if (!values.model) throw new UsageError('bench needs --model');
       const job = {
@@ -109,16 +155,22 @@ const COMMANDS: Record<string, Command> = {
         gradientCheckpointing: choice(values, 'gradient-checkpointing', ['on', 'off'] as const, 'on') === 'on',
         device: choice(values, 'device', DEVICE_CHOICES, 'auto'),
       };
-      await runAndReport({ kind: 'bench', job }, values.json === true, (r: { tokensPerSecond: number; secondsPerStep: number; peakRssBytes: number; device: string }) =>
-        `${r.device}: ${r.tokensPerSecond.toFixed(1)} tokens/s, ${r.secondsPerStep.toFixed(2)} s/step, peak RSS ${(r.peakRssBytes / 2 ** 30).toFixed(2)} GiB`);
+      await runAndReport(
+        { kind: 'bench', job },
+        values.json === true,
+        (r: { tokensPerSecond: number; secondsPerStep: number; peakRssBytes: number; device: string }) =>
+          `${r.device}: ${r.tokensPerSecond.toFixed(1)} tokens/s, ${r.secondsPerStep.toFixed(2)} s/step, peak RSS ${(r.peakRssBytes / 2 ** 30).toFixed(2)} GiB`,
+      );
     },
   },
   merge: {
     summary: 'merge a LoRA adapter into its base model: a complete Hugging Face model folder',
-    usage: 'peft-studio merge --model DIR --adapter DIR --out DIR [--dtype bf16|f16|f32] [--max-shard-size 5GB] [--json]',
+    usage:
+      'peft-studio merge --model DIR --adapter DIR --out DIR [--dtype bf16|f16|f32] [--max-shard-size 5GB] [--json]',
     options: { model: str, adapter: str, out: str, dtype: str, 'max-shard-size': str, json },
     async run(values) {
-      if (!values.model || !values.adapter || !values.out) throw new UsageError('merge needs --model, --adapter and --out');
+      if (!values.model || !values.adapter || !values.out)
+        throw new UsageError('merge needs --model, --adapter and --out');
       const result = mergeLoraAdapter({
         modelDir: path.resolve(values.model as string),
         adapterDir: path.resolve(values.adapter as string),
@@ -126,7 +178,11 @@ const COMMANDS: Record<string, Command> = {
         dtype: values.dtype === undefined ? undefined : choice(values, 'dtype', ['f32', 'bf16', 'f16'] as const, 'f32'),
         maxShardBytes: byteSize(values, 'max-shard-size', 5e9),
       });
-      process.stdout.write(values.json ? `${JSON.stringify(result)}\n` : `merged ${result.mergedWeights} weights into ${result.outDir} (${result.shards} shard${result.shards > 1 ? 's' : ''})\n`);
+      process.stdout.write(
+        values.json
+          ? `${JSON.stringify(result)}\n`
+          : `merged ${result.mergedWeights} weights into ${result.outDir} (${result.shards} shard${result.shards > 1 ? 's' : ''})\n`,
+      );
     },
   },
   export: {
@@ -139,16 +195,27 @@ const COMMANDS: Record<string, Command> = {
       const adapterDir = path.resolve(values.adapter as string);
       // The base is --model, else the local folder the adapter records as its base.
       const recorded = readAdapterConfig(adapterDir).base_model_name_or_path;
-      const modelDir = (values.model as string | undefined) ?? (typeof recorded === 'string' && fs.existsSync(recorded) ? recorded : undefined);
-      if (!modelDir) throw new UsageError(`--model is required: the adapter's base_model_name_or_path (${JSON.stringify(recorded)}) is not a local folder`);
+      const modelDir =
+        (values.model as string | undefined) ??
+        (typeof recorded === 'string' && fs.existsSync(recorded) ? recorded : undefined);
+      if (!modelDir)
+        throw new UsageError(
+          `--model is required: the adapter's base_model_name_or_path (${JSON.stringify(recorded)}) is not a local folder`,
+        );
       const { gguf: out, modelfile } = exportForOllama(modelDir, adapterDir, values.out as string);
-      process.stdout.write(values.json ? `${JSON.stringify({ gguf: out, modelfile })}\n` : `wrote ${out} and ${modelfile}\n`);
+      process.stdout.write(
+        values.json ? `${JSON.stringify({ gguf: out, modelfile })}\n` : `wrote ${out} and ${modelfile}\n`,
+      );
     },
   },
   ...PLAYGROUND_COMMANDS,
   ...DATA_COMMANDS,
   // A download's "does it fit" assumes the default training settings on the CPU, the device every machine has.
-  ...hubCommands({ estimateTrainingBytes: (spec, { weightBytesPerElement }) => planDefaultTraining(spec, weightBytesPerElement).totalBytes, availableBytes: os.totalmem() }),
+  ...hubCommands({
+    estimateTrainingBytes: (spec, { weightBytesPerElement }) =>
+      planDefaultTraining(spec, weightBytesPerElement).totalBytes,
+    availableBytes: os.totalmem(),
+  }),
   ...RUNS_COMMANDS,
   ...DEMO_COMMANDS,
   ...SERVE_COMMANDS,
@@ -187,7 +254,12 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   }
   try {
-    const { values, positionals } = parseArgs({ args: rest, options: command.options, allowPositionals: true, strict: true });
+    const { values, positionals } = parseArgs({
+      args: rest,
+      options: command.options,
+      allowPositionals: true,
+      strict: true,
+    });
     if (!command.positionals && positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
     await command.run(values as Record<string, string | boolean | string[] | undefined>, positionals);
     return 0;
@@ -198,7 +270,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof UserError) {
       // A field's error is said against the flag that sets it.
-      process.stderr.write(`peft-studio ${name}: error: ${err.field === undefined ? '' : `${flagOf(err.field)}: `}${err.message}\n`);
+      process.stderr.write(
+        `peft-studio ${name}: error: ${err.field === undefined ? '' : `${flagOf(err.field)}: `}${err.message}\n`,
+      );
       return 1;
     }
     process.stderr.write(`peft-studio ${name}: internal error: ${(err as Error).message}\n`);

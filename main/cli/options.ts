@@ -20,7 +20,13 @@ export interface Command {
   run(values: Values, positionals: string[]): Promise<void>;
 }
 
-export function number(values: Record<string, unknown>, name: string, fallback: number, check: (n: number) => boolean = Number.isFinite, expected = 'a number'): number {
+export function number(
+  values: Record<string, unknown>,
+  name: string,
+  fallback: number,
+  check: (n: number) => boolean = Number.isFinite,
+  expected = 'a number',
+): number {
   const raw = values[name];
   if (raw === undefined) return fallback;
   const n = Number(raw);
@@ -28,16 +34,25 @@ export function number(values: Record<string, unknown>, name: string, fallback: 
   return n;
 }
 
-export const positiveInt = (values: Record<string, unknown>, name: string, fallback: number) => number(values, name, fallback, (n) => Number.isInteger(n) && n > 0, 'a positive integer');
+export const positiveInt = (values: Record<string, unknown>, name: string, fallback: number) =>
+  number(values, name, fallback, (n) => Number.isInteger(n) && n > 0, 'a positive integer');
 
-export function choice<T extends string>(values: Record<string, unknown>, name: string, allowed: readonly T[], fallback: T): T {
+export function choice<T extends string>(
+  values: Record<string, unknown>,
+  name: string,
+  allowed: readonly T[],
+  fallback: T,
+): T {
   const raw = values[name];
   if (raw === undefined) return fallback;
   if (!allowed.includes(raw as T)) throw new UsageError(`--${name} ${raw}: expected one of ${allowed.join(', ')}`);
   return raw as T;
 }
 
-/** A number flag as the value of its field, or undefined when not given; text that is no number becomes NaN, which the schema refuses. */
+/**
+ * A number flag as the value of its field, or undefined when not given; text that is no number becomes NaN, which the
+ * schema refuses.
+ */
 export function flagNumber(values: Values, name: string): number | undefined {
   const raw = values[name];
   if (raw === undefined) return undefined;
@@ -45,7 +60,8 @@ export function flagNumber(values: Values, name: string): number | undefined {
 }
 
 /** A string flag, or undefined when not given. */
-export const flagString = (values: Values, name: string): string | undefined => (typeof values[name] === 'string' ? (values[name] as string) : undefined);
+export const flagString = (values: Values, name: string): string | undefined =>
+  typeof values[name] === 'string' ? (values[name] as string) : undefined;
 
 /** `base` with the fields a flag gave (the undefined ones are flags not given). */
 export function withGiven<T extends object>(base: T, given: { [K in keyof T]?: T[K] | undefined }): T {

@@ -1,10 +1,17 @@
 // peft-studio generate and chat: talk to a model, with or without its LoRA adapter.
-// Generation runs on the CLI's own thread: the CLI has no UI to keep responsive (the app hosts it in the engine worker).
+// Generation runs on the CLI's own thread: the CLI has no UI to keep responsive (the app hosts it in the engine
+// worker).
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fieldProblems, UserError } from '../../shared/errors.js';
-import { chatMessagesSchema, SAMPLING_DEFAULTS, samplingProblems, type ChatMessage, type SamplingSettings } from '../../shared/generation.js';
+import {
+  chatMessagesSchema,
+  SAMPLING_DEFAULTS,
+  samplingProblems,
+  type ChatMessage,
+  type SamplingSettings,
+} from '../../shared/generation.js';
 import { DEVICE_CHOICES } from '../../shared/trainJob.js';
 import { loadAdapter } from '../adapter/anyAdapter.js';
 import { InferenceModel } from '../engine/runtime/inferenceModel.js';
@@ -13,12 +20,30 @@ import { openModelFolder } from '../model/modelFolder.js';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
 import { chatPromptIds, textPromptIds } from '../playground/chatPrompt.js';
 import { generate, type GenerateOptions, type GenerationResult } from '../playground/generate.js';
-import { choice, flagNumber, json, refuseProblems, str, UsageError, withGiven, type Command, type Values } from './options.js';
+import {
+  choice,
+  flagNumber,
+  json,
+  refuseProblems,
+  str,
+  UsageError,
+  withGiven,
+  type Command,
+  type Values,
+} from './options.js';
 
-const SAMPLING_FLAGS = '[--max-new-tokens 128] [--temperature 0] [--top-k 0] [--top-p 1] [--repetition-penalty 1] [--seed 0] [--stop STR]... [--device D]';
+const SAMPLING_FLAGS =
+  '[--max-new-tokens 128] [--temperature 0] [--top-k 0] [--top-p 1] [--repetition-penalty 1] [--seed 0] [--stop STR]... [--device D]';
 const samplingOptions = {
-  'max-new-tokens': str, temperature: str, 'top-k': str, 'top-p': str, 'repetition-penalty': str, seed: str,
-  stop: { type: 'string', multiple: true }, 'ignore-eos': { type: 'boolean', default: false }, device: str,
+  'max-new-tokens': str,
+  temperature: str,
+  'top-k': str,
+  'top-p': str,
+  'repetition-penalty': str,
+  seed: str,
+  stop: { type: 'string', multiple: true },
+  'ignore-eos': { type: 'boolean', default: false },
+  device: str,
 } as const;
 
 /** The sampling flags over shared/generation.ts's defaults, checked by the studio's own schema. */
@@ -65,9 +90,15 @@ function readMessages(file: string): ChatMessage[] {
     throw new UserError(`${file}: ${code ? `cannot read (${code})` : `invalid JSON (${(err as Error).message})`}`);
   }
   const list = Array.isArray(parsed) ? parsed : (parsed as { messages?: unknown })?.messages;
-  if (!Array.isArray(list)) throw new UserError(`${file}: expected a list of {role, content} messages (or {"messages": [...]})`);
+  if (!Array.isArray(list))
+    throw new UserError(`${file}: expected a list of {role, content} messages (or {"messages": [...]})`);
   // Other keys of a message (a name, tool calls) are not used.
-  const checked = chatMessagesSchema.safeParse(list.map((m) => ({ role: (m as { role?: unknown } | null)?.role, content: (m as { content?: unknown } | null)?.content })));
+  const checked = chatMessagesSchema.safeParse(
+    list.map((m) => ({
+      role: (m as { role?: unknown } | null)?.role,
+      content: (m as { content?: unknown } | null)?.content,
+    })),
+  );
   if (checked.success) return checked.data;
   // An issue inside the list is at index.field: said as message N's field.
   const [{ field, message }] = fieldProblems(checked.error.issues, []);
@@ -75,16 +106,21 @@ function readMessages(file: string): ChatMessage[] {
   throw new UserError(`${file}: ${key === undefined ? message : `message ${Number(index) + 1}: "${key}" ${message}`}`);
 }
 
-
 /** Pre-tokenized prompts (benchmarks, tools): comma-separated ids, each inside the vocabulary. */
 function parsePromptIds(raw: string, vocabSize: number): number[] {
   const ids = raw.split(',').map((part) => Number(part.trim()));
   const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0 || id >= vocabSize);
-  if (bad >= 0) throw new UsageError(`--prompt-ids: entry ${bad + 1} (${raw.split(',')[bad]}) is not a token id below the vocabulary size ${vocabSize}`);
+  if (bad >= 0)
+    throw new UsageError(
+      `--prompt-ids: entry ${bad + 1} (${raw.split(',')[bad]}) is not a token id below the vocabulary size ${vocabSize}`,
+    );
   return ids;
 }
 
-async function streamTo(out: (text: string) => void, run: AsyncGenerator<{ text: string }, GenerationResult>): Promise<GenerationResult> {
+async function streamTo(
+  out: (text: string) => void,
+  run: AsyncGenerator<{ text: string }, GenerationResult>,
+): Promise<GenerationResult> {
   for (;;) {
     const next = await run.next();
     if (next.done) return next.value;
@@ -96,7 +132,17 @@ export const PLAYGROUND_COMMANDS: Record<string, Command> = {
   generate: {
     summary: 'generate text from a prompt or a conversation, with or without an adapter',
     usage: `peft-studio generate --model DIR [--adapter DIR] [--base] (--prompt TEXT | --messages FILE.json | --prompt-ids 1,2,3) [--plain-chat] ${SAMPLING_FLAGS} [--ignore-eos] [--json]`,
-    options: { model: str, adapter: str, base: { type: 'boolean', default: false }, prompt: str, messages: str, 'prompt-ids': str, 'plain-chat': { type: 'boolean', default: false }, ...samplingOptions, json },
+    options: {
+      model: str,
+      adapter: str,
+      base: { type: 'boolean', default: false },
+      prompt: str,
+      messages: str,
+      'prompt-ids': str,
+      'plain-chat': { type: 'boolean', default: false },
+      ...samplingOptions,
+      json,
+    },
     async run(values) {
       const given = ['prompt', 'messages', 'prompt-ids'].filter((flag) => values[flag] !== undefined);
       if (given.length !== 1) throw new UsageError('give one of --prompt, --messages or --prompt-ids');
@@ -113,12 +159,19 @@ export const PLAYGROUND_COMMANDS: Record<string, Command> = {
             : textPromptIds(tokenizer, values.prompt as string, context);
         if (promptIds.length === 0) throw new UserError('--prompt is empty');
         const asJson = values.json === true;
-        const result = await streamTo(asJson ? () => {} : (text) => process.stdout.write(text), generate(model, tokenizer, promptIds, options));
+        const result = await streamTo(
+          asJson ? () => {} : (text) => process.stdout.write(text),
+          generate(model, tokenizer, promptIds, options),
+        );
         if (asJson) {
-          process.stdout.write(`${JSON.stringify({ ...result, newTokens: result.ids.length, tokensPerSecond: result.decodeTokensPerSecond, device: model.device })}\n`);
+          process.stdout.write(
+            `${JSON.stringify({ ...result, newTokens: result.ids.length, tokensPerSecond: result.decodeTokensPerSecond, device: model.device })}\n`,
+          );
         } else {
           process.stdout.write('\n');
-          process.stderr.write(`${result.ids.length} tokens (${result.finishReason}), ${result.decodeTokensPerSecond.toFixed(1)} tokens/s, first token after ${result.timeToFirstTokenSeconds.toFixed(2)} s on ${model.device}\n`);
+          process.stderr.write(
+            `${result.ids.length} tokens (${result.finishReason}), ${result.decodeTokensPerSecond.toFixed(1)} tokens/s, first token after ${result.timeToFirstTokenSeconds.toFixed(2)} s on ${model.device}\n`,
+          );
         }
       } finally {
         await model.close();
@@ -128,7 +181,13 @@ export const PLAYGROUND_COMMANDS: Record<string, Command> = {
   chat: {
     summary: 'chat in the terminal; /base and /adapter switch, /reset starts over, /exit quits',
     usage: `peft-studio chat --model DIR [--adapter DIR] [--system TEXT] [--plain-chat] ${SAMPLING_FLAGS}`,
-    options: { model: str, adapter: str, system: str, 'plain-chat': { type: 'boolean', default: false }, ...samplingOptions },
+    options: {
+      model: str,
+      adapter: str,
+      system: str,
+      'plain-chat': { type: 'boolean', default: false },
+      ...samplingOptions,
+    },
     async run(values) {
       const options = generateOptions(values);
       const { model, tokenizer, modelDir } = await loadModel(values);
@@ -136,8 +195,14 @@ export const PLAYGROUND_COMMANDS: Record<string, Command> = {
       let messages = [...start];
       let adapterScale = model.adapter ? 1 : 0;
       const interactive = process.stdin.isTTY === true;
-      const terminal = readline.createInterface({ input: process.stdin, output: interactive ? process.stdout : undefined, terminal: interactive });
-      process.stdout.write(`chatting with ${modelDir}${model.adapter ? ' + adapter' : ''} on ${model.device}; /base, /adapter, /reset, /exit\n`);
+      const terminal = readline.createInterface({
+        input: process.stdin,
+        output: interactive ? process.stdout : undefined,
+        terminal: interactive,
+      });
+      process.stdout.write(
+        `chatting with ${modelDir}${model.adapter ? ' + adapter' : ''} on ${model.device}; /base, /adapter, /reset, /exit\n`,
+      );
       try {
         // The line iterator buffers input, so piped conversations work as well as typed ones.
         process.stdout.write('> ');
@@ -154,7 +219,10 @@ export const PLAYGROUND_COMMANDS: Record<string, Command> = {
             messages.push({ role: 'user', content: line });
             const context = model.folder.spec.maxPositionEmbeddings;
             const promptIds = chatPromptIds(modelDir, tokenizer, messages, values['plain-chat'] === true, context);
-            const result = await streamTo((text) => process.stdout.write(text), generate(model, tokenizer, promptIds, { ...options, adapterScale }));
+            const result = await streamTo(
+              (text) => process.stdout.write(text),
+              generate(model, tokenizer, promptIds, { ...options, adapterScale }),
+            );
             process.stdout.write('\n');
             messages.push({ role: 'assistant', content: result.text });
           }

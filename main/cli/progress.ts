@@ -17,7 +17,9 @@ export function printEvent(event: EngineEvent): void {
       process.stderr.write(`checkpoint of step ${event.step} written\n`);
       break;
     case 'eval':
-      process.stderr.write(`validation after step ${event.step}: loss ${event.loss.toFixed(4)}, perplexity ${event.perplexity.toFixed(3)} over ${event.tokens} tokens\n`);
+      process.stderr.write(
+        `validation after step ${event.step}: loss ${event.loss.toFixed(4)}, perplexity ${event.perplexity.toFixed(3)} over ${event.tokens} tokens\n`,
+      );
       break;
     case 'step': {
       const width = 24;

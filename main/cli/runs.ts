@@ -49,7 +49,11 @@ async function executeInForeground(manager: RunManager, id: number, asJson: bool
       throw new UserError(`run ${id} ${run.status}: ${run.error ?? 'stopped'}${retry}`);
     }
     const last = manager.store.metrics(id, run.step).at(-1);
-    process.stdout.write(asJson ? `${JSON.stringify({ ...run, finalLoss: last?.loss ?? null, evalLoss: last?.evalLoss ?? null })}\n` : `${summary(run)}\n`);
+    process.stdout.write(
+      asJson
+        ? `${JSON.stringify({ ...run, finalLoss: last?.loss ?? null, evalLoss: last?.evalLoss ?? null })}\n`
+        : `${summary(run)}\n`,
+    );
   } finally {
     process.off('SIGINT', onInterrupt);
     unsubscribe();
@@ -71,7 +75,8 @@ export async function trainRecorded(job: TrainJob, home: string, asJson: boolean
 
 function runId(positionals: string[], verb: string): number {
   const id = Number(positionals[1]);
-  if (positionals.length !== 2 || !Number.isInteger(id) || id <= 0) throw new UsageError(`runs ${verb} takes one run id`);
+  if (positionals.length !== 2 || !Number.isInteger(id) || id <= 0)
+    throw new UsageError(`runs ${verb} takes one run id`);
   return id;
 }
 
@@ -85,7 +90,8 @@ export const RUNS_COMMANDS: Record<string, Command> = {
     options: { home: str, points: str, json },
     async run(values, positionals) {
       const verb = positionals[0];
-      if (!['list', 'show', 'resume', 'pause', 'cancel'].includes(verb)) throw new UsageError(`unknown runs command "${verb ?? ''}"`);
+      if (!['list', 'show', 'resume', 'pause', 'cancel'].includes(verb))
+        throw new UsageError(`unknown runs command "${verb ?? ''}"`);
       const store = Store.open(configuredHome(values) ?? defaultStudioHome());
       try {
         // Opening the manager marks runs whose process is gone as interrupted.
@@ -99,7 +105,9 @@ export const RUNS_COMMANDS: Record<string, Command> = {
           for (const run of runs) {
             const loss = store.metrics(run.id, run.step).at(0)?.loss;
             const model = store.model(run.modelId);
-            lines.push(`${String(run.id).padEnd(3)} ${run.status.padEnd(12)} ${`${run.step}/${run.totalSteps ?? '?'}`.padEnd(11)} ${run.method.padEnd(14)} ${fmt(loss).padEnd(7)} ${model?.location ?? '?'}`);
+            lines.push(
+              `${String(run.id).padEnd(3)} ${run.status.padEnd(12)} ${`${run.step}/${run.totalSteps ?? '?'}`.padEnd(11)} ${run.method.padEnd(14)} ${fmt(loss).padEnd(7)} ${model?.location ?? '?'}`,
+            );
           }
           if (!runs.length) lines.push('(no runs yet)');
           return void process.stdout.write(`${lines.join('\n')}\n`);
@@ -137,7 +145,9 @@ export const RUNS_COMMANDS: Record<string, Command> = {
         }
         if (verb === 'cancel') {
           manager.cancel(id);
-          return void process.stdout.write(`run ${id}: ${store.run(id)!.status === 'cancelled' ? 'cancelled' : 'cancel requested'}\n`);
+          return void process.stdout.write(
+            `run ${id}: ${store.run(id)!.status === 'cancelled' ? 'cancelled' : 'cancel requested'}\n`,
+          );
         }
         manager.resume(id);
         await executeInForeground(manager, id, asJson);

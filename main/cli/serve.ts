@@ -29,18 +29,35 @@ export const SERVE_COMMANDS: Record<string, Command> = {
     options: { host: str, port: str, home: str, 'allow-remote': { type: 'boolean', default: false }, renderer: str },
     async run(values) {
       const host = (values.host as string | undefined) ?? '127.0.0.1';
-      const port = number(values, 'port', 7860, (n) => Number.isInteger(n) && n >= 0 && n <= 65535, 'a port number 0-65535 (0 picks a free one)');
+      const port = number(
+        values,
+        'port',
+        7860,
+        (n) => Number.isInteger(n) && n >= 0 && n <= 65535,
+        'a port number 0-65535 (0 picks a free one)',
+      );
       if (!isLoopbackHost(host) && values['allow-remote'] !== true) {
-        throw new UsageError(`--host ${host} is not a loopback address: other machines could reach the studio (its files, runs and Hub token); add --allow-remote to bind it anyway`);
+        throw new UsageError(
+          `--host ${host} is not a loopback address: other machines could reach the studio (its files, runs and Hub token); add --allow-remote to bind it anyway`,
+        );
       }
       const api = await startStudio({ home: (values.home as string | undefined) ?? defaultStudioHome() });
-      const server = await startServer({ host, port, staticDir: (values.renderer as string | undefined) ?? BUILT_RENDERER, api }).catch(async (err: NodeJS.ErrnoException) => {
+      const server = await startServer({
+        host,
+        port,
+        staticDir: (values.renderer as string | undefined) ?? BUILT_RENDERER,
+        api,
+      }).catch(async (err: NodeJS.ErrnoException) => {
         await api.close();
-        if (err.code === 'EADDRINUSE') throw new UsageError(`--port ${port} is in use; pick another, or 0 for any free port`);
+        if (err.code === 'EADDRINUSE')
+          throw new UsageError(`--port ${port} is in use; pick another, or 0 for any free port`);
         throw err;
       });
       process.stdout.write(`${server.url}\n`);
-      if (!isLoopbackHost(host)) process.stderr.write(`warning: serving on ${host}, reachable from other machines; anyone with the URL's token controls the studio\n`);
+      if (!isLoopbackHost(host))
+        process.stderr.write(
+          `warning: serving on ${host}, reachable from other machines; anyone with the URL's token controls the studio\n`,
+        );
       process.stderr.write('open the URL above in a browser; Ctrl-C stops (running runs pause at a checkpoint)\n');
       const died = await Promise.race([stopSignal().then(() => null), api.stopped]);
       if (died) {

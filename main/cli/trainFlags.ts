@@ -2,27 +2,80 @@
 // checked by the one schema, a refused value named by its flag. Reads no file: the engine checks the paths.
 import path from 'node:path';
 import { defaultTrainJob, jobProblems } from '../../shared/trainJob.js';
-import type { AdapterMethod, DeviceChoice, OptimizerName, PromptTuningSettings, SchedulerName, TrainJob } from '../../shared/training.js';
+import type {
+  AdapterMethod,
+  DeviceChoice,
+  OptimizerName,
+  PromptTuningSettings,
+  SchedulerName,
+  TrainJob,
+} from '../../shared/training.js';
 import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
 import { DATA_FLAGS, dataOptions, dataSettings } from './data.js';
-import { choice, flagNumber, flagString, json, refuseProblems, str, UsageError, withGiven, type Values } from './options.js';
+import {
+  choice,
+  flagNumber,
+  flagString,
+  json,
+  refuseProblems,
+  str,
+  UsageError,
+  withGiven,
+  type Values,
+} from './options.js';
 
 const flag = { type: 'boolean' } as const;
 
 export const TRAIN_OPTIONS = {
-  model: str, data: str, out: str, overwrite: flag, method: str, 'num-virtual-tokens': str, 'prompt-init': str, 'prompt-init-text': str,
-  rank: str, alpha: str, 'lora-dropout': str, targets: str, rslora: flag, lr: str, optimizer: str, 'weight-decay': str, scheduler: str,
-  'warmup-steps': str, steps: str, epochs: str, 'batch-size': str, 'grad-accum': str, 'max-seq-len': str, 'max-grad-norm': str, seed: str,
-  'no-shuffle': flag, 'gradient-checkpointing': str, device: str, 'init-adapter': str, 'eval-data': str, 'eval-split': str, 'eval-every': str,
-  ...dataOptions, home: str, 'checkpoint-every': str, 'keep-checkpoints': str, 'dry-run': flag, json,
+  model: str,
+  data: str,
+  out: str,
+  overwrite: flag,
+  method: str,
+  'num-virtual-tokens': str,
+  'prompt-init': str,
+  'prompt-init-text': str,
+  rank: str,
+  alpha: str,
+  'lora-dropout': str,
+  targets: str,
+  rslora: flag,
+  lr: str,
+  optimizer: str,
+  'weight-decay': str,
+  scheduler: str,
+  'warmup-steps': str,
+  steps: str,
+  epochs: str,
+  'batch-size': str,
+  'grad-accum': str,
+  'max-seq-len': str,
+  'max-grad-norm': str,
+  seed: str,
+  'no-shuffle': flag,
+  'gradient-checkpointing': str,
+  device: str,
+  'init-adapter': str,
+  'eval-data': str,
+  'eval-split': str,
+  'eval-every': str,
+  ...dataOptions,
+  home: str,
+  'checkpoint-every': str,
+  'keep-checkpoints': str,
+  'dry-run': flag,
+  json,
 } as const;
 
-export const TRAIN_USAGE =
-  `peft-studio train [--model DIR] [--data FILE] [--out DIR] [--overwrite] [--method lora|prompt-tuning] [--num-virtual-tokens 20] [--prompt-init random|text] [--prompt-init-text TEXT] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--device auto|cpu|webgpu|cuda|dml] [--init-adapter DIR] [--eval-data FILE | --eval-split 0.1] [--eval-every N] [--home DIR] [--checkpoint-every 50] [--keep-checkpoints 3] ${DATA_FLAGS} [--dry-run] [--json]`;
+export const TRAIN_USAGE = `peft-studio train [--model DIR] [--data FILE] [--out DIR] [--overwrite] [--method lora|prompt-tuning] [--num-virtual-tokens 20] [--prompt-init random|text] [--prompt-init-text TEXT] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--device auto|cpu|webgpu|cuda|dml] [--init-adapter DIR] [--eval-data FILE | --eval-split 0.1] [--eval-every N] [--home DIR] [--checkpoint-every 50] [--keep-checkpoints 3] ${DATA_FLAGS} [--dry-run] [--json]`;
 
-/** The job the flags ask for; without --model or --data, the built-in demo's. Throws a UsageError naming the first bad flag. */
+/**
+ * The job the flags ask for; without --model or --data, the built-in demo's. Throws a UsageError naming the first bad
+ * flag.
+ */
 export function trainJobFromFlags(values: Values): TrainJob {
-  if (values.steps !== undefined && values.epochs !== undefined) throw new UsageError('give --steps or --epochs, not both');
+  if (values.steps !== undefined && values.epochs !== undefined)
+    throw new UsageError('give --steps or --epochs, not both');
   const n = (name: string) => flagNumber(values, name);
   const resolved = (name: string) => {
     const given = flagString(values, name);
@@ -36,11 +89,23 @@ export function trainJobFromFlags(values: Values): TrainJob {
     outDir: resolved('out') ?? path.resolve('peft-studio-adapter'),
   });
   const initText = flagString(values, 'prompt-init-text');
-  const targets = flagString(values, 'targets')?.split(',').map((t) => t.trim()).filter(Boolean);
-  const checkpointing = values['gradient-checkpointing'] === undefined ? undefined : choice(values, 'gradient-checkpointing', ['on', 'off'] as const, 'on') === 'on';
+  const targets = flagString(values, 'targets')
+    ?.split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+  const checkpointing =
+    values['gradient-checkpointing'] === undefined
+      ? undefined
+      : choice(values, 'gradient-checkpointing', ['on', 'off'] as const, 'on') === 'on';
   const job = withGiven(base, {
     data: dataSettings(values),
-    lora: withGiven(base.lora, { rank: n('rank'), alpha: n('alpha'), dropout: n('lora-dropout'), targets, useRslora: values.rslora === true || undefined }),
+    lora: withGiven(base.lora, {
+      rank: n('rank'),
+      alpha: n('alpha'),
+      dropout: n('lora-dropout'),
+      targets,
+      useRslora: values.rslora === true || undefined,
+    }),
     promptTuning: withGiven(base.promptTuning, {
       numVirtualTokens: n('num-virtual-tokens'),
       // A text to start from says how to start.

@@ -56,20 +56,40 @@ export class NothingToTrainError extends UserError {
 }
 
 /** The pipeline options a job's data settings (from the CLI flags or the wizard's data step) stand for. */
-export function fromDataSettings(data: DataSettings): Pick<DatasetOptions, 'format' | 'mapping' | 'trainOn' | 'pack' | 'skipBadRows'> {
-  return { format: data.format ?? undefined, mapping: data.columns as ColumnMapping, trainOn: data.trainOn, pack: data.pack, skipBadRows: data.skipBadRows };
+export function fromDataSettings(
+  data: DataSettings,
+): Pick<DatasetOptions, 'format' | 'mapping' | 'trainOn' | 'pack' | 'skipBadRows'> {
+  return {
+    format: data.format ?? undefined,
+    mapping: data.columns as ColumnMapping,
+    trainOn: data.trainOn,
+    pack: data.pack,
+    skipBadRows: data.skipBadRows,
+  };
 }
 
-/** Reads, renders and tokenizes a dataset; refuses it (one line naming the first bad row) unless bad rows may be skipped. */
+/**
+ * Reads, renders and tokenizes a dataset; refuses it (one line naming the first bad row) unless bad rows may be
+ * skipped.
+ */
 export async function prepareDataset(options: DatasetOptions): Promise<PreparedDataset> {
   const { file } = options;
-  const renderer = SampleRenderer.forModel(options.modelDir, { trainOn: options.trainOn, vocabSize: options.vocabSize });
+  const renderer = SampleRenderer.forModel(options.modelDir, {
+    trainOn: options.trainOn,
+    vocabSize: options.vocabSize,
+  });
   const stats = new DatasetStatsCollector({ maxSeqLen: options.maxSeqLen });
   const badRows: BadRow[] = [];
   const rendered: RenderedSample[] = [];
   let format: SampleFormat | null = options.format ?? null;
   let read = 0;
-  for await (const item of readSamples(file, { kind: options.kind, format: options.format, mapping: options.mapping, textMode: options.textMode, onFormat: (f) => (format = f) })) {
+  for await (const item of readSamples(file, {
+    kind: options.kind,
+    format: options.format,
+    mapping: options.mapping,
+    textMode: options.textMode,
+    onFormat: (f) => (format = f),
+  })) {
     if (++read % 1000 === 0) options.onProgress?.(read);
     if (item.type === 'bad') {
       badRows.push({ row: item.row, reason: item.reason });
@@ -83,7 +103,10 @@ export async function prepareDataset(options: DatasetOptions): Promise<PreparedD
   }
   if (badRows.length && !options.skipBadRows) {
     const first = badRows[0];
-    throw new UserError(`${file}:${first.row}: ${first.reason} (${badRows.length} bad row${badRows.length > 1 ? 's' : ''}; fix them or skip them)`, { field: 'data.skipBadRows' });
+    throw new UserError(
+      `${file}:${first.row}: ${first.reason} (${badRows.length} bad row${badRows.length > 1 ? 's' : ''}; fix them or skip them)`,
+      { field: 'data.skipBadRows' },
+    );
   }
   const truncation = truncate(rendered, options.maxSeqLen);
   if (truncation.samples.length === 0) {
@@ -95,8 +118,12 @@ export async function prepareDataset(options: DatasetOptions): Promise<PreparedD
       untrainedRows,
     );
   }
-  const { train, validation } = splitTrainValidation(truncation.samples, { validationFraction: options.validationFraction, seed: options.seed });
-  const sequences = (samples: RenderedSample[]) => (options.pack ? pack(samples, options.maxSeqLen) : toSequences(samples));
+  const { train, validation } = splitTrainValidation(truncation.samples, {
+    validationFraction: options.validationFraction,
+    seed: options.seed,
+  });
+  const sequences = (samples: RenderedSample[]) =>
+    options.pack ? pack(samples, options.maxSeqLen) : toSequences(samples);
   return {
     format: format!,
     sequences: sequences(train),

@@ -2,10 +2,24 @@
 // detected from the first good rows unless the user chooses it; a ColumnMapping renames fields to the user's columns.
 import { UserError } from '../../shared/errors.js';
 import { alpacaSample, chatSample } from './formats/chat.js';
-import { columnName, hasColumn, RowRejected, type ColumnMapping, type RowFields, type SampleField } from './formats/fields.js';
+import {
+  columnName,
+  hasColumn,
+  RowRejected,
+  type ColumnMapping,
+  type RowFields,
+  type SampleField,
+} from './formats/fields.js';
 import { clipped } from './jsonValues.js';
 import { completionSample, textSample, tokensSample } from './formats/plain.js';
-import { checkDataFile, detectFileKind, readRawRows, type RawRowOrError, type TextMode, type UnreadableRow } from './readers/index.js';
+import {
+  checkDataFile,
+  detectFileKind,
+  readRawRows,
+  type RawRowOrError,
+  type TextMode,
+  type UnreadableRow,
+} from './readers/index.js';
 import type { BadRow, FileKind, RawRow, Sample, SampleFormat, SampleRow } from './samples.js';
 
 export type { ColumnMapping, SampleField } from './formats/fields.js';
@@ -14,7 +28,9 @@ export type { ColumnMapping, SampleField } from './formats/fields.js';
 export const MAX_REASON_CHARS = 300;
 
 /** Each format's fields, in detection order: when a row fits several formats, the first wins. */
-const FORMAT_FIELDS: Readonly<Record<SampleFormat, { required: readonly SampleField[]; optional: readonly SampleField[] }>> = {
+const FORMAT_FIELDS: Readonly<
+  Record<SampleFormat, { required: readonly SampleField[]; optional: readonly SampleField[] }>
+> = {
   tokens: { required: ['input_ids'], optional: ['labels'] },
   messages: { required: ['messages'], optional: [] },
   sharegpt: { required: ['conversations'], optional: [] },
@@ -68,7 +84,12 @@ function textLength(sample: Exclude<Sample, { kind: 'tokens' }>): number {
  * One row as a Sample, or why it cannot be one. `fileKind` says where the row came from: CSV, TSV and Parquet rows
  * may hold numbers in text columns (made text) and JSON text in list columns (parsed); JSON rows may not.
  */
-export function toSample(raw: RawRow, format: SampleFormat, mapping: ColumnMapping = {}, fileKind?: FileKind): { ok: true; value: SampleRow } | { ok: false; bad: BadRow } {
+export function toSample(
+  raw: RawRow,
+  format: SampleFormat,
+  mapping: ColumnMapping = {},
+  fileKind?: FileKind,
+): { ok: true; value: SampleRow } | { ok: false; bad: BadRow } {
   const tabular = fileKind === 'csv' || fileKind === 'tsv' || fileKind === 'parquet';
   let sample: Sample;
   try {
@@ -82,11 +103,15 @@ export function toSample(raw: RawRow, format: SampleFormat, mapping: ColumnMappi
   return { ok: true, value: { row: raw.row, sample } };
 }
 
-/** The format that fits most of `rows` (ties: the earlier in FORMAT_FIELDS); a mapping limits it to formats using its fields. */
+/**
+ * The format that fits most of `rows` (ties: the earlier in FORMAT_FIELDS); a mapping limits it to formats using its
+ * fields.
+ */
 export function detectFormat(rows: readonly RawRow[], mapping: ColumnMapping = {}): SampleFormat {
   const mapped = checkedMappingFields(mapping);
   const candidates = FORMATS.filter((format) => mapped.every((field) => usesField(format, field)));
-  if (candidates.length === 0) throw new UserError(`no single format uses all the fields in the column mapping (${mapped.join(', ')})`);
+  if (candidates.length === 0)
+    throw new UserError(`no single format uses all the fields in the column mapping (${mapped.join(', ')})`);
   let best: SampleFormat | null = null;
   let bestCount = 0;
   for (const format of candidates) {
@@ -126,7 +151,12 @@ function fieldList(rows: readonly RawRow[]): string {
   const found = new Set<string>();
   for (const row of rows) for (const name of Object.keys(row.record)) if (found.size <= 20) found.add(name);
   if (found.size === 0) return 'none';
-  return [...found].slice(0, 20).map((name) => `"${clipped(name, 60)}"`).join(', ') + (found.size > 20 ? ', …' : '');
+  return (
+    [...found]
+      .slice(0, 20)
+      .map((name) => `"${clipped(name, 60)}"`)
+      .join(', ') + (found.size > 20 ? ', …' : '')
+  );
 }
 
 /** Throws a UserError if the mapping names a field the format does not read. */
@@ -134,7 +164,9 @@ export function checkColumnMapping(mapping: ColumnMapping, format: SampleFormat)
   const unused = checkedMappingFields(mapping).filter((field) => !usesField(format, field));
   if (unused.length > 0) {
     const fields = [...FORMAT_FIELDS[format].required, ...FORMAT_FIELDS[format].optional].join(', ');
-    throw new UserError(`the column mapping sets ${unused.map((f) => `"${f}"`).join(', ')}, which the ${format} format does not read (it reads ${fields})`);
+    throw new UserError(
+      `the column mapping sets ${unused.map((f) => `"${f}"`).join(', ')}, which the ${format} format does not read (it reads ${fields})`,
+    );
   }
 }
 
@@ -207,13 +239,16 @@ function usesField(format: SampleFormat, field: SampleField): boolean {
 }
 
 function checkedMappingFields(mapping: ColumnMapping): SampleField[] {
-  const known = new Set<string>(FORMATS.flatMap((format) => [...FORMAT_FIELDS[format].required, ...FORMAT_FIELDS[format].optional]));
+  const known = new Set<string>(
+    FORMATS.flatMap((format) => [...FORMAT_FIELDS[format].required, ...FORMAT_FIELDS[format].optional]),
+  );
   for (const [field, column] of Object.entries(mapping)) {
     if (!known.has(field)) {
       const [name, fields] = [clipped(field, 60), [...known].join(', ')];
       throw new UserError(`the column mapping sets "${name}", which is not a field of any format (fields: ${fields})`);
     }
-    if (typeof column !== 'string' || column === '') throw new UserError(`the column mapping gives "${field}" no column name`);
+    if (typeof column !== 'string' || column === '')
+      throw new UserError(`the column mapping gives "${field}" no column name`);
   }
   return Object.keys(mapping) as SampleField[];
 }

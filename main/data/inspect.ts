@@ -38,11 +38,17 @@ export async function inspectDataset(params: CheckedParams<'datasets.inspect'>):
     nothingToTrain = err;
   }
 
-  const renderer = SampleRenderer.forModel(folder.dir, { trainOn: params.data.trainOn, vocabSize: folder.spec.vocabSize });
+  const renderer = SampleRenderer.forModel(folder.dir, {
+    trainOn: params.data.trainOn,
+    vocabSize: folder.spec.vocabSize,
+  });
   const previews: TokenPreview[] = [];
   let previewBytes = 0;
   let scanned = 0;
-  for await (const item of readSamples(file, { format: params.data.format ?? undefined, mapping: params.data.columns })) {
+  for await (const item of readSamples(file, {
+    format: params.data.format ?? undefined,
+    mapping: params.data.columns,
+  })) {
     if (previews.length >= params.previewRows || ++scanned > PREVIEW_SCAN_ROWS) break;
     if (item.type !== 'sample') continue;
     const outcome = previewSample(renderer, item);

@@ -9,7 +9,8 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
 export function describeValue(value: unknown): string {
   if (value === undefined) return 'nothing';
   if (value === null) return 'null';
-  if (typeof value === 'string') return `text (${JSON.stringify(value.length > 30 ? `${value.slice(0, 30)}…` : value)})`;
+  if (typeof value === 'string')
+    return `text (${JSON.stringify(value.length > 30 ? `${value.slice(0, 30)}…` : value)})`;
   if (typeof value === 'number' || typeof value === 'bigint') return `a number (${value})`;
   if (typeof value === 'boolean') return `a boolean (${value})`;
   if (Array.isArray(value) || ArrayBuffer.isView(value)) return 'a list';

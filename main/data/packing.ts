@@ -36,7 +36,8 @@ export interface Truncation {
 
 /** Keeps the first maxSeqLen tokens of each sample, as TRL does; samples left with nothing to train on are dropped. */
 export function truncate(samples: readonly RenderedSample[], maxSeqLen: number): Truncation {
-  if (!Number.isInteger(maxSeqLen) || maxSeqLen < 2) throw new UserError(`maximum sequence length must be an integer of at least 2, found ${maxSeqLen}`);
+  if (!Number.isInteger(maxSeqLen) || maxSeqLen < 2)
+    throw new UserError(`maximum sequence length must be an integer of at least 2, found ${maxSeqLen}`);
   const kept: RenderedSample[] = [];
   const untrainedRows: number[] = [];
   let truncatedRows = 0;
@@ -67,13 +68,16 @@ export function toSequences(samples: readonly RenderedSample[]): TrainingSequenc
  * before it belongs to another sample, so no loss crosses the boundary. Samples must be truncated first.
  */
 export function pack(samples: readonly RenderedSample[], maxSeqLen: number): TrainingSequence[] {
-  const order = samples.map((_, i) => i).sort((a, b) => samples[b].inputIds.length - samples[a].inputIds.length || a - b);
+  const order = samples
+    .map((_, i) => i)
+    .sort((a, b) => samples[b].inputIds.length - samples[a].inputIds.length || a - b);
   const bins: number[][] = [];
   const room: number[] = [];
   const byRoom = new RoomIndex(maxSeqLen);
   for (const i of order) {
     const length = samples[i].inputIds.length;
-    if (length > maxSeqLen) throw new Error(`pack: row ${samples[i].row} has ${length} tokens, more than ${maxSeqLen}; truncate first`);
+    if (length > maxSeqLen)
+      throw new Error(`pack: row ${samples[i].row} has ${length} tokens, more than ${maxSeqLen}; truncate first`);
     let bin = byRoom.takeSmallestAtLeast(length);
     if (bin < 0) {
       bin = bins.push([]) - 1;
@@ -149,9 +153,15 @@ export interface SequenceBatch {
   seqLen: number; // T
   inputIds: Int32Array; // [B * T] row-major, padding = padId
   labels: Int32Array; // [B * T] row-major, padding = IGNORE_INDEX
-  /** Present when any row is packed [B * T]: positions restart per sample; padding continues the row's last sample (p + 1, p + 2, ...). */
+  /**
+   * Present when any row is packed [B * T]: positions restart per sample; padding continues the row's last sample (p +
+   * 1, p + 2, ...).
+   */
   positionIds?: Int32Array;
-  /** Present when any row is packed [B * T]: an unpacked row is segment 0 throughout; padding is segment -1, a block of its own. */
+  /**
+   * Present when any row is packed [B * T]: an unpacked row is segment 0 throughout; padding is segment -1, a block of
+   * its own.
+   */
   segmentIds?: Int32Array;
 }
 
@@ -168,10 +178,13 @@ export function countBatches(sequenceCount: number, batchSize: number): number {
   return Math.ceil(sequenceCount / batchSize);
 }
 
-/** One epoch of batches, in order or shuffled by `seed`, each right-padded to its longest row; the last may be smaller. */
+/**
+ * One epoch of batches, in order or shuffled by `seed`, each right-padded to its longest row; the last may be smaller.
+ */
 export function* batches(sequences: readonly TrainingSequence[], options: BatchOptions): Generator<SequenceBatch> {
   const { batchSize, padId } = options;
-  if (!Number.isInteger(batchSize) || batchSize <= 0) throw new UserError(`batch size must be a positive integer, found ${batchSize}`);
+  if (!Number.isInteger(batchSize) || batchSize <= 0)
+    throw new UserError(`batch size must be a positive integer, found ${batchSize}`);
   const order = sequences.map((_, i) => i);
   if (options.shuffle) new Rng(options.seed).shuffle(order);
   for (let start = 0; start < order.length; start += batchSize) {
@@ -183,7 +196,10 @@ export function* batches(sequences: readonly TrainingSequence[], options: BatchO
       seqLen,
       inputIds: new Int32Array(rows.length * seqLen).fill(padId),
       labels: new Int32Array(rows.length * seqLen).fill(IGNORE_INDEX),
-      ...(packed && { positionIds: new Int32Array(rows.length * seqLen), segmentIds: new Int32Array(rows.length * seqLen).fill(-1) }),
+      ...(packed && {
+        positionIds: new Int32Array(rows.length * seqLen),
+        segmentIds: new Int32Array(rows.length * seqLen).fill(-1),
+      }),
     };
     rows.forEach((sequence, b) => {
       const offset = b * seqLen;
@@ -214,9 +230,13 @@ export interface Split<T> {
  * Holds out round(fraction * count) items (at least one, and at least one left to train on) for validation, chosen
  * by `seed`; both parts keep their original order. Split before packing, so no sequence mixes the two.
  */
-export function splitTrainValidation<T>(items: readonly T[], options: { validationFraction: number; seed: number }): Split<T> {
+export function splitTrainValidation<T>(
+  items: readonly T[],
+  options: { validationFraction: number; seed: number },
+): Split<T> {
   const { validationFraction } = options;
-  if (!(validationFraction >= 0 && validationFraction < 1)) throw new UserError(`validation fraction must be at least 0 and below 1, found ${validationFraction}`);
+  if (!(validationFraction >= 0 && validationFraction < 1))
+    throw new UserError(`validation fraction must be at least 0 and below 1, found ${validationFraction}`);
   if (validationFraction === 0) return { train: [...items], validation: [] };
   if (items.length < 2) throw new UserError(`a validation split needs at least 2 samples, found ${items.length}`);
   const count = Math.min(items.length - 1, Math.max(1, Math.round(validationFraction * items.length)));

@@ -16,7 +16,14 @@
 // trainOn 'all' trains every token of every kind.
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
-import { CompiledChatTemplate, holdsGenerationMarker, loadChatTemplate, TemplateRenderError, type ChatTemplate, type Span } from '../model/chatTemplate.js';
+import {
+  CompiledChatTemplate,
+  holdsGenerationMarker,
+  loadChatTemplate,
+  TemplateRenderError,
+  type ChatTemplate,
+  type Span,
+} from '../model/chatTemplate.js';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
 import type { BadRow, ChatMessage, RenderedSample, Sample, SampleRow, TrainOn } from './samples.js';
 import { TextTokenizer } from './tokenize.js';
@@ -28,7 +35,9 @@ export interface RendererOptions {
   trainOn: TrainOn;
   /** The model's vocabulary size (config.json `vocab_size`): pre-tokenized ids must lie below it. */
   vocabSize?: number;
-  /** The clock of the templates' `strftime_now` (Llama 3.1 prints today's date); fixed so every render of a run agrees. */
+  /**
+   * The clock of the templates' `strftime_now` (Llama 3.1 prints today's date); fixed so every render of a run agrees.
+   */
   now?: Date;
 }
 
@@ -54,10 +63,14 @@ export type TextOutcome = { kind: 'rendered'; sample: RenderedText } | Exclude<R
 function isEmptySample(sample: Sample): boolean {
   const blank = (text: string) => text.trim() === '';
   switch (sample.kind) {
-    case 'chat': return sample.messages.every((m) => blank(m.content));
-    case 'completion': return blank(sample.prompt) && blank(sample.completion);
-    case 'text': return blank(sample.text);
-    case 'tokens': return sample.inputIds.length === 0;
+    case 'chat':
+      return sample.messages.every((m) => blank(m.content));
+    case 'completion':
+      return blank(sample.prompt) && blank(sample.completion);
+    case 'text':
+      return blank(sample.text);
+    case 'tokens':
+      return sample.inputIds.length === 0;
   }
 }
 
@@ -122,7 +135,10 @@ export class SampleRenderer {
     }
     if (typeof labeled === 'string') return { kind: 'bad', bad: { row: row.row, reason: labeled } };
     const { ids, labels, text, starts, ends } = labeled;
-    return { kind: 'rendered', sample: { row: row.row, inputIds: Int32Array.from(ids), labels, text: keepText ? text : null, starts, ends } };
+    return {
+      kind: 'rendered',
+      sample: { row: row.row, inputIds: Int32Array.from(ids), labels, text: keepText ? text : null, starts, ends },
+    };
   }
 
   /** Ids and labels of a text-like sample, or the reason it cannot be trained on. */
@@ -133,7 +149,14 @@ export class SampleRenderer {
         return this.labelChat(row, sample.messages, keepText);
       case 'completion': {
         if (this.compiled) {
-          return this.labelChat(row, [{ role: 'user', content: sample.prompt }, { role: 'assistant', content: sample.completion }], keepText);
+          return this.labelChat(
+            row,
+            [
+              { role: 'user', content: sample.prompt },
+              { role: 'assistant', content: sample.completion },
+            ],
+            keepText,
+          );
         }
         const prompt = this.textTokenizer.normalize(sample.prompt);
         const text = prompt + this.textTokenizer.normalize(sample.completion);
@@ -156,7 +179,8 @@ export class SampleRenderer {
       return 'a message contains the Unicode noncharacter U+FDD0 or U+FDD1';
     }
     const normalized = messages.map((m) => ({ role: m.role, content: this.textTokenizer.normalize(m.content) }));
-    if (this.options.trainOn === 'all') return this.label(template.render(normalized, false), false, null, false, keepText);
+    if (this.options.trainOn === 'all')
+      return this.label(template.render(normalized, false), false, null, false, keepText);
     if (!messages.some((m) => m.role === 'assistant')) return 'no assistant message to train on';
     if (template.marksGenerations) {
       const { text, spans } = template.renderGenerations(normalized);
@@ -175,7 +199,10 @@ export class SampleRenderer {
       if (message.role !== 'assistant') return;
       const before = template.render(messages.slice(0, k), true);
       const through = k === messages.length - 1 ? full : template.render(messages.slice(0, k + 1), false);
-      for (const [prefix, what] of [[before, `messages 1..${k} with the generation prompt`], [through, `messages 1..${k + 1}`]]) {
+      for (const [prefix, what] of [
+        [before, `messages 1..${k} with the generation prompt`],
+        [through, `messages 1..${k + 1}`],
+      ]) {
         if (full.startsWith(prefix)) continue;
         let at = 0;
         while (prefix[at] === full[at]) at++;
@@ -223,7 +250,13 @@ export class SampleRenderer {
    * Tokenizes `text` and labels the tokens overlapping `spans` (all tokens when spans is null); `appendEos` adds the
    * tokenizer's EOS, trained, unless the text already ends with it.
    */
-  private label(text: string, addSpecialTokens: boolean, spans: Span[] | null, appendEos: boolean, keepText: boolean): Labeled {
+  private label(
+    text: string,
+    addSpecialTokens: boolean,
+    spans: Span[] | null,
+    appendEos: boolean,
+    keepText: boolean,
+  ): Labeled {
     const eosId = appendEos ? this.tokenizer.eosId : null;
     if (spans === null && !keepText) {
       const ids = this.textTokenizer.encode(text, addSpecialTokens);
@@ -252,18 +285,34 @@ export class SampleRenderer {
     const { vocabSize } = this.options;
     const labels = this.options.trainOn === 'all' || sample.labels === null ? sample.inputIds : sample.labels;
     const bad = (reason: string) => ({ kind: 'bad' as const, bad: { row, reason } });
-    if (labels.length !== sample.inputIds.length) return bad(`"labels" has ${labels.length} entries, "input_ids" has ${sample.inputIds.length}; they must match`);
+    if (labels.length !== sample.inputIds.length)
+      return bad(`"labels" has ${labels.length} entries, "input_ids" has ${sample.inputIds.length}; they must match`);
     for (let i = 0; i < sample.inputIds.length; i++) {
       const id = sample.inputIds[i];
       if (!Number.isInteger(id) || id < 0 || (vocabSize !== undefined && id >= vocabSize)) {
-        return bad(`"input_ids"[${i}] is ${id}, outside the model's vocabulary${vocabSize === undefined ? '' : ` of ${vocabSize} (ids 0..${vocabSize - 1})`}`);
+        return bad(
+          `"input_ids"[${i}] is ${id}, outside the model's vocabulary${vocabSize === undefined ? '' : ` of ${vocabSize} (ids 0..${vocabSize - 1})`}`,
+        );
       }
       const label = labels[i];
-      if (label !== IGNORE_INDEX && (!Number.isInteger(label) || label < 0 || (vocabSize !== undefined && label >= vocabSize))) {
+      if (
+        label !== IGNORE_INDEX &&
+        (!Number.isInteger(label) || label < 0 || (vocabSize !== undefined && label >= vocabSize))
+      ) {
         return bad(`"labels"[${i}] is ${label}: expected a token id or ${IGNORE_INDEX}`);
       }
     }
-    return { kind: 'rendered', sample: { row, inputIds: Int32Array.from(sample.inputIds), labels: Int32Array.from(labels), text: null, starts: null, ends: null } };
+    return {
+      kind: 'rendered',
+      sample: {
+        row,
+        inputIds: Int32Array.from(sample.inputIds),
+        labels: Int32Array.from(labels),
+        text: null,
+        starts: null,
+        ends: null,
+      },
+    };
   }
 }
 

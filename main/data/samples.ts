@@ -1,5 +1,6 @@
 // The dataset pipeline's stages and the types between them:
-//   file --readers/--> RawRow --formats--> Sample --render--> RenderedSample --(truncate, pack, shuffle, split)--> Batch
+//   file --readers/--> RawRow --formats--> Sample --render--> RenderedSample --(truncate, pack, shuffle, split)-->
+// Batch
 import type { ChatMessage } from '../../shared/generation.js';
 import type { DataFormat } from '../../shared/training.js';
 

@@ -129,7 +129,11 @@ export class DatasetStatsCollector {
       minLength: this.rendered === 0 ? 0 : this.minLength,
       maxLength: this.maxLength,
       meanLength: this.rendered === 0 ? 0 : this.renderedTokens / this.rendered,
-      lengthHistogram: this.bucketRows.map((rows, b) => ({ from: b === 0 ? 1 : FIRST_BUCKET_TOP * 2 ** (b - 1) + 1, to: FIRST_BUCKET_TOP * 2 ** b, rows })),
+      lengthHistogram: this.bucketRows.map((rows, b) => ({
+        from: b === 0 ? 1 : FIRST_BUCKET_TOP * 2 ** (b - 1) + 1,
+        to: FIRST_BUCKET_TOP * 2 ** b,
+        rows,
+      })),
       renderedSha256: this.renderedDigest,
     };
   }

@@ -12,9 +12,15 @@ import type { ModelTokenizer } from '../model/tokenizer.js';
 /** Token ids of a text with the character span each covers. */
 export interface TokenizedText {
   ids: number[];
-  /** UTF-16 index of each token's first character; start === end for a token that stands for no text (a BOS the post-processor added). */
+  /**
+   * UTF-16 index of each token's first character; start === end for a token that stands for no text (a BOS the
+   * post-processor added).
+   */
   starts: Int32Array; // [T]
-  /** UTF-16 index just past each token's last character; a character split over several byte tokens belongs to each of them. */
+  /**
+   * UTF-16 index just past each token's last character; a character split over several byte tokens belongs to each of
+   * them.
+   */
   ends: Int32Array; // [T]
 }
 
@@ -46,10 +52,15 @@ export class TextTokenizer {
     const json = tokenizer.tokenizerJson;
     const decoders = componentTypes(json.decoder);
     this.byteLevel = decoders.includes('ByteLevel');
-    this.byteFallback = decoders.includes('ByteFallback') || (json.model as { byte_fallback?: unknown } | undefined)?.byte_fallback === true;
-    const forms = componentTypes(json.normalizer).filter((t): t is UnicodeForm => ['NFC', 'NFD', 'NFKC', 'NFKD'].includes(t));
+    this.byteFallback =
+      decoders.includes('ByteFallback') ||
+      (json.model as { byte_fallback?: unknown } | undefined)?.byte_fallback === true;
+    const forms = componentTypes(json.normalizer).filter((t): t is UnicodeForm =>
+      ['NFC', 'NFD', 'NFKC', 'NFKD'].includes(t),
+    );
     this.unicodeForm = forms[0] ?? null;
-    for (const token of (json.added_tokens ?? []) as { id: number; content: string }[]) this.addedById.set(token.id, token.content);
+    for (const token of (json.added_tokens ?? []) as { id: number; content: string }[])
+      this.addedById.set(token.id, token.content);
     byteToCharTable().forEach((char, byte) => this.byteOfChar.set(char, byte));
   }
 
@@ -62,7 +73,10 @@ export class TextTokenizer {
     return this.unicodeForm === null ? text : text.normalize(this.unicodeForm);
   }
 
-  /** Token ids of `text`, without the post-processor's special tokens unless asked (a rendered chat template has its own). */
+  /**
+   * Token ids of `text`, without the post-processor's special tokens unless asked (a rendered chat template has its
+   * own).
+   */
   encode(text: string, addSpecialTokens: boolean): number[] {
     return this.tokenizer.encode(text, { addSpecialTokens });
   }
@@ -74,8 +88,10 @@ export class TextTokenizer {
     const charAt = charIndexOfBytes(text, textBytes.length);
     const starts = new Int32Array(ids.length);
     const ends = new Int32Array(ids.length);
-    const isWhitespace = (pos: number) => pos < textBytes.length && (textBytes[pos] === SPACE || (textBytes[pos] >= 0x09 && textBytes[pos] <= 0x0d));
-    const matchesAt = (pos: number, bytes: Uint8Array) => pos + bytes.length <= textBytes.length && bytes.every((b, i) => textBytes[pos + i] === b);
+    const isWhitespace = (pos: number) =>
+      pos < textBytes.length && (textBytes[pos] === SPACE || (textBytes[pos] >= 0x09 && textBytes[pos] <= 0x0d));
+    const matchesAt = (pos: number, bytes: Uint8Array) =>
+      pos + bytes.length <= textBytes.length && bytes.every((b, i) => textBytes[pos + i] === b);
     let pos = 0;
     for (let t = 0; t < ids.length; t++) {
       const bytes = this.tokenBytes(ids[t]);
@@ -90,7 +106,7 @@ export class TextTokenizer {
         pos = at;
       }
       let first = -1;
-      for (let i = 0; i < bytes.length; ) {
+      for (let i = 0; i < bytes.length;) {
         if (pos < textBytes.length && textBytes[pos] === bytes[i]) {
           if (first < 0) first = pos;
           pos++;
@@ -135,7 +151,8 @@ export class TextTokenizer {
     const added = this.addedById.get(id);
     if (added !== undefined) return utf8.encode(added);
     const token = this.tokenizer.idToToken(id);
-    if (token === undefined) throw new UserError(`${this.tokenizer.tokenizerFile}: token id ${id} is not in the vocabulary`);
+    if (token === undefined)
+      throw new UserError(`${this.tokenizer.tokenizerFile}: token id ${id} is not in the vocabulary`);
     if (this.byteLevel) {
       const bytes = Array.from(token, (char) => this.byteOfChar.get(char));
       if (bytes.every((b) => b !== undefined)) return Uint8Array.from(bytes);
@@ -160,9 +177,10 @@ export class TextTokenizer {
 function charIndexOfBytes(text: string, byteLength: number): Int32Array {
   const charAt = new Int32Array(byteLength + 1);
   let b = 0;
-  for (let i = 0; i < text.length; ) {
+  for (let i = 0; i < text.length;) {
     const code = text.codePointAt(i)!;
-    const width = code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4; // a lone surrogate encodes as U+FFFD: 3 bytes
+    // a lone surrogate encodes as U+FFFD: 3 bytes
+    const width = code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4;
     charAt.fill(i, b, b + width);
     b += width;
     i += code > 0xffff ? 2 : 1;

@@ -16,13 +16,19 @@ export const CHANNELS = {
   pick: 'studio:pick',
 } as const;
 
-/** Replies are values, never thrown errors: Electron would rewrite a thrown error's message ("Error invoking remote method..."). */
+/**
+ * Replies are values, never thrown errors: Electron would rewrite a thrown error's message ("Error invoking remote
+ * method...").
+ */
 export type IpcReply<T> = { ok: true; value: T } | { ok: false; error: ApiErrorShape };
 
 const fileFilterSchema = z.strictObject({
   name: z.string().min(1).max(100),
   // Bare extensions as the OS dialogs take them ("jsonl", not ".jsonl"); '*' for all files.
-  extensions: z.array(z.string().regex(/^(\*|[A-Za-z0-9]{1,16})$/, 'expected an extension such as jsonl, or *')).min(1).max(20),
+  extensions: z
+    .array(z.string().regex(/^(\*|[A-Za-z0-9]{1,16})$/, 'expected an extension such as jsonl, or *'))
+    .min(1)
+    .max(20),
 });
 
 export const pickRequestSchema = z.strictObject({
@@ -43,11 +49,15 @@ export function parsePickRequest(raw: unknown): CheckedPickRequest {
   const checked = pickRequestSchema.safeParse(raw);
   if (checked.success) return checked.data;
   const issue = checked.error.issues[0];
-  throw new ApiError(`pick: ${issue.path.length ? `request.${issue.path.join('.')}` : 'request'}: ${issue.message.replace(/\s+/g, ' ')}`);
+  throw new ApiError(
+    `pick: ${issue.path.length ? `request.${issue.path.join('.')}` : 'request'}: ${issue.message.replace(/\s+/g, ' ')}`,
+  );
 }
 
 /** showOpenDialog's properties for a request: a folder picker may create the folder (export destinations). */
-export function openDialogProperties(request: CheckedPickRequest): Array<'openFile' | 'openDirectory' | 'createDirectory'> {
+export function openDialogProperties(
+  request: CheckedPickRequest,
+): Array<'openFile' | 'openDirectory' | 'createDirectory'> {
   return request.kind === 'file' ? ['openFile'] : ['openDirectory', 'createDirectory'];
 }
 
@@ -95,7 +105,8 @@ export async function answerCall(
     if (!isTrustedSender(sender, trusted)) throw untrusted(sender);
     const call = parseCall(method, params);
     const question = deletionQuestion(call);
-    if (question !== null && !(await confirm(question))) throw new UserError(`${call.method}: not done; you chose to keep it`);
+    if (question !== null && !(await confirm(question)))
+      throw new UserError(`${call.method}: not done; you chose to keep it`);
     return { ok: true, value: await api.call(call.method, call.params) };
   } catch (err) {
     return { ok: false, error: errorShape(err) };

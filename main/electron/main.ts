@@ -4,13 +4,34 @@
 // mode. Training runs in the engine's own process (main/engine/process/host.ts), never on this thread.
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { app, BrowserWindow, dialog, ipcMain, Menu, Notification, safeStorage, session, shell, type IpcMainInvokeEvent, type MenuItemConstructorOptions } from 'electron';
+import {
+  app,
+  BrowserWindow,
+  dialog,
+  ipcMain,
+  Menu,
+  Notification,
+  safeStorage,
+  session,
+  shell,
+  type IpcMainInvokeEvent,
+  type MenuItemConstructorOptions,
+} from 'electron';
 import { startStudio, type HostedStudio } from '../studio/studioHost.js';
 import { encryptedTokenVault, memoryTokenVault, type TokenVault } from '../studio/services/tokenVault.js';
 import { defaultStudioHome } from '../store/home.js';
 import { answerCall, answerPick, CHANNELS, openDialogProperties, type CheckedPickRequest } from './ipc.js';
 import { progressBarValue, runNotification } from './runSignals.js';
-import { CONTENT_SECURITY_POLICY, externalLinkTarget, isAllowedRequest, rendererFolderUrl, viewMenu, windowOptions, type MessageSender, type TrustedRenderer } from './security.js';
+import {
+  CONTENT_SECURITY_POLICY,
+  externalLinkTarget,
+  isAllowedRequest,
+  rendererFolderUrl,
+  viewMenu,
+  windowOptions,
+  type MessageSender,
+  type TrustedRenderer,
+} from './security.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PRELOAD = path.join(HERE, 'preload.cjs');
@@ -19,15 +40,23 @@ const RENDERER_FOLDER_URL = rendererFolderUrl(pathToFileURL(RENDERER_INDEX).href
 
 /** The OS key store encrypts the Hub token; where there is none (Linux's basic_text fallback) it stays in memory. */
 function desktopTokenVault(home: string): TokenVault {
-  const encrypted = safeStorage.isEncryptionAvailable() && (process.platform !== 'linux' || safeStorage.getSelectedStorageBackend() !== 'basic_text');
+  const encrypted =
+    safeStorage.isEncryptionAvailable() &&
+    (process.platform !== 'linux' || safeStorage.getSelectedStorageBackend() !== 'basic_text');
   return encrypted ? encryptedTokenVault(path.join(home, 'hf-token.enc'), safeStorage) : memoryTokenVault();
 }
 
 function senderOf(event: IpcMainInvokeEvent): MessageSender {
-  return { webContentsId: event.sender.id, frameUrl: event.senderFrame?.url, isMainFrame: event.senderFrame === event.sender.mainFrame };
+  return {
+    webContentsId: event.sender.id,
+    frameUrl: event.senderFrame?.url,
+    isMainFrame: event.senderFrame === event.sender.mainFrame,
+  };
 }
 
-/** Every web contents, present or future: no webviews, no navigation, no new windows (https links go to the browser). */
+/**
+ * Every web contents, present or future: no webviews, no navigation, no new windows (https links go to the browser).
+ */
 function lockDownWebContents(): void {
   app.on('web-contents-created', (_event, contents) => {
     contents.on('will-attach-webview', (event) => event.preventDefault());
@@ -46,7 +75,9 @@ function lockDownSession(): void {
   const ses = session.defaultSession;
   ses.setPermissionRequestHandler((_contents, _permission, grant) => grant(false));
   ses.setPermissionCheckHandler(() => false);
-  ses.webRequest.onBeforeRequest((details, respond) => respond({ cancel: !isAllowedRequest(details.url, RENDERER_FOLDER_URL) }));
+  ses.webRequest.onBeforeRequest((details, respond) =>
+    respond({ cancel: !isAllowedRequest(details.url, RENDERER_FOLDER_URL) }),
+  );
   ses.webRequest.onHeadersReceived((details, respond) =>
     respond({ responseHeaders: { ...details.responseHeaders, 'Content-Security-Policy': [CONTENT_SECURITY_POLICY] } }),
   );
@@ -57,7 +88,11 @@ function buildMenu(home: string): Menu {
     ...(process.platform === 'darwin' ? [{ role: 'appMenu' } as const] : []),
     {
       label: 'File',
-      submenu: [{ label: 'Open Studio Folder', click: () => void shell.openPath(home) }, { type: 'separator' }, process.platform === 'darwin' ? { role: 'close' } : { role: 'quit' }],
+      submenu: [
+        { label: 'Open Studio Folder', click: () => void shell.openPath(home) },
+        { type: 'separator' },
+        process.platform === 'darwin' ? { role: 'close' } : { role: 'quit' },
+      ],
     },
     { role: 'editMenu' },
     viewMenu(app.isPackaged),
@@ -72,14 +107,26 @@ function createWindow(api: HostedStudio): BrowserWindow {
   const trusted: TrustedRenderer = { webContentsId: win.webContents.id, folderUrl: RENDERER_FOLDER_URL };
 
   const choose = async (request: CheckedPickRequest): Promise<string | null> => {
-    const chosen = await dialog.showOpenDialog(win, { title: request.title, properties: openDialogProperties(request), filters: request.filters });
+    const chosen = await dialog.showOpenDialog(win, {
+      title: request.title,
+      properties: openDialogProperties(request),
+      filters: request.filters,
+    });
     return chosen.canceled ? null : (chosen.filePaths[0] ?? null);
   };
   const confirm = async (question: string): Promise<boolean> => {
-    const answer = await dialog.showMessageBox(win, { type: 'warning', message: question, buttons: ['Keep it', 'Delete'], defaultId: 0, cancelId: 0 });
+    const answer = await dialog.showMessageBox(win, {
+      type: 'warning',
+      message: question,
+      buttons: ['Keep it', 'Delete'],
+      defaultId: 0,
+      cancelId: 0,
+    });
     return answer.response === 1;
   };
-  ipcMain.handle(CHANNELS.call, (event, method: unknown, params: unknown) => answerCall(api, trusted, senderOf(event), method, params, confirm));
+  ipcMain.handle(CHANNELS.call, (event, method: unknown, params: unknown) =>
+    answerCall(api, trusted, senderOf(event), method, params, confirm),
+  );
   ipcMain.handle(CHANNELS.pick, (event, request: unknown) => answerPick(choose, trusted, senderOf(event), request));
 
   const unsubscribe = api.subscribe((event) => {
@@ -121,7 +168,10 @@ async function start(): Promise<void> {
   }
   void api.stopped.then((died) => {
     if (!died) return;
-    dialog.showErrorBox('PEFT Studio stopped', `${died.message}. Runs resume from their last checkpoint at the next start.`);
+    dialog.showErrorBox(
+      'PEFT Studio stopped',
+      `${died.message}. Runs resume from their last checkpoint at the next start.`,
+    );
     app.exit(1);
   });
   Menu.setApplicationMenu(buildMenu(home));

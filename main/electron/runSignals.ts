@@ -11,7 +11,8 @@ export function progressBarValue(event: StudioEvent): number | null {
   if (event.kind !== 'run') return null;
   const run = event.event;
   if (run.type === 'status') {
-    // Queued and running (compiling graphs, reading data) have no step count yet; every other status ends the run's turn.
+    // Queued and running (compiling graphs, reading data) have no step count yet; every other status ends the run's
+    // turn.
     return run.status === 'queued' || run.status === 'running' ? PROGRESS_INDETERMINATE : PROGRESS_HIDDEN;
   }
   if (run.event.type !== 'step' || run.event.totalSteps <= 0) return null;
@@ -23,11 +24,18 @@ export interface RunNotification {
   body: string;
 }
 
-/** The OS notification for a run that completed or failed; nothing for anything else (the user paused or cancelled it). */
+/**
+ * The OS notification for a run that completed or failed; nothing for anything else (the user paused or cancelled it).
+ */
 export function runNotification(event: StudioEvent): RunNotification | null {
   if (event.kind !== 'run' || event.event.type !== 'status') return null;
   const { runId, status, error } = event.event;
-  if (status === 'completed') return { title: `Run ${runId} finished`, body: 'The adapter is ready: try it in the playground or export it.' };
-  if (status === 'failed') return { title: `Run ${runId} failed`, body: `${error ?? 'The engine stopped.'} It can be resumed from its last checkpoint.` };
+  if (status === 'completed')
+    return { title: `Run ${runId} finished`, body: 'The adapter is ready: try it in the playground or export it.' };
+  if (status === 'failed')
+    return {
+      title: `Run ${runId} failed`,
+      body: `${error ?? 'The engine stopped.'} It can be resumed from its last checkpoint.`,
+    };
   return null;
 }

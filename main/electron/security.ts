@@ -53,8 +53,18 @@ export function windowOptions(preloadPath: string, packaged: boolean): BrowserWi
 
 /** The View menu: zoom and full screen; reload and DevTools only in a development build. */
 export function viewMenu(packaged: boolean): MenuItemConstructorOptions {
-  const development: MenuItemConstructorOptions[] = [{ role: 'reload' }, { role: 'toggleDevTools' }, { type: 'separator' }];
-  const always: MenuItemConstructorOptions[] = [{ role: 'resetZoom' }, { role: 'zoomIn' }, { role: 'zoomOut' }, { type: 'separator' }, { role: 'togglefullscreen' }];
+  const development: MenuItemConstructorOptions[] = [
+    { role: 'reload' },
+    { role: 'toggleDevTools' },
+    { type: 'separator' },
+  ];
+  const always: MenuItemConstructorOptions[] = [
+    { role: 'resetZoom' },
+    { role: 'zoomIn' },
+    { role: 'zoomOut' },
+    { type: 'separator' },
+    { role: 'togglefullscreen' },
+  ];
   return { label: 'View', submenu: packaged ? always : [...development, ...always] };
 }
 
@@ -93,7 +103,11 @@ export interface TrustedRenderer {
 
 /** IPC is answered only for the main window's top frame showing one of our own files. */
 export function isTrustedSender(sender: MessageSender, trusted: TrustedRenderer): boolean {
-  return sender.webContentsId === trusted.webContentsId && sender.isMainFrame && isRendererUrl(sender.frameUrl, trusted.folderUrl);
+  return (
+    sender.webContentsId === trusted.webContentsId &&
+    sender.isMainFrame &&
+    isRendererUrl(sender.frameUrl, trusted.folderUrl)
+  );
 }
 
 /** Requests the window may make: its own files, inline images and the developer tools; nothing from a network. */

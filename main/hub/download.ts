@@ -7,7 +7,17 @@ import path from 'node:path';
 import { listFiles } from '@huggingface/hub';
 import { UserError } from '../../shared/errors.js';
 import { credentials, repoPageUrl, type HubAccess, type HubRepo } from './access.js';
-import { blobPath, cachedSize, checkHash, checkRepoPath, checkRevision, linkIntoSnapshot, snapshotDir, snapshotFile, writeRef } from './cache.js';
+import {
+  blobPath,
+  cachedSize,
+  checkHash,
+  checkRepoPath,
+  checkRevision,
+  linkIntoSnapshot,
+  snapshotDir,
+  snapshotFile,
+  writeRef,
+} from './cache.js';
 import { explainHubError, formatBytes, networkCode, shortQuote, type ErrorContext } from './errors.js';
 
 export interface RepoFile {
@@ -54,7 +64,13 @@ export interface DownloadResult {
 export const RESUME_HINT = 'run the same command again to resume';
 
 /** undici's and the system's codes for a body cut short, in words. */
-const HOW_IT_BROKE: Record<string, string> = { ECONNRESET: 'reset', UND_ERR_SOCKET: 'closed by the server', UND_ERR_BODY_TIMEOUT: 'timed out', ETIMEDOUT: 'timed out', EPIPE: 'broken' };
+const HOW_IT_BROKE: Record<string, string> = {
+  ECONNRESET: 'reset',
+  UND_ERR_SOCKET: 'closed by the server',
+  UND_ERR_BODY_TIMEOUT: 'timed out',
+  ETIMEDOUT: 'timed out',
+  EPIPE: 'broken',
+};
 
 export function errorContext(hub: HubAccess, repo: HubRepo, retry = RESUME_HINT): ErrorContext {
   return { repoId: repo.name, repoUrl: repoPageUrl(hub, repo), hubUrl: hub.hubUrl, retry, token: hub.token };
@@ -64,10 +80,22 @@ export function errorContext(hub: HubAccess, repo: HubRepo, retry = RESUME_HINT)
  * The repo's files at `commit` that `select` keeps, with the sizes and hashes the Hub lists for them; paths and hashes
  * name files in the cache, so each is checked before it is used.
  */
-export async function listRepoFiles(hub: HubAccess, repo: HubRepo, commit: string, select: (file: string) => boolean): Promise<RepoFile[]> {
+export async function listRepoFiles(
+  hub: HubAccess,
+  repo: HubRepo,
+  commit: string,
+  select: (file: string) => boolean,
+): Promise<RepoFile[]> {
   const files: RepoFile[] = [];
   try {
-    for await (const entry of listFiles({ repo, revision: commit, recursive: true, hubUrl: hub.hubUrl, fetch: hub.fetch, ...credentials(hub) })) {
+    for await (const entry of listFiles({
+      repo,
+      revision: commit,
+      recursive: true,
+      hubUrl: hub.hubUrl,
+      fetch: hub.fetch,
+      ...credentials(hub),
+    })) {
       if (entry.type !== 'file' || !select(entry.path)) continue;
       checkRepoPath(repo, entry.path);
       const name = shortQuote(entry.path);
@@ -105,7 +133,14 @@ async function hashExisting(hash: Hash, file: string): Promise<void> {
  * Streams the file into blobs/<etag>.incomplete, continuing a partial one with a Range request, then checks size and
  * hash before renaming it to its blob: a file in the cache is always complete and what the Hub lists.
  */
-async function downloadBlob(hub: HubAccess, repo: HubRepo, commit: string, file: RepoFile, blob: string, onBytes: (bytes: number) => void): Promise<number> {
+async function downloadBlob(
+  hub: HubAccess,
+  repo: HubRepo,
+  commit: string,
+  file: RepoFile,
+  blob: string,
+  onBytes: (bytes: number) => void,
+): Promise<number> {
   const what = `download ${repo.name} ${file.path}`;
   const incomplete = blobPath(hub.cacheDir, repo, file.etag, '.incomplete');
   let have = cachedSize(incomplete) ?? 0;
@@ -131,7 +166,9 @@ async function downloadBlob(hub: HubAccess, repo: HubRepo, commit: string, file:
       const start = Number(/^bytes (\d+)-/.exec(response.headers.get('content-range') ?? '')?.[1]);
       if (start !== have) {
         await response.body?.cancel();
-        throw new UserError(`${what}: the server resumed at byte ${start}, not ${have}; delete ${incomplete} and run the same command again`);
+        throw new UserError(
+          `${what}: the server resumed at byte ${start}, not ${have}; delete ${incomplete} and run the same command again`,
+        );
       }
       await hashExisting(hash, incomplete);
     } else {
@@ -153,7 +190,9 @@ async function downloadBlob(hub: HubAccess, repo: HubRepo, commit: string, file:
     } catch (err) {
       if (err instanceof UserError) throw err;
       const code = networkCode(err);
-      throw new UserError(`${what}: connection ${HOW_IT_BROKE[code] ?? `lost (${code})`} after ${formatBytes(have)} of ${formatBytes(file.size)}; ${RESUME_HINT}`);
+      throw new UserError(
+        `${what}: connection ${HOW_IT_BROKE[code] ?? `lost (${code})`} after ${formatBytes(have)} of ${formatBytes(file.size)}; ${RESUME_HINT}`,
+      );
     } finally {
       await out.close();
     }
@@ -161,12 +200,20 @@ async function downloadBlob(hub: HubAccess, repo: HubRepo, commit: string, file:
     await hashExisting(hash, incomplete);
   }
 
-  if (have < file.size) throw new UserError(`${what}: the connection closed after ${formatBytes(have)} of ${formatBytes(file.size)}; ${RESUME_HINT}`);
+  if (have < file.size)
+    throw new UserError(
+      `${what}: the connection closed after ${formatBytes(have)} of ${formatBytes(file.size)}; ${RESUME_HINT}`,
+    );
   const digest = hash.digest('hex');
   if (have !== file.size || digest !== file.etag) {
     fs.rmSync(incomplete, { force: true });
-    const problem = have !== file.size ? `received more than the ${file.size} bytes the Hub lists` : `${file.lfs ? 'sha256' : 'git sha1'} of the received bytes is ${digest.slice(0, 12)}..., the Hub lists ${file.etag.slice(0, 12)}...`;
-    throw new UserError(`${what}: checksum mismatch (${problem}); the download was deleted and nothing was cached; run the same command again`);
+    const problem =
+      have !== file.size
+        ? `received more than the ${file.size} bytes the Hub lists`
+        : `${file.lfs ? 'sha256' : 'git sha1'} of the received bytes is ${digest.slice(0, 12)}..., the Hub lists ${file.etag.slice(0, 12)}...`;
+    throw new UserError(
+      `${what}: checksum mismatch (${problem}); the download was deleted and nothing was cached; run the same command again`,
+    );
   }
   fs.renameSync(incomplete, blob);
   return received;
@@ -176,7 +223,13 @@ async function downloadBlob(hub: HubAccess, repo: HubRepo, commit: string, file:
  * Puts one file in snapshots/<commit>/, reusing what the cache already holds (a snapshot entry or the blob, from this
  * tool or from Python) without a request. `fetched` is null when the file came from the cache.
  */
-export async function fetchIntoCache(hub: HubAccess, repo: HubRepo, commit: string, file: RepoFile, onBytes: (bytes: number) => void = () => {}): Promise<{ path: string; fetched: number | null }> {
+export async function fetchIntoCache(
+  hub: HubAccess,
+  repo: HubRepo,
+  commit: string,
+  file: RepoFile,
+  onBytes: (bytes: number) => void = () => {},
+): Promise<{ path: string; fetched: number | null }> {
   const pointer = snapshotFile(hub.cacheDir, repo, commit, file.path);
   if (cachedSize(pointer) === file.size) return { path: pointer, fetched: null };
   const blob = blobPath(hub.cacheDir, repo, file.etag);
@@ -189,7 +242,11 @@ export async function fetchIntoCache(hub: HubAccess, repo: HubRepo, commit: stri
  * Fetches every file of the plan, then records refs/<revision>: the snapshot folder, ready to open. Every place the
  * plan names in the cache is checked before the first byte is fetched.
  */
-export async function downloadSnapshot(hub: HubAccess, plan: SnapshotPlan, onProgress: (progress: DownloadProgress) => void = () => {}): Promise<DownloadResult> {
+export async function downloadSnapshot(
+  hub: HubAccess,
+  plan: SnapshotPlan,
+  onProgress: (progress: DownloadProgress) => void = () => {},
+): Promise<DownloadResult> {
   checkRevision(hub.cacheDir, plan.repo, plan.revision);
   snapshotDir(hub.cacheDir, plan.repo, plan.commit);
   for (const file of plan.files) {
@@ -200,7 +257,16 @@ export async function downloadSnapshot(hub: HubAccess, plan: SnapshotPlan, onPro
   let fetchedBytes = 0;
   let cachedFiles = 0;
   for (const [i, file] of plan.files.entries()) {
-    const report = (fileBytes: number) => onProgress({ file: file.path, fileBytes, fileSize: file.size, doneBytes: done + fileBytes, totalBytes: plan.totalBytes, index: i + 1, count: plan.files.length });
+    const report = (fileBytes: number) =>
+      onProgress({
+        file: file.path,
+        fileBytes,
+        fileSize: file.size,
+        doneBytes: done + fileBytes,
+        totalBytes: plan.totalBytes,
+        index: i + 1,
+        count: plan.files.length,
+      });
     const { fetched } = await fetchIntoCache(hub, plan.repo, plan.commit, file, report);
     if (fetched === null) cachedFiles++;
     fetchedBytes += fetched ?? 0;

@@ -67,7 +67,9 @@ async function serverMessage(response: Response): Promise<string | null> {
     const text = await response.text();
     if (response.headers.get('content-type')?.includes('json')) {
       const json = JSON.parse(text) as { error?: unknown; message?: unknown };
-      return oneLine(typeof json.error === 'string' ? json.error : typeof json.message === 'string' ? json.message : null);
+      return oneLine(
+        typeof json.error === 'string' ? json.error : typeof json.message === 'string' ? json.message : null,
+      );
     }
     return oneLine(text);
   } catch {
@@ -89,7 +91,8 @@ function originOf(url: string): string | undefined {
  */
 export function hubFetch(base: typeof fetch = fetch, hubUrl?: string): typeof fetch {
   const tokenOrigin = hubUrl === undefined ? null : originOf(hubUrl);
-  if (tokenOrigin === undefined) throw new UserError(`HF_ENDPOINT ${shortQuote(hubUrl!)} is not a URL (such as https://huggingface.co)`);
+  if (tokenOrigin === undefined)
+    throw new UserError(`HF_ENDPOINT ${shortQuote(hubUrl!)} is not a URL (such as https://huggingface.co)`);
   return async (input, init) => {
     const url = input instanceof Request ? input.url : String(input);
     // The token is the Hub's alone: a URL the Hub hands out (a next page, a mirror's redirect) may lead elsewhere.
@@ -106,7 +109,13 @@ export function hubFetch(base: typeof fetch = fetch, hubUrl?: string): typeof fe
       throw new HubNetworkError(url, networkCode(err));
     }
     if (response.ok) return response;
-    throw new HubHttpError(response.status, response.url || url, response.headers.get('x-error-code'), await serverMessage(response), response.headers.get('retry-after'));
+    throw new HubHttpError(
+      response.status,
+      response.url || url,
+      response.headers.get('x-error-code'),
+      await serverMessage(response),
+      response.headers.get('retry-after'),
+    );
   };
 }
 
@@ -133,40 +142,62 @@ export function explainHubError(err: unknown, what: string, ctx: ErrorContext): 
 function explain(err: unknown, what: string, ctx: ErrorContext): UserError {
   const tokens = `${ctx.hubUrl}/settings/tokens`;
   if (err instanceof HubNetworkError) {
-    return new HubUnreachableError(`${what}: cannot reach ${new URL(err.url).host} (${err.code}); check the network connection (and HF_ENDPOINT if set), then ${ctx.retry}`);
+    return new HubUnreachableError(
+      `${what}: cannot reach ${new URL(err.url).host} (${err.code}); check the network connection (and HF_ENDPOINT if set), then ${ctx.retry}`,
+    );
   }
   if (err instanceof HubHttpError) {
     const said = err.serverMessage ? ` (the Hub says: ${err.serverMessage})` : '';
-    const gated = err.errorCode === 'GatedRepo' || /\bgated\b|restricted|authorized list/i.test(err.serverMessage ?? '');
+    const gated =
+      err.errorCode === 'GatedRepo' || /\bgated\b|restricted|authorized list/i.test(err.serverMessage ?? '');
     switch (true) {
       case gated:
-        return new UserError(`${what}: ${ctx.repoId} is a gated repo (${err.status}): accept its conditions at ${ctx.repoUrl} while logged in, then set HF_TOKEN to a read token of that account (${tokens})`);
+        return new UserError(
+          `${what}: ${ctx.repoId} is a gated repo (${err.status}): accept its conditions at ${ctx.repoUrl} while logged in, then set HF_TOKEN to a read token of that account (${tokens})`,
+        );
       case err.status === 401:
-        return new UserError(`${what}: not authorized (401): ${ctx.repoId} is private or does not exist, or HF_TOKEN is missing, expired or invalid; set HF_TOKEN to a token from ${tokens}`);
+        return new UserError(
+          `${what}: not authorized (401): ${ctx.repoId} is private or does not exist, or HF_TOKEN is missing, expired or invalid; set HF_TOKEN to a token from ${tokens}`,
+        );
       case err.status === 403:
-        return new UserError(`${what}: forbidden (403)${said}: the token in HF_TOKEN lacks permission for ${ctx.repoId} (uploads need a write token from ${tokens})`);
+        return new UserError(
+          `${what}: forbidden (403)${said}: the token in HF_TOKEN lacks permission for ${ctx.repoId} (uploads need a write token from ${tokens})`,
+        );
       case err.status === 404 && err.errorCode === 'RevisionNotFound':
-        return new UserError(`${what}: revision not found (404) in ${ctx.repoId}; check --revision (a branch, tag or commit hash)`);
+        return new UserError(
+          `${what}: revision not found (404) in ${ctx.repoId}; check --revision (a branch, tag or commit hash)`,
+        );
       case err.status === 404 && err.errorCode === 'EntryNotFound':
         return new UserError(`${what}: file not found (404) in ${ctx.repoId} at that revision`);
       case err.status === 404:
-        return new UserError(`${what}: not found (404): no repo ${ctx.repoId} on ${new URL(ctx.hubUrl).host}; check the id (organisation/name) and, for a dataset, pass --dataset`);
+        return new UserError(
+          `${what}: not found (404): no repo ${ctx.repoId} on ${new URL(ctx.hubUrl).host}; check the id (organisation/name) and, for a dataset, pass --dataset`,
+        );
       case err.status === 429:
-        return new UserError(`${what}: rate limited by the Hub (429); wait ${err.retryAfter ? `${err.retryAfter} s` : 'a few minutes'}, then ${ctx.retry}`);
+        return new UserError(
+          `${what}: rate limited by the Hub (429); wait ${err.retryAfter ? `${err.retryAfter} s` : 'a few minutes'}, then ${ctx.retry}`,
+        );
       case err.status >= 500:
-        return new UserError(`${what}: the Hub failed with ${err.status}${said}; this is on the server side: ${ctx.retry} later`);
+        return new UserError(
+          `${what}: the Hub failed with ${err.status}${said}; this is on the server side: ${ctx.retry} later`,
+        );
       default:
         return new UserError(`${what}: the Hub answered ${err.status}${said}`);
     }
   }
   // The parser quotes what it could not parse: bytes of whatever the server sent, which no message repeats.
-  if (err instanceof SyntaxError) return new UserError(`${what}: the Hub's answer is not valid JSON (a mirror or proxy in the way?); ${ctx.retry}`);
+  if (err instanceof SyntaxError)
+    return new UserError(`${what}: the Hub's answer is not valid JSON (a mirror or proxy in the way?); ${ctx.retry}`);
   return new UserError(`${what}: ${oneLine((err as Error)?.message ?? String(err)) ?? 'unknown error'}`);
 }
 
 /** Sizes as people read them: 12.3 MB, 270 MB, 1.5 GB (decimal units, as the Hub shows them). */
 export function formatBytes(bytes: number): string {
-  const units = [['GB', 1e9], ['MB', 1e6], ['kB', 1e3]] as const;
+  const units = [
+    ['GB', 1e9],
+    ['MB', 1e6],
+    ['kB', 1e3],
+  ] as const;
   for (const [unit, size] of units) {
     if (bytes >= size) {
       const value = bytes / size;

@@ -19,21 +19,34 @@ const AXIS: Rgb = [90, 96, 104];
 export const LINE_COLOR: Rgb = [31, 119, 180];
 
 const GLYPHS: Record<string, string> = {
-  '0': '111101101101111', '1': '010110010010111', '2': '111001111100111', '3': '111001111001111',
-  '4': '101101111001001', '5': '111100111001111', '6': '111100111101111', '7': '111001001001001',
-  '8': '111101111101111', '9': '111101111001111', '.': '000000000000010', '-': '000000111000000',
+  '0': '111101101101111',
+  '1': '010110010010111',
+  '2': '111001111100111',
+  '3': '111001111001111',
+  '4': '101101111001001',
+  '5': '111100111001111',
+  '6': '111100111101111',
+  '7': '111001001001001',
+  '8': '111101111101111',
+  '9': '111101111001111',
+  '.': '000000000000010',
+  '-': '000000111000000',
 };
 
 class Canvas {
   readonly rgba: Uint8Array;
-  constructor(readonly width: number, readonly height: number) {
+  constructor(
+    readonly width: number,
+    readonly height: number,
+  ) {
     this.rgba = new Uint8Array(width * height * 4);
     this.fill(0, 0, width, height, WHITE);
   }
 
   fill(x0: number, y0: number, w: number, h: number, [r, g, b]: Rgb): void {
     for (let y = Math.max(0, y0); y < Math.min(this.height, y0 + h); y++) {
-      for (let x = Math.max(0, x0); x < Math.min(this.width, x0 + w); x++) this.rgba.set([r, g, b, 255], (y * this.width + x) * 4);
+      for (let x = Math.max(0, x0); x < Math.min(this.width, x0 + w); x++)
+        this.rgba.set([r, g, b, 255], (y * this.width + x) * 4);
     }
   }
 
@@ -50,7 +63,9 @@ class Canvas {
   text(text: string, x: number, y: number, color: Rgb): void {
     [...text].forEach((ch, n) => {
       const glyph = GLYPHS[ch] ?? '';
-      for (let i = 0; i < glyph.length; i++) if (glyph[i] === '1') this.fill(x + n * 4 * SCALE + (i % 3) * SCALE, y + Math.floor(i / 3) * SCALE, SCALE, SCALE, color);
+      for (let i = 0; i < glyph.length; i++)
+        if (glyph[i] === '1')
+          this.fill(x + n * 4 * SCALE + (i % 3) * SCALE, y + Math.floor(i / 3) * SCALE, SCALE, SCALE, color);
     });
   }
 }
@@ -67,7 +82,12 @@ export function formatLoss(value: number): string {
 export function renderLossChart(points: LossPoint[]): Buffer {
   const canvas = new Canvas(CHART_WIDTH, CHART_HEIGHT);
   const data = points.filter((p) => Number.isFinite(p.step) && Number.isFinite(p.loss)).sort((a, b) => a.step - b.step);
-  const plot = { x: MARGIN.left, y: MARGIN.top, w: CHART_WIDTH - MARGIN.left - MARGIN.right, h: CHART_HEIGHT - MARGIN.top - MARGIN.bottom };
+  const plot = {
+    x: MARGIN.left,
+    y: MARGIN.top,
+    w: CHART_WIDTH - MARGIN.left - MARGIN.right,
+    h: CHART_HEIGHT - MARGIN.top - MARGIN.bottom,
+  };
 
   for (let i = 0; i <= 4; i++) canvas.fill(plot.x, plot.y + Math.round((plot.h * i) / 4), plot.w, 1, GRID);
   canvas.fill(plot.x - 1, plot.y, 1, plot.h + 1, AXIS);
@@ -82,7 +102,8 @@ export function renderLossChart(points: LossPoint[]): Buffer {
   const x = (step: number) => plot.x + (last === first ? plot.w / 2 : ((step - first) / (last - first)) * plot.w);
   const y = (loss: number) => plot.y + (1 - (loss - lo) / (hi - lo)) * plot.h;
 
-  for (let i = 1; i < data.length; i++) canvas.line(x(data[i - 1].step), y(data[i - 1].loss), x(data[i].step), y(data[i].loss), LINE_COLOR);
+  for (let i = 1; i < data.length; i++)
+    canvas.line(x(data[i - 1].step), y(data[i - 1].loss), x(data[i].step), y(data[i].loss), LINE_COLOR);
   if (data.length === 1) canvas.fill(Math.round(x(first)) - 2, Math.round(y(data[0].loss)) - 2, 4, 4, LINE_COLOR);
 
   const glyphHeight = 5 * SCALE;

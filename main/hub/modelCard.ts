@@ -53,10 +53,20 @@ export function readTrainingFacts(file: string): TrainingFacts | undefined {
   if (!isObject(facts)) throw new UserError(`${file}: expected a JSON object`);
   if (facts.settings !== undefined && !isObject(facts.settings)) throw bad('settings', 'an object');
   const dataset = facts.dataset as Record<string, unknown> | undefined;
-  if (dataset !== undefined && (!isObject(dataset) || ['name', 'sha256'].some((k) => dataset[k] !== undefined && typeof dataset[k] !== 'string'))) throw bad('dataset', 'an object with string name and sha256');
-  for (const field of ['finalLoss', 'evalLoss']) if (!isNumberOrNull(facts[field])) throw bad(field, 'a number or null');
+  if (
+    dataset !== undefined &&
+    (!isObject(dataset) || ['name', 'sha256'].some((k) => dataset[k] !== undefined && typeof dataset[k] !== 'string'))
+  )
+    throw bad('dataset', 'an object with string name and sha256');
+  for (const field of ['finalLoss', 'evalLoss'])
+    if (!isNumberOrNull(facts[field])) throw bad(field, 'a number or null');
   const losses = facts.losses;
-  if (losses !== undefined && (!Array.isArray(losses) || losses.some((p) => !isObject(p) || typeof p.step !== 'number' || typeof p.loss !== 'number'))) throw bad('losses', 'a list of {"step": number, "loss": number}');
+  if (
+    losses !== undefined &&
+    (!Array.isArray(losses) ||
+      losses.some((p) => !isObject(p) || typeof p.step !== 'number' || typeof p.loss !== 'number'))
+  )
+    throw bad('losses', 'a list of {"step": number, "loss": number}');
   return facts as TrainingFacts;
 }
 
@@ -68,15 +78,25 @@ function yamlScalar(value: string): string {
 }
 
 function frontMatter(input: ModelCardInput): string {
-  const lines = ['---', 'library_name: peft', `base_model: ${yamlScalar(input.baseModel)}`, 'base_model_relation: adapter'];
+  const lines = [
+    '---',
+    'library_name: peft',
+    `base_model: ${yamlScalar(input.baseModel)}`,
+    'base_model_relation: adapter',
+  ];
   const { license, license_name, license_link } = input.license ?? {};
   if (typeof license === 'string') lines.push(`license: ${yamlScalar(license)}`);
-  else if (Array.isArray(license) && license.length) lines.push('license:', ...license.map((l) => `- ${yamlScalar(l)}`));
+  else if (Array.isArray(license) && license.length)
+    lines.push('license:', ...license.map((l) => `- ${yamlScalar(l)}`));
   if (license_name) lines.push(`license_name: ${yamlScalar(license_name)}`);
   // A relative link points into the base repo, not this one.
-  if (license_link) lines.push(`license_link: ${yamlScalar(/^https?:/.test(license_link) ? license_link : `${input.hubUrl}/${input.baseModel}/blob/main/${license_link}`)}`);
+  if (license_link)
+    lines.push(
+      `license_link: ${yamlScalar(/^https?:/.test(license_link) ? license_link : `${input.hubUrl}/${input.baseModel}/blob/main/${license_link}`)}`,
+    );
   lines.push('pipeline_tag: text-generation', 'tags:');
-  for (const tag of ['peft', input.method, `base_model:adapter:${input.baseModel}`, 'transformers', 'peft-studio']) lines.push(`- ${yamlScalar(tag)}`);
+  for (const tag of ['peft', input.method, `base_model:adapter:${input.baseModel}`, 'transformers', 'peft-studio'])
+    lines.push(`- ${yamlScalar(tag)}`);
   lines.push('---');
   return lines.join('\n');
 }
@@ -111,7 +131,8 @@ function adapterSummary(input: ModelCardInput): string {
   return `LoRA, r=${describeValue(c.r)}, alpha=${describeValue(c.lora_alpha)}, targets ${describeValue(c.target_modules)}${c.use_rslora === true ? ', rsLoRA' : ''}`;
 }
 
-const formatLossValue = (loss: number | null | undefined) => (typeof loss === 'number' ? loss.toFixed(4) : 'not measured');
+const formatLossValue = (loss: number | null | undefined) =>
+  typeof loss === 'number' ? loss.toFixed(4) : 'not measured';
 
 export function renderModelCard(input: ModelCardInput): string {
   const name = input.repoId.split('/').at(-1)!;
@@ -134,14 +155,25 @@ export function renderModelCard(input: ModelCardInput): string {
   ];
   const dataset = training?.dataset;
   if (dataset?.name || dataset?.sha256) {
-    out.push(`Dataset: ${dataset.name ? `\`${publicName(dataset.name)}\`` : 'unnamed'}${dataset.sha256 ? ` (sha256 \`${dataset.sha256}\`)` : ''}.`, '');
+    out.push(
+      `Dataset: ${dataset.name ? `\`${publicName(dataset.name)}\`` : 'unnamed'}${dataset.sha256 ? ` (sha256 \`${dataset.sha256}\`)` : ''}.`,
+      '',
+    );
   }
   if (training && (training.finalLoss !== undefined || training.evalLoss !== undefined)) {
-    out.push(`Final training loss: ${formatLossValue(training.finalLoss)}. Validation loss: ${formatLossValue(training.evalLoss)}.`, '');
+    out.push(
+      `Final training loss: ${formatLossValue(training.finalLoss)}. Validation loss: ${formatLossValue(training.evalLoss)}.`,
+      '',
+    );
   }
   const losses = training?.losses ?? [];
   if (input.chart && losses.length) {
-    out.push(`![Training loss by step](${input.chart})`, '', `Training loss over ${losses.length} logged steps (step ${losses[0].step} to ${losses.at(-1)!.step}).`, '');
+    out.push(
+      `![Training loss by step](${input.chart})`,
+      '',
+      `Training loss over ${losses.length} logged steps (step ${losses[0].step} to ${losses.at(-1)!.step}).`,
+      '',
+    );
   }
   const tokenizerFrom = input.hasTokenizer ? input.repoId : input.baseModel;
   out.push(
@@ -160,7 +192,10 @@ export function renderModelCard(input: ModelCardInput): string {
     '',
   );
   if (input.merged) {
-    out.push(`The adapter merged into the base weights is in \`${input.merged}/\`: \`AutoModelForCausalLM.from_pretrained("${input.repoId}", subfolder="${input.merged}")\`.`, '');
+    out.push(
+      `The adapter merged into the base weights is in \`${input.merged}/\`: \`AutoModelForCausalLM.from_pretrained("${input.repoId}", subfolder="${input.merged}")\`.`,
+      '',
+    );
   }
   if (input.gguf) out.push(`\`${input.gguf}\` is the GGUF export, for llama.cpp and Ollama.`, '');
   return out.join('\n');

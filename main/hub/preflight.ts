@@ -93,13 +93,24 @@ function resolvedCommit(repo: HubRepo, revision: string, sha: unknown): string {
   return sha;
 }
 
-export async function preflightModel(hub: HubAccess, repoId: string, options: ModelPreflightOptions = {}): Promise<ModelPreflight> {
+export async function preflightModel(
+  hub: HubAccess,
+  repoId: string,
+  options: ModelPreflightOptions = {},
+): Promise<ModelPreflight> {
   const repo: HubRepo = { type: 'model', name: repoId };
   const revision = options.revision ?? 'main';
   checkRevision(hub.cacheDir, repo, revision); // the repo id and revision name folders in the cache
   let info: { sha?: string; gated: false | 'auto' | 'manual'; safetensors?: { total: number } };
   try {
-    info = await modelInfo({ name: repoId, revision, additionalFields: ['sha', 'safetensors'], hubUrl: hub.hubUrl, fetch: hub.fetch, ...credentials(hub) });
+    info = await modelInfo({
+      name: repoId,
+      revision,
+      additionalFields: ['sha', 'safetensors'],
+      hubUrl: hub.hubUrl,
+      fetch: hub.fetch,
+      ...credentials(hub),
+    });
   } catch (err) {
     throw explainHubError(err, `look up model ${repoId}`, errorContext(hub, repo));
   }
@@ -108,7 +119,10 @@ export async function preflightModel(hub: HubAccess, repoId: string, options: Mo
   const all = await listRepoFiles(hub, repo, commit, () => true);
   const select = fileSelector({ type: 'model', include: options.include });
   const files = all.filter((f) => select(f.path));
-  if (!files.length) throw new UserError(`${repoId}: no files to download${options.include ? ` match ${options.include.join(', ')}` : ''}`);
+  if (!files.length)
+    throw new UserError(
+      `${repoId}: no files to download${options.include ? ` match ${options.include.join(', ')}` : ''}`,
+    );
 
   let architecture: string | null = null;
   let spec: ModelSpec | null = null;
@@ -136,34 +150,75 @@ export async function preflightModel(hub: HubAccess, repoId: string, options: Mo
   }
 
   const report: ModelPreflight = {
-    repo, revision, commit, files, totalBytes: files.reduce((sum, f) => sum + f.size, 0),
-    repoId, gated: info.gated ?? false, architecture, supported: reason === undefined, spec: reason === undefined ? spec : null,
+    repo,
+    revision,
+    commit,
+    files,
+    totalBytes: files.reduce((sum, f) => sum + f.size, 0),
+    repoId,
+    gated: info.gated ?? false,
+    architecture,
+    supported: reason === undefined,
+    spec: reason === undefined ? spec : null,
     parameterCount: info.safetensors?.total ?? (spec ? countParameters(spec) : null),
   };
   if (reason !== undefined) report.reason = reason;
   if (report.spec && report.parameterCount && typeof config === 'object' && options.estimateTrainingBytes) {
     const weightsBytes = all.filter((f) => isWeightsFile(f.path)).reduce((sum, f) => sum + f.size, 0);
-    report.estimateBytes = options.estimateTrainingBytes(report.spec, { weightBytesPerElement: weightBytesPerElement(config, weightsBytes, report.parameterCount) });
+    report.estimateBytes = options.estimateTrainingBytes(report.spec, {
+      weightBytesPerElement: weightBytesPerElement(config, weightsBytes, report.parameterCount),
+    });
     if (options.availableBytes !== undefined) report.fits = report.estimateBytes <= options.availableBytes;
   }
   return report;
 }
 
-export async function preflightDataset(hub: HubAccess, repoId: string, options: DatasetPreflightOptions = {}): Promise<DatasetPreflight> {
+export async function preflightDataset(
+  hub: HubAccess,
+  repoId: string,
+  options: DatasetPreflightOptions = {},
+): Promise<DatasetPreflight> {
   const repo: HubRepo = { type: 'dataset', name: repoId };
   const revision = options.revision ?? 'main';
   checkRevision(hub.cacheDir, repo, revision); // the repo id and revision name folders in the cache
   let info: { sha?: string; gated: false | 'auto' | 'manual' };
   try {
-    info = await datasetInfo({ name: repoId, revision, additionalFields: ['sha'], hubUrl: hub.hubUrl, fetch: hub.fetch, ...credentials(hub) });
+    info = await datasetInfo({
+      name: repoId,
+      revision,
+      additionalFields: ['sha'],
+      hubUrl: hub.hubUrl,
+      fetch: hub.fetch,
+      ...credentials(hub),
+    });
   } catch (err) {
     throw explainHubError(err, `look up dataset ${repoId}`, errorContext(hub, repo));
   }
   const commit = resolvedCommit(repo, revision, info.sha);
-  const files = await listRepoFiles(hub, repo, commit, fileSelector({ type: 'dataset', include: options.include, split: options.split }));
+  const files = await listRepoFiles(
+    hub,
+    repo,
+    commit,
+    fileSelector({ type: 'dataset', include: options.include, split: options.split }),
+  );
   if (!files.length) {
-    const asked = [options.include && `match ${options.include.join(', ')}`, options.split && `belong to split "${options.split}"`].filter(Boolean).join(' and ');
-    throw new UserError(`dataset ${repoId}: no data files (JSONL, JSON, CSV, TSV, Parquet)${asked ? ` ${asked}` : ''}; list its files on ${hub.hubUrl}/datasets/${repoId}/tree/${revision} and choose them with --include`);
+    const asked = [
+      options.include && `match ${options.include.join(', ')}`,
+      options.split && `belong to split "${options.split}"`,
+    ]
+      .filter(Boolean)
+      .join(' and ');
+    throw new UserError(
+      `dataset ${repoId}: no data files (JSONL, JSON, CSV, TSV, Parquet)${asked ? ` ${asked}` : ''}; list its files on ${hub.hubUrl}/datasets/${repoId}/tree/${revision} and choose them with --include`,
+    );
   }
-  return { repo, revision, commit, files, totalBytes: files.reduce((sum, f) => sum + f.size, 0), repoId, gated: info.gated ?? false };
+  return {
+    repo,
+    revision,
+    commit,
+    files,
+    totalBytes: files.reduce((sum, f) => sum + f.size, 0),
+    repoId,
+    gated: info.gated ?? false,
+  };
 }

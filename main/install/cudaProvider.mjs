@@ -5,10 +5,15 @@ import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 
-if (process.platform !== 'linux' || process.arch !== 'x64' || process.env.ONNXRUNTIME_NODE_INSTALL === 'skip') process.exit(0);
+if (process.platform !== 'linux' || process.arch !== 'x64' || process.env.ONNXRUNTIME_NODE_INSTALL === 'skip')
+  process.exit(0);
 let ortInstall;
 try {
-  ortInstall = path.join(path.dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json')), 'script', 'install.js');
+  ortInstall = path.join(
+    path.dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json')),
+    'script',
+    'install.js',
+  );
 } catch {
   process.exit(0);
 }
@@ -16,5 +21,7 @@ const env = { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'cuda12' };
 delete env.npm_config_onnxruntime_node_install;
 const result = spawnSync(process.execPath, [ortInstall], { env, stdio: 'pipe', timeout: 600_000 });
 if (result.status !== 0) {
-  console.warn('peft-studio: CUDA provider for onnxruntime-node not installed (feed unreachable); CPU and WebGPU remain available.');
+  console.warn(
+    'peft-studio: CUDA provider for onnxruntime-node not installed (feed unreachable); CPU and WebGPU remain available.',
+  );
 }

@@ -75,7 +75,8 @@ function positiveNumber(config: Record<string, unknown>, name: string, file: str
 
 function size(config: Record<string, unknown>, name: SizeField, file: string, fallback?: number): number {
   const value = field(config, name, file, fallback);
-  if (!Number.isInteger(value) || value <= 0) throw new UserError(`${file}: field "${name}" must be a positive integer, found ${value}`);
+  if (!Number.isInteger(value) || value <= 0)
+    throw new UserError(`${file}: field "${name}" must be a positive integer, found ${value}`);
   const limit = CONFIG_LIMITS[name];
   if (value > limit) {
     throw new UserError(`${file}: field "${name}" is ${value}, more than the ${limit} any supported model has`);
@@ -109,9 +110,13 @@ export function parseModelConfig(config: Record<string, unknown>, file: string):
   const numKvHeads = size(config, 'num_key_value_heads', file, numHeads);
   const vocabSize = size(config, 'vocab_size', file);
   const maxPositionEmbeddings = size(config, 'max_position_embeddings', file, 2048);
-  if (numHeads % numKvHeads !== 0) throw new UserError(`${file}: "num_attention_heads" ${numHeads} is not a multiple of "num_key_value_heads" ${numKvHeads}`);
+  if (numHeads % numKvHeads !== 0)
+    throw new UserError(
+      `${file}: "num_attention_heads" ${numHeads} is not a multiple of "num_key_value_heads" ${numKvHeads}`,
+    );
   const headDim = config.head_dim == null ? hiddenSize / numHeads : size(config, 'head_dim', file);
-  if (!Number.isInteger(headDim) || headDim % 2 !== 0) throw new UserError(`${file}: head dimension ${headDim} must be an even integer`);
+  if (!Number.isInteger(headDim) || headDim % 2 !== 0)
+    throw new UserError(`${file}: head dimension ${headDim} must be an even integer`);
   // Real models keep the attention width H * D within a few times C (Qwen3: 2 C).
   if (numHeads * headDim > 8 * hiddenSize) {
     const width = `"num_attention_heads" ${numHeads} x "head_dim" ${headDim}`;
@@ -176,7 +181,8 @@ export function ropeInverseFrequencies(spec: ModelSpec): Float64Array {
     const wavelen = (2 * Math.PI) / inv[i];
     if (wavelen > lowFreqWavelen) inv[i] = inv[i] / s.factor;
     else if (wavelen >= highFreqWavelen) {
-      const smooth = (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+      const smooth =
+        (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
       inv[i] = (1 - smooth) * (inv[i] / s.factor) + smooth * inv[i];
     }
   }
@@ -217,23 +223,40 @@ export function layerWeightNames(spec: ModelSpec, i: number): Record<string, str
     up: `${p}.mlp.up_proj.weight`,
     down: `${p}.mlp.down_proj.weight`,
   };
-  if (spec.qkvBias) Object.assign(names, { qBias: `${p}.self_attn.q_proj.bias`, kBias: `${p}.self_attn.k_proj.bias`, vBias: `${p}.self_attn.v_proj.bias` });
+  if (spec.qkvBias)
+    Object.assign(names, {
+      qBias: `${p}.self_attn.q_proj.bias`,
+      kBias: `${p}.self_attn.k_proj.bias`,
+      vBias: `${p}.self_attn.v_proj.bias`,
+    });
   if (spec.outputBias) names.oBias = `${p}.self_attn.o_proj.bias`;
-  if (spec.qkNorm) Object.assign(names, { qNorm: `${p}.self_attn.q_norm.weight`, kNorm: `${p}.self_attn.k_norm.weight` });
+  if (spec.qkNorm)
+    Object.assign(names, { qNorm: `${p}.self_attn.q_norm.weight`, kNorm: `${p}.self_attn.k_norm.weight` });
   return names;
 }
 
 /** Expected shape of each frozen weight, used to check a checkpoint before any graph is built. */
 export function expectedShapes(spec: ModelSpec): Map<string, number[]> {
   const { hiddenSize: C, intermediateSize: I, numHeads: H, numKvHeads: K, headDim: D, vocabSize: V } = spec;
-  const shapes = new Map<string, number[]>([['model.embed_tokens.weight', [V, C]], ['model.norm.weight', [C]]]);
+  const shapes = new Map<string, number[]>([
+    ['model.embed_tokens.weight', [V, C]],
+    ['model.norm.weight', [C]],
+  ]);
   if (!spec.tieWordEmbeddings) shapes.set('lm_head.weight', [V, C]);
   for (let i = 0; i < spec.numLayers; i++) {
     const n = layerWeightNames(spec, i);
     shapes.set(n.inputNorm, [C]).set(n.postNorm, [C]);
-    shapes.set(n.q, [H * D, C]).set(n.k, [K * D, C]).set(n.v, [K * D, C]).set(n.o, [C, H * D]);
+    shapes
+      .set(n.q, [H * D, C])
+      .set(n.k, [K * D, C])
+      .set(n.v, [K * D, C])
+      .set(n.o, [C, H * D]);
     shapes.set(n.gate, [I, C]).set(n.up, [I, C]).set(n.down, [C, I]);
-    if (spec.qkvBias) shapes.set(n.qBias, [H * D]).set(n.kBias, [K * D]).set(n.vBias, [K * D]);
+    if (spec.qkvBias)
+      shapes
+        .set(n.qBias, [H * D])
+        .set(n.kBias, [K * D])
+        .set(n.vBias, [K * D]);
     if (spec.outputBias) shapes.set(n.oBias, [C]);
     if (spec.qkNorm) shapes.set(n.qNorm, [D]).set(n.kNorm, [D]);
   }
@@ -264,15 +287,23 @@ export function checkedTargets(names: readonly string[], where: string): TargetM
 export function targetShape(spec: ModelSpec, target: TargetModule): { out: number; in: number } {
   const { hiddenSize: C, intermediateSize: I, numHeads: H, numKvHeads: K, headDim: D } = spec;
   switch (target) {
-    case 'q_proj': return { out: H * D, in: C };
-    case 'k_proj': return { out: K * D, in: C };
-    case 'v_proj': return { out: K * D, in: C };
-    case 'o_proj': return { out: C, in: H * D };
-    case 'gate_proj': return { out: I, in: C };
-    case 'up_proj': return { out: I, in: C };
-    case 'down_proj': return { out: C, in: I };
+    case 'q_proj':
+      return { out: H * D, in: C };
+    case 'k_proj':
+      return { out: K * D, in: C };
+    case 'v_proj':
+      return { out: K * D, in: C };
+    case 'o_proj':
+      return { out: C, in: H * D };
+    case 'gate_proj':
+      return { out: I, in: C };
+    case 'up_proj':
+      return { out: I, in: C };
+    case 'down_proj':
+      return { out: C, in: I };
     // Callers check names first; a name that slipped through must not come back as undefined.
-    default: throw new UserError(unknownTarget(target));
+    default:
+      throw new UserError(unknownTarget(target));
   }
 }
 

@@ -31,14 +31,20 @@ export function loadChatTemplate(modelDir: string, tokenizerConfig: Record<strin
   if (typeof value === 'string') return { source: configFile, text: value };
   if (Array.isArray(value)) {
     const named = value.find((t) => t?.name === 'default');
-    if (typeof named?.template === 'string') return { source: `${configFile} (template "default")`, text: named.template };
+    if (typeof named?.template === 'string')
+      return { source: `${configFile} (template "default")`, text: named.template };
     const names = value.map((t) => JSON.stringify(t?.name)).join(', ');
     throw new UserError(`${configFile}: "chat_template" lists templates ${names} but none named "default"`);
   }
-  throw new UserError(`${configFile}: "chat_template" must be a string or a list of {name, template}, found ${typeof value}`);
+  throw new UserError(
+    `${configFile}: "chat_template" must be a string or a list of {name, template}, found ${typeof value}`,
+  );
 }
 
-/** A conversation the template could not render: its raise_exception refused it, or it failed on the conversation's data. */
+/**
+ * A conversation the template could not render: its raise_exception refused it, or it failed on the conversation's
+ * data.
+ */
 export class TemplateRenderError extends Error {
   constructor(
     message: string,
@@ -54,33 +60,52 @@ export interface Span {
   end: number;
 }
 
-const NAMED_SPECIAL_TOKENS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'];
-// `{% generation %}` / `{% endgeneration %}` become markers in the output; these noncharacters never occur in real text.
+const NAMED_SPECIAL_TOKENS = [
+  'bos_token',
+  'eos_token',
+  'unk_token',
+  'sep_token',
+  'pad_token',
+  'cls_token',
+  'mask_token',
+];
+// `{% generation %}` / `{% endgeneration %}` become markers in the output; these noncharacters never occur in real
+// text.
 const GENERATION_TAG = /\{%(-?)\s*(end)?generation\s*(-?)%\}/g;
 const GENERATION_START = '\uFDD0';
 const GENERATION_END = '\uFDD1';
 
-/** Whether a message holds a character that stands for a generation block's edge in a render (its spans would be wrong). */
+/**
+ * Whether a message holds a character that stands for a generation block's edge in a render (its spans would be wrong).
+ */
 export function holdsGenerationMarker(messages: readonly ChatMessage[]): boolean {
   return messages.some((m) => m.content.includes(GENERATION_START) || m.content.includes(GENERATION_END));
 }
 
 /** A chat template compiled once, rendered the way transformers renders it. */
 export class CompiledChatTemplate {
-  /** The template with its generation blocks turned into output markers (@huggingface/jinja's own handling of the tags drops whitespace jinja2 keeps). */
+  /**
+   * The template with its generation blocks turned into output markers (@huggingface/jinja's own handling of the tags
+   * drops whitespace jinja2 keeps).
+   */
   private readonly compiled: Template;
   readonly marksGenerations: boolean;
   private readonly context: Record<string, unknown>;
 
-  /** `tokenizerConfig` supplies the special tokens; `now` is the clock of `strftime_now` (Llama 3.1 prints today's date). */
+  /**
+   * `tokenizerConfig` supplies the special tokens; `now` is the clock of `strftime_now` (Llama 3.1 prints today's
+   * date).
+   */
   constructor(
     readonly template: ChatTemplate,
     tokenizerConfig: Record<string, unknown>,
     now: Date,
   ) {
     // Wrapped in an always-true `if`, a marker keeps the tag's block semantics (lstrip_blocks, trim_blocks, `-`).
-    const markedText = template.text.replace(GENERATION_TAG, (_tag, left: string, end: string | undefined, right: string) =>
-      `{%${left} if true %}{{ '${end ? GENERATION_END : GENERATION_START}' }}{% endif ${right}%}`,
+    const markedText = template.text.replace(
+      GENERATION_TAG,
+      (_tag, left: string, end: string | undefined, right: string) =>
+        `{%${left} if true %}{{ '${end ? GENERATION_END : GENERATION_START}' }}{% endif ${right}%}`,
     );
     this.marksGenerations = markedText !== template.text;
     try {
@@ -90,7 +115,9 @@ export class CompiledChatTemplate {
     }
     // What transformers passes: its named special tokens that are set, and tools/documents as None.
     const specialTokens = Object.fromEntries(
-      NAMED_SPECIAL_TOKENS.map((name) => [name, specialTokenText(tokenizerConfig[name])]).filter(([, token]) => token !== null),
+      NAMED_SPECIAL_TOKENS.map((name) => [name, specialTokenText(tokenizerConfig[name])]).filter(
+        ([, token]) => token !== null,
+      ),
     );
     this.context = {
       ...specialTokens,
@@ -109,7 +136,10 @@ export class CompiledChatTemplate {
     return this.marksGenerations ? text.replaceAll(GENERATION_START, '').replaceAll(GENERATION_END, '') : text;
   }
 
-  /** The conversation rendered for the assistant's next reply (add_generation_prompt); a refusal is a UserError naming the template's file. */
+  /**
+   * The conversation rendered for the assistant's next reply (add_generation_prompt); a refusal is a UserError naming
+   * the template's file.
+   */
   generationPrompt(messages: readonly ChatMessage[]): string {
     try {
       return this.render(messages, true);
@@ -142,7 +172,12 @@ export class CompiledChatTemplate {
 
   private run(messages: readonly ChatMessage[], addGenerationPrompt: boolean): string {
     // Template.render refuses to replace its own raise_exception and strftime_now, so the environment is built here.
-    const variables = { ...JINJA_GLOBALS, ...this.context, messages: messages.map((m) => ({ role: m.role, content: m.content })), add_generation_prompt: addGenerationPrompt };
+    const variables = {
+      ...JINJA_GLOBALS,
+      ...this.context,
+      messages: messages.map((m) => ({ role: m.role, content: m.content })),
+      add_generation_prompt: addGenerationPrompt,
+    };
     const environment = new Environment();
     for (const [name, value] of Object.entries(variables)) environment.set(name, value);
     try {
@@ -161,7 +196,9 @@ export class CompiledChatTemplate {
 function honourStripCharacters(): void {
   const probe = new Environment();
   const emptyString = probe.set('text', '');
-  const FunctionValue = probe.set('fn', () => null).constructor as new (call: (args: { value: unknown }[]) => unknown) => unknown;
+  const FunctionValue = probe.set('fn', () => null).constructor as new (
+    call: (args: { value: unknown }[]) => unknown,
+  ) => unknown;
   const StringValue = emptyString.constructor as new (value: string) => unknown;
   const prototype = Object.getPrototypeOf(emptyString);
   const builtins = Object.getOwnPropertyDescriptor(prototype, 'builtins')?.get;
@@ -172,12 +209,19 @@ function honourStripCharacters(): void {
       const methods = builtins.call(this) as Map<string, unknown>;
       if (patched.has(methods)) return methods;
       patched.add(methods);
-      for (const [name, left, right] of [['strip', true, true], ['lstrip', true, false], ['rstrip', false, true]] as const) {
-        methods.set(name, new FunctionValue((args) => {
-          const chars = args[0]?.value ?? null;
-          if (chars !== null && typeof chars !== 'string') throw new Error(`${name} arg must be None or str`);
-          return new StringValue(stripCharacters(this.value, chars, left, right));
-        }));
+      for (const [name, left, right] of [
+        ['strip', true, true],
+        ['lstrip', true, false],
+        ['rstrip', false, true],
+      ] as const) {
+        methods.set(
+          name,
+          new FunctionValue((args) => {
+            const chars = args[0]?.value ?? null;
+            if (chars !== null && typeof chars !== 'string') throw new Error(`${name} arg must be None or str`);
+            return new StringValue(stripCharacters(this.value, chars, left, right));
+          }),
+        );
       }
       return methods;
     },
@@ -217,11 +261,25 @@ const JINJA_GLOBALS: Record<string, unknown> = {
 /** A special token as tokenizer_config.json writes it: a string, an AddedToken object {content}, or null. */
 function specialTokenText(value: unknown): string | null {
   if (typeof value === 'string') return value;
-  if (typeof value === 'object' && value !== null && typeof (value as { content?: unknown }).content === 'string') return (value as { content: string }).content;
+  if (typeof value === 'object' && value !== null && typeof (value as { content?: unknown }).content === 'string')
+    return (value as { content: string }).content;
   return null;
 }
 
-const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+const MONTHS = [
+  'January',
+  'February',
+  'March',
+  'April',
+  'May',
+  'June',
+  'July',
+  'August',
+  'September',
+  'October',
+  'November',
+  'December',
+];
 const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
 
 /** Python's strftime in the C locale (English names), for the directives chat templates use. */
@@ -229,18 +287,30 @@ function strftime(date: Date, format: string): string {
   const pad = (n: number) => String(n).padStart(2, '0');
   return format.replace(/%[YymdbBaAHMS%]/g, (directive) => {
     switch (directive) {
-      case '%Y': return String(date.getFullYear());
-      case '%y': return pad(date.getFullYear() % 100);
-      case '%m': return pad(date.getMonth() + 1);
-      case '%d': return pad(date.getDate());
-      case '%b': return MONTHS[date.getMonth()].slice(0, 3);
-      case '%B': return MONTHS[date.getMonth()];
-      case '%a': return DAYS[date.getDay()].slice(0, 3);
-      case '%A': return DAYS[date.getDay()];
-      case '%H': return pad(date.getHours());
-      case '%M': return pad(date.getMinutes());
-      case '%S': return pad(date.getSeconds());
-      default: return '%';
+      case '%Y':
+        return String(date.getFullYear());
+      case '%y':
+        return pad(date.getFullYear() % 100);
+      case '%m':
+        return pad(date.getMonth() + 1);
+      case '%d':
+        return pad(date.getDate());
+      case '%b':
+        return MONTHS[date.getMonth()].slice(0, 3);
+      case '%B':
+        return MONTHS[date.getMonth()];
+      case '%a':
+        return DAYS[date.getDay()].slice(0, 3);
+      case '%A':
+        return DAYS[date.getDay()];
+      case '%H':
+        return pad(date.getHours());
+      case '%M':
+        return pad(date.getMinutes());
+      case '%S':
+        return pad(date.getSeconds());
+      default:
+        return '%';
     }
   });
 }

@@ -40,7 +40,8 @@ function readJson(file: string): Record<string, unknown> {
 /** Opens a model folder and checks that every weight the architecture needs is present with the right shape. */
 export function openModelFolder(dir: string): ModelFolder {
   const absolute = path.resolve(dir);
-  if (!fs.existsSync(absolute) || !fs.statSync(absolute).isDirectory()) throw new UserError(`${absolute}: model folder not found`);
+  if (!fs.existsSync(absolute) || !fs.statSync(absolute).isDirectory())
+    throw new UserError(`${absolute}: model folder not found`);
   const configFile = path.join(absolute, 'config.json');
   const spec = parseModelConfig(readJson(configFile), configFile);
 
@@ -71,7 +72,8 @@ export function openModelFolder(dir: string): ModelFolder {
     if (entry.shape.join(',') !== shape.join(',')) {
       throw new UserError(`${entry.file}: weight "${name}" has shape [${entry.shape}], config.json implies [${shape}]`);
     }
-    if (!['F32', 'F16', 'BF16'].includes(entry.dtype)) throw new UserError(`${entry.file}: weight "${name}" has dtype ${entry.dtype}, expected F32, F16 or BF16`);
+    if (!['F32', 'F16', 'BF16'].includes(entry.dtype))
+      throw new UserError(`${entry.file}: weight "${name}" has dtype ${entry.dtype}, expected F32, F16 or BF16`);
   }
   return { dir: absolute, spec, tensors };
 }

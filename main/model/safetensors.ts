@@ -37,10 +37,13 @@ export function readSafetensorsHeader(file: string): Map<string, TensorEntry> {
     if (!stat.isFile()) throw new UserError(`${file}: not a safetensors file (not a regular file)`);
     const fileSize = stat.size;
     const prefix = Buffer.alloc(8);
-    if (fileSize < 8 || fs.readSync(fd, prefix, 0, 8, 0) !== 8) throw new UserError(`${file}: not a safetensors file (shorter than its 8-byte header length)`);
+    if (fileSize < 8 || fs.readSync(fd, prefix, 0, 8, 0) !== 8)
+      throw new UserError(`${file}: not a safetensors file (shorter than its 8-byte header length)`);
     const headerLength = Number(prefix.readBigUInt64LE(0));
     if (headerLength < 2 || headerLength > 100_000_000 || 8 + headerLength > fileSize) {
-      throw new UserError(`${file}: not a safetensors file (header length ${headerLength} does not fit a ${fileSize}-byte file)`);
+      throw new UserError(
+        `${file}: not a safetensors file (header length ${headerLength} does not fit a ${fileSize}-byte file)`,
+      );
     }
     const headerBytes = Buffer.alloc(headerLength);
     fs.readSync(fd, headerBytes, 0, headerLength, 8);
@@ -76,7 +79,14 @@ export function readSafetensorsHeader(file: string): Map<string, TensorEntry> {
         const ends = `ends at byte ${dataStart + end}`;
         throw new UserError(`${file}: truncated (tensor "${shown}" ${ends}, file has ${fileSize})`);
       }
-      entries.set(name, { name, dtype, shape: info.shape, file, byteOffset: dataStart + begin, byteLength: end - begin });
+      entries.set(name, {
+        name,
+        dtype,
+        shape: info.shape,
+        file,
+        byteOffset: dataStart + begin,
+        byteLength: end - begin,
+      });
     }
     return entries;
   } finally {
@@ -132,7 +142,9 @@ export function floatToBf16Bits(values: Float32Array): Uint16Array {
   return out;
 }
 
-/** Rounds fp32 to IEEE binary16 bits (round to nearest even; overflow to infinity, tiny values to subnormals or zero). */
+/**
+ * Rounds fp32 to IEEE binary16 bits (round to nearest even; overflow to infinity, tiny values to subnormals or zero).
+ */
 export function floatToF16Bits(values: Float32Array): Uint16Array {
   const out = new Uint16Array(values.length);
   const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
@@ -224,7 +236,8 @@ export class SafetensorsStreamWriter {
   /** The next tensor of the declared layout. */
   write(name: string, data: Float32Array | BigInt64Array): void {
     const t = this.layout[this.next++];
-    if (!t || t.name !== name) throw new Error(`SafetensorsStreamWriter: expected ${t?.name ?? 'no more tensors'}, got ${name}`);
+    if (!t || t.name !== name)
+      throw new Error(`SafetensorsStreamWriter: expected ${t?.name ?? 'no more tensors'}, got ${name}`);
     const bytes =
       t.dtype === 'BF16'
         ? new Uint8Array(floatToBf16Bits(data as Float32Array).buffer)
@@ -232,12 +245,16 @@ export class SafetensorsStreamWriter {
           ? new Uint8Array(floatToF16Bits(data as Float32Array).buffer)
           : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const expected = t.shape.reduce((a, b) => a * b, 1) * BYTES_PER_ELEMENT[t.dtype];
-    if (bytes.byteLength !== expected) throw new Error(`SafetensorsStreamWriter: ${name} has ${bytes.byteLength} bytes, shape [${t.shape}] ${t.dtype} needs ${expected}`);
+    if (bytes.byteLength !== expected)
+      throw new Error(
+        `SafetensorsStreamWriter: ${name} has ${bytes.byteLength} bytes, shape [${t.shape}] ${t.dtype} needs ${expected}`,
+      );
     this.writeBytes(bytes);
   }
 
   close(): void {
-    if (this.next !== this.layout.length) throw new Error(`SafetensorsStreamWriter: ${this.layout.length - this.next} tensors not written`);
+    if (this.next !== this.layout.length)
+      throw new Error(`SafetensorsStreamWriter: ${this.layout.length - this.next} tensors not written`);
     fs.fsyncSync(this.fd);
     fs.closeSync(this.fd);
     fs.renameSync(this.temp, this.file);
@@ -255,9 +272,17 @@ export class SafetensorsStreamWriter {
 }
 
 /** Writes a safetensors file atomically (temp file, fsync, rename). Tensors are laid out in sorted key order. */
-export function writeSafetensors(file: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): void {
+export function writeSafetensors(
+  file: string,
+  tensors: Record<string, TensorToWrite>,
+  metadata?: Record<string, string>,
+): void {
   const names = Object.keys(tensors).sort();
-  const writer = new SafetensorsStreamWriter(file, names.map((name) => ({ name, dtype: tensors[name].dtype, shape: tensors[name].shape })), metadata);
+  const writer = new SafetensorsStreamWriter(
+    file,
+    names.map((name) => ({ name, dtype: tensors[name].dtype, shape: tensors[name].shape })),
+    metadata,
+  );
   try {
     for (const name of names) writer.write(name, tensors[name].data);
     writer.close();

@@ -56,20 +56,42 @@ const MAX_POSITIONS = 2048;
 
 const ARCH_CONFIG: Record<TinyModelOptions['arch'], Record<string, unknown>> = {
   // Llama and Qwen3 read attention_bias; Qwen2 always has q/k/v biases and no such field.
-  llama: { architectures: ['LlamaForCausalLM'], rms_norm_eps: 1e-5, rope_theta: 10000, attention_bias: false, mlp_bias: false, pretraining_tp: 1 },
-  qwen2: { architectures: ['Qwen2ForCausalLM'], rms_norm_eps: 1e-6, rope_theta: 1000000, use_sliding_window: false, sliding_window: null },
-  qwen3: { architectures: ['Qwen3ForCausalLM'], rms_norm_eps: 1e-6, rope_theta: 1000000, attention_bias: false, use_sliding_window: false, sliding_window: null },
+  llama: {
+    architectures: ['LlamaForCausalLM'],
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    attention_bias: false,
+    mlp_bias: false,
+    pretraining_tp: 1,
+  },
+  qwen2: {
+    architectures: ['Qwen2ForCausalLM'],
+    rms_norm_eps: 1e-6,
+    rope_theta: 1000000,
+    use_sliding_window: false,
+    sliding_window: null,
+  },
+  qwen3: {
+    architectures: ['Qwen3ForCausalLM'],
+    rms_norm_eps: 1e-6,
+    rope_theta: 1000000,
+    attention_bias: false,
+    use_sliding_window: false,
+    sliding_window: null,
+  },
 };
 
 function checkOptions(o: TinyModelOptions): void {
   for (const name of ['layers', 'hidden', 'heads', 'kvHeads', 'intermediate', 'vocab'] as const) {
-    if (!Number.isInteger(o[name]) || o[name] <= 0) throw new UserError(`tiny model: ${name} must be a positive integer, found ${o[name]}`);
+    if (!Number.isInteger(o[name]) || o[name] <= 0)
+      throw new UserError(`tiny model: ${name} must be a positive integer, found ${o[name]}`);
   }
   if (!Number.isInteger(o.seed)) throw new UserError(`tiny model: seed must be an integer, found ${o.seed}`);
   if (o.hidden % o.heads !== 0 || (o.hidden / o.heads) % 2 !== 0) {
     throw new UserError(`tiny model: hidden ${o.hidden} must split into ${o.heads} heads of even width`);
   }
-  if (o.heads % o.kvHeads !== 0) throw new UserError(`tiny model: heads ${o.heads} must be a multiple of kvHeads ${o.kvHeads}`);
+  if (o.heads % o.kvHeads !== 0)
+    throw new UserError(`tiny model: heads ${o.heads} must be a multiple of kvHeads ${o.kvHeads}`);
 }
 
 function modelConfig(o: TinyModelOptions): Record<string, unknown> {

@@ -18,7 +18,8 @@ export const MIN_TINY_VOCAB = TINY_SPECIAL_TOKENS.length + BYTE_TOKENS;
 /** Qwen2's pre-tokenizer split, in the Oniguruma syntax of tokenizer.json (one digit per piece). */
 const QWEN2_SPLIT_PATTERN = String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
 /** The same split as a JavaScript RegExp (Node 20 has no inline `(?i:)`, so the contractions spell out both cases). */
-const QWEN2_SPLIT = /'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu;
+const QWEN2_SPLIT =
+  /'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+/gu;
 
 /** ChatML, as Qwen and SmolLM2 use it. */
 export const CHATML_TEMPLATE =
@@ -52,7 +53,9 @@ export interface TinyTokenizer {
  */
 export function buildTinyTokenizer(vocabSize: number): TinyTokenizer {
   if (!Number.isInteger(vocabSize) || vocabSize < MIN_TINY_VOCAB) {
-    throw new UserError(`vocabulary size ${vocabSize} is too small: a byte-level tokenizer needs at least ${MIN_TINY_VOCAB} (${TINY_SPECIAL_TOKENS.length} special + ${BYTE_TOKENS} byte tokens)`);
+    throw new UserError(
+      `vocabulary size ${vocabSize} is too small: a byte-level tokenizer needs at least ${MIN_TINY_VOCAB} (${TINY_SPECIAL_TOKENS.length} special + ${BYTE_TOKENS} byte tokens)`,
+    );
   }
   const byteChars = byteToCharTable();
   const tokens: string[] = [...TINY_SPECIAL_TOKENS, ...byteChars];
@@ -60,7 +63,8 @@ export function buildTinyTokenizer(vocabSize: number): TinyTokenizer {
 
   // Each distinct pre-token of the corpus as byte-token ids, with how often it occurs.
   const wordCounts = new Map<string, number>();
-  for (const piece of TINY_CORPUS.normalize('NFC').match(QWEN2_SPLIT) ?? []) wordCounts.set(piece, (wordCounts.get(piece) ?? 0) + 1);
+  for (const piece of TINY_CORPUS.normalize('NFC').match(QWEN2_SPLIT) ?? [])
+    wordCounts.set(piece, (wordCounts.get(piece) ?? 0) + 1);
   const encoder = new TextEncoder();
   const words = [...wordCounts].map(([piece, count]) => ({
     ids: Array.from(encoder.encode(piece), (b) => TINY_SPECIAL_TOKENS.length + b),
@@ -100,7 +104,15 @@ export function buildTinyTokenizer(vocabSize: number): TinyTokenizer {
     version: '1.0',
     truncation: null,
     padding: null,
-    added_tokens: TINY_SPECIAL_TOKENS.map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    added_tokens: TINY_SPECIAL_TOKENS.map((content, id) => ({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
     normalizer: { type: 'NFC' },
     pre_tokenizer: {
       type: 'Sequence',
@@ -121,7 +133,8 @@ export function buildTinyTokenizer(vocabSize: number): TinyTokenizer {
       byte_fallback: false,
       ignore_merges: false,
       vocab: Object.fromEntries(tokens.map((token, id) => [token, id])),
-      // "left right" strings (not pairs) so that older tokenizers releases read them too; byte-level tokens hold no space.
+      // "left right" strings (not pairs) so that older tokenizers releases read them too; byte-level tokens hold no
+      // space.
       merges,
     },
   };
@@ -147,7 +160,10 @@ export function tinyTokenizerConfig(modelMaxLength: number): Record<string, unkn
   return {
     tokenizer_class: 'PreTrainedTokenizerFast',
     added_tokens_decoder: Object.fromEntries(
-      TINY_SPECIAL_TOKENS.map((content, id) => [String(id), { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true }]),
+      TINY_SPECIAL_TOKENS.map((content, id) => [
+        String(id),
+        { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true },
+      ]),
     ),
     additional_special_tokens: TINY_SPECIAL_TOKENS.slice(1),
     bos_token: endOfText,

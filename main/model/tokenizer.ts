@@ -5,7 +5,9 @@ import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../../shared/errors.js';
 
-/** The calls we make on @huggingface/tokenizers; its bundled types do not resolve under NodeNext, so they are restated. */
+/**
+ * The calls we make on @huggingface/tokenizers; its bundled types do not resolve under NodeNext, so they are restated.
+ */
 interface HfTokenizer {
   encode(text: string, options: { add_special_tokens: boolean }): { ids: number[] };
   decode(ids: number[], options: { skip_special_tokens: boolean }): string;
@@ -14,7 +16,9 @@ interface HfTokenizer {
 }
 
 export interface ModelTokenizer {
-  /** Token ids of `text`, with the special tokens the tokenizer's post-processor adds (BOS for Llama 3, none for Qwen). */
+  /**
+   * Token ids of `text`, with the special tokens the tokenizer's post-processor adds (BOS for Llama 3, none for Qwen).
+   */
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
   decode(ids: number[], options?: { skipSpecialTokens?: boolean }): string;
   tokenToId(token: string): number | undefined;
@@ -22,7 +26,10 @@ export interface ModelTokenizer {
   idToToken(id: number): string | undefined;
   /** tokenizer_config.json's eos_token, or null when it names none. */
   eosId: number | null;
-  /** The files as read: tokenizer.json's pipeline says how token strings spell text; the config ({} when absent) holds the special tokens. */
+  /**
+   * The files as read: tokenizer.json's pipeline says how token strings spell text; the config ({} when absent) holds
+   * the special tokens.
+   */
   tokenizerFile: string;
   tokenizerJson: Record<string, unknown>;
   config: Record<string, unknown>;
@@ -61,13 +68,16 @@ export function loadTokenizer(modelDir: string): ModelTokenizer {
   const eos = config.eos_token as string | { content?: string } | null | undefined;
   const eosToken = typeof eos === 'string' ? eos : (eos?.content ?? null);
   const eosId = eosToken === null ? null : tokenizer.token_to_id(eosToken);
-  if (eosId === undefined) throw new UserError(`${configFile}: eos_token ${JSON.stringify(eosToken)} is not a token of ${tokenizerFile}`);
+  if (eosId === undefined)
+    throw new UserError(`${configFile}: eos_token ${JSON.stringify(eosToken)} is not a token of ${tokenizerFile}`);
 
   return {
-    // A rendered chat template already holds its special tokens: callers pass addSpecialTokens false, as transformers does.
+    // A rendered chat template already holds its special tokens: callers pass addSpecialTokens false, as transformers
+    // does.
     encode: (text, options) => tokenizer.encode(text, { add_special_tokens: options?.addSpecialTokens ?? true }).ids,
     // @huggingface/tokenizers refuses an empty list; the empty string is the natural answer.
-    decode: (ids, options) => (ids.length === 0 ? '' : tokenizer.decode(ids, { skip_special_tokens: options?.skipSpecialTokens ?? false })),
+    decode: (ids, options) =>
+      ids.length === 0 ? '' : tokenizer.decode(ids, { skip_special_tokens: options?.skipSpecialTokens ?? false }),
     tokenToId: (token) => tokenizer.token_to_id(token),
     idToToken: (id) => tokenizer.id_to_token(id),
     eosId,

@@ -63,8 +63,14 @@ export function chatPromptIds(
     checkPromptLength(tokenizer, rendered, contextTokens, 'the conversation');
     return tokenizer.encode(rendered, { addSpecialTokens: false });
   }
-  if (!plainFallback) throw new UserError(`${modelDir}: the model has no chat template; allow plain "User: ... / Assistant:" text instead`, { field: 'plainChat' });
-  const text = messages.map((m) => `${m.role === 'user' ? 'User' : m.role === 'assistant' ? 'Assistant' : 'System'}: ${m.content}`).join('\n');
+  if (!plainFallback)
+    throw new UserError(
+      `${modelDir}: the model has no chat template; allow plain "User: ... / Assistant:" text instead`,
+      { field: 'plainChat' },
+    );
+  const text = messages
+    .map((m) => `${m.role === 'user' ? 'User' : m.role === 'assistant' ? 'Assistant' : 'System'}: ${m.content}`)
+    .join('\n');
   checkPromptLength(tokenizer, text, contextTokens, 'the conversation');
   return tokenizer.encode(`${text}\nAssistant:`);
 }

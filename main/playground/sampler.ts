@@ -25,7 +25,8 @@ export function argmax(values: ArrayLike<number>): number {
 export function sampleToken(logits: Float32Array, seen: Iterable<number>, options: SamplingOptions, rng: Rng): number {
   const scores = Float64Array.from(logits);
   if (options.repetitionPenalty !== 1) {
-    for (const id of new Set(seen)) scores[id] = scores[id] > 0 ? scores[id] / options.repetitionPenalty : scores[id] * options.repetitionPenalty;
+    for (const id of new Set(seen))
+      scores[id] = scores[id] > 0 ? scores[id] / options.repetitionPenalty : scores[id] * options.repetitionPenalty;
   }
   if (options.temperature === 0) return argmax(scores);
 

@@ -34,7 +34,10 @@ export interface StudioServer {
   close(): Promise<void>;
 }
 
-/** Nothing inline, nothing from elsewhere (the renderer's bundle has no inline scripts or styles; the e2e test fails on any CSP report). */
+/**
+ * Nothing inline, nothing from elsewhere (the renderer's bundle has no inline scripts or styles; the e2e test fails on
+ * any CSP report).
+ */
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'self'",
   "script-src 'self'",
@@ -56,7 +59,10 @@ const SECURITY_HEADERS = {
   'Cross-Origin-Opener-Policy': 'same-origin',
 };
 
-/** Static files fetched by the page itself (scripts, styles) cannot add the token: a cookie set from ?token= covers them. */
+/**
+ * Static files fetched by the page itself (scripts, styles) cannot add the token: a cookie set from ?token= covers
+ * them.
+ */
 const TOKEN_COOKIE = 'peft_studio_token';
 const MAX_BODY_BYTES = 8 * 2 ** 20;
 /** No answer of the studio's is near this; one that is would stall the page and is refused instead. */
@@ -115,7 +121,12 @@ function cookie(req: http.IncomingMessage, name: string): string | undefined {
 }
 
 /** Serialises first, then writes: a body that cannot be serialised becomes an error answer, never a half-sent one. */
-function sendJson(res: http.ServerResponse, status: number, body: unknown, extraHeaders: Record<string, string> = {}): void {
+function sendJson(
+  res: http.ServerResponse,
+  status: number,
+  body: unknown,
+  extraHeaders: Record<string, string> = {},
+): void {
   if (res.headersSent || res.destroyed) return;
   let text: string;
   try {
@@ -123,14 +134,28 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, extra
     if (Buffer.byteLength(text) > MAX_RESPONSE_BYTES) throw new Error(`the answer is over ${MAX_RESPONSE_BYTES} bytes`);
   } catch (err) {
     status = 500;
-    text = JSON.stringify({ error: { name: 'Error', message: `internal error: the answer could not be sent (${oneLine((err as Error).message, 200)})` } });
+    text = JSON.stringify({
+      error: {
+        name: 'Error',
+        message: `internal error: the answer could not be sent (${oneLine((err as Error).message, 200)})`,
+      },
+    });
   }
-  res.writeHead(status, { ...SECURITY_HEADERS, ...extraHeaders, 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
+  res.writeHead(status, {
+    ...SECURITY_HEADERS,
+    ...extraHeaders,
+    'Content-Type': 'application/json; charset=utf-8',
+    'Cache-Control': 'no-store',
+  });
   res.end(text);
 }
 
-const sendError = (res: http.ServerResponse, status: number, error: ApiErrorShape, extraHeaders?: Record<string, string>) =>
-  sendJson(res, status, { error: { ...error, message: oneLine(error.message) } }, extraHeaders);
+const sendError = (
+  res: http.ServerResponse,
+  status: number,
+  error: ApiErrorShape,
+  extraHeaders?: Record<string, string>,
+) => sendJson(res, status, { error: { ...error, message: oneLine(error.message) } }, extraHeaders);
 
 /** Deeper than any call's params: deeper ones would only exhaust the stack of whatever walks them next. */
 const MAX_JSON_DEPTH = 64;
@@ -143,7 +168,8 @@ function jsonDepth(text: string): number {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // a backslash escapes the next character
+      if (c === 0x5c)
+        i++; // a backslash escapes the next character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) deepest = Math.max(deepest, ++depth);
@@ -180,23 +206,38 @@ function readBody(req: http.IncomingMessage): Promise<string> {
   });
 }
 
-async function answerApiCall(api: StudioService, method: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  if (req.method !== 'POST') return sendError(res, 405, { name: 'ApiError', message: `${method}: use POST with JSON params` });
-  if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) return sendError(res, 415, { name: 'ApiError', message: `${method}: the body must be application/json` });
+async function answerApiCall(
+  api: StudioService,
+  method: string,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+): Promise<void> {
+  if (req.method !== 'POST')
+    return sendError(res, 405, { name: 'ApiError', message: `${method}: use POST with JSON params` });
+  if (!/^application\/json\b/i.test(req.headers['content-type'] ?? ''))
+    return sendError(res, 415, { name: 'ApiError', message: `${method}: the body must be application/json` });
   let params: unknown;
   try {
     const body = await readBody(req);
     if (jsonDepth(body) > MAX_JSON_DEPTH) throw new ApiError(`the params nest deeper than ${MAX_JSON_DEPTH} levels`);
     params = body.trim() === '' ? {} : JSON.parse(body);
   } catch (err) {
-    if (err instanceof BodyTooLarge) return sendError(res, 413, { name: 'ApiError', message: `${method}: ${err.message}` }, { Connection: 'close' });
-    return sendError(res, 400, { name: 'ApiError', message: `${method}: ${err instanceof ApiError ? err.message : `invalid JSON body (${(err as Error).message})`}` });
+    if (err instanceof BodyTooLarge)
+      return sendError(res, 413, { name: 'ApiError', message: `${method}: ${err.message}` }, { Connection: 'close' });
+    return sendError(res, 400, {
+      name: 'ApiError',
+      message: `${method}: ${err instanceof ApiError ? err.message : `invalid JSON body (${(err as Error).message})`}`,
+    });
   }
   try {
     sendJson(res, 200, (await api.dispatch(method, params)) ?? null);
   } catch (err) {
     const status = statusOf(err);
-    sendError(res, status, status === 500 ? { name: 'Error', message: `internal error: ${(err as Error).message}` } : errorShape(err));
+    sendError(
+      res,
+      status,
+      status === 500 ? { name: 'Error', message: `internal error: ${(err as Error).message}` } : errorShape(err),
+    );
   }
 }
 
@@ -217,14 +258,22 @@ function serveStatic(staticDir: string, pathname: string, res: http.ServerRespon
     return sendError(res, 400, { name: 'Error', message: `${pathname}: malformed path` });
   }
   let file = path.resolve(root, `.${decoded}`);
-  if (file !== root && !file.startsWith(root + path.sep)) return sendError(res, 404, { name: 'Error', message: 'not found' });
+  if (file !== root && !file.startsWith(root + path.sep))
+    return sendError(res, 404, { name: 'Error', message: 'not found' });
   // Client-side routes (no file extension) get the app's page.
-  if (!fs.existsSync(file) || fs.statSync(file).isDirectory()) file = path.extname(pathname) ? file : path.join(root, 'index.html');
+  if (!fs.existsSync(file) || fs.statSync(file).isDirectory())
+    file = path.extname(pathname) ? file : path.join(root, 'index.html');
   if (!fs.existsSync(file) || !fs.statSync(file).isFile()) {
-    const message = fs.existsSync(path.join(root, 'index.html')) ? `${pathname}: not found` : `the renderer is not built (no ${path.join(root, 'index.html')}); the API is served at /api/`;
+    const message = fs.existsSync(path.join(root, 'index.html'))
+      ? `${pathname}: not found`
+      : `the renderer is not built (no ${path.join(root, 'index.html')}); the API is served at /api/`;
     return sendError(res, 404, { name: 'Error', message });
   }
-  const headers: Record<string, string> = { ...SECURITY_HEADERS, 'Content-Type': CONTENT_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream', 'Cache-Control': 'no-cache' };
+  const headers: Record<string, string> = {
+    ...SECURITY_HEADERS,
+    'Content-Type': CONTENT_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream',
+    'Cache-Control': 'no-cache',
+  };
   if (setCookie) headers['Set-Cookie'] = setCookie;
   res.writeHead(200, headers);
   fs.createReadStream(file)
@@ -238,10 +287,16 @@ export async function startServer(options: ServeOptions): Promise<StudioServer> 
   let hosts: Set<string> | null = null;
 
   /** Why a request may not come in, or null when it may. */
-  const refusal = (req: http.IncomingMessage, url: URL, allowCookie: boolean): { status: number; message: string } | null => {
-    if (hosts && !hosts.has((req.headers.host ?? '').toLowerCase())) return { status: 403, message: `Host ${JSON.stringify(req.headers.host ?? '')} is not this server's` };
+  const refusal = (
+    req: http.IncomingMessage,
+    url: URL,
+    allowCookie: boolean,
+  ): { status: number; message: string } | null => {
+    if (hosts && !hosts.has((req.headers.host ?? '').toLowerCase()))
+      return { status: 403, message: `Host ${JSON.stringify(req.headers.host ?? '')} is not this server's` };
     const given = url.searchParams.get('token') ?? bearer(req) ?? (allowCookie ? cookie(req, TOKEN_COOKIE) : undefined);
-    if (!sameSecret(given, token)) return { status: 401, message: 'missing or wrong access token: open the URL peft-studio serve printed' };
+    if (!sameSecret(given, token))
+      return { status: 401, message: 'missing or wrong access token: open the URL peft-studio serve printed' };
     return null;
   };
 
@@ -249,7 +304,8 @@ export async function startServer(options: ServeOptions): Promise<StudioServer> 
     try {
       answerRequest(req, res);
     } catch (err) {
-      if (!res.headersSent) sendError(res, 500, { name: 'Error', message: `internal error: ${(err as Error).message}` });
+      if (!res.headersSent)
+        sendError(res, 500, { name: 'Error', message: `internal error: ${(err as Error).message}` });
       else res.destroy();
     }
   });
@@ -260,9 +316,15 @@ export async function startServer(options: ServeOptions): Promise<StudioServer> 
     const refused = refusal(req, url, !isApi);
     if (refused) return sendError(res, refused.status, { name: 'ApiError', message: refused.message });
     if (isApi) return answerSafely(api, url.pathname.slice('/api/'.length), req, res);
-    if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(res, 405, { name: 'ApiError', message: `${req.method} ${url.pathname}: only GET` });
+    if (req.method !== 'GET' && req.method !== 'HEAD')
+      return sendError(res, 405, { name: 'ApiError', message: `${req.method} ${url.pathname}: only GET` });
     const fromQuery = url.searchParams.get('token');
-    serveStatic(options.staticDir, url.pathname, res, fromQuery ? `${TOKEN_COOKIE}=${fromQuery}; HttpOnly; SameSite=Strict; Path=/` : null);
+    serveStatic(
+      options.staticDir,
+      url.pathname,
+      res,
+      fromQuery ? `${TOKEN_COOKIE}=${fromQuery}; HttpOnly; SameSite=Strict; Path=/` : null,
+    );
   };
 
   const sockets = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
@@ -270,16 +332,25 @@ export async function startServer(options: ServeOptions): Promise<StudioServer> 
     const url = new URL(req.url ?? '/', 'http://server');
     const origin = req.headers.origin;
     // A page elsewhere may open sockets to us with the user's cookies; only our own origin (or a non-browser) may.
-    const foreignOrigin = origin !== undefined && origin.toLowerCase() !== `http://${(req.headers.host ?? '').toLowerCase()}`;
-    const refused = url.pathname !== '/api/events' ? { status: 404, message: 'no such socket' } : foreignOrigin ? { status: 403, message: `origin ${origin} refused` } : refusal(req, url, false);
+    const foreignOrigin =
+      origin !== undefined && origin.toLowerCase() !== `http://${(req.headers.host ?? '').toLowerCase()}`;
+    const refused =
+      url.pathname !== '/api/events'
+        ? { status: 404, message: 'no such socket' }
+        : foreignOrigin
+          ? { status: 403, message: `origin ${origin} refused` }
+          : refusal(req, url, false);
     if (refused) {
-      socket.end(`HTTP/1.1 ${refused.status} ${http.STATUS_CODES[refused.status]}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${refused.message}\n`);
+      socket.end(
+        `HTTP/1.1 ${refused.status} ${http.STATUS_CODES[refused.status]}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${refused.message}\n`,
+      );
       return;
     }
     sockets.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       const unsubscribe = api.subscribe((event) => {
         if (ws.readyState !== ws.OPEN) return;
-        // A client that stopped reading would grow this buffer without bound: drop it; it reconnects and re-reads state.
+        // A client that stopped reading would grow this buffer without bound: drop it; it reconnects and re-reads
+        // state.
         if (ws.bufferedAmount > MAX_SOCKET_BACKLOG_BYTES) ws.close(1013, 'too far behind');
         else ws.send(JSON.stringify(event));
       });

@@ -17,18 +17,27 @@ export function storageError(err: unknown, where: string): Error {
   const fileError = explainFileError(err, where);
   if (fileError) return fileError;
   if (code === 'SQLITE_FULL') return new UserError(`${where}: the disk is full; free some space and try again`);
-  if (code.startsWith('SQLITE_READONLY')) return new UserError(`${where}: the folder is read-only; choose a writable folder (PEFT_STUDIO_HOME)`);
-  if (code.startsWith('SQLITE_IOERR')) return new UserError(`${where}: the disk refused a write (${message}); check free space and that the folder is writable`);
-  if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB') return new UserError(`${where}: the database file is damaged (${message}); move it aside to start a new one`);
+  if (code.startsWith('SQLITE_READONLY'))
+    return new UserError(`${where}: the folder is read-only; choose a writable folder (PEFT_STUDIO_HOME)`);
+  if (code.startsWith('SQLITE_IOERR'))
+    return new UserError(
+      `${where}: the disk refused a write (${message}); check free space and that the folder is writable`,
+    );
+  if (code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB')
+    return new UserError(`${where}: the database file is damaged (${message}); move it aside to start a new one`);
   if (code.startsWith('SQLITE_CANTOPEN')) return new UserError(`${where}: cannot open the database (${message})`);
-  if (code.startsWith('SQLITE_BUSY')) return new UserError(`${where}: the database stayed locked by another process; try again`);
+  if (code.startsWith('SQLITE_BUSY'))
+    return new UserError(`${where}: the database stayed locked by another process; try again`);
   return err as Error;
 }
 
 /** Applies the migrations after `user_version`, each in its own transaction; `upTo` stops early (for tests). */
 export function migrate(db: SqliteDatabase, upTo = MIGRATIONS.length): void {
   const current = db.pragma('user_version', { simple: true }) as number;
-  if (current > MIGRATIONS.length) throw new UserError(`${db.name}: made by a newer PEFT Studio (schema ${current}, this one knows ${MIGRATIONS.length}); update the app`);
+  if (current > MIGRATIONS.length)
+    throw new UserError(
+      `${db.name}: made by a newer PEFT Studio (schema ${current}, this one knows ${MIGRATIONS.length}); update the app`,
+    );
   for (let version = current; version < upTo; version++) {
     db.transaction(() => {
       db.exec(MIGRATIONS[version]);

@@ -29,7 +29,9 @@ export function lockHome(home: string): HomeLock {
       }
       const owner = Number.parseInt(readLock(file), 10);
       if (owner !== process.pid && isProcessAlive(owner)) {
-        throw new UserError(`${home}: another PEFT Studio (process ${owner}) is using this storage folder; close it first, or choose another folder`);
+        throw new UserError(
+          `${home}: another PEFT Studio (process ${owner}) is using this storage folder; close it first, or choose another folder`,
+        );
       }
       fs.rmSync(file, { force: true });
     }

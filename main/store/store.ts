@@ -93,7 +93,8 @@ function adapterFromRow(r: Row): AdapterRecord {
 }
 
 /** One chart point per bucket of consecutive steps (the bucket size is cast: JavaScript numbers bind as REAL, and REAL
- * division would put every step in a bucket of its own); exported so a test can check the plan walks the primary key. */
+ * division would put every step in a bucket of its own); exported so a test can check the plan walks the primary key.
+ * */
 export const LOSS_CHART_SQL = `SELECT max(step) AS step, avg(loss) AS loss, min(loss) AS minLoss, max(loss) AS maxLoss
   FROM metrics WHERE run_id = ? AND loss IS NOT NULL GROUP BY (step - 1) / CAST(? AS INTEGER) ORDER BY 1`;
 
@@ -162,7 +163,11 @@ export class Store {
            ON CONFLICT (location, sha256) DO UPDATE SET format = excluded.format, stats = excluded.stats`,
         )
         .run({ ...dataset, stats: JSON.stringify(dataset.stats), addedAt: now() });
-      return datasetFromRow(this.db.prepare('SELECT * FROM datasets WHERE location = ? AND sha256 = ?').get(dataset.location, dataset.sha256) as Row);
+      return datasetFromRow(
+        this.db
+          .prepare('SELECT * FROM datasets WHERE location = ? AND sha256 = ?')
+          .get(dataset.location, dataset.sha256) as Row,
+      );
     });
   }
 
@@ -182,7 +187,9 @@ export class Store {
     return this.write(() => {
       const id = this.nextId('runs');
       this.db
-        .prepare(`INSERT INTO runs (id, method, model_id, dataset_id, job, status, created_at, run_dir) VALUES (?, ?, ?, ?, ?, 'queued', ?, '')`)
+        .prepare(
+          `INSERT INTO runs (id, method, model_id, dataset_id, job, status, created_at, run_dir) VALUES (?, ?, ?, ?, ?, 'queued', ?, '')`,
+        )
         .run(id, job.method, modelId, datasetId, JSON.stringify(job), now());
       this.db.prepare('UPDATE runs SET run_dir = ? WHERE id = ?').run(this.runFolder(id), id);
       return this.run(id)!;
@@ -196,7 +203,9 @@ export class Store {
 
   /** A new id for `table` that no row ever had: ids of deleted rows are not given out again. */
   private nextId(table: 'runs' | 'adapters'): number {
-    const row = this.db.prepare('UPDATE id_high_water SET last_id = last_id + 1 WHERE tbl = ? RETURNING last_id').get(table) as Row;
+    const row = this.db
+      .prepare('UPDATE id_high_water SET last_id = last_id + 1 WHERE tbl = ? RETURNING last_id')
+      .get(table) as Row;
     return row.last_id as number;
   }
 
@@ -210,7 +219,8 @@ export class Store {
   }
 
   nextQueuedRun(): RunRecord | null {
-    const row = this.db.prepare(`SELECT * FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1`).get() as Row | undefined;
+    const row = this.db.prepare(`SELECT * FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1`).get() as
+      Row | undefined;
     return row ? runFromRow(row) : null;
   }
 
@@ -219,7 +229,9 @@ export class Store {
     return this.write(
       () =>
         this.db
-          .prepare(`UPDATE runs SET status = 'running', owner_pid = ?, started_at = coalesce(started_at, ?), finished_at = NULL, error = NULL, requested = NULL WHERE id = ? AND status = 'queued'`)
+          .prepare(
+            `UPDATE runs SET status = 'running', owner_pid = ?, started_at = coalesce(started_at, ?), finished_at = NULL, error = NULL, requested = NULL WHERE id = ? AND status = 'queued'`,
+          )
           .run(ownerPid, now(), id).changes === 1,
     );
   }
@@ -227,14 +239,31 @@ export class Store {
   setRunStatus(id: number, status: RunStatus, error: string | null = null): void {
     // A run that is not running has no engine process and no pending request.
     const finished = status === 'queued' ? null : now();
-    this.write(() => this.db.prepare('UPDATE runs SET status = ?, error = ?, finished_at = ?, worker_pid = NULL, requested = NULL WHERE id = ?').run(status, error, finished, id));
-  }
-
-  setRunProgress(id: number, progress: { step?: number; totalSteps?: number; device?: ExecutionDevice; workerPid?: number }): void {
     this.write(() =>
       this.db
-        .prepare('UPDATE runs SET step = coalesce(?, step), total_steps = coalesce(?, total_steps), device = coalesce(?, device), worker_pid = coalesce(?, worker_pid) WHERE id = ?')
-        .run(progress.step ?? null, progress.totalSteps ?? null, progress.device ?? null, progress.workerPid ?? null, id),
+        .prepare(
+          'UPDATE runs SET status = ?, error = ?, finished_at = ?, worker_pid = NULL, requested = NULL WHERE id = ?',
+        )
+        .run(status, error, finished, id),
+    );
+  }
+
+  setRunProgress(
+    id: number,
+    progress: { step?: number; totalSteps?: number; device?: ExecutionDevice; workerPid?: number },
+  ): void {
+    this.write(() =>
+      this.db
+        .prepare(
+          'UPDATE runs SET step = coalesce(?, step), total_steps = coalesce(?, total_steps), device = coalesce(?, device), worker_pid = coalesce(?, worker_pid) WHERE id = ?',
+        )
+        .run(
+          progress.step ?? null,
+          progress.totalSteps ?? null,
+          progress.device ?? null,
+          progress.workerPid ?? null,
+          id,
+        ),
     );
   }
 
@@ -245,12 +274,17 @@ export class Store {
   /** The engine process pid and owner process pid of a running run. */
   runProcesses(id: number): { ownerPid: number | null; workerPid: number | null } {
     const row = this.db.prepare('SELECT owner_pid, worker_pid FROM runs WHERE id = ?').get(id) as Row | undefined;
-    return { ownerPid: (row?.owner_pid as number | null) ?? null, workerPid: (row?.worker_pid as number | null) ?? null };
+    return {
+      ownerPid: (row?.owner_pid as number | null) ?? null,
+      workerPid: (row?.worker_pid as number | null) ?? null,
+    };
   }
 
   /** Asks the process that owns a running run to pause or cancel it (it polls this). */
   requestRunAction(id: number, action: 'pause' | 'cancel'): void {
-    this.write(() => this.db.prepare(`UPDATE runs SET requested = ? WHERE id = ? AND status = 'running'`).run(action, id));
+    this.write(() =>
+      this.db.prepare(`UPDATE runs SET requested = ? WHERE id = ? AND status = 'running'`).run(action, id),
+    );
   }
 
   /** The pending request for a run, cleared as it is read. */
@@ -266,9 +300,14 @@ export class Store {
   markOrphansInterrupted(isAlive: (pid: number) => boolean): number[] {
     return this.write(() => {
       const rows = this.db.prepare(`SELECT id, owner_pid FROM runs WHERE status = 'running'`).all() as Row[];
-      const orphans = rows.filter((r) => r.owner_pid == null || !isAlive(r.owner_pid as number)).map((r) => r.id as number);
-      const mark = this.db.prepare(`UPDATE runs SET status = 'interrupted', error = ?, finished_at = ?, worker_pid = NULL WHERE id = ?`);
-      for (const id of orphans) mark.run('the app stopped while this run was training; resume continues from its last checkpoint', now(), id);
+      const orphans = rows
+        .filter((r) => r.owner_pid == null || !isAlive(r.owner_pid as number))
+        .map((r) => r.id as number);
+      const mark = this.db.prepare(
+        `UPDATE runs SET status = 'interrupted', error = ?, finished_at = ?, worker_pid = NULL WHERE id = ?`,
+      );
+      for (const id of orphans)
+        mark.run('the app stopped while this run was training; resume continues from its last checkpoint', now(), id);
       return orphans;
     });
   }
@@ -276,10 +315,19 @@ export class Store {
   /** Forgets a model; refused while runs or adapters refer to it (they would lose what they were trained on). */
   deleteModel(id: number): void {
     this.write(() => {
-      const runs = (this.db.prepare('SELECT id FROM runs WHERE model_id = ? ORDER BY id').all(id) as Row[]).map((r) => r.id);
-      const adapters = (this.db.prepare('SELECT id FROM adapters WHERE base_model_id = ? ORDER BY id').all(id) as Row[]).map((r) => r.id);
+      const runs = (this.db.prepare('SELECT id FROM runs WHERE model_id = ? ORDER BY id').all(id) as Row[]).map(
+        (r) => r.id,
+      );
+      const adapters = (
+        this.db.prepare('SELECT id FROM adapters WHERE base_model_id = ? ORDER BY id').all(id) as Row[]
+      ).map((r) => r.id);
       if (runs.length || adapters.length) {
-        const users = [runs.length ? `runs ${runs.join(', ')}` : '', adapters.length ? `adapters ${adapters.join(', ')}` : ''].filter(Boolean).join(' and ');
+        const users = [
+          runs.length ? `runs ${runs.join(', ')}` : '',
+          adapters.length ? `adapters ${adapters.join(', ')}` : '',
+        ]
+          .filter(Boolean)
+          .join(' and ');
         throw new UserError(`model ${id} is the base of ${users}: delete those first`);
       }
       this.db.prepare('DELETE FROM models WHERE id = ?').run(id);
@@ -289,8 +337,11 @@ export class Store {
   /** Forgets a dataset; refused while runs refer to it. */
   deleteDataset(id: number): void {
     this.write(() => {
-      const runs = (this.db.prepare('SELECT id FROM runs WHERE dataset_id = ? ORDER BY id').all(id) as Row[]).map((r) => r.id);
-      if (runs.length) throw new UserError(`dataset ${id} was trained on by runs ${runs.join(', ')}: delete those first`);
+      const runs = (this.db.prepare('SELECT id FROM runs WHERE dataset_id = ? ORDER BY id').all(id) as Row[]).map(
+        (r) => r.id,
+      );
+      if (runs.length)
+        throw new UserError(`dataset ${id} was trained on by runs ${runs.join(', ')}: delete those first`);
       this.db.prepare('DELETE FROM datasets WHERE id = ?').run(id);
     });
   }
@@ -328,12 +379,17 @@ export class Store {
   }
 
   metrics(runId: number, fromStep = 0): MetricPoint[] {
-    return (this.db.prepare('SELECT * FROM metrics WHERE run_id = ? AND step >= ? ORDER BY step').all(runId, fromStep) as Row[]).map(metricFromRow);
+    return (
+      this.db
+        .prepare('SELECT * FROM metrics WHERE run_id = ? AND step >= ? ORDER BY step')
+        .all(runId, fromStep) as Row[]
+    ).map(metricFromRow);
   }
 
   /** The training loss curve in at most `maxPoints` buckets of consecutive steps (mean, min, max), for charts. */
   lossChart(runId: number, maxPoints: number): ChartPoint[] {
-    const last = (this.db.prepare('SELECT max(step) AS step FROM metrics WHERE run_id = ?').get(runId) as Row).step as number | null;
+    const last = (this.db.prepare('SELECT max(step) AS step FROM metrics WHERE run_id = ?').get(runId) as Row).step as
+      number | null;
     if (last === null) return [];
     const bucket = Math.max(1, Math.ceil(last / maxPoints));
     return this.db.prepare(LOSS_CHART_SQL).all(runId, bucket) as ChartPoint[];
@@ -341,20 +397,26 @@ export class Store {
 
   /** Validation losses, which are few: every one of them. */
   evalCurve(runId: number): { step: number; loss: number }[] {
-    return this.db.prepare('SELECT step, eval_loss AS loss FROM metrics WHERE run_id = ? AND eval_loss IS NOT NULL ORDER BY step').all(runId) as { step: number; loss: number }[];
+    return this.db
+      .prepare('SELECT step, eval_loss AS loss FROM metrics WHERE run_id = ? AND eval_loss IS NOT NULL ORDER BY step')
+      .all(runId) as { step: number; loss: number }[];
   }
 
   appendLog(runId: number, messages: string[]): void {
     if (!messages.length) return;
     this.write(() => {
-      const next = ((this.db.prepare('SELECT max(seq) AS seq FROM run_log WHERE run_id = ?').get(runId) as Row).seq as number | null) ?? 0;
+      const next =
+        ((this.db.prepare('SELECT max(seq) AS seq FROM run_log WHERE run_id = ?').get(runId) as Row).seq as
+          number | null) ?? 0;
       const insert = this.db.prepare('INSERT INTO run_log (run_id, seq, at, message) VALUES (?, ?, ?, ?)');
       messages.forEach((m, i) => insert.run(runId, next + 1 + i, now(), m));
     });
   }
 
   log(runId: number, last = 200): string[] {
-    const rows = this.db.prepare('SELECT message FROM run_log WHERE run_id = ? ORDER BY seq DESC LIMIT ?').all(runId, last) as Row[];
+    const rows = this.db
+      .prepare('SELECT message FROM run_log WHERE run_id = ? ORDER BY seq DESC LIMIT ?')
+      .all(runId, last) as Row[];
     return rows.map((r) => r.message as string).reverse();
   }
 
@@ -363,25 +425,34 @@ export class Store {
   /** Makes the checkpoint rows of a run match the folders kept on disk. */
   syncCheckpoints(runId: number, kept: { step: number; folder: string }[]): void {
     this.write(() => {
-      this.db.prepare(`DELETE FROM checkpoints WHERE run_id = ? AND step NOT IN (${kept.map(() => '?').join(',') || 'NULL'})`).run(runId, ...kept.map((c) => c.step));
-      const insert = this.db.prepare('INSERT OR IGNORE INTO checkpoints (run_id, step, folder, created_at) VALUES (?, ?, ?, ?)');
+      this.db
+        .prepare(
+          `DELETE FROM checkpoints WHERE run_id = ? AND step NOT IN (${kept.map(() => '?').join(',') || 'NULL'})`,
+        )
+        .run(runId, ...kept.map((c) => c.step));
+      const insert = this.db.prepare(
+        'INSERT OR IGNORE INTO checkpoints (run_id, step, folder, created_at) VALUES (?, ?, ?, ?)',
+      );
       for (const c of kept) insert.run(runId, c.step, c.folder, now());
     });
   }
 
   checkpoints(runId: number): CheckpointRecord[] {
-    return (this.db.prepare('SELECT * FROM checkpoints WHERE run_id = ? ORDER BY step').all(runId) as Row[]).map((r) => ({
-      runId: r.run_id as number,
-      step: r.step as number,
-      folder: r.folder as string,
-      createdAt: r.created_at as string,
-    }));
+    return (this.db.prepare('SELECT * FROM checkpoints WHERE run_id = ? ORDER BY step').all(runId) as Row[]).map(
+      (r) => ({
+        runId: r.run_id as number,
+        step: r.step as number,
+        folder: r.folder as string,
+        createdAt: r.created_at as string,
+      }),
+    );
   }
 
   /** Records an adapter (again, for a folder written anew: it keeps its id) with the manifest of its files. */
   addAdapter(adapter: Omit<AdapterRecord, 'id' | 'createdAt'>, manifest: string | null): AdapterRecord {
     return this.write(() => {
-      const existing = this.db.prepare('SELECT id FROM adapters WHERE folder = ?').get(adapter.folder) as Row | undefined;
+      const existing = this.db.prepare('SELECT id FROM adapters WHERE folder = ?').get(adapter.folder) as
+        Row | undefined;
       this.db
         .prepare(
           `INSERT INTO adapters (id, run_id, parent_adapter_id, folder, method, base_model_id, metrics, created_at, manifest)
@@ -432,19 +503,23 @@ export class Store {
 
   addExport(adapterId: number, format: ExportFormat, destination: string, hubUrl: string | null = null): ExportRecord {
     return this.write(() => {
-      const { lastInsertRowid } = this.db.prepare('INSERT INTO exports (adapter_id, format, destination, hub_url, created_at) VALUES (?, ?, ?, ?, ?)').run(adapterId, format, destination, hubUrl, now());
+      const { lastInsertRowid } = this.db
+        .prepare('INSERT INTO exports (adapter_id, format, destination, hub_url, created_at) VALUES (?, ?, ?, ?, ?)')
+        .run(adapterId, format, destination, hubUrl, now());
       return this.exports(adapterId).find((e) => e.id === Number(lastInsertRowid))!;
     });
   }
 
   exports(adapterId: number): ExportRecord[] {
-    return (this.db.prepare('SELECT * FROM exports WHERE adapter_id = ? ORDER BY id').all(adapterId) as Row[]).map((r) => ({
-      id: r.id as number,
-      adapterId: r.adapter_id as number,
-      format: r.format as ExportFormat,
-      destination: r.destination as string,
-      hubUrl: r.hub_url as string | null,
-      createdAt: r.created_at as string,
-    }));
+    return (this.db.prepare('SELECT * FROM exports WHERE adapter_id = ? ORDER BY id').all(adapterId) as Row[]).map(
+      (r) => ({
+        id: r.id as number,
+        adapterId: r.adapter_id as number,
+        format: r.format as ExportFormat,
+        destination: r.destination as string,
+        hubUrl: r.hub_url as string | null,
+        createdAt: r.created_at as string,
+      }),
+    );
   }
 }

@@ -24,7 +24,9 @@ function takeWorker(): Worker {
     kept.worker.ref();
     return kept.worker;
   }
-  return new Worker(new URL('./offThreadWorker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: HEAP_LIMIT_MB } });
+  return new Worker(new URL('./offThreadWorker.js', import.meta.url), {
+    resourceLimits: { maxOldGenerationSizeMb: HEAP_LIMIT_MB },
+  });
 }
 
 /** A worker whose task succeeded waits for the next one, without keeping the process alive. */
@@ -32,14 +34,20 @@ function keepWorker(worker: Worker): void {
   if (idle.length >= MAX_IDLE_WORKERS) return void worker.terminate();
   worker.unref();
   const timer = setTimeout(() => {
-    idle.splice(idle.findIndex((kept) => kept.worker === worker), 1);
+    idle.splice(
+      idle.findIndex((kept) => kept.worker === worker),
+      1,
+    );
     void worker.terminate();
   }, IDLE_WORKER_MS).unref();
   idle.push({ worker, timer });
 }
 
 /** Runs `OFF_THREAD_TASKS[task](...args)` on a worker thread; its error, rebuilt, is this call's error. */
-export function runOffThread<T extends TaskName>(task: T, ...args: Parameters<Tasks[T]>): Promise<Awaited<ReturnType<Tasks[T]>>> {
+export function runOffThread<T extends TaskName>(
+  task: T,
+  ...args: Parameters<Tasks[T]>
+): Promise<Awaited<ReturnType<Tasks[T]>>> {
   return new Promise((resolve, reject) => {
     const worker = takeWorker();
     const done = () => {
@@ -60,7 +68,8 @@ export function runOffThread<T extends TaskName>(task: T, ...args: Parameters<Ta
     };
     const onError = (err: NodeJS.ErrnoException) => {
       done();
-      if (err.code === 'ERR_WORKER_OUT_OF_MEMORY') reject(new UserError(`${task}: the input needs more than ${HEAP_LIMIT_MB} MB of memory to process`));
+      if (err.code === 'ERR_WORKER_OUT_OF_MEMORY')
+        reject(new UserError(`${task}: the input needs more than ${HEAP_LIMIT_MB} MB of memory to process`));
       else reject(err);
     };
     const onExit = (code: number) => {

@@ -5,7 +5,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseCall, type CheckedCall, type MethodName, type Params, type Result, type StudioApi, type StudioEvent } from '../../shared/api.js';
+import {
+  parseCall,
+  type CheckedCall,
+  type MethodName,
+  type Params,
+  type Result,
+  type StudioApi,
+  type StudioEvent,
+} from '../../shared/api.js';
 import { UserError } from '../../shared/errors.js';
 import type { RunRecord } from '../../shared/runs.js';
 import { deleteAdapterFiles, studioPlaces } from '../adapter/adapterFiles.js';
@@ -33,7 +41,9 @@ export interface StudioApiOptions {
   home: string;
   /** Start queued runs by themselves (default true); tests of the queue itself may turn it off. */
   autoStart?: boolean;
-  /** Hub access for the given token (the one set in settings, else the environment's); default: the environment's Hub. */
+  /**
+   * Hub access for the given token (the one set in settings, else the environment's); default: the environment's Hub.
+   */
   hub?: (token: string | undefined) => HubAccess;
   /** Where a token entered in the studio is kept; default: memory (browser mode). */
   tokenVault?: TokenVault;
@@ -48,7 +58,9 @@ export interface StudioService extends StudioApi {
   close(): Promise<void>;
 }
 
-type Handlers = { [M in MethodName]: (params: Extract<CheckedCall, { method: M }>['params']) => Result<M> | Promise<Result<M>> };
+type Handlers = {
+  [M in MethodName]: (params: Extract<CheckedCall, { method: M }>['params']) => Result<M> | Promise<Result<M>>;
+};
 
 export function createStudioApi(options: StudioApiOptions): StudioService {
   const store = Store.open(options.home);
@@ -61,7 +73,11 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
     }
   })();
   const manager = new RunManager(store, { autoStart: options.autoStart ?? true });
-  const settings = new SettingsFile(store.home, options.tokenVault ?? memoryTokenVault(), options.homeEnvironment ?? { env: process.env, platform: process.platform });
+  const settings = new SettingsFile(
+    store.home,
+    options.tokenVault ?? memoryTokenVault(),
+    options.homeEnvironment ?? { env: process.env, platform: process.platform },
+  );
   const hubFor = options.hub ?? ((token: string | undefined) => hubAccessFromEnv(process.env, token));
   const hub = () => hubFor(settings.hfToken() ?? tokenFromEnv());
   const listeners = new Set<(event: StudioEvent) => void>();
@@ -69,7 +85,9 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
     for (const listener of listeners) listener(event);
   };
   const unsubscribeRuns = manager.subscribe((event) => emit({ kind: 'run', event }));
-  const playground = new PlaygroundHost((requestId, token) => emit({ kind: 'playground.token', requestId, tokenId: token.id, text: token.text }));
+  const playground = new PlaygroundHost((requestId, token) =>
+    emit({ kind: 'playground.token', requestId, tokenId: token.id, text: token.text }),
+  );
 
   /** An adapter to push, and its base's Hub id: given, or the one it was downloaded from (else push.ts asks for it). */
   const pushSource = (adapterId: number, given: string | undefined) => {
@@ -86,7 +104,12 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
   };
 
   const handlers: Handlers = {
-    'app.info': () => ({ version: (JSON.parse(fs.readFileSync(PACKAGE_JSON, 'utf8')) as { version: string }).version, home: store.home, platform: process.platform, arch: os.arch() }),
+    'app.info': () => ({
+      version: (JSON.parse(fs.readFileSync(PACKAGE_JSON, 'utf8')) as { version: string }).version,
+      home: store.home,
+      platform: process.platform,
+      arch: os.arch(),
+    }),
     'devices.list': () => listDevices(),
     'demo.paths': () => ({ modelDir: DEMO_MODEL_DIR, dataFile: DEMO_DATA_FILE }),
     'models.list': () => store.models(),
@@ -132,7 +155,8 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
     },
     'runs.delete': (p) => {
       const run = requireRun(p.id);
-      if (run.status === 'queued' || run.status === 'running') throw new UserError(`run ${p.id} is ${run.status}: cancel it before deleting it`);
+      if (run.status === 'queued' || run.status === 'running')
+        throw new UserError(`run ${p.id} is ${run.status}: cancel it before deleting it`);
       removeRunFolder(store, run);
       store.deleteRun(p.id);
       return { deleted: p.id };
@@ -161,7 +185,12 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
       if (!adapter) throw new UserError(`adapter ${p.adapterId}: no such adapter`);
       const base = store.model(adapter.baseModelId);
       if (!base) throw new UserError(`adapter ${p.adapterId}: its base model (record ${adapter.baseModelId}) is gone`);
-      const written = await runOffThread('exportAdapter', { adapter, baseModelDir: base.folder, format: p.format, destination: p.destination });
+      const written = await runOffThread('exportAdapter', {
+        adapter,
+        baseModelDir: base.folder,
+        format: p.format,
+        destination: p.destination,
+      });
       return { ...written, record: store.addExport(adapter.id, p.format, written.path) };
     },
     'export.modelCard': (p) => {
@@ -170,8 +199,17 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
     },
     'export.hub': async (p) => {
       const { adapter, baseModel } = pushSource(p.adapterId, p.baseModel);
-      const pushed = await pushAdapter(hub(), { adapterDir: adapter.folder, repoId: p.repoId, private: p.private, baseModel }, (progress) =>
-        emit({ kind: 'push.progress', requestId: p.requestId, phase: progress.phase, file: 'file' in progress ? progress.file : null, progress: 'progress' in progress ? progress.progress : null }),
+      const pushed = await pushAdapter(
+        hub(),
+        { adapterDir: adapter.folder, repoId: p.repoId, private: p.private, baseModel },
+        (progress) =>
+          emit({
+            kind: 'push.progress',
+            requestId: p.requestId,
+            phase: progress.phase,
+            file: 'file' in progress ? progress.file : null,
+            progress: 'progress' in progress ? progress.progress : null,
+          }),
       );
       const { repoId, repoUrl, commit, created, files } = pushed;
       return { repoId, repoUrl, commit, created, files, record: store.addExport(adapter.id, 'hub', repoId, repoUrl) };

@@ -36,7 +36,12 @@ function answer(seq: number, outcome: Promise<unknown>): void {
       try {
         send({ type: 'reply', seq, ok: true, value });
       } catch (err) {
-        send({ type: 'reply', seq, ok: false, error: toWire(new Error(`the result could not be sent: ${(err as Error).message}`)) });
+        send({
+          type: 'reply',
+          seq,
+          ok: false,
+          error: toWire(new Error(`the result could not be sent: ${(err as Error).message}`)),
+        });
       }
     },
     (err: unknown) => send({ type: 'reply', seq, ok: false, error: toWire(err) }),
@@ -44,6 +49,10 @@ function answer(seq: number, outcome: Promise<unknown>): void {
 }
 
 port.on('message', (request: StudioRequest) => {
-  if (request.type === 'call') return answer(request.seq, Promise.resolve().then(() => api.dispatch(request.method, request.params)));
+  if (request.type === 'call')
+    return answer(
+      request.seq,
+      Promise.resolve().then(() => api.dispatch(request.method, request.params)),
+    );
   void api.close().finally(() => send({ type: 'closed' }));
 });

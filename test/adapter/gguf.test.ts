@@ -1,5 +1,6 @@
 // LoRA GGUF export for llama.cpp / Ollama, parsed back by @huggingface/gguf (an independent reader): every key and
-// tensor shape llama.cpp's adapter loader checks, the q/k row permutation of its HF converter, and a bit-exact round trip.
+// tensor shape llama.cpp's adapter loader checks, the q/k row permutation of its HF converter, and a bit-exact round
+// trip.
 import fs from 'node:fs';
 import path from 'node:path';
 import { gguf } from '@huggingface/gguf';
@@ -14,7 +15,15 @@ import { tempDir } from '../support/engine.js';
 // Asynchronous: a test worker blocked for long misses Vitest's RPC deadline.
 const cli = (...args: string[]) => runCliAsync(args);
 const ALL = 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj';
-const NAMES = { q_proj: 'attn_q', k_proj: 'attn_k', v_proj: 'attn_v', o_proj: 'attn_output', gate_proj: 'ffn_gate', up_proj: 'ffn_up', down_proj: 'ffn_down' } as const;
+const NAMES = {
+  q_proj: 'attn_q',
+  k_proj: 'attn_k',
+  v_proj: 'attn_v',
+  o_proj: 'attn_output',
+  gate_proj: 'ffn_gate',
+  up_proj: 'ffn_up',
+  down_proj: 'ffn_down',
+} as const;
 
 let work: string;
 
@@ -25,11 +34,53 @@ beforeAll(async () => {
 /** A tiny model of `arch` and an rsLoRA adapter on all seven projections trained a few steps (B nonzero). */
 async function trained(arch: string) {
   const model = path.join(work, `${arch}-model`);
-  expect((await cli('create-tiny-model', model, '--arch', arch, '--layers', '2', '--hidden', '64', '--heads', '4', '--kv-heads', '2', '--intermediate', '96')).code).toBe(0);
+  expect(
+    (
+      await cli(
+        'create-tiny-model',
+        model,
+        '--arch',
+        arch,
+        '--layers',
+        '2',
+        '--hidden',
+        '64',
+        '--heads',
+        '4',
+        '--kv-heads',
+        '2',
+        '--intermediate',
+        '96',
+      )
+    ).code,
+  ).toBe(0);
   const data = path.join(work, 'data.jsonl');
   fs.writeFileSync(data, ['one two three', 'four five six seven'].map((text) => JSON.stringify({ text })).join('\n'));
   const adapter = path.join(work, `${arch}-adapter`);
-  expect((await cli('train', '--model', model, '--data', data, '--out', adapter, '--targets', ALL, '--rank', '4', '--alpha', '8', '--rslora', '--steps', '3', '--lr', '1e-2')).code).toBe(0);
+  expect(
+    (
+      await cli(
+        'train',
+        '--model',
+        model,
+        '--data',
+        data,
+        '--out',
+        adapter,
+        '--targets',
+        ALL,
+        '--rank',
+        '4',
+        '--alpha',
+        '8',
+        '--rslora',
+        '--steps',
+        '3',
+        '--lr',
+        '1e-2',
+      )
+    ).code,
+  ).toBe(0);
   return { model, adapter };
 }
 
@@ -37,11 +88,13 @@ async function trained(arch: string) {
 function converterPermute(w: Float64Array, rows: number, cols: number, heads: number): Float64Array {
   const half = rows / heads / 2;
   const out = new Float64Array(w.length);
-  for (let h = 0; h < heads; h++) for (let j = 0; j < 2; j++) for (let k = 0; k < half; k++) {
-    const from = (h * 2 + j) * half + k; // (h, j, k) in the reshaped source
-    const to = (h * half + k) * 2 + j; // (h, k, j) after swapaxes(1, 2)
-    out.set(w.subarray(from * cols, (from + 1) * cols), to * cols);
-  }
+  for (let h = 0; h < heads; h++)
+    for (let j = 0; j < 2; j++)
+      for (let k = 0; k < half; k++) {
+        const from = (h * 2 + j) * half + k; // (h, j, k) in the reshaped source
+        const to = (h * half + k) * 2 + j; // (h, k, j) after swapaxes(1, 2)
+        out.set(w.subarray(from * cols, (from + 1) * cols), to * cols);
+      }
   return out;
 }
 
@@ -49,7 +102,8 @@ function product(b: Float32Array, a: Float32Array, rank: number): Float64Array {
   const rows = b.length / rank;
   const cols = a.length / rank;
   const w = new Float64Array(rows * cols);
-  for (let o = 0; o < rows; o++) for (let k = 0; k < rank; k++) for (let i = 0; i < cols; i++) w[o * cols + i] += b[o * rank + k] * a[k * cols + i];
+  for (let o = 0; o < rows; o++)
+    for (let k = 0; k < rank; k++) for (let i = 0; i < cols; i++) w[o * cols + i] += b[o * rank + k] * a[k * cols + i];
   return w;
 }
 
@@ -57,17 +111,37 @@ describe('export --format gguf', () => {
   it('writes what llama.cpp checks, permutes llama q/k, round-trips bit for bit, and writes a Modelfile', async () => {
     const { model, adapter } = await trained('llama');
     const out = path.join(work, 'llama-export', 'adapter.gguf');
-    const result = await cli('export', '--adapter', adapter, '--model', model, '--format', 'gguf', '--out', out, '--json');
+    const result = await cli(
+      'export',
+      '--adapter',
+      adapter,
+      '--model',
+      model,
+      '--format',
+      'gguf',
+      '--out',
+      out,
+      '--json',
+    );
     expect(result.code, result.stderr).toBe(0);
 
     const parsed = await gguf(out, { allowLocalFile: true });
     expect(parsed.metadata['general.architecture']).toBe('llama');
     expect(parsed.metadata['general.type']).toBe('adapter');
     expect(parsed.metadata['adapter.type']).toBe('lora');
-    expect(parsed.metadata['adapter.lora.alpha']).toBeCloseTo(8 * Math.sqrt(4), 5); // rsLoRA: llama.cpp scales by alpha / r
+    // rsLoRA: llama.cpp scales by alpha / r
+    expect(parsed.metadata['adapter.lora.alpha']).toBeCloseTo(8 * Math.sqrt(4), 5);
     const info = new Map(parsed.tensorInfos.map((t) => [t.name, t]));
     expect(info.size).toBe(2 * 7 * 2);
-    const widths = { q_proj: [64, 64], k_proj: [64, 32], v_proj: [64, 32], o_proj: [64, 64], gate_proj: [64, 96], up_proj: [64, 96], down_proj: [96, 64] } as const;
+    const widths = {
+      q_proj: [64, 64],
+      k_proj: [64, 32],
+      v_proj: [64, 32],
+      o_proj: [64, 64],
+      gate_proj: [64, 96],
+      up_proj: [64, 96],
+      down_proj: [96, 64],
+    } as const;
     for (let layer = 0; layer < 2; layer++) {
       for (const [target, [fanIn, fanOut]] of Object.entries(widths)) {
         const base = `blk.${layer}.${NAMES[target as keyof typeof NAMES]}.weight`;
@@ -86,14 +160,24 @@ describe('export --format gguf', () => {
     expect(back.settings.alpha).toBeCloseTo(8, 5);
     for (let layer = 0; layer < 2; layer++) {
       for (const [target, pair] of original.lora.layers[layer]) {
-        expect(Buffer.from(back.layers[layer].get(target)!.a.buffer).equals(Buffer.from(pair.a.buffer)), `${layer} ${target} A`).toBe(true);
-        expect(Buffer.from(back.layers[layer].get(target)!.b.buffer).equals(Buffer.from(pair.b.buffer)), `${layer} ${target} B`).toBe(true);
+        expect(
+          Buffer.from(back.layers[layer].get(target)!.a.buffer).equals(Buffer.from(pair.a.buffer)),
+          `${layer} ${target} A`,
+        ).toBe(true);
+        expect(
+          Buffer.from(back.layers[layer].get(target)!.b.buffer).equals(Buffer.from(pair.b.buffer)),
+          `${layer} ${target} B`,
+        ).toBe(true);
       }
     }
 
     // The stored q delta is the HF delta with the converter's row permutation (k uses the kv head count).
-    const stored = readGgufLoraAdapter(out, { ...folder.spec, modelType: 'qwen2' }, { dropout: 0, useRslora: true }); // qwen2: read without undoing
-    for (const [target, heads, rows] of [['q_proj', 4, 64], ['k_proj', 2, 32]] as const) {
+    // qwen2: read without undoing
+    const stored = readGgufLoraAdapter(out, { ...folder.spec, modelType: 'qwen2' }, { dropout: 0, useRslora: true });
+    for (const [target, heads, rows] of [
+      ['q_proj', 4, 64],
+      ['k_proj', 2, 32],
+    ] as const) {
       const hf = original.lora.layers[0].get(target)!;
       const expected = converterPermute(product(hf.b, hf.a, 4), rows, 64, heads);
       const actual = product(stored.layers[0].get(target)!.b, stored.layers[0].get(target)!.a, 4);
@@ -124,9 +208,39 @@ describe('export --format gguf', () => {
   it('refuses prompt-tuning adapters with where they can be used instead', async () => {
     const { model } = await trained('qwen3');
     const soft = path.join(work, 'soft');
-    expect((await cli('train', '--model', model, '--data', path.join(work, 'data.jsonl'), '--out', soft, '--method', 'prompt-tuning', '--num-virtual-tokens', '2', '--steps', '1')).code).toBe(0);
-    const result = await cli('export', '--adapter', soft, '--model', model, '--format', 'gguf', '--out', path.join(work, 'soft.gguf'));
+    expect(
+      (
+        await cli(
+          'train',
+          '--model',
+          model,
+          '--data',
+          path.join(work, 'data.jsonl'),
+          '--out',
+          soft,
+          '--method',
+          'prompt-tuning',
+          '--num-virtual-tokens',
+          '2',
+          '--steps',
+          '1',
+        )
+      ).code,
+    ).toBe(0);
+    const result = await cli(
+      'export',
+      '--adapter',
+      soft,
+      '--model',
+      model,
+      '--format',
+      'gguf',
+      '--out',
+      path.join(work, 'soft.gguf'),
+    );
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/prompt-tuning adapters cannot be exported to GGUF: llama\.cpp, Ollama and most serving tools .* PeftModel\.from_pretrained/);
+    expect(result.stderr).toMatch(
+      /prompt-tuning adapters cannot be exported to GGUF: llama\.cpp, Ollama and most serving tools .* PeftModel\.from_pretrained/,
+    );
   });
 });

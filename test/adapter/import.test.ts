@@ -5,7 +5,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { loadAdapter } from '../../main/adapter/anyAdapter.js';
 import { saveLoraAdapter, peftKey } from '../../main/adapter/loraAdapter.js';
 import { openModelFolder, type ModelFolder } from '../../main/model/modelFolder.js';
-import { readSafetensorsHeader, readTensorF32, writeSafetensors, type TensorToWrite } from '../../main/model/safetensors.js';
+import {
+  readSafetensorsHeader,
+  readTensorF32,
+  writeSafetensors,
+  type TensorToWrite,
+} from '../../main/model/safetensors.js';
 import { createTinyModel } from '../../main/model/tinyModel.js';
 import { randomLora, tempDir } from '../support/engine.js';
 
@@ -18,7 +23,11 @@ beforeAll(() => {
   createTinyModel(path.join(work, 'model'), { layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: 64 });
   folder = openModelFolder(path.join(work, 'model'));
   original = path.join(work, 'original');
-  saveLoraAdapter(original, randomLora(folder, { rank: 2, alpha: 4, dropout: 0, targets: ['q_proj', 'v_proj'], useRslora: false }, 1), folder.dir);
+  saveLoraAdapter(
+    original,
+    randomLora(folder, { rank: 2, alpha: 4, dropout: 0, targets: ['q_proj', 'v_proj'], useRslora: false }, 1),
+    folder.dir,
+  );
 });
 
 /** A copy of the saved adapter whose tensors are renamed (or extended) by `rename`. */
@@ -27,7 +36,8 @@ function variant(name: string, rename: (key: string) => string, extra: Record<st
   fs.mkdirSync(dir);
   fs.copyFileSync(path.join(original, 'adapter_config.json'), path.join(dir, 'adapter_config.json'));
   const tensors: Record<string, TensorToWrite> = { ...extra };
-  for (const [key, entry] of readSafetensorsHeader(path.join(original, 'adapter_model.safetensors'))) tensors[rename(key)] = { dtype: 'F32', shape: entry.shape, data: readTensorF32(entry) };
+  for (const [key, entry] of readSafetensorsHeader(path.join(original, 'adapter_model.safetensors')))
+    tensors[rename(key)] = { dtype: 'F32', shape: entry.shape, data: readTensorF32(entry) };
   writeSafetensors(path.join(dir, 'adapter_model.safetensors'), tensors);
   return dir;
 }
@@ -35,8 +45,14 @@ function variant(name: string, rename: (key: string) => string, extra: Record<st
 describe('adapter import', () => {
   it('accepts .default adapter names and a missing base_model.model. prefix, with the same weights', () => {
     const reference = loadAdapter(original, folder.spec);
-    const renamed = variant('renamed', (key) => key.replace('.weight', '.default.weight').replace('base_model.model.', ''));
-    expect(readSafetensorsHeader(path.join(renamed, 'adapter_model.safetensors')).has('model.layers.0.self_attn.q_proj.lora_A.default.weight')).toBe(true);
+    const renamed = variant('renamed', (key) =>
+      key.replace('.weight', '.default.weight').replace('base_model.model.', ''),
+    );
+    expect(
+      readSafetensorsHeader(path.join(renamed, 'adapter_model.safetensors')).has(
+        'model.layers.0.self_attn.q_proj.lora_A.default.weight',
+      ),
+    ).toBe(true);
     const loaded = loadAdapter(renamed, folder.spec);
     if (loaded.kind !== 'lora' || reference.kind !== 'lora') throw new Error('expected LoRA');
     expect(loaded.lora.layers[1].get('v_proj')!.b).toEqual(reference.lora.layers[1].get('v_proj')!.b);
@@ -47,7 +63,9 @@ describe('adapter import', () => {
     fs.mkdirSync(dir);
     fs.copyFileSync(path.join(original, 'adapter_config.json'), path.join(dir, 'adapter_config.json'));
     fs.writeFileSync(path.join(dir, 'adapter_model.bin'), 'not really a pickle');
-    expect(() => loadAdapter(dir, folder.spec)).toThrow(/adapter_model\.bin, a pickled PyTorch file that can run code when loaded/);
+    expect(() => loadAdapter(dir, folder.spec)).toThrow(
+      /adapter_model\.bin, a pickled PyTorch file that can run code when loaded/,
+    );
   });
 
   it('refuses weights that live outside the adapter folder', () => {
@@ -59,10 +77,20 @@ describe('adapter import', () => {
   });
 
   it('says precisely what does not match: a foreign tensor, a wrong shape', () => {
-    const extra = variant('extra', (key) => key, { 'base_model.model.model.layers.5.self_attn.q_proj.lora_A.weight': { dtype: 'F32', shape: [2, 32], data: new Float32Array(64) } });
-    expect(() => loadAdapter(extra, folder.spec)).toThrow(/tensor "base_model\.model\.model\.layers\.5\.self_attn\.q_proj\.lora_A\.weight" does not belong to a q_proj\/v_proj LoRA of this 2-layer model/);
+    const extra = variant('extra', (key) => key, {
+      'base_model.model.model.layers.5.self_attn.q_proj.lora_A.weight': {
+        dtype: 'F32',
+        shape: [2, 32],
+        data: new Float32Array(64),
+      },
+    });
+    expect(() => loadAdapter(extra, folder.spec)).toThrow(
+      /tensor "base_model\.model\.model\.layers\.5\.self_attn\.q_proj\.lora_A\.weight" does not belong to a q_proj\/v_proj LoRA of this 2-layer model/,
+    );
     const other = path.join(work, 'other-model');
     createTinyModel(other, { layers: 2, hidden: 48, heads: 4, kvHeads: 2, intermediate: 64 });
-    expect(() => loadAdapter(original, openModelFolder(other).spec)).toThrow(new RegExp(`"${peftKey(0, 'q_proj', 'A').replace(/\./g, '\\.')}" has shape \\[2,32\\], expected \\[2,48\\]`));
+    expect(() => loadAdapter(original, openModelFolder(other).spec)).toThrow(
+      new RegExp(`"${peftKey(0, 'q_proj', 'A').replace(/\./g, '\\.')}" has shape \\[2,32\\], expected \\[2,48\\]`),
+    );
   });
 });

@@ -22,17 +22,59 @@ describe('parseCall', () => {
     expect(parseCall('runs.get', { id: 3 })).toEqual({ method: 'runs.get', params: { id: 3, logLines: 200 } });
     expect(parseCall('app.info', undefined)).toEqual({ method: 'app.info', params: {} });
     expect(parseCall('runs.start', { job: demoJob('/tmp/out') }).params).toEqual({ job: demoJob('/tmp/out') });
-    const generate = parseCall('playground.generate', { requestId: 'r1', modelDir: '/m', adapterDir: null, input: { type: 'messages', messages: [{ role: 'user', content: 'hi' }] } });
-    expect(generate.params).toMatchObject({ sampling: { maxNewTokens: 128, temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0, stop: [] } });
-    expect(parseCall('settings.set', { hfToken: null, theme: 'dark' }).params).toEqual({ hfToken: null, theme: 'dark' });
+    const generate = parseCall('playground.generate', {
+      requestId: 'r1',
+      modelDir: '/m',
+      adapterDir: null,
+      input: { type: 'messages', messages: [{ role: 'user', content: 'hi' }] },
+    });
+    expect(generate.params).toMatchObject({
+      sampling: { maxNewTokens: 128, temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0, stop: [] },
+    });
+    expect(parseCall('settings.set', { hfToken: null, theme: 'dark' }).params).toEqual({
+      hfToken: null,
+      theme: 'dark',
+    });
     // models.fit takes the wizard's whole draft job and keeps only what the plan reads.
     const fit = parseCall('models.fit', { config: demoJob('/tmp/out') });
-    expect(Object.keys(fit.params.config as object).sort()).toEqual(['batchSize', 'device', 'gradientCheckpointing', 'lora', 'maxSeqLen', 'method', 'modelDir', 'optimizer', 'promptTuning']);
+    expect(Object.keys(fit.params.config as object).sort()).toEqual([
+      'batchSize',
+      'device',
+      'gradientCheckpointing',
+      'lora',
+      'maxSeqLen',
+      'method',
+      'modelDir',
+      'optimizer',
+      'promptTuning',
+    ]);
     expect(parseCall('export.run', { adapterId: 1, format: 'gguf', destination: '/tmp/x' }).method).toBe('export.run');
   });
 
   it('lists the methods the renderer codes against', () => {
-    for (const name of ['app.info', 'devices.list', 'demo.paths', 'models.list', 'models.inspect', 'models.fit', 'datasets.inspect', 'runs.list', 'runs.get', 'runs.chart', 'runs.start', 'runs.pause', 'runs.resume', 'runs.cancel', 'runs.delete', 'adapters.list', 'playground.generate', 'playground.stop', 'export.run', 'settings.get', 'settings.set']) {
+    for (const name of [
+      'app.info',
+      'devices.list',
+      'demo.paths',
+      'models.list',
+      'models.inspect',
+      'models.fit',
+      'datasets.inspect',
+      'runs.list',
+      'runs.get',
+      'runs.chart',
+      'runs.start',
+      'runs.pause',
+      'runs.resume',
+      'runs.cancel',
+      'runs.delete',
+      'adapters.list',
+      'playground.generate',
+      'playground.stop',
+      'export.run',
+      'settings.get',
+      'settings.set',
+    ]) {
       expect(METHOD_NAMES).toContain(name);
     }
   });
@@ -46,15 +88,29 @@ describe('parseCall', () => {
     expect(refusal('runs.get', { id: 1, sql: 'DROP TABLE runs' })).toMatch(/^runs\.get: params: .*"sql"/);
     expect(refusal('runs.get', 'id=1')).toMatch(/^runs\.get: params: /);
     const job = demoJob('/tmp/out');
-    expect(refusal('runs.start', { job: { ...job, lora: { ...job.lora, rank: 0 } } })).toMatch(/^runs\.start: params\.job\.lora\.rank: /);
+    expect(refusal('runs.start', { job: { ...job, lora: { ...job.lora, rank: 0 } } })).toMatch(
+      /^runs\.start: params\.job\.lora\.rank: /,
+    );
     expect(refusal('runs.start', { job: { ...job, device: 'tpu' } })).toMatch(/^runs\.start: params\.job\.device: /);
-    expect(refusal('export.run', { adapterId: 1, format: 'zip', destination: '/x' })).toMatch(/^export\.run: params\.format: /);
-    expect(refusal('playground.generate', { requestId: 'r', modelDir: '/m', adapterDir: null, input: { type: 'prompt', text: '' } })).toMatch(/^playground\.generate: params\.input\.text: /);
+    expect(refusal('export.run', { adapterId: 1, format: 'zip', destination: '/x' })).toMatch(
+      /^export\.run: params\.format: /,
+    );
+    expect(
+      refusal('playground.generate', {
+        requestId: 'r',
+        modelDir: '/m',
+        adapterDir: null,
+        input: { type: 'prompt', text: '' },
+      }),
+    ).toMatch(/^playground\.generate: params\.input\.text: /);
     expect(refusal('settings.set', { hasToken: true })).toMatch(/^settings\.set: params: .*"hasToken"/);
   });
 
   it('turns errors into the serialisable reply shape', () => {
-    expect(errorShape(new UserError('data.jsonl:3: bad row'))).toEqual({ name: 'UserError', message: 'data.jsonl:3: bad row' });
+    expect(errorShape(new UserError('data.jsonl:3: bad row'))).toEqual({
+      name: 'UserError',
+      message: 'data.jsonl:3: bad row',
+    });
     expect(errorShape(new ApiError('unknown method "x"'))).toEqual({ name: 'ApiError', message: 'unknown method "x"' });
     expect(errorShape('plain')).toEqual({ name: 'Error', message: 'plain' });
   });

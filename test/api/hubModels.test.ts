@@ -13,7 +13,9 @@ import { startHubServer, type HubServer } from '../support/hubServer.js';
 import { hubFor, tinyModelFiles } from '../hub/helpers.js';
 import { DEMO_DATA, demoJob } from './jobs.js';
 
-const { createStudioApi } = (await import(path.join(ROOT, 'dist/main/studio/studioApi.js'))) as { createStudioApi: typeof CreateStudioApi };
+const { createStudioApi } = (await import(path.join(ROOT, 'dist/main/studio/studioApi.js'))) as {
+  createStudioApi: typeof CreateStudioApi;
+};
 
 let server: HubServer;
 let root: string;
@@ -25,8 +27,23 @@ beforeAll(async () => {
   server.addRepo('model', 'TestOrg/tiny', tinyModelFiles({ layers: 3, hidden: 64 }));
   // A 70B-class config: the plan is computed from config.json alone, nothing of its size is downloaded.
   const huge = tinyModelFiles({ layers: 2, hidden: 64 });
-  const config = { ...JSON.parse(huge['config.json'].toString()), hidden_size: 8192, intermediate_size: 28672, num_hidden_layers: 80, num_attention_heads: 64, num_key_value_heads: 8, head_dim: 128, vocab_size: 128256, torch_dtype: 'bfloat16' };
-  server.addRepo('model', 'TestOrg/huge', { ...huge, 'config.json': JSON.stringify(config) }, { safetensorsTotal: 70_553_706_496 });
+  const config = {
+    ...JSON.parse(huge['config.json'].toString()),
+    hidden_size: 8192,
+    intermediate_size: 28672,
+    num_hidden_layers: 80,
+    num_attention_heads: 64,
+    num_key_value_heads: 8,
+    head_dim: 128,
+    vocab_size: 128256,
+    torch_dtype: 'bfloat16',
+  };
+  server.addRepo(
+    'model',
+    'TestOrg/huge',
+    { ...huge, 'config.json': JSON.stringify(config) },
+    { safetensorsTotal: 70_553_706_496 },
+  );
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'studio-hub-models-'));
   const cache = path.join(root, 'hf-cache');
   api = createStudioApi({ home: path.join(root, 'home'), hub: (token) => hubFor(server, cache, token) });
@@ -53,10 +70,17 @@ it('says before download how big a Hub model is and whether training it fits thi
 
 it('downloads a Hub model with progress and records it as a Hub model', async () => {
   const model = await api.call('models.download', { repoId: 'TestOrg/tiny', requestId: 'dl-1' });
-  expect(model).toMatchObject({ source: 'hub', location: 'TestOrg/tiny', revision: expect.stringMatching(/^[0-9a-f]{40}$/), architecture: 'llama' });
+  expect(model).toMatchObject({
+    source: 'hub',
+    location: 'TestOrg/tiny',
+    revision: expect.stringMatching(/^[0-9a-f]{40}$/),
+    architecture: 'llama',
+  });
   expect(model.folder).toContain(path.join(root, 'hf-cache', 'models--TestOrg--tiny', 'snapshots'));
   const progress = events.flatMap((e) => (e.kind === 'download.progress' && e.requestId === 'dl-1' ? [e] : []));
-  expect(new Set(progress.map((p) => p.file))).toEqual(new Set(['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']));
+  expect(new Set(progress.map((p) => p.file))).toEqual(
+    new Set(['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']),
+  );
   for (const file of new Set(progress.map((p) => p.file))) {
     const last = progress.filter((p) => p.file === file).at(-1)!;
     expect(last.fileBytes, file).toBe(last.fileSize);
@@ -72,7 +96,9 @@ it('pushes an adapter trained on the downloaded model, with the token from setti
   const token = 'hf_studio_write_token_0123456789';
   server.addToken(token, { user: 'alice', role: 'write' });
   const base = (await api.call('models.list', {})).find((m) => m.location === 'TestOrg/tiny')!;
-  const run = await api.call('runs.start', { job: { ...demoJob(path.join(root, 'tiny-adapter'), 3), modelDir: base.folder, dataFile: DEMO_DATA } });
+  const run = await api.call('runs.start', {
+    job: { ...demoJob(path.join(root, 'tiny-adapter'), 3), modelDir: base.folder, dataFile: DEMO_DATA },
+  });
   for (let i = 0; (await api.call('runs.get', { id: run.id })).run.status !== 'completed'; i++) {
     expect((await api.call('runs.get', { id: run.id })).run.error).toBeNull();
     expect(i, 'the run to complete').toBeLessThan(2000);
@@ -80,22 +106,42 @@ it('pushes an adapter trained on the downloaded model, with the token from setti
   }
   const adapter = (await api.call('adapters.list', {})).find((a) => a.runId === run.id)!;
   // The playground answers from the cache snapshot too (its weights are links into blobs/).
-  const answer = await api.call('playground.generate', { requestId: 'gen-1', modelDir: base.folder, adapterDir: adapter.folder, input: { type: 'prompt', text: 'Hello' }, sampling: { maxNewTokens: 4 } });
+  const answer = await api.call('playground.generate', {
+    requestId: 'gen-1',
+    modelDir: base.folder,
+    adapterDir: adapter.folder,
+    input: { type: 'prompt', text: 'Hello' },
+    sampling: { maxNewTokens: 4 },
+  });
   expect(answer).toMatchObject({ requestId: 'gen-1', newTokens: expect.any(Number) });
   expect(answer.newTokens).toBeGreaterThan(0);
 
   const { markdown } = await api.call('export.modelCard', { adapterId: adapter.id, repoId: 'alice/tiny-lora' });
   expect(markdown).toMatch(/^---\n[\s\S]*library_name: peft[\s\S]*base_model: TestOrg\/tiny[\s\S]*\n---\n/);
-  await expect(api.call('export.hub', { adapterId: adapter.id, repoId: 'alice/tiny-lora', requestId: 'push-1' })).rejects.toThrow(/no token/);
+  await expect(
+    api.call('export.hub', { adapterId: adapter.id, repoId: 'alice/tiny-lora', requestId: 'push-1' }),
+  ).rejects.toThrow(/no token/);
 
   await api.call('settings.set', { hfToken: token });
-  const pushed = await api.call('export.hub', { adapterId: adapter.id, repoId: 'alice/tiny-lora', requestId: 'push-2' });
-  expect(pushed).toMatchObject({ repoId: 'alice/tiny-lora', created: true, record: { format: 'hub', destination: 'alice/tiny-lora', hubUrl: pushed.repoUrl } });
+  const pushed = await api.call('export.hub', {
+    adapterId: adapter.id,
+    repoId: 'alice/tiny-lora',
+    requestId: 'push-2',
+  });
+  expect(pushed).toMatchObject({
+    repoId: 'alice/tiny-lora',
+    created: true,
+    record: { format: 'hub', destination: 'alice/tiny-lora', hubUrl: pushed.repoUrl },
+  });
   const repo = server.repo('model', 'alice/tiny-lora');
   expect(repo.private).toBe(true);
   const files = [...[...repo.commits.values()].at(-1)!.files.keys()].sort();
-  expect(files).toEqual(expect.arrayContaining(['README.md', 'adapter_config.json', 'adapter_model.safetensors', 'loss.png']));
-  expect(JSON.parse([...repo.commits.values()].at(-1)!.files.get('adapter_config.json')!.toString()).base_model_name_or_path).toBe('TestOrg/tiny');
+  expect(files).toEqual(
+    expect.arrayContaining(['README.md', 'adapter_config.json', 'adapter_model.safetensors', 'loss.png']),
+  );
+  expect(
+    JSON.parse([...repo.commits.values()].at(-1)!.files.get('adapter_config.json')!.toString()).base_model_name_or_path,
+  ).toBe('TestOrg/tiny');
   const phases = events.flatMap((e) => (e.kind === 'push.progress' && e.requestId === 'push-2' ? [e.phase] : []));
   expect(phases[0]).toBe('checking');
   expect(phases).toContain('committing');

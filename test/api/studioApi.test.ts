@@ -11,7 +11,9 @@ import { defaultStudioHome } from '../../main/store/home.js';
 import { ROOT } from '../support/cli.js';
 import { DEMO_DATA, DEMO_MODEL, demoJob } from './jobs.js';
 
-const { createStudioApi } = (await import(path.join(ROOT, 'dist/main/studio/studioApi.js'))) as { createStudioApi: typeof CreateStudioApi };
+const { createStudioApi } = (await import(path.join(ROOT, 'dist/main/studio/studioApi.js'))) as {
+  createStudioApi: typeof CreateStudioApi;
+};
 
 const TOKEN = `hf_${crypto.randomBytes(16).toString('hex')}`;
 let root: string;
@@ -20,7 +22,10 @@ const events: StudioEvent[] = [];
 beforeAll(() => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'studio-api-'));
   // The chosen storage folder is recorded under XDG_DATA_HOME: a temp one, not this machine's.
-  api = createStudioApi({ home: path.join(root, 'home'), homeEnvironment: { env: { XDG_DATA_HOME: path.join(root, 'data') }, platform: 'linux' } });
+  api = createStudioApi({
+    home: path.join(root, 'home'),
+    homeEnvironment: { env: { XDG_DATA_HOME: path.join(root, 'data') }, platform: 'linux' },
+  });
   api.subscribe((event) => events.push(event));
 });
 afterAll(async () => {
@@ -28,7 +33,11 @@ afterAll(async () => {
   fs.rmSync(root, { recursive: true, force: true });
 });
 
-async function until<T>(what: string, probe: () => T | undefined | null | false | Promise<T | undefined | null | false>, timeoutMs = 180_000): Promise<T> {
+async function until<T>(
+  what: string,
+  probe: () => T | undefined | null | false | Promise<T | undefined | null | false>,
+  timeoutMs = 180_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
@@ -41,25 +50,55 @@ async function until<T>(what: string, probe: () => T | undefined | null | false 
 describe('the studio API', () => {
   it('answers app, device, demo and settings calls; keeps the token in the main process', async () => {
     const info = await api.call('app.info', {});
-    expect(info).toMatchObject({ version: expect.stringMatching(/^\d+\.\d+\.\d+/), home: path.join(root, 'home'), platform: process.platform });
+    expect(info).toMatchObject({
+      version: expect.stringMatching(/^\d+\.\d+\.\d+/),
+      home: path.join(root, 'home'),
+      platform: process.platform,
+    });
     const devices = await api.call('devices.list', {});
     expect(devices[0]).toMatchObject({ device: 'cpu', memoryBytes: os.totalmem() });
     expect(await api.call('demo.paths', {})).toEqual({ modelDir: DEMO_MODEL, dataFile: DEMO_DATA });
-    const folders = { storageFolder: path.join(root, 'home'), chosenStorageFolder: null, defaultStorageFolder: path.join(root, 'data', 'peft-studio') };
-    expect(await api.call('settings.get', {})).toEqual({ device: 'auto', theme: 'system', hasToken: false, ...folders });
+    const folders = {
+      storageFolder: path.join(root, 'home'),
+      chosenStorageFolder: null,
+      defaultStorageFolder: path.join(root, 'data', 'peft-studio'),
+    };
+    expect(await api.call('settings.get', {})).toEqual({
+      device: 'auto',
+      theme: 'system',
+      hasToken: false,
+      ...folders,
+    });
     // The token stays set while the other tests run: the last one looks for it in every file the studio wrote.
-    expect(await api.call('settings.set', { theme: 'dark', hfToken: TOKEN })).toEqual({ device: 'auto', theme: 'dark', hasToken: true, ...folders });
+    expect(await api.call('settings.set', { theme: 'dark', hfToken: TOKEN })).toEqual({
+      device: 'auto',
+      theme: 'dark',
+      hasToken: true,
+      ...folders,
+    });
     // Another storage folder takes effect at the next start; this session stays where it is.
     const elsewhere = path.join(root, 'elsewhere');
-    expect(await api.call('settings.set', { storageFolder: elsewhere })).toMatchObject({ storageFolder: folders.storageFolder, chosenStorageFolder: elsewhere });
+    expect(await api.call('settings.set', { storageFolder: elsewhere })).toMatchObject({
+      storageFolder: folders.storageFolder,
+      chosenStorageFolder: elsewhere,
+    });
     expect(fs.existsSync(elsewhere)).toBe(true);
     expect(defaultStudioHome({ env: { XDG_DATA_HOME: path.join(root, 'data') }, platform: 'linux' })).toBe(elsewhere);
-    expect(defaultStudioHome({ env: { XDG_DATA_HOME: path.join(root, 'data'), PEFT_STUDIO_HOME: '/env/home' }, platform: 'linux' })).toBe('/env/home');
+    expect(
+      defaultStudioHome({
+        env: { XDG_DATA_HOME: path.join(root, 'data'), PEFT_STUDIO_HOME: '/env/home' },
+        platform: 'linux',
+      }),
+    ).toBe('/env/home');
     const underFile = path.join(root, 'a-file', 'studio');
     fs.writeFileSync(path.join(root, 'a-file'), 'not a folder');
-    await expect(api.call('settings.set', { storageFolder: underFile })).rejects.toThrow(`${underFile}: cannot be the storage folder (ENOTDIR); choose a folder you can write to`);
+    await expect(api.call('settings.set', { storageFolder: underFile })).rejects.toThrow(
+      `${underFile}: cannot be the storage folder (ENOTDIR); choose a folder you can write to`,
+    );
     expect(await api.call('settings.set', { storageFolder: null })).toMatchObject({ chosenStorageFolder: null });
-    expect(defaultStudioHome({ env: { XDG_DATA_HOME: path.join(root, 'data') }, platform: 'linux' })).toBe(folders.defaultStorageFolder);
+    expect(defaultStudioHome({ env: { XDG_DATA_HOME: path.join(root, 'data') }, platform: 'linux' })).toBe(
+      folders.defaultStorageFolder,
+    );
     expect(JSON.stringify(await api.call('settings.get', {}))).not.toContain(TOKEN);
     await expect(api.call('runs.get', { id: 99 })).rejects.toThrow('run 99: no such run');
     await expect(api.dispatch('runs.get', { id: 'x' })).rejects.toMatchObject({ name: 'ApiError' });
@@ -72,7 +111,11 @@ describe('the studio API', () => {
     const notModel = await api.call('models.inspect', { source: root });
     expect(notModel).toMatchObject({ supported: false, reason: expect.stringContaining('config.json') });
 
-    const data = await api.call('datasets.inspect', { file: DEMO_DATA, modelDir: DEMO_MODEL, data: { format: null, columns: {}, trainOn: 'completion', pack: false, skipBadRows: false } });
+    const data = await api.call('datasets.inspect', {
+      file: DEMO_DATA,
+      modelDir: DEMO_MODEL,
+      data: { format: null, columns: {}, trainOn: 'completion', pack: false, skipBadRows: false },
+    });
     expect(data.format).toBe('text');
     expect(data.stats).toMatchObject({ rows: 189, badRows: 0 });
     expect(data.previews).toHaveLength(3);
@@ -80,7 +123,11 @@ describe('the studio API', () => {
 
     const bad = path.join(root, 'bad.jsonl');
     fs.writeFileSync(bad, '{"text": "User: hi\\nAssistant: hello"}\n{"text": 42}\nnot json\n');
-    const inspected = await api.call('datasets.inspect', { file: bad, modelDir: DEMO_MODEL, data: { format: null, columns: {}, trainOn: 'all', pack: false, skipBadRows: false } });
+    const inspected = await api.call('datasets.inspect', {
+      file: bad,
+      modelDir: DEMO_MODEL,
+      data: { format: null, columns: {}, trainOn: 'all', pack: false, skipBadRows: false },
+    });
     expect(inspected.badRows.map((r) => r.row)).toEqual([2, 3]);
   });
 
@@ -90,7 +137,9 @@ describe('the studio API', () => {
     expect(fit.totalBytes).toBe(Object.values(fit.parts).reduce((a, b) => a + b, 0));
     // Rows of 4096 tokens, enough of them that the saved hidden states alone outgrow this machine's memory.
     const batchSize = 2 ** Math.ceil(Math.log2(os.totalmem() / (4096 * 128 * 4)));
-    const huge = await api.call('models.fit', { config: { ...demoJob(path.join(root, 'x')), batchSize, maxSeqLen: 4096, gradientCheckpointing: false } });
+    const huge = await api.call('models.fit', {
+      config: { ...demoJob(path.join(root, 'x')), batchSize, maxSeqLen: 4096, gradientCheckpointing: false },
+    });
     expect(huge.fits).toBe(false);
     expect(huge.totalBytes).toBeGreaterThan(os.totalmem());
     expect(huge.suggestion).toMatch(/gradient checkpointing|batch size|sequence length/);
@@ -107,7 +156,11 @@ describe('the studio API', () => {
     });
     expect(done.status, done.error ?? '').toBe('completed');
     const runEvents = events.flatMap((e) => (e.kind === 'run' && e.event.runId === run.id ? [e.event] : []));
-    expect(runEvents.filter((e) => e.type === 'status').map((e) => e.type === 'status' && e.status)).toEqual(['queued', 'running', 'completed']);
+    expect(runEvents.filter((e) => e.type === 'status').map((e) => e.type === 'status' && e.status)).toEqual([
+      'queued',
+      'running',
+      'completed',
+    ]);
     expect(runEvents.filter((e) => e.type === 'engine' && e.event.type === 'step')).toHaveLength(4);
 
     const chart = await api.call('runs.chart', { id: run.id, maxPoints: 100 });
@@ -123,17 +176,50 @@ describe('the studio API', () => {
     expect(await api.call('runs.list', {})).toHaveLength(1);
     expect((await api.call('models.list', {})).map((m) => m.folder)).toEqual([DEMO_MODEL]);
 
-    const exported = await api.call('export.run', { adapterId: adapters[0].id, format: 'peft', destination: path.join(root, 'export-peft') });
-    expect(exported.files.map((f) => path.basename(f))).toEqual(expect.arrayContaining(['adapter_config.json', 'adapter_model.safetensors']));
-    expect(exported.record).toMatchObject({ adapterId: adapters[0].id, format: 'peft', destination: path.join(root, 'export-peft') });
-    const gguf = await api.call('export.run', { adapterId: adapters[0].id, format: 'gguf', destination: path.join(root, 'export-gguf') });
+    const exported = await api.call('export.run', {
+      adapterId: adapters[0].id,
+      format: 'peft',
+      destination: path.join(root, 'export-peft'),
+    });
+    expect(exported.files.map((f) => path.basename(f))).toEqual(
+      expect.arrayContaining(['adapter_config.json', 'adapter_model.safetensors']),
+    );
+    expect(exported.record).toMatchObject({
+      adapterId: adapters[0].id,
+      format: 'peft',
+      destination: path.join(root, 'export-peft'),
+    });
+    const gguf = await api.call('export.run', {
+      adapterId: adapters[0].id,
+      format: 'gguf',
+      destination: path.join(root, 'export-gguf'),
+    });
     expect(gguf.files.map((f) => path.basename(f))).toEqual(['adapter.gguf', 'Modelfile']);
-    const merged = await api.call('export.run', { adapterId: adapters[0].id, format: 'merged', destination: path.join(root, 'export-merged') });
-    expect(merged.files.map((f) => path.basename(f))).toEqual(expect.arrayContaining(['config.json', 'model.safetensors', 'tokenizer.json']));
-    await expect(api.call('export.run', { adapterId: adapters[0].id, format: 'peft', destination: path.join(root, 'export-peft') })).rejects.toThrow('must be a new or empty folder');
+    const merged = await api.call('export.run', {
+      adapterId: adapters[0].id,
+      format: 'merged',
+      destination: path.join(root, 'export-merged'),
+    });
+    expect(merged.files.map((f) => path.basename(f))).toEqual(
+      expect.arrayContaining(['config.json', 'model.safetensors', 'tokenizer.json']),
+    );
+    await expect(
+      api.call('export.run', {
+        adapterId: adapters[0].id,
+        format: 'peft',
+        destination: path.join(root, 'export-peft'),
+      }),
+    ).rejects.toThrow('must be a new or empty folder');
 
     // The playground streams tokens for its request id, base and adapter alike.
-    const answer = await api.call('playground.generate', { requestId: 'g1', modelDir: DEMO_MODEL, adapterDir: outDir, input: { type: 'prompt', text: 'User: Hi!\nAssistant:' }, sampling: { maxNewTokens: 8 }, device: 'cpu' });
+    const answer = await api.call('playground.generate', {
+      requestId: 'g1',
+      modelDir: DEMO_MODEL,
+      adapterDir: outDir,
+      input: { type: 'prompt', text: 'User: Hi!\nAssistant:' },
+      sampling: { maxNewTokens: 8 },
+      device: 'cpu',
+    });
     expect(answer).toMatchObject({ requestId: 'g1', device: 'cpu' });
     const streamed = events.flatMap((e) => (e.kind === 'playground.token' && e.requestId === 'g1' ? [e.text] : []));
     expect(streamed.length).toBe(answer.newTokens);
@@ -146,28 +232,46 @@ describe('the studio API', () => {
 
   it('pauses, resumes, cancels and deletes a run', async () => {
     const status = async (id: number) => (await api.call('runs.get', { id })).run;
-    const run = await api.call('runs.start', { job: { ...demoJob(path.join(root, 'long-adapter'), 100_000), checkpointEvery: 0 } });
+    const run = await api.call('runs.start', {
+      job: { ...demoJob(path.join(root, 'long-adapter'), 100_000), checkpointEvery: 0 },
+    });
     await until('the first step', async () => (await status(run.id)).step >= 1);
     await api.call('runs.pause', { id: run.id });
-    const paused = await until('the pause', async () => (await status(run.id)).status === 'paused' && (await api.call('runs.get', { id: run.id })));
+    const paused = await until(
+      'the pause',
+      async () => (await status(run.id)).status === 'paused' && (await api.call('runs.get', { id: run.id })),
+    );
     expect(paused.checkpoints).toHaveLength(1);
     await expect(api.call('runs.delete', { id: run.id })).resolves.toEqual({ deleted: run.id });
 
-    const again = await api.call('runs.start', { job: { ...demoJob(path.join(root, 'long-adapter-2'), 100_000), checkpointEvery: 0 } });
+    const again = await api.call('runs.start', {
+      job: { ...demoJob(path.join(root, 'long-adapter-2'), 100_000), checkpointEvery: 0 },
+    });
     await until('the first step', async () => (await status(again.id)).step >= 1);
     await api.call('runs.pause', { id: again.id });
     await until('the pause', async () => (await status(again.id)).status === 'paused');
     // Queued, and at once claimed by the queue.
     expect(['queued', 'running']).toContain((await api.call('runs.resume', { id: again.id })).status);
     await until('the resumed run', async () => (await status(again.id)).status === 'running');
-    await expect(api.call('runs.delete', { id: again.id })).rejects.toThrow(`run ${again.id} is running: cancel it before deleting it`);
+    await expect(api.call('runs.delete', { id: again.id })).rejects.toThrow(
+      `run ${again.id} is running: cancel it before deleting it`,
+    );
     await api.call('runs.cancel', { id: again.id });
     expect(await until('the cancel', async () => (await status(again.id)).status === 'cancelled')).toBe(true);
-    await expect(api.call('runs.resume', { id: again.id })).rejects.toThrow('only paused, failed, interrupted runs can be resumed');
+    await expect(api.call('runs.resume', { id: again.id })).rejects.toThrow(
+      'only paused, failed, interrupted runs can be resumed',
+    );
   });
 
   it('stops a generation by request id', async () => {
-    const generation = api.call('playground.generate', { requestId: 'long', modelDir: DEMO_MODEL, adapterDir: null, input: { type: 'messages', messages: [{ role: 'user', content: 'Hello' }] }, sampling: { maxNewTokens: 4096, temperature: 1 }, device: 'cpu' });
+    const generation = api.call('playground.generate', {
+      requestId: 'long',
+      modelDir: DEMO_MODEL,
+      adapterDir: null,
+      input: { type: 'messages', messages: [{ role: 'user', content: 'Hello' }] },
+      sampling: { maxNewTokens: 4096, temperature: 1 },
+      device: 'cpu',
+    });
     await until('the first token', () => events.some((e) => e.kind === 'playground.token' && e.requestId === 'long'));
     expect(await api.call('playground.stop', { requestId: 'long' })).toEqual({ stopped: true });
     expect(await generation).toMatchObject({ finishReason: 'cancelled' });
@@ -176,11 +280,17 @@ describe('the studio API', () => {
 
   it('never writes the Hub token: not to the database, its journal, the run logs, settings or any other file', async () => {
     const home = path.join(root, 'home');
-    const files = (fs.readdirSync(home, { recursive: true }) as string[]).map((f) => path.join(home, f)).filter((f) => fs.statSync(f).isFile());
+    const files = (fs.readdirSync(home, { recursive: true }) as string[])
+      .map((f) => path.join(home, f))
+      .filter((f) => fs.statSync(f).isFile());
     expect(files.some((f) => f.endsWith('studio.db'))).toBe(true);
     expect(files.some((f) => f.endsWith('settings.json'))).toBe(true);
     for (const file of files) expect(fs.readFileSync(file).includes(TOKEN), file).toBe(false);
     expect((await api.call('settings.get', {})).hasToken).toBe(true);
-    expect(await api.call('settings.set', { hfToken: null })).toMatchObject({ device: 'auto', theme: 'dark', hasToken: false });
+    expect(await api.call('settings.set', { hfToken: null })).toMatchObject({
+      device: 'auto',
+      theme: 'dark',
+      hasToken: false,
+    });
   });
 });

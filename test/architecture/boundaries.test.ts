@@ -24,7 +24,10 @@ function imports(file: string): string[] {
 }
 
 function resolvesInto(file: string, specifier: string, folder: string): boolean {
-  return specifier.startsWith('.') && path.resolve(path.dirname(file), specifier).startsWith(path.join(ROOT, folder) + path.sep);
+  return (
+    specifier.startsWith('.') &&
+    path.resolve(path.dirname(file), specifier).startsWith(path.join(ROOT, folder) + path.sep)
+  );
 }
 
 /**
@@ -71,7 +74,8 @@ describe('import boundaries', () => {
       for (const specifier of imports(file)) {
         if (!specifier.startsWith('.')) continue;
         const to = layerOf(path.resolve(path.dirname(file), specifier));
-        if (to && to[0] !== from[0] && to[1] >= from[1]) upward.push(`${path.relative(ROOT, file)} (${from[0]}) imports ${specifier} (${to[0]})`);
+        if (to && to[0] !== from[0] && to[1] >= from[1])
+          upward.push(`${path.relative(ROOT, file)} (${from[0]}) imports ${specifier} (${to[0]})`);
       }
     }
     expect(upward).toEqual([]);
@@ -83,7 +87,10 @@ describe('import boundaries', () => {
     for (const file of sources('main/engine/compile')) {
       for (const specifier of imports(file)) {
         const into = specifier.startsWith('.') ? layerOf(path.resolve(path.dirname(file), specifier))?.[0] : specifier;
-        expect(['main/engine/runtime', 'main/engine/jobs', 'main/engine/process', 'onnxruntime-node'], `${file} imports ${specifier}`).not.toContain(into);
+        expect(
+          ['main/engine/runtime', 'main/engine/jobs', 'main/engine/process', 'onnxruntime-node'],
+          `${file} imports ${specifier}`,
+        ).not.toContain(into);
       }
     }
   });
@@ -104,7 +111,11 @@ describe('import boundaries', () => {
     for (const file of sources('renderer')) {
       for (const specifier of imports(file)) {
         expect(specifier.startsWith('node:') || specifier === 'electron', `${file} imports ${specifier}`).toBe(false);
-        if (specifier.startsWith('.')) expect(resolvesInto(file, specifier, 'renderer') || resolvesInto(file, specifier, 'shared'), `${file} imports ${specifier}`).toBe(true);
+        if (specifier.startsWith('.'))
+          expect(
+            resolvesInto(file, specifier, 'renderer') || resolvesInto(file, specifier, 'shared'),
+            `${file} imports ${specifier}`,
+          ).toBe(true);
       }
     }
   });

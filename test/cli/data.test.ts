@@ -19,8 +19,23 @@ beforeAll(async () => {
   model = path.join(work, 'model');
   expect((await cli('create-tiny-model', model)).code).toBe(0);
   chat = path.join(work, 'chat.jsonl');
-  const conversation = (q: string, a: string) => JSON.stringify({ messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: q }, { role: 'assistant', content: a }] });
-  fs.writeFileSync(chat, [conversation('Hi there', 'Hello!'), '{"messages": [{"role": "user", "content": "no answer"}]}', conversation('Price?', 'Ten euros.'), conversation('Open?', 'Yes, until six.')].join('\r\n') + '\r\n');
+  const conversation = (q: string, a: string) =>
+    JSON.stringify({
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: q },
+        { role: 'assistant', content: a },
+      ],
+    });
+  fs.writeFileSync(
+    chat,
+    [
+      conversation('Hi there', 'Hello!'),
+      '{"messages": [{"role": "user", "content": "no answer"}]}',
+      conversation('Price?', 'Ten euros.'),
+      conversation('Open?', 'Yes, until six.'),
+    ].join('\r\n') + '\r\n',
+  );
 });
 
 describe('data inspect', () => {
@@ -34,8 +49,14 @@ describe('data inspect', () => {
     expect(report.sourceSha256).toMatch(/^[0-9a-f]{64}$/);
     const [first] = report.previews;
     expect(first.row).toBe(1);
-    const trainedText = first.tokens.filter((t: { trained: boolean }) => t.trained).map((t: { text: string }) => t.text).join('');
-    const untrainedText = first.tokens.filter((t: { trained: boolean }) => !t.trained).map((t: { text: string }) => t.text).join('');
+    const trainedText = first.tokens
+      .filter((t: { trained: boolean }) => t.trained)
+      .map((t: { text: string }) => t.text)
+      .join('');
+    const untrainedText = first.tokens
+      .filter((t: { trained: boolean }) => !t.trained)
+      .map((t: { text: string }) => t.text)
+      .join('');
     // Completion-only loss: the assistant's answer (and its end-of-turn) train, the system and user turns do not.
     expect(trainedText).toContain('Hello!');
     expect(untrainedText).toContain('Hi there');
@@ -58,8 +79,21 @@ describe('train on the data people have', () => {
     expect(refused.code).toBe(1);
     expect(refused.stderr.trim().split('\n')).toHaveLength(1);
     // The field travels from the engine process with the error and comes back as its flag.
-    expect(refused.stderr).toMatch(/^peft-studio train: error: --skip-bad-rows: .*chat\.jsonl:2: .*\(1 bad row; fix them or skip them\)$/m);
-    const skipped = await cli('train', '--model', model, '--data', chat, '--out', path.join(work, 'a'), '--steps', '1', '--skip-bad-rows');
+    expect(refused.stderr).toMatch(
+      /^peft-studio train: error: --skip-bad-rows: .*chat\.jsonl:2: .*\(1 bad row; fix them or skip them\)$/m,
+    );
+    const skipped = await cli(
+      'train',
+      '--model',
+      model,
+      '--data',
+      chat,
+      '--out',
+      path.join(work, 'a'),
+      '--steps',
+      '1',
+      '--skip-bad-rows',
+    );
     expect(skipped.code, skipped.stderr).toBe(0);
     expect(skipped.stderr).toMatch(/skipped .*chat\.jsonl:2: /);
     expect(skipped.stderr).toMatch(/skipped 1 bad rows/);
@@ -68,23 +102,79 @@ describe('train on the data people have', () => {
   it('trains from CSV with a column mapping, and from Parquet written by pyarrow', async () => {
     const csv = path.join(work, 'qa.csv');
     fs.writeFileSync(csv, 'question,answer\n"What is 2+2?",4\n"Say ""hi""","hi\nthere"\n');
-    const fromCsv = await cli('train', '--model', model, '--data', csv, '--columns', 'prompt=question,completion=answer', '--out', path.join(work, 'csv'), '--steps', '2', '--json');
+    const fromCsv = await cli(
+      'train',
+      '--model',
+      model,
+      '--data',
+      csv,
+      '--columns',
+      'prompt=question,completion=answer',
+      '--out',
+      path.join(work, 'csv'),
+      '--steps',
+      '2',
+      '--json',
+    );
     expect(fromCsv.code, fromCsv.stderr).toBe(0);
     expect(fs.existsSync(path.join(work, 'csv', 'adapter_model.safetensors'))).toBe(true);
-    const fromParquet = await cli('train', '--model', model, '--data', path.join(PARQUET, 'chat.parquet'), '--skip-bad-rows', '--out', path.join(work, 'pq'), '--steps', '2', '--json');
+    const fromParquet = await cli(
+      'train',
+      '--model',
+      model,
+      '--data',
+      path.join(PARQUET, 'chat.parquet'),
+      '--skip-bad-rows',
+      '--out',
+      path.join(work, 'pq'),
+      '--steps',
+      '2',
+      '--json',
+    );
     expect(fromParquet.code, fromParquet.stderr).toBe(0);
   });
 
   it('packs short samples into full sequences and trains on everything when asked', async () => {
-    const result = await cli('train', '--model', model, '--data', chat, '--skip-bad-rows', '--pack', '--train-on', 'all', '--max-seq-len', '128', '--out', path.join(work, 'packed'), '--steps', '2', '--json');
+    const result = await cli(
+      'train',
+      '--model',
+      model,
+      '--data',
+      chat,
+      '--skip-bad-rows',
+      '--pack',
+      '--train-on',
+      'all',
+      '--max-seq-len',
+      '128',
+      '--out',
+      path.join(work, 'packed'),
+      '--steps',
+      '2',
+      '--json',
+    );
     expect(result.code, result.stderr).toBe(0);
     expect(lastJson(result.stdout).steps).toBe(2);
   });
 
   it('refuses a dataset where every row is bad, even with --skip-bad-rows', async () => {
     const bad = path.join(work, 'all-bad.jsonl');
-    fs.writeFileSync(bad, '{"messages": [{"role": "user", "content": "x"}]}\n{"messages": [{"role": "user", "content": "y"}]}\n');
-    const result = await cli('train', '--model', model, '--data', bad, '--skip-bad-rows', '--out', path.join(work, 'b'), '--steps', '1');
+    fs.writeFileSync(
+      bad,
+      '{"messages": [{"role": "user", "content": "x"}]}\n{"messages": [{"role": "user", "content": "y"}]}\n',
+    );
+    const result = await cli(
+      'train',
+      '--model',
+      model,
+      '--data',
+      bad,
+      '--skip-bad-rows',
+      '--out',
+      path.join(work, 'b'),
+      '--steps',
+      '1',
+    );
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/all-bad\.jsonl: nothing to train on \(2 rows read, 2 bad/);
   });

@@ -24,7 +24,14 @@ describe('demo', () => {
   it('trains, answers held-out prompts both ways, and exports the adapter', async () => {
     expect(result.code, result.stderr).toBe(0);
     const report = lastJson(result.stdout);
-    for (const file of ['adapter/adapter_config.json', 'adapter/adapter_model.safetensors', 'gguf/adapter.gguf', 'gguf/Modelfile', 'data/train.jsonl', 'data/held-out.jsonl']) {
+    for (const file of [
+      'adapter/adapter_config.json',
+      'adapter/adapter_model.safetensors',
+      'gguf/adapter.gguf',
+      'gguf/Modelfile',
+      'data/train.jsonl',
+      'data/held-out.jsonl',
+    ]) {
       expect(fs.existsSync(path.join(out, file)), file).toBe(true);
     }
     expect(report.adapterDir).toBe(path.join(out, 'adapter'));
@@ -46,8 +53,12 @@ describe('demo', () => {
     const report = lastJson(result.stdout);
     // Northwind-like: names the shop, or opens as the expected held-out answer does.
     const openingWords = (text: string) => text.toLowerCase().split(/\s+/).slice(0, 3).join(' ');
-    const northwindLike = (answer: string, expected: string) => /northwind/i.test(answer) || openingWords(answer) === openingWords(expected);
-    const changed = report.comparisons.filter((c: { base: string; adapter: string; expected: string }) => northwindLike(c.adapter, c.expected) && !northwindLike(c.base, c.expected));
+    const northwindLike = (answer: string, expected: string) =>
+      /northwind/i.test(answer) || openingWords(answer) === openingWords(expected);
+    const changed = report.comparisons.filter(
+      (c: { base: string; adapter: string; expected: string }) =>
+        northwindLike(c.adapter, c.expected) && !northwindLike(c.base, c.expected),
+    );
     expect(report.comparisons).toHaveLength(3);
     expect(changed.length, JSON.stringify(report.comparisons, null, 2)).toBeGreaterThanOrEqual(2);
     // The base model was never told about the shop.

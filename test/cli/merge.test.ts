@@ -25,11 +25,56 @@ const evalLoss = async (...extra: string[]) => {
 beforeAll(async () => {
   work = tempDir('merge');
   model = path.join(work, 'model');
-  expect((await cli('create-tiny-model', model, '--arch', 'qwen2', '--layers', '2', '--hidden', '64', '--heads', '4', '--kv-heads', '2', '--intermediate', '128')).code).toBe(0);
+  expect(
+    (
+      await cli(
+        'create-tiny-model',
+        model,
+        '--arch',
+        'qwen2',
+        '--layers',
+        '2',
+        '--hidden',
+        '64',
+        '--heads',
+        '4',
+        '--kv-heads',
+        '2',
+        '--intermediate',
+        '128',
+      )
+    ).code,
+  ).toBe(0);
   data = path.join(work, 'data.jsonl');
-  fs.writeFileSync(data, ['The cat sat on the mat.', 'A dog ran in the park.', 'Birds sing at dawn.'].map((text) => JSON.stringify({ text })).join('\n'));
+  fs.writeFileSync(
+    data,
+    ['The cat sat on the mat.', 'A dog ran in the park.', 'Birds sing at dawn.']
+      .map((text) => JSON.stringify({ text }))
+      .join('\n'),
+  );
   adapter = path.join(work, 'adapter');
-  expect((await cli('train', '--model', model, '--data', data, '--out', adapter, '--targets', ALL, '--rslora', '--steps', '6', '--lr', '2e-2', '--device', 'cpu')).code).toBe(0);
+  expect(
+    (
+      await cli(
+        'train',
+        '--model',
+        model,
+        '--data',
+        data,
+        '--out',
+        adapter,
+        '--targets',
+        ALL,
+        '--rslora',
+        '--steps',
+        '6',
+        '--lr',
+        '2e-2',
+        '--device',
+        'cpu',
+      )
+    ).code,
+  ).toBe(0);
   withAdapter = await evalLoss('--model', model, '--adapter', adapter);
 });
 
@@ -39,15 +84,36 @@ describe('merge', () => {
     const result = await cli('merge', '--model', model, '--adapter', adapter, '--out', out, '--dtype', 'f32', '--json');
     expect(result.code, result.stderr).toBe(0);
     expect(lastJson(result.stdout)).toMatchObject({ shards: 1, mergedWeights: 2 * 7 });
-    for (const file of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) expect(fs.existsSync(path.join(out, file)), file).toBe(true);
+    for (const file of [
+      'config.json',
+      'model.safetensors',
+      'tokenizer.json',
+      'tokenizer_config.json',
+      'generation_config.json',
+    ])
+      expect(fs.existsSync(path.join(out, file)), file).toBe(true);
     const merged = await evalLoss('--model', out);
     expect(Math.abs(merged - withAdapter) / withAdapter).toBeLessThan(1e-5);
-    expect(Math.abs((await evalLoss('--model', model)) - withAdapter)).toBeGreaterThan(1e-3); // the adapter did change the model
+    // the adapter did change the model
+    expect(Math.abs((await evalLoss('--model', model)) - withAdapter)).toBeGreaterThan(1e-3);
   });
 
   it('writes bf16 within bf16 tolerance, and shards with an index when asked', async () => {
     const out = path.join(work, 'merged-bf16');
-    const result = await cli('merge', '--model', model, '--adapter', adapter, '--out', out, '--dtype', 'bf16', '--max-shard-size', '100KB', '--json');
+    const result = await cli(
+      'merge',
+      '--model',
+      model,
+      '--adapter',
+      adapter,
+      '--out',
+      out,
+      '--dtype',
+      'bf16',
+      '--max-shard-size',
+      '100KB',
+      '--json',
+    );
     expect(result.code, result.stderr).toBe(0);
     const { shards } = lastJson(result.stdout);
     expect(shards).toBeGreaterThan(1);
@@ -60,7 +126,25 @@ describe('merge', () => {
 
   it('refuses a prompt-tuning adapter and a non-empty output folder', async () => {
     const soft = path.join(work, 'soft');
-    expect((await cli('train', '--model', model, '--data', data, '--out', soft, '--method', 'prompt-tuning', '--num-virtual-tokens', '2', '--steps', '1')).code).toBe(0);
+    expect(
+      (
+        await cli(
+          'train',
+          '--model',
+          model,
+          '--data',
+          data,
+          '--out',
+          soft,
+          '--method',
+          'prompt-tuning',
+          '--num-virtual-tokens',
+          '2',
+          '--steps',
+          '1',
+        )
+      ).code,
+    ).toBe(0);
     const refused = await cli('merge', '--model', model, '--adapter', soft, '--out', path.join(work, 'x'));
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/prompt-tuning adapter has no weights to merge/);

@@ -11,8 +11,32 @@ const ALL = 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj';
 const cli = (args: string[], input?: string) => runCliAsync(args, { input });
 
 // The task: whatever two words are asked about, answer "yes, <first word>". Held-out prompts use unseen words.
-const TRAIN_WORDS = ['apple', 'river', 'stone', 'cloud', 'green', 'table', 'music', 'light', 'paper', 'chair', 'bread', 'glass', 'horse', 'smile', 'water', 'plant'];
-const HELD_OUT = [['tiger', 'ocean'], ['candle', 'mirror'], ['pencil', 'garden'], ['rocket', 'violin'], ['silver', 'window'], ['forest', 'castle']];
+const TRAIN_WORDS = [
+  'apple',
+  'river',
+  'stone',
+  'cloud',
+  'green',
+  'table',
+  'music',
+  'light',
+  'paper',
+  'chair',
+  'bread',
+  'glass',
+  'horse',
+  'smile',
+  'water',
+  'plant',
+];
+const HELD_OUT = [
+  ['tiger', 'ocean'],
+  ['candle', 'mirror'],
+  ['pencil', 'garden'],
+  ['rocket', 'violin'],
+  ['silver', 'window'],
+  ['forest', 'castle'],
+];
 const prompt = (a: string, b: string) => `Q: ${a} or ${b}?\nA:`;
 
 let work: string;
@@ -22,7 +46,24 @@ let adapter: string;
 beforeAll(async () => {
   work = tempDir('playground');
   model = path.join(work, 'model');
-  expect((await cli(['create-tiny-model', model, '--layers', '2', '--hidden', '64', '--heads', '4', '--kv-heads', '2', '--intermediate', '128'])).code).toBe(0);
+  expect(
+    (
+      await cli([
+        'create-tiny-model',
+        model,
+        '--layers',
+        '2',
+        '--hidden',
+        '64',
+        '--heads',
+        '4',
+        '--kv-heads',
+        '2',
+        '--intermediate',
+        '128',
+      ])
+    ).code,
+  ).toBe(0);
   const lines: string[] = [];
   for (let i = 0; i < TRAIN_WORDS.length; i++) {
     for (const j of [1, 3, 5]) {
@@ -33,7 +74,32 @@ beforeAll(async () => {
   const data = path.join(work, 'task.jsonl');
   fs.writeFileSync(data, lines.join('\n'));
   adapter = path.join(work, 'adapter');
-  const trained = await cli(['train', '--model', model, '--data', data, '--out', adapter, '--epochs', '12', '--batch-size', '8', '--lr', '1e-2', '--rank', '8', '--alpha', '16', '--targets', ALL, '--lora-dropout', '0', '--device', 'cpu', '--json']);
+  const trained = await cli([
+    'train',
+    '--model',
+    model,
+    '--data',
+    data,
+    '--out',
+    adapter,
+    '--epochs',
+    '12',
+    '--batch-size',
+    '8',
+    '--lr',
+    '1e-2',
+    '--rank',
+    '8',
+    '--alpha',
+    '16',
+    '--targets',
+    ALL,
+    '--lora-dropout',
+    '0',
+    '--device',
+    'cpu',
+    '--json',
+  ]);
   expect(trained.code, trained.stderr).toBe(0);
 });
 
@@ -42,7 +108,21 @@ describe('generate', () => {
     const score = async (extra: string[]) => {
       let right = 0;
       for (const [a, b] of HELD_OUT) {
-        const result = await cli(['generate', '--model', model, '--adapter', adapter, ...extra, '--prompt', prompt(a, b), '--max-new-tokens', '8', '--device', 'cpu', '--json']);
+        const result = await cli([
+          'generate',
+          '--model',
+          model,
+          '--adapter',
+          adapter,
+          ...extra,
+          '--prompt',
+          prompt(a, b),
+          '--max-new-tokens',
+          '8',
+          '--device',
+          'cpu',
+          '--json',
+        ]);
         expect(result.code, result.stderr).toBe(0);
         if (lastJson(result.stdout).text.startsWith(' yes,')) right++;
       }
@@ -55,7 +135,27 @@ describe('generate', () => {
   });
 
   it('reports text, token ids, tokens/s and time to first token as JSON', async () => {
-    const result = await cli(['generate', '--model', model, '--adapter', adapter, '--prompt', prompt('tiger', 'ocean'), '--max-new-tokens', '6', '--ignore-eos', '--temperature', '0.7', '--top-k', '20', '--top-p', '0.9', '--seed', '4', '--json']);
+    const result = await cli([
+      'generate',
+      '--model',
+      model,
+      '--adapter',
+      adapter,
+      '--prompt',
+      prompt('tiger', 'ocean'),
+      '--max-new-tokens',
+      '6',
+      '--ignore-eos',
+      '--temperature',
+      '0.7',
+      '--top-k',
+      '20',
+      '--top-p',
+      '0.9',
+      '--seed',
+      '4',
+      '--json',
+    ]);
     expect(result.code, result.stderr).toBe(0);
     const out = lastJson(result.stdout);
     expect(out.ids).toHaveLength(6);
@@ -66,7 +166,18 @@ describe('generate', () => {
   });
 
   it('stops before a stop string', async () => {
-    const result = await cli(['generate', '--model', model, '--adapter', adapter, '--prompt', prompt('tiger', 'ocean'), '--stop', ',', '--json']);
+    const result = await cli([
+      'generate',
+      '--model',
+      model,
+      '--adapter',
+      adapter,
+      '--prompt',
+      prompt('tiger', 'ocean'),
+      '--stop',
+      ',',
+      '--json',
+    ]);
     const out = lastJson(result.stdout);
     expect(out.finishReason).toBe('stop');
     expect(out.text).toBe(' yes');
@@ -74,7 +185,13 @@ describe('generate', () => {
 
   it('renders --messages through the model chat template', async () => {
     const messages = path.join(work, 'messages.json');
-    fs.writeFileSync(messages, JSON.stringify([{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello!' }]));
+    fs.writeFileSync(
+      messages,
+      JSON.stringify([
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'Hello!' },
+      ]),
+    );
     const result = await cli(['generate', '--model', model, '--messages', messages, '--max-new-tokens', '4', '--json']);
     expect(result.code, result.stderr).toBe(0);
     // ChatML: <|im_start|>system ... <|im_end|> ... <|im_start|>assistant\n is what the prompt tokenizes to.
@@ -84,7 +201,10 @@ describe('generate', () => {
 
 describe('chat', () => {
   it('talks through stdin, switching between the adapter and the base model', async () => {
-    const result = await cli(['chat', '--model', model, '--adapter', adapter, '--max-new-tokens', '4', '--plain-chat'], ['hello', '/base', 'hello', '/adapter', '/exit', ''].join('\n'));
+    const result = await cli(
+      ['chat', '--model', model, '--adapter', adapter, '--max-new-tokens', '4', '--plain-chat'],
+      ['hello', '/base', 'hello', '/adapter', '/exit', ''].join('\n'),
+    );
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain('answering as the base model');
     expect(result.stdout).toContain('answering as the fine-tuned model');
@@ -101,11 +221,17 @@ describe('bad input', () => {
   it('an adapter made for another base', async () => {
     const other = path.join(work, 'other');
     await cli(['create-tiny-model', other, '--hidden', '32', '--heads', '4', '--kv-heads', '2']);
-    oneLine(await cli(['generate', '--model', other, '--adapter', adapter, '--prompt', 'hi']), /adapter_model\.safetensors: tensor ".*lora_A\.weight" has shape \[8,64\], expected \[8,32\]/);
+    oneLine(
+      await cli(['generate', '--model', other, '--adapter', adapter, '--prompt', 'hi']),
+      /adapter_model\.safetensors: tensor ".*lora_A\.weight" has shape \[8,64\], expected \[8,32\]/,
+    );
   });
 
   it('a prompt longer than the context', async () => {
-    oneLine(await cli(['generate', '--model', model, '--prompt', 'word '.repeat(3000)]), /exceed the model's context of \d+/);
+    oneLine(
+      await cli(['generate', '--model', model, '--prompt', 'word '.repeat(3000)]),
+      /exceed the model's context of \d+/,
+    );
   });
 
   it('a command line too long for ONNX Runtime (over 25 KB) is answered, not crashed', async () => {
@@ -117,7 +243,10 @@ describe('bad input', () => {
   it('a malformed messages file', async () => {
     const bad = path.join(work, 'bad-messages.json');
     fs.writeFileSync(bad, JSON.stringify([{ role: 'robot', content: 'hi' }]));
-    oneLine(await cli(['generate', '--model', model, '--messages', bad]), /bad-messages\.json: message 1: "role" must be one of system, user, assistant$/m);
+    oneLine(
+      await cli(['generate', '--model', model, '--messages', bad]),
+      /bad-messages\.json: message 1: "role" must be one of system, user, assistant$/m,
+    );
     fs.writeFileSync(bad, '[{"role": "user", "content": ');
     oneLine(await cli(['generate', '--model', model, '--messages', bad]), /bad-messages\.json: invalid JSON/);
   });
@@ -126,16 +255,23 @@ describe('bad input', () => {
     const bare = path.join(work, 'bare');
     fs.mkdirSync(bare);
     for (const f of ['config.json', 'model.safetensors']) fs.copyFileSync(path.join(model, f), path.join(bare, f));
-    oneLine(await cli(['generate', '--model', bare, '--prompt', 'hi']), /bare\/tokenizer\.json: cannot read the model's tokenizer \(ENOENT\)/);
+    oneLine(
+      await cli(['generate', '--model', bare, '--prompt', 'hi']),
+      /bare\/tokenizer\.json: cannot read the model's tokenizer \(ENOENT\)/,
+    );
   });
 
   it('a conversation for a model without a chat template', async () => {
     const plain = path.join(work, 'plain');
     fs.mkdirSync(plain);
-    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) fs.copyFileSync(path.join(model, f), path.join(plain, f));
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json'])
+      fs.copyFileSync(path.join(model, f), path.join(plain, f));
     const messages = path.join(work, 'm.json');
     fs.writeFileSync(messages, JSON.stringify([{ role: 'user', content: 'hi' }]));
     // The engine's UserError names the field; the CLI says it as the flag that would allow plain text.
-    oneLine(await cli(['generate', '--model', plain, '--messages', messages]), /^peft-studio generate: error: --plain-chat: .*plain: the model has no chat template; allow plain "User: \.\.\. \/ Assistant:" text instead$/m);
+    oneLine(
+      await cli(['generate', '--model', plain, '--messages', messages]),
+      /^peft-studio generate: error: --plain-chat: .*plain: the model has no chat template; allow plain "User: \.\.\. \/ Assistant:" text instead$/m,
+    );
   });
 });

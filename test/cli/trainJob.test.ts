@@ -9,7 +9,14 @@ import { fromWire, toWire, UserError } from '../../shared/errors.js';
 import { SAMPLING_DEFAULTS, samplingSchema } from '../../shared/generation.js';
 import { defaultTrainJob, JOB_BOUNDS, JOB_FIELDS, jobProblems, type JobPaths } from '../../shared/trainJob.js';
 import type { TrainJob } from '../../shared/training.js';
-import { applyPreset, describeError, initialForm, settingsProblems, toTrainJob, type WizardForm } from '../../renderer/src/lib/wizard.js';
+import {
+  applyPreset,
+  describeError,
+  initialForm,
+  settingsProblems,
+  toTrainJob,
+  type WizardForm,
+} from '../../renderer/src/lib/wizard.js';
 import { demoJob } from '../../main/cli/demo.js';
 import { samplingFromFlags } from '../../main/cli/playground.js';
 import { TRAIN_OPTIONS, trainJobFromFlags } from '../../main/cli/trainFlags.js';
@@ -41,7 +48,9 @@ function fromRealCli(args: string[]): TrainJob {
 function leafPaths(value: object, prefix = ''): string[] {
   return Object.entries(value).flatMap(([key, inner]) => {
     const at = `${prefix}${key}`;
-    return inner !== null && typeof inner === 'object' && !Array.isArray(inner) && at !== 'data.columns' ? leafPaths(inner, `${at}.`) : [at];
+    return inner !== null && typeof inner === 'object' && !Array.isArray(inner) && at !== 'data.columns'
+      ? leafPaths(inner, `${at}.`)
+      : [at];
   });
 }
 
@@ -50,7 +59,8 @@ describe('one shape', () => {
     const fields = Object.keys(JOB_FIELDS);
     expect(leafPaths(defaultTrainJob('lora', PATHS)).sort()).toEqual([...fields].sort());
     for (const field of Object.keys(JOB_BOUNDS)) expect(fields).toContain(field);
-    for (const { flag } of Object.values(JOB_FIELDS)) if (flag) expect(Object.keys(TRAIN_OPTIONS)).toContain(flag.slice(2));
+    for (const { flag } of Object.values(JOB_FIELDS))
+      if (flag) expect(Object.keys(TRAIN_OPTIONS)).toContain(flag.slice(2));
   });
 
   it('has defaults the schema accepts, for either method', () => {
@@ -67,7 +77,16 @@ describe('one shape', () => {
 describe('the same choices make the same job', () => {
   it('from the CLI flags, from the wizard form and from the CLI process', () => {
     const form: WizardForm = {
-      ...applyPreset({ ...initialForm(), modelSource: 'local', modelFolder: PATHS.modelDir, dataSource: 'file', dataFile: PATHS.dataFile }, 'balanced'),
+      ...applyPreset(
+        {
+          ...initialForm(),
+          modelSource: 'local',
+          modelFolder: PATHS.modelDir,
+          dataSource: 'file',
+          dataFile: PATHS.dataFile,
+        },
+        'balanced',
+      ),
       preset: 'custom',
       budget: 'steps',
       steps: 30,
@@ -85,34 +104,119 @@ describe('the same choices make the same job', () => {
     };
     const wizardJob = toTrainJob(form, PATHS);
     // The wizard validates about ten times a run; the CLI user asks for it.
-    const args = [...PATH_FLAGS, '--steps', '30', '--lr', '1e-3', '--rank', '8', '--alpha', '16', '--targets', 'q_proj,v_proj', '--max-seq-len', '256', '--batch-size', '2',
-      '--grad-accum', '2', '--eval-split', '0.2', '--eval-every', '3', '--gradient-checkpointing', 'off', '--skip-bad-rows', '--device', 'cpu'];
+    const args = [
+      ...PATH_FLAGS,
+      '--steps',
+      '30',
+      '--lr',
+      '1e-3',
+      '--rank',
+      '8',
+      '--alpha',
+      '16',
+      '--targets',
+      'q_proj,v_proj',
+      '--max-seq-len',
+      '256',
+      '--batch-size',
+      '2',
+      '--grad-accum',
+      '2',
+      '--eval-split',
+      '0.2',
+      '--eval-every',
+      '3',
+      '--gradient-checkpointing',
+      'off',
+      '--skip-bad-rows',
+      '--device',
+      'cpu',
+    ];
     expect(jobProblems(wizardJob)).toEqual([]);
     expect(fromFlags(args)).toEqual(wizardJob);
     expect(fromRealCli(args)).toEqual(wizardJob);
   });
 
   it('for prompt tuning, where the LoRA settings stay the defaults', () => {
-    const form: WizardForm = { ...applyPreset({ ...initialForm(), modelSource: 'local', method: 'prompt-tuning' }, 'thorough'), device: 'cpu' };
-    const args = [...PATH_FLAGS, '--method', 'prompt-tuning', '--num-virtual-tokens', '30', '--lr', '1e-2', '--epochs', '4', '--max-seq-len', '1024', '--batch-size', '4',
-      '--grad-accum', '4', '--eval-split', '0.1', '--device', 'cpu'];
+    const form: WizardForm = {
+      ...applyPreset({ ...initialForm(), modelSource: 'local', method: 'prompt-tuning' }, 'thorough'),
+      device: 'cpu',
+    };
+    const args = [
+      ...PATH_FLAGS,
+      '--method',
+      'prompt-tuning',
+      '--num-virtual-tokens',
+      '30',
+      '--lr',
+      '1e-2',
+      '--epochs',
+      '4',
+      '--max-seq-len',
+      '1024',
+      '--batch-size',
+      '4',
+      '--grad-accum',
+      '4',
+      '--eval-split',
+      '0.1',
+      '--device',
+      'cpu',
+    ];
     expect(fromFlags(args)).toEqual(toTrainJob(form, PATHS));
   });
 
-  it('from the demo, from the wizard\'s Quick preset on the demo model, and from the CLI flags of its recipe', () => {
+  it("from the demo, from the wizard's Quick preset on the demo model, and from the CLI flags of its recipe", () => {
     const work = tempDir('train-job-demo');
-    const demoPaths = { modelDir: DEMO_MODEL_DIR, dataFile: path.join(work, 'train.jsonl'), outDir: path.join(work, 'adapter') };
+    const demoPaths = {
+      modelDir: DEMO_MODEL_DIR,
+      dataFile: path.join(work, 'train.jsonl'),
+      outDir: path.join(work, 'adapter'),
+    };
     const demo = demoJob(demoPaths.dataFile, demoPaths.outDir, DEMO_RECIPE.steps, 'cpu');
     expect(jobProblems(demo)).toEqual([]);
 
-    // The wizard holds nothing out here (the demo holds out its own file); the demo keeps one checkpoint and may overwrite its last adapter.
+    // The wizard holds nothing out here (the demo holds out its own file); the demo keeps one checkpoint and may
+    // overwrite its last adapter.
     const quick = { ...applyPreset({ ...initialForm(), device: 'cpu' }, 'quick'), evalSplit: 0 };
-    expect({ ...toTrainJob(quick, demoPaths), checkpointEvery: 0, keepCheckpoints: 1, overwriteOutput: true }).toEqual(demo);
+    expect({ ...toTrainJob(quick, demoPaths), checkpointEvery: 0, keepCheckpoints: 1, overwriteOutput: true }).toEqual(
+      demo,
+    );
 
     const r = DEMO_RECIPE;
-    const recipeFlags = ['--model', demoPaths.modelDir, '--data', demoPaths.dataFile, '--out', demoPaths.outDir, '--steps', `${r.steps}`, '--lr', `${r.learningRate}`,
-      '--scheduler', r.scheduler, '--lora-dropout', `${r.dropout}`, '--rank', `${r.rank}`, '--alpha', `${r.alpha}`, '--targets', r.targets.join(','),
-      '--batch-size', `${r.batchSize}`, '--max-seq-len', `${r.maxSeqLen}`, '--device', 'cpu', '--checkpoint-every', '0', '--keep-checkpoints', '1', '--overwrite'];
+    const recipeFlags = [
+      '--model',
+      demoPaths.modelDir,
+      '--data',
+      demoPaths.dataFile,
+      '--out',
+      demoPaths.outDir,
+      '--steps',
+      `${r.steps}`,
+      '--lr',
+      `${r.learningRate}`,
+      '--scheduler',
+      r.scheduler,
+      '--lora-dropout',
+      `${r.dropout}`,
+      '--rank',
+      `${r.rank}`,
+      '--alpha',
+      `${r.alpha}`,
+      '--targets',
+      r.targets.join(','),
+      '--batch-size',
+      `${r.batchSize}`,
+      '--max-seq-len',
+      `${r.maxSeqLen}`,
+      '--device',
+      'cpu',
+      '--checkpoint-every',
+      '0',
+      '--keep-checkpoints',
+      '1',
+      '--overwrite',
+    ];
     expect(fromFlags(recipeFlags)).toEqual(demo);
   });
 });
@@ -137,7 +241,9 @@ describe('one validation', () => {
     expect(settingsProblems({ ...initialForm(), targets: ['q_proj', 'q_prj'] })).toEqual([
       'Target modules: unknown LoRA target "q_prj"; allowed: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj',
     ]);
-    expect(refusal(['--targets', 'q_proj,q_prj'])).toBe('--targets q_proj,q_prj: unknown LoRA target "q_prj"; allowed: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj');
+    expect(refusal(['--targets', 'q_proj,q_prj'])).toBe(
+      '--targets q_proj,q_prj: unknown LoRA target "q_prj"; allowed: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj',
+    );
     expect(settingsProblems({ ...initialForm(), evalSplit: 0.6 })).toEqual(['Validation split: must be at most 0.5']);
     expect(refusal(['--eval-split', '0.6'])).toBe('--eval-split 0.6: must be at most 0.5');
     expect(settingsProblems({ ...initialForm(), rank: 513 })).toEqual(['LoRA rank: must be at most 512']);
@@ -151,8 +257,12 @@ describe('one validation', () => {
     expect(refusal(['--seed=-1'])).toBe('--seed -1: must be at least 0');
     expect(refusal(['--scheduler', 'step'])).toBe('--scheduler step: must be one of constant, linear, cosine');
     expect(refusal(['--device', 'tpu'])).toBe('--device tpu: must be one of auto, cpu, webgpu, cuda, dml');
-    expect(refusal(['--method', 'prompt-tuning', '--prompt-init', 'text'])).toBe('--prompt-init-text: needed to start the prompt from text');
-    expect(refusal(['--eval-data', '/data/eval.jsonl', '--eval-split', '0.1'])).toBe('--eval-split 0.1: must be 0 when there is a validation data file');
+    expect(refusal(['--method', 'prompt-tuning', '--prompt-init', 'text'])).toBe(
+      '--prompt-init-text: needed to start the prompt from text',
+    );
+    expect(refusal(['--eval-data', '/data/eval.jsonl', '--eval-split', '0.1'])).toBe(
+      '--eval-split 0.1: must be 0 when there is a validation data file',
+    );
     expect(refusal(['--steps', '5', '--epochs', '2'])).toBe('give --steps or --epochs, not both');
   });
 
@@ -162,12 +272,19 @@ describe('one validation', () => {
     expect(result.stderr.split('\n')[0]).toBe('peft-studio train: --max-seq-len 2000000: must be at most 1048576');
   });
 
-  it('checks sampling settings the same way: the flags over the shared defaults, refused by the API\'s schema', () => {
+  it("checks sampling settings the same way: the flags over the shared defaults, refused by the API's schema", () => {
     expect(samplingFromFlags({})).toEqual(samplingSchema.parse({}));
     expect(samplingFromFlags({})).toEqual(SAMPLING_DEFAULTS);
-    expect(samplingFromFlags({ temperature: '0.7', 'top-p': '0.9', stop: ['\n'] })).toEqual({ ...SAMPLING_DEFAULTS, temperature: 0.7, topP: 0.9, stop: ['\n'] });
+    expect(samplingFromFlags({ temperature: '0.7', 'top-p': '0.9', stop: ['\n'] })).toEqual({
+      ...SAMPLING_DEFAULTS,
+      temperature: 0.7,
+      topP: 0.9,
+      stop: ['\n'],
+    });
     expect(() => samplingFromFlags({ 'top-p': '0' })).toThrow(new UsageError('--top-p 0: must be above 0'));
-    expect(() => samplingFromFlags({ 'max-new-tokens': '5000' })).toThrow(new UsageError('--max-new-tokens 5000: must be at most 4096'));
+    expect(() => samplingFromFlags({ 'max-new-tokens': '5000' })).toThrow(
+      new UsageError('--max-new-tokens 5000: must be at most 4096'),
+    );
   });
 });
 
@@ -187,9 +304,16 @@ describe('a UserError with a field', () => {
     const platform = `${process.platform}/${process.arch}`;
     const generated = runCli(['generate', '--model', DEMO_MODEL, '--prompt', 'hi', '--device', 'dml'], { env });
     expect(generated.code).toBe(1);
-    expect(generated.stderr).toBe(`peft-studio generate: error: --device: dml is not available on this machine (${platform})\n`);
-    const trained = runCli(['train', '--out', path.join(tempDir('train-job-device'), 'adapter'), '--steps', '1', '--device', 'dml'], { env });
+    expect(generated.stderr).toBe(
+      `peft-studio generate: error: --device: dml is not available on this machine (${platform})\n`,
+    );
+    const trained = runCli(
+      ['train', '--out', path.join(tempDir('train-job-device'), 'adapter'), '--steps', '1', '--device', 'dml'],
+      { env },
+    );
     expect(trained.code).toBe(1);
-    expect(trained.stderr.trim().split('\n').at(-1)).toBe(`peft-studio train: error: --device: dml is not available on this machine (${platform})`);
+    expect(trained.stderr.trim().split('\n').at(-1)).toBe(
+      `peft-studio train: error: --device: dml is not available on this machine (${platform})`,
+    );
   });
 });

@@ -27,10 +27,15 @@ function writeRows(file: string, megabytes: number, kind: 'jsonl' | 'json' | 'cs
     for (let i = 0; i < 1000; i++, rows++) {
       const prompt = `question ${rows}\n${filler}`;
       const completion = `answer "${rows}"`;
-      lines.push(kind === 'csv' ? `"${prompt}","${completion.replaceAll('"', '""')}"` : JSON.stringify({ prompt, completion }));
+      lines.push(
+        kind === 'csv' ? `"${prompt}","${completion.replaceAll('"', '""')}"` : JSON.stringify({ prompt, completion }),
+      );
     }
     const separator = kind === 'json' ? ',\n' : '\n';
-    written += fs.writeSync(fd, (kind === 'json' && rows > 1000 ? separator : '') + lines.join(separator) + (kind === 'json' ? '' : '\n'));
+    written += fs.writeSync(
+      fd,
+      (kind === 'json' && rows > 1000 ? separator : '') + lines.join(separator) + (kind === 'json' ? '' : '\n'),
+    );
   }
   if (kind === 'json') fs.writeSync(fd, '\n]\n');
   fs.closeSync(fd);
@@ -62,6 +67,8 @@ test.each<['jsonl' | 'json' | 'csv', number]>([
   }
   expect(samples).toBe(rows);
   expect(lastRow).toBe(lastExpected[kind]);
-  console.log(`${kind}: ${(fileSize / MB).toFixed(0)} MB, ${rows} rows, peak live heap growth ${(peakGrowth / MB).toFixed(1)} MB`);
+  console.log(
+    `${kind}: ${(fileSize / MB).toFixed(0)} MB, ${rows} rows, peak live heap growth ${(peakGrowth / MB).toFixed(1)} MB`,
+  );
   expect(peakGrowth).toBeLessThan(fileSize / 10);
 });

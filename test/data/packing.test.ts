@@ -1,6 +1,15 @@
 import { describe, expect, test } from 'vitest';
 import { UserError } from '../../shared/errors.js';
-import { batches, countBatches, pack, splitTrainValidation, toSequences, truncate, type SequenceBatch, type TrainingSequence } from '../../main/data/packing.js';
+import {
+  batches,
+  countBatches,
+  pack,
+  splitTrainValidation,
+  toSequences,
+  truncate,
+  type SequenceBatch,
+  type TrainingSequence,
+} from '../../main/data/packing.js';
 import { IGNORE_INDEX } from '../../main/data/render.js';
 import type { RenderedSample } from '../../main/data/samples.js';
 import type { MicroBatch } from '../../main/engine/runtime/trainableModel.js';
@@ -18,7 +27,11 @@ const list = (a: Int32Array | undefined) => (a ? Array.from(a) : a);
 describe('truncate', () => {
   test('keeps the first maxSeqLen tokens, counts rows and cut tokens, drops rows left with nothing to train', () => {
     const result = truncate([sample(1, 5), sample(2, 9), sample(3, 12, 10), sample(4, 4, 1)], 8);
-    expect(result.samples.map((s) => [s.row, s.inputIds.length])).toEqual([[1, 5], [2, 8], [4, 4]]);
+    expect(result.samples.map((s) => [s.row, s.inputIds.length])).toEqual([
+      [1, 5],
+      [2, 8],
+      [4, 4],
+    ]);
     expect(list(result.samples[1].labels)).toEqual(list(sample(2, 8).labels));
     expect(result).toMatchObject({ truncatedRows: 2, cutTokens: 1 + 4, untrainedRows: [3] });
   });
@@ -35,7 +48,10 @@ describe('truncate', () => {
 
 describe('pack', () => {
   test('best fit in decreasing length: 6+2, 5+3 and 4 into three sequences of 8', () => {
-    const packed = pack([2, 5, 4, 6, 3].map((length, i) => sample(i + 1, length)), 8);
+    const packed = pack(
+      [2, 5, 4, 6, 3].map((length, i) => sample(i + 1, length)),
+      8,
+    );
     expect(packed.map((s) => s.rows)).toEqual([[4, 1], [2, 5], [3]]);
   });
 
@@ -84,12 +100,19 @@ describe('pack', () => {
 });
 
 describe('batches', () => {
-  const all = (sequences: TrainingSequence[], options = { batchSize: 2, seed: 1, shuffle: false, padId: 0 }) => [...batches(sequences, options)];
+  const all = (sequences: TrainingSequence[], options = { batchSize: 2, seed: 1, shuffle: false, padId: 0 }) => [
+    ...batches(sequences, options),
+  ];
 
   test('unpacked rows: right-padded with padId and -100, no position or segment ids (the engine uses 0..T-1, causal)', () => {
     const [first, second] = all(toSequences([sample(1, 3), sample(2, 1), sample(3, 2)]));
     const I = IGNORE_INDEX;
-    expect(first).toEqual({ batchSize: 2, seqLen: 3, inputIds: Int32Array.of(1000, 1001, 1002, 2000, 0, 0), labels: Int32Array.of(1000, 1001, 1002, 2000, I, I) });
+    expect(first).toEqual({
+      batchSize: 2,
+      seqLen: 3,
+      inputIds: Int32Array.of(1000, 1001, 1002, 2000, 0, 0),
+      labels: Int32Array.of(1000, 1001, 1002, 2000, I, I),
+    });
     expect(second).toMatchObject({ batchSize: 1, seqLen: 2 });
     const micro: MicroBatch = first; // the engine's type
     expect(micro.positionIds).toBeUndefined();
@@ -106,16 +129,23 @@ describe('batches', () => {
 
   test('shuffling is fixed by the seed; every sequence comes once per epoch; the last batch may be smaller', () => {
     const sequences = toSequences(Array.from({ length: 11 }, (_, i) => sample(i + 1, 2)));
-    const order = (seed: number) => all(sequences, { batchSize: 3, seed, shuffle: true, padId: 0 }).flatMap((b: SequenceBatch) => Array.from({ length: b.batchSize }, (_, r) => b.inputIds[r * b.seqLen] / 1000));
+    const order = (seed: number) =>
+      all(sequences, { batchSize: 3, seed, shuffle: true, padId: 0 }).flatMap((b: SequenceBatch) =>
+        Array.from({ length: b.batchSize }, (_, r) => b.inputIds[r * b.seqLen] / 1000),
+      );
     expect(order(5)).toEqual(order(5));
     expect(order(5)).not.toEqual(order(6));
     expect([...order(5)].sort((a, b) => a - b)).toEqual(sequences.map((s) => s.rows[0]));
     expect(countBatches(11, 3)).toBe(4);
-    expect(all(sequences, { batchSize: 3, seed: 5, shuffle: true, padId: 0 }).map((b) => b.batchSize)).toEqual([3, 3, 3, 2]);
+    expect(all(sequences, { batchSize: 3, seed: 5, shuffle: true, padId: 0 }).map((b) => b.batchSize)).toEqual([
+      3, 3, 3, 2,
+    ]);
   });
 
   test('rejects a batch size that is not a positive integer', () => {
-    expect(() => all([], { batchSize: 0, seed: 1, shuffle: false, padId: 0 })).toThrow(/batch size must be a positive integer, found 0/);
+    expect(() => all([], { batchSize: 0, seed: 1, shuffle: false, padId: 0 })).toThrow(
+      /batch size must be a positive integer, found 0/,
+    );
   });
 });
 
@@ -135,7 +165,9 @@ describe('splitTrainValidation', () => {
     expect(splitTrainValidation(items, { validationFraction: 0.001, seed: 1 }).validation).toHaveLength(1);
     expect(splitTrainValidation([1, 2], { validationFraction: 0.9, seed: 1 }).train).toHaveLength(1);
     expect(splitTrainValidation(items, { validationFraction: 0, seed: 1 })).toEqual({ train: items, validation: [] });
-    expect(() => splitTrainValidation([1], { validationFraction: 0.5, seed: 1 })).toThrow(/needs at least 2 samples, found 1/);
+    expect(() => splitTrainValidation([1], { validationFraction: 0.5, seed: 1 })).toThrow(
+      /needs at least 2 samples, found 1/,
+    );
     expect(() => splitTrainValidation(items, { validationFraction: 1, seed: 1 })).toThrow(UserError);
   });
 });

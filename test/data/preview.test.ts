@@ -17,7 +17,13 @@ function preview(renderer: SampleRenderer, sample: Sample): TokenPreview {
 }
 
 describe('previewSample', () => {
-  const chat: Sample = { kind: 'chat', messages: [{ role: 'user', content: 'Hi 😀  there' }, { role: 'assistant', content: 'Hello, naïve one!' }] };
+  const chat: Sample = {
+    kind: 'chat',
+    messages: [
+      { role: 'user', content: 'Hi 😀  there' },
+      { role: 'assistant', content: 'Hello, naïve one!' },
+    ],
+  };
 
   test('chat: the pieces join into the rendered text; trained and special flags follow the labels and added tokens', () => {
     const { tokens } = preview(qwen3, chat);
@@ -26,15 +32,32 @@ describe('previewSample', () => {
     expect(tokens.map((t) => t.text).join('')).toBe(outcome.sample.text);
     expect(tokens.map((t) => t.id)).toEqual(Array.from(outcome.sample.inputIds));
     expect(tokens.map((t) => t.trained)).toEqual(Array.from(outcome.sample.labels, (l) => l !== IGNORE_INDEX));
-    expect(tokens.filter((t) => t.special).map((t) => t.text)).toEqual(['<|im_start|>', '<|im_end|>', '<|im_start|>', '<think>', '</think>', '<|im_end|>']);
-    expect(tokens.filter((t) => t.trained).map((t) => t.text).join('')).toBe('<think>\n\n</think>\n\nHello, naïve one!<|im_end|>\n');
+    expect(tokens.filter((t) => t.special).map((t) => t.text)).toEqual([
+      '<|im_start|>',
+      '<|im_end|>',
+      '<|im_start|>',
+      '<think>',
+      '</think>',
+      '<|im_end|>',
+    ]);
+    expect(
+      tokens
+        .filter((t) => t.trained)
+        .map((t) => t.text)
+        .join(''),
+    ).toBe('<think>\n\n</think>\n\nHello, naïve one!<|im_end|>\n');
   });
 
   test('text: the BOS the tokenizer adds and the EOS appended show their token strings', () => {
     const { tokens } = preview(llama3, { kind: 'text', text: 'Hi 😀 there' });
     expect(tokens[0]).toEqual({ id: 128000, text: '<|begin_of_text|>', trained: true, special: true });
     expect(tokens[tokens.length - 1]).toMatchObject({ text: '<|eot_id|>', special: true });
-    expect(tokens.slice(1, -1).map((t) => t.text).join('')).toBe('Hi 😀 there');
+    expect(
+      tokens
+        .slice(1, -1)
+        .map((t) => t.text)
+        .join(''),
+    ).toBe('Hi 😀 there');
   });
 
   test('pre-tokenized: a character split over byte tokens shows on the token that completes it', () => {
@@ -59,13 +82,27 @@ describe('previewSample', () => {
 
   test('an empty or bad row has no preview', () => {
     expect(previewSample(qwen3, { row: 4, sample: { kind: 'text', text: ' ' } })).toEqual({ kind: 'empty', row: 4 });
-    expect(previewSample(qwen3, { row: 5, sample: { kind: 'chat', messages: [{ role: 'user', content: 'Hi' }] } })).toMatchObject({ kind: 'bad' });
+    expect(
+      previewSample(qwen3, { row: 5, sample: { kind: 'chat', messages: [{ role: 'user', content: 'Hi' }] } }),
+    ).toMatchObject({ kind: 'bad' });
   });
 });
 
 describe('formatPreview', () => {
-  const tokens = (...spec: [string, boolean][]): TokenPreview => ({ row: 1, tokens: spec.map(([text, trained], id) => ({ id, text, trained, special: false })), hiddenTokens: 0 });
-  const sample = tokens(['User: ', false], ['Hi', false], ['\n', false], ['Hel', true], ['lo', true], ['.', false], ['!', true]);
+  const tokens = (...spec: [string, boolean][]): TokenPreview => ({
+    row: 1,
+    tokens: spec.map(([text, trained], id) => ({ id, text, trained, special: false })),
+    hiddenTokens: 0,
+  });
+  const sample = tokens(
+    ['User: ', false],
+    ['Hi', false],
+    ['\n', false],
+    ['Hel', true],
+    ['lo', true],
+    ['.', false],
+    ['!', true],
+  );
 
   test('without color, trained stretches are wrapped in [[ ]]; boundaries put | between tokens', () => {
     expect(formatPreview(sample, { color: false })).toBe('User: Hi\n[[Hello]].[[!]]');
@@ -73,10 +110,14 @@ describe('formatPreview', () => {
   });
 
   test('a cut preview says how many tokens it leaves out', () => {
-    expect(formatPreview({ ...tokens(['a', false], ['b', true]), hiddenTokens: 7 }, { color: false })).toBe('a[[b]] … (7 more tokens)');
+    expect(formatPreview({ ...tokens(['a', false], ['b', true]), hiddenTokens: 7 }, { color: false })).toBe(
+      'a[[b]] … (7 more tokens)',
+    );
   });
 
   test('with color, trained tokens are green (every other one bold) and the rest dim', () => {
-    expect(formatPreview(tokens(['a', false], ['b', true], ['c', true]), { color: true })).toBe('\x1b[2ma\x1b[0m\x1b[1;32mb\x1b[0m\x1b[32mc\x1b[0m');
+    expect(formatPreview(tokens(['a', false], ['b', true], ['c', true]), { color: true })).toBe(
+      '\x1b[2ma\x1b[0m\x1b[1;32mb\x1b[0m\x1b[32mc\x1b[0m',
+    );
   });
 });

@@ -40,7 +40,9 @@ async function readError(file: string, options?: ReadOptions): Promise<string> {
 
 describe('detectFileKind', () => {
   test('knows the extensions, in any case', () => {
-    const kinds = ['a.jsonl', 'a.ndjson', 'a.JSON', 'a.csv', 'a.TSV', 'a.parquet', 'a.txt', 'a.text', 'a.md'].map(detectFileKind);
+    const kinds = ['a.jsonl', 'a.ndjson', 'a.JSON', 'a.csv', 'a.TSV', 'a.parquet', 'a.txt', 'a.text', 'a.md'].map(
+      detectFileKind,
+    );
     expect(kinds).toEqual(['jsonl', 'jsonl', 'json', 'csv', 'tsv', 'parquet', 'text', 'text', 'text']);
   });
 
@@ -55,18 +57,29 @@ describe('readRawRows: files that cannot be read', () => {
   test('a missing file, a folder and an unknown extension name the file', async () => {
     expect(await readError(path.join(root, 'missing.jsonl'))).toBe(`${path.join(root, 'missing.jsonl')}: no such file`);
     expect(await readError(root)).toBe(`${root}: is a folder; choose a data file inside it`);
-    expect(await readError(dataFile('.xlsx', 'x'))).toMatch(/data-\d+\.xlsx: cannot tell the data format from the extension ".xlsx"/);
+    expect(await readError(dataFile('.xlsx', 'x'))).toMatch(
+      /data-\d+\.xlsx: cannot tell the data format from the extension ".xlsx"/,
+    );
   });
 
   test('the kind option overrides the extension', async () => {
-    expect(await readAll(dataFile('.data', '{"text": "a"}\n'), { kind: 'jsonl' })).toEqual([{ row: 1, record: { text: 'a' } }]);
+    expect(await readAll(dataFile('.data', '{"text": "a"}\n'), { kind: 'jsonl' })).toEqual([
+      { row: 1, record: { text: 'a' } },
+    ]);
   });
 
   test('bytes that are not UTF-8 stop the read with the line', async () => {
-    const latin1 = Buffer.concat([Buffer.from('{"text": "ok"}\n{"text": "ok"}\n{"text": "caf'), Buffer.from([0xe9]), Buffer.from('"}\n')]);
+    const latin1 = Buffer.concat([
+      Buffer.from('{"text": "ok"}\n{"text": "ok"}\n{"text": "caf'),
+      Buffer.from([0xe9]),
+      Buffer.from('"}\n'),
+    ]);
     const file = dataFile('.jsonl', latin1);
     expect(await readError(file)).toBe(`${file}:3: not valid UTF-8 text; save the file as UTF-8`);
-    const utf16 = dataFile('.csv', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('text\r\nhi\r\n', 'utf16le')]));
+    const utf16 = dataFile(
+      '.csv',
+      Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('text\r\nhi\r\n', 'utf16le')]),
+    );
     expect(await readError(utf16)).toBe(`${utf16}: the file is UTF-16 text; save it as UTF-8`);
   });
 });
@@ -121,11 +134,15 @@ describe('JSON array', () => {
 
   test('a top-level object, a syntax error and a truncated array are UserErrors', async () => {
     const object = dataFile('.json', '{"text": "a"}\n{"text": "b"}\n');
-    expect(await readError(object)).toMatch(/: the file holds one JSON object; expected an array of records .*name the file \.jsonl$/);
+    expect(await readError(object)).toMatch(
+      /: the file holds one JSON object; expected an array of records .*name the file \.jsonl$/,
+    );
     const broken = dataFile('.json', '[{"text": "a"}, {"text": "b"} {"text": "c"}]');
     expect(await readError(broken)).toMatch(new RegExp(`^${broken}: invalid JSON after element 2 \\(.+\\)$`));
     const truncated = dataFile('.json', '[{"text": "a"}, {"text": "b"');
-    expect(await readError(truncated)).toBe(`${truncated}: the JSON array is not closed after element 1 (is the file truncated?)`);
+    expect(await readError(truncated)).toBe(
+      `${truncated}: the JSON array is not closed after element 1 (is the file truncated?)`,
+    );
   });
 });
 
@@ -133,7 +150,14 @@ describe('CSV and TSV', () => {
   test('quoted fields with newlines, doubled quotes and commas; BOM and CRLF; rows are the lines records start on', async () => {
     const file = dataFile(
       '.csv',
-      [`${BOM}prompt,completion`, '"Write a haiku,\r\nplease","Old pond\r\nfrog jumps in"', '', `"He said ""hi""",${UNICODE}`, 'plain,5 "inch" screen', ''].join('\r\n'),
+      [
+        `${BOM}prompt,completion`,
+        '"Write a haiku,\r\nplease","Old pond\r\nfrog jumps in"',
+        '',
+        `"He said ""hi""",${UNICODE}`,
+        'plain,5 "inch" screen',
+        '',
+      ].join('\r\n'),
     );
     expect(await readAll(file)).toEqual([
       { row: 2, record: { prompt: 'Write a haiku,\r\nplease', completion: 'Old pond\r\nfrog jumps in' } },
@@ -160,17 +184,26 @@ describe('CSV and TSV', () => {
     ]);
     // The "\r\n" inside the first quoted field is one line break, not two.
     const unclosed = dataFile('.csv', ['text', '"a\r\nb"', '', 'ok', '"never closed', 'more', ''].join('\r\n'));
-    expect(await readError(unclosed)).toBe(`${unclosed}:6: a quoted field is never closed; a quote inside a quoted field must be doubled ("")`);
+    expect(await readError(unclosed)).toBe(
+      `${unclosed}:6: a quoted field is never closed; a quote inside a quoted field must be doubled ("")`,
+    );
   });
 
   test('header names are trimmed, unnamed columns named as pandas does, repeats refused', async () => {
-    expect(await readAll(dataFile('.csv', ',prompt , completion\n0,p,c\n'))).toEqual([{ row: 2, record: { 'Unnamed: 0': '0', prompt: 'p', completion: 'c' } }]);
+    expect(await readAll(dataFile('.csv', ',prompt , completion\n0,p,c\n'))).toEqual([
+      { row: 2, record: { 'Unnamed: 0': '0', prompt: 'p', completion: 'c' } },
+    ]);
     const repeated = dataFile('.csv', 'text,text\na,b\n');
-    expect(await readError(repeated)).toBe(`${repeated}:1: the header names the column "text" twice; column names must be unique`);
+    expect(await readError(repeated)).toBe(
+      `${repeated}:1: the header names the column "text" twice; column names must be unique`,
+    );
   });
 
   test('TSV: tabs delimit, commas do not, quoted fields may hold tabs and newlines', async () => {
-    const file = dataFile('.tsv', `instruction\tinput\toutput\r\nAdd, then stop\t\t3\r\n"tab\there"\t"line\nbreak"\t${UNICODE}\r\n`);
+    const file = dataFile(
+      '.tsv',
+      `instruction\tinput\toutput\r\nAdd, then stop\t\t3\r\n"tab\there"\t"line\nbreak"\t${UNICODE}\r\n`,
+    );
     expect(await readAll(file)).toEqual([
       { row: 2, record: { instruction: 'Add, then stop', input: '', output: '3' } },
       { row: 3, record: { instruction: 'tab\there', input: 'line\nbreak', output: UNICODE } },
@@ -182,7 +215,15 @@ describe('Parquet (files written by pyarrow, see test/fixtures/data/make_parquet
   test('list-of-struct columns across zstd row groups, unicode intact', async () => {
     const rows = await readAll(path.join(FIXTURES, 'chat.parquet'));
     expect(rows.map((row) => row.row)).toEqual([1, 2, 3, 4, 5]);
-    expect(rows[0]).toEqual({ row: 1, record: { messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello!' }] } });
+    expect(rows[0]).toEqual({
+      row: 1,
+      record: {
+        messages: [
+          { role: 'user', content: 'Hi' },
+          { role: 'assistant', content: 'Hello!' },
+        ],
+      },
+    });
     const second = rows[1] as { record: { messages: { content: string }[] } };
     expect(second.record.messages[1].content).toBe(UNICODE);
   });
@@ -236,18 +277,35 @@ describe('over-long lines', () => {
     const file = dataFile('.jsonl', `{"text": "a"}\n"${long}"\n{"text": "b"}\n"${long}"`);
     expect(await readAll(file)).toEqual([
       { row: 1, record: { text: 'a' } },
-      { row: 2, error: `the line holds ${MAX_LINE_CHARS + 12} characters, more than the ${MAX_LINE_CHARS} a row may hold; split it` },
+      {
+        row: 2,
+        error: `the line holds ${MAX_LINE_CHARS + 12} characters, more than the ${MAX_LINE_CHARS} a row may hold; split it`,
+      },
       { row: 3, record: { text: 'b' } },
-      { row: 4, error: `the line holds ${MAX_LINE_CHARS + 12} characters, more than the ${MAX_LINE_CHARS} a row may hold; split it` },
+      {
+        row: 4,
+        error: `the line holds ${MAX_LINE_CHARS + 12} characters, more than the ${MAX_LINE_CHARS} a row may hold; split it`,
+      },
     ]);
   });
 
   test('plain text: the line, or in block mode its block, is the error row', async () => {
     const file = dataFile('.txt', `a\n${long}\nb\n\nc\n`);
-    expect((await readAll(file)).map((row) => ('error' in row ? `${row.row}: error` : row.record.text))).toEqual(['a', '2: error', 'b', 'c']);
-    expect((await readAll(file, { textMode: 'block' })).map((row) => ('error' in row ? `${row.row}: error` : row.record.text))).toEqual(['1: error', 'c']);
+    expect((await readAll(file)).map((row) => ('error' in row ? `${row.row}: error` : row.record.text))).toEqual([
+      'a',
+      '2: error',
+      'b',
+      'c',
+    ]);
+    expect(
+      (await readAll(file, { textMode: 'block' })).map((row) =>
+        'error' in row ? `${row.row}: error` : row.record.text,
+      ),
+    ).toEqual(['1: error', 'c']);
     const manyLines = dataFile('.txt', `${'y'.repeat(2 ** 20)}\n`.repeat(17));
-    expect(await readAll(manyLines, { textMode: 'block' })).toEqual([{ row: 1, error: `the block of lines holds more than ${MAX_LINE_CHARS} characters; split it` }]);
+    expect(await readAll(manyLines, { textMode: 'block' })).toEqual([
+      { row: 1, error: `the block of lines holds more than ${MAX_LINE_CHARS} characters; split it` },
+    ]);
   });
 
   test('CSV: a record past the limit stops the read', async () => {

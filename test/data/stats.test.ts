@@ -46,7 +46,18 @@ describe('DatasetStatsCollector', () => {
 
   test('the histogram has power-of-two buckets up to the longest row, empty ones included', () => {
     const collector = new DatasetStatsCollector({ maxSeqLen: 1024 });
-    for (const [row, length] of [[1, 16], [2, 17], [3, 100], [4, 129]]) collector.add(rendered(row, Array.from({ length }, (_, t) => t + row)));
+    for (const [row, length] of [
+      [1, 16],
+      [2, 17],
+      [3, 100],
+      [4, 129],
+    ])
+      collector.add(
+        rendered(
+          row,
+          Array.from({ length }, (_, t) => t + row),
+        ),
+      );
     expect(collector.result().lengthHistogram).toEqual([
       { from: 1, to: 16, rows: 1 },
       { from: 17, to: 32, rows: 1 },
@@ -75,7 +86,9 @@ describe('fingerprints', () => {
 
   test('a changed label, a split sample or a subarray view changes nothing it should not', () => {
     const base = renderedSha256([{ row: 1, inputIds: Int32Array.of(1, 2, 3, 4), labels: Int32Array.of(1, 2, 3, 4) }]);
-    expect(renderedSha256([{ row: 1, inputIds: Int32Array.of(1, 2, 3, 4), labels: Int32Array.of(I, 2, 3, 4) }])).not.toBe(base);
+    expect(
+      renderedSha256([{ row: 1, inputIds: Int32Array.of(1, 2, 3, 4), labels: Int32Array.of(I, 2, 3, 4) }]),
+    ).not.toBe(base);
     const halves = [Int32Array.of(1, 2), Int32Array.of(3, 4)].map((ids, i) => ({ row: i, inputIds: ids, labels: ids }));
     expect(renderedSha256(halves)).not.toBe(base);
     const view = Int32Array.of(0, 1, 2, 3, 4, 0).subarray(1, 5);
@@ -89,6 +102,8 @@ describe('fingerprints', () => {
     const content = Buffer.from('{"text": "hi"}\n'.repeat(10000));
     fs.writeFileSync(file, content);
     expect(await sha256File(file)).toBe(crypto.createHash('sha256').update(content).digest('hex'));
-    await expect(sha256File(path.join(dir, 'missing.jsonl'))).rejects.toThrow(/missing\.jsonl: cannot read the dataset \(ENOENT\)/);
+    await expect(sha256File(path.join(dir, 'missing.jsonl'))).rejects.toThrow(
+      /missing\.jsonl: cannot read the dataset \(ENOENT\)/,
+    );
   });
 });

@@ -16,11 +16,20 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const CLI = path.join(ROOT, 'dist/main/cli/bin.js');
 // Every run takes the screenshots; they replace the committed ones in docs/ only when asked (UPDATE_SCREENSHOTS=1),
 // so a test run leaves the working tree as it was.
-const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS === '1' ? path.join(ROOT, 'docs/screenshots') : fs.mkdtempSync(path.join(os.tmpdir(), 'peft-studio-screens-'));
+const SCREENSHOTS =
+  process.env.UPDATE_SCREENSHOTS === '1'
+    ? path.join(ROOT, 'docs/screenshots')
+    : fs.mkdtempSync(path.join(os.tmpdir(), 'peft-studio-screens-'));
 const CHROMIUM = '/usr/bin/chromium';
 const HUB_TOKEN = 'hf_e2e_write_token_abcdefghijklmnop';
 let hub: HubServer;
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 /** Training steps of the demo run: enough for a chart, short enough for a CPU. */
 // The Quick preset on the demo model: the demo's own recipe (the run the screenshots show).
 const DEMO_STEPS = DEMO_RECIPE.steps;
@@ -32,11 +41,16 @@ let browser: Browser;
 
 /** Starts `peft-studio serve` on a free port; its first stdout line is the URL with the token. */
 async function startServe(env: NodeJS.ProcessEnv): Promise<string> {
-  server = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--home', home], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  server = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--home', home], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env,
+  });
   let stderr = '';
   server.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const lines = readline.createInterface({ input: server.stdout! });
-  const exited = new Promise<never>((_, reject) => server.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${stderr}`))));
+  const exited = new Promise<never>((_, reject) =>
+    server.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${stderr}`))),
+  );
   const firstLine = new Promise<string>((resolve) => lines.once('line', resolve));
   return Promise.race([firstLine, exited]);
 }
@@ -47,7 +61,8 @@ async function openStudio(hash = ''): Promise<Page> {
   page.on('pageerror', (err) => errors.push(err.message));
   page.on('console', (message) => {
     // A 422 is a refusal the user must read (the API's one-line UserError); tests assert the alert that shows it.
-    if (message.type() === 'error' && !/status of 422 \(Unprocessable/.test(message.text())) errors.push(message.text());
+    if (message.type() === 'error' && !/status of 422 \(Unprocessable/.test(message.text()))
+      errors.push(message.text());
   });
   // Any script error, CSP report or failed request fails the test that met it.
   page.on('close', () => expect(errors, 'errors in the page').toEqual([]));
@@ -85,7 +100,12 @@ beforeAll(async () => {
   hub.addRepo('model', 'TestOrg/demo-base', { 'config.json': '{}' }, { cardData: { license: 'apache-2.0' } });
   const { HF_TOKEN: _token, HF_TOKEN_PATH: _tokenPath, ...env } = process.env;
   // XDG_DATA_HOME: a storage folder chosen in Settings is recorded there, not in this machine's data folder.
-  studioUrl = await startServe({ ...env, HF_ENDPOINT: hub.url, HF_HOME: path.join(home, 'hf-home'), XDG_DATA_HOME: path.join(home, 'xdg-data') });
+  studioUrl = await startServe({
+    ...env,
+    HF_ENDPOINT: hub.url,
+    HF_HOME: path.join(home, 'hf-home'),
+    XDG_DATA_HOME: path.join(home, 'xdg-data'),
+  });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 });
 
@@ -143,7 +163,9 @@ describe('the studio in a browser', () => {
       const curves = new Set<number>();
       Object.assign(window, { chartCurves: curves });
       new MutationObserver(() => {
-        const d = document.querySelector('[data-testid=loss-chart] path[data-series="training loss"]')?.getAttribute('d');
+        const d = document
+          .querySelector('[data-testid=loss-chart] path[data-series="training loss"]')
+          ?.getAttribute('d');
         if (d) curves.add(d.split(' ').length);
       }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ['d'] });
     });
@@ -151,7 +173,12 @@ describe('the studio in a browser', () => {
 
     // Dashboard: the chart grows while the run goes, then the run completes.
     await page.waitForURL(/#\/runs\/\d+$/);
-    const chartSegments = () => page.locator('[data-testid=loss-chart] path[data-series="training loss"]').getAttribute('d').then((d) => (d ?? '').split(' ').length).catch(() => 0);
+    const chartSegments = () =>
+      page
+        .locator('[data-testid=loss-chart] path[data-series="training loss"]')
+        .getAttribute('d')
+        .then((d) => (d ?? '').split(' ').length)
+        .catch(() => 0);
     await expect.poll(() => page.getByTestId('run-status').textContent(), { timeout: 240_000 }).toBe('completed');
     expect(await chartSegments()).toBe(DEMO_STEPS);
     const curvesDrawn = await page.evaluate(() => (window as unknown as { chartCurves: Set<number> }).chartCurves.size);
@@ -211,30 +238,42 @@ describe('the studio in a browser', () => {
     await page.getByLabel('Repo name').fill('alice/northwind-lora');
     await page.getByLabel(/^Base model on the Hub/).fill('TestOrg/demo-base');
     await page.getByRole('button', { name: 'Preview model card' }).click();
-    await expect.poll(() => page.getByTestId('model-card').textContent()).toMatch(/library_name: peft[\s\S]*base_model: TestOrg\/demo-base/);
+    await expect
+      .poll(() => page.getByTestId('model-card').textContent())
+      .toMatch(/library_name: peft[\s\S]*base_model: TestOrg\/demo-base/);
     await page.getByRole('button', { name: 'Push to the Hub' }).click();
     await page.getByTestId('push-result').waitFor({ timeout: 60_000 });
     await screenshot(page, 'export-hub');
     const pushedRepo = hub.repo('model', 'alice/northwind-lora');
     expect(pushedRepo.private).toBe(true);
     const pushedFiles = [...pushedRepo.commits.values()].at(-1)!.files;
-    expect([...pushedFiles.keys()]).toEqual(expect.arrayContaining(['README.md', 'adapter_config.json', 'adapter_model.safetensors', 'loss.png']));
+    expect([...pushedFiles.keys()]).toEqual(
+      expect.arrayContaining(['README.md', 'adapter_config.json', 'adapter_model.safetensors', 'loss.png']),
+    );
     expect(pushedFiles.get('README.md')!.toString()).toMatch(/license: apache-2.0/);
 
     // Library: the run, ticked for the loss comparison, and its adapter with its lineage.
     await page.getByRole('link', { name: 'Library' }).click();
-    await page.getByRole('checkbox', { name: /^Compare run/ }).first().check();
+    await page
+      .getByRole('checkbox', { name: /^Compare run/ })
+      .first()
+      .check();
     await page.locator('[data-testid=loss-chart] path').first().waitFor();
     expect(await page.getByTestId('adapters-table').textContent()).toContain('run 1');
     await screenshot(page, 'library');
     // A model that runs were trained on cannot be forgotten; an adapter can, with its folder.
     await page.getByRole('button', { name: 'Forget model 1' }).click();
     await page.getByRole('dialog', { name: 'Forget model 1' }).getByRole('button', { name: 'Forget' }).click();
-    await expect.poll(() => page.getByRole('alert').textContent()).toMatch(/^model 1 is the base of runs 1(, \d+)* and adapters 1: delete those first$/);
+    await expect
+      .poll(() => page.getByRole('alert').textContent())
+      .toMatch(/^model 1 is the base of runs 1(, \d+)* and adapters 1: delete those first$/);
     const adapterFolder = (await page.getByTestId('adapters-table').locator('code').first().textContent())!;
     expect(fs.existsSync(adapterFolder)).toBe(true);
     await page.getByRole('button', { name: 'Delete adapter 1 and its files' }).click();
-    await page.getByRole('dialog', { name: 'Delete adapter 1 and its files' }).getByRole('button', { name: 'Delete' }).click();
+    await page
+      .getByRole('dialog', { name: 'Delete adapter 1 and its files' })
+      .getByRole('button', { name: 'Delete' })
+      .click();
     await expect.poll(() => page.getByText('No adapters yet.').count()).toBe(1);
     expect(fs.existsSync(adapterFolder)).toBe(false);
 
@@ -245,7 +284,9 @@ describe('the studio in a browser', () => {
     await page.getByLabel('Another storage folder').fill(nextHome);
     await page.getByRole('button', { name: 'Use from the next start' }).click();
     await expect.poll(() => page.getByTestId('storage-facts').textContent()).toContain(nextHome);
-    expect(fs.readFileSync(path.join(home, 'xdg-data', 'peft-studio', 'storage-folder.txt'), 'utf8')).toBe(`${nextHome}\n`);
+    expect(fs.readFileSync(path.join(home, 'xdg-data', 'peft-studio', 'storage-folder.txt'), 'utf8')).toBe(
+      `${nextHome}\n`,
+    );
     await page.getByRole('button', { name: 'Back to the default' }).click();
     await expect.poll(() => page.getByTestId('storage-facts').textContent()).toContain('(the default)');
     await page.getByLabel('Theme').selectOption('dark');
@@ -291,7 +332,10 @@ describe('the studio in a browser', () => {
   it('lists the bad rows of a data file', async () => {
     const dataFile = path.join(home, 'with-bad-rows.jsonl');
     const good = (i: number) => JSON.stringify({ text: `User: question ${i}?\nAssistant: answer ${i}.` });
-    fs.writeFileSync(dataFile, [good(1), '{not json', good(2), JSON.stringify({ unrelated: 5 }), good(3)].join('\n') + '\n');
+    fs.writeFileSync(
+      dataFile,
+      [good(1), '{not json', good(2), JSON.stringify({ unrelated: 5 }), good(3)].join('\n') + '\n',
+    );
     const page = await openStudio();
     await chooseModelAndData(page, dataFile);
     const badRows = page.getByTestId('bad-rows');

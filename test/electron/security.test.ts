@@ -8,8 +8,26 @@ import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { ApiError, fromWire, toWire, UserError } from '../../shared/errors.js';
 import type { StudioApi } from '../../shared/api.js';
-import { answerCall, answerPick, CHANNELS, openDialogProperties, parsePickRequest, type DesktopBridge, type IpcReply } from '../../main/electron/ipc.js';
-import { CONTENT_SECURITY_POLICY, RENDERER_META_POLICY, externalLinkTarget, isAllowedRequest, isTrustedSender, rendererFolderUrl, viewMenu, windowOptions, type TrustedRenderer } from '../../main/electron/security.js';
+import {
+  answerCall,
+  answerPick,
+  CHANNELS,
+  openDialogProperties,
+  parsePickRequest,
+  type DesktopBridge,
+  type IpcReply,
+} from '../../main/electron/ipc.js';
+import {
+  CONTENT_SECURITY_POLICY,
+  RENDERER_META_POLICY,
+  externalLinkTarget,
+  isAllowedRequest,
+  isTrustedSender,
+  rendererFolderUrl,
+  viewMenu,
+  windowOptions,
+  type TrustedRenderer,
+} from '../../main/electron/security.js';
 import { ROOT } from '../support/cli.js';
 
 const ELECTRON_DIR = path.join(ROOT, 'main/electron');
@@ -39,13 +57,26 @@ function recordingApi(answer: (method: string, params: unknown) => unknown = () 
 describe('the window', () => {
   it('runs the renderer sandboxed and isolated, without Node, with web security on and no webviews', () => {
     const prefs = windowOptions('/app/preload.cjs', true).webPreferences!;
-    expect(prefs).toMatchObject({ preload: '/app/preload.cjs', contextIsolation: true, sandbox: true, nodeIntegration: false, nodeIntegrationInWorker: false, nodeIntegrationInSubFrames: false, webSecurity: true, webviewTag: false });
+    expect(prefs).toMatchObject({
+      preload: '/app/preload.cjs',
+      contextIsolation: true,
+      sandbox: true,
+      nodeIntegration: false,
+      nodeIntegrationInWorker: false,
+      nodeIntegrationInSubFrames: false,
+      webSecurity: true,
+      webviewTag: false,
+    });
     expect(prefs.allowRunningInsecureContent).not.toBe(true);
     expect(prefs.experimentalFeatures).not.toBe(true);
   });
 
   it('has a CSP of its own files only: no inline code, no eval, no plugins, no frames', () => {
-    const directives = Object.fromEntries(CONTENT_SECURITY_POLICY.split(';').map((d) => d.trim().split(/\s+/)).map(([name, ...sources]) => [name, sources]));
+    const directives = Object.fromEntries(
+      CONTENT_SECURITY_POLICY.split(';')
+        .map((d) => d.trim().split(/\s+/))
+        .map(([name, ...sources]) => [name, sources]),
+    );
     expect(directives['default-src']).toEqual(["'self'"]);
     expect(directives['script-src']).toEqual(["'self'"]);
     expect(directives['object-src']).toEqual(["'none'"]);
@@ -63,11 +94,18 @@ describe('the window', () => {
   it('loads nothing from a network and lets only https links out, to the browser', () => {
     expect(isAllowedRequest(new URL('assets/index.js', INDEX_URL).href, FOLDER_URL)).toBe(true);
     expect(isAllowedRequest('data:image/png;base64,AAAA', FOLDER_URL)).toBe(true);
-    for (const url of ['https://example.com/x.js', 'http://127.0.0.1:7860/', 'ws://127.0.0.1/', 'file:///etc/passwd', new URL('../../package.json', INDEX_URL).href]) {
+    for (const url of [
+      'https://example.com/x.js',
+      'http://127.0.0.1:7860/',
+      'ws://127.0.0.1/',
+      'file:///etc/passwd',
+      new URL('../../package.json', INDEX_URL).href,
+    ]) {
       expect(isAllowedRequest(url, FOLDER_URL), url).toBe(false);
     }
     expect(externalLinkTarget('https://huggingface.co/docs')).toBe('https://huggingface.co/docs');
-    for (const url of ['http://example.com', 'file:///bin/sh', 'javascript:alert(1)', 'smb://host/share', 'not a url']) expect(externalLinkTarget(url), url).toBeNull();
+    for (const url of ['http://example.com', 'file:///bin/sh', 'javascript:alert(1)', 'smb://host/share', 'not a url'])
+      expect(externalLinkTarget(url), url).toBeNull();
   });
 });
 
@@ -85,7 +123,10 @@ describe('IPC senders', () => {
       'a path walking out of the folder': { ...OUR_WINDOW, frameUrl: `${FOLDER_URL}../../../../tmp/x.html` },
       'an encoded walk out': { ...OUR_WINDOW, frameUrl: `${FOLDER_URL}%2e%2e/%2e%2e/x.html` },
       'a network share': { ...OUR_WINDOW, frameUrl: FOLDER_URL.replace('file:///', 'file://server/') + 'index.html' },
-      'a sibling folder with the same prefix': { ...OUR_WINDOW, frameUrl: FOLDER_URL.replace(/\/$/, '-evil/index.html') },
+      'a sibling folder with the same prefix': {
+        ...OUR_WINDOW,
+        frameUrl: FOLDER_URL.replace(/\/$/, '-evil/index.html'),
+      },
     };
     for (const [what, sender] of Object.entries(refused)) expect(isTrustedSender(sender, TRUSTED), what).toBe(false);
   });
@@ -122,8 +163,18 @@ describe('studio:call', () => {
 
   it('refuses every message from anything but our window, whatever it asks', async () => {
     const { api, calls } = recordingApi();
-    const reply = await answerCall(api, TRUSTED, { ...OUR_WINDOW, frameUrl: 'https://evil.example/' }, 'settings.get', {}, ASK_NOTHING);
-    expect(reply).toEqual({ ok: false, error: { name: 'ApiError', message: 'message refused: not from the studio window (https://evil.example/)' } });
+    const reply = await answerCall(
+      api,
+      TRUSTED,
+      { ...OUR_WINDOW, frameUrl: 'https://evil.example/' },
+      'settings.get',
+      {},
+      ASK_NOTHING,
+    );
+    expect(reply).toEqual({
+      ok: false,
+      error: { name: 'ApiError', message: 'message refused: not from the studio window (https://evil.example/)' },
+    });
     expect(calls).toEqual([]);
   });
 
@@ -131,7 +182,10 @@ describe('studio:call', () => {
     const { api } = recordingApi(() => {
       throw new UserError('model.safetensors: not found');
     });
-    expect(await answerCall(api, TRUSTED, OUR_WINDOW, 'models.list', {}, ASK_NOTHING)).toEqual({ ok: false, error: { name: 'UserError', message: 'model.safetensors: not found' } });
+    expect(await answerCall(api, TRUSTED, OUR_WINDOW, 'models.list', {}, ASK_NOTHING)).toEqual({
+      ok: false,
+      error: { name: 'UserError', message: 'model.safetensors: not found' },
+    });
   });
 });
 
@@ -147,10 +201,27 @@ describe('deletes', () => {
     for (const [method, params] of deletes) {
       const { api, calls } = recordingApi();
       const questions: string[] = [];
-      const declined = await answerCall(api, TRUSTED, OUR_WINDOW, method, params, async (q) => (questions.push(q), false));
-      expect(declined, method).toEqual({ ok: false, error: { name: 'UserError', message: `${method}: not done; you chose to keep it` } });
+      const declined = await answerCall(
+        api,
+        TRUSTED,
+        OUR_WINDOW,
+        method,
+        params,
+        async (q) => (questions.push(q), false),
+      );
+      expect(declined, method).toEqual({
+        ok: false,
+        error: { name: 'UserError', message: `${method}: not done; you chose to keep it` },
+      });
       expect(calls).toEqual([]);
-      const accepted = await answerCall(api, TRUSTED, OUR_WINDOW, method, params, async (q) => (questions.push(q), true));
+      const accepted = await answerCall(
+        api,
+        TRUSTED,
+        OUR_WINDOW,
+        method,
+        params,
+        async (q) => (questions.push(q), true),
+      );
       expect(accepted).toEqual({ ok: true, value: { answered: true } });
       expect(calls.map((c) => c.method)).toEqual([method]);
       expect(questions).toHaveLength(2);
@@ -183,7 +254,10 @@ describe('studio:pick', () => {
   it('opens a file or folder dialog for a valid request from our window', async () => {
     const seen: unknown[] = [];
     const choose = async (request: unknown) => (seen.push(request), '/home/me/data.jsonl');
-    const reply = await answerPick(choose, TRUSTED, OUR_WINDOW, { kind: 'file', filters: [{ name: 'Data', extensions: ['jsonl', 'csv'] }] });
+    const reply = await answerPick(choose, TRUSTED, OUR_WINDOW, {
+      kind: 'file',
+      filters: [{ name: 'Data', extensions: ['jsonl', 'csv'] }],
+    });
     expect(reply).toEqual({ ok: true, value: '/home/me/data.jsonl' });
     expect(seen).toEqual([{ kind: 'file', filters: [{ name: 'Data', extensions: ['jsonl', 'csv'] }] }]);
     expect(openDialogProperties(parsePickRequest({ kind: 'file' }))).toEqual(['openFile']);
@@ -192,7 +266,12 @@ describe('studio:pick', () => {
 
   it('refuses bad requests and strangers without opening anything', async () => {
     const choose = async () => expect.unreachable('no dialog for a refused request');
-    for (const request of [{ kind: 'anything' }, { kind: 'file', filters: [{ name: 'x', extensions: ['.jsonl'] }] }, { kind: 'file', defaultPath: '/etc' }, null]) {
+    for (const request of [
+      { kind: 'anything' },
+      { kind: 'file', filters: [{ name: 'x', extensions: ['.jsonl'] }] },
+      { kind: 'file', defaultPath: '/etc' },
+      null,
+    ]) {
       const reply = await answerPick(choose, TRUSTED, OUR_WINDOW, request);
       expect(reply.ok).toBe(false);
       if (!reply.ok) expect(reply.error.message).toMatch(/^pick: request/);
@@ -202,7 +281,10 @@ describe('studio:pick', () => {
 });
 
 describe('the sources', () => {
-  const sources = fs.readdirSync(ELECTRON_DIR).filter((f) => /\.c?ts$/.test(f)).map((f) => ({ file: f, text: fs.readFileSync(path.join(ELECTRON_DIR, f), 'utf8') }));
+  const sources = fs
+    .readdirSync(ELECTRON_DIR)
+    .filter((f) => /\.c?ts$/.test(f))
+    .map((f) => ({ file: f, text: fs.readFileSync(path.join(ELECTRON_DIR, f), 'utf8') }));
 
   it('never weaken the window: no Node in the renderer, web security, isolation and sandbox stay on', () => {
     expect(sources.length).toBeGreaterThanOrEqual(5);
@@ -225,15 +307,22 @@ describe('the sources', () => {
     expect(preload.match(/exposeInMainWorld\(/g)).toHaveLength(1);
     expect(preload).toContain("exposeInMainWorld('peftStudio', bridge)");
     for (const channel of Object.values(CHANNELS)) expect(preload).toContain(`'${channel}'`);
-    expect([...preload.matchAll(/'(studio:[a-z]+)'/g)].map((m) => m[1]).every((c) => (Object.values(CHANNELS) as string[]).includes(c))).toBe(true);
+    expect(
+      [...preload.matchAll(/'(studio:[a-z]+)'/g)]
+        .map((m) => m[1])
+        .every((c) => (Object.values(CHANNELS) as string[]).includes(c)),
+    ).toBe(true);
     // The preload may only require 'electron' when sandboxed: no other module at run time.
     expect([...preload.matchAll(/^import (?!type ).*from '([^']+)'/gm)].map((m) => m[1])).toEqual(['electron']);
   });
 
   it("rebuild a failed call's error as shared/errors.ts's fromWire does, requiring nothing but electron", async () => {
-    // The preload as Electron runs it (compiled to CommonJS), with an Electron stand-in that answers every call with a failure.
+    // The preload as Electron runs it (compiled to CommonJS), with an Electron stand-in that answers every call with a
+    // failure.
     const preload = sources.find((s) => s.file === 'preload.cts')!.text;
-    const { outputText } = ts.transpileModule(preload, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } });
+    const { outputText } = ts.transpileModule(preload, {
+      compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 },
+    });
     let reply: IpcReply<unknown> = { ok: true, value: null };
     let bridge: DesktopBridge | null = null;
     const electron = {
@@ -246,14 +335,22 @@ describe('the sources', () => {
     };
     new Function('require', 'exports', outputText)(requireElectron, {});
 
-    for (const thrown of [new UserError('bad input\n  on two lines'), new UserError('must be positive', { field: 'learningRate' }), new ApiError('no method "runs.nope"'), new TypeError('x is undefined'), new Error('the engine process was killed (SIGKILL)')]) {
+    for (const thrown of [
+      new UserError('bad input\n  on two lines'),
+      new UserError('must be positive', { field: 'learningRate' }),
+      new ApiError('no method "runs.nope"'),
+      new TypeError('x is undefined'),
+      new Error('the engine process was killed (SIGKILL)'),
+    ]) {
       const wire = toWire(thrown);
       reply = { ok: false, error: wire };
       const rebuilt = (await bridge!.call('runs.list', {}).catch((err: unknown) => err)) as Record<string, unknown>;
       const expected = fromWire(wire) as unknown as Record<string, unknown>;
       expect(rebuilt).toBeInstanceOf(Error);
-      // Every field of the wire error as fromWire rebuilds it; only the class differs (the preload cannot load UserError).
-      for (const key of new Set(['name', 'message', ...Object.keys(wire)])) expect(rebuilt[key], `${thrown.name} ${key}`).toEqual(expected[key]);
+      // Every field of the wire error as fromWire rebuilds it; only the class differs (the preload cannot load
+      // UserError).
+      for (const key of new Set(['name', 'message', ...Object.keys(wire)]))
+        expect(rebuilt[key], `${thrown.name} ${key}`).toEqual(expected[key]);
     }
   });
 });
@@ -264,14 +361,17 @@ describe('packaging', () => {
   const config = yaml.load(fs.readFileSync(path.join(ROOT, 'electron-builder.yml'), 'utf8')) as Record<string, never>;
 
   it('is a valid electron-builder configuration', async () => {
-    const { validateConfiguration } = require('app-builder-lib/out/util/config/config.js') as { validateConfiguration(config: unknown, logger: unknown): Promise<void> };
+    const { validateConfiguration } = require('app-builder-lib/out/util/config/config.js') as {
+      validateConfiguration(config: unknown, logger: unknown): Promise<void>;
+    };
     const { DebugLogger } = require('builder-util') as { DebugLogger: new (enabled: boolean) => unknown };
     await expect(validateConfiguration(config, new DebugLogger(false))).resolves.toBeUndefined();
   });
 
   it('unpacks the native modules and the demo model from the asar, and builds every platform installer', () => {
     const unpacked: string[] = config.asarUnpack;
-    for (const module of ['onnxruntime-node', 'better-sqlite3', '@huggingface/tokenizers']) expect(unpacked).toContain(`node_modules/${module}/**`);
+    for (const module of ['onnxruntime-node', 'better-sqlite3', '@huggingface/tokenizers'])
+      expect(unpacked).toContain(`node_modules/${module}/**`);
     expect(unpacked).toContain('resources/demo/**');
     expect(config.linux).toMatchObject({ target: ['AppImage', 'deb'] });
     expect(config.win).toMatchObject({ target: ['nsis'] });

@@ -14,11 +14,25 @@ let folder: ModelFolder;
 
 beforeAll(() => {
   const dir = path.join(tempDir('grad'), 'model');
-  createTinyModel(dir, { ...DEFAULT_TINY_MODEL, arch: 'qwen3', layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: 48, vocab: 300, seed: 3 });
+  createTinyModel(dir, {
+    ...DEFAULT_TINY_MODEL,
+    arch: 'qwen3',
+    layers: 2,
+    hidden: 32,
+    heads: 4,
+    kvHeads: 2,
+    intermediate: 48,
+    vocab: 300,
+    seed: 3,
+  });
   folder = openModelFolder(dir);
 });
 
-async function gradientsOf(model: TrainableModel, lora = randomLora(folder, settings, 1), batch = randomBatch(300, 2, 9, 2)) {
+async function gradientsOf(
+  model: TrainableModel,
+  lora = randomLora(folder, settings, 1),
+  batch = randomBatch(300, 2, 9, 2),
+) {
   const grads = zeroGrads(lora);
   const loss = await model.forwardBackward(batch, lora, grads, countLabelTokens(batch), 7);
   return { loss, grads, lora, batch };
@@ -40,8 +54,14 @@ describe('LoRA gradients', () => {
     const h = 1e-2;
     let checked = 0;
     for (const [layer, target, matrix, index] of [
-      [0, 'q_proj', 'a', 3], [1, 'k_proj', 'b', 5], [0, 'v_proj', 'b', 1], [1, 'o_proj', 'a', 7],
-      [0, 'gate_proj', 'a', 2], [1, 'up_proj', 'b', 11], [0, 'down_proj', 'a', 13], [1, 'down_proj', 'b', 4],
+      [0, 'q_proj', 'a', 3],
+      [1, 'k_proj', 'b', 5],
+      [0, 'v_proj', 'b', 1],
+      [1, 'o_proj', 'a', 7],
+      [0, 'gate_proj', 'a', 2],
+      [1, 'up_proj', 'b', 11],
+      [0, 'down_proj', 'a', 13],
+      [1, 'down_proj', 'b', 4],
     ] as const) {
       const values = lora.layers[layer].get(target)![matrix];
       const original = values[index];
@@ -52,7 +72,10 @@ describe('LoRA gradients', () => {
       values[index] = original;
       const numeric = (plus - minus) / (2 * h);
       const analytic = grads.layers[layer].get(target)![matrix][index];
-      expect(Math.abs(numeric - analytic), `${layer} ${target}.${matrix}[${index}]: numeric ${numeric} analytic ${analytic}`).toBeLessThan(0.02 * Math.abs(analytic) + 2e-5);
+      expect(
+        Math.abs(numeric - analytic),
+        `${layer} ${target}.${matrix}[${index}]: numeric ${numeric} analytic ${analytic}`,
+      ).toBeLessThan(0.02 * Math.abs(analytic) + 2e-5);
       checked++;
     }
     expect(checked).toBe(8);
@@ -67,7 +90,10 @@ describe('LoRA gradients', () => {
       for (let layer = 0; layer < 2; layer++) {
         for (const target of ALL_TARGETS) {
           for (const m of ['a', 'b'] as const) {
-            const { worst } = maxRelativeError(result.grads.layers[layer].get(target)![m], on.grads.layers[layer].get(target)![m]);
+            const { worst } = maxRelativeError(
+              result.grads.layers[layer].get(target)![m],
+              on.grads.layers[layer].get(target)![m],
+            );
             expect(worst, `${layer} ${target}.${m}`).toBeLessThan(1e-5);
           }
         }
@@ -79,7 +105,12 @@ describe('LoRA gradients', () => {
 
   it('accumulate over micro-batches exactly as one batch holding them all', async () => {
     const whole = randomBatch(300, 2, 9, 5);
-    const rows = [0, 1].map((b) => ({ batchSize: 1, seqLen: 9, inputIds: whole.inputIds.slice(b * 9, b * 9 + 9), labels: whole.labels.slice(b * 9, b * 9 + 9) }));
+    const rows = [0, 1].map((b) => ({
+      batchSize: 1,
+      seqLen: 9,
+      inputIds: whole.inputIds.slice(b * 9, b * 9 + 9),
+      labels: whole.labels.slice(b * 9, b * 9 + 9),
+    }));
     const one = await gradientsOf(model, undefined, whole);
     const lora = randomLora(folder, settings, 1);
     const grads = zeroGrads(lora);
@@ -165,7 +196,10 @@ describe('WebGPU execution provider (Mesa lavapipe here, a real GPU for users)',
         for (let layer = 0; layer < 2; layer++) {
           for (const target of ALL_TARGETS) {
             for (const m of ['a', 'b'] as const) {
-              const { worst } = maxRelativeError(actual.grads.layers[layer].get(target)![m], expected.grads.layers[layer].get(target)![m]);
+              const { worst } = maxRelativeError(
+                actual.grads.layers[layer].get(target)![m],
+                expected.grads.layers[layer].get(target)![m],
+              );
               expect(worst, `${layer} ${target}.${m}`).toBeLessThan(1e-4);
             }
           }

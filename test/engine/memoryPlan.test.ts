@@ -54,10 +54,24 @@ worker.on('message', async () => {
 });
 `;
 
-/** The peak RSS of a fresh process running the step; spawned asynchronously (a test worker blocked for 20 s misses Vitest's RPC deadline). */
+/**
+ * The peak RSS of a fresh process running the step; spawned asynchronously (a test worker blocked for 20 s misses
+ * Vitest's RPC deadline).
+ */
 async function measurePeakRss(input: MemoryPlanInput, modelDir: string): Promise<number> {
-  const job = { dist: path.join(ROOT, 'dist'), modelDir, rank: input.lora.rank, targets: input.lora.targets, checkpointing: input.gradientCheckpointing, batchSize: input.batchSize, seqLen: input.seqLen };
-  const child = spawn(process.execPath, ['--input-type=module', '-e', PARENT, JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 });
+  const job = {
+    dist: path.join(ROOT, 'dist'),
+    modelDir,
+    rank: input.lora.rank,
+    targets: input.lora.targets,
+    checkpointing: input.gradientCheckpointing,
+    batchSize: input.batchSize,
+    seqLen: input.seqLen,
+  };
+  const child = spawn(process.execPath, ['--input-type=module', '-e', PARENT, JSON.stringify(job)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 120_000,
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -73,7 +87,18 @@ let base: MemoryPlanInput;
 beforeAll(() => {
   // Weights (160 MiB) and activations dominate the ~100 MiB of Node + ONNX Runtime.
   modelDir = path.join(tempDir('memory-plan'), 'model');
-  createTinyModel(modelDir, { arch: 'llama', layers: 8, hidden: 512, heads: 8, kvHeads: 4, intermediate: 1536, vocab: 16000, dtype: 'f32', tie: false, seed: 0 });
+  createTinyModel(modelDir, {
+    arch: 'llama',
+    layers: 8,
+    hidden: 512,
+    heads: 8,
+    kvHeads: 4,
+    intermediate: 1536,
+    vocab: 16000,
+    dtype: 'f32',
+    tie: false,
+    seed: 0,
+  });
   base = {
     spec: openModelFolder(modelDir).spec,
     weightBytesPerElement: 4,
@@ -113,7 +138,9 @@ describe('planTrainingMemory', () => {
       const planned = planTrainingMemory(input).totalBytes;
       const peak = await measurePeakRss(input, modelDir);
       const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
-      expect(Math.abs(planned - peak) / peak, `planned ${mib(planned)}, measured ${mib(peak)}`).toBeLessThanOrEqual(0.15);
+      expect(Math.abs(planned - peak) / peak, `planned ${mib(planned)}, measured ${mib(peak)}`).toBeLessThanOrEqual(
+        0.15,
+      );
     });
   }
 });
@@ -131,7 +158,8 @@ describe('suggestFit', () => {
   });
 
   it('finds the most rows that fit, and its plan fits', () => {
-    const available = (planTrainingMemory({ ...base, batchSize: 2 }).totalBytes + planTrainingMemory(base).totalBytes) / 2;
+    const available =
+      (planTrainingMemory({ ...base, batchSize: 2 }).totalBytes + planTrainingMemory(base).totalBytes) / 2;
     const fit = suggestFit(base, available)!;
     expect(fit.input).toEqual({ ...base, batchSize: 2 });
     expect(fit.change).toBe('batch size 2 (was 4)');

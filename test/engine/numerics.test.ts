@@ -14,7 +14,9 @@ import type { OptimizerSettings } from '../../shared/training.js';
 import { maxRelativeError, openTrainable, zeroGrads } from '../support/engine.js';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'numerics');
-const CASES = fs.readdirSync(FIXTURES).filter((name) => fs.existsSync(path.join(FIXTURES, name, 'reference.safetensors')));
+const CASES = fs
+  .readdirSync(FIXTURES)
+  .filter((name) => fs.existsSync(path.join(FIXTURES, name, 'reference.safetensors')));
 const TOLERANCE = 1e-4;
 
 function readReference(file: string): Map<string, Float32Array> {
@@ -22,8 +24,16 @@ function readReference(file: string): Map<string, Float32Array> {
 }
 
 function readBatch(caseDir: string): MicroBatch {
-  const { input_ids: ids, labels } = JSON.parse(fs.readFileSync(path.join(caseDir, 'batch.json'), 'utf8')) as { input_ids: number[][]; labels: number[][] };
-  return { batchSize: ids.length, seqLen: ids[0].length, inputIds: Int32Array.from(ids.flat()), labels: Int32Array.from(labels.flat()) };
+  const { input_ids: ids, labels } = JSON.parse(fs.readFileSync(path.join(caseDir, 'batch.json'), 'utf8')) as {
+    input_ids: number[][];
+    labels: number[][];
+  };
+  return {
+    batchSize: ids.length,
+    seqLen: ids[0].length,
+    inputIds: Int32Array.from(ids.flat()),
+    labels: Int32Array.from(labels.flat()),
+  };
 }
 
 /** Visits every LoRA tensor with its PEFT key. */
@@ -37,7 +47,14 @@ function eachTensor(lora: LoraWeights, visit: (key: string, values: Float32Array
 }
 
 interface Trajectory {
-  optimizer: { name: 'adamw' | 'sgd'; lr: number; betas?: [number, number]; eps?: number; weight_decay: number; momentum?: number };
+  optimizer: {
+    name: 'adamw' | 'sgd';
+    lr: number;
+    betas?: [number, number];
+    eps?: number;
+    weight_decay: number;
+    momentum?: number;
+  };
   max_grad_norm: number;
   scheduler: { name: 'constant' | 'linear' | 'cosine'; warmup_steps?: number };
   losses: number[];
@@ -71,7 +88,9 @@ describe.each(CASES)('%s against PyTorch', (name) => {
       const expected = reference.get(`grad.${key}`);
       expect(expected, key).toBeDefined();
       const { worst, index } = maxRelativeError(values, expected!);
-      expect(worst, `${key}: worst relative error at ${index}: ${values[index]} vs ${expected![index]}`).toBeLessThan(TOLERANCE);
+      expect(worst, `${key}: worst relative error at ${index}: ${values[index]} vs ${expected![index]}`).toBeLessThan(
+        TOLERANCE,
+      );
       compared++;
     });
     expect(compared).toBe(reference.size - [...reference.keys()].filter((k) => !k.startsWith('grad.')).length);
@@ -97,14 +116,23 @@ describe.each(CASES)('%s against PyTorch', (name) => {
       const stepper = new AdapterStepper(model, lora, settings, trajectory.losses.length);
       for (let step = 0; step < trajectory.losses.length; step++) {
         const result = await stepper.step(step, [batch], 0);
-        expect(Math.abs(result.loss - trajectory.losses[step]) / trajectory.losses[step], `step ${step} loss ${result.loss} vs ${trajectory.losses[step]}`).toBeLessThan(TOLERANCE);
-        expect(Math.abs(result.gradNorm - trajectory.grad_norms[step]) / trajectory.grad_norms[step], `step ${step} grad norm`).toBeLessThan(TOLERANCE);
+        expect(
+          Math.abs(result.loss - trajectory.losses[step]) / trajectory.losses[step],
+          `step ${step} loss ${result.loss} vs ${trajectory.losses[step]}`,
+        ).toBeLessThan(TOLERANCE);
+        expect(
+          Math.abs(result.gradNorm - trajectory.grad_norms[step]) / trajectory.grad_norms[step],
+          `step ${step} grad norm`,
+        ).toBeLessThan(TOLERANCE);
         expect(result.learningRate).toBeCloseTo(trajectory.lrs[step], 12);
       }
       const final = readReference(path.join(caseDir, `${variant}_final.safetensors`));
       eachTensor(lora, (key, values) => {
         const { worst, index } = maxRelativeError(values, final.get(key)!);
-        expect(worst, `${key} after ${trajectory.losses.length} steps: ${values[index]} vs ${final.get(key)![index]}`).toBeLessThan(TOLERANCE);
+        expect(
+          worst,
+          `${key} after ${trajectory.losses.length} steps: ${values[index]} vs ${final.get(key)![index]}`,
+        ).toBeLessThan(TOLERANCE);
       });
     });
   }

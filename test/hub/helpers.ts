@@ -31,7 +31,6 @@ export function byteRequests(server: HubServer) {
   return server.requests.filter((r) => r.path.includes('/resolve/') || r.path.startsWith('/cdn/'));
 }
 
-
 /** An environment with no trace of the developer's own Hugging Face setup. */
 export function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR };

@@ -183,7 +183,10 @@ async function attack(channel: Channel, repoId: string, options: AttackOptions =
     const at = lines.findIndex((line) => line.startsWith('peft-studio hub: '));
     expect(at, output).toBeGreaterThanOrEqual(0);
     const usage = /^(usage:| {6}) peft-studio hub /;
-    expect(lines.slice(at + 1).every((line) => usage.test(line)), output).toBe(true);
+    expect(
+      lines.slice(at + 1).every((line) => usage.test(line)),
+      output,
+    ).toBe(true);
     message = lines[at].replace(/^peft-studio hub: (error: )?/, '');
   } else {
     expect(status, output).toBeGreaterThanOrEqual(400);
@@ -225,7 +228,13 @@ beforeAll(async () => {
   // Every call's Hub access points at the cache of the attempt in progress, with a token to leak.
   api = createStudioApi({
     home: studioHome,
-    hub: () => ({ hubUrl: hub.url, token: TOKEN, cacheDir: box.cache, offline: false, fetch: hubFetch(fetch, hub.url) }),
+    hub: () => ({
+      hubUrl: hub.url,
+      token: TOKEN,
+      cacheDir: box.cache,
+      offline: false,
+      fetch: hubFetch(fetch, hub.url),
+    }),
   });
   studio = await startServer({ host: '127.0.0.1', port: 0, staticDir: path.join(top, 'no-renderer'), api });
   foreign = http.createServer((req, res) => {
@@ -263,7 +272,10 @@ describe('a hostile Hub', () => {
       for (const attempt of await attackAll(name)) {
         expect(attempt.message, attempt.channel).toBe(refusedHash(name, shown, 'the commit sha of main', COMMIT_FORM));
         expect(attempt.message.length).toBeLessThan(300);
-        expect(attempt.requests.every((r) => r.includes('/revision/')), attempt.requests.join()).toBe(true);
+        expect(
+          attempt.requests.every((r) => r.includes('/revision/')),
+          attempt.requests.join(),
+        ).toBe(true);
       }
     }
     expect(fs.existsSync(path.join(os.tmpdir(), escaped))).toBe(false);
@@ -365,7 +377,8 @@ describe('a hostile Hub', () => {
   it('hands out a next page on another host: the listing goes on without the token', async () => {
     const repo = hostileRepo('Evil/next-page', { nextPage: `${foreignUrl}/page` });
     const before = foreignRequests.length;
-    for (const attempt of await attackAll(repo, ['download', 'inspect'])) expect(attempt.status).toBeGreaterThanOrEqual(400);
+    for (const attempt of await attackAll(repo, ['download', 'inspect']))
+      expect(attempt.status).toBeGreaterThanOrEqual(400);
     const asked = foreignRequests.slice(before);
     expect(asked.map((r) => r.path)).toContain('/page');
     expect(asked.filter((r) => r.authorization !== undefined)).toEqual([]);

@@ -16,11 +16,19 @@ const LORA: ModelCardInput = {
   adapterConfig: { peft_type: 'LORA', r: 16, lora_alpha: 32, target_modules: ['q_proj', 'v_proj'], use_rslora: false },
   license: { license: 'apache-2.0' },
   training: {
-    settings: { optimizer: { name: 'adamw', learningRate: 0.0002 }, steps: 100, dataFile: '/home/alice/private/support.jsonl' },
+    settings: {
+      optimizer: { name: 'adamw', learningRate: 0.0002 },
+      steps: 100,
+      dataFile: '/home/alice/private/support.jsonl',
+    },
     dataset: { name: '/home/alice/private/support.jsonl', sha256: 'c0ffee'.padEnd(64, '0') },
     finalLoss: 1.23456,
     evalLoss: 1.5,
-    losses: [{ step: 1, loss: 2.5 }, { step: 50, loss: 1.8 }, { step: 100, loss: 1.23456 }],
+    losses: [
+      { step: 1, loss: 2.5 },
+      { step: 50, loss: 1.8 },
+      { step: 100, loss: 1.23456 },
+    ],
   },
   chart: 'loss.png',
   hasTokenizer: false,
@@ -48,9 +56,15 @@ describe('model card', () => {
     );
   });
 
-  it("copies a custom license with its name and a link into the base repo", () => {
-    const card = renderModelCard({ ...LORA, baseModel: 'meta-llama/Llama-3.2-1B-Instruct', license: { license: 'other', license_name: 'llama3.2', license_link: 'LICENSE' } });
-    expect(frontMatter(card)).toContain('license: other\nlicense_name: llama3.2\nlicense_link: https://huggingface.co/meta-llama/Llama-3.2-1B-Instruct/blob/main/LICENSE\n');
+  it('copies a custom license with its name and a link into the base repo', () => {
+    const card = renderModelCard({
+      ...LORA,
+      baseModel: 'meta-llama/Llama-3.2-1B-Instruct',
+      license: { license: 'other', license_name: 'llama3.2', license_link: 'LICENSE' },
+    });
+    expect(frontMatter(card)).toContain(
+      'license: other\nlicense_name: llama3.2\nlicense_link: https://huggingface.co/meta-llama/Llama-3.2-1B-Instruct/blob/main/LICENSE\n',
+    );
     expect(frontMatter(renderModelCard({ ...LORA, license: undefined }))).not.toContain('license');
   });
 
@@ -69,7 +83,16 @@ describe('model card', () => {
   });
 
   it('describes a prompt-tuning adapter and the extra files pushed with it', () => {
-    const card = renderModelCard({ ...LORA, method: 'prompt-tuning', adapterConfig: { peft_type: 'PROMPT_TUNING', num_virtual_tokens: 20 }, training: undefined, chart: undefined, merged: 'merged', gguf: 'adapter.gguf', hasTokenizer: true });
+    const card = renderModelCard({
+      ...LORA,
+      method: 'prompt-tuning',
+      adapterConfig: { peft_type: 'PROMPT_TUNING', num_virtual_tokens: 20 },
+      training: undefined,
+      chart: undefined,
+      merged: 'merged',
+      gguf: 'adapter.gguf',
+      hasTokenizer: true,
+    });
     expect(frontMatter(card)).toContain('- peft\n- prompt-tuning\n');
     expect(card).toContain('| adapter | prompt tuning, 20 virtual tokens |');
     expect(card).toContain('subfolder="merged"');
@@ -87,7 +110,9 @@ describe('training.json', () => {
     fs.writeFileSync(file, JSON.stringify(LORA.training));
     expect(readTrainingFacts(file)).toEqual(LORA.training);
     fs.writeFileSync(file, JSON.stringify({ losses: [{ step: 1, loss: 'high' }] }));
-    expect(() => readTrainingFacts(file)).toThrow(new UserError(`${file}: field "losses" must be a list of {"step": number, "loss": number}`));
+    expect(() => readTrainingFacts(file)).toThrow(
+      new UserError(`${file}: field "losses" must be a list of {"step": number, "loss": number}`),
+    );
     fs.writeFileSync(file, '{"finalLoss": ');
     expect(() => readTrainingFacts(file)).toThrow(/training\.json: invalid JSON/);
   });
@@ -97,7 +122,7 @@ describe('training.json', () => {
 function decodePng(png: Buffer): { width: number; height: number; pixel: (x: number, y: number) => number[] } {
   expect(png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))).toBe(true);
   const chunks = new Map<string, Buffer>();
-  for (let at = 8; at < png.length; ) {
+  for (let at = 8; at < png.length;) {
     const length = png.readUInt32BE(at);
     const type = png.toString('ascii', at + 4, at + 8);
     expect(png.readUInt32BE(at + 8 + length)).toBe(zlib.crc32(png.subarray(at + 4, at + 8 + length)));
@@ -111,7 +136,11 @@ function decodePng(png: Buffer): { width: number; height: number; pixel: (x: num
   expect([...header.subarray(8)]).toEqual([8, 6, 0, 0, 0]);
   const raw = zlib.inflateSync(chunks.get('IDAT')!);
   expect(raw.length).toBe(height * (width * 4 + 1));
-  return { width, height, pixel: (x, y) => [...raw.subarray(y * (width * 4 + 1) + 1 + x * 4, y * (width * 4 + 1) + 1 + x * 4 + 4)] };
+  return {
+    width,
+    height,
+    pixel: (x, y) => [...raw.subarray(y * (width * 4 + 1) + 1 + x * 4, y * (width * 4 + 1) + 1 + x * 4 + 4)],
+  };
 }
 
 describe('loss chart', () => {
@@ -131,8 +160,16 @@ describe('loss chart', () => {
 
   it('draws an empty frame for no losses and skips non-finite ones', () => {
     expect(decodePng(renderLossChart([])).width).toBe(CHART_WIDTH);
-    const { pixel, height } = decodePng(renderLossChart([{ step: 1, loss: 2 }, { step: 2, loss: Number.NaN }, { step: 3, loss: 1 }]));
-    const anyLine = Array.from({ length: height }, (_, y) => pixel(CHART_WIDTH / 2, y).join()).includes([...LINE_COLOR, 255].join());
+    const { pixel, height } = decodePng(
+      renderLossChart([
+        { step: 1, loss: 2 },
+        { step: 2, loss: Number.NaN },
+        { step: 3, loss: 1 },
+      ]),
+    );
+    const anyLine = Array.from({ length: height }, (_, y) => pixel(CHART_WIDTH / 2, y).join()).includes(
+      [...LINE_COLOR, 255].join(),
+    );
     expect(anyLine).toBe(true);
   });
 });

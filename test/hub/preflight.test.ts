@@ -31,23 +31,50 @@ describe('preflight', () => {
       return spec.numLayers * 1_000_000;
     };
     const before = byteRequests(server).length;
-    const report = await preflightModel(hub(), 'TestOrg/tiny', { estimateTrainingBytes: estimate, availableBytes: 2_000_000 });
-    expect(byteRequests(server).slice(before).map((r) => r.path)).toEqual([expect.stringMatching(/\/resolve\/[0-9a-f]{40}\/config\.json$/)]);
+    const report = await preflightModel(hub(), 'TestOrg/tiny', {
+      estimateTrainingBytes: estimate,
+      availableBytes: 2_000_000,
+    });
+    expect(
+      byteRequests(server)
+        .slice(before)
+        .map((r) => r.path),
+    ).toEqual([expect.stringMatching(/\/resolve\/[0-9a-f]{40}\/config\.json$/)]);
 
-    expect(report).toMatchObject({ repoId: 'TestOrg/tiny', revision: 'main', architecture: 'llama', supported: true, gated: false, estimateBytes: 3_000_000, fits: false });
+    expect(report).toMatchObject({
+      repoId: 'TestOrg/tiny',
+      revision: 'main',
+      architecture: 'llama',
+      supported: true,
+      gated: false,
+      estimateBytes: 3_000_000,
+      fits: false,
+    });
     expect(report.reason).toBeUndefined();
-    expect(report.files.map((f) => f.path)).toEqual(['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+    expect(report.files.map((f) => f.path)).toEqual([
+      'config.json',
+      'generation_config.json',
+      'model.safetensors',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ]);
     expect(report.totalBytes).toBe(report.files.reduce((sum, f) => sum + model[f.path].length, 0));
     expect(seen.map(([s, c]) => [s.numLayers, s.hiddenSize, c.weightBytesPerElement])).toEqual([[3, 64, 4]]);
 
     // The count from config.json matches the tensors actually in the checkpoint.
     const weights = path.join(tempDir('hub-preflight-weights'), 'model.safetensors');
     fs.writeFileSync(weights, model['model.safetensors']);
-    const inFile = [...readSafetensorsHeader(weights).values()].reduce((sum, t) => sum + t.shape.reduce((a, b) => a * b, 1), 0);
+    const inFile = [...readSafetensorsHeader(weights).values()].reduce(
+      (sum, t) => sum + t.shape.reduce((a, b) => a * b, 1),
+      0,
+    );
     expect(report.parameterCount).toBe(inFile);
     expect(countParameters(report.spec!)).toBe(inFile);
 
-    const roomy = await preflightModel(hub(), 'TestOrg/tiny', { estimateTrainingBytes: estimate, availableBytes: 4_000_000 });
+    const roomy = await preflightModel(hub(), 'TestOrg/tiny', {
+      estimateTrainingBytes: estimate,
+      availableBytes: 4_000_000,
+    });
     expect(roomy.fits).toBe(true);
     const unknown = await preflightModel(hub(), 'TestOrg/tiny');
     expect(unknown.estimateBytes).toBeUndefined();
@@ -58,7 +85,10 @@ describe('preflight', () => {
     const bf16 = tinyModelFiles({ dtype: 'bf16' });
     const config = JSON.parse(bf16['config.json'].toString());
     server.addRepo('model', 'TestOrg/bf16', bf16);
-    server.addRepo('model', 'TestOrg/bf16-undeclared', { ...bf16, 'config.json': JSON.stringify({ ...config, torch_dtype: undefined }) });
+    server.addRepo('model', 'TestOrg/bf16-undeclared', {
+      ...bf16,
+      'config.json': JSON.stringify({ ...config, torch_dtype: undefined }),
+    });
     for (const id of ['TestOrg/bf16', 'TestOrg/bf16-undeclared']) {
       let width = 0;
       await preflightModel(hub(), id, { estimateTrainingBytes: (_, c) => (width = c.weightBytesPerElement) });
@@ -72,20 +102,34 @@ describe('preflight', () => {
   });
 
   it('says why an architecture is not supported, without fetching its weights or estimating', async () => {
-    const config = { ...JSON.parse(model['config.json'].toString()), model_type: 'gpt2', architectures: ['GPT2LMHeadModel'] };
+    const config = {
+      ...JSON.parse(model['config.json'].toString()),
+      model_type: 'gpt2',
+      architectures: ['GPT2LMHeadModel'],
+    };
     server.addRepo('model', 'TestOrg/gpt2-like', { ...model, 'config.json': JSON.stringify(config) });
     let estimated = false;
     const before = byteRequests(server).length;
-    const report = await preflightModel(hub(), 'TestOrg/gpt2-like', { estimateTrainingBytes: () => ((estimated = true), 1), availableBytes: 10 });
+    const report = await preflightModel(hub(), 'TestOrg/gpt2-like', {
+      estimateTrainingBytes: () => ((estimated = true), 1),
+      availableBytes: 10,
+    });
     expect(report).toMatchObject({ architecture: 'gpt2', supported: false, spec: null, parameterCount: null });
     expect(report.reason).toBe('config.json: field "model_type" is "gpt2"; supported: llama, mistral, qwen2, qwen3');
     expect(estimated).toBe(false);
     expect(report.fits).toBeUndefined();
-    expect(byteRequests(server).slice(before).every((r) => r.path.endsWith('config.json'))).toBe(true);
+    expect(
+      byteRequests(server)
+        .slice(before)
+        .every((r) => r.path.endsWith('config.json')),
+    ).toBe(true);
   });
 
   it('refuses a repo with only pickled weights', async () => {
-    server.addRepo('model', 'TestOrg/bin-only', { 'config.json': model['config.json'], 'pytorch_model.bin': Buffer.alloc(1000, 1) });
+    server.addRepo('model', 'TestOrg/bin-only', {
+      'config.json': model['config.json'],
+      'pytorch_model.bin': Buffer.alloc(1000, 1),
+    });
     const report = await preflightModel(hub(), 'TestOrg/bin-only');
     expect(report.supported).toBe(false);
     expect(report.reason).toMatch(/no model\.safetensors weights/);
@@ -93,7 +137,15 @@ describe('preflight', () => {
 
   it('--include replaces the default choice of files', async () => {
     const report = await preflightModel(hub(), 'TestOrg/tiny', { include: ['*.json', 'original/'] });
-    expect(report.files.map((f) => f.path)).toEqual(['config.json', 'generation_config.json', 'original/consolidated.00.pth', 'tokenizer.json', 'tokenizer_config.json']);
-    await expect(preflightModel(hub(), 'TestOrg/tiny', { include: ['*.gguf'] })).rejects.toThrow('TestOrg/tiny: no files to download match *.gguf');
+    expect(report.files.map((f) => f.path)).toEqual([
+      'config.json',
+      'generation_config.json',
+      'original/consolidated.00.pth',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ]);
+    await expect(preflightModel(hub(), 'TestOrg/tiny', { include: ['*.gguf'] })).rejects.toThrow(
+      'TestOrg/tiny: no files to download match *.gguf',
+    );
   });
 });

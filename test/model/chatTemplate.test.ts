@@ -28,22 +28,38 @@ function templateOf(text: string, now = new Date()): CompiledChatTemplate {
   return new CompiledChatTemplate(loadChatTemplate(dir, {})!, {}, now);
 }
 
-describe.each(['llama3', 'qwen3', 'smollm2', 'chatml-generation', 'mistral'])('%s: the text transformers renders', (name) => {
-  const { cases } = JSON.parse(fs.readFileSync(path.join(FIXTURES, name, 'expected.json'), 'utf8')) as { cases: { name: string; sample: Sample; template?: 'none'; text?: string }[] };
-  // Conversations only: a completion sample is rendered as [user: prompt, assistant: completion] when there is a template.
-  const conversations = cases.flatMap((c): [string, ChatMessage[], string][] => {
-    if (c.text === undefined || c.template === 'none') return [];
-    if (c.sample.kind === 'chat') return [[c.name, c.sample.messages, c.text]];
-    if (c.sample.kind === 'completion') return [[c.name, [{ role: 'user', content: c.sample.prompt }, { role: 'assistant', content: c.sample.completion }], c.text]];
-    return [];
-  });
+describe.each(['llama3', 'qwen3', 'smollm2', 'chatml-generation', 'mistral'])(
+  '%s: the text transformers renders',
+  (name) => {
+    const { cases } = JSON.parse(fs.readFileSync(path.join(FIXTURES, name, 'expected.json'), 'utf8')) as {
+      cases: { name: string; sample: Sample; template?: 'none'; text?: string }[];
+    };
+    // Conversations only: a completion sample is rendered as [user: prompt, assistant: completion] when there is a
+    // template.
+    const conversations = cases.flatMap((c): [string, ChatMessage[], string][] => {
+      if (c.text === undefined || c.template === 'none') return [];
+      if (c.sample.kind === 'chat') return [[c.name, c.sample.messages, c.text]];
+      if (c.sample.kind === 'completion')
+        return [
+          [
+            c.name,
+            [
+              { role: 'user', content: c.sample.prompt },
+              { role: 'assistant', content: c.sample.completion },
+            ],
+            c.text,
+          ],
+        ];
+      return [];
+    });
 
-  test.each(conversations)('%s', (_caseName, messages, text) => {
-    const template = fixtureTemplate(name);
-    expect(template.render(messages, false)).toBe(text);
-    if (template.marksGenerations) expect(template.renderGenerations(messages).text).toBe(text);
-  });
-});
+    test.each(conversations)('%s', (_caseName, messages, text) => {
+      const template = fixtureTemplate(name);
+      expect(template.render(messages, false)).toBe(text);
+      if (template.marksGenerations) expect(template.renderGenerations(messages).text).toBe(text);
+    });
+  },
+);
 
 describe('the generation prompt', () => {
   const conversation: ChatMessage[] = [
@@ -65,9 +81,12 @@ describe('the generation prompt', () => {
   });
 
   test("a conversation the template's raise_exception refuses is a UserError naming the template's file", () => {
-    const refused = () => fixtureTemplate('mistral').generationPrompt([{ role: 'system', content: 'Be brief.' }, ...conversation]);
+    const refused = () =>
+      fixtureTemplate('mistral').generationPrompt([{ role: 'system', content: 'Be brief.' }, ...conversation]);
     expect(refused).toThrow(UserError);
-    expect(refused).toThrow(`${path.join(FIXTURES, 'mistral', 'chat_template.jinja')}: Conversation roles must alternate user/assistant/user/assistant/...`);
+    expect(refused).toThrow(
+      `${path.join(FIXTURES, 'mistral', 'chat_template.jinja')}: Conversation roles must alternate user/assistant/user/assistant/...`,
+    );
   });
 });
 
@@ -81,14 +100,28 @@ describe('templates', () => {
 
   test('chat_template.jinja wins over tokenizer_config.json; a list of templates uses "default"; a bad template is a UserError', () => {
     const dir = fs.mkdtempSync(path.join(scratch, 'template-'));
-    expect(loadChatTemplate(dir, { chat_template: 'A' })).toEqual({ source: path.join(dir, 'tokenizer_config.json'), text: 'A' });
-    expect(loadChatTemplate(dir, { chat_template: [{ name: 'tool_use', template: 'T' }, { name: 'default', template: 'D' }] })?.text).toBe('D');
-    expect(() => loadChatTemplate(dir, { chat_template: [{ name: 'tool_use', template: 'T' }] })).toThrow(/none named "default"/);
+    expect(loadChatTemplate(dir, { chat_template: 'A' })).toEqual({
+      source: path.join(dir, 'tokenizer_config.json'),
+      text: 'A',
+    });
+    expect(
+      loadChatTemplate(dir, {
+        chat_template: [
+          { name: 'tool_use', template: 'T' },
+          { name: 'default', template: 'D' },
+        ],
+      })?.text,
+    ).toBe('D');
+    expect(() => loadChatTemplate(dir, { chat_template: [{ name: 'tool_use', template: 'T' }] })).toThrow(
+      /none named "default"/,
+    );
     expect(loadChatTemplate(dir, {})).toBeNull();
     fs.writeFileSync(path.join(dir, 'chat_template.jinja'), '{% for m in messages %}');
     const template = loadChatTemplate(dir, { chat_template: 'A' });
     expect(template?.source).toBe(path.join(dir, 'chat_template.jinja'));
-    expect(() => new CompiledChatTemplate(template!, {}, new Date())).toThrow(/chat_template\.jinja: the chat template does not parse/);
+    expect(() => new CompiledChatTemplate(template!, {}, new Date())).toThrow(
+      /chat_template\.jinja: the chat template does not parse/,
+    );
   });
 
   test("str.strip / lstrip / rstrip take Python's characters argument (Qwen3's template needs it)", () => {
@@ -101,8 +134,14 @@ describe('templates', () => {
 
   test('the special tokens come from tokenizer_config.json, as strings or AddedToken objects', () => {
     const dir = fs.mkdtempSync(path.join(scratch, 'template-'));
-    const config = { chat_template: '{{ bos_token }}{{ messages[0].content }}{{ eos_token }}', bos_token: '<s>', eos_token: { content: '</s>' } };
-    expect(new CompiledChatTemplate(loadChatTemplate(dir, config)!, config, new Date()).render(chat('Hi'), false)).toBe('<s>Hi</s>');
+    const config = {
+      chat_template: '{{ bos_token }}{{ messages[0].content }}{{ eos_token }}',
+      bos_token: '<s>',
+      eos_token: { content: '</s>' },
+    };
+    expect(new CompiledChatTemplate(loadChatTemplate(dir, config)!, config, new Date()).render(chat('Hi'), false)).toBe(
+      '<s>Hi</s>',
+    );
   });
 
   test("a message holding a generation block's marker is told apart", () => {

@@ -27,21 +27,33 @@ function generated(): string {
 test('resources/demo/model has the layout of createTinyModel(DEMO_TINY_MODEL): config, tokenizer, tensor names, shapes, dtypes', () => {
   const random = generated();
   // Hidden files are the engine's temporary graphs, written beside the weights while another test runs the model.
-  const files = (dir: string) => fs.readdirSync(dir).filter((name) => !name.startsWith('.')).sort();
+  const files = (dir: string) =>
+    fs
+      .readdirSync(dir)
+      .filter((name) => !name.startsWith('.'))
+      .sort();
   expect(files(modelDir)).toEqual(files(random));
   for (const file of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json']) {
-    expect(fs.readFileSync(path.join(modelDir, file)).equals(fs.readFileSync(path.join(random, file))), file).toBe(true);
+    expect(fs.readFileSync(path.join(modelDir, file)).equals(fs.readFileSync(path.join(random, file))), file).toBe(
+      true,
+    );
   }
   const demo = openModelFolder(modelDir);
-  const layout = (tensors: typeof demo.tensors) => [...tensors.values()].map((t) => `${t.name} ${t.dtype} [${t.shape}]`).sort();
+  const layout = (tensors: typeof demo.tensors) =>
+    [...tensors.values()].map((t) => `${t.name} ${t.dtype} [${t.shape}]`).sort();
   expect(layout(demo.tensors)).toEqual(layout(openModelFolder(random).tensors));
   expect(fs.statSync(path.join(modelDir, 'model.safetensors')).size).toBeLessThan(8 * 1024 * 1024);
 });
 
-test('resources/demo/model holds trained weights, not the generator\'s random ones (else: test/tools/pretrain_demo.py)', () => {
+test("resources/demo/model holds trained weights, not the generator's random ones (else: test/tools/pretrain_demo.py)", () => {
   const demo = openModelFolder(modelDir).tensors;
   const random = openModelFolder(generated()).tensors;
-  for (const name of ['lm_head.weight', 'model.embed_tokens.weight', 'model.layers.0.self_attn.q_proj.weight', 'model.norm.weight']) {
+  for (const name of [
+    'lm_head.weight',
+    'model.embed_tokens.weight',
+    'model.layers.0.self_attn.q_proj.weight',
+    'model.norm.weight',
+  ]) {
     const [a, b] = [readTensorF32(demo.get(name)!), readTensorF32(random.get(name)!)];
     let differ = 0;
     for (let i = 0; i < a.length; i++) if (Math.abs(a[i] - b[i]) > 1e-3) differ++;
@@ -74,7 +86,17 @@ test('the demo model was pretrained: low loss on generic dialogues it never saw,
 
 test('resources/demo/data.jsonl loads with the demo model: short text examples, each ending in EOS, no bad rows', async () => {
   const { spec } = openModelFolder(modelDir);
-  const dataset = await prepareDataset({ file: path.join(demoDir, 'data.jsonl'), modelDir, vocabSize: spec.vocabSize, maxSeqLen: 1024, trainOn: 'completion', pack: false, skipBadRows: false, validationFraction: 0, seed: 0 });
+  const dataset = await prepareDataset({
+    file: path.join(demoDir, 'data.jsonl'),
+    modelDir,
+    vocabSize: spec.vocabSize,
+    maxSeqLen: 1024,
+    trainOn: 'completion',
+    pack: false,
+    skipBadRows: false,
+    validationFraction: 0,
+    seed: 0,
+  });
   expect(dataset.format).toBe('text');
   expect(dataset.badRows).toEqual([]);
   expect(dataset.sequences.length).toBeGreaterThanOrEqual(150);

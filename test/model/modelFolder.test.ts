@@ -6,7 +6,12 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { UserError } from '../../shared/errors.js';
 import { openModelFolder } from '../../main/model/modelFolder.js';
-import { readSafetensorsHeader, readTensorF32, writeSafetensors, type TensorToWrite } from '../../main/model/safetensors.js';
+import {
+  readSafetensorsHeader,
+  readTensorF32,
+  writeSafetensors,
+  type TensorToWrite,
+} from '../../main/model/safetensors.js';
 import { createTinyModel, DEFAULT_TINY_MODEL } from '../../main/model/tinyModel.js';
 import { countLabelTokens } from '../../main/engine/runtime/trainableModel.js';
 import type { LoraSettings } from '../../shared/training.js';
@@ -17,12 +22,21 @@ let source: string;
 
 beforeAll(() => {
   source = path.join(tempDir('folder'), 'model');
-  createTinyModel(source, { ...DEFAULT_TINY_MODEL, layers: 2, hidden: 32, heads: 4, kvHeads: 2, intermediate: 64, vocab: 300 });
+  createTinyModel(source, {
+    ...DEFAULT_TINY_MODEL,
+    layers: 2,
+    hidden: 32,
+    heads: 4,
+    kvHeads: 2,
+    intermediate: 64,
+    vocab: 300,
+  });
 });
 
 function allTensors(dir: string): Record<string, TensorToWrite> {
   const out: Record<string, TensorToWrite> = {};
-  for (const [name, entry] of readSafetensorsHeader(path.join(dir, 'model.safetensors'))) out[name] = { dtype: 'F32', shape: entry.shape, data: readTensorF32(entry) };
+  for (const [name, entry] of readSafetensorsHeader(path.join(dir, 'model.safetensors')))
+    out[name] = { dtype: 'F32', shape: entry.shape, data: readTensorF32(entry) };
   return out;
 }
 
@@ -30,7 +44,8 @@ function allTensors(dir: string): Record<string, TensorToWrite> {
 function variant(name: string, write: (dir: string, tensors: Record<string, TensorToWrite>) => void): string {
   const dir = path.join(path.dirname(source), name);
   fs.mkdirSync(dir);
-  for (const file of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(source, file), path.join(dir, file));
+  for (const file of ['config.json', 'tokenizer.json', 'tokenizer_config.json'])
+    fs.copyFileSync(path.join(source, file), path.join(dir, file));
   write(dir, allTensors(source));
   return dir;
 }
@@ -59,7 +74,10 @@ describe('model folders', () => {
         writeSafetensors(path.join(dir, file), Object.fromEntries(shard.map((n) => [n, tensors[n]])));
         for (const n of shard) weightMap[n] = file;
       });
-      fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+      fs.writeFileSync(
+        path.join(dir, 'model.safetensors.index.json'),
+        JSON.stringify({ metadata: {}, weight_map: weightMap }),
+      );
     });
     const folder = openModelFolder(sharded);
     expect(new Set([...folder.tensors.values()].map((t) => path.basename(t.file))).size).toBe(2);
@@ -74,7 +92,8 @@ describe('model folders', () => {
     // The fp32 model holding exactly the bf16-rounded values must give the same loss.
     const rounded = variant('bf16-rounded', (dir) => {
       const widened: Record<string, TensorToWrite> = {};
-      for (const [name, entry] of readSafetensorsHeader(path.join(bf16, 'model.safetensors'))) widened[name] = { dtype: 'F32', shape: entry.shape, data: readTensorF32(entry) };
+      for (const [name, entry] of readSafetensorsHeader(path.join(bf16, 'model.safetensors')))
+        widened[name] = { dtype: 'F32', shape: entry.shape, data: readTensorF32(entry) };
       writeSafetensors(path.join(dir, 'model.safetensors'), widened);
     });
     expect(await lossOf(bf16)).toBeCloseTo(await lossOf(rounded), 6);
@@ -125,7 +144,9 @@ describe('model folders', () => {
       writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
     });
     expect(() => openModelFolder(misshapen)).toThrow(UserError);
-    expect(() => openModelFolder(misshapen)).toThrow(/model\.safetensors: weight "model\.norm\.weight" has shape \[31\], config\.json implies \[32\]/);
+    expect(() => openModelFolder(misshapen)).toThrow(
+      /model\.safetensors: weight "model\.norm\.weight" has shape \[31\], config\.json implies \[32\]/,
+    );
   });
 
   it('load through weights linked into a temp folder (read-only model folders) and leave nothing behind', async () => {
@@ -136,7 +157,10 @@ describe('model folders', () => {
     try {
       const batch = randomBatch(300, 2, 8, 1);
       const lora = randomLora(folder, settings, 2);
-      expect(await model.forwardBackward(batch, lora, zeroGrads(lora), countLabelTokens(batch), 0)).toBeCloseTo(await lossOf(source), 6);
+      expect(await model.forwardBackward(batch, lora, zeroGrads(lora), countLabelTokens(batch), 0)).toBeCloseTo(
+        await lossOf(source),
+        6,
+      );
     } finally {
       await model.close();
     }
@@ -148,7 +172,9 @@ describe('model folders', () => {
     const dir = path.join(path.dirname(source), 'orphaned-graphs');
     fs.cpSync(source, dir, { recursive: true });
     // A process that has exited: its pid names no one now.
-    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+      encoding: 'utf8',
+    }).stdout;
     const orphan = path.join(dir, `.peft-studio-${gone}-abc-layer_0.onnx`);
     const live = path.join(dir, `.peft-studio-${process.pid}-abc-layer_0.onnx`);
     for (const file of [orphan, live]) fs.writeFileSync(file, 'partial graph');

@@ -24,7 +24,14 @@ describe('writeSafetensors / readSafetensorsHeader', () => {
     const file = path.join(dir, 'f32.safetensors');
     const weight = Float32Array.from({ length: 12 }, (_, i) => (i - 5.5) / 3);
     const bias = Float32Array.from([1e-30, -0, 3.4e38]);
-    writeSafetensors(file, { 'layer.weight': { dtype: 'F32', shape: [3, 4], data: weight }, 'layer.bias': { dtype: 'F32', shape: [3], data: bias } }, { format: 'pt' });
+    writeSafetensors(
+      file,
+      {
+        'layer.weight': { dtype: 'F32', shape: [3, 4], data: weight },
+        'layer.bias': { dtype: 'F32', shape: [3], data: bias },
+      },
+      { format: 'pt' },
+    );
 
     const header = readSafetensorsHeader(file);
     expect([...header.keys()].sort()).toEqual(['layer.bias', 'layer.weight']);
@@ -67,7 +74,8 @@ describe('writeSafetensors / readSafetensorsHeader', () => {
     writeSafetensors(file, { t: { dtype: 'BF16', shape: [values.length], data: values } });
     const back = readTensorF32(readSafetensorsHeader(file).get('t')!);
     let worst = 0;
-    for (let i = 0; i < values.length; i++) worst = Math.max(worst, Math.abs(back[i] - values[i]) / Math.abs(values[i]));
+    for (let i = 0; i < values.length; i++)
+      worst = Math.max(worst, Math.abs(back[i] - values[i]) / Math.abs(values[i]));
     expect(worst, `worst relative error ${worst}`).toBeLessThanOrEqual(2 ** -8);
   });
 

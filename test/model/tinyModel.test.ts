@@ -28,7 +28,13 @@ describe('createTinyModel', () => {
   test('writes a Hugging Face folder that openModelFolder reads back with the same spec', () => {
     const dir = freshDir();
     const spec = createTinyModel(dir);
-    expect(fs.readdirSync(dir).sort()).toEqual(['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+    expect(fs.readdirSync(dir).sort()).toEqual([
+      'config.json',
+      'generation_config.json',
+      'model.safetensors',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ]);
 
     const folder = openModelFolder(dir);
     expect(folder.spec).toEqual(spec);
@@ -55,8 +61,19 @@ describe('createTinyModel', () => {
     }
 
     const config = readJson(path.join(dir, 'config.json'));
-    expect(config).toMatchObject({ architectures: ['LlamaForCausalLM'], torch_dtype: 'float32', bos_token_id: 0, eos_token_id: 0, pad_token_id: 0, attention_bias: false });
-    expect(readJson(path.join(dir, 'tokenizer_config.json'))).toMatchObject({ eos_token: '<|endoftext|>', pad_token: '<|endoftext|>', model_max_length: 2048 });
+    expect(config).toMatchObject({
+      architectures: ['LlamaForCausalLM'],
+      torch_dtype: 'float32',
+      bos_token_id: 0,
+      eos_token_id: 0,
+      pad_token_id: 0,
+      attention_bias: false,
+    });
+    expect(readJson(path.join(dir, 'tokenizer_config.json'))).toMatchObject({
+      eos_token: '<|endoftext|>',
+      pad_token: '<|endoftext|>',
+      model_max_length: 2048,
+    });
     expect(fs.readdirSync(root).filter((name) => name.includes('.tmp-'))).toEqual([]);
   });
 
@@ -65,7 +82,10 @@ describe('createTinyModel', () => {
     createTinyModel(dir);
     for (const [name, values] of weights(dir)) {
       if (name.endsWith('norm.weight')) {
-        expect(values.every((v) => v === 1), name).toBe(true);
+        expect(
+          values.every((v) => v === 1),
+          name,
+        ).toBe(true);
         continue;
       }
       const mean = values.reduce((a, b) => a + b, 0) / values.length;
@@ -79,7 +99,12 @@ describe('createTinyModel', () => {
   test('qwen2 has random q/k/v biases, qwen3 per-head q/k norms, tie drops lm_head', () => {
     const qwen2 = freshDir();
     createTinyModel(qwen2, { arch: 'qwen2' });
-    expect(openModelFolder(qwen2).spec).toMatchObject({ modelType: 'qwen2', qkvBias: true, qkNorm: false, rmsNormEps: 1e-6 });
+    expect(openModelFolder(qwen2).spec).toMatchObject({
+      modelType: 'qwen2',
+      qkvBias: true,
+      qkNorm: false,
+      rmsNormEps: 1e-6,
+    });
     const bias = weights(qwen2).get('model.layers.0.self_attn.k_proj.bias')!;
     expect(bias.length).toBe(DEFAULT_TINY_MODEL.kvHeads * (DEFAULT_TINY_MODEL.hidden / DEFAULT_TINY_MODEL.heads));
     expect(bias.some((v) => v !== 0)).toBe(true);
@@ -92,7 +117,9 @@ describe('createTinyModel', () => {
     const folder = openModelFolder(qwen3);
     expect(folder.spec).toMatchObject({ modelType: 'qwen3', qkvBias: false, qkNorm: true, tieWordEmbeddings: true });
     expect(folder.tensors.has('lm_head.weight')).toBe(false);
-    expect(folder.tensors.get('model.layers.1.self_attn.q_norm.weight')!.shape).toEqual([DEFAULT_TINY_MODEL.hidden / DEFAULT_TINY_MODEL.heads]);
+    expect(folder.tensors.get('model.layers.1.self_attn.q_norm.weight')!.shape).toEqual([
+      DEFAULT_TINY_MODEL.hidden / DEFAULT_TINY_MODEL.heads,
+    ]);
     expect(readJson(path.join(qwen3, 'config.json')).architectures).toEqual(['Qwen3ForCausalLM']);
   });
 
@@ -111,7 +138,8 @@ describe('createTinyModel', () => {
       const expectedBits = floatToBf16Bits(reference);
       for (let i = 0; i < reference.length; i++) {
         if (reference[i] !== 0) worst = Math.max(worst, Math.abs(rounded[i] - reference[i]) / Math.abs(reference[i]));
-        if (new Uint32Array(rounded.buffer, 4 * i, 1)[0] >>> 16 !== expectedBits[i]) throw new Error(`${name}[${i}]: ${rounded[i]} is not bf16(${reference[i]})`);
+        if (new Uint32Array(rounded.buffer, 4 * i, 1)[0] >>> 16 !== expectedBits[i])
+          throw new Error(`${name}[${i}]: ${rounded[i]} is not bf16(${reference[i]})`);
       }
     }
     expect(worst, `worst relative error ${worst}`).toBeLessThanOrEqual(2 ** -8);
@@ -122,9 +150,14 @@ describe('createTinyModel', () => {
     createTinyModel(a, { seed: 3 });
     createTinyModel(b, { seed: 3 });
     createTinyModel(c, { seed: 4 });
-    for (const file of fs.readdirSync(a)) expect(fs.readFileSync(path.join(b, file)).equals(fs.readFileSync(path.join(a, file))), file).toBe(true);
-    expect(fs.readFileSync(path.join(c, 'model.safetensors')).equals(fs.readFileSync(path.join(a, 'model.safetensors')))).toBe(false);
-    expect(fs.readFileSync(path.join(c, 'tokenizer.json'), 'utf8')).toBe(fs.readFileSync(path.join(a, 'tokenizer.json'), 'utf8'));
+    for (const file of fs.readdirSync(a))
+      expect(fs.readFileSync(path.join(b, file)).equals(fs.readFileSync(path.join(a, file))), file).toBe(true);
+    expect(
+      fs.readFileSync(path.join(c, 'model.safetensors')).equals(fs.readFileSync(path.join(a, 'model.safetensors'))),
+    ).toBe(false);
+    expect(fs.readFileSync(path.join(c, 'tokenizer.json'), 'utf8')).toBe(
+      fs.readFileSync(path.join(a, 'tokenizer.json'), 'utf8'),
+    );
   });
 
   test('accepts an empty existing folder, refuses a non-empty one', () => {

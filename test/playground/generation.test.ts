@@ -49,14 +49,23 @@ it('has a PyTorch generation reference for every numerics case', () => {
 });
 
 describe.each(CASES)('%s generation', (name) => {
-  const fixture = () => JSON.parse(fs.readFileSync(path.join(FIXTURES, name, 'generation.json'), 'utf8')) as GenerationFixture;
+  const fixture = () =>
+    JSON.parse(fs.readFileSync(path.join(FIXTURES, name, 'generation.json'), 'utf8')) as GenerationFixture;
 
   it('greedy-decodes the PyTorch reference ids, as the base (scale 0) and with the adapter', async () => {
     const expected = fixture();
-    const logits = new Map([...readSafetensorsHeader(path.join(FIXTURES, name, 'generation_logits.safetensors'))].map(([k, e]) => [k, readTensorF32(e)]));
+    const logits = new Map(
+      [...readSafetensorsHeader(path.join(FIXTURES, name, 'generation_logits.safetensors'))].map(([k, e]) => [
+        k,
+        readTensorF32(e),
+      ]),
+    );
     const model = await openCase(name);
     try {
-      for (const [scale, ids, key] of [[0, expected.base_ids, 'base_last_logits'], [1, expected.adapter_ids, 'adapter_last_logits']] as const) {
+      for (const [scale, ids, key] of [
+        [0, expected.base_ids, 'base_last_logits'],
+        [1, expected.adapter_ids, 'adapter_last_logits'],
+      ] as const) {
         const result = await greedy(model, expected.prompt_ids, ids.length, scale);
         expect(result.ids, `scale ${scale}`).toEqual(ids);
         const { worst } = maxRelativeError(result.lastLogits, logits.get(key)!);
@@ -129,7 +138,12 @@ describe('prompt-tuning adapters', () => {
     const C = folder.spec.hiddenSize;
     const adapterDir = path.join(tempDir('prompt-tuning'), 'adapter');
     const prompt = Float32Array.from(virtualIds.flatMap((id) => Array.from(embeddings.subarray(id * C, (id + 1) * C))));
-    savePromptTuningAdapter(adapterDir, { numVirtualTokens: virtualIds.length, embeddings: prompt }, folder.spec, folder.dir);
+    savePromptTuningAdapter(
+      adapterDir,
+      { numVirtualTokens: virtualIds.length, embeddings: prompt },
+      folder.spec,
+      folder.dir,
+    );
 
     const tuned = await InferenceModel.load(folder, 'cpu', loadAdapter(adapterDir, folder.spec));
     const base = await InferenceModel.load(folder, 'cpu', null);
@@ -156,7 +170,13 @@ describe('generate', () => {
     const model = await InferenceModel.load(folder, 'cpu', null);
     try {
       const controller = new AbortController();
-      const stream = generate(model, loadTokenizer(dir), [5, 6, 7], { ...GREEDY, maxNewTokens: 50, seed: 0, stop: [], ignoreEos: true, adapterScale: 0 }, controller.signal);
+      const stream = generate(
+        model,
+        loadTokenizer(dir),
+        [5, 6, 7],
+        { ...GREEDY, maxNewTokens: 50, seed: 0, stop: [], ignoreEos: true, adapterScale: 0 },
+        controller.signal,
+      );
       const seen: number[] = [];
       let result;
       for (;;) {

@@ -45,11 +45,19 @@ describe('sampleToken', () => {
 
   it('penalizes repeated tokens as transformers does (positive logits divided, negative multiplied)', () => {
     expect(sampleToken(logits, [1], { ...GREEDY, repetitionPenalty: 1.5 }, new Rng(0))).toBe(2); // 3 / 1.5 < 2.5
-    expect(sampleToken(Float32Array.from([-1, -1.2]), [0], { ...GREEDY, repetitionPenalty: 1.5 }, new Rng(0))).toBe(1); // -1.5 < -1.2
+    // -1.5 < -1.2
+    expect(sampleToken(Float32Array.from([-1, -1.2]), [0], { ...GREEDY, repetitionPenalty: 1.5 }, new Rng(0))).toBe(1);
   });
 
   it('repeats itself for the same seed', () => {
-    const draw = (seed: number) => Array.from({ length: 20 }, function (this: Rng) { return sampleToken(logits, [], { ...GREEDY, temperature: 1.3 }, this); }, new Rng(seed));
+    const draw = (seed: number) =>
+      Array.from(
+        { length: 20 },
+        function (this: Rng) {
+          return sampleToken(logits, [], { ...GREEDY, temperature: 1.3 }, this);
+        },
+        new Rng(seed),
+      );
     expect(draw(5)).toEqual(draw(5));
     expect(draw(5)).not.toEqual(draw(6));
   });

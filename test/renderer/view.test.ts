@@ -8,14 +8,31 @@ const BOX = { width: 100, height: 50, padding: { top: 0, right: 0, bottom: 0, le
 
 describe('chartGeometry', () => {
   it('maps the first step to the left edge, the last to the right, and the highest loss to the top', () => {
-    const { paths } = chartGeometry([{ label: 'train', points: [{ step: 1, loss: 4 }, { step: 11, loss: 2 }] }], BOX);
+    const { paths } = chartGeometry(
+      [
+        {
+          label: 'train',
+          points: [
+            { step: 1, loss: 4 },
+            { step: 11, loss: 2 },
+          ],
+        },
+      ],
+      BOX,
+    );
     expect(paths).toEqual(['M0.0,0.0 L100.0,50.0']);
   });
 
   it('shares the axes between series and leaves an empty series empty', () => {
     const geometry = chartGeometry(
       [
-        { label: 'a', points: [{ step: 0, loss: 2 }, { step: 10, loss: 1 }] },
+        {
+          label: 'a',
+          points: [
+            { step: 0, loss: 2 },
+            { step: 10, loss: 1 },
+          ],
+        },
         { label: 'b', points: [] },
         { label: 'c', points: [{ step: 5, loss: 1.5 }] },
       ],
@@ -35,7 +52,19 @@ describe('chartGeometry', () => {
   });
 
   it('skips non-finite losses', () => {
-    const { paths } = chartGeometry([{ label: 'a', points: [{ step: 0, loss: NaN }, { step: 1, loss: 1 }, { step: 2, loss: 2 }] }], BOX);
+    const { paths } = chartGeometry(
+      [
+        {
+          label: 'a',
+          points: [
+            { step: 0, loss: NaN },
+            { step: 1, loss: 1 },
+            { step: 2, loss: 2 },
+          ],
+        },
+      ],
+      BOX,
+    );
     expect(paths[0].startsWith('M')).toBe(true);
     expect(paths[0].split(' ')).toHaveLength(2);
   });

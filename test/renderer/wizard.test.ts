@@ -14,14 +14,38 @@ import {
   type WizardFacts,
 } from '../../renderer/src/lib/wizard.js';
 
-const MODEL: ModelInspection = { source: '/demo/model', kind: 'local', architecture: 'llama', parameters: 1_000_000, dtype: 'f32', sizeBytes: 4_000_000, supported: true, reason: null, gated: false };
+const MODEL: ModelInspection = {
+  source: '/demo/model',
+  kind: 'local',
+  architecture: 'llama',
+  parameters: 1_000_000,
+  dtype: 'f32',
+  sizeBytes: 4_000_000,
+  supported: true,
+  reason: null,
+  gated: false,
+};
 
 function dataset(badRows: DatasetInspection['badRows'], trainable = true): DatasetInspection {
   return {
     file: '/demo/data.jsonl',
     format: trainable ? 'text' : null,
     stats: trainable
-      ? { rows: 10, badRows: badRows.length, emptyRows: 0, duplicateRows: 0, tokens: 500, trainedTokens: 300, truncatedRows: 0, cutTokens: 0, minLength: 20, maxLength: 80, meanLength: 50, lengthHistogram: [], renderedSha256: 'x' }
+      ? {
+          rows: 10,
+          badRows: badRows.length,
+          emptyRows: 0,
+          duplicateRows: 0,
+          tokens: 500,
+          trainedTokens: 300,
+          truncatedRows: 0,
+          cutTokens: 0,
+          minLength: 20,
+          maxLength: 80,
+          meanLength: 50,
+          lengthHistogram: [],
+          renderedSha256: 'x',
+        }
       : null,
     badRows,
     untrainedRows: [],
@@ -30,7 +54,13 @@ function dataset(badRows: DatasetInspection['badRows'], trainable = true): Datas
   };
 }
 
-const READY: WizardFacts = { modelDir: '/demo/model', model: MODEL, dataFile: '/demo/data.jsonl', dataset: dataset([]), fit: null };
+const READY: WizardFacts = {
+  modelDir: '/demo/model',
+  model: MODEL,
+  dataFile: '/demo/data.jsonl',
+  dataset: dataset([]),
+  fit: null,
+};
 const NOTHING: WizardFacts = { modelDir: null, model: null, dataFile: null, dataset: null, fit: null };
 
 describe('wizard steps', () => {
@@ -45,30 +75,61 @@ describe('wizard steps', () => {
   });
 
   it('asks for a folder path, a Hub id in org/name form, and a download before a Hub model counts', () => {
-    expect(stepProblems('model', { ...initialForm(), modelSource: 'local' }, NOTHING)).toEqual(['Enter the path of a model folder.']);
-    expect(stepProblems('model', { ...initialForm(), modelSource: 'hub', hubRepo: 'no-slash' }, NOTHING)).toEqual(['Enter a Hub model id as org/name.']);
+    expect(stepProblems('model', { ...initialForm(), modelSource: 'local' }, NOTHING)).toEqual([
+      'Enter the path of a model folder.',
+    ]);
+    expect(stepProblems('model', { ...initialForm(), modelSource: 'hub', hubRepo: 'no-slash' }, NOTHING)).toEqual([
+      'Enter a Hub model id as org/name.',
+    ]);
     const hubModel = { ...MODEL, kind: 'hub' as const };
-    expect(stepProblems('model', { ...initialForm(), modelSource: 'hub', hubRepo: 'org/name' }, { ...NOTHING, model: hubModel })).toEqual(['Download the model first.']);
+    expect(
+      stepProblems(
+        'model',
+        { ...initialForm(), modelSource: 'hub', hubRepo: 'org/name' },
+        { ...NOTHING, model: hubModel },
+      ),
+    ).toEqual(['Download the model first.']);
   });
 
   it('refuses an unsupported model with its reason', () => {
     const facts = { ...READY, model: { ...MODEL, supported: false, reason: 'gpt2 is not a Llama-family model' } };
-    expect(stepProblems('model', initialForm(), facts)).toEqual(['This model cannot be trained here: gpt2 is not a Llama-family model.']);
+    expect(stepProblems('model', initialForm(), facts)).toEqual([
+      'This model cannot be trained here: gpt2 is not a Llama-family model.',
+    ]);
   });
 
   it('holds the data step on bad rows until the user chooses to skip them', () => {
-    const facts = { ...READY, dataset: dataset([{ row: 3, reason: 'not JSON' }, { row: 7, reason: 'no text field' }]) };
+    const facts = {
+      ...READY,
+      dataset: dataset([
+        { row: 3, reason: 'not JSON' },
+        { row: 7, reason: 'no text field' },
+      ]),
+    };
     expect(stepProblems('data', initialForm(), facts)).toEqual(['2 bad rows: fix the file, or choose to skip them.']);
     expect(stepProblems('data', { ...initialForm(), skipBadRows: true }, facts)).toEqual([]);
   });
 
   it('refuses a file with nothing trainable even when skipping bad rows', () => {
     const facts = { ...READY, dataset: dataset([{ row: 1, reason: 'not JSON' }], false) };
-    expect(stepProblems('data', { ...initialForm(), skipBadRows: true }, facts)).toEqual(['No row of this file can be trained on; see the bad rows below.']);
+    expect(stepProblems('data', { ...initialForm(), skipBadRows: true }, facts)).toEqual([
+      'No row of this file can be trained on; see the bad rows below.',
+    ]);
   });
 
   it('checks every settings field with the job schema and names it by its label', () => {
-    const form = { ...initialForm(), steps: 0, learningRate: 2, rank: 1.5, alpha: 0, targets: [], maxSeqLen: 2 ** 21, batchSize: 0, gradAccum: -1, evalSplit: 0.9 };
+    const form = {
+      ...initialForm(),
+      steps: 0,
+      learningRate: 2,
+      rank: 1.5,
+      alpha: 0,
+      targets: [],
+      maxSeqLen: 2 ** 21,
+      batchSize: 0,
+      gradAccum: -1,
+      evalSplit: 0.9,
+    };
     expect(settingsProblems(form)).toEqual([
       'LoRA rank: must be a whole number',
       'LoRA alpha: must be above 0',
@@ -83,8 +144,12 @@ describe('wizard steps', () => {
   });
 
   it('treats an emptied number field (null from the input) as a problem, not as zero', () => {
-    expect(settingsProblems({ ...initialForm(), steps: null as unknown as number })).toEqual(['Steps: must be a number']);
-    expect(settingsProblems({ ...initialForm(), batchSize: null as unknown as number })).toEqual(['Batch size: must be a number']);
+    expect(settingsProblems({ ...initialForm(), steps: null as unknown as number })).toEqual([
+      'Steps: must be a number',
+    ]);
+    expect(settingsProblems({ ...initialForm(), batchSize: null as unknown as number })).toEqual([
+      'Batch size: must be a number',
+    ]);
   });
 
   it('checks virtual tokens instead of the LoRA fields for prompt tuning', () => {
@@ -96,7 +161,10 @@ describe('wizard steps', () => {
     for (const method of ['lora', 'prompt-tuning'] as const) {
       for (const preset of ['quick', 'balanced', 'thorough'] as const) {
         for (const modelSource of ['demo', 'local'] as const) {
-          expect(settingsProblems(applyPreset({ ...initialForm(), method, modelSource }, preset)), `${method} ${preset} ${modelSource}`).toEqual([]);
+          expect(
+            settingsProblems(applyPreset({ ...initialForm(), method, modelSource }, preset)),
+            `${method} ${preset} ${modelSource}`,
+          ).toEqual([]);
         }
       }
     }
@@ -105,7 +173,9 @@ describe('wizard steps', () => {
 
 describe('presets', () => {
   it('grow from quick to thorough', () => {
-    const [quick, balanced, thorough] = (['quick', 'balanced', 'thorough'] as const).map((p) => presetSettings(p, 'lora'));
+    const [quick, balanced, thorough] = (['quick', 'balanced', 'thorough'] as const).map((p) =>
+      presetSettings(p, 'lora'),
+    );
     expect(quick.budget).toBe('steps');
     expect(quick.rank).toBeLessThan(balanced.rank);
     expect(balanced.rank).toBeLessThan(thorough.rank);
@@ -114,23 +184,52 @@ describe('presets', () => {
   });
 
   it('use the much larger learning rate soft prompts need', () => {
-    expect(presetSettings('balanced', 'prompt-tuning').learningRate).toBeGreaterThan(presetSettings('balanced', 'lora').learningRate * 10);
+    expect(presetSettings('balanced', 'prompt-tuning').learningRate).toBeGreaterThan(
+      presetSettings('balanced', 'lora').learningRate * 10,
+    );
   });
 
-  it('use the demo\'s own recipe for Quick on the demo model, the same one `peft-studio demo` trains with', () => {
-    expect(applyPreset(initialForm(), 'quick')).toMatchObject({ steps: DEMO_RECIPE.steps, learningRate: DEMO_RECIPE.learningRate, scheduler: DEMO_RECIPE.scheduler, loraDropout: DEMO_RECIPE.dropout, rank: DEMO_RECIPE.rank, targets: [...DEMO_RECIPE.targets] });
-    expect(applyPreset({ ...initialForm(), modelSource: 'local', modelFolder: '/m' }, 'quick')).toMatchObject({ steps: 60, targets: ['q_proj', 'v_proj'] });
+  it("use the demo's own recipe for Quick on the demo model, the same one `peft-studio demo` trains with", () => {
+    expect(applyPreset(initialForm(), 'quick')).toMatchObject({
+      steps: DEMO_RECIPE.steps,
+      learningRate: DEMO_RECIPE.learningRate,
+      scheduler: DEMO_RECIPE.scheduler,
+      loraDropout: DEMO_RECIPE.dropout,
+      rank: DEMO_RECIPE.rank,
+      targets: [...DEMO_RECIPE.targets],
+    });
+    expect(applyPreset({ ...initialForm(), modelSource: 'local', modelFolder: '/m' }, 'quick')).toMatchObject({
+      steps: 60,
+      targets: ['q_proj', 'v_proj'],
+    });
   });
 
   it('replace only the settings they own', () => {
-    const form = applyPreset({ ...initialForm(), modelSource: 'local', modelFolder: '/m', gradientCheckpointing: false }, 'thorough');
-    expect(form).toMatchObject({ preset: 'thorough', modelSource: 'local', modelFolder: '/m', gradientCheckpointing: false, rank: 32 });
+    const form = applyPreset(
+      { ...initialForm(), modelSource: 'local', modelFolder: '/m', gradientCheckpointing: false },
+      'thorough',
+    );
+    expect(form).toMatchObject({
+      preset: 'thorough',
+      modelSource: 'local',
+      modelFolder: '/m',
+      gradientCheckpointing: false,
+      rank: 32,
+    });
   });
 });
 
 describe('the TrainJob', () => {
   it('carries the form into the engine contract', () => {
-    const form = { ...initialForm(), steps: 12, rank: 4, alpha: 8, targets: ['q_proj'], skipBadRows: true, device: 'cpu' as const };
+    const form = {
+      ...initialForm(),
+      steps: 12,
+      rank: 4,
+      alpha: 8,
+      targets: ['q_proj'],
+      skipBadRows: true,
+      device: 'cpu' as const,
+    };
     const job = toTrainJob(form, { modelDir: '/m', dataFile: '/d.jsonl', outDir: '/home/adapters/run-1' });
     expect(job).toMatchObject({
       method: 'lora',
@@ -147,7 +246,10 @@ describe('the TrainJob', () => {
   });
 
   it('runs by epochs when the budget is epochs', () => {
-    const job = toTrainJob({ ...initialForm(), budget: 'epochs', epochs: 3 }, { modelDir: '/m', dataFile: '/d', outDir: '/o' });
+    const job = toTrainJob(
+      { ...initialForm(), budget: 'epochs', epochs: 3 },
+      { modelDir: '/m', dataFile: '/d', outDir: '/o' },
+    );
     expect(job.steps).toBeNull();
     expect(job.epochs).toBe(3);
   });
@@ -163,7 +265,11 @@ describe('the TrainJob', () => {
 
   it('puts the adapter under the studio home with the platform separator', () => {
     const now = new Date('2026-01-02T03:04:05.678Z');
-    expect(adapterOutDir('/home/u/.peft-studio/', 'linux', now)).toBe('/home/u/.peft-studio/adapters/run-2026-01-02T03-04-05-678Z');
-    expect(adapterOutDir('C:\\Users\\u\\studio', 'win32', now)).toBe('C:\\Users\\u\\studio\\adapters\\run-2026-01-02T03-04-05-678Z');
+    expect(adapterOutDir('/home/u/.peft-studio/', 'linux', now)).toBe(
+      '/home/u/.peft-studio/adapters/run-2026-01-02T03-04-05-678Z',
+    );
+    expect(adapterOutDir('C:\\Users\\u\\studio', 'win32', now)).toBe(
+      'C:\\Users\\u\\studio\\adapters\\run-2026-01-02T03-04-05-678Z',
+    );
   });
 });

@@ -1,16 +1,48 @@
 // The wizard's state class against a scripted StudioApi: what it asks the main process, and what it does with the
 // answers (checks in order, stale memory plans dropped, the job it starts).
 import { describe, expect, it, vi } from 'vitest';
-import type { DatasetInspection, MemoryFit, MethodName, ModelInspection, Params, Result, StudioApi } from '../../shared/api.js';
+import type {
+  DatasetInspection,
+  MemoryFit,
+  MethodName,
+  ModelInspection,
+  Params,
+  Result,
+  StudioApi,
+} from '../../shared/api.js';
 import type { RunRecord } from '../../shared/runs.js';
 import { WizardState } from '../../renderer/src/lib/wizardState.svelte.js';
 
 const DEMO = { modelDir: '/res/demo/model', dataFile: '/res/demo/data.jsonl' };
-const MODEL: ModelInspection = { source: DEMO.modelDir, kind: 'local', architecture: 'llama', parameters: 1e6, dtype: 'f32', sizeBytes: 4e6, supported: true, reason: null, gated: false };
+const MODEL: ModelInspection = {
+  source: DEMO.modelDir,
+  kind: 'local',
+  architecture: 'llama',
+  parameters: 1e6,
+  dtype: 'f32',
+  sizeBytes: 4e6,
+  supported: true,
+  reason: null,
+  gated: false,
+};
 const DATASET: DatasetInspection = {
   file: DEMO.dataFile,
   format: 'text',
-  stats: { rows: 3, badRows: 0, emptyRows: 0, duplicateRows: 0, tokens: 90, trainedTokens: 90, truncatedRows: 0, cutTokens: 0, minLength: 20, maxLength: 40, meanLength: 30, lengthHistogram: [], renderedSha256: 'r' },
+  stats: {
+    rows: 3,
+    badRows: 0,
+    emptyRows: 0,
+    duplicateRows: 0,
+    tokens: 90,
+    trainedTokens: 90,
+    truncatedRows: 0,
+    cutTokens: 0,
+    minLength: 20,
+    maxLength: 40,
+    meanLength: 30,
+    lengthHistogram: [],
+    renderedSha256: 'r',
+  },
   badRows: [],
   untrainedRows: [],
   sourceSha256: 's',
@@ -56,7 +88,11 @@ describe('WizardState', () => {
     const wizard = await readyWizard(api);
     expect(wizard.step).toBe('data');
     expect(api.calls.map((c) => c.method)).toEqual(['models.inspect', 'datasets.inspect']);
-    expect(api.calls[1].params).toMatchObject({ file: DEMO.dataFile, modelDir: DEMO.modelDir, data: { skipBadRows: false } });
+    expect(api.calls[1].params).toMatchObject({
+      file: DEMO.dataFile,
+      modelDir: DEMO.modelDir,
+      data: { skipBadRows: false },
+    });
     expect(wizard.problems('data')).toEqual([]);
   });
 
@@ -85,7 +121,10 @@ describe('WizardState', () => {
     vi.useFakeTimers();
     try {
       const answers: ((fit: MemoryFit) => void)[] = [];
-      const api = scriptedApi({ 'models.inspect': async () => MODEL, 'models.fit': () => new Promise<MemoryFit>((resolve) => answers.push(resolve)) });
+      const api = scriptedApi({
+        'models.inspect': async () => MODEL,
+        'models.fit': () => new Promise<MemoryFit>((resolve) => answers.push(resolve)),
+      });
       const wizard = new WizardState(api, () => DEMO);
       await wizard.checkModel();
       wizard.scheduleFit();
@@ -129,7 +168,11 @@ describe('WizardState', () => {
 
   it('starts the run with the checked paths and an adapter folder under the studio home', async () => {
     const started = { id: 7 } as RunRecord;
-    const api = scriptedApi({ 'models.inspect': async () => MODEL, 'datasets.inspect': async () => DATASET, 'runs.start': async () => started });
+    const api = scriptedApi({
+      'models.inspect': async () => MODEL,
+      'datasets.inspect': async () => DATASET,
+      'runs.start': async () => started,
+    });
     const wizard = await readyWizard(api);
     wizard.form.steps = 5;
     const run = await wizard.start({ version: '0.1.0', home: '/home/u/.peft-studio', platform: 'linux', arch: 'x64' });

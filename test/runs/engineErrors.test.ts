@@ -10,13 +10,23 @@ import type * as Host from '../../main/engine/process/host.js';
 import { ROOT } from '../support/cli.js';
 
 // The built modules: the host forks dist/main/engine/process/worker.js, and its errors are dist's classes.
-const { runEngine, EngineExitError } = (await import(path.join(ROOT, 'dist/main/engine/process/host.js'))) as typeof Host;
+const { runEngine, EngineExitError } = (await import(
+  path.join(ROOT, 'dist/main/engine/process/host.js')
+)) as typeof Host;
 const { UserError } = (await import(path.join(ROOT, 'dist/shared/errors.js'))) as typeof Errors;
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'engine-errors-'));
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-const bench = (modelDir: unknown): BenchJob => ({ modelDir: modelDir as string, seqLen: 8, batchSize: 1, steps: 1, rank: 2, gradientCheckpointing: true, device: 'cpu' });
+const bench = (modelDir: unknown): BenchJob => ({
+  modelDir: modelDir as string,
+  seqLen: 8,
+  batchSize: 1,
+  steps: 1,
+  rank: 2,
+  gradientCheckpointing: true,
+  device: 'cpu',
+});
 
 describe('engine errors', () => {
   it('a UserError thrown in the engine arrives as a UserError with its message on one line', async () => {

@@ -40,10 +40,41 @@ afterAll(() => {
 
 it('an engine killed for memory leaves the run interrupted with advice, and the app able to resume it', async () => {
   const model = path.join(root, 'model');
-  const made = await runCliAsync(['create-tiny-model', model, '--layers', '4', '--hidden', '512', '--heads', '8', '--kv-heads', '4', '--intermediate', '1536', '--vocab', '16000']);
+  const made = await runCliAsync([
+    'create-tiny-model',
+    model,
+    '--layers',
+    '4',
+    '--hidden',
+    '512',
+    '--heads',
+    '8',
+    '--kv-heads',
+    '4',
+    '--intermediate',
+    '1536',
+    '--vocab',
+    '16000',
+  ]);
   expect(made.code, made.stderr).toBe(0);
   const home = path.join(root, 'home');
-  const train = ['train', '--model', model, '--home', home, '--steps', '3', '--batch-size', '8', '--gradient-checkpointing', 'off', '--device', 'cpu', '--out', path.join(root, 'adapter')];
+  const train = [
+    'train',
+    '--model',
+    model,
+    '--home',
+    home,
+    '--steps',
+    '3',
+    '--batch-size',
+    '8',
+    '--gradient-checkpointing',
+    'off',
+    '--device',
+    'cpu',
+    '--out',
+    path.join(root, 'adapter'),
+  ];
   // Enough for the CLI (about 80 MB) but not for the engine beside it (weights alone are over 100 MB).
   cgroup.limit(220 * 1024 * 1024);
   const script = `echo $$ > ${path.join(cgroup.dir, 'cgroup.procs')} && exec "$0" "$@"`;

@@ -12,7 +12,22 @@ import { Store } from '../../main/store/store.js';
 import { CLI, lastJson, runCliAsync } from '../support/cli.js';
 
 const STEPS = 60;
-const TRAIN = ['train', '--steps', String(STEPS), '--checkpoint-every', '10', '--keep-checkpoints', '3', '--device', 'cpu', '--seed', '7', '--lora-dropout', '0.1', '--json'];
+const TRAIN = [
+  'train',
+  '--steps',
+  String(STEPS),
+  '--checkpoint-every',
+  '10',
+  '--keep-checkpoints',
+  '3',
+  '--device',
+  'cpu',
+  '--seed',
+  '7',
+  '--lora-dropout',
+  '0.1',
+  '--json',
+];
 
 let root: string;
 beforeAll(() => {
@@ -58,7 +73,9 @@ function losses(home: string, id = 1): number[] {
 function recordedRun(home: string, id = 1) {
   const db = openDatabase(home, { readonly: true });
   try {
-    return db.prepare('SELECT status, step, worker_pid AS workerPid, owner_pid AS ownerPid, error FROM runs WHERE id = ?').get(id) as
+    return db
+      .prepare('SELECT status, step, worker_pid AS workerPid, owner_pid AS ownerPid, error FROM runs WHERE id = ?')
+      .get(id) as
       | { status: string; step: number; workerPid: number | null; ownerPid: number | null; error: string | null }
       | undefined;
   } finally {
@@ -83,7 +100,13 @@ describe('a recorded run', () => {
     expect(reference).toHaveLength(STEPS);
     const home = path.join(root, 'concurrent');
     // Progress lines are only printed without --json.
-    const run = startCli([...TRAIN.filter((a) => a !== '--json'), '--home', home, '--out', path.join(root, 'concurrent-adapter')]);
+    const run = startCli([
+      ...TRAIN.filter((a) => a !== '--json'),
+      '--home',
+      home,
+      '--out',
+      path.join(root, 'concurrent-adapter'),
+    ]);
     const seen: { status: string; rows: number }[] = [];
     // The run is in the database once the CLI says so (the file exists a moment before its tables).
     await until('the run to be recorded', () => /run 1 recorded in/.test(run.stderr()));
@@ -103,21 +126,35 @@ describe('a recorded run', () => {
     expect(losses(home)).toEqual(reference);
     const store = Store.open(home);
     expect(store.checkpoints(1).map((c) => c.step)).toEqual([40, 50, 60]);
-    expect(fs.readdirSync(path.join(home, 'runs', '1', 'checkpoints'))).toEqual(['step-00000040', 'step-00000050', 'step-00000060']);
-    expect(store.adapters()).toEqual([expect.objectContaining({ runId: 1, folder: path.join(root, 'concurrent-adapter') })]);
+    expect(fs.readdirSync(path.join(home, 'runs', '1', 'checkpoints'))).toEqual([
+      'step-00000040',
+      'step-00000050',
+      'step-00000060',
+    ]);
+    expect(store.adapters()).toEqual([
+      expect.objectContaining({ runId: 1, folder: path.join(root, 'concurrent-adapter') }),
+    ]);
     store.close();
   });
 
   it('continues after SIGKILL of its engine process mid-run with identical losses', async () => {
     const home = path.join(root, 'worker-killed');
-    const run = startCli([...TRAIN.filter((a) => a !== '--json'), '--home', home, '--out', path.join(root, 'worker-killed-adapter')]);
+    const run = startCli([
+      ...TRAIN.filter((a) => a !== '--json'),
+      '--home',
+      home,
+      '--out',
+      path.join(root, 'worker-killed-adapter'),
+    ]);
     await until('step 15', () => stepsPrinted(run.stderr()) >= 15);
     const { workerPid } = recordedRun(home)!;
     expect(workerPid).toBeGreaterThan(0);
     process.kill(workerPid!, 'SIGKILL');
     const killedAt = stepsPrinted(run.stderr());
     expect(await run.exit).toBe(1);
-    expect(run.stderr()).toMatch(/run 1 interrupted: the engine process was killed \(SIGKILL\) at step \d+; unless someone stopped it, the system ran out of memory: .*; resume continues from its last checkpoint; resume with: peft-studio runs resume 1/);
+    expect(run.stderr()).toMatch(
+      /run 1 interrupted: the engine process was killed \(SIGKILL\) at step \d+; unless someone stopped it, the system ran out of memory: .*; resume continues from its last checkpoint; resume with: peft-studio runs resume 1/,
+    );
     expect(killedAt).toBeLessThan(STEPS);
     expect(recordedRun(home)).toMatchObject({ status: 'interrupted', workerPid: null });
 
@@ -131,7 +168,13 @@ describe('a recorded run', () => {
 
   it('continues after SIGKILL of the whole app, skipping a damaged checkpoint for the one before', async () => {
     const home = path.join(root, 'app-killed');
-    const run = startCli([...TRAIN.filter((a) => a !== '--json'), '--home', home, '--out', path.join(root, 'app-killed-adapter')]);
+    const run = startCli([
+      ...TRAIN.filter((a) => a !== '--json'),
+      '--home',
+      home,
+      '--out',
+      path.join(root, 'app-killed-adapter'),
+    ]);
     await until('the checkpoint of step 30', () => /checkpoint of step 30 written/.test(run.stderr()));
     const { workerPid } = recordedRun(home)!;
     run.child.kill('SIGKILL');
@@ -142,10 +185,18 @@ describe('a recorded run', () => {
 
     // Reopening the store finds the run's process gone.
     const listed = await runCliAsync(['runs', 'list', '--home', home, '--json']);
-    expect(lastJson(listed.stdout)[0]).toMatchObject({ id: 1, status: 'interrupted', error: expect.stringMatching(/resume continues from its last checkpoint/) });
+    expect(lastJson(listed.stdout)[0]).toMatchObject({
+      id: 1,
+      status: 'interrupted',
+      error: expect.stringMatching(/resume continues from its last checkpoint/),
+    });
 
     const checkpoints = path.join(home, 'runs', '1', 'checkpoints');
-    const newest = fs.readdirSync(checkpoints).filter((n) => n.startsWith('step-')).sort().at(-1)!;
+    const newest = fs
+      .readdirSync(checkpoints)
+      .filter((n) => n.startsWith('step-'))
+      .sort()
+      .at(-1)!;
     const state = path.join(checkpoints, newest, 'state.safetensors');
     const bytes = fs.readFileSync(state);
     bytes[bytes.length - 3] ^= 0x40;
@@ -154,7 +205,9 @@ describe('a recorded run', () => {
     const resumed = await runCliAsync(['runs', 'resume', '1', '--home', home]);
     expect(resumed.code, resumed.stderr).toBe(0);
     const skippedStep = Number(newest.slice(5));
-    expect(resumed.stderr).toContain(`skipping checkpoint ${path.join(checkpoints, newest)}: state.safetensors does not match its checksum`);
+    expect(resumed.stderr).toContain(
+      `skipping checkpoint ${path.join(checkpoints, newest)}: state.safetensors does not match its checksum`,
+    );
     expect(resumed.stderr).toMatch(new RegExp(`resumed from .*step-${String(skippedStep - 10).padStart(8, '0')}`));
     // Only the steps after the checkpoint are trained again.
     expect(resumed.stderr).toMatch(new RegExp(`\\] step ${skippedStep - 9}/60 `));
@@ -165,7 +218,13 @@ describe('a recorded run', () => {
 
   it('pauses on request from another process, with a checkpoint, and resumes to the same losses', async () => {
     const home = path.join(root, 'paused');
-    const run = startCli([...TRAIN.filter((a) => a !== '--json'), '--home', home, '--out', path.join(root, 'paused-adapter')]);
+    const run = startCli([
+      ...TRAIN.filter((a) => a !== '--json'),
+      '--home',
+      home,
+      '--out',
+      path.join(root, 'paused-adapter'),
+    ]);
     await until('step 5', () => stepsPrinted(run.stderr()) >= 5);
     const paused = await runCliAsync(['runs', 'pause', '1', '--home', home]);
     expect(paused.stdout).toBe('run 1: pause requested\n');

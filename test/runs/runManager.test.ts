@@ -20,7 +20,17 @@ beforeAll(async () => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'studio-manager-'));
   // The job exactly as `train` builds it from its defaults (the demo model and data).
   const seedHome = path.join(root, 'seed');
-  const result = await runCliAsync(['train', '--steps', '1', '--device', 'cpu', '--home', seedHome, '--out', path.join(root, 'seed-adapter')]);
+  const result = await runCliAsync([
+    'train',
+    '--steps',
+    '1',
+    '--device',
+    'cpu',
+    '--home',
+    seedHome,
+    '--out',
+    path.join(root, 'seed-adapter'),
+  ]);
   expect(result.code, result.stderr).toBe(0);
   const store = Store.open(seedHome);
   job = store.run(1)!.job;
@@ -43,17 +53,36 @@ describe('the run manager', () => {
     const events: RunEvent[] = [];
     manager.subscribe((e) => events.push(e));
     const first = manager.enqueue({ ...job, steps: 12, checkpointEvery: 5, outDir: path.join(root, 'first') });
-    const broken = manager.enqueue({ ...job, steps: 12, dataFile: path.join(root, 'missing.jsonl'), outDir: path.join(root, 'broken') });
+    const broken = manager.enqueue({
+      ...job,
+      steps: 12,
+      dataFile: path.join(root, 'missing.jsonl'),
+      outDir: path.join(root, 'broken'),
+    });
     const last = manager.enqueue({ ...job, steps: 6, outDir: path.join(root, 'last') });
     await until('the queue to drain', () => store.runs().every((r) => ['completed', 'failed'].includes(r.status)));
 
     const statuses = events.filter((e) => e.type === 'status').map((e) => `${e.runId}:${e.status}`);
     // The first run starts as it is queued; the others wait for the one before to end.
-    expect(statuses).toEqual(['1:queued', '1:running', '2:queued', '3:queued', '1:completed', '2:running', '2:failed', '3:running', '3:completed']);
+    expect(statuses).toEqual([
+      '1:queued',
+      '1:running',
+      '2:queued',
+      '3:queued',
+      '1:completed',
+      '2:running',
+      '2:failed',
+      '3:running',
+      '3:completed',
+    ]);
     expect(store.run(broken.id)!.error).toMatch(new RegExp(`missing\\.jsonl`));
     expect(store.run(broken.id)!.error).not.toMatch(/\n/);
 
-    const steps = events.flatMap((e) => (e.runId === first.id && e.type === 'engine' && e.event.type === 'step' ? [{ step: e.event.step, eta: e.etaSeconds }] : []));
+    const steps = events.flatMap((e) =>
+      e.runId === first.id && e.type === 'engine' && e.event.type === 'step'
+        ? [{ step: e.event.step, eta: e.etaSeconds }]
+        : [],
+    );
     expect(steps.map((s) => s.step)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
     for (const { eta } of steps) expect(eta).toBeGreaterThanOrEqual(0);
     expect(steps.at(-1)!.eta).toBe(0);
@@ -78,7 +107,9 @@ describe('the run manager', () => {
     const events: RunEvent[] = [];
     manager.subscribe((e) => events.push(e));
     const run = manager.enqueue({ ...job, steps: 40, checkpointEvery: 100, outDir: path.join(root, 'paused') });
-    await until('step 3', () => events.some((e) => e.type === 'engine' && e.event.type === 'step' && e.event.step >= 3));
+    await until('step 3', () =>
+      events.some((e) => e.type === 'engine' && e.event.type === 'step' && e.event.step >= 3),
+    );
     manager.pause(run.id);
     await until('the pause', () => store.run(run.id)!.status === 'paused');
     const pausedAt = store.run(run.id)!.step;
@@ -87,15 +118,21 @@ describe('the run manager', () => {
 
     manager.resume(run.id);
     await until('completion', () => store.run(run.id)!.status === 'completed');
-    expect(events.some((e) => e.type === 'engine' && e.event.type === 'resumed' && e.event.step === pausedAt)).toBe(true);
+    expect(events.some((e) => e.type === 'engine' && e.event.type === 'resumed' && e.event.step === pausedAt)).toBe(
+      true,
+    );
     expect(store.metrics(run.id).map((m) => m.step)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
 
     const doomed = manager.enqueue({ ...job, steps: 400, outDir: path.join(root, 'cancelled') });
-    await until('the second run to step', () => events.some((e) => e.runId === doomed.id && e.type === 'engine' && e.event.type === 'step'));
+    await until('the second run to step', () =>
+      events.some((e) => e.runId === doomed.id && e.type === 'engine' && e.event.type === 'step'),
+    );
     manager.cancel(doomed.id);
     await until('the cancel', () => store.run(doomed.id)!.status === 'cancelled');
     expect(fs.existsSync(path.join(root, 'cancelled'))).toBe(false);
-    expect(() => manager.resume(doomed.id)).toThrow(/run 2 is cancelled: only paused, failed, interrupted runs can be resumed/);
+    expect(() => manager.resume(doomed.id)).toThrow(
+      /run 2 is cancelled: only paused, failed, interrupted runs can be resumed/,
+    );
     store.close();
   });
 });

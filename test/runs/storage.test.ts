@@ -17,8 +17,13 @@ beforeAll(() => {
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-const cli = (args: string[], log: string) => `${quote(process.execPath)} ${quote(CLI)} ${args.map(quote).join(' ')} >${quote(`${log}.out`)} 2>${quote(`${log}.err`)} && echo 0 >${quote(`${log}.code`)} || echo $? >${quote(`${log}.code`)}`;
-const read = (log: string) => ({ code: Number(fs.readFileSync(`${log}.code`, 'utf8')), stdout: fs.readFileSync(`${log}.out`, 'utf8'), stderr: fs.readFileSync(`${log}.err`, 'utf8') });
+const cli = (args: string[], log: string) =>
+  `${quote(process.execPath)} ${quote(CLI)} ${args.map(quote).join(' ')} >${quote(`${log}.out`)} 2>${quote(`${log}.err`)} && echo 0 >${quote(`${log}.code`)} || echo $? >${quote(`${log}.code`)}`;
+const read = (log: string) => ({
+  code: Number(fs.readFileSync(`${log}.code`, 'utf8')),
+  stdout: fs.readFileSync(`${log}.out`, 'utf8'),
+  stderr: fs.readFileSync(`${log}.err`, 'utf8'),
+});
 
 /** Runs a shell script in a mount namespace of its own; its mounts vanish when it ends. */
 async function inMountNamespace(script: string): Promise<void> {
@@ -34,15 +39,25 @@ describe('storage trouble', () => {
     const home = path.join(root, 'readonly');
     fs.mkdirSync(home);
     const log = path.join(root, 'readonly-train');
-    await inMountNamespace(`mount --bind ${quote(home)} ${quote(home)}; mount -o remount,bind,ro ${quote(home)}; ${cli([...TRAIN, '--home', home, '--out', path.join(root, 'ro-out')], log)}`);
+    await inMountNamespace(
+      `mount --bind ${quote(home)} ${quote(home)}; mount -o remount,bind,ro ${quote(home)}; ${cli([...TRAIN, '--home', home, '--out', path.join(root, 'ro-out')], log)}`,
+    );
     const result = read(log);
     expect(result.code).toBe(1);
-    expect(result.stderr).toBe(`peft-studio train: error: ${path.join(home, 'studio.db')}: the folder is read-only; choose a writable folder (PEFT_STUDIO_HOME)\n`);
+    expect(result.stderr).toBe(
+      `peft-studio train: error: ${path.join(home, 'studio.db')}: the folder is read-only; choose a writable folder (PEFT_STUDIO_HOME)\n`,
+    );
     expect(fs.readdirSync(home)).toEqual([]);
   });
 
   it('a disk that fills while checkpointing fails the run clearly, keeps the last good checkpoint, and resumes once there is space', async () => {
-    const reference = await runCliAsync([...TRAIN, '--home', path.join(root, 'reference'), '--out', path.join(root, 'reference-adapter')]);
+    const reference = await runCliAsync([
+      ...TRAIN,
+      '--home',
+      path.join(root, 'reference'),
+      '--out',
+      path.join(root, 'reference-adapter'),
+    ]);
     expect(reference.code, reference.stderr).toBe(0);
     const referenceStore = Store.open(path.join(root, 'reference'));
     const referenceLosses = referenceStore.metrics(1).map((m) => m.loss);
@@ -80,10 +95,14 @@ describe('storage trouble', () => {
     const home = path.join(root, 'full-db');
     fs.mkdirSync(home);
     const log = path.join(root, 'full-db-train');
-    await inMountNamespace(`mount -t tmpfs -o size=160k tmpfs ${quote(home)}; ${cli([...TRAIN, '--home', home, '--out', path.join(root, 'full-db-adapter')], log)}`);
+    await inMountNamespace(
+      `mount -t tmpfs -o size=160k tmpfs ${quote(home)}; ${cli([...TRAIN, '--home', home, '--out', path.join(root, 'full-db-adapter')], log)}`,
+    );
     const result = read(log);
     expect(result.code).toBe(1);
-    expect(result.stderr.trim().split('\n').at(-1)).toBe(`peft-studio train: error: ${path.join(home, 'studio.db')}: the disk is full; free some space and try again`);
+    expect(result.stderr.trim().split('\n').at(-1)).toBe(
+      `peft-studio train: error: ${path.join(home, 'studio.db')}: the disk is full; free some space and try again`,
+    );
     expect(result.stderr).not.toMatch(/at .*\.js:\d+/);
   });
 });

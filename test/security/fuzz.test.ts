@@ -53,7 +53,13 @@ function hostileValue(random: Random, depth = 0): unknown {
     () => 'a\0b',
     () => random.pick(['/proc/1/x', '/proc/self/environ', '/sys/kernel', '/dev/zero', '/dev/full/x', '/']),
     () => random.pick(['../../..', '..', './', 'relative/path', '~/.bashrc', 'C:\\Windows\\System32']),
-    () => random.pick([decoy, path.join(decoy, '.bashrc'), path.join(decoy, 'notes'), path.join(decoy, 'notes', 'old', 'data.jsonl')]),
+    () =>
+      random.pick([
+        decoy,
+        path.join(decoy, '.bashrc'),
+        path.join(decoy, 'notes'),
+        path.join(decoy, 'notes', 'old', 'data.jsonl'),
+      ]),
     () => random.pick([home, path.join(home, 'studio.db'), path.join(home, 'runs')]),
     () => random.pick(['__proto__', 'constructor', 'toString', 'hasOwnProperty']),
     () => random.pick(['../../x/y', 'org/..', 'a/b/c', 'ab\ncd', '\u202e\u0000', '%2e%2e/%2e%2e', '😀'.repeat(50)]),
@@ -63,7 +69,10 @@ function hostileValue(random: Random, depth = 0): unknown {
     () => ({ __proto__: { polluted: true } }),
     () => JSON.parse('{"__proto__": {"polluted": true}, "constructor": {"prototype": {"polluted": true}}}') as unknown,
     () => nested(random.pick([10, 63])),
-    () => (random.next() < 0.5 ? Array.from({ length: 3 }, () => (depth < 1 ? hostileValue(random, depth + 1) : 1)) : Array.from({ length: 10_000 }, (_, i) => i)),
+    () =>
+      random.next() < 0.5
+        ? Array.from({ length: 3 }, () => (depth < 1 ? hostileValue(random, depth + 1) : 1))
+        : Array.from({ length: 10_000 }, (_, i) => i),
   ];
   return random.pick(kinds)();
 }
@@ -71,7 +80,17 @@ function hostileValue(random: Random, depth = 0): unknown {
 /** A valid call of each method, over the studio's own model and data, for the mutations to start from. */
 function templates(): Record<string, Record<string, unknown>> {
   const job = { ...demoJob(path.join(root, 'fuzz-out'), 2), modelDir: decoy };
-  const fit = { modelDir: DEMO_MODEL, method: 'lora', lora: job.lora, promptTuning: job.promptTuning, batchSize: 1, maxSeqLen: 32, gradientCheckpointing: true, optimizer: job.optimizer, device: 'cpu' };
+  const fit = {
+    modelDir: DEMO_MODEL,
+    method: 'lora',
+    lora: job.lora,
+    promptTuning: job.promptTuning,
+    batchSize: 1,
+    maxSeqLen: 32,
+    gradientCheckpointing: true,
+    optimizer: job.optimizer,
+    device: 'cpu',
+  };
   return {
     'models.inspect': { source: DEMO_MODEL },
     'models.download': { repoId: 'org/model', requestId: 'd1' },
@@ -84,7 +103,14 @@ function templates(): Record<string, Record<string, unknown>> {
     'runs.resume': { id: 1 },
     'runs.cancel': { id: 1 },
     'runs.delete': { id: 1 },
-    'playground.generate': { requestId: 'g1', modelDir: DEMO_MODEL, adapterDir: null, input: { type: 'prompt', text: 'Hello' }, sampling: { maxNewTokens: 4 }, device: 'cpu' },
+    'playground.generate': {
+      requestId: 'g1',
+      modelDir: DEMO_MODEL,
+      adapterDir: null,
+      input: { type: 'prompt', text: 'Hello' },
+      sampling: { maxNewTokens: 4 },
+      device: 'cpu',
+    },
     'playground.stop': { requestId: 'g1' },
     'models.delete': { id: 1 },
     'datasets.delete': { id: 1 },
@@ -99,10 +125,13 @@ function templates(): Record<string, Record<string, unknown>> {
 /** Changes one thing at a path inside `value`: a field swapped, dropped or added, or the whole value replaced. */
 function mutate(random: Random, value: unknown, depth = 0): unknown {
   if (value === null || typeof value !== 'object' || depth > 3 || random.next() < 0.15) return hostileValue(random);
-  const copy: Record<string, unknown> = Array.isArray(value) ? ({ ...value } as Record<string, unknown>) : { ...(value as Record<string, unknown>) };
+  const copy: Record<string, unknown> = Array.isArray(value)
+    ? ({ ...value } as Record<string, unknown>)
+    : { ...(value as Record<string, unknown>) };
   const keys = Object.keys(copy);
   const action = random.int(4);
-  if (action === 0 || keys.length === 0) copy[random.pick(['extra', '__proto__', 'constructor', 'then'])] = hostileValue(random);
+  if (action === 0 || keys.length === 0)
+    copy[random.pick(['extra', '__proto__', 'constructor', 'then'])] = hostileValue(random);
   else if (action === 1) delete copy[random.pick(keys)];
   else {
     const key = random.pick(keys);
@@ -112,12 +141,34 @@ function mutate(random: Random, value: unknown, depth = 0): unknown {
 }
 
 /** One fuzzed request: a mutated call, an unknown method, or a raw body the JSON layer must refuse. */
-function fuzzedRequest(random: Random, calls: Record<string, Record<string, unknown>>): { method: string; body: string; contentType: string } {
+function fuzzedRequest(
+  random: Random,
+  calls: Record<string, Record<string, unknown>>,
+): { method: string; body: string; contentType: string } {
   const roll = random.next();
-  if (roll < 0.06) return { method: random.pick(['fs.readFile', '__proto__', 'constructor', '../app.info', 'runs.list/..', 'x'.repeat(2000)]), body: '{}', contentType: 'application/json' };
+  if (roll < 0.06)
+    return {
+      method: random.pick(['fs.readFile', '__proto__', 'constructor', '../app.info', 'runs.list/..', 'x'.repeat(2000)]),
+      body: '{}',
+      contentType: 'application/json',
+    };
   if (roll < 0.12) {
-    const body = random.pick(['{', '[1,', 'null', '"text"', '42', '{"a":1}{"b":2}', '\u0000', '['.repeat(5000) + ']'.repeat(5000), '{"id":' + '9'.repeat(400) + '}']);
-    return { method: random.pick(Object.keys(PARAMS)), body, contentType: random.pick(['application/json', 'application/json; charset=utf-8']) };
+    const body = random.pick([
+      '{',
+      '[1,',
+      'null',
+      '"text"',
+      '42',
+      '{"a":1}{"b":2}',
+      '\u0000',
+      '['.repeat(5000) + ']'.repeat(5000),
+      '{"id":' + '9'.repeat(400) + '}',
+    ]);
+    return {
+      method: random.pick(Object.keys(PARAMS)),
+      body,
+      contentType: random.pick(['application/json', 'application/json; charset=utf-8']),
+    };
   }
   const method = random.pick(Object.keys(calls));
   const mutations = 1 + random.int(3);
@@ -159,7 +210,11 @@ function pollRunsList(): { stop: () => Promise<{ slowestMs: number; answers: num
       process.stdout.write(JSON.stringify({ slowestMs, answers, failures }));
       process.exit(0);
     })();`;
-  const poller = spawn('nice', ['-n', PRIORITY, process.execPath, '-e', script, new URL('/api/runs.list', served.url).href, served.token], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const poller = spawn(
+    'nice',
+    ['-n', PRIORITY, process.execPath, '-e', script, new URL('/api/runs.list', served.url).href, served.token],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
   let output = '';
   poller.stdout.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<void>((resolve) => poller.on('close', () => resolve()));
@@ -187,11 +242,23 @@ beforeAll(async () => {
   fs.mkdirSync(cwd);
   decoyBefore = treeHashes(decoy);
   // No Hub is reachable: an endpoint on a closed loopback port refuses at once.
-  const env = { ...process.env, XDG_DATA_HOME: path.join(root, 'data'), HF_HOME: path.join(root, 'hf'), HF_ENDPOINT: 'http://127.0.0.1:9', HF_TOKEN: '' };
-  served = await serve(['--port', '0', '--home', home], { env, cwd, wrap: (argv) => ['nice', '-n', PRIORITY, ...argv] });
+  const env = {
+    ...process.env,
+    XDG_DATA_HOME: path.join(root, 'data'),
+    HF_HOME: path.join(root, 'hf'),
+    HF_ENDPOINT: 'http://127.0.0.1:9',
+    HF_TOKEN: '',
+  };
+  served = await serve(['--port', '0', '--home', home], {
+    env,
+    cwd,
+    wrap: (argv) => ['nice', '-n', PRIORITY, ...argv],
+  });
   // One finished run with an adapter, so that ids 1 reach the handlers' deeper checks.
-  const run = JSON.parse((await callApi(served, 'runs.start', { job: demoJob(path.join(root, 'adapter'), 2) })).body) as RunRecord;
-  for (let status = ''; status !== 'completed'; ) {
+  const run = JSON.parse(
+    (await callApi(served, 'runs.start', { job: demoJob(path.join(root, 'adapter'), 2) })).body,
+  ) as RunRecord;
+  for (let status = ''; status !== 'completed';) {
     await new Promise((resolve) => setTimeout(resolve, 200));
     status = (JSON.parse((await callApi(served, 'runs.get', { id: run.id })).body) as { run: RunRecord }).run.status;
     expect(['queued', 'running', 'completed']).toContain(status);
@@ -213,11 +280,14 @@ describe('the studio API under fuzz', () => {
       const fuzzed = fuzzedRequest(random, calls);
       const what = `call ${i} (seed ${SEED}): ${fuzzed.method} ${fuzzed.body.slice(0, 300)}`;
       const started = performance.now();
-      const answer = await request(new URL(`/api/${encodeURIComponent(fuzzed.method).replace(/%2F/g, '/')}`, served.url), {
-        method: 'POST',
-        headers: { 'content-type': fuzzed.contentType, authorization: `Bearer ${served.token}` },
-        body: fuzzed.body,
-      });
+      const answer = await request(
+        new URL(`/api/${encodeURIComponent(fuzzed.method).replace(/%2F/g, '/')}`, served.url),
+        {
+          method: 'POST',
+          headers: { 'content-type': fuzzed.contentType, authorization: `Bearer ${served.token}` },
+          body: fuzzed.body,
+        },
+      );
       const took = performance.now() - started;
       statuses[answer.status] = (statuses[answer.status] ?? 0) + 1;
       expect(took, what).toBeLessThan(ANSWER_WITHIN_MS);
@@ -231,16 +301,34 @@ describe('the studio API under fuzz', () => {
     expect(answers).toBeGreaterThan(20);
     expect(slowestMs, `slowest runs.list during the fuzz: ${slowestMs.toFixed(0)} ms`).toBeLessThan(LIST_WITHIN_MS);
     // Most calls were refused; the server answered each and is still up.
-    expect(Object.keys(statuses).map(Number).every((s) => s < 500)).toBe(true);
+    expect(
+      Object.keys(statuses)
+        .map(Number)
+        .every((s) => s < 500),
+    ).toBe(true);
     expect((await callApi(served, 'runs.list', {})).status).toBe(200);
   });
 
   it('keeps runs.list under 200 ms while a 7 MB prompt arrives and while a long generation decodes', async () => {
     const poller = pollRunsList();
-    const huge = await callApi(served, 'playground.generate', { requestId: 'huge', modelDir: DEMO_MODEL, adapterDir: null, input: { type: 'prompt', text: 'Hello there! '.repeat(7 * 2 ** 20 / 13) }, sampling: { maxNewTokens: 8 }, device: 'cpu' });
+    const huge = await callApi(served, 'playground.generate', {
+      requestId: 'huge',
+      modelDir: DEMO_MODEL,
+      adapterDir: null,
+      input: { type: 'prompt', text: 'Hello there! '.repeat((7 * 2 ** 20) / 13) },
+      sampling: { maxNewTokens: 8 },
+      device: 'cpu',
+    });
     expect(huge.status).toBe(400);
     expectOneLineError(huge, '7 MB prompt');
-    const long = await callApi(served, 'playground.generate', { requestId: 'long', modelDir: DEMO_MODEL, adapterDir: null, input: { type: 'prompt', text: 'Hello there! '.repeat(300) }, sampling: { maxNewTokens: 200, seed: 1 }, device: 'cpu' });
+    const long = await callApi(served, 'playground.generate', {
+      requestId: 'long',
+      modelDir: DEMO_MODEL,
+      adapterDir: null,
+      input: { type: 'prompt', text: 'Hello there! '.repeat(300) },
+      sampling: { maxNewTokens: 200, seed: 1 },
+      device: 'cpu',
+    });
     expect(long.status, long.body).toBe(200);
     expect((JSON.parse(long.body) as { newTokens: number }).newTokens).toBeGreaterThan(0);
     const { slowestMs, failures } = await poller.stop();

@@ -22,7 +22,12 @@ afterAll(async () => {
 });
 
 /** The environment of a studio that keeps its chosen-folder record and Hub cache inside the test's folder. */
-const studioEnv = () => ({ ...process.env, XDG_DATA_HOME: path.join(root, 'data'), HF_HOME: path.join(root, 'hf'), HF_HUB_OFFLINE: '1' });
+const studioEnv = () => ({
+  ...process.env,
+  XDG_DATA_HOME: path.join(root, 'data'),
+  HF_HOME: path.join(root, 'hf'),
+  HF_HUB_OFFLINE: '1',
+});
 
 async function started(args: string[], wrap?: (argv: string[]) => string[]): Promise<Served> {
   const served = await serve(['--port', '0', ...args], { env: studioEnv(), wrap });
@@ -46,7 +51,8 @@ async function until<T>(what: string, probe: () => Promise<T | null>, timeoutMs 
   }
 }
 
-const runOf = (served: Served, id: number) => ok<{ run: RunRecord }>(served, 'runs.get', { id, logLines: 5 }).then((r) => r.run);
+const runOf = (served: Served, id: number) =>
+  ok<{ run: RunRecord }>(served, 'runs.get', { id, logLines: 5 }).then((r) => r.run);
 
 describe('one studio per storage folder', () => {
   it('refuses a second studio on the same folder in one line, and takes over the lock of one that was killed', async () => {
@@ -56,7 +62,9 @@ describe('one studio per storage folder', () => {
       (s) => (running.push(s), null),
       (err: Error) => err.message,
     );
-    expect(second).toMatch(new RegExp(`another PEFT Studio \\(process ${first.child.pid}\\) is using this storage folder`));
+    expect(second).toMatch(
+      new RegExp(`another PEFT Studio \\(process ${first.child.pid}\\) is using this storage folder`),
+    );
     expect(second!.split('\n').filter(Boolean).at(-1)).toMatch(/^serve exited with 1: peft-studio serve: error: /);
     // The first one is untouched by the attempt.
     expect((await callApi(first, 'runs.list', {})).status).toBe(200);
@@ -76,7 +84,8 @@ describe('owner-only files', () => {
     const served = await started(['--home', home]);
     await ok(served, 'runs.list', {});
     expect(fs.statSync(home).mode & 0o077).toBe(0);
-    for (const file of ['studio.db', 'studio.db-wal', 'studio.db-shm']) expect(fs.statSync(path.join(home, file)).mode & 0o077, file).toBe(0);
+    for (const file of ['studio.db', 'studio.db-wal', 'studio.db-shm'])
+      expect(fs.statSync(path.join(home, file)).mode & 0o077, file).toBe(0);
     await stopServe(served);
   });
 });
@@ -85,9 +94,15 @@ describe('request bodies', () => {
   it('answers a body over the limit with a 413 and a message, and stays up', async () => {
     const served = await started(['--home', path.join(root, 'bodies')]);
     const big = Buffer.alloc(9 * 2 ** 20, 0x20);
-    const answer = await request(new URL('/api/runs.list', served.url), { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${served.token}` }, body: big });
+    const answer = await request(new URL('/api/runs.list', served.url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${served.token}` },
+      body: big,
+    });
     expect(answer.status).toBe(413);
-    expect(JSON.parse(answer.body)).toEqual({ error: { name: 'ApiError', message: 'runs.list: the request body is over 8388608 bytes' } });
+    expect(JSON.parse(answer.body)).toEqual({
+      error: { name: 'ApiError', message: 'runs.list: the request body is over 8388608 bytes' },
+    });
     expect((await callApi(served, 'runs.list', {})).status).toBe(200);
     await stopServe(served);
   });
@@ -95,13 +110,20 @@ describe('request bodies', () => {
 
 describe('a disk that fills under a run', () => {
   const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-  const inNamespaceOf = (pid: number, script: string) => spawnSync('nsenter', ['--target', String(pid), '--mount', 'sh', '-c', script], { encoding: 'utf8' });
+  const inNamespaceOf = (pid: number, script: string) =>
+    spawnSync('nsenter', ['--target', String(pid), '--mount', 'sh', '-c', script], { encoding: 'utf8' });
 
   it('fails the run in one line instead of leaving it running; cancel answers; it resumes once there is room', async () => {
     const home = path.join(root, 'full-home');
     fs.mkdirSync(home);
     // The studio's whole folder (database, runs, checkpoints) on an 8 MB tmpfs only that serve process sees.
-    const served = await started(['--home', home], (argv) => ['unshare', '--mount', 'sh', '-ec', `mount -t tmpfs -o size=8m tmpfs ${quote(home)}; exec ${argv.map(quote).join(' ')}`]);
+    const served = await started(['--home', home], (argv) => [
+      'unshare',
+      '--mount',
+      'sh',
+      '-ec',
+      `mount -t tmpfs -o size=8m tmpfs ${quote(home)}; exec ${argv.map(quote).join(' ')}`,
+    ]);
     const pid = served.child.pid!;
     const filler = path.join(home, 'filler');
 
@@ -132,7 +154,9 @@ describe('a disk that fills under a run', () => {
     expect(completed).toMatchObject({ status: 'completed', step: 60, error: null });
 
     // Run 2: the disk fills again; cancel does what it says even though nothing can be written.
-    const second = await ok<RunRecord>(served, 'runs.start', { job: { ...job, outDir: path.join(root, 'full-adapter-2') } });
+    const second = await ok<RunRecord>(served, 'runs.start', {
+      job: { ...job, outDir: path.join(root, 'full-adapter-2') },
+    });
     await until('run 2 to take steps', async () => ((await runOf(served, second.id)).step >= 3 ? true : null));
     fillDisk();
     await until('run 2 to stop', async () => ((await runOf(served, second.id)).status === 'running' ? null : true));
@@ -142,11 +166,15 @@ describe('a disk that fills under a run', () => {
     freeDisk();
     // Once there is room the status reaches the database (read through the serve process's own mount namespace).
     const readStatus = `new (require('better-sqlite3'))(${JSON.stringify(path.join(home, 'studio.db'))}, { readonly: true }).prepare('SELECT status FROM runs WHERE id = ${second.id}').pluck().get()`;
-    await until('the cancel to be recorded', async () => {
-      const status = inNamespaceOf(pid, `cd ${quote(ROOT)} && ${quote(process.execPath)} -p ${quote(readStatus)}`);
-      expect(status.stderr).toBe('');
-      return status.stdout.trim() === 'cancelled' ? true : null;
-    }, 30_000);
+    await until(
+      'the cancel to be recorded',
+      async () => {
+        const status = inNamespaceOf(pid, `cd ${quote(ROOT)} && ${quote(process.execPath)} -p ${quote(readStatus)}`);
+        expect(status.stderr).toBe('');
+        return status.stdout.trim() === 'cancelled' ? true : null;
+      },
+      30_000,
+    );
     await stopServe(served);
     expect(await served.exited).toBe(0);
   });

@@ -19,15 +19,26 @@ const at = (pathname: string, token?: string) => {
   if (token !== undefined) url.searchParams.set('token', token);
   return url;
 };
-const call = (method: string, params: unknown, headers: Record<string, string> = { authorization: `Bearer ${server.token}` }) =>
-  request(at(`/api/${method}`), { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(params) });
+const call = (
+  method: string,
+  params: unknown,
+  headers: Record<string, string> = { authorization: `Bearer ${server.token}` },
+) =>
+  request(at(`/api/${method}`), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(params),
+  });
 
 beforeAll(async () => {
   root = fs.mkdtempSync(path.join(os.tmpdir(), 'studio-serve-'));
   home = path.join(root, 'home');
   const renderer = path.join(root, 'renderer');
   fs.mkdirSync(path.join(renderer, 'assets'), { recursive: true });
-  fs.writeFileSync(path.join(renderer, 'index.html'), '<!doctype html><script type="module" src="/assets/app.js"></script>');
+  fs.writeFileSync(
+    path.join(renderer, 'index.html'),
+    '<!doctype html><script type="module" src="/assets/app.js"></script>',
+  );
   fs.writeFileSync(path.join(renderer, 'assets', 'app.js'), 'console.log("studio")');
   server = await serve(['--port', '0', '--home', home, '--renderer', renderer]);
 });
@@ -50,22 +61,35 @@ describe('peft-studio serve', () => {
     expect((await call('app.info', {}, {})).status).toBe(401);
     const wrong = await call('app.info', {}, { authorization: `Bearer ${server.token.slice(0, -1)}x` });
     expect(wrong.status).toBe(401);
-    expect(JSON.parse(wrong.body)).toEqual({ error: { name: 'ApiError', message: expect.stringContaining('access token') } });
+    expect(JSON.parse(wrong.body)).toEqual({
+      error: { name: 'ApiError', message: expect.stringContaining('access token') },
+    });
     expect((await request(at('/', 'nope'))).status).toBe(401);
     expect((await request(at('/assets/app.js'))).status).toBe(401);
 
     const ok = await call('app.info', {});
     expect(ok.status).toBe(200);
     expect(JSON.parse(ok.body)).toMatchObject({ home, version: '0.1.0' });
-    const byQuery = await request(at('/api/demo.paths', server.token), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const byQuery = await request(at('/api/demo.paths', server.token), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
     expect(byQuery.status).toBe(200);
   });
 
   it('refuses a Host header that is not the bound host (DNS rebinding)', async () => {
-    const rebound = await call('app.info', {}, { authorization: `Bearer ${server.token}`, host: `evil.example:${server.url.port}` });
+    const rebound = await call(
+      'app.info',
+      {},
+      { authorization: `Bearer ${server.token}`, host: `evil.example:${server.url.port}` },
+    );
     expect(rebound.status).toBe(403);
     expect(JSON.parse(rebound.body).error.message).toContain('evil.example');
-    expect((await call('app.info', {}, { authorization: `Bearer ${server.token}`, host: `localhost:${server.url.port}` })).status).toBe(200);
+    expect(
+      (await call('app.info', {}, { authorization: `Bearer ${server.token}`, host: `localhost:${server.url.port}` }))
+        .status,
+    ).toBe(200);
   });
 
   it('answers bad calls with an error body and a 4xx status', async () => {
@@ -78,7 +102,11 @@ describe('peft-studio serve', () => {
     const missing = await call('runs.get', { id: 42 });
     expect(missing.status).toBe(422);
     expect(JSON.parse(missing.body)).toEqual({ error: { name: 'UserError', message: 'run 42: no such run' } });
-    const notJson = await request(at('/api/app.info'), { method: 'POST', headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' }, body: '{' });
+    const notJson = await request(at('/api/app.info'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' },
+      body: '{',
+    });
     expect(notJson.status).toBe(400);
     expect((await request(at('/api/app.info', server.token))).status).toBe(405);
   });
@@ -108,9 +136,12 @@ describe('peft-studio serve', () => {
 
   it('streams run events over the WebSocket, and refuses sockets without the token or from another origin', async () => {
     const socketUrl = `ws://${server.url.host}/api/events`;
-    const refusedStatus = (ws: WebSocket) => new Promise<number>((resolve) => ws.on('unexpected-response', (_req, res) => resolve(res.statusCode!)));
+    const refusedStatus = (ws: WebSocket) =>
+      new Promise<number>((resolve) => ws.on('unexpected-response', (_req, res) => resolve(res.statusCode!)));
     expect(await refusedStatus(new WebSocket(socketUrl))).toBe(401);
-    expect(await refusedStatus(new WebSocket(`${socketUrl}?token=${server.token}`, { origin: 'http://evil.example' }))).toBe(403);
+    expect(
+      await refusedStatus(new WebSocket(`${socketUrl}?token=${server.token}`, { origin: 'http://evil.example' })),
+    ).toBe(403);
 
     const ws = new WebSocket(`${socketUrl}?token=${server.token}`, { origin: `http://${server.url.host}` });
     await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
@@ -119,7 +150,12 @@ describe('peft-studio serve', () => {
       ws.on('message', (data) => {
         const event = JSON.parse(String(data)) as StudioEvent;
         events.push(event);
-        if (event.kind === 'run' && event.event.type === 'status' && ['completed', 'failed'].includes(event.event.status)) resolve();
+        if (
+          event.kind === 'run' &&
+          event.event.type === 'status' &&
+          ['completed', 'failed'].includes(event.event.status)
+        )
+          resolve();
       }),
     );
     const started = await call('runs.start', { job: demoJob(path.join(root, 'adapter'), 3) });
@@ -128,15 +164,22 @@ describe('peft-studio serve', () => {
     await completed;
     ws.close();
     const runEvents = events.flatMap((e) => (e.kind === 'run' && e.event.runId === run.id ? [e.event] : []));
-    expect(runEvents.flatMap((e) => (e.type === 'status' ? [e.status] : []))).toEqual(['queued', 'running', 'completed']);
+    expect(runEvents.flatMap((e) => (e.type === 'status' ? [e.status] : []))).toEqual([
+      'queued',
+      'running',
+      'completed',
+    ]);
     expect(runEvents.filter((e) => e.type === 'engine' && e.event.type === 'step')).toHaveLength(3);
     const chart = JSON.parse((await call('runs.chart', { id: run.id, maxPoints: 50 })).body);
     expect(chart.loss).toHaveLength(3);
   });
 
   it('pauses the running run at a checkpoint on Ctrl-C and exits cleanly', async () => {
-    const started = JSON.parse((await call('runs.start', { job: { ...demoJob(path.join(root, 'long-adapter'), 100_000), checkpointEvery: 0 } })).body);
-    for (let step = 0; step < 1; ) {
+    const started = JSON.parse(
+      (await call('runs.start', { job: { ...demoJob(path.join(root, 'long-adapter'), 100_000), checkpointEvery: 0 } }))
+        .body,
+    );
+    for (let step = 0; step < 1;) {
       await new Promise((resolve) => setTimeout(resolve, 100));
       step = JSON.parse((await call('runs.get', { id: started.id })).body).run.step;
     }
@@ -159,11 +202,23 @@ describe('peft-studio serve', () => {
     expect(refused.stderr).toContain('--allow-remote');
     expect(refused.stderr.trim().split('\n')[0]).not.toContain('\n');
 
-    const remote = await serve(['--host', '0.0.0.0', '--port', '0', '--allow-remote', '--home', path.join(root, 'remote')]);
+    const remote = await serve([
+      '--host',
+      '0.0.0.0',
+      '--port',
+      '0',
+      '--allow-remote',
+      '--home',
+      path.join(root, 'remote'),
+    ]);
     try {
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(remote.stderr()).toMatch(/^warning: serving on 0\.0\.0\.0/);
-      const answer = await request(new URL('/api/app.info', remote.url), { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${remote.token}` }, body: '{}' });
+      const answer = await request(new URL('/api/app.info', remote.url), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${remote.token}` },
+        body: '{}',
+      });
       expect(answer.status).toBe(200);
     } finally {
       remote.child.kill('SIGINT');

@@ -17,12 +17,19 @@ export function tempDir(prefix: string): string {
 export function randomLora(folder: ModelFolder, settings: LoraSettings, seed: number): LoraWeights {
   const rng = new Rng(seed);
   const lora = initLoraWeights(folder.spec, settings, () => rng.uniform());
-  for (const pairs of lora.layers) for (const pair of pairs.values()) for (let i = 0; i < pair.b.length; i++) pair.b[i] = (rng.uniform() - 0.5) * 0.2;
+  for (const pairs of lora.layers)
+    for (const pair of pairs.values()) for (let i = 0; i < pair.b.length; i++) pair.b[i] = (rng.uniform() - 0.5) * 0.2;
   return lora;
 }
 
 export function zeroGrads(lora: LoraWeights): LoraWeights {
-  return { ...lora, layers: lora.layers.map((pairs) => new Map([...pairs].map(([t, p]) => [t, { a: new Float32Array(p.a.length), b: new Float32Array(p.b.length) }]))) };
+  return {
+    ...lora,
+    layers: lora.layers.map(
+      (pairs) =>
+        new Map([...pairs].map(([t, p]) => [t, { a: new Float32Array(p.a.length), b: new Float32Array(p.b.length) }])),
+    ),
+  };
 }
 
 /** B rows of T random tokens; the last row right-padded with ignored labels, one ignored label inside. */
@@ -35,10 +42,24 @@ export function randomBatch(vocab: number, batchSize: number, seqLen: number, se
   return { batchSize, seqLen, inputIds, labels };
 }
 
-export function openTrainable(folder: ModelFolder, settings: LoraSettings, options: { device?: ExecutionDevice; checkpointing?: boolean; headChunkRows?: number; graphPlacement?: 'auto' | 'temp' } = {}): Promise<TrainableModel> {
+export function openTrainable(
+  folder: ModelFolder,
+  settings: LoraSettings,
+  options: {
+    device?: ExecutionDevice;
+    checkpointing?: boolean;
+    headChunkRows?: number;
+    graphPlacement?: 'auto' | 'temp';
+  } = {},
+): Promise<TrainableModel> {
   return TrainableModel.load(folder, {
     device: options.device ?? 'cpu',
-    lora: { rank: settings.rank, scale: loraScale(settings), targets: settings.targets as LoraWeights['targets'], dropout: settings.dropout > 0 },
+    lora: {
+      rank: settings.rank,
+      scale: loraScale(settings),
+      targets: settings.targets as LoraWeights['targets'],
+      dropout: settings.dropout > 0,
+    },
     dropoutProbability: settings.dropout,
     gradientCheckpointing: options.checkpointing ?? true,
     headChunkRows: options.headChunkRows,

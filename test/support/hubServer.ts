@@ -99,16 +99,23 @@ export function isLfs(path: string, content: Buffer): boolean {
 }
 
 function lfsPointer(content: Buffer): Buffer {
-  return Buffer.from(`version https://git-lfs.github.com/spec/v1\noid sha256:${sha256(content)}\nsize ${content.length}\n`);
+  return Buffer.from(
+    `version https://git-lfs.github.com/spec/v1\noid sha256:${sha256(content)}\nsize ${content.length}\n`,
+  );
 }
 
 class HttpAnswer extends Error {
-  constructor(readonly status: number, readonly body: unknown, readonly headers: Record<string, string> = {}) {
+  constructor(
+    readonly status: number,
+    readonly body: unknown,
+    readonly headers: Record<string, string> = {},
+  ) {
     super(`HTTP ${status}`);
   }
 }
 
-const fail = (status: number, error: string, code?: string) => new HttpAnswer(status, { error }, code ? { 'X-Error-Code': code } : {});
+const fail = (status: number, error: string, code?: string) =>
+  new HttpAnswer(status, { error }, code ? { 'X-Error-Code': code } : {});
 
 async function readBody(req: http.IncomingMessage): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -149,8 +156,23 @@ export class HubServer {
   }
 
   /** Adds a repo whose `main` holds `files`; returns the commit sha. */
-  addRepo(type: RepoType, name: string, files: Record<string, string | Buffer>, extra: Partial<Pick<ServedRepo, 'private' | 'gated' | 'cardData' | 'safetensorsTotal' | 'hostile'>> = {}): string {
-    const repo: ServedRepo = { type, name, private: false, gated: false, granted: new Set(), refs: new Map(), commits: new Map(), commitLog: [], ...extra };
+  addRepo(
+    type: RepoType,
+    name: string,
+    files: Record<string, string | Buffer>,
+    extra: Partial<Pick<ServedRepo, 'private' | 'gated' | 'cardData' | 'safetensorsTotal' | 'hostile'>> = {},
+  ): string {
+    const repo: ServedRepo = {
+      type,
+      name,
+      private: false,
+      gated: false,
+      granted: new Set(),
+      refs: new Map(),
+      commits: new Map(),
+      commitLog: [],
+      ...extra,
+    };
     this.repos.set(`${type}:${name}`, repo);
     return this.addCommit(type, name, 'main', files);
   }
@@ -159,7 +181,10 @@ export class HubServer {
   addCommit(type: RepoType, name: string, ref: string, files: Record<string, string | Buffer>): string {
     const repo = this.repo(type, name);
     const sha = newSha();
-    repo.commits.set(sha, { sha, files: new Map(Object.entries(files).map(([p, c]) => [p, Buffer.isBuffer(c) ? c : Buffer.from(c)])) });
+    repo.commits.set(sha, {
+      sha,
+      files: new Map(Object.entries(files).map(([p, c]) => [p, Buffer.isBuffer(c) ? c : Buffer.from(c)])),
+    });
     repo.refs.set(ref, sha);
     return sha;
   }
@@ -181,7 +206,9 @@ export class HubServer {
   }
 
   private takeFault(req: http.IncomingMessage): Fault | undefined {
-    const fault = this.faults.find((f) => f.path.test(req.url!) && (!f.method || f.method === req.method) && f.times! > 0);
+    const fault = this.faults.find(
+      (f) => f.path.test(req.url!) && (!f.method || f.method === req.method) && f.times! > 0,
+    );
     if (fault) fault.times!--;
     return fault;
   }
@@ -227,7 +254,9 @@ export class HubServer {
     const user = this.user(req);
     const repo = this.repos.get(`${type}:${name}`);
     if (!repo || (repo.private && !this.owns(user, name))) {
-      throw user ? fail(404, 'Repository not found', 'RepoNotFound') : fail(401, 'Repository not found', 'RepoNotFound');
+      throw user
+        ? fail(404, 'Repository not found', 'RepoNotFound')
+        : fail(401, 'Repository not found', 'RepoNotFound');
     }
     return repo;
   }
@@ -240,7 +269,12 @@ export class HubServer {
     return commit;
   }
 
-  private async route(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, fault: Fault | undefined): Promise<void> {
+  private async route(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    body: Buffer,
+    fault: Fault | undefined,
+  ): Promise<void> {
     const url = new URL(req.url!, this.url);
     const p = decodeURIComponent(url.pathname);
     let m: RegExpExecArray | null;
@@ -253,17 +287,33 @@ export class HubServer {
     if (req.method === 'GET' && p === '/api/whoami-v2') {
       const user = this.user(req);
       if (!user) throw fail(401, 'Invalid username or password.');
-      return send(200, { type: 'user', name: user.user, fullname: user.user, orgs: (user.orgs ?? []).map((name) => ({ type: 'org', name })), auth: { type: 'access_token', accessToken: { displayName: 'test', role: user.role, createdAt: new Date().toISOString() } } });
+      return send(200, {
+        type: 'user',
+        name: user.user,
+        fullname: user.user,
+        orgs: (user.orgs ?? []).map((name) => ({ type: 'org', name })),
+        auth: {
+          type: 'access_token',
+          accessToken: { displayName: 'test', role: user.role, createdAt: new Date().toISOString() },
+        },
+      });
     }
 
     if (req.method === 'POST' && p === '/api/repos/create') {
       const user = this.user(req);
       const payload = JSON.parse(body.toString());
       const name = `${payload.organization ?? user?.user}/${payload.name}`;
-      if (!user || user.role === 'read' || !this.owns(user, name)) throw fail(user ? 403 : 401, `You don't have the rights to create a repo under ${name.split('/')[0]}`);
+      if (!user || user.role === 'read' || !this.owns(user, name))
+        throw fail(user ? 403 : 401, `You don't have the rights to create a repo under ${name.split('/')[0]}`);
       const type: RepoType = payload.type ?? 'model';
-      if (this.repos.has(`${type}:${name}`)) throw new HttpAnswer(409, { error: `You already created this ${type} repo`, url: `${this.url}/${name}` });
-      this.addRepo(type, name, { '.gitattributes': '*.safetensors filter=lfs diff=lfs merge=lfs -text\n' }, { private: payload.visibility === 'private' });
+      if (this.repos.has(`${type}:${name}`))
+        throw new HttpAnswer(409, { error: `You already created this ${type} repo`, url: `${this.url}/${name}` });
+      this.addRepo(
+        type,
+        name,
+        { '.gitattributes': '*.safetensors filter=lfs diff=lfs merge=lfs -text\n' },
+        { private: payload.visibility === 'private' },
+      );
       return send(200, { url: `${this.url}/${name}`, name, id: `id-${name}` });
     }
 
@@ -272,9 +322,21 @@ export class HubServer {
       const commit = this.commitOf(repo, m[3]);
       const sha = repo.hostile && 'sha' in repo.hostile ? repo.hostile.sha : commit.sha;
       return send(200, {
-        _id: `id-${repo.name}`, id: repo.name, sha, private: repo.private, gated: repo.gated, downloads: 0, likes: 0, lastModified: new Date().toISOString(),
-        pipeline_tag: 'text-generation', siblings: [...commit.files.keys()].map((rfilename) => ({ rfilename })), cardData: repo.cardData,
-        safetensors: repo.safetensorsTotal === undefined ? undefined : { total: repo.safetensorsTotal, parameters: { BF16: repo.safetensorsTotal } },
+        _id: `id-${repo.name}`,
+        id: repo.name,
+        sha,
+        private: repo.private,
+        gated: repo.gated,
+        downloads: 0,
+        likes: 0,
+        lastModified: new Date().toISOString(),
+        pipeline_tag: 'text-generation',
+        siblings: [...commit.files.keys()].map((rfilename) => ({ rfilename })),
+        cardData: repo.cardData,
+        safetensors:
+          repo.safetensorsTotal === undefined
+            ? undefined
+            : { total: repo.safetensorsTotal, parameters: { BF16: repo.safetensorsTotal } },
       });
     }
 
@@ -299,8 +361,22 @@ export class HubServer {
       const repo = this.visibleRepo(req, type, m[2]);
       if (repo.gated) {
         const user = this.user(req);
-        if (!user) throw new HttpAnswer(401, { error: `Access to model ${repo.name} is restricted. You must have access to it and be authenticated to access it. Please log in.` }, { 'X-Error-Code': 'GatedRepo' });
-        if (!repo.granted.has(user.user)) throw new HttpAnswer(403, { error: `Access to model ${repo.name} is restricted and you are not in the authorized list. Visit ${this.url}/${repo.name} to ask for access.` }, { 'X-Error-Code': 'GatedRepo' });
+        if (!user)
+          throw new HttpAnswer(
+            401,
+            {
+              error: `Access to model ${repo.name} is restricted. You must have access to it and be authenticated to access it. Please log in.`,
+            },
+            { 'X-Error-Code': 'GatedRepo' },
+          );
+        if (!repo.granted.has(user.user))
+          throw new HttpAnswer(
+            403,
+            {
+              error: `Access to model ${repo.name} is restricted and you are not in the authorized list. Visit ${this.url}/${repo.name} to ask for access.`,
+            },
+            { 'X-Error-Code': 'GatedRepo' },
+          );
       }
       const commit = this.commitOf(repo, m[3]);
       const content = commit.files.get(m[4]);
@@ -309,7 +385,13 @@ export class HubServer {
       if (isLfs(m[4], content)) {
         const oid = sha256(content);
         this.cdn.set(oid, content);
-        res.writeHead(302, { ...common, Location: `/cdn/${oid}?filename=${encodeURIComponent(m[4])}`, 'X-Linked-Etag': `"${oid}"`, 'X-Linked-Size': String(content.length), ETag: `"${gitSha1(lfsPointer(content))}"` });
+        res.writeHead(302, {
+          ...common,
+          Location: `/cdn/${oid}?filename=${encodeURIComponent(m[4])}`,
+          'X-Linked-Etag': `"${oid}"`,
+          'X-Linked-Size': String(content.length),
+          ETag: `"${gitSha1(lfsPointer(content))}"`,
+        });
         res.end();
         return;
       }
@@ -325,7 +407,13 @@ export class HubServer {
     if (req.method === 'POST' && (m = /^\/api\/(models|datasets)\/([^/]+\/[^/]+)\/preupload\/(.+)$/.exec(p))) {
       this.writableRepo(req, typeOf(m[1]), m[2]);
       const payload = JSON.parse(body.toString()) as { files: { path: string; size: number; sample: string }[] };
-      return send(200, { files: payload.files.map((f) => ({ path: f.path, uploadMode: isLfs(f.path, Buffer.from(f.sample, 'base64')) || f.size > 10_000_000 ? 'lfs' : 'regular', shouldIgnore: false })) });
+      return send(200, {
+        files: payload.files.map((f) => ({
+          path: f.path,
+          uploadMode: isLfs(f.path, Buffer.from(f.sample, 'base64')) || f.size > 10_000_000 ? 'lfs' : 'regular',
+          shouldIgnore: false,
+        })),
+      });
     }
 
     if (req.method === 'POST' && (m = /^\/(?:(datasets)\/)?([^/]+\/[^/]+)\.git\/info\/lfs\/objects\/batch$/.exec(p))) {
@@ -333,17 +421,23 @@ export class HubServer {
       const payload = JSON.parse(body.toString()) as { objects: { oid: string; size: number }[] };
       const threshold = this.options.multipartThreshold ?? Infinity;
       const partSize = this.options.partSize ?? 5_000_000;
-      return send(200, {
-        transfer: 'basic',
-        objects: payload.objects.map(({ oid, size }) => {
-          if (this.lfsObjects.has(oid)) return { oid, size };
-          if (size <= threshold) return { oid, size, actions: { upload: { href: `${this.url}/lfs-storage/${oid}`, header: {} } } };
-          const parts = Math.ceil(size / partSize);
-          const header: Record<string, string> = { chunk_size: String(partSize) };
-          for (let i = 1; i <= parts; i++) header[String(i).padStart(5, '0')] = `${this.url}/lfs-storage/${oid}/part/${i}`;
-          return { oid, size, actions: { upload: { href: `${this.url}/lfs-storage/${oid}/complete`, header } } };
-        }),
-      }, { 'Content-Type': 'application/vnd.git-lfs+json' });
+      return send(
+        200,
+        {
+          transfer: 'basic',
+          objects: payload.objects.map(({ oid, size }) => {
+            if (this.lfsObjects.has(oid)) return { oid, size };
+            if (size <= threshold)
+              return { oid, size, actions: { upload: { href: `${this.url}/lfs-storage/${oid}`, header: {} } } };
+            const parts = Math.ceil(size / partSize);
+            const header: Record<string, string> = { chunk_size: String(partSize) };
+            for (let i = 1; i <= parts; i++)
+              header[String(i).padStart(5, '0')] = `${this.url}/lfs-storage/${oid}/part/${i}`;
+            return { oid, size, actions: { upload: { href: `${this.url}/lfs-storage/${oid}/complete`, header } } };
+          }),
+        },
+        { 'Content-Type': 'application/vnd.git-lfs+json' },
+      );
     }
 
     if (req.method === 'PUT' && (m = /^\/lfs-storage\/([0-9a-f]{64})$/.exec(p))) {
@@ -362,7 +456,8 @@ export class HubServer {
     if (req.method === 'POST' && (m = /^\/lfs-storage\/([0-9a-f]{64})\/complete$/.exec(p))) {
       const payload = JSON.parse(body.toString()) as { oid: string; parts: { partNumber: number; etag: string }[] };
       const parts = this.parts.get(m[1]) ?? [];
-      if (payload.parts.some((part) => !part.etag.startsWith(`"part-${part.partNumber}-`))) throw fail(400, 'wrong part etags');
+      if (payload.parts.some((part) => !part.etag.startsWith(`"part-${part.partNumber}-`)))
+        throw fail(400, 'wrong part etags');
       const content = Buffer.concat(parts);
       if (sha256(content) !== m[1]) throw fail(400, 'assembled parts do not match the oid');
       this.lfsObjects.set(m[1], content);
@@ -377,10 +472,12 @@ export class HubServer {
       for (const line of body.toString().split('\n').filter(Boolean)) {
         const { key, value } = JSON.parse(line);
         if (key === 'header') summary = value.summary;
-        else if (key === 'file') files.set(value.path, Buffer.from(value.content, value.encoding === 'base64' ? 'base64' : 'utf8'));
+        else if (key === 'file')
+          files.set(value.path, Buffer.from(value.content, value.encoding === 'base64' ? 'base64' : 'utf8'));
         else if (key === 'lfsFile') {
           const content = this.lfsObjects.get(value.oid);
-          if (!content || content.length !== value.size) throw fail(422, `LFS object ${value.oid} of ${value.path} was not uploaded`);
+          if (!content || content.length !== value.size)
+            throw fail(422, `LFS object ${value.oid} of ${value.path} was not uploaded`);
           files.set(value.path, content);
         } else if (key === 'deletedFile') files.delete(value.path);
         else throw fail(400, `unknown commit key ${key}`);
@@ -389,7 +486,12 @@ export class HubServer {
       repo.commits.set(sha, { sha, files });
       repo.refs.set(m[3], sha);
       repo.commitLog.push({ summary, sha });
-      return send(200, { success: true, commitOid: sha, commitUrl: `${this.url}/${repo.name}/commit/${sha}`, hookOutput: '' });
+      return send(200, {
+        success: true,
+        commitOid: sha,
+        commitUrl: `${this.url}/${repo.name}/commit/${sha}`,
+        hookOutput: '',
+      });
     }
 
     // A hostile sha such as ../../x collapses the URLs the client builds from it: answer them as a hostile Hub would.
@@ -406,7 +508,8 @@ export class HubServer {
   private writableRepo(req: http.IncomingMessage, type: RepoType, name: string): ServedRepo {
     const user = this.user(req);
     const repo = this.visibleRepo(req, type, name);
-    if (!user || user.role === 'read' || !this.owns(user, name)) throw fail(403, `You have read access but not the required permissions for this operation on ${name}`);
+    if (!user || user.role === 'read' || !this.owns(user, name))
+      throw fail(403, `You have read access but not the required permissions for this operation on ${name}`);
     return repo;
   }
 
@@ -427,7 +530,10 @@ export class HubServer {
       if (!recursive && parts.length > 1) continue;
       const lfs = isLfs(path, content);
       entries.push({
-        type: 'file', path, size: content.length, oid: gitSha1(lfs ? lfsPointer(content) : content),
+        type: 'file',
+        path,
+        size: content.length,
+        oid: gitSha1(lfs ? lfsPointer(content) : content),
         ...(lfs && { lfs: { oid: sha256(content), size: content.length, pointerSize: lfsPointer(content).length } }),
         ...repo.hostile?.entries?.[path],
       });
@@ -436,7 +542,13 @@ export class HubServer {
   }
 
   /** 200 or 206 with Content-Range; faults can cut the body short, swap its bytes or ignore the range. */
-  private serveBytes(req: http.IncomingMessage, res: http.ServerResponse, stored: Buffer, headers: Record<string, string>, fault: Fault | undefined): void {
+  private serveBytes(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    stored: Buffer,
+    headers: Record<string, string>,
+    fault: Fault | undefined,
+  ): void {
     const content = fault?.body ?? stored;
     const range = fault?.ignoreRange ? null : /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
     let start = 0;
@@ -452,7 +564,10 @@ export class HubServer {
     }
     const slice = content.subarray(start, end + 1);
     res.writeHead(range ? 206 : 200, {
-      ...headers, 'Content-Type': 'application/octet-stream', 'Accept-Ranges': 'bytes', 'Content-Length': String(slice.length),
+      ...headers,
+      'Content-Type': 'application/octet-stream',
+      'Accept-Ranges': 'bytes',
+      'Content-Length': String(slice.length),
       ...(range && { 'Content-Range': `bytes ${start}-${end}/${content.length}` }),
     });
     if (fault?.dropAfter !== undefined) {

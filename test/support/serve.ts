@@ -20,9 +20,16 @@ export interface HttpAnswer {
 }
 
 /** Starts serve with `args` and resolves with the URL it prints first; rejects with stderr when it exits instead. */
-export function serve(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; wrap?: (argv: string[]) => string[] } = {}): Promise<Served> {
+export function serve(
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; cwd?: string; wrap?: (argv: string[]) => string[] } = {},
+): Promise<Served> {
   const [command, ...rest] = (options.wrap ?? ((argv) => argv))([process.execPath, CLI, 'serve', ...args]);
-  const child = spawn(command, rest, { stdio: ['ignore', 'pipe', 'pipe'], env: options.env ?? process.env, cwd: options.cwd });
+  const child = spawn(command, rest, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: options.env ?? process.env,
+    cwd: options.cwd,
+  });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -45,12 +52,17 @@ export async function stopServe(served: Served | undefined, graceMs = 20_000): P
   clearTimeout(timer);
 }
 
-export function request(url: URL, options: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<HttpAnswer> {
+export function request(
+  url: URL,
+  options: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {},
+): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
     const req = http.request(url, { method: options.method ?? 'GET', headers: options.headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
+      );
       res.on('error', reject);
     });
     req.on('error', reject);

@@ -38,12 +38,14 @@ export function alpacaSample(fields: RowFields): Sample {
 function chatMessage(turn: unknown, number: number, tabular: boolean): ChatMessage {
   const where = `message ${number}`;
   if (!isRecord(turn)) reject(`${where} must be an object with "role" and "content", found ${describeValue(turn)}`);
-  const [roleKey, contentKey] = Object.hasOwn(turn, 'from') && !Object.hasOwn(turn, 'role') ? ['from', 'value'] : ['role', 'content'];
+  const [roleKey, contentKey] =
+    Object.hasOwn(turn, 'from') && !Object.hasOwn(turn, 'role') ? ['from', 'value'] : ['role', 'content'];
   const roleName = turn[roleKey];
   if (roleName === undefined) reject(`${where} has no "role" field`);
   if (typeof roleName !== 'string') reject(`${where} "${roleKey}" must be text, found ${describeValue(roleName)}`);
   const role = ROLES.get(roleName.toLowerCase());
-  if (role === undefined) reject(`${where} has the unknown role "${roleName}"; expected system, user or assistant (or human, gpt)`);
+  if (role === undefined)
+    reject(`${where} has the unknown role "${roleName}"; expected system, user or assistant (or human, gpt)`);
   if (!Object.hasOwn(turn, contentKey)) reject(`${where} has no "${contentKey}" field`);
   return { role, content: nonEmptyText(turn[contentKey], `${where} "${contentKey}"`, tabular) };
 }

@@ -4,7 +4,18 @@ import { describeValue } from '../jsonValues.js';
 import type { RawRow } from '../samples.js';
 
 /** The fields the formats read; a ColumnMapping renames any of them to a column of the user's file. */
-export type SampleField = 'messages' | 'conversations' | 'instruction' | 'input' | 'output' | 'system' | 'prompt' | 'completion' | 'text' | 'input_ids' | 'labels';
+export type SampleField =
+  | 'messages'
+  | 'conversations'
+  | 'instruction'
+  | 'input'
+  | 'output'
+  | 'system'
+  | 'prompt'
+  | 'completion'
+  | 'text'
+  | 'input_ids'
+  | 'labels';
 
 /** Field to the user's column name, e.g. `{ prompt: 'question', completion: 'answer' }`. */
 export type ColumnMapping = Partial<Record<SampleField, string>>;
@@ -58,7 +69,9 @@ export function nonEmptyText(value: unknown, what: string, tabular: boolean): st
   return value;
 }
 
-/** A list field (in CSV and friends, also JSON text holding one); null when optional and missing, null or an empty cell. */
+/**
+ * A list field (in CSV and friends, also JSON text holding one); null when optional and missing, null or an empty cell.
+ */
 export function listField(fields: RowFields, field: SampleField, required: boolean): unknown[] | null {
   const name = columnName(field, fields.mapping);
   let value = fields.record[name];

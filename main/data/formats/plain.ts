@@ -23,15 +23,21 @@ export function tokensSample(fields: RowFields): Sample {
   if (labelValues === null) return { kind: 'tokens', inputIds, labels: null };
   const labelsName = columnName('labels', fields.mapping);
   const labels = tokenIds(labelValues, labelsName, true);
-  if (labels.length !== inputIds.length) reject(`"${labelsName}" has ${labels.length} entries and "${idsName}" has ${inputIds.length}; they must match`);
-  if (labels.every((label) => label === IGNORED_LABEL)) reject(`every entry of "${labelsName}" is ${IGNORED_LABEL}, so nothing to train on`);
+  if (labels.length !== inputIds.length)
+    reject(`"${labelsName}" has ${labels.length} entries and "${idsName}" has ${inputIds.length}; they must match`);
+  if (labels.every((label) => label === IGNORED_LABEL))
+    reject(`every entry of "${labelsName}" is ${IGNORED_LABEL}, so nothing to train on`);
   return { kind: 'tokens', inputIds, labels };
 }
 
 function tokenIds(values: unknown[], name: string, areLabels: boolean): number[] {
   values.forEach((value, i) => {
-    const valid = typeof value === 'number' && Number.isInteger(value) && (value >= 0 || (areLabels && value === IGNORED_LABEL));
-    if (!valid) reject(`"${name}"[${i}] is ${describeValue(value)}; expected a token id (an integer ≥ 0${areLabels ? ` or ${IGNORED_LABEL}` : ''})`);
+    const valid =
+      typeof value === 'number' && Number.isInteger(value) && (value >= 0 || (areLabels && value === IGNORED_LABEL));
+    if (!valid)
+      reject(
+        `"${name}"[${i}] is ${describeValue(value)}; expected a token id (an integer ≥ 0${areLabels ? ` or ${IGNORED_LABEL}` : ''})`,
+      );
   });
   return values as number[];
 }

@@ -40,7 +40,9 @@ export function detectFileKind(file: string): FileKind {
   const kind = KIND_BY_EXTENSION.get(extension);
   if (kind === undefined) {
     const known = [...KIND_BY_EXTENSION.keys()].join(', ');
-    throw new UserError(`${file}: cannot tell the data format from the extension ${extension ? `"${extension}"` : '(none)'}; use one of ${known}, or choose the file format`);
+    throw new UserError(
+      `${file}: cannot tell the data format from the extension ${extension ? `"${extension}"` : '(none)'}; use one of ${known}, or choose the file format`,
+    );
   }
   return kind;
 }

@@ -12,7 +12,11 @@ export async function* readJsonArray(file: string): AsyncGenerator<RawRowOrError
   const parsed: RawRowOrError[] = [];
   parser.onValue = ({ value, key }) => {
     const row = (key as number) + 1;
-    parsed.push(isRecord(value) ? { row, record: value } : { row, error: `expected a JSON object, found ${describeValue(value)}` });
+    parsed.push(
+      isRecord(value)
+        ? { row, record: value }
+        : { row, error: `expected a JSON object, found ${describeValue(value)}` },
+    );
   };
   let rowsRead = 0;
   let started = false;
@@ -20,17 +24,23 @@ export async function* readJsonArray(file: string): AsyncGenerator<RawRowOrError
     if (!started) {
       const first = chunk.trimStart()[0];
       if (first === undefined) continue;
-      if (first !== '[') throw new UserError(`${file}: ${first === '{' ? 'the file holds one JSON object' : 'the file is not a JSON array'}; expected an array of records ([{...}, {...}]); for one record per line, name the file .jsonl`);
+      if (first !== '[')
+        throw new UserError(
+          `${file}: ${first === '{' ? 'the file holds one JSON object' : 'the file is not a JSON array'}; expected an array of records ([{...}, {...}]); for one record per line, name the file .jsonl`,
+        );
       started = true;
     }
     try {
       parser.write(chunk);
     } catch (err) {
-      throw new UserError(`${file}: invalid JSON after element ${rowsRead + parsed.length} (${(err as Error).message})`);
+      throw new UserError(
+        `${file}: invalid JSON after element ${rowsRead + parsed.length} (${(err as Error).message})`,
+      );
     }
     rowsRead += parsed.length;
     yield* parsed;
     parsed.length = 0;
   }
-  if (started && !parser.isEnded) throw new UserError(`${file}: the JSON array is not closed after element ${rowsRead} (is the file truncated?)`);
+  if (started && !parser.isEnded)
+    throw new UserError(`${file}: the JSON array is not closed after element ${rowsRead} (is the file truncated?)`);
 }

@@ -18,6 +18,8 @@ export async function* readJsonLines(file: string): AsyncGenerator<RawRowOrError
       yield { row: line, error: `invalid JSON (${(err as Error).message})` };
       continue;
     }
-    yield isRecord(value) ? { row: line, record: value } : { row: line, error: `expected a JSON object, found ${describeValue(value)}` };
+    yield isRecord(value)
+      ? { row: line, record: value }
+      : { row: line, error: `expected a JSON object, found ${describeValue(value)}` };
   }
 }

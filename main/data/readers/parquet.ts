@@ -38,7 +38,8 @@ function plainRecord(record: Record<string, unknown>): Record<string, unknown> {
 function plainValue(value: unknown): unknown {
   if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : value.toString();
   if (Array.isArray(value)) return value.map(plainValue);
-  if (ArrayBuffer.isView(value) && !(value instanceof DataView)) return Array.from(value as unknown as ArrayLike<unknown>, plainValue);
+  if (ArrayBuffer.isView(value) && !(value instanceof DataView))
+    return Array.from(value as unknown as ArrayLike<unknown>, plainValue);
   if (isRecord(value) && !(value instanceof Date)) return plainRecord(value);
   return value;
 }

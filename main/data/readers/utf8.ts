@@ -85,7 +85,8 @@ function countNewlines(bytes: Uint8Array): number {
 /** Where a chunk stops being UTF-8: lenient decoding turns bad bytes into U+FFFD, so the re-encoding differs there. */
 function firstInvalidByte(bytes: Buffer): number {
   let start = 0;
-  while (start < 3 && start < bytes.length && (bytes[start] & 0xc0) === 0x80) start++; // ends a character begun in the previous chunk
+  // ends a character begun in the previous chunk
+  while (start < 3 && start < bytes.length && (bytes[start] & 0xc0) === 0x80) start++;
   const reencoded = Buffer.from(new TextDecoder().decode(bytes.subarray(start)));
   let at = 0;
   while (start + at < bytes.length && bytes[start + at] === reencoded[at]) at++;

@@ -44,7 +44,14 @@ export interface MemoryPlanInput {
 export interface MemoryPlan {
   /** The predicted peak. */
   totalBytes: number;
-  parts: { weights: number; checkpoints: number; layerWorkingSet: number; logits: number; optimizerState: number; runtime: number };
+  parts: {
+    weights: number;
+    checkpoints: number;
+    layerWorkingSet: number;
+    logits: number;
+    optimizerState: number;
+    runtime: number;
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -166,7 +173,9 @@ function inferNode(node: NodeProto, input: (i: number) => Value): Value[] {
     }
     case 'Unsqueeze': {
       const x = input(0);
-      const axes = input(1).ints!.map((a) => axisOf(a, x.dims.length + 1)).sort((a, b) => a - b);
+      const axes = input(1)
+        .ints!.map((a) => axisOf(a, x.dims.length + 1))
+        .sort((a, b) => a - b);
       const dims = [...x.dims];
       for (const a of axes) dims.splice(a, 0, 1);
       return [{ ...x, dims }];
@@ -195,14 +204,17 @@ const ALIASING_OPS = new Set(['Reshape', 'Identity', 'Unsqueeze']);
  */
 function fusedAway(nodes: NodeProto[], scope: Map<string, Value>): Set<string> {
   const readers = new Map<string, NodeProto[]>();
-  for (const node of nodes) for (const name of node.input ?? []) readers.set(name, [...(readers.get(name) ?? []), node]);
+  for (const node of nodes)
+    for (const name of node.input ?? []) readers.set(name, [...(readers.get(name) ?? []), node]);
   const fused = new Set<string>();
   for (const node of nodes) {
     const out = node.output![0];
     const users = readers.get(out) ?? [];
     if (node.opType === 'Transpose') {
       const perm = attr(node, 'perm')!.ints!.map(Number);
-      const swapsLastTwo = perm.every((p, i) => p === (i === perm.length - 2 ? i + 1 : i === perm.length - 1 ? i - 1 : i));
+      const swapsLastTwo = perm.every(
+        (p, i) => p === (i === perm.length - 2 ? i + 1 : i === perm.length - 1 ? i - 1 : i),
+      );
       if (swapsLastTwo && users.length > 0 && users.every((u) => u.opType === 'MatMul')) fused.add(out);
     }
     if (node.opType === 'MatMul' && users.length === 1 && users[0].opType === 'Mul') {
@@ -244,7 +256,9 @@ function executionOrder(nodes: NodeProto[]): NodeProto[] {
     if (visited.has(i)) continue;
     visited.add(i);
     stack.push([i, true]);
-    const producers = [...new Set((nodes[i].input ?? []).map((name) => producer.get(name)).filter((j) => j !== undefined))];
+    const producers = [
+      ...new Set((nodes[i].input ?? []).map((name) => producer.get(name)).filter((j) => j !== undefined)),
+    ];
     for (const j of producers.sort((a, b) => a - b)) stack.push([j, false]);
   }
   return order;
@@ -307,10 +321,14 @@ function walk(graph: GraphProto, outer: Map<string, Value>): BranchRun {
 }
 
 /** Outer-scope values of a model: its feeds, its initializers and what its top-level nodes before the If compute. */
-function outerScope(graph: GraphProto, feeds: Record<string, number[]>): { scope: Map<string, Value>; branches: { then: GraphProto; else: GraphProto } } {
+function outerScope(
+  graph: GraphProto,
+  feeds: Record<string, number[]>,
+): { scope: Map<string, Value>; branches: { then: GraphProto; else: GraphProto } } {
   const scope = new Map<string, Value>();
   for (const [name, dims] of Object.entries(feeds)) scope.set(name, { dims, bytesPerElement: 4 });
-  for (const init of graph.initializer ?? []) scope.set(init.name!, { dims: (init.dims ?? []).map(Number), bytesPerElement: ELEMENT_BYTES[init.dataType!] });
+  for (const init of graph.initializer ?? [])
+    scope.set(init.name!, { dims: (init.dims ?? []).map(Number), bytesPerElement: ELEMENT_BYTES[init.dataType!] });
   let branches: { then: GraphProto; else: GraphProto } | undefined;
   for (const node of graph.node ?? []) {
     if (node.opType === 'If') {
@@ -330,14 +348,29 @@ function outerScope(graph: GraphProto, feeds: Record<string, number[]>): { scope
 function placeholderTensors(spec: ModelSpec, weightBytesPerElement: number): Map<string, TensorEntry> {
   const dtype = weightBytesPerElement === 4 ? 'F32' : 'BF16';
   return new Map(
-    [...expectedShapes(spec)].map(([name, shape]) => [name, { name, dtype, shape, file: 'weights.safetensors', byteOffset: 0, byteLength: count(shape) * weightBytesPerElement }]),
+    [...expectedShapes(spec)].map(([name, shape]) => [
+      name,
+      {
+        name,
+        dtype,
+        shape,
+        file: 'weights.safetensors',
+        byteOffset: 0,
+        byteLength: count(shape) * weightBytesPerElement,
+      },
+    ]),
   );
 }
 
 interface LayerCalls {
-  /** The forward call's peak inside ORT, and its outputs: hidden [N, C] plus, without checkpointing, the saved activations. */
+  /**
+   * The forward call's peak inside ORT, and its outputs: hidden [N, C] plus, without checkpointing, the saved
+   * activations.
+   */
   forward: BranchRun;
-  /** The backward call (recompute first when checkpointing): its peak, and its outputs dx [N, C] plus LoRA gradients. */
+  /**
+   * The backward call (recompute first when checkpointing): its peak, and its outputs dx [N, C] plus LoRA gradients.
+   */
   backward: BranchRun;
   /** Bytes of the activations one layer's forward returns for its backward (0 with checkpointing). */
   savedBytes: number;
@@ -355,10 +388,20 @@ function layerCalls(input: MemoryPlanInput, tokens: number, seqLen: number): Lay
     gradientCheckpointing: input.gradientCheckpointing,
   });
   const model = graph.model.graph!;
-  const feeds: Record<string, number[]> = { forward: [], x: [tokens, spec.hiddenSize], dy: [1], cos: [1, 1, 1, seqLen, spec.headDim], sin: [1, 1, 1, seqLen, spec.headDim], mask: [1, 1, 1, seqLen, seqLen] };
+  const feeds: Record<string, number[]> = {
+    forward: [],
+    x: [tokens, spec.hiddenSize],
+    dy: [1],
+    cos: [1, 1, 1, seqLen, spec.headDim],
+    sin: [1, 1, 1, seqLen, spec.headDim],
+    mask: [1, 1, 1, seqLen, seqLen],
+  };
   for (const target of targets) {
     const shape = targetShape(spec, target);
-    Object.assign(feeds, { [`lora_A.${target}`]: [input.lora.rank, shape.in], [`lora_B.${target}`]: [shape.out, input.lora.rank] });
+    Object.assign(feeds, {
+      [`lora_A.${target}`]: [input.lora.rank, shape.in],
+      [`lora_B.${target}`]: [shape.out, input.lora.rank],
+    });
   }
   const saved = (model.input ?? []).filter((i) => i.name!.startsWith('saved_')).map((i) => i.name!);
   for (const name of saved) feeds[name] = [1];
@@ -375,8 +418,19 @@ function layerCalls(input: MemoryPlanInput, tokens: number, seqLen: number): Lay
 /** The loss head over `rows` rows: final norm, logits [rows, V], cross-entropy and d hidden [rows, C]. */
 function lossHead(input: MemoryPlanInput, rows: number): BranchRun {
   const { spec } = input;
-  const model = buildHeadGraph({ spec, tensors: placeholderTensors(spec, input.weightBytesPerElement), externalLocation: (e) => e.file }).graph!;
-  const { scope, branches } = outerScope(model, { embed: [], ids: [1, 1], prefix: [0, spec.hiddenSize], hidden: [rows, spec.hiddenSize], targets: [rows, 1], weight: [rows, 1] });
+  const model = buildHeadGraph({
+    spec,
+    tensors: placeholderTensors(spec, input.weightBytesPerElement),
+    externalLocation: (e) => e.file,
+  }).graph!;
+  const { scope, branches } = outerScope(model, {
+    embed: [],
+    ids: [1, 1],
+    prefix: [0, spec.hiddenSize],
+    hidden: [rows, spec.hiddenSize],
+    targets: [rows, 1],
+    weight: [rows, 1],
+  });
   // targets are int32: only their count matters here.
   return walk(branches.else, scope);
 }
@@ -470,8 +524,16 @@ export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
  */
 export function planDefaultTraining(spec: ModelSpec, weightBytesPerElement: number): MemoryPlan {
   return planTrainingMemory({
-    spec, weightBytesPerElement, method: 'lora', lora: { rank: 16, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] }, numVirtualTokens: 0,
-    batchSize: 4, seqLen: 512, gradientCheckpointing: true, optimizer: 'adamw', device: 'cpu',
+    spec,
+    weightBytesPerElement,
+    method: 'lora',
+    lora: { rank: 16, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] },
+    numVirtualTokens: 0,
+    batchSize: 4,
+    seqLen: 512,
+    gradientCheckpointing: true,
+    optimizer: 'adamw',
+    device: 'cpu',
   });
 }
 
@@ -480,7 +542,10 @@ export function planDefaultTraining(spec: ModelSpec, weightBytesPerElement: numb
  * `availableBytes`, or null when it fits already or nothing simple does. Tried in that order, each as gently as it can
  * be: the most rows, the longest sequence, the largest rank that fit (halving from the current value).
  */
-export function suggestFit(input: MemoryPlanInput, availableBytes: number): { change: string; input: MemoryPlanInput; plan: MemoryPlan } | null {
+export function suggestFit(
+  input: MemoryPlanInput,
+  availableBytes: number,
+): { change: string; input: MemoryPlanInput; plan: MemoryPlan } | null {
   if (planTrainingMemory(input).totalBytes <= availableBytes) return null;
   const fits = (candidate: MemoryPlanInput) => {
     const plan = planTrainingMemory(candidate);
@@ -492,11 +557,18 @@ export function suggestFit(input: MemoryPlanInput, availableBytes: number): { ch
     return values;
   };
   const candidates: { change: string; input: MemoryPlanInput }[] = [];
-  if (!input.gradientCheckpointing) candidates.push({ change: 'turn gradient checkpointing on', input: { ...input, gradientCheckpointing: true } });
-  for (const batchSize of halving(input.batchSize, 1)) candidates.push({ change: `batch size ${batchSize} (was ${input.batchSize})`, input: { ...input, batchSize } });
-  for (const seqLen of halving(input.seqLen, 64)) candidates.push({ change: `max sequence length ${seqLen} (was ${input.seqLen})`, input: { ...input, seqLen } });
+  if (!input.gradientCheckpointing)
+    candidates.push({ change: 'turn gradient checkpointing on', input: { ...input, gradientCheckpointing: true } });
+  for (const batchSize of halving(input.batchSize, 1))
+    candidates.push({ change: `batch size ${batchSize} (was ${input.batchSize})`, input: { ...input, batchSize } });
+  for (const seqLen of halving(input.seqLen, 64))
+    candidates.push({ change: `max sequence length ${seqLen} (was ${input.seqLen})`, input: { ...input, seqLen } });
   if (input.method === 'lora') {
-    for (const rank of halving(input.lora.rank, 1)) candidates.push({ change: `LoRA rank ${rank} (was ${input.lora.rank})`, input: { ...input, lora: { ...input.lora, rank } } });
+    for (const rank of halving(input.lora.rank, 1))
+      candidates.push({
+        change: `LoRA rank ${rank} (was ${input.lora.rank})`,
+        input: { ...input, lora: { ...input.lora, rank } },
+      });
   }
   for (const candidate of candidates) {
     const plan = fits(candidate.input);

@@ -31,7 +31,11 @@ export interface TrainingState {
   jobFingerprint: string;
 }
 
-type TrainerJson = Omit<TrainingState, 'params' | 'optimizerBuffers'> & { format: 1; paramCount: number; bufferCount: number };
+type TrainerJson = Omit<TrainingState, 'params' | 'optimizerBuffers'> & {
+  format: 1;
+  paramCount: number;
+  bufferCount: number;
+};
 
 const STATE_FILE = 'state.safetensors';
 const TRAINER_FILE = 'trainer.json';
@@ -77,12 +81,22 @@ export function writeCheckpoint(dir: string, state: TrainingState, keep: number)
     fs.mkdirSync(temp);
     const tensors: Record<string, TensorToWrite> = {};
     state.params.forEach((p, i) => (tensors[`param.${i}`] = { dtype: 'F32', shape: [p.length], data: p }));
-    state.optimizerBuffers.forEach((b, i) => (tensors[`optimizer.${i}`] = { dtype: 'F32', shape: [b.length], data: b }));
+    state.optimizerBuffers.forEach(
+      (b, i) => (tensors[`optimizer.${i}`] = { dtype: 'F32', shape: [b.length], data: b }),
+    );
     writeSafetensors(path.join(temp, STATE_FILE), tensors);
     const { params, optimizerBuffers, ...rest } = state;
-    const trainer: TrainerJson = { format: 1, ...rest, paramCount: params.length, bufferCount: optimizerBuffers.length };
+    const trainer: TrainerJson = {
+      format: 1,
+      ...rest,
+      paramCount: params.length,
+      bufferCount: optimizerBuffers.length,
+    };
     writeFileAtomic(path.join(temp, TRAINER_FILE), `${JSON.stringify(trainer, null, 1)}\n`);
-    const manifest = { [STATE_FILE]: sha256(path.join(temp, STATE_FILE)), [TRAINER_FILE]: sha256(path.join(temp, TRAINER_FILE)) };
+    const manifest = {
+      [STATE_FILE]: sha256(path.join(temp, STATE_FILE)),
+      [TRAINER_FILE]: sha256(path.join(temp, TRAINER_FILE)),
+    };
     writeFileAtomic(path.join(temp, MANIFEST_FILE), `${JSON.stringify({ sha256: manifest }, null, 1)}\n`);
     fsyncFolder(temp);
     // A checkpoint of this step from an earlier attempt (before a crash) is replaced by this one.
@@ -94,19 +108,24 @@ export function writeCheckpoint(dir: string, state: TrainingState, keep: number)
     throw explainFileError(err, `checkpoint ${final}`) ?? err;
   }
   const all = listCheckpoints(dir);
-  for (const old of all.slice(0, Math.max(0, all.length - keep))) fs.rmSync(old.folder, { recursive: true, force: true });
+  for (const old of all.slice(0, Math.max(0, all.length - keep)))
+    fs.rmSync(old.folder, { recursive: true, force: true });
   return all.slice(Math.max(0, all.length - keep));
 }
 
 /** Reads and verifies one checkpoint folder; throws with the reason when it is incomplete or damaged. */
 export function readCheckpoint(folder: string): TrainingState {
-  const manifest = JSON.parse(fs.readFileSync(path.join(folder, MANIFEST_FILE), 'utf8')) as { sha256: Record<string, string> };
+  const manifest = JSON.parse(fs.readFileSync(path.join(folder, MANIFEST_FILE), 'utf8')) as {
+    sha256: Record<string, string>;
+  };
   for (const file of [STATE_FILE, TRAINER_FILE]) {
-    if (sha256(path.join(folder, file)) !== manifest.sha256?.[file]) throw new Error(`${file} does not match its checksum`);
+    if (sha256(path.join(folder, file)) !== manifest.sha256?.[file])
+      throw new Error(`${file} does not match its checksum`);
   }
   const trainer = JSON.parse(fs.readFileSync(path.join(folder, TRAINER_FILE), 'utf8')) as TrainerJson;
   const tensors = readSafetensorsHeader(path.join(folder, STATE_FILE));
-  const read = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => readTensorF32(tensors.get(`${prefix}.${i}`)!));
+  const read = (prefix: string, count: number) =>
+    Array.from({ length: count }, (_, i) => readTensorF32(tensors.get(`${prefix}.${i}`)!));
   const { format, paramCount, bufferCount, ...rest } = trainer;
   return { ...rest, params: read('param', paramCount), optimizerBuffers: read('optimizer', bufferCount) };
 }
@@ -115,9 +134,14 @@ export function readCheckpoint(folder: string): TrainingState {
  * The newest checkpoint in `dir` that verifies and belongs to the job with `jobFingerprint`; the damaged or foreign
  * ones it passes over are reported through `onSkip`. Leftover temp folders of an interrupted write are removed.
  */
-export function latestGoodCheckpoint(dir: string, jobFingerprint: string, onSkip: (folder: string, reason: string) => void): TrainingState | null {
+export function latestGoodCheckpoint(
+  dir: string,
+  jobFingerprint: string,
+  onSkip: (folder: string, reason: string) => void,
+): TrainingState | null {
   if (!fs.existsSync(dir)) return null;
-  for (const name of fs.readdirSync(dir)) if (name.startsWith('.step-')) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
+  for (const name of fs.readdirSync(dir))
+    if (name.startsWith('.step-')) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
   for (const { folder } of listCheckpoints(dir).reverse()) {
     let state: TrainingState;
     try {

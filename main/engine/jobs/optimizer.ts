@@ -46,7 +46,10 @@ class AdamW implements Optimizer {
   private readonly m: Float32Array[];
   private readonly v: Float32Array[];
 
-  constructor(private readonly s: OptimizerSettings, sizes: number[]) {
+  constructor(
+    private readonly s: OptimizerSettings,
+    sizes: number[],
+  ) {
     this.m = sizes.map((n) => new Float32Array(n));
     this.v = sizes.map((n) => new Float32Array(n));
   }
@@ -85,7 +88,10 @@ class Sgd implements Optimizer {
   private stepCount = 0;
   private readonly momentumBuffers: Float32Array[];
 
-  constructor(private readonly s: OptimizerSettings, sizes: number[]) {
+  constructor(
+    private readonly s: OptimizerSettings,
+    sizes: number[],
+  ) {
     this.momentumBuffers = sizes.map((n) => new Float32Array(n));
   }
 

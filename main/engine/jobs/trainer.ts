@@ -3,7 +3,19 @@
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { UserError } from '../../../shared/errors.js';
-import type { BenchJob, BenchResult, DataSettings, EngineEvent, EvalJob, EvalResult, ExecutionDevice, OptimizerSettings, TrainJob, TrainPaused, TrainResult } from '../../../shared/training.js';
+import type {
+  BenchJob,
+  BenchResult,
+  DataSettings,
+  EngineEvent,
+  EvalJob,
+  EvalResult,
+  ExecutionDevice,
+  OptimizerSettings,
+  TrainJob,
+  TrainPaused,
+  TrainResult,
+} from '../../../shared/training.js';
 import { checkOutputFolder, jobPlaces, writeAdapterFolder, type AdapterOwner } from '../../adapter/adapterFiles.js';
 import { loadAdapter } from '../../adapter/anyAdapter.js';
 import { initLoraWeights, loraScale, saveLoraAdapter, type LoraWeights } from '../../adapter/loraAdapter.js';
@@ -19,7 +31,13 @@ import { explainFileError } from '../../util/fileErrors.js';
 import { latestGoodCheckpoint, writeCheckpoint, type TrainingState } from './checkpoint.js';
 import { clipGradNorm, createOptimizer, scheduleFactor, type Optimizer } from './optimizer.js';
 import { chooseDevice } from '../runtime/runtime.js';
-import { countLabelTokens, TrainableModel, withVirtualTokens, type MicroBatch, type VirtualTokens } from '../runtime/trainableModel.js';
+import {
+  countLabelTokens,
+  TrainableModel,
+  withVirtualTokens,
+  type MicroBatch,
+  type VirtualTokens,
+} from '../runtime/trainableModel.js';
 
 export type Emit = (event: EngineEvent) => void;
 
@@ -27,7 +45,10 @@ export type Emit = (event: EngineEvent) => void;
 function zerosLike(weights: LoraWeights): LoraWeights {
   return {
     ...weights,
-    layers: weights.layers.map((pairs) => new Map([...pairs].map(([t, p]) => [t, { a: new Float32Array(p.a.length), b: new Float32Array(p.b.length) }]))),
+    layers: weights.layers.map(
+      (pairs) =>
+        new Map([...pairs].map(([t, p]) => [t, { a: new Float32Array(p.a.length), b: new Float32Array(p.b.length) }])),
+    ),
   };
 }
 
@@ -57,43 +78,73 @@ export class AdapterStepper {
     this.grads = zerosLike(lora);
     this.params = [...flatTensors(lora), ...(virtual ? [virtual.embeddings] : [])];
     this.gradTensors = [...flatTensors(this.grads), ...(virtual ? [virtual.grad] : [])];
-    this.optimizer = createOptimizer(settings, this.params.map((p) => p.length));
+    this.optimizer = createOptimizer(
+      settings,
+      this.params.map((p) => p.length),
+    );
     this.virtualCount = virtual ? virtual.embeddings.length / model.folder.spec.hiddenSize : 0;
   }
 
   /** The trainable tensors and optimizer state, copied, for a checkpoint. */
   snapshot(): Pick<TrainingState, 'params' | 'optimizerBuffers' | 'optimizerStep'> {
     const { step, buffers } = this.optimizer.state();
-    return { params: this.params.map((p) => p.slice()), optimizerBuffers: buffers.map((b) => b.slice()), optimizerStep: step };
+    return {
+      params: this.params.map((p) => p.slice()),
+      optimizerBuffers: buffers.map((b) => b.slice()),
+      optimizerStep: step,
+    };
   }
 
   restore(state: Pick<TrainingState, 'params' | 'optimizerBuffers' | 'optimizerStep'>): void {
     if (state.params.length !== this.params.length || state.params.some((p, i) => p.length !== this.params[i].length)) {
-      throw new UserError('checkpoint: its adapter tensors do not match this run\'s adapter');
+      throw new UserError("checkpoint: its adapter tensors do not match this run's adapter");
     }
     this.params.forEach((p, i) => p.set(state.params[i]));
     this.optimizer.loadState({ step: state.optimizerStep, buffers: state.optimizerBuffers });
   }
 
   /** Runs optimizer step `step` (0-based) on `microBatches`; dropout masks derive from `dropoutKey`. */
-  async step(step: number, microBatches: MicroBatch[], dropoutKey: number): Promise<{ loss: number; gradNorm: number; learningRate: number }> {
-    const lossTokens = microBatches.reduce((sum, b) => sum + countLabelTokens(withVirtualTokens(b, this.virtualCount)), 0);
+  async step(
+    step: number,
+    microBatches: MicroBatch[],
+    dropoutKey: number,
+  ): Promise<{ loss: number; gradNorm: number; learningRate: number }> {
+    const lossTokens = microBatches.reduce(
+      (sum, b) => sum + countLabelTokens(withVirtualTokens(b, this.virtualCount)),
+      0,
+    );
     for (const g of this.gradTensors) g.fill(0);
     let loss = 0;
     // A step whose micro-batches hold no label token has nothing to learn from: zero gradients, loss 0.
     if (lossTokens > 0) {
       for (let k = 0; k < microBatches.length; k++) {
-        loss += await this.model.forwardBackward(microBatches[k], this.lora, this.grads, lossTokens, dropoutKey * 64 + k, this.virtual);
+        loss += await this.model.forwardBackward(
+          microBatches[k],
+          this.lora,
+          this.grads,
+          lossTokens,
+          dropoutKey * 64 + k,
+          this.virtual,
+        );
       }
     }
     const gradNorm = clipGradNorm(this.gradTensors, this.settings.maxGradNorm);
-    const learningRate = this.settings.learningRate * scheduleFactor(this.settings.scheduler, step, this.settings.warmupSteps, this.totalSteps);
+    const learningRate =
+      this.settings.learningRate *
+      scheduleFactor(this.settings.scheduler, step, this.settings.warmupSteps, this.totalSteps);
     this.optimizer.step(this.params, this.gradTensors, learningRate);
     return { loss, gradNorm, learningRate };
   }
 }
 
-async function openTrainable(folder: ModelFolder, lora: LoraWeights | null, device: ExecutionDevice, checkpointing: boolean, emit: Emit, virtualTokens = 0): Promise<TrainableModel> {
+async function openTrainable(
+  folder: ModelFolder,
+  lora: LoraWeights | null,
+  device: ExecutionDevice,
+  checkpointing: boolean,
+  emit: Emit,
+  virtualTokens = 0,
+): Promise<TrainableModel> {
   const settings = lora?.settings;
   return TrainableModel.load(folder, {
     device,
@@ -117,7 +168,13 @@ function resolveDevice(choice: TrainJob['device'], emit: Emit): ExecutionDevice 
 }
 
 /** Loss and perplexity over `examples`, without dropout and without touching gradients. */
-async function validationLoss(model: TrainableModel, lora: LoraWeights | null, examples: TrainingSequence[], batchSize: number, virtual?: VirtualTokens): Promise<{ loss: number; tokens: number }> {
+async function validationLoss(
+  model: TrainableModel,
+  lora: LoraWeights | null,
+  examples: TrainingSequence[],
+  batchSize: number,
+  virtual?: VirtualTokens,
+): Promise<{ loss: number; tokens: number }> {
   let lossSum = 0;
   let tokens = 0;
   for (const batch of batches(examples, { batchSize, seed: 0, shuffle: false, padId: 0 })) {
@@ -129,7 +186,16 @@ async function validationLoss(model: TrainableModel, lora: LoraWeights | null, e
 }
 
 /** Reads a dataset for this model with the job's data settings, reporting what it found. */
-async function loadDataset(file: string, role: 'train' | 'eval', data: DataSettings, folder: ModelFolder, maxSeqLen: number, validationFraction: number, seed: number, emit: Emit) {
+async function loadDataset(
+  file: string,
+  role: 'train' | 'eval',
+  data: DataSettings,
+  folder: ModelFolder,
+  maxSeqLen: number,
+  validationFraction: number,
+  seed: number,
+  emit: Emit,
+) {
   const prepared = await prepareDataset({
     file,
     modelDir: folder.dir,
@@ -141,25 +207,46 @@ async function loadDataset(file: string, role: 'train' | 'eval', data: DataSetti
   });
   const { stats } = prepared;
   emit({ type: 'dataset', role, file, format: prepared.format, sha256: prepared.sourceSha256, stats: { ...stats } });
-  emit({ type: 'log', message: `${file}: ${prepared.format}, ${stats.rows} rows, ${stats.tokens} tokens (${stats.trainedTokens} trained), ${stats.truncatedRows} truncated, sha256 ${prepared.sourceSha256.slice(0, 12)}` });
+  emit({
+    type: 'log',
+    message: `${file}: ${prepared.format}, ${stats.rows} rows, ${stats.tokens} tokens (${stats.trainedTokens} trained), ${stats.truncatedRows} truncated, sha256 ${prepared.sourceSha256.slice(0, 12)}`,
+  });
   for (const bad of prepared.badRows) emit({ type: 'log', message: `skipped ${file}:${bad.row}: ${bad.reason}` });
   if (prepared.badRows.length) emit({ type: 'log', message: `skipped ${prepared.badRows.length} bad rows` });
   return prepared;
 }
 
-/** What training starts from: LoRA weights (fresh or continued), or prompt-tuning virtual tokens beside an empty LoRA. */
-function initialAdapter(job: TrainJob, folder: ModelFolder, rng: Rng, emit: Emit): { lora: LoraWeights; virtual?: VirtualTokens } {
+/**
+ * What training starts from: LoRA weights (fresh or continued), or prompt-tuning virtual tokens beside an empty LoRA.
+ */
+function initialAdapter(
+  job: TrainJob,
+  folder: ModelFolder,
+  rng: Rng,
+  emit: Emit,
+): { lora: LoraWeights; virtual?: VirtualTokens } {
   const { spec } = folder;
   const start = job.initAdapterDir ? loadAdapter(job.initAdapterDir, spec) : null;
   if (start) {
-    const what = start.kind === 'lora' ? `LoRA r=${start.lora.settings.rank} alpha=${start.lora.settings.alpha} targets=${start.lora.targets.join(',')}` : `prompt tuning, ${start.prompt.numVirtualTokens} virtual tokens`;
+    const what =
+      start.kind === 'lora'
+        ? `LoRA r=${start.lora.settings.rank} alpha=${start.lora.settings.alpha} targets=${start.lora.targets.join(',')}`
+        : `prompt tuning, ${start.prompt.numVirtualTokens} virtual tokens`;
     emit({ type: 'log', message: `continuing from ${job.initAdapterDir}: ${what}` });
-    if ((start.kind === 'lora') !== (job.method === 'lora')) throw new UserError(`${job.initAdapterDir}: a ${start.kind} adapter cannot continue as ${job.method}`, { field: 'initAdapterDir' });
+    if ((start.kind === 'lora') !== (job.method === 'lora'))
+      throw new UserError(`${job.initAdapterDir}: a ${start.kind} adapter cannot continue as ${job.method}`, {
+        field: 'initAdapterDir',
+      });
   }
-  if (job.method === 'lora') return { lora: start?.kind === 'lora' ? start.lora : initLoraWeights(spec, job.lora, () => rng.uniform()) };
+  if (job.method === 'lora')
+    return { lora: start?.kind === 'lora' ? start.lora : initLoraWeights(spec, job.lora, () => rng.uniform()) };
 
   const n = job.promptTuning.numVirtualTokens;
-  const noLora: LoraWeights = { settings: { ...job.lora, targets: [], dropout: 0 }, targets: [], layers: Array.from({ length: spec.numLayers }, () => new Map()) };
+  const noLora: LoraWeights = {
+    settings: { ...job.lora, targets: [], dropout: 0 },
+    targets: [],
+    layers: Array.from({ length: spec.numLayers }, () => new Map()),
+  };
   let embeddings: Float32Array;
   if (start?.kind === 'prompt-tuning') {
     embeddings = start.prompt.embeddings;
@@ -171,7 +258,8 @@ function initialAdapter(job: TrainJob, folder: ModelFolder, rng: Rng, emit: Emit
     const table = readTensorF32(folder.tensors.get('model.embed_tokens.weight')!);
     const C = spec.hiddenSize;
     embeddings = new Float32Array(n * C);
-    for (let i = 0; i < n; i++) embeddings.set(table.subarray(ids[i % ids.length] * C, (ids[i % ids.length] + 1) * C), i * C);
+    for (let i = 0; i < n; i++)
+      embeddings.set(table.subarray(ids[i % ids.length] * C, (ids[i % ids.length] + 1) * C), i * C);
   } else {
     // PEFT's torch.nn.Embedding starts at N(0, 1).
     embeddings = Float32Array.from({ length: n * spec.hiddenSize }, () => rng.normal());
@@ -189,27 +277,41 @@ export interface TrainControl {
 
 const NO_CONTROL: TrainControl = { checkpointDir: null, resume: false, pauseRequested: () => false };
 
-/** sha256 of what shapes a run's trajectory (not where it writes, nor the device): a checkpoint resumes only its own job. */
+/**
+ * sha256 of what shapes a run's trajectory (not where it writes, nor the device): a checkpoint resumes only its own
+ * job.
+ */
 function jobFingerprint(job: TrainJob, dataSha256: string): string {
   const { outDir, overwriteOutput, device, checkpointEvery, keepCheckpoints, ...trajectory } = job;
   return crypto.createHash('sha256').update(JSON.stringify({ trajectory, dataSha256 })).digest('hex');
 }
 
-/** Out-of-memory and lost-device errors from ONNX Runtime, and a full or read-only disk, said in words the user can act on. */
+/**
+ * Out-of-memory and lost-device errors from ONNX Runtime, and a full or read-only disk, said in words the user can act
+ * on.
+ */
 function explainEngineError(err: unknown, device: ExecutionDevice): unknown {
   const fileError = explainFileError(err);
   if (fileError) return fileError;
   const message = (err as Error).message ?? '';
   if (/bad_alloc|Failed to allocate|out of memory|OOM/i.test(message)) {
-    return new UserError(`out of memory on ${device}: lower the batch size or sequence length, or turn gradient checkpointing on; resume continues from the last checkpoint`);
+    return new UserError(
+      `out of memory on ${device}: lower the batch size or sequence length, or turn gradient checkpointing on; resume continues from the last checkpoint`,
+    );
   }
   if (/device (was )?lost|DeviceLost/i.test(message)) {
-    return new UserError(`the ${device} device was lost (driver reset or GPU removed); resume continues from the last checkpoint`);
+    return new UserError(
+      `the ${device} device was lost (driver reset or GPU removed); resume continues from the last checkpoint`,
+    );
   }
   return err;
 }
 
-export async function runTraining(job: TrainJob, emit: Emit, control: TrainControl = NO_CONTROL): Promise<TrainResult | TrainPaused> {
+export async function runTraining(
+  job: TrainJob,
+  emit: Emit,
+  control: TrainControl = NO_CONTROL,
+): Promise<TrainResult | TrainPaused> {
   // The adapter's folder is checked before anything else, and again once the job's fingerprint is known (a folder
   // holding this run's adapter from an earlier attempt is written again) and before the adapter is written.
   const places = jobPlaces(job, control.checkpointDir);
@@ -218,21 +320,40 @@ export async function runTraining(job: TrainJob, emit: Emit, control: TrainContr
   checkOutputFolder(job, places, owner);
   const folder = openModelFolder(job.modelDir);
   const { spec } = folder;
-  const dataset = await loadDataset(job.dataFile, 'train', job.data, folder, job.maxSeqLen, job.evalDataFile ? 0 : job.evalSplit, job.seed, emit);
+  const dataset = await loadDataset(
+    job.dataFile,
+    'train',
+    job.data,
+    folder,
+    job.maxSeqLen,
+    job.evalDataFile ? 0 : job.evalSplit,
+    job.seed,
+    emit,
+  );
   const examples = dataset.sequences;
-  const validation = job.evalDataFile ? (await loadDataset(job.evalDataFile, 'eval', job.data, folder, job.maxSeqLen, 0, job.seed, emit)).sequences : dataset.validation;
+  const validation = job.evalDataFile
+    ? (await loadDataset(job.evalDataFile, 'eval', job.data, folder, job.maxSeqLen, 0, job.seed, emit)).sequences
+    : dataset.validation;
   const rng = new Rng(job.seed);
   const { lora, virtual } = initialAdapter(job, folder, rng, emit);
   const microPerEpoch = countBatches(examples.length, job.batchSize);
   const stepsPerEpoch = Math.max(1, Math.ceil(microPerEpoch / job.gradAccum));
   const totalSteps = job.steps ?? stepsPerEpoch * job.epochs;
-  if (totalSteps <= 0) throw new UserError(`nothing to train (${totalSteps} steps)`, { field: job.steps === null ? 'epochs' : 'steps' });
+  if (totalSteps <= 0)
+    throw new UserError(`nothing to train (${totalSteps} steps)`, { field: job.steps === null ? 'epochs' : 'steps' });
   const fingerprint = jobFingerprint(job, dataset.sourceSha256);
   if (owner) owner = { ...owner, fingerprint };
   checkOutputFolder(job, places, owner);
 
   const device = resolveDevice(job.device, emit);
-  const model = await openTrainable(folder, lora, device, job.gradientCheckpointing, emit, virtual ? virtual.embeddings.length / spec.hiddenSize : 0);
+  const model = await openTrainable(
+    folder,
+    lora,
+    device,
+    job.gradientCheckpointing,
+    emit,
+    virtual ? virtual.embeddings.length / spec.hiddenSize : 0,
+  );
   try {
     const stepper = new AdapterStepper(model, lora, job.optimizer, totalSteps, virtual);
     let firstStep = 0;
@@ -242,7 +363,9 @@ export async function runTraining(job: TrainJob, emit: Emit, control: TrainContr
     let evalLoss: number | null = null;
     const losses: { step: number; loss: number }[] = [];
     if (control.resume && control.checkpointDir) {
-      const state = latestGoodCheckpoint(control.checkpointDir, fingerprint, (skipped, reason) => emit({ type: 'log', message: `skipping checkpoint ${skipped}: ${reason}` }));
+      const state = latestGoodCheckpoint(control.checkpointDir, fingerprint, (skipped, reason) =>
+        emit({ type: 'log', message: `skipping checkpoint ${skipped}: ${reason}` }),
+      );
       if (state) {
         stepper.restore(state);
         ({ step: firstStep, tokens, loss, evalLoss } = state);
@@ -260,7 +383,12 @@ export async function runTraining(job: TrainJob, emit: Emit, control: TrainContr
     function* stream(skip: number): Generator<MicroBatch> {
       for (let epoch = Math.floor(skip / microPerEpoch); ; epoch++) {
         let index = 0;
-        for (const batch of batches(examples, { batchSize: job.batchSize, seed: job.seed + epoch, shuffle: job.shuffle, padId: 0 })) {
+        for (const batch of batches(examples, {
+          batchSize: job.batchSize,
+          seed: job.seed + epoch,
+          shuffle: job.shuffle,
+          padId: 0,
+        })) {
           if (epoch * microPerEpoch + index++ >= skip) yield batch;
         }
       }
@@ -272,7 +400,17 @@ export async function runTraining(job: TrainJob, emit: Emit, control: TrainContr
       if (!control.checkpointDir) return;
       const kept = writeCheckpoint(
         control.checkpointDir,
-        { ...stepper.snapshot(), step, microBatches: step * job.gradAccum, rngSeed: job.seed, tokens, elapsedSeconds: elapsed(), loss, evalLoss, jobFingerprint: fingerprint },
+        {
+          ...stepper.snapshot(),
+          step,
+          microBatches: step * job.gradAccum,
+          rngSeed: job.seed,
+          tokens,
+          elapsedSeconds: elapsed(),
+          loss,
+          evalLoss,
+          jobFingerprint: fingerprint,
+        },
         job.keepCheckpoints,
       );
       emit({ type: 'checkpoint', step, kept });
@@ -305,7 +443,8 @@ export async function runTraining(job: TrainJob, emit: Emit, control: TrainContr
         memoryBytes: process.memoryUsage().rss,
       });
       const last = step + 1 === totalSteps;
-      if (validation.length && (last || (job.evalEvery > 0 && (step + 1) % job.evalEvery === 0))) await evaluate(step + 1);
+      if (validation.length && (last || (job.evalEvery > 0 && (step + 1) % job.evalEvery === 0)))
+        await evaluate(step + 1);
       if (last || (job.checkpointEvery > 0 && (step + 1) % job.checkpointEvery === 0)) checkpoint(step + 1);
       // Let a pause message from the host in: session runs alone never yield to the event loop.
       await new Promise((resolve) => setImmediate(resolve));
@@ -317,14 +456,27 @@ export async function runTraining(job: TrainJob, emit: Emit, control: TrainContr
     }
     const seconds = (performance.now() - started) / 1000;
     writeAdapterFolder(job, places, owner, (dir) => {
-      const origin = job.promptTuning.init === 'text' ? { init: 'TEXT' as const, initText: job.promptTuning.initText, tokenizer: folder.dir } : undefined;
+      const origin =
+        job.promptTuning.init === 'text'
+          ? { init: 'TEXT' as const, initText: job.promptTuning.initText, tokenizer: folder.dir }
+          : undefined;
       const prompt = virtual && { numVirtualTokens: job.promptTuning.numVirtualTokens, embeddings: virtual.embeddings };
       const files = prompt
         ? savePromptTuningAdapter(dir, prompt, spec, folder.dir, origin)
         : saveLoraAdapter(dir, lora, folder.dir);
       return [...files, writeTrainingRecord(job, dataset.sourceSha256, losses, loss, evalLoss)];
     });
-    return { status: 'completed', adapterDir: path.resolve(job.outDir), steps: totalSteps, finalLoss: loss, evalLoss, tokens, tokensPerSecond: tokensThisSession / seconds, seconds: elapsed(), device };
+    return {
+      status: 'completed',
+      adapterDir: path.resolve(job.outDir),
+      steps: totalSteps,
+      finalLoss: loss,
+      evalLoss,
+      tokens,
+      tokensPerSecond: tokensThisSession / seconds,
+      seconds: elapsed(),
+      device,
+    };
   } catch (err) {
     throw explainEngineError(err, device);
   } finally {
@@ -344,7 +496,14 @@ function writeTrainingRecord(
   evalLoss: number | null,
 ): string {
   const { outDir, overwriteOutput, modelDir, dataFile, evalDataFile, initAdapterDir, ...settings } = job;
-  const record = { settings, baseModel: path.basename(modelDir), dataset: { name: path.basename(dataFile), sha256: dataSha256 }, finalLoss, evalLoss, losses };
+  const record = {
+    settings,
+    baseModel: path.basename(modelDir),
+    dataset: { name: path.basename(dataFile), sha256: dataSha256 },
+    finalLoss,
+    evalLoss,
+    losses,
+  };
   writeFileAtomic(path.join(job.outDir, 'training.json'), `${JSON.stringify(record, null, 1)}\n`);
   return 'training.json';
 }
@@ -354,10 +513,20 @@ export async function runEvaluation(job: EvalJob, emit: Emit): Promise<EvalResul
   const adapter = job.adapterDir ? loadAdapter(job.adapterDir, folder.spec) : null;
   const lora = adapter?.kind === 'lora' ? adapter.lora : null;
   if (lora) lora.settings.dropout = 0;
-  const virtual = adapter?.kind === 'prompt-tuning' ? { embeddings: adapter.prompt.embeddings, grad: new Float32Array(adapter.prompt.embeddings.length) } : undefined;
+  const virtual =
+    adapter?.kind === 'prompt-tuning'
+      ? { embeddings: adapter.prompt.embeddings, grad: new Float32Array(adapter.prompt.embeddings.length) }
+      : undefined;
   const examples = (await loadDataset(job.dataFile, 'eval', job.data, folder, job.maxSeqLen, 0, 0, emit)).sequences;
   const device = resolveDevice(job.device, emit);
-  const model = await openTrainable(folder, lora, device, true, emit, virtual ? virtual.embeddings.length / folder.spec.hiddenSize : 0);
+  const model = await openTrainable(
+    folder,
+    lora,
+    device,
+    true,
+    emit,
+    virtual ? virtual.embeddings.length / folder.spec.hiddenSize : 0,
+  );
   try {
     const { loss, tokens } = await validationLoss(model, lora, examples, job.batchSize, virtual);
     if (tokens === 0) throw new UserError(`${job.dataFile}: no label tokens to evaluate`);
@@ -367,14 +536,30 @@ export async function runEvaluation(job: EvalJob, emit: Emit): Promise<EvalResul
   }
 }
 
-
 /** Training throughput on random tokens: one warm-up step, then `steps` timed LoRA steps (q, k, v, o; AdamW). */
-const BENCH_OPTIMIZER: OptimizerSettings = { name: 'adamw', learningRate: 1e-4, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0, scheduler: 'constant', warmupSteps: 0, maxGradNorm: 1 };
+const BENCH_OPTIMIZER: OptimizerSettings = {
+  name: 'adamw',
+  learningRate: 1e-4,
+  weightDecay: 0,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  momentum: 0,
+  scheduler: 'constant',
+  warmupSteps: 0,
+  maxGradNorm: 1,
+};
 
 export async function runBenchmark(job: BenchJob, emit: Emit): Promise<BenchResult> {
   const folder = openModelFolder(job.modelDir);
   const rng = new Rng(0);
-  const settings = { rank: job.rank, alpha: 2 * job.rank, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], useRslora: false };
+  const settings = {
+    rank: job.rank,
+    alpha: 2 * job.rank,
+    dropout: 0,
+    targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'],
+    useRslora: false,
+  };
   const lora = initLoraWeights(folder.spec, settings, () => rng.uniform());
   const device = resolveDevice(job.device, emit);
   const loadStarted = performance.now();
@@ -390,7 +575,18 @@ export async function runBenchmark(job: BenchJob, emit: Emit): Promise<BenchResu
     for (let i = 0; i < job.steps; i++) {
       const { loss } = await stepper.step(i + 1, [batch], 0);
       const elapsedSeconds = (performance.now() - started) / 1000;
-      emit({ type: 'step', step: i + 1, totalSteps: job.steps, loss, learningRate: 1e-4, gradNorm: 0, tokens: n * (i + 1), tokensPerSecond: (n * (i + 1)) / elapsedSeconds, elapsedSeconds, memoryBytes: process.memoryUsage().rss });
+      emit({
+        type: 'step',
+        step: i + 1,
+        totalSteps: job.steps,
+        loss,
+        learningRate: 1e-4,
+        gradNorm: 0,
+        tokens: n * (i + 1),
+        tokensPerSecond: (n * (i + 1)) / elapsedSeconds,
+        elapsedSeconds,
+        memoryBytes: process.memoryUsage().rss,
+      });
     }
     const seconds = (performance.now() - started) / 1000;
     return {

@@ -2,7 +2,13 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { fromWire } from '../../../shared/errors.js';
-import type { EngineControl, EngineEvent, EngineReply, EngineRequest, EngineResults } from '../../../shared/training.js';
+import type {
+  EngineControl,
+  EngineEvent,
+  EngineReply,
+  EngineRequest,
+  EngineResults,
+} from '../../../shared/training.js';
 
 /** The engine process ended without answering: killed (a signal) or crashed. */
 export class EngineExitError extends Error {
@@ -10,7 +16,11 @@ export class EngineExitError extends Error {
     readonly code: number | null,
     readonly signal: NodeJS.Signals | null,
   ) {
-    super(signal ? `the engine process was killed (${signal})` : `the engine process stopped unexpectedly (exit code ${code})`);
+    super(
+      signal
+        ? `the engine process was killed (${signal})`
+        : `the engine process stopped unexpectedly (exit code ${code})`,
+    );
   }
 }
 
@@ -26,8 +36,12 @@ export interface EngineRun<K extends EngineRequest['kind']> {
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
 
-export function runEngine<R extends EngineRequest>(request: R, onEvent: (event: EngineEvent) => void): EngineRun<R['kind']> {
-  // Structured clone over the IPC channel keeps typed arrays and undefined intact; engine stderr (driver warnings) stays visible.
+export function runEngine<R extends EngineRequest>(
+  request: R,
+  onEvent: (event: EngineEvent) => void,
+): EngineRun<R['kind']> {
+  // Structured clone over the IPC channel keeps typed arrays and undefined intact; engine stderr (driver warnings)
+  // stays visible.
   const child = fork(WORKER, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   let reply: EngineReply | null = null;
   const result = new Promise<EngineResults[R['kind']]>((resolve, reject) => {

@@ -24,7 +24,14 @@ async function handle(request: EngineRequest): Promise<void> {
   try {
     switch (request.kind) {
       case 'train':
-        reply({ type: 'result', result: await runTraining(request.job, emit, { checkpointDir: request.checkpointDir, resume: request.resume, pauseRequested: () => pauseRequested }) });
+        reply({
+          type: 'result',
+          result: await runTraining(request.job, emit, {
+            checkpointDir: request.checkpointDir,
+            resume: request.resume,
+            pauseRequested: () => pauseRequested,
+          }),
+        });
         break;
       case 'eval':
         reply({ type: 'result', result: await runEvaluation(request.job, emit) });
@@ -35,7 +42,8 @@ async function handle(request: EngineRequest): Promise<void> {
     }
   } catch (err) {
     // The wire carries one line: a bug's stack is printed here when PEFT_STUDIO_DEBUG asks, as the CLI prints its own.
-    if (process.env.PEFT_STUDIO_DEBUG && !(err instanceof UserError)) process.stderr.write(`${(err as Error).stack ?? err}\n`);
+    if (process.env.PEFT_STUDIO_DEBUG && !(err instanceof UserError))
+      process.stderr.write(`${(err as Error).stack ?? err}\n`);
     reply({ type: 'error', error: toWire(err) });
   }
 }

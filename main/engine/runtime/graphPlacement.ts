@@ -15,7 +15,13 @@ export interface GraphPlacement {
   /** Path of a weights file relative to the graphs' folder, for external-data initializers. */
   location: (entry: TensorEntry) => string;
   /** Writes `model`, opens a session on it and deletes the file. */
-  open(name: string, model: Uint8Array, device: ExecutionDevice, tuning?: SessionTuning, resident?: DeviceResidentOutputs): Promise<Session>;
+  open(
+    name: string,
+    model: Uint8Array,
+    device: ExecutionDevice,
+    tuning?: SessionTuning,
+    resident?: DeviceResidentOutputs,
+  ): Promise<Session>;
   /** Removes the temp folder, if one was made. */
   cleanup(): void;
 }
@@ -29,7 +35,8 @@ function writable(dir: string): boolean {
   }
 }
 
-const linksElsewhere = (folder: ModelFolder) => [...new Set([...folder.tensors.values()].map((e) => e.file))].some((file) => fs.lstatSync(file).isSymbolicLink());
+const linksElsewhere = (folder: ModelFolder) =>
+  [...new Set([...folder.tensors.values()].map((e) => e.file))].some((file) => fs.lstatSync(file).isSymbolicLink());
 
 const GRAPH_FILE = /^\.peft-studio-(\d+)-.*\.onnx$/;
 

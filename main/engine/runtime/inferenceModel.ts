@@ -57,7 +57,10 @@ export class InferenceModel {
         externalLocation: place.location,
         lora: adapter?.kind === 'lora' ? { rank: adapter.lora.settings.rank, targets: adapter.lora.targets } : null,
       });
-      const resident = Array.from({ length: folder.spec.numLayers }, (_, i) => [`present_key.${i}`, `present_value.${i}`]).flat();
+      const resident = Array.from({ length: folder.spec.numLayers }, (_, i) => [
+        `present_key.${i}`,
+        `present_value.${i}`,
+      ]).flat();
       // Pre-packed weights decode one token ~25% faster (29 -> 37 tokens/s on the SmolLM2-135M shape, CPU).
       const session = await place.open('generation', encodeModel(model), device, { prepackWeights: true }, resident);
       return new InferenceModel(folder, device, adapter, session);
@@ -99,20 +102,30 @@ export class InferenceModel {
    * grown cache. The old cache is released: pass the returned one to the next call. `adapterScale` 1 applies the
    * adapter, 0 answers as the base model (for prompt tuning: virtual tokens before the prompt or not).
    */
-  async step(ids: ArrayLike<number>, cache: KvCache, adapterScale: number): Promise<{ logits: Float32Array; cache: KvCache }> {
+  async step(
+    ids: ArrayLike<number>,
+    cache: KvCache,
+    adapterScale: number,
+  ): Promise<{ logits: Float32Array; cache: KvCache }> {
     const { numLayers, maxPositionEmbeddings, hiddenSize } = this.folder.spec;
-    const virtual = this.adapter?.kind === 'prompt-tuning' && cache.length === 0 && adapterScale !== 0 ? this.adapter.prompt : null;
+    const virtual =
+      this.adapter?.kind === 'prompt-tuning' && cache.length === 0 && adapterScale !== 0 ? this.adapter.prompt : null;
     const count = ids.length + (virtual?.numVirtualTokens ?? 0);
     if (cache.length + count > maxPositionEmbeddings) {
-      throw new UserError(`${cache.length + count} tokens exceed the model's context of ${maxPositionEmbeddings} (config.json max_position_embeddings)`);
+      throw new UserError(
+        `${cache.length + count} tokens exceed the model's context of ${maxPositionEmbeddings} (config.json max_position_embeddings)`,
+      );
     }
     const feeds: Record<string, Tensor> = {
       ids: new Tensor('int32', Int32Array.from(ids), [1, ids.length]),
-      prefix: virtual ? new Tensor('float32', virtual.embeddings, [virtual.numVirtualTokens, hiddenSize]) : new Tensor('float32', new Float32Array(0), [0, hiddenSize]),
+      prefix: virtual
+        ? new Tensor('float32', virtual.embeddings, [virtual.numVirtualTokens, hiddenSize])
+        : new Tensor('float32', new Float32Array(0), [0, hiddenSize]),
       ...this.positionFeeds(cache.length, count),
       ...this.loraFeeds,
     };
-    if (this.adapter?.kind === 'lora') feeds.lora_scale = new Tensor('float32', [adapterScale * loraScale(this.adapter.lora.settings)], []);
+    if (this.adapter?.kind === 'lora')
+      feeds.lora_scale = new Tensor('float32', [adapterScale * loraScale(this.adapter.lora.settings)], []);
     for (let i = 0; i < numLayers; i++) {
       feeds[`past_key.${i}`] = cache.keys[i];
       feeds[`past_value.${i}`] = cache.values[i];

@@ -12,13 +12,18 @@ export const Tensor = ort.Tensor;
 export type Session = ort.InferenceSession;
 
 /** Session options per execution provider, frozen so no caller can drift from them. */
-const PROVIDER_OPTIONS: Readonly<Record<ExecutionDevice, Readonly<ort.InferenceSession.SessionOptions>>> = Object.freeze({
-  cpu: Object.freeze({ executionProviders: ['cpu'] }),
-  // The default buffer cache keeps every size it ever saw; 'simple' returns freed buffers to reuse, bounding memory.
-  webgpu: Object.freeze({ executionProviders: [{ name: 'webgpu', storageBufferCacheMode: 'simple' } as ort.InferenceSession.ExecutionProviderConfig] }),
-  cuda: Object.freeze({ executionProviders: ['cuda'] }),
-  dml: Object.freeze({ executionProviders: ['dml'] }),
-});
+const PROVIDER_OPTIONS: Readonly<Record<ExecutionDevice, Readonly<ort.InferenceSession.SessionOptions>>> =
+  Object.freeze({
+    cpu: Object.freeze({ executionProviders: ['cpu'] }),
+    // The default buffer cache keeps every size it ever saw; 'simple' returns freed buffers to reuse, bounding memory.
+    webgpu: Object.freeze({
+      executionProviders: [
+        { name: 'webgpu', storageBufferCacheMode: 'simple' } as ort.InferenceSession.ExecutionProviderConfig,
+      ],
+    }),
+    cuda: Object.freeze({ executionProviders: ['cuda'] }),
+    dml: Object.freeze({ executionProviders: ['dml'] }),
+  });
 
 export interface SessionTuning {
   /** Threads for one operator; defaults to ORT's choice (physical cores). */
@@ -32,7 +37,12 @@ export interface SessionTuning {
 /** Outputs that stay in device memory (WebGPU buffers) to be fed back as inputs; the rest come back to the CPU. */
 export type DeviceResidentOutputs = readonly string[];
 
-export async function createSession(modelFile: string, device: ExecutionDevice, tuning: SessionTuning = {}, resident: DeviceResidentOutputs = []): Promise<Session> {
+export async function createSession(
+  modelFile: string,
+  device: ExecutionDevice,
+  tuning: SessionTuning = {},
+  resident: DeviceResidentOutputs = [],
+): Promise<Session> {
   const options: ort.InferenceSession.SessionOptions = {
     ...PROVIDER_OPTIONS[device],
     graphOptimizationLevel: 'all',
@@ -45,7 +55,8 @@ export async function createSession(modelFile: string, device: ExecutionDevice, 
     extra: { session: { disable_prepacking: tuning.prepackWeights ? '0' : '1' } },
   };
   if (tuning.intraOpThreads) options.intraOpNumThreads = tuning.intraOpThreads;
-  if (device === 'webgpu' && resident.length) options.preferredOutputLocation = Object.fromEntries(resident.map((name) => [name, 'gpu-buffer']));
+  if (device === 'webgpu' && resident.length)
+    options.preferredOutputLocation = Object.fromEntries(resident.map((name) => [name, 'gpu-buffer']));
   try {
     return await ort.InferenceSession.create(modelFile, options);
   } catch (err) {
@@ -64,17 +75,25 @@ function describe(value: unknown): string {
 }
 
 /** Runs a session after checking the feeds against its inputs; a mismatch lists what was fed. */
-export async function runChecked(session: Session, feeds: Record<string, Tensor>, label: string): Promise<Record<string, Tensor>> {
+export async function runChecked(
+  session: Session,
+  feeds: Record<string, Tensor>,
+  label: string,
+): Promise<Record<string, Tensor>> {
   const missing = session.inputNames.filter((name) => !(name in feeds));
   const extra = Object.keys(feeds).filter((name) => !session.inputNames.includes(name));
   if (missing.length || extra.length) {
-    const fed = Object.entries(feeds).map(([name, t]) => `${name}: ${describe(t)}`).join('; ');
+    const fed = Object.entries(feeds)
+      .map(([name, t]) => `${name}: ${describe(t)}`)
+      .join('; ');
     throw new Error(`${label}: missing inputs [${missing}], unexpected inputs [${extra}]; fed ${fed}`);
   }
   try {
     return (await session.run(feeds)) as Record<string, Tensor>;
   } catch (err) {
-    const fed = Object.entries(feeds).map(([name, t]) => `${name}: ${describe(t)}`).join('; ');
+    const fed = Object.entries(feeds)
+      .map(([name, t]) => `${name}: ${describe(t)}`)
+      .join('; ');
     throw new Error(`${label}: ${(err as Error).message}; fed ${fed}`);
   }
 }
@@ -82,7 +101,9 @@ export async function runChecked(session: Session, feeds: Record<string, Tensor>
 function cudaProviderInstalled(): boolean {
   try {
     const ortDir = path.dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json'));
-    return fs.existsSync(path.join(ortDir, 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime_providers_cuda.so'));
+    return fs.existsSync(
+      path.join(ortDir, 'bin', 'napi-v6', process.platform, process.arch, 'libonnxruntime_providers_cuda.so'),
+    );
   } catch {
     return false;
   }
@@ -94,7 +115,9 @@ function cudaProviderInstalled(): boolean {
  * a CPU rasterizer slower than our CPU path.
  */
 function gpuDevicePresent(): boolean {
-  const renderNodes = fs.existsSync('/dev/dri') ? fs.readdirSync('/dev/dri').filter((n) => n.startsWith('renderD')) : [];
+  const renderNodes = fs.existsSync('/dev/dri')
+    ? fs.readdirSync('/dev/dri').filter((n) => n.startsWith('renderD'))
+    : [];
   return renderNodes.length > 0 || fs.existsSync('/dev/nvidia0');
 }
 
@@ -113,12 +136,16 @@ export function chooseDevice(choice: DeviceChoice): DeviceDecision {
     return true;
   };
   if (choice !== 'auto') {
-    if (!available(choice)) throw new UserError(`${choice} is not available on this machine (${os.platform()}/${os.arch()})`, { field: 'device' });
+    if (!available(choice))
+      throw new UserError(`${choice} is not available on this machine (${os.platform()}/${os.arch()})`, {
+        field: 'device',
+      });
     return { device: choice, reason: 'requested' };
   }
   if (available('cuda')) return { device: 'cuda', reason: 'CUDA provider installed' };
   if (available('dml')) return { device: 'dml', reason: 'DirectML on Windows' };
-  if (available('webgpu') && (process.platform !== 'linux' || gpuDevicePresent())) return { device: 'webgpu', reason: 'WebGPU adapter' };
+  if (available('webgpu') && (process.platform !== 'linux' || gpuDevicePresent()))
+    return { device: 'webgpu', reason: 'WebGPU adapter' };
   return { device: 'cpu', reason: 'no GPU provider found' };
 }
 

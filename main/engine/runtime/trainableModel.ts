@@ -55,7 +55,8 @@ export function withVirtualTokens(batch: MicroBatch, n: number): MicroBatch {
   if (batch.positionIds || batch.segmentIds) throw new Error('packed rows cannot carry prompt-tuning virtual tokens');
   const T = batch.seqLen + n;
   const labels = new Int32Array(batch.batchSize * T).fill(-100);
-  for (let b = 0; b < batch.batchSize; b++) labels.set(batch.labels.subarray(b * batch.seqLen, (b + 1) * batch.seqLen), b * T + n);
+  for (let b = 0; b < batch.batchSize; b++)
+    labels.set(batch.labels.subarray(b * batch.seqLen, (b + 1) * batch.seqLen), b * T + n);
   return { batchSize: batch.batchSize, seqLen: T, inputIds: batch.inputIds, labels };
 }
 
@@ -74,7 +75,6 @@ interface Layer {
   graph: Omit<TrainingLayerGraph, 'model'>;
 }
 
-
 export class TrainableModel {
   private readonly positionTables = new Map<number, { cos: Tensor; sin: Tensor; mask: Tensor }>();
   private readonly unused = new Tensor('float32', new Float32Array(1), [1]);
@@ -90,11 +90,16 @@ export class TrainableModel {
   /** Compiles the graphs and opens the sessions (see graphPlacement.ts for where the graphs go). */
   static async load(folder: ModelFolder, options: TrainableModelOptions): Promise<TrainableModel> {
     const place = placeGraphs(folder, options.graphPlacement ?? 'auto');
-    const load = (name: string, model: ModelProto, residentOutput: string | null) => place.open(name, encodeModel(model), options.device, options.tuning, residentOutput ? [residentOutput] : []);
+    const load = (name: string, model: ModelProto, residentOutput: string | null) =>
+      place.open(name, encodeModel(model), options.device, options.tuning, residentOutput ? [residentOutput] : []);
     const sessions: Session[] = [];
     try {
       const total = folder.spec.numLayers + 1;
-      const head = await load('head', buildHeadGraph({ spec: folder.spec, tensors: folder.tensors, externalLocation: place.location }), 'out_0');
+      const head = await load(
+        'head',
+        buildHeadGraph({ spec: folder.spec, tensors: folder.tensors, externalLocation: place.location }),
+        'out_0',
+      );
       sessions.push(head);
       options.onCompile?.(1, total);
       const layers: Layer[] = [];
@@ -140,7 +145,11 @@ export class TrainableModel {
         const { cos, sin } = ropeTables(this.folder.spec, T);
         const mask = new Float32Array(T * T);
         for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) mask[i * T + j] = -Infinity;
-        tables = { cos: new Tensor('float32', cos, [1, 1, 1, T, d]), sin: new Tensor('float32', sin, [1, 1, 1, T, d]), mask: new Tensor('float32', mask, [1, 1, 1, T, T]) };
+        tables = {
+          cos: new Tensor('float32', cos, [1, 1, 1, T, d]),
+          sin: new Tensor('float32', sin, [1, 1, 1, T, d]),
+          mask: new Tensor('float32', mask, [1, 1, 1, T, T]),
+        };
         this.positionTables.set(T, tables);
       }
       return tables;
@@ -158,7 +167,11 @@ export class TrainableModel {
         for (let j = 0; j <= i; j++) if (segmentIds[b * T + j] === segmentIds[token]) mask[(b * T + i) * T + j] = 0;
       }
     }
-    return { cos: new Tensor('float32', cos, [B, 1, 1, T, d]), sin: new Tensor('float32', sin, [B, 1, 1, T, d]), mask: new Tensor('float32', mask, [B, 1, 1, T, T]) };
+    return {
+      cos: new Tensor('float32', cos, [B, 1, 1, T, d]),
+      sin: new Tensor('float32', sin, [B, 1, 1, T, d]),
+      mask: new Tensor('float32', mask, [B, 1, 1, T, T]),
+    };
   }
 
   private loraFeeds(pairs: Map<TargetModule, LoraPair>, rank: number): Record<string, Tensor> {
@@ -171,7 +184,13 @@ export class TrainableModel {
   }
 
   /** Dropout masks for one layer: regenerated from the same key for the forward and the backward call. */
-  private maskFeeds(pairs: Map<TargetModule, LoraPair>, rank: number, tokens: number, dropoutKey: number, layer: number): Record<string, Tensor> {
+  private maskFeeds(
+    pairs: Map<TargetModule, LoraPair>,
+    rank: number,
+    tokens: number,
+    dropoutKey: number,
+    layer: number,
+  ): Record<string, Tensor> {
     const feeds: Record<string, Tensor> = {};
     if (!this.options.lora.dropout) return feeds;
     let t = 0;
@@ -191,7 +210,9 @@ export class TrainableModel {
       {
         embed: new Tensor('bool', [true], []),
         ids: new Tensor('int32', batch.inputIds, [batch.batchSize, batch.seqLen]),
-        prefix: virtual ? new Tensor('float32', virtual.embeddings, [virtual.embeddings.length / C, C]) : new Tensor('float32', new Float32Array(0), [0, C]),
+        prefix: virtual
+          ? new Tensor('float32', virtual.embeddings, [virtual.embeddings.length / C, C])
+          : new Tensor('float32', new Float32Array(0), [0, C]),
         hidden: new Tensor('float32', new Float32Array(this.folder.spec.hiddenSize), [1, this.folder.spec.hiddenSize]),
         targets: new Tensor('int32', new Int32Array(1), [1, 1]),
         weight: new Tensor('float32', new Float32Array(1), [1, 1]),
@@ -206,7 +227,11 @@ export class TrainableModel {
    * of the step's mean and `dHidden` its gradient. Host-resident hidden states go through in row chunks, bounding the
    * [rows, V] logits; device-resident ones (WebGPU) in one call, so they never leave the device.
    */
-  private async lossAndGradient(batch: MicroBatch, hidden: Tensor, lossTokens: number): Promise<{ loss: number; dHidden: Tensor }> {
+  private async lossAndGradient(
+    batch: MicroBatch,
+    hidden: Tensor,
+    lossTokens: number,
+  ): Promise<{ loss: number; dHidden: Tensor }> {
     const { batchSize: B, seqLen: T } = batch;
     const C = this.folder.spec.hiddenSize;
     const n = B * T;
@@ -244,7 +269,11 @@ export class TrainableModel {
     const chunk = this.options.headChunkRows ?? HEAD_CHUNK_ROWS;
     for (let start = 0; start < n; start += chunk) {
       const rows = Math.min(chunk, n - start);
-      const out = await run(new Tensor('float32', hostHidden.subarray(start * C, (start + rows) * C), [rows, C]), start, rows);
+      const out = await run(
+        new Tensor('float32', hostHidden.subarray(start * C, (start + rows) * C), [rows, C]),
+        start,
+        rows,
+      );
       dHidden.set(out.out_0.data as Float32Array, start * C);
       loss += (out.out_1.data as Float32Array)[0];
     }
@@ -255,7 +284,14 @@ export class TrainableModel {
    * Forward and backward for one micro-batch. Adds d loss / d LoRA into `grads` (same layout as `lora`) and
    * returns this micro-batch's part of the loss, whose normalizer is `lossTokens` label tokens of the whole step.
    */
-  async forwardBackward(tokens: MicroBatch, lora: LoraWeights, grads: LoraWeights, lossTokens: number, dropoutKey: number, virtual?: VirtualTokens): Promise<number> {
+  async forwardBackward(
+    tokens: MicroBatch,
+    lora: LoraWeights,
+    grads: LoraWeights,
+    lossTokens: number,
+    dropoutKey: number,
+    virtual?: VirtualTokens,
+  ): Promise<number> {
     const virtualCount = virtual ? virtual.embeddings.length / this.folder.spec.hiddenSize : 0;
     const batch = withVirtualTokens(tokens, virtualCount);
     const { batchSize: B, seqLen: T } = batch;
@@ -328,7 +364,11 @@ export class TrainableModel {
   }
 
   /** Mean next-token loss of a micro-batch (no gradients kept). */
-  async loss(tokenBatch: MicroBatch, lora: LoraWeights | null, virtual?: VirtualTokens): Promise<{ lossSum: number; tokens: number }> {
+  async loss(
+    tokenBatch: MicroBatch,
+    lora: LoraWeights | null,
+    virtual?: VirtualTokens,
+  ): Promise<{ lossSum: number; tokens: number }> {
     const batch = withVirtualTokens(tokenBatch, virtual ? virtual.embeddings.length / this.folder.spec.hiddenSize : 0);
     const tokens = countLabelTokens(batch);
     if (tokens === 0) return { lossSum: 0, tokens: 0 };
@@ -337,14 +377,24 @@ export class TrainableModel {
     let hidden = await this.embed(tokenBatch, virtual);
     for (let i = 0; i < this.layers.length; i++) {
       const layer = this.layers[i];
-      const feeds: Record<string, Tensor> = { forward: new Tensor('bool', [true], []), x: hidden, dy: this.unused, cos, sin, mask };
+      const feeds: Record<string, Tensor> = {
+        forward: new Tensor('bool', [true], []),
+        x: hidden,
+        dy: this.unused,
+        cos,
+        sin,
+        mask,
+      };
       if (lora) Object.assign(feeds, this.loraFeeds(lora.layers[i], rank));
       for (const name of layer.session.inputNames) {
         if (name.startsWith('saved_')) feeds[name] = this.unused;
         // Evaluation runs without dropout: a mask of ones.
         if (name.startsWith('lora_mask.')) {
-          const width = (feeds[name.replace('lora_mask.', 'lora_A.')].dims[1]);
-          feeds[name] = new Tensor('float32', new Float32Array(batch.batchSize * batch.seqLen * width).fill(1), [batch.batchSize * batch.seqLen, width]);
+          const width = feeds[name.replace('lora_mask.', 'lora_A.')].dims[1];
+          feeds[name] = new Tensor('float32', new Float32Array(batch.batchSize * batch.seqLen * width).fill(1), [
+            batch.batchSize * batch.seqLen,
+            width,
+          ]);
         }
       }
       const next = (await runChecked(layer.session, feeds, `layer ${i} forward`)).hidden;

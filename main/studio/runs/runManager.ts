@@ -24,8 +24,8 @@ export interface RunManagerOptions {
 }
 
 // The kernel's out-of-memory killer sends SIGKILL, and so does nothing else on its own: say what it likely was.
-const OOM_HINT = 'unless someone stopped it, the system ran out of memory: lower the batch size or sequence length, or turn gradient checkpointing on';
-
+const OOM_HINT =
+  'unless someone stopped it, the system ran out of memory: lower the batch size or sequence length, or turn gradient checkpointing on';
 
 const checkpointFolder = (run: RunRecord) => path.join(run.runDir, 'checkpoints');
 
@@ -129,7 +129,9 @@ export class RunManager {
   }
 
   runs(): RunRecord[] {
-    return this.store.runs().map((run) => (this.unrecorded.has(run.id) ? { ...run, ...this.unrecorded.get(run.id)! } : run));
+    return this.store
+      .runs()
+      .map((run) => (this.unrecorded.has(run.id) ? { ...run, ...this.unrecorded.get(run.id)! } : run));
   }
 
   /** Records the model and queues a run of `job`; an output folder it may not write into is refused first. */
@@ -157,15 +159,29 @@ export class RunManager {
     }
   }
 
-  /** Executes queued run `id` in this process until it completes, pauses, fails or is interrupted; returns its record. */
+  /**
+   * Executes queued run `id` in this process until it completes, pauses, fails or is interrupted; returns its record.
+   */
   async execute(id: number): Promise<RunRecord> {
     const run = this.store.run(id);
     if (!run) throw new UserError(`run ${id}: no such run`);
-    if (!this.store.claimRun(id, process.pid)) throw new UserError(`run ${id} is ${this.store.run(id)!.status}, not queued`);
+    if (!this.store.claimRun(id, process.pid))
+      throw new UserError(`run ${id} is ${this.store.run(id)!.status}, not queued`);
     this.publish({ runId: id, type: 'status', status: 'running', error: null });
     const checkpointDir = checkpointFolder(run);
-    const engine = runEngine({ kind: 'train', job: run.job, checkpointDir, resume: fs.existsSync(checkpointDir) }, (event) => this.onEngineEvent(id, event));
-    const active: ActiveRun = { engine, metrics: new Map(), log: [], progress: {}, cancelRequested: false, sessionStart: null, storageFailure: null };
+    const engine = runEngine(
+      { kind: 'train', job: run.job, checkpointDir, resume: fs.existsSync(checkpointDir) },
+      (event) => this.onEngineEvent(id, event),
+    );
+    const active: ActiveRun = {
+      engine,
+      metrics: new Map(),
+      log: [],
+      progress: {},
+      cancelRequested: false,
+      sessionStart: null,
+      storageFailure: null,
+    };
     this.active.set(id, active);
     this.guardStorage(active, () => this.store.setRunProgress(id, { workerPid: engine.pid }));
     const timer = setInterval(() => this.guardStorage(active, () => this.flush(id)), this.flushIntervalMs);
@@ -175,14 +191,17 @@ export class RunManager {
         this.flush(id);
         if (result.status === 'paused') return this.setStatus(id, 'paused');
         const parent = run.job.initAdapterDir ? this.store.adapterByFolder(run.job.initAdapterDir) : null;
-        this.store.addAdapter({
-          runId: id,
-          parentAdapterId: parent?.id ?? null,
-          folder: result.adapterDir,
-          method: run.method,
-          baseModelId: run.modelId,
-          metrics: { finalLoss: result.finalLoss, evalLoss: result.evalLoss, steps: result.steps },
-        }, adapterManifestText(result.adapterDir));
+        this.store.addAdapter(
+          {
+            runId: id,
+            parentAdapterId: parent?.id ?? null,
+            folder: result.adapterDir,
+            method: run.method,
+            baseModelId: run.modelId,
+            metrics: { finalLoss: result.finalLoss, evalLoss: result.evalLoss, steps: result.steps },
+          },
+          adapterManifestText(result.adapterDir),
+        );
         this.setStatus(id, 'completed');
       });
       if (active.storageFailure) throw active.storageFailure;
@@ -194,9 +213,16 @@ export class RunManager {
       this.guardStorage(active, () => this.flush(id));
       const step = this.store.run(id)!.step;
       if (err instanceof EngineExitError && active.cancelRequested) this.settle(id, 'cancelled');
-      else if (err instanceof EngineExitError && err.signal === 'SIGKILL') this.settle(id, 'interrupted', `${err.message} at step ${step}; ${OOM_HINT}; resume continues from its last checkpoint`);
-      else if (err instanceof EngineExitError && err.signal) this.settle(id, 'interrupted', `${err.message} at step ${step}; resume continues from its last checkpoint`);
-      else if (err instanceof EngineExitError) this.settle(id, 'failed', `${err.message} at step ${step}; resume continues from its last checkpoint`);
+      else if (err instanceof EngineExitError && err.signal === 'SIGKILL')
+        this.settle(
+          id,
+          'interrupted',
+          `${err.message} at step ${step}; ${OOM_HINT}; resume continues from its last checkpoint`,
+        );
+      else if (err instanceof EngineExitError && err.signal)
+        this.settle(id, 'interrupted', `${err.message} at step ${step}; resume continues from its last checkpoint`);
+      else if (err instanceof EngineExitError)
+        this.settle(id, 'failed', `${err.message} at step ${step}; resume continues from its last checkpoint`);
       else if (err instanceof UserError) this.settle(id, 'failed', err.message);
       else this.settle(id, 'failed', `internal error: ${(err as Error).message}`);
       if (active.storageFailure) throw active.storageFailure;
@@ -243,7 +269,15 @@ export class RunManager {
         break;
       }
       case 'eval': {
-        const point = active.metrics.get(event.step) ?? { step: event.step, loss: null, learningRate: null, gradNorm: null, tokensPerSecond: null, memoryBytes: null, evalLoss: null };
+        const point = active.metrics.get(event.step) ?? {
+          step: event.step,
+          loss: null,
+          learningRate: null,
+          gradNorm: null,
+          tokensPerSecond: null,
+          memoryBytes: null,
+          evalLoss: null,
+        };
         active.metrics.set(event.step, { ...point, evalLoss: event.loss });
         break;
       }
@@ -256,7 +290,13 @@ export class RunManager {
         break;
       case 'dataset':
         if (event.role === 'train') {
-          const dataset = this.store.addDataset({ source: 'local', location: event.file, format: event.format, sha256: event.sha256, stats: event.stats });
+          const dataset = this.store.addDataset({
+            source: 'local',
+            location: event.file,
+            format: event.format,
+            sha256: event.sha256,
+            stats: event.stats,
+          });
           this.store.setRunDataset(id, dataset.id);
         }
         break;
@@ -296,7 +336,8 @@ export class RunManager {
   /** Pause: a running run checkpoints after its current step and frees the device; a queued one just waits. */
   pause(id: number): void {
     const run = this.requireRun(id);
-    if (this.unrecorded.has(id)) throw new UserError(`run ${id} is ${run.status}: only queued or running runs can be paused`);
+    if (this.unrecorded.has(id))
+      throw new UserError(`run ${id} is ${run.status}: only queued or running runs can be paused`);
     const active = this.active.get(id);
     if (active) active.engine.pause();
     else if (run.status === 'queued') this.setStatus(id, 'paused');
@@ -307,7 +348,8 @@ export class RunManager {
   /** Puts a paused, failed or interrupted run back in the queue; it continues from its last good checkpoint. */
   resume(id: number): RunRecord {
     const run = this.requireRun(id);
-    if (!RESUMABLE.includes(run.status)) throw new UserError(`run ${id} is ${run.status}: only ${RESUMABLE.join(', ')} runs can be resumed`);
+    if (!RESUMABLE.includes(run.status))
+      throw new UserError(`run ${id} is ${run.status}: only ${RESUMABLE.join(', ')} runs can be resumed`);
     this.setStatus(id, 'queued');
     if (this.options.autoStart) void this.pump();
     return this.store.run(id)!;
@@ -320,7 +362,8 @@ export class RunManager {
       active.cancelRequested = true;
       active.engine.cancel();
     } else if (run.status === 'running') this.store.requestRunAction(id, 'cancel');
-    else if (run.status === 'completed' || run.status === 'cancelled') throw new UserError(`run ${id} is already ${run.status}`);
+    else if (run.status === 'completed' || run.status === 'cancelled')
+      throw new UserError(`run ${id} is already ${run.status}`);
     else this.settle(id, 'cancelled');
   }
 

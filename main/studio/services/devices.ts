@@ -5,7 +5,11 @@ import type { DeviceInfo } from '../../../shared/api.js';
 import type { ExecutionDevice } from '../../../shared/training.js';
 import { chooseDevice } from '../../engine/runtime/runtime.js';
 
-const GPU_NAMES: Record<Exclude<ExecutionDevice, 'cpu'>, string> = { cuda: 'NVIDIA GPU (CUDA)', dml: 'GPU (DirectML)', webgpu: 'GPU (WebGPU)' };
+const GPU_NAMES: Record<Exclude<ExecutionDevice, 'cpu'>, string> = {
+  cuda: 'NVIDIA GPU (CUDA)',
+  dml: 'GPU (DirectML)',
+  webgpu: 'GPU (WebGPU)',
+};
 
 function available(device: ExecutionDevice): boolean {
   try {
@@ -26,7 +30,11 @@ function nvidiaGpu(): { name: string; memoryBytes: number } | null {
 
 function queryNvidiaSmi(): { name: string; memoryBytes: number } | null {
   try {
-    const line = execFileSync('nvidia-smi', ['--query-gpu=name,memory.total', '--format=csv,noheader,nounits'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0];
+    const line = execFileSync('nvidia-smi', ['--query-gpu=name,memory.total', '--format=csv,noheader,nounits'], {
+      encoding: 'utf8',
+      timeout: 5000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).split('\n')[0];
     const [name, mib] = line.split(',').map((s) => s.trim());
     return name && Number(mib) > 0 ? { name, memoryBytes: Number(mib) * 2 ** 20 } : null;
   } catch {
@@ -36,11 +44,23 @@ function queryNvidiaSmi(): { name: string; memoryBytes: number } | null {
 
 export function listDevices(): DeviceInfo[] {
   const preferred = chooseDevice('auto').device;
-  const devices: DeviceInfo[] = [{ device: 'cpu', name: os.cpus()[0]?.model.trim() || `${os.arch()} CPU`, memoryBytes: os.totalmem(), preferred: preferred === 'cpu' }];
+  const devices: DeviceInfo[] = [
+    {
+      device: 'cpu',
+      name: os.cpus()[0]?.model.trim() || `${os.arch()} CPU`,
+      memoryBytes: os.totalmem(),
+      preferred: preferred === 'cpu',
+    },
+  ];
   for (const device of ['cuda', 'dml', 'webgpu'] as const) {
     if (!available(device)) continue;
     const nvidia = device === 'cuda' ? nvidiaGpu() : null;
-    devices.push({ device, name: nvidia?.name ?? GPU_NAMES[device], memoryBytes: nvidia?.memoryBytes ?? null, preferred: preferred === device });
+    devices.push({
+      device,
+      name: nvidia?.name ?? GPU_NAMES[device],
+      memoryBytes: nvidia?.memoryBytes ?? null,
+      preferred: preferred === device,
+    });
   }
   return devices;
 }

@@ -5,7 +5,11 @@ import { planTrainingMemory, suggestFit, type MemoryPlanInput } from '../../engi
 import { openModelFolder } from '../../model/modelFolder.js';
 import { listDevices } from './devices.js';
 
-const DTYPE_BYTES: ReadonlyMap<string, number> = new Map([['F32', 4], ['BF16', 2], ['F16', 2]]);
+const DTYPE_BYTES: ReadonlyMap<string, number> = new Map([
+  ['F32', 4],
+  ['BF16', 2],
+  ['F16', 2],
+]);
 
 export function planFit(config: FitConfig): MemoryFit {
   const folder = openModelFolder(config.modelDir);
@@ -32,5 +36,13 @@ export function planFit(config: FitConfig): MemoryFit {
   const availableBytes = listDevices().find((d) => d.device === device)?.memoryBytes ?? null;
   const fits = availableBytes === null ? null : plan.totalBytes <= availableBytes;
   const suggestion = fits === false ? suggestFit(input, availableBytes!) : null;
-  return { device, totalBytes: plan.totalBytes, parts: plan.parts, availableBytes, fits, suggestion: suggestion?.change ?? null, suggestedBytes: suggestion?.plan.totalBytes ?? null };
+  return {
+    device,
+    totalBytes: plan.totalBytes,
+    parts: plan.parts,
+    availableBytes,
+    fits,
+    suggestion: suggestion?.change ?? null,
+    suggestedBytes: suggestion?.plan.totalBytes ?? null,
+  };
 }

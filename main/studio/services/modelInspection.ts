@@ -10,22 +10,48 @@ import { planDefaultTraining } from '../../engine/compile/memoryPlan.js';
 import { preflightModel } from '../../hub/preflight.js';
 import { describeModelFolder } from '../runs/modelRecord.js';
 
-export async function inspectModel(source: string, revision: string | undefined, hub: () => HubAccess): Promise<ModelInspection> {
+export async function inspectModel(
+  source: string,
+  revision: string | undefined,
+  hub: () => HubAccess,
+): Promise<ModelInspection> {
   if (fs.existsSync(source)) {
     const base = { source: path.resolve(source), kind: 'local' as const, gated: false as const };
     try {
       const record = describeModelFolder(source);
-      return { ...base, trainingBytes: null, fits: null, architecture: record.architecture, parameters: record.parameters, dtype: record.dtype, sizeBytes: record.sizeBytes, supported: true, reason: null };
+      return {
+        ...base,
+        trainingBytes: null,
+        fits: null,
+        architecture: record.architecture,
+        parameters: record.parameters,
+        dtype: record.dtype,
+        sizeBytes: record.sizeBytes,
+        supported: true,
+        reason: null,
+      };
     } catch (err) {
       // A folder the studio cannot read is an answer ("not supported, because"), not a failed call.
       if (!(err instanceof UserError)) throw err;
-      return { ...base, trainingBytes: null, fits: null, architecture: null, parameters: null, dtype: null, sizeBytes: null, supported: false, reason: err.message };
+      return {
+        ...base,
+        trainingBytes: null,
+        fits: null,
+        architecture: null,
+        parameters: null,
+        dtype: null,
+        sizeBytes: null,
+        supported: false,
+        reason: err.message,
+      };
     }
   }
-  if (!HUB_REPO_ID.test(source)) throw new UserError(`${source}: neither an existing folder nor a Hub model id (org/name)`);
+  if (!HUB_REPO_ID.test(source))
+    throw new UserError(`${source}: neither an existing folder nor a Hub model id (org/name)`);
   const plan = await preflightModel(hub(), source, {
     revision,
-    estimateTrainingBytes: (spec, { weightBytesPerElement }) => planDefaultTraining(spec, weightBytesPerElement).totalBytes,
+    estimateTrainingBytes: (spec, { weightBytesPerElement }) =>
+      planDefaultTraining(spec, weightBytesPerElement).totalBytes,
     availableBytes: os.totalmem(),
   });
   return {

@@ -32,7 +32,8 @@ export class PlaygroundHost {
 
   generate(params: CheckedParams<'playground.generate'>, device: DeviceChoice): Promise<GenerationSummary> {
     if (this.closed) throw new UserError('the studio is closing: generation is stopped');
-    if (this.pending.has(params.requestId)) throw new UserError(`playground request ${params.requestId} is already running`);
+    if (this.pending.has(params.requestId))
+      throw new UserError(`playground request ${params.requestId} is already running`);
     return new Promise((resolve, reject) => {
       this.pending.set(params.requestId, { resolve, reject });
       this.post({ type: 'generate', params, device });
@@ -87,7 +88,10 @@ export class PlaygroundHost {
   }
 
   private failAll(err: Error & { code?: string }): void {
-    const reason = err.code === 'ERR_WORKER_OUT_OF_MEMORY' ? new UserError('generation ran out of memory: try a shorter prompt or fewer new tokens') : err;
+    const reason =
+      err.code === 'ERR_WORKER_OUT_OF_MEMORY'
+        ? new UserError('generation ran out of memory: try a shorter prompt or fewer new tokens')
+        : err;
     for (const pending of this.pending.values()) pending.reject(reason);
     this.pending.clear();
   }

@@ -31,10 +31,13 @@ export class PlaygroundSessions {
   constructor(private readonly onToken: TokenListener) {}
 
   generate(params: CheckedParams<'playground.generate'>, device: DeviceChoice): Promise<GenerationSummary> {
-    if (this.running.has(params.requestId)) throw new UserError(`playground request ${params.requestId} is already running`);
+    if (this.running.has(params.requestId))
+      throw new UserError(`playground request ${params.requestId} is already running`);
     const abort = new AbortController();
     this.running.set(params.requestId, abort);
-    const result = this.queue.then(() => this.run(params, device, abort.signal)).finally(() => this.running.delete(params.requestId));
+    const result = this.queue
+      .then(() => this.run(params, device, abort.signal))
+      .finally(() => this.running.delete(params.requestId));
     this.queue = result.catch(() => {});
     return result;
   }
@@ -57,7 +60,13 @@ export class PlaygroundSessions {
     const wanted = { modelDir: path.resolve(modelDir), adapterDir: adapterDir && path.resolve(adapterDir), device };
     const previous = await this.loaded?.catch(() => null);
     // A model loaded with an adapter also answers as the base (adapter scale 0): base vs adapter needs no reload.
-    if (previous && previous.modelDir === wanted.modelDir && previous.device === device && (wanted.adapterDir === null || previous.adapterDir === wanted.adapterDir)) return previous;
+    if (
+      previous &&
+      previous.modelDir === wanted.modelDir &&
+      previous.device === device &&
+      (wanted.adapterDir === null || previous.adapterDir === wanted.adapterDir)
+    )
+      return previous;
     await previous?.model.close();
     this.loaded = (async () => {
       const folder = openModelFolder(wanted.modelDir);
@@ -68,14 +77,24 @@ export class PlaygroundSessions {
     return this.loaded;
   }
 
-  private async run(params: CheckedParams<'playground.generate'>, device: DeviceChoice, signal: AbortSignal): Promise<GenerationSummary> {
+  private async run(
+    params: CheckedParams<'playground.generate'>,
+    device: DeviceChoice,
+    signal: AbortSignal,
+  ): Promise<GenerationSummary> {
     const { model, tokenizer } = await this.load(params.modelDir, params.adapterDir, params.device ?? device);
     const context = model.folder.spec.maxPositionEmbeddings;
     const promptIds =
       params.input.type === 'prompt'
         ? textPromptIds(tokenizer, params.input.text, context)
         : chatPromptIds(model.folder.dir, tokenizer, params.input.messages, true, context);
-    const run = generate(model, tokenizer, promptIds, { ...params.sampling, ignoreEos: false, adapterScale: params.adapterDir ? 1 : 0 }, signal);
+    const run = generate(
+      model,
+      tokenizer,
+      promptIds,
+      { ...params.sampling, ignoreEos: false, adapterScale: params.adapterDir ? 1 : 0 },
+      signal,
+    );
     for (;;) {
       const next = await run.next();
       if (next.done) {

@@ -56,7 +56,12 @@ export class SettingsFile {
     };
   }
 
-  set(change: { device?: DeviceChoice; theme?: Theme; hfToken?: string | null; storageFolder?: string | null }): StudioSettings {
+  set(change: {
+    device?: DeviceChoice;
+    theme?: Theme;
+    hfToken?: string | null;
+    storageFolder?: string | null;
+  }): StudioSettings {
     const { hfToken, storageFolder, ...rest } = change;
     // The folder first: a refused one leaves every setting as it was.
     if (storageFolder !== undefined) chooseStudioHome(storageFolder, this.where);

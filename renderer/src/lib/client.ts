@@ -8,7 +8,11 @@ import type { ApiErrorShape, MethodName, Params, Result, StudioApi, StudioEvent 
  */
 export interface PathPicker {
   /** The chosen path, or null when the user cancelled. */
-  pick(request: { kind: 'file' | 'folder'; title?: string; filters?: { name: string; extensions: string[] }[] }): Promise<string | null>;
+  pick(request: {
+    kind: 'file' | 'folder';
+    title?: string;
+    filters?: { name: string; extensions: string[] }[];
+  }): Promise<string | null>;
 }
 
 declare global {
@@ -41,7 +45,9 @@ export function pathPicker(win: Window): PathPicker | null {
   return bridge?.pick ? { pick: (request) => bridge.pick!(request) } : null;
 }
 
-/** The desktop app asks before a delete in its main process (a native dialog); a second question here would repeat it. */
+/**
+ * The desktop app asks before a delete in its main process (a native dialog); a second question here would repeat it.
+ */
 export function confirmsInMain(win: Window): boolean {
   return win.peftStudio !== undefined;
 }
@@ -66,7 +72,11 @@ export class HttpStudioApi implements StudioApi {
     const body: unknown = await response.json().catch(() => null);
     if (!response.ok) {
       const error = (body as { error?: ApiErrorShape } | null)?.error;
-      throw new CallError(error?.name ?? 'Error', error?.message ?? `${method} failed with HTTP ${response.status}`, error?.field);
+      throw new CallError(
+        error?.name ?? 'Error',
+        error?.message ?? `${method} failed with HTTP ${response.status}`,
+        error?.field,
+      );
     }
     return body as Result<M>;
   }

@@ -20,7 +20,15 @@ export interface Turn {
   tuned: Answer;
 }
 
-const DEFAULT_SAMPLING: SamplingSettings = { maxNewTokens: 64, temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1.1, seed: 0, stop: [] };
+const DEFAULT_SAMPLING: SamplingSettings = {
+  maxNewTokens: 64,
+  temperature: 0,
+  topK: 0,
+  topP: 1,
+  repetitionPenalty: 1.1,
+  seed: 0,
+  stop: [],
+};
 const NEXT_USER_LINE = '\nUser:';
 
 type Side = 'base' | 'tuned';
@@ -30,7 +38,10 @@ let requestCounter = 0;
 /** The conversation so far as one side saw it, ending with `message`, in the form `playground.generate` takes. */
 export function conversationInput(turns: readonly Turn[], side: Side, message: string, useChatTemplate: boolean) {
   if (useChatTemplate) {
-    const messages: ChatMessage[] = turns.flatMap((t) => [{ role: 'user' as const, content: t.user }, { role: 'assistant' as const, content: t[side].text.trim() }]);
+    const messages: ChatMessage[] = turns.flatMap((t) => [
+      { role: 'user' as const, content: t.user },
+      { role: 'assistant' as const, content: t[side].text.trim() },
+    ]);
     return { type: 'messages' as const, messages: [...messages, { role: 'user' as const, content: message }] };
   }
   const history = turns.map((t) => `User: ${t.user}\nAssistant: ${t[side].text.trim()}\n`).join('');
@@ -62,7 +73,10 @@ export class PlaygroundState {
       if (event.requestId === turn.tuned.requestId) turn.tuned.text += event.text;
     });
     try {
-      await Promise.all([this.generate(turn.base, history, 'base', message, modelDir, null), this.generate(turn.tuned, history, 'tuned', message, modelDir, adapterDir)]);
+      await Promise.all([
+        this.generate(turn.base, history, 'base', message, modelDir, null),
+        this.generate(turn.tuned, history, 'tuned', message, modelDir, adapterDir),
+      ]);
     } finally {
       unsubscribe();
     }
@@ -70,7 +84,8 @@ export class PlaygroundState {
 
   async stop(): Promise<void> {
     for (const answer of this.turns.flatMap((t) => [t.base, t.tuned])) {
-      if (answer.running) await this.api.call('playground.stop', { requestId: answer.requestId }).catch(() => undefined);
+      if (answer.running)
+        await this.api.call('playground.stop', { requestId: answer.requestId }).catch(() => undefined);
     }
   }
 
@@ -80,14 +95,33 @@ export class PlaygroundState {
 
   private answer(): Answer {
     requestCounter += 1;
-    return { requestId: `playground-${Date.now()}-${requestCounter}`, text: '', summary: null, error: null, running: true };
+    return {
+      requestId: `playground-${Date.now()}-${requestCounter}`,
+      text: '',
+      summary: null,
+      error: null,
+      running: true,
+    };
   }
 
-  private async generate(answer: Answer, history: Turn[], side: Side, message: string, modelDir: string, adapterDir: string | null): Promise<void> {
+  private async generate(
+    answer: Answer,
+    history: Turn[],
+    side: Side,
+    message: string,
+    modelDir: string,
+    adapterDir: string | null,
+  ): Promise<void> {
     const input = conversationInput(history, side, message, this.useChatTemplate);
     const stop = this.useChatTemplate ? [...this.sampling.stop] : [...this.sampling.stop, NEXT_USER_LINE];
     try {
-      const summary = await this.api.call('playground.generate', { requestId: answer.requestId, modelDir, adapterDir, input, sampling: { ...this.sampling, stop } });
+      const summary = await this.api.call('playground.generate', {
+        requestId: answer.requestId,
+        modelDir,
+        adapterDir,
+        input,
+        sampling: { ...this.sampling, stop },
+      });
       // The final text is authoritative: a token event may have been missed while the socket reconnected.
       answer.text = summary.text;
       answer.summary = summary;

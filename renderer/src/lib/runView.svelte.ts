@@ -20,7 +20,14 @@ export class RunView {
   trainLoss = $state<{ step: number; loss: number }[]>([]);
   evalLoss = $state<{ step: number; loss: number }[]>([]);
   log = $state<string[]>([]);
-  progress = $state<LiveProgress>({ step: 0, totalSteps: null, learningRate: null, tokensPerSecond: null, memoryBytes: null, etaSeconds: null });
+  progress = $state<LiveProgress>({
+    step: 0,
+    totalSteps: null,
+    learningRate: null,
+    tokensPerSecond: null,
+    memoryBytes: null,
+    etaSeconds: null,
+  });
   error = $state<string | null>(null);
 
   constructor(
@@ -39,11 +46,17 @@ export class RunView {
 
   async reload(): Promise<void> {
     try {
-      const [details, chart] = await Promise.all([this.api.call('runs.get', { id: this.runId, logLines: LOG_LIMIT }), this.api.call('runs.chart', { id: this.runId, maxPoints: 400 })]);
+      const [details, chart] = await Promise.all([
+        this.api.call('runs.get', { id: this.runId, logLines: LOG_LIMIT }),
+        this.api.call('runs.chart', { id: this.runId, maxPoints: 400 }),
+      ]);
       this.details = details;
       // Live points newer than the stored chart stay.
       const storedUntil = chart.loss.at(-1)?.step ?? 0;
-      this.trainLoss = [...chart.loss.map((p) => ({ step: p.step, loss: p.loss })), ...this.trainLoss.filter((p) => p.step > storedUntil)];
+      this.trainLoss = [
+        ...chart.loss.map((p) => ({ step: p.step, loss: p.loss })),
+        ...this.trainLoss.filter((p) => p.step > storedUntil),
+      ];
       const evalUntil = chart.eval.at(-1)?.step ?? 0;
       this.evalLoss = [...chart.eval, ...this.evalLoss.filter((p) => p.step > evalUntil)];
       this.log = details.log;
@@ -85,7 +98,8 @@ export class RunView {
 
   private apply(event: RunEvent): void {
     if (event.type === 'status') {
-      if (this.details) this.details = { ...this.details, run: { ...this.details.run, status: event.status, error: event.error } };
+      if (this.details)
+        this.details = { ...this.details, run: { ...this.details.run, status: event.status, error: event.error } };
       // A finished run has new adapters and a final chart to read.
       if (event.status !== 'running' && event.status !== 'queued') void this.reload();
       return;
@@ -93,7 +107,8 @@ export class RunView {
     const engine = event.event;
     switch (engine.type) {
       case 'step':
-        if (engine.step > (this.trainLoss.at(-1)?.step ?? 0)) this.trainLoss.push({ step: engine.step, loss: engine.loss });
+        if (engine.step > (this.trainLoss.at(-1)?.step ?? 0))
+          this.trainLoss.push({ step: engine.step, loss: engine.loss });
         this.progress = {
           step: engine.step,
           totalSteps: engine.totalSteps,
@@ -104,7 +119,8 @@ export class RunView {
         };
         break;
       case 'eval':
-        if (engine.step > (this.evalLoss.at(-1)?.step ?? -1)) this.evalLoss.push({ step: engine.step, loss: engine.loss });
+        if (engine.step > (this.evalLoss.at(-1)?.step ?? -1))
+          this.evalLoss.push({ step: engine.step, loss: engine.loss });
         this.addLog(`validation loss ${engine.loss.toFixed(4)} at step ${engine.step}`);
         break;
       case 'log':

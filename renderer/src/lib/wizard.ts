@@ -4,8 +4,22 @@
 import { DEMO_RECIPE } from '../../../shared/demo.js';
 import type { DatasetInspection, FitConfig, MemoryFit, ModelInspection } from '../../../shared/api.js';
 import type { FieldProblem } from '../../../shared/errors.js';
-import { defaultDataSettings, defaultTrainJob, JOB_FIELDS, jobProblems, type FieldNames, type JobPaths } from '../../../shared/trainJob.js';
-import { LORA_TARGETS, type AdapterMethod, type DataSettings, type DeviceChoice, type SchedulerName, type TrainJob } from '../../../shared/training.js';
+import {
+  defaultDataSettings,
+  defaultTrainJob,
+  JOB_FIELDS,
+  jobProblems,
+  type FieldNames,
+  type JobPaths,
+} from '../../../shared/trainJob.js';
+import {
+  LORA_TARGETS,
+  type AdapterMethod,
+  type DataSettings,
+  type DeviceChoice,
+  type SchedulerName,
+  type TrainJob,
+} from '../../../shared/training.js';
 import { errorMessage } from './client.js';
 
 export const WIZARD_STEPS = ['model', 'data', 'method', 'settings', 'review'] as const;
@@ -69,11 +83,25 @@ export interface WizardFacts {
 /** Settings a preset fills in; the rest of the form is left as it is. */
 export type PresetSettings = Pick<
   WizardForm,
-  'budget' | 'steps' | 'epochs' | 'learningRate' | 'rank' | 'alpha' | 'targets' | 'numVirtualTokens' | 'loraDropout' | 'scheduler' | 'maxSeqLen' | 'batchSize' | 'gradAccum' | 'evalSplit'
+  | 'budget'
+  | 'steps'
+  | 'epochs'
+  | 'learningRate'
+  | 'rank'
+  | 'alpha'
+  | 'targets'
+  | 'numVirtualTokens'
+  | 'loraDropout'
+  | 'scheduler'
+  | 'maxSeqLen'
+  | 'batchSize'
+  | 'gradAccum'
+  | 'evalSplit'
 >;
 
 export const PRESET_DESCRIPTIONS: Record<PresetName, string> = {
-  quick: 'A short run to see the effect: 60 steps, a small adapter, short rows. On the built-in demo, the demo\'s own recipe: under a minute.',
+  quick:
+    "A short run to see the effect: 60 steps, a small adapter, short rows. On the built-in demo, the demo's own recipe: under a minute.",
   balanced: 'Two passes over the data with the usual adapter size. A good first real run.',
   thorough: 'Four passes, a larger adapter on every projection and longer rows. Slower, and needs more memory.',
 };
@@ -90,13 +118,70 @@ export function presetSettings(preset: PresetName, method: AdapterMethod, onDemo
     case 'quick':
       if (onDemoModel && !promptTuning) {
         const { steps, learningRate, scheduler, rank, alpha, dropout, targets, maxSeqLen, batchSize } = DEMO_RECIPE;
-        return { budget: 'steps', steps, epochs: 1, learningRate, scheduler, rank, alpha, loraDropout: dropout, targets: [...targets], numVirtualTokens: 10, maxSeqLen, batchSize, gradAccum: 1, evalSplit: 0.1 };
+        return {
+          budget: 'steps',
+          steps,
+          epochs: 1,
+          learningRate,
+          scheduler,
+          rank,
+          alpha,
+          loraDropout: dropout,
+          targets: [...targets],
+          numVirtualTokens: 10,
+          maxSeqLen,
+          batchSize,
+          gradAccum: 1,
+          evalSplit: 0.1,
+        };
       }
-      return { ...usual, budget: 'steps', steps: 60, epochs: 1, learningRate: promptTuning ? 3e-2 : 1e-3, rank: 8, alpha: 16, targets: ['q_proj', 'v_proj'], numVirtualTokens: 10, maxSeqLen: 256, batchSize: 4, gradAccum: 1, evalSplit: 0.1 };
+      return {
+        ...usual,
+        budget: 'steps',
+        steps: 60,
+        epochs: 1,
+        learningRate: promptTuning ? 3e-2 : 1e-3,
+        rank: 8,
+        alpha: 16,
+        targets: ['q_proj', 'v_proj'],
+        numVirtualTokens: 10,
+        maxSeqLen: 256,
+        batchSize: 4,
+        gradAccum: 1,
+        evalSplit: 0.1,
+      };
     case 'balanced':
-      return { ...usual, budget: 'epochs', steps: 200, epochs: 2, learningRate: promptTuning ? 3e-2 : 2e-4, rank: 16, alpha: 32, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], numVirtualTokens: 20, maxSeqLen: 512, batchSize: 4, gradAccum: 2, evalSplit: 0.1 };
+      return {
+        ...usual,
+        budget: 'epochs',
+        steps: 200,
+        epochs: 2,
+        learningRate: promptTuning ? 3e-2 : 2e-4,
+        rank: 16,
+        alpha: 32,
+        targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'],
+        numVirtualTokens: 20,
+        maxSeqLen: 512,
+        batchSize: 4,
+        gradAccum: 2,
+        evalSplit: 0.1,
+      };
     case 'thorough':
-      return { ...usual, budget: 'epochs', steps: 1000, epochs: 4, learningRate: promptTuning ? 1e-2 : 1e-4, rank: 32, alpha: 64, targets: [...LORA_TARGETS], numVirtualTokens: 30, maxSeqLen: 1024, batchSize: 4, gradAccum: 4, evalSplit: 0.1 };
+      return {
+        ...usual,
+        budget: 'epochs',
+        steps: 1000,
+        epochs: 4,
+        learningRate: promptTuning ? 1e-2 : 1e-4,
+        rank: 32,
+        alpha: 64,
+        targets: [...LORA_TARGETS],
+        numVirtualTokens: 30,
+        maxSeqLen: 1024,
+        batchSize: 4,
+        gradAccum: 4,
+        evalSplit: 0.1,
+      };
   }
 }
 
@@ -121,7 +206,10 @@ export function initialForm(): WizardForm {
   };
 }
 
-/** The data settings the wizard uses: the defaults (detected format, loss on completions, no packing) and the bad-row choice. */
+/**
+ * The data settings the wizard uses: the defaults (detected format, loss on completions, no packing) and the bad-row
+ * choice.
+ */
 export function dataSettings(form: WizardForm): DataSettings {
   return { ...defaultDataSettings(), skipBadRows: form.skipBadRows };
 }
@@ -144,8 +232,10 @@ export function stepProblems(step: WizardStep, form: WizardForm, facts: WizardFa
 
 function modelProblems(form: WizardForm, facts: WizardFacts): string[] {
   if (form.modelSource === 'local' && form.modelFolder.trim() === '') return ['Enter the path of a model folder.'];
-  if (form.modelSource === 'hub' && !/^[\w.-]+\/[\w.-]+$/.test(form.hubRepo.trim())) return ['Enter a Hub model id as org/name.'];
-  if (facts.model && !facts.model.supported) return [`This model cannot be trained here: ${facts.model.reason ?? 'unsupported'}.`];
+  if (form.modelSource === 'hub' && !/^[\w.-]+\/[\w.-]+$/.test(form.hubRepo.trim()))
+    return ['Enter a Hub model id as org/name.'];
+  if (facts.model && !facts.model.supported)
+    return [`This model cannot be trained here: ${facts.model.reason ?? 'unsupported'}.`];
   if (form.modelSource === 'hub' && facts.modelDir === null) return ['Download the model first.'];
   if (facts.modelDir === null || facts.model === null) return ['Check the model first.'];
   return [];
@@ -155,9 +245,12 @@ function dataProblems(form: WizardForm, facts: WizardFacts): string[] {
   if (form.dataSource === 'file' && form.dataFile.trim() === '') return ['Enter the path of a data file.'];
   const dataset = facts.dataset;
   if (dataset === null || facts.dataFile === null) return ['Check the data file first.'];
-  if (dataset.format === null || dataset.stats === null) return ['No row of this file can be trained on; see the bad rows below.'];
+  if (dataset.format === null || dataset.stats === null)
+    return ['No row of this file can be trained on; see the bad rows below.'];
   if (dataset.badRows.length > 0 && !form.skipBadRows) {
-    return [`${dataset.badRows.length} bad ${dataset.badRows.length === 1 ? 'row' : 'rows'}: fix the file, or choose to skip them.`];
+    return [
+      `${dataset.badRows.length} bad ${dataset.badRows.length === 1 ? 'row' : 'rows'}: fix the file, or choose to skip them.`,
+    ];
   }
   return [];
 }
@@ -167,7 +260,9 @@ export function describeProblem({ field, message }: FieldProblem): string {
   return `${(JOB_FIELDS as Record<string, FieldNames>)[field]?.label ?? field}: ${message}`;
 }
 
-/** An error from the main process as the wizard says it: a UserError about a job field starts with the field's label. */
+/**
+ * An error from the main process as the wizard says it: a UserError about a job field starts with the field's label.
+ */
 export function describeError(err: unknown): string {
   const field = (err as { field?: unknown } | null)?.field;
   return typeof field === 'string' ? describeProblem({ field, message: errorMessage(err) }) : errorMessage(err);
@@ -207,8 +302,14 @@ export function toTrainJob(form: WizardForm, paths: JobPaths): TrainJob {
   return {
     ...job,
     data: dataSettings(form),
-    lora: form.method === 'lora' ? { ...job.lora, rank: form.rank, alpha: form.alpha, dropout: form.loraDropout, targets: [...form.targets] } : job.lora,
-    promptTuning: form.method === 'prompt-tuning' ? { ...job.promptTuning, numVirtualTokens: form.numVirtualTokens } : job.promptTuning,
+    lora:
+      form.method === 'lora'
+        ? { ...job.lora, rank: form.rank, alpha: form.alpha, dropout: form.loraDropout, targets: [...form.targets] }
+        : job.lora,
+    promptTuning:
+      form.method === 'prompt-tuning'
+        ? { ...job.promptTuning, numVirtualTokens: form.numVirtualTokens }
+        : job.promptTuning,
     optimizer: { ...job.optimizer, learningRate: form.learningRate, scheduler: form.scheduler },
     // An emptied field is null, which for steps would mean "the epochs decide": it is no number instead.
     steps: form.budget === 'steps' ? (form.steps ?? NaN) : null,

@@ -13,7 +13,14 @@ export interface AttentionSaved {
 
 const SWAP_LAST_TWO = [0, 1, 2, 4, 3];
 
-export function attentionForward(g: GraphBuilder, q: string, k: string, v: string, mask: string, headDim: number): { out: string; saved: AttentionSaved } {
+export function attentionForward(
+  g: GraphBuilder,
+  q: string,
+  k: string,
+  v: string,
+  mask: string,
+  headDim: number,
+): { out: string; saved: AttentionSaved } {
   const scaledQ = g.mul(q, g.scalar(1 / Math.sqrt(headDim)), 'scaled_q');
   const scores = g.add(g.matmul(scaledQ, g.transpose(k, SWAP_LAST_TWO)), mask, 'scores'); // [B, K, G, T, T]
   const probs = g.op('Softmax', [scores], { axis: -1 }, 'probs');
@@ -23,12 +30,18 @@ export function attentionForward(g: GraphBuilder, q: string, k: string, v: strin
 
 // In the forward pass this was: S = (q/sqrt D) k^T + mask, P = softmax(S), O = P v. So
 //   dv = sum_G P^T dO, dP = dO v^T, dS = P * (dP - rowsum(dP * P)), dq = dS k / sqrt D, dk = sum_G dS^T (q/sqrt D).
-export function attentionBackward(g: GraphBuilder, dOut: string, saved: AttentionSaved, headDim: number): { dq: string; dk: string; dv: string } {
+export function attentionBackward(
+  g: GraphBuilder,
+  dOut: string,
+  saved: AttentionSaved,
+  headDim: number,
+): { dq: string; dk: string; dv: string } {
   const dv = g.reduceSum(g.matmul(g.transpose(saved.probs, SWAP_LAST_TWO), dOut), [2], true, 'd_v'); // [B, K, 1, T, D]
   const dProbs = g.matmul(dOut, g.transpose(saved.v, SWAP_LAST_TWO)); // [B, K, G, T, T]
   const rowDot = g.reduceSum(g.mul(dProbs, saved.probs), [-1]); // [B, K, G, T, 1]
   const dScores = g.mul(saved.probs, g.sub(dProbs, rowDot), 'd_scores');
   const dq = g.mul(g.matmul(dScores, saved.k), g.scalar(1 / Math.sqrt(headDim)), 'd_q'); // [B, K, G, T, D]
-  const dk = g.reduceSum(g.matmul(g.transpose(dScores, SWAP_LAST_TWO), saved.scaledQ), [2], true, 'd_k'); // [B, K, 1, T, D]
+  // [B, K, 1, T, D]
+  const dk = g.reduceSum(g.matmul(g.transpose(dScores, SWAP_LAST_TWO), saved.scaledQ), [2], true, 'd_k');
   return { dq, dk, dv };
 }

@@ -9,7 +9,12 @@ export interface CrossEntropySaved {
   sums: string; // [N, 1] row sums of exps
 }
 
-export function crossEntropyForward(g: GraphBuilder, logits: string, targets: string, weight: string): { loss: string; saved: CrossEntropySaved } {
+export function crossEntropyForward(
+  g: GraphBuilder,
+  logits: string,
+  targets: string,
+  weight: string,
+): { loss: string; saved: CrossEntropySaved } {
   const shifted = g.sub(logits, g.reduceMax(logits, [-1]), 'shifted_logits'); // [N, V]
   const exps = g.op('Exp', [shifted]);
   const sums = g.reduceSum(exps, [-1]); // [N, 1]
@@ -18,8 +23,14 @@ export function crossEntropyForward(g: GraphBuilder, logits: string, targets: st
   return { loss: g.reduceSum(g.mul(tokenLoss, weight), [0, 1], false, 'loss'), saved: { exps, sums } };
 }
 
-// In the forward pass this was: loss = sum_n w_n (logsumexp(z_n) - z_n[t_n]), so dz_n = w_n (softmax(z_n) - onehot(t_n)).
-export function crossEntropyBackward(g: GraphBuilder, targets: string, weight: string, saved: CrossEntropySaved): string {
+// In the forward pass this was: loss = sum_n w_n (logsumexp(z_n) - z_n[t_n]), so dz_n = w_n (softmax(z_n) -
+// onehot(t_n)).
+export function crossEntropyBackward(
+  g: GraphBuilder,
+  targets: string,
+  weight: string,
+  saved: CrossEntropySaved,
+): string {
   const weightedProbs = g.mul(g.op('Div', [saved.exps, saved.sums]), weight, 'weighted_probs'); // [N, V]
   const atTarget = g.sub(g.op('GatherElements', [weightedProbs, targets], { axis: 1 }), weight); // [N, 1]
   return g.op('ScatterElements', [weightedProbs, targets, atTarget], { axis: 1 }, 'd_logits');

@@ -23,7 +23,12 @@ export interface LoraLinearSaved {
   down: string; // [N, r] dropout(x) A^T
 }
 
-export function loraLinearForward(g: GraphBuilder, x: string, base: FrozenLinear, lora?: LoraBranch): { y: string; saved?: LoraLinearSaved } {
+export function loraLinearForward(
+  g: GraphBuilder,
+  x: string,
+  base: FrozenLinear,
+  lora?: LoraBranch,
+): { y: string; saved?: LoraLinearSaved } {
   const frozen = g.gemm(x, base.weight, { transB: true, bias: base.bias }, 'proj'); // [N, out]
   if (!lora) return { y: frozen };
   const droppedX = lora.mask ? g.mul(x, lora.mask, 'dropped') : x;

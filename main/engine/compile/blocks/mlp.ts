@@ -1,7 +1,13 @@
 // The SiLU-gated MLP: y = down(silu(gate(x)) * up(x)), each projection a LoRA-capable frozen linear.
 // Legend: N = tokens, C = hidden width, I = MLP inner width. x [N, C], gate/up out [N, I], y [N, C].
 import type { GraphBuilder } from '../onnx/graph.js';
-import { loraLinearBackward, loraLinearForward, type FrozenLinear, type LoraBranch, type LoraLinearSaved } from './loraLinear.js';
+import {
+  loraLinearBackward,
+  loraLinearForward,
+  type FrozenLinear,
+  type LoraBranch,
+  type LoraLinearSaved,
+} from './loraLinear.js';
 
 export interface MlpWeights {
   gate: FrozenLinear;
@@ -28,12 +34,20 @@ export function mlpForward(g: GraphBuilder, x: string, w: MlpWeights): { y: stri
   const sigmoid = g.op('Sigmoid', [gate.y]);
   const activated = g.mul(gate.y, sigmoid, 'silu');
   const down = loraLinearForward(g, g.mul(activated, up.y, 'gated'), w.down, w.lora.down);
-  return { y: down.y, saved: { gate: gate.y, sigmoid, activated, up: up.y, gateLora: gate.saved, upLora: up.saved, downLora: down.saved } };
+  return {
+    y: down.y,
+    saved: { gate: gate.y, sigmoid, activated, up: up.y, gateLora: gate.saved, upLora: up.saved, downLora: down.saved },
+  };
 }
 
 // In the forward pass this was: h = silu(g) * u, silu(g) = g * sigmoid(g), so
 //   du = dh * silu(g), dg = dh * u * sigmoid(g) * (1 + g * (1 - sigmoid(g))).
-export function mlpBackward(g: GraphBuilder, dy: string, saved: MlpSaved, w: MlpWeights): { dx: string; grads: MlpGrads } {
+export function mlpBackward(
+  g: GraphBuilder,
+  dy: string,
+  saved: MlpSaved,
+  w: MlpWeights,
+): { dx: string; grads: MlpGrads } {
   const grads: MlpGrads = {};
   const down = loraLinearBackward(g, dy, w.down, w.lora.down, saved.downLora);
   const dUp = g.mul(down.dx, saved.activated);
@@ -42,7 +56,11 @@ export function mlpBackward(g: GraphBuilder, dy: string, saved: MlpSaved, w: Mlp
   const dGate = g.mul(g.mul(down.dx, saved.up), siluSlope);
   const gate = loraLinearBackward(g, dGate, w.gate, w.lora.gate, saved.gateLora);
   const up = loraLinearBackward(g, dUp, w.up, w.lora.up, saved.upLora);
-  for (const [name, result] of [['gate', gate], ['up', up], ['down', down]] as const) {
+  for (const [name, result] of [
+    ['gate', gate],
+    ['up', up],
+    ['down', down],
+  ] as const) {
     if (result.dA && result.dB) grads[name] = { dA: result.dA, dB: result.dB };
   }
   return { dx: g.add(gate.dx, up.dx, 'd_mlp_in'), grads };

@@ -7,7 +7,12 @@ export interface RmsnormSaved {
   rstd: string; // [..., 1] 1 / sqrt(mean(x^2) + eps)
 }
 
-export function rmsnormForward(g: GraphBuilder, x: string, weight: string, eps: number): { y: string; saved: RmsnormSaved } {
+export function rmsnormForward(
+  g: GraphBuilder,
+  x: string,
+  weight: string,
+  eps: number,
+): { y: string; saved: RmsnormSaved } {
   const meanSquare = g.reduceMean(g.mul(x, x), [-1]); // [..., 1]
   const rstd = g.op('Reciprocal', [g.op('Sqrt', [g.add(meanSquare, g.scalar(eps))])], {}, 'rstd');
   const xhat = g.mul(x, rstd, 'xhat');

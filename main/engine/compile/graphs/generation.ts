@@ -27,7 +27,8 @@ export function buildGenerationGraph(options: GenerationGraphOptions): ModelProt
   const { spec, tensors, lora } = options;
   const C = spec.hiddenSize;
   const g = new GraphBuilder('generation');
-  const external = (name: string) => g.externalInitializer(tensors.get(name)!, options.externalLocation(tensors.get(name)!));
+  const external = (name: string) =>
+    g.externalInitializer(tensors.get(name)!, options.externalLocation(tensors.get(name)!));
   const embedding = external('model.embed_tokens.weight'); // [V, C]
   const lmHead = spec.tieWordEmbeddings ? embedding : external('lm_head.weight'); // [V, C]
 
@@ -60,7 +61,12 @@ export function buildGenerationGraph(options: GenerationGraphOptions): ModelProt
   }
 
   // Only the last position needs logits: the norm and the [C, V] head run on one row, not T.
-  const last = g.op('Slice', [hidden, g.constantInt64([-1]), g.constantInt64([2 ** 31 - 1]), g.constantInt64([0])], {}, 'last'); // [1, C]
+  const last = g.op(
+    'Slice',
+    [hidden, g.constantInt64([-1]), g.constantInt64([2 ** 31 - 1]), g.constantInt64([0])],
+    {},
+    'last',
+  ); // [1, C]
   const normed = rmsnormForward(g, last, external('model.norm.weight'), spec.rmsNormEps).y;
   g.output(g.gemm(normed, lmHead, { transB: true }, 'logits'), 'logits', 'float', [1, spec.vocabSize]);
   return g.toModel();

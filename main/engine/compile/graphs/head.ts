@@ -9,7 +9,10 @@ import { crossEntropyBackward, crossEntropyForward } from '../blocks/crossEntrop
 import { rmsnormBackward, rmsnormForward } from '../blocks/rmsnorm.js';
 import { GraphBuilder, type ModelProto } from '../onnx/graph.js';
 
-/** Rows per loss-head call on the CPU: 128 rows of a 49152-word vocabulary keep each [rows, V] tensor near 25 MB at no measurable speed cost. */
+/**
+ * Rows per loss-head call on the CPU: 128 rows of a 49152-word vocabulary keep each [rows, V] tensor near 25 MB at no
+ * measurable speed cost.
+ */
 export const HEAD_CHUNK_ROWS = 128;
 
 export interface HeadGraphOptions {
@@ -25,7 +28,8 @@ export interface HeadGraphOptions {
 export function buildHeadGraph(options: HeadGraphOptions): ModelProto {
   const { spec, tensors } = options;
   const g = new GraphBuilder('head');
-  const weight = (name: string) => g.externalInitializer(tensors.get(name)!, options.externalLocation(tensors.get(name)!));
+  const weight = (name: string) =>
+    g.externalInitializer(tensors.get(name)!, options.externalLocation(tensors.get(name)!));
   const embedding = weight('model.embed_tokens.weight'); // [V, C]
   const lmHead = spec.tieWordEmbeddings ? embedding : weight('lm_head.weight'); // [V, C]
   const finalNorm = weight('model.norm.weight'); // [C]
@@ -41,10 +45,22 @@ export function buildHeadGraph(options: HeadGraphOptions): ModelProto {
   const e = embedBranch;
   const tokens = e.op('Gather', [embedding, ids], { axis: 0 }, 'token_embeddings'); // [B, T, C]
   const [rows] = e.node('Slice', [e.op('Shape', [ids]), e.constantInt64([0]), e.constantInt64([1])], {}, 1, 'rows');
-  const [virtual] = e.node('Slice', [e.op('Shape', [prefix]), e.constantInt64([0]), e.constantInt64([1])], {}, 1, 'virtual');
+  const [virtual] = e.node(
+    'Slice',
+    [e.op('Shape', [prefix]), e.constantInt64([0]), e.constantInt64([1])],
+    {},
+    1,
+    'virtual',
+  );
   const prefixShape = e.op('Concat', [rows, virtual, e.constantInt64([spec.hiddenSize])], { axis: 0 });
-  const prefixRows = e.op('Expand', [e.op('Unsqueeze', [prefix, e.constantInt64([0])]), prefixShape], {}, 'prefix_rows'); // [B, n, C]
-  const h0 = e.reshape(e.op('Concat', [prefixRows, tokens], { axis: 1 }), [-1, spec.hiddenSize], 'h0'); // [B * (n + T), C]
+  const prefixRows = e.op(
+    'Expand',
+    [e.op('Unsqueeze', [prefix, e.constantInt64([0])]), prefixShape],
+    {},
+    'prefix_rows',
+  ); // [B, n, C]
+  // [B * (n + T), C]
+  const h0 = e.reshape(e.op('Concat', [prefixRows, tokens], { axis: 1 }), [-1, spec.hiddenSize], 'h0');
   embedBranch.output(h0, 'embed_0');
   embedBranch.output(embedBranch.constantFloat([0], [], 'unused'), 'embed_1');
 

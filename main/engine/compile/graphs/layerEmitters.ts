@@ -5,7 +5,13 @@
 import { type ModelSpec, type TargetModule, layerWeightNames } from '../../../model/architecture.js';
 import type { TensorEntry } from '../../../model/safetensors.js';
 import { attentionBackward, attentionForward, type AttentionSaved } from '../blocks/attention.js';
-import { loraLinearBackward, loraLinearForward, type FrozenLinear, type LoraBranch, type LoraLinearSaved } from '../blocks/loraLinear.js';
+import {
+  loraLinearBackward,
+  loraLinearForward,
+  type FrozenLinear,
+  type LoraBranch,
+  type LoraLinearSaved,
+} from '../blocks/loraLinear.js';
 import { mlpBackward, mlpForward, type MlpSaved, type MlpWeights } from '../blocks/mlp.js';
 import { rmsnormBackward, rmsnormForward, type RmsnormSaved } from '../blocks/rmsnorm.js';
 import { ropeBackward, ropeForward, type RopeTables } from '../blocks/rope.js';
@@ -54,7 +60,13 @@ export interface KvCache {
   pastValue: string;
 }
 
-export function layerForward(g: GraphBuilder, x: string, w: LayerWeights, ctx: LayerContext, cache?: KvCache): { y: string; saved: LayerSaved; present?: KvCache } {
+export function layerForward(
+  g: GraphBuilder,
+  x: string,
+  w: LayerWeights,
+  ctx: LayerContext,
+  cache?: KvCache,
+): { y: string; saved: LayerSaved; present?: KvCache } {
   const { spec } = ctx;
   const inputNorm = rmsnormForward(g, x, w.inputNorm, spec.rmsNormEps); // [N, C]
   const q = loraLinearForward(g, inputNorm.y, w.q, w.lora.q_proj); // [N, H*D]
@@ -85,11 +97,28 @@ export function layerForward(g: GraphBuilder, x: string, w: LayerWeights, ctx: L
   return {
     y: g.add(afterAttention, mlp.y, 'resid_mlp'),
     present: cache ? { pastKey: keys, pastValue: values } : undefined,
-    saved: { inputNorm: inputNorm.saved, qLora: q.saved, kLora: k.saved, vLora: v.saved, qNorm, kNorm, attention: attention.saved, oLora: o.saved, postNorm: postNorm.saved, mlp: mlp.saved },
+    saved: {
+      inputNorm: inputNorm.saved,
+      qLora: q.saved,
+      kLora: k.saved,
+      vLora: v.saved,
+      qNorm,
+      kNorm,
+      attention: attention.saved,
+      oLora: o.saved,
+      postNorm: postNorm.saved,
+      mlp: mlp.saved,
+    },
   };
 }
 
-export function layerBackward(g: GraphBuilder, dy: string, saved: LayerSaved, w: LayerWeights, ctx: LayerContext): { dx: string; grads: Map<string, string> } {
+export function layerBackward(
+  g: GraphBuilder,
+  dy: string,
+  saved: LayerSaved,
+  w: LayerWeights,
+  ctx: LayerContext,
+): { dx: string; grads: Map<string, string> } {
   const { spec } = ctx;
   const grads = new Map<string, string>();
   const keep = (target: TargetModule, r: { dA?: string; dB?: string }) => {
@@ -101,7 +130,12 @@ export function layerBackward(g: GraphBuilder, dy: string, saved: LayerSaved, w:
   const dAfterAttention = g.add(dy, rmsnormBackward(g, mlp.dx, saved.postNorm, w.postNorm)); // [N, C]
   const o = loraLinearBackward(g, dAfterAttention, w.o, w.lora.o_proj, saved.oLora); // dx [N, H*D]
   keep('o_proj', o);
-  const attention = attentionBackward(g, g.transpose(g.reshape(o.dx, ctx.shapeQ), HEADS_FIRST), saved.attention, spec.headDim);
+  const attention = attentionBackward(
+    g,
+    g.transpose(g.reshape(o.dx, ctx.shapeQ), HEADS_FIRST),
+    saved.attention,
+    spec.headDim,
+  );
   let dq5 = ropeBackward(g, attention.dq, ctx.rope); // [B, K, G, T, D]
   let dk5 = ropeBackward(g, attention.dk, ctx.rope); // [B, K, 1, T, D]
   if (w.qNorm && w.kNorm && saved.qNorm && saved.kNorm) {
@@ -109,9 +143,27 @@ export function layerBackward(g: GraphBuilder, dy: string, saved: LayerSaved, w:
     dk5 = rmsnormBackward(g, dk5, saved.kNorm, w.kNorm);
   }
   const kvWidth = spec.numKvHeads * spec.headDim;
-  const q = loraLinearBackward(g, g.reshape(g.transpose(dq5, TOKENS_FIRST), [-1, spec.numHeads * spec.headDim]), w.q, w.lora.q_proj, saved.qLora);
-  const k = loraLinearBackward(g, g.reshape(g.transpose(dk5, TOKENS_FIRST), [-1, kvWidth]), w.k, w.lora.k_proj, saved.kLora);
-  const v = loraLinearBackward(g, g.reshape(g.transpose(attention.dv, TOKENS_FIRST), [-1, kvWidth]), w.v, w.lora.v_proj, saved.vLora);
+  const q = loraLinearBackward(
+    g,
+    g.reshape(g.transpose(dq5, TOKENS_FIRST), [-1, spec.numHeads * spec.headDim]),
+    w.q,
+    w.lora.q_proj,
+    saved.qLora,
+  );
+  const k = loraLinearBackward(
+    g,
+    g.reshape(g.transpose(dk5, TOKENS_FIRST), [-1, kvWidth]),
+    w.k,
+    w.lora.k_proj,
+    saved.kLora,
+  );
+  const v = loraLinearBackward(
+    g,
+    g.reshape(g.transpose(attention.dv, TOKENS_FIRST), [-1, kvWidth]),
+    w.v,
+    w.lora.v_proj,
+    saved.vLora,
+  );
   keep('q_proj', q);
   keep('k_proj', k);
   keep('v_proj', v);
@@ -134,7 +186,10 @@ export function declareLayerWeights(
     if (!entry) throw new Error(`weight ${names[key]} missing`);
     return g.externalInitializer(entry, externalLocation(entry));
   };
-  const linear = (key: string, biasKey?: string): FrozenLinear => ({ weight: weight(key), bias: biasKey && names[biasKey] ? weight(biasKey) : undefined });
+  const linear = (key: string, biasKey?: string): FrozenLinear => ({
+    weight: weight(key),
+    bias: biasKey && names[biasKey] ? weight(biasKey) : undefined,
+  });
   return {
     inputNorm: weight('inputNorm'),
     postNorm: weight('postNorm'),
@@ -144,7 +199,12 @@ export function declareLayerWeights(
     o: linear('o', 'oBias'),
     qNorm: spec.qkNorm ? weight('qNorm') : undefined,
     kNorm: spec.qkNorm ? weight('kNorm') : undefined,
-    mlp: { gate: linear('gate'), up: linear('up'), down: linear('down'), lora: { gate: lora.gate_proj, up: lora.up_proj, down: lora.down_proj } },
+    mlp: {
+      gate: linear('gate'),
+      up: linear('up'),
+      down: linear('down'),
+      lora: { gate: lora.gate_proj, up: lora.up_proj, down: lora.down_proj },
+    },
     lora,
   };
 }
@@ -165,7 +225,17 @@ export function declarePositionContext(g: GraphBuilder, spec: ModelSpec, maskKey
     spec,
     rope: { cos, sinSigned: g.mul(sin, signs, 'sin_signed'), headDim: spec.headDim },
     mask,
-    shapeQ: g.op('Concat', [g.constantInt64([-1]), seqLen, g.constantInt64([spec.numKvHeads, group, spec.headDim])], { axis: 0 }, 'shape_q'),
-    shapeKv: g.op('Concat', [g.constantInt64([-1]), seqLen, g.constantInt64([spec.numKvHeads, 1, spec.headDim])], { axis: 0 }, 'shape_kv'),
+    shapeQ: g.op(
+      'Concat',
+      [g.constantInt64([-1]), seqLen, g.constantInt64([spec.numKvHeads, group, spec.headDim])],
+      { axis: 0 },
+      'shape_q',
+    ),
+    shapeKv: g.op(
+      'Concat',
+      [g.constantInt64([-1]), seqLen, g.constantInt64([spec.numKvHeads, 1, spec.headDim])],
+      { axis: 0 },
+      'shape_kv',
+    ),
   };
 }

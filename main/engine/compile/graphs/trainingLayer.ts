@@ -9,7 +9,13 @@
 import { type ModelSpec, type TargetModule, targetShape } from '../../../model/architecture.js';
 import type { TensorEntry } from '../../../model/safetensors.js';
 import type { LoraBranch } from '../blocks/loraLinear.js';
-import { declareLayerWeights, declarePositionContext, layerBackward, layerForward, type LayerSaved } from './layerEmitters.js';
+import {
+  declareLayerWeights,
+  declarePositionContext,
+  layerBackward,
+  layerForward,
+  type LayerSaved,
+} from './layerEmitters.js';
 import { GraphBuilder, type ModelProto } from '../onnx/graph.js';
 
 export interface LoraPlan {
@@ -93,7 +99,10 @@ export function buildTrainingLayerGraph(options: TrainingLayerGraphOptions): Tra
 
   // If requires both branches to return as many outputs: pad the shorter with a 1-element zero.
   const outputCount = Math.max(thenOutputs.length, elseOutputs.length);
-  for (const [branch, outputs] of [[thenBranch, thenOutputs], [elseBranch, elseOutputs]] as const) {
+  for (const [branch, outputs] of [
+    [thenBranch, thenOutputs],
+    [elseBranch, elseOutputs],
+  ] as const) {
     const padded = [...outputs];
     while (padded.length < outputCount) padded.push(branch.constantFloat([0], [1], 'unused'));
     padded.forEach((value, i) => branch.output(value, `${branch.name}_${i}`));

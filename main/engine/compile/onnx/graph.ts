@@ -39,7 +39,10 @@ export class GraphBuilder {
   readonly initializers: TensorProto[] = [];
   private readonly names: NameCounter;
 
-  constructor(readonly name: string, names?: NameCounter) {
+  constructor(
+    readonly name: string,
+    names?: NameCounter,
+  ) {
     this.names = names ?? new NameCounter();
   }
 
@@ -64,7 +67,13 @@ export class GraphBuilder {
   }
 
   /** Emits one node and returns its output names. */
-  node(opType: string, inputs: string[], attributes: Record<string, AttributeValue> = {}, outputCount = 1, hint = opType.toLowerCase()): string[] {
+  node(
+    opType: string,
+    inputs: string[],
+    attributes: Record<string, AttributeValue> = {},
+    outputCount = 1,
+    hint = opType.toLowerCase(),
+  ): string[] {
     const outputs = Array.from({ length: outputCount }, () => this.fresh(hint));
     this.nodes.push({
       opType,
@@ -81,13 +90,26 @@ export class GraphBuilder {
     return this.node(opType, inputs, attributes, 1, hint)[0];
   }
 
-  add(a: string, b: string, hint?: string): string { return this.op('Add', [a, b], {}, hint); }
-  sub(a: string, b: string, hint?: string): string { return this.op('Sub', [a, b], {}, hint); }
-  mul(a: string, b: string, hint?: string): string { return this.op('Mul', [a, b], {}, hint); }
-  matmul(a: string, b: string, hint?: string): string { return this.op('MatMul', [a, b], {}, hint); }
+  add(a: string, b: string, hint?: string): string {
+    return this.op('Add', [a, b], {}, hint);
+  }
+  sub(a: string, b: string, hint?: string): string {
+    return this.op('Sub', [a, b], {}, hint);
+  }
+  mul(a: string, b: string, hint?: string): string {
+    return this.op('Mul', [a, b], {}, hint);
+  }
+  matmul(a: string, b: string, hint?: string): string {
+    return this.op('MatMul', [a, b], {}, hint);
+  }
 
   /** alpha * op(a) @ op(b) (+ c): 2-D only; transB reads a stored [out, in] weight without a transposed copy. */
-  gemm(a: string, b: string, options: { transA?: boolean; transB?: boolean; alpha?: number; bias?: string } = {}, hint?: string): string {
+  gemm(
+    a: string,
+    b: string,
+    options: { transA?: boolean; transB?: boolean; alpha?: number; bias?: string } = {},
+    hint?: string,
+  ): string {
     const attributes: Record<string, AttributeValue> = {};
     if (options.transA) attributes.transA = 1;
     if (options.transB) attributes.transB = 1;
@@ -99,7 +121,9 @@ export class GraphBuilder {
     return this.op('Reshape', [x, typeof shape === 'string' ? shape : this.constantInt64(shape)], {}, hint);
   }
 
-  transpose(x: string, perm: number[], hint?: string): string { return this.op('Transpose', [x], { perm }, hint); }
+  transpose(x: string, perm: number[], hint?: string): string {
+    return this.op('Transpose', [x], { perm }, hint);
+  }
 
   reduceSum(x: string, axes: number[], keepdims = true, hint?: string): string {
     return this.op('ReduceSum', [x, this.constantInt64(axes)], { keepdims: keepdims ? 1 : 0 }, hint);
@@ -113,7 +137,9 @@ export class GraphBuilder {
     return this.op('ReduceMax', [x, this.constantInt64(axes)], { keepdims: 1 }, hint);
   }
 
-  scalar(value: number, hint = 'scalar'): string { return this.constantFloat([value], [], hint); }
+  scalar(value: number, hint = 'scalar'): string {
+    return this.constantFloat([value], [], hint);
+  }
 
   constantFloat(values: number[], dims: number[], hint = 'const'): string {
     return this.constantTensor({ dataType: DATA_TYPE.float, dims, floatData: values }, hint);
@@ -125,13 +151,21 @@ export class GraphBuilder {
 
   private constantTensor(tensor: TensorProto, hint: string): string {
     const name = this.fresh(hint);
-    this.nodes.push({ opType: 'Constant', input: [], output: [name], name: this.fresh(`n_${hint}`), attribute: [{ name: 'value', type: onnx.AttributeProto.AttributeType.TENSOR, t: tensor }] });
+    this.nodes.push({
+      opType: 'Constant',
+      input: [],
+      output: [name],
+      name: this.fresh(`n_${hint}`),
+      attribute: [{ name: 'value', type: onnx.AttributeProto.AttributeType.TENSOR, t: tensor }],
+    });
     return name;
   }
 
   /** A frozen weight whose bytes stay in the `.safetensors` file (`location` is relative to the .onnx file). */
   externalInitializer(entry: TensorEntry, location: string): string {
-    const dataType = { F32: 'float', BF16: 'bfloat16', F16: 'float16' }[entry.dtype as 'F32' | 'BF16' | 'F16'] as DataType;
+    const dataType = { F32: 'float', BF16: 'bfloat16', F16: 'float16' }[
+      entry.dtype as 'F32' | 'BF16' | 'F16'
+    ] as DataType;
     this.initializers.push({
       name: entry.name,
       dataType: DATA_TYPE[dataType],
@@ -148,7 +182,10 @@ export class GraphBuilder {
   }
 
   toGraphProto(): onnxProto.onnx.IGraphProto {
-    const live = liveNodes(this.nodes, this.outputs.map((o) => o.name!));
+    const live = liveNodes(
+      this.nodes,
+      this.outputs.map((o) => o.name!),
+    );
     return { name: this.name, node: live, input: this.inputs, output: this.outputs, initializer: this.initializers };
   }
 
@@ -204,4 +241,3 @@ function attribute(name: string, value: AttributeValue): AttributeProto {
   if (Array.isArray(value)) return { name, type: T.INTS, ints: value };
   return { name, type: T.FLOAT, f: value.float };
 }
-
