@@ -8,10 +8,31 @@
 import type { DatasetStats, TokenPreview } from './data.js';
 import { z } from 'zod';
 import { ApiError, oneLine, toWire, type WireError } from './errors.js';
-import type { AdapterRecord, ChartPoint, CheckpointRecord, DatasetRecord, ExportRecord, MetricPoint, ModelRecord, RunEvent, RunRecord } from './runs.js';
+import type {
+  AdapterRecord,
+  ChartPoint,
+  CheckpointRecord,
+  DatasetRecord,
+  ExportRecord,
+  MetricPoint,
+  ModelRecord,
+  RunEvent,
+  RunRecord,
+} from './runs.js';
 import { chatMessagesSchema, MAX_PROMPT_CHARS, samplingSchema, SAMPLING_DEFAULTS } from './generation.js';
 import type { DataFormat, DeviceChoice, ExecutionDevice } from './training.js';
-import { ADAPTER_METHODS, dataSettingsSchema, DEVICE_CHOICES, JOB_BOUNDS, loraTargetsSchema, numberSchema, OPTIMIZERS, pathSchema as path, seqLenSchema as seqLen, trainJobSchema } from './trainJob.js';
+import {
+  ADAPTER_METHODS,
+  dataSettingsSchema,
+  DEVICE_CHOICES,
+  JOB_BOUNDS,
+  loraTargetsSchema,
+  numberSchema,
+  OPTIMIZERS,
+  pathSchema as path,
+  seqLenSchema as seqLen,
+  trainJobSchema,
+} from './trainJob.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Schemas of the shared job types: the job's in trainJob.ts, a generation request's in generation.ts.
@@ -44,15 +65,15 @@ const themeSchema = z.enum(['system', 'light', 'dark']);
 export type Theme = z.output<typeof themeSchema>;
 
 // ---------------------------------------------------------------------------------------------------------------
-// Every method's params schema. Adding a method: a schema here, a result type in StudioResults, a case in main/studio/studioApi.ts.
+// Every method's params schema. Adding a method: a schema here, a result type in StudioResults, a case in
+// main/studio/studioApi.ts.
 
 // As main/hub/access.ts's HUB_REPO_ID: parts start and end with a letter, digit or _; no `..` or `--` anywhere.
 const hubRepoId = z.string().regex(/^(?!.*(\.\.|--))[A-Za-z0-9]([\w.-]*\w)?\/\w([\w.-]*\w)?$/, 'expected org/name');
 /** org/name, or a bare name in the token owner's namespace. */
-const hubRepoName = z.string().regex(
-  /^(?!.*(\.\.|--))([A-Za-z0-9]([\w.-]*\w)?\/)?\w([\w.-]*\w)?$/,
-  'expected org/name or name',
-);
+const hubRepoName = z
+  .string()
+  .regex(/^(?!.*(\.\.|--))([A-Za-z0-9]([\w.-]*\w)?\/)?\w([\w.-]*\w)?$/, 'expected org/name or name');
 
 export const PARAMS = {
   'app.info': noParams,
@@ -62,7 +83,11 @@ export const PARAMS = {
   /** A local model folder, or a Hub repo id (org/name) looked up without downloading weights. */
   'models.inspect': z.strictObject({ source: z.string().min(1), revision: z.string().min(1).optional() }),
   /** Downloads a Hub model into the shared Hugging Face cache; progress comes as download events. */
-  'models.download': z.strictObject({ repoId: hubRepoId, revision: z.string().min(1).optional(), requestId: z.string().min(1) }),
+  'models.download': z.strictObject({
+    repoId: hubRepoId,
+    revision: z.string().min(1).optional(),
+    requestId: z.string().min(1),
+  }),
   'models.fit': z.strictObject({ config: fitConfigSchema }),
   'datasets.list': noParams,
   'datasets.inspect': z.strictObject({
@@ -106,14 +131,19 @@ export const PARAMS = {
   'adapters.delete': z.strictObject({ id: positiveInt, deleteFiles: z.boolean().default(false) }),
   'export.run': z.strictObject({
     adapterId: positiveInt,
-    /** peft: a copy of the adapter folder; merged: a full model folder; gguf: a llama.cpp LoRA GGUF + Ollama Modelfile. */
+    /**
+     * peft: a copy of the adapter folder; merged: a full model folder; gguf: a llama.cpp LoRA GGUF + Ollama Modelfile.
+     */
     format: z.enum(['peft', 'merged', 'gguf']),
     /** A folder that does not exist yet or is empty (the GGUF file and Modelfile go inside it). */
     destination: path,
   }),
   /** The model card a push would write, for a preview. */
   'export.modelCard': z.strictObject({ adapterId: positiveInt, repoId: hubRepoName, baseModel: hubRepoId.optional() }),
-  /** Pushes the adapter, its card and loss chart to a Hub repo (created private unless said otherwise); progress comes as push events. */
+  /**
+   * Pushes the adapter, its card and loss chart to a Hub repo (created private unless said otherwise); progress comes
+   * as push events.
+   */
   'export.hub': z.strictObject({
     adapterId: positiveInt,
     repoId: hubRepoName,
@@ -128,7 +158,9 @@ export const PARAMS = {
     theme: themeSchema.optional(),
     /** Kept by the main process only; null forgets it. Never sent back: settings say only hasToken. */
     hfToken: z.string().trim().min(1).nullable().optional(),
-    /** The storage folder from the next start on (its own database, runs and adapters); null: the platform's default. */
+    /**
+     * The storage folder from the next start on (its own database, runs and adapters); null: the platform's default.
+     */
     storageFolder: path.nullable().optional(),
   }),
 } as const;
@@ -179,7 +211,14 @@ export interface MemoryFit {
   device: ExecutionDevice;
   /** The planned peak, and its parts. */
   totalBytes: number;
-  parts: { weights: number; checkpoints: number; layerWorkingSet: number; logits: number; optimizerState: number; runtime: number };
+  parts: {
+    weights: number;
+    checkpoints: number;
+    layerWorkingSet: number;
+    logits: number;
+    optimizerState: number;
+    runtime: number;
+  };
   /** What the device has; null when unknown (then fits is null too). */
   availableBytes: number | null;
   fits: boolean | null;
@@ -294,9 +333,10 @@ interface StudioResults {
 
 type ParamSchemas = typeof PARAMS;
 
-type MethodTable = { [M in keyof ParamSchemas & keyof StudioResults]: { params: z.input<ParamSchemas[M]>; result: StudioResults[M] } };
 /** Every method: params, what a caller sends (defaults may be left out); result, what it gets back. */
-export interface StudioMethods extends MethodTable {}
+export type StudioMethods = {
+  [M in keyof ParamSchemas & keyof StudioResults]: { params: z.input<ParamSchemas[M]>; result: StudioResults[M] };
+};
 export type MethodName = keyof StudioMethods;
 export type Params<M extends MethodName> = StudioMethods[M]['params'];
 /** Params after validation, defaults filled in: what the main process works with. */
@@ -315,8 +355,20 @@ export type StudioEvent =
   | { kind: 'playground.token'; requestId: string; tokenId: number; text: string }
   /** A push to the Hub: its phases, then per-file hashing and upload progress (0..1). */
   | { kind: 'push.progress'; requestId: string; phase: string; file: string | null; progress: number | null }
-  /** doneBytes/totalBytes: the whole download; fileBytes/fileSize: the current file, the index-th (1-based) of count. */
-  | { kind: 'download.progress'; requestId: string; file: string; fileBytes: number; fileSize: number; doneBytes: number; totalBytes: number; index: number; count: number };
+  /**
+   * doneBytes/totalBytes: the whole download; fileBytes/fileSize: the current file, the index-th (1-based) of count.
+   */
+  | {
+      kind: 'download.progress';
+      requestId: string;
+      file: string;
+      fileBytes: number;
+      fileSize: number;
+      doneBytes: number;
+      totalBytes: number;
+      index: number;
+      count: number;
+    };
 
 export interface StudioApi {
   call<M extends MethodName>(method: M, params: Params<M>): Promise<Result<M>>;
@@ -337,7 +389,8 @@ export type CheckedCall = { [M in MethodName]: { method: M; params: CheckedParam
 
 /** Checks a message against the contract; throws ApiError naming the method and the first bad field. */
 export function parseCall(method: unknown, params: unknown): CheckedCall {
-  if (typeof method !== 'string' || !Object.hasOwn(PARAMS, method)) throw new ApiError(`unknown method ${oneLine(JSON.stringify(method) ?? String(method), 100)}`);
+  if (typeof method !== 'string' || !Object.hasOwn(PARAMS, method))
+    throw new ApiError(`unknown method ${oneLine(JSON.stringify(method) ?? String(method), 100)}`);
   const name = method as MethodName;
   const checked = PARAMS[name].safeParse(params ?? {});
   if (!checked.success) {

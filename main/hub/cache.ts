@@ -38,7 +38,8 @@ export function checkHash(
 
 /** A relative path of plain names: no absolute path, drive, empty, `.` or `..` part, or control character. */
 function isPlainRelative(file: unknown): file is string {
-  if (typeof file !== 'string' || !file || path.isAbsolute(file) || /^[a-zA-Z]:|[\0-\x1f]/.test(file)) return false;
+  if (typeof file !== 'string' || !file || path.isAbsolute(file) || /^[a-zA-Z]:/.test(file)) return false;
+  if ([...file].some((c) => c.charCodeAt(0) < 0x20)) return false;
   return file.split(/[\\/]/).every((part) => part !== '' && part !== '.' && part !== '..');
 }
 

@@ -11,10 +11,23 @@ import { repoFromSnapshotPath } from './cache.js';
 import { errorContext } from './download.js';
 import { explainHubError, HubHttpError } from './errors.js';
 import { renderLossChart } from './lossChart.js';
-import { readTrainingFacts, renderModelCard, type AdapterMethod, type ModelCardInput, type TrainingFacts } from './modelCard.js';
+import {
+  readTrainingFacts,
+  renderModelCard,
+  type AdapterMethod,
+  type ModelCardInput,
+  type TrainingFacts,
+} from './modelCard.js';
 
 /** Tokenizer files pushed when the adapter folder has them, so the repo loads without the base's tokenizer. */
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'chat_template.jinja', 'tokenizer.model'];
+const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'added_tokens.json',
+  'chat_template.jinja',
+  'tokenizer.model',
+];
 const CHART = 'loss.png';
 const MERGED = 'merged';
 
@@ -62,22 +75,28 @@ function baseModelId(dir: string, config: Record<string, unknown>, given: string
     if (fs.existsSync(recorded) && snapshot) return snapshot.name;
     if (!fs.existsSync(recorded) && HUB_REPO_ID.test(recorded)) return recorded;
   }
-  throw new UserError(`${path.join(dir, 'adapter_config.json')}: base_model_name_or_path ${JSON.stringify(recorded)} is not a Hub repo id; pass --base-model ORGANISATION/NAME (the model it was trained on)`);
+  throw new UserError(
+    `${path.join(dir, 'adapter_config.json')}: base_model_name_or_path ${JSON.stringify(recorded)} is not a Hub repo id; pass --base-model ORGANISATION/NAME (the model it was trained on)`,
+  );
 }
 
 function adapterMethod(dir: string, config: Record<string, unknown>): AdapterMethod {
   if (config.peft_type === 'LORA') return 'lora';
   if (config.peft_type === 'PROMPT_TUNING') return 'prompt-tuning';
-  throw new UserError(`${path.join(dir, 'adapter_config.json')}: peft_type ${JSON.stringify(config.peft_type)} is not supported (LORA, PROMPT_TUNING)`);
+  throw new UserError(
+    `${path.join(dir, 'adapter_config.json')}: peft_type ${JSON.stringify(config.peft_type)} is not supported (LORA, PROMPT_TUNING)`,
+  );
 }
 
 function checkFile(file: string, what: string): string {
   const absolute = path.resolve(file);
-  if (!fs.statSync(absolute, { throwIfNoEntry: false })?.isFile()) throw new UserError(`${absolute}: ${what} not found`);
+  if (!fs.statSync(absolute, { throwIfNoEntry: false })?.isFile())
+    throw new UserError(`${absolute}: ${what} not found`);
   return absolute;
 }
 
-const blob = (content: string | Uint8Array) => new Blob([typeof content === 'string' ? content : new Uint8Array(content)]);
+const blob = (content: string | Uint8Array) =>
+  new Blob([typeof content === 'string' ? content : new Uint8Array(content)]);
 
 interface AdapterFolder {
   dir: string;
@@ -103,14 +122,26 @@ function readAdapterFolder(options: PushOptions): AdapterFolder {
     baseModel: baseModelId(dir, config, options.baseModel),
     training: options.training ?? readTrainingFacts(path.join(dir, 'training.json')),
     tokenizerFiles: TOKENIZER_FILES.filter((f) => fs.statSync(path.join(dir, f), { throwIfNoEntry: false })?.isFile()),
-    merged: options.mergedDir === undefined ? undefined : path.dirname(checkFile(path.join(options.mergedDir, 'config.json'), 'config.json of the merged model')),
+    merged:
+      options.mergedDir === undefined
+        ? undefined
+        : path.dirname(checkFile(path.join(options.mergedDir, 'config.json'), 'config.json of the merged model')),
     gguf: options.ggufFile === undefined ? undefined : checkFile(options.ggufFile, 'GGUF file'),
   };
 }
 
 /** The commit's files: the adapter, its tokenizer, the chart, the extras and the card that describes them. */
-function commitOperations(adapter: AdapterFolder, repoId: string, hubUrl: string, license: ModelCardInput['license']): CommitOperation[] {
-  const add = (file: string, content: Blob | URL): CommitOperation => ({ operation: 'addOrUpdate', path: file, content });
+function commitOperations(
+  adapter: AdapterFolder,
+  repoId: string,
+  hubUrl: string,
+  license: ModelCardInput['license'],
+): CommitOperation[] {
+  const add = (file: string, content: Blob | URL): CommitOperation => ({
+    operation: 'addOrUpdate',
+    path: file,
+    content,
+  });
   // The uploaded config names the Hub base model: a local path would not load elsewhere and would publish the
   // user's folder names.
   const config: Record<string, unknown> = { ...adapter.config, base_model_name_or_path: adapter.baseModel };
@@ -122,7 +153,8 @@ function commitOperations(adapter: AdapterFolder, repoId: string, hubUrl: string
   ];
   const losses = adapter.training?.losses ?? [];
   if (losses.length) operations.push(add(CHART, blob(renderLossChart(losses))));
-  if (adapter.merged) operations.push(add(MERGED, pathToFileURL(adapter.merged))); // the library uploads the folder's files
+  // The library uploads the folder's files.
+  if (adapter.merged) operations.push(add(MERGED, pathToFileURL(adapter.merged)));
   if (adapter.gguf) operations.push(add(path.basename(adapter.gguf), pathToFileURL(adapter.gguf)));
   operations.push(add('README.md', blob(cardFor(adapter, repoId, hubUrl, license))));
   return operations;
@@ -130,8 +162,16 @@ function commitOperations(adapter: AdapterFolder, repoId: string, hubUrl: string
 
 function cardFor(adapter: AdapterFolder, repoId: string, hubUrl: string, license: ModelCardInput['license']): string {
   return renderModelCard({
-    repoId, baseModel: adapter.baseModel, hubUrl, method: adapter.method, adapterConfig: adapter.config, license, training: adapter.training,
-    chart: adapter.training?.losses?.length ? CHART : undefined, merged: adapter.merged && MERGED, gguf: adapter.gguf && path.basename(adapter.gguf),
+    repoId,
+    baseModel: adapter.baseModel,
+    hubUrl,
+    method: adapter.method,
+    adapterConfig: adapter.config,
+    license,
+    training: adapter.training,
+    chart: adapter.training?.losses?.length ? CHART : undefined,
+    merged: adapter.merged && MERGED,
+    gguf: adapter.gguf && path.basename(adapter.gguf),
     hasTokenizer: adapter.tokenizerFiles.includes('tokenizer.json'),
   });
 }
@@ -141,7 +181,11 @@ export function previewModelCard(options: PushOptions, hubUrl: string): string {
   return cardFor(readAdapterFolder(options), options.repoId, hubUrl, undefined);
 }
 
-export async function pushAdapter(hub: HubAccess, options: PushOptions, onProgress: (progress: PushProgress) => void = () => {}): Promise<PushResult> {
+export async function pushAdapter(
+  hub: HubAccess,
+  options: PushOptions,
+  onProgress: (progress: PushProgress) => void = () => {},
+): Promise<PushResult> {
   const adapter = readAdapterFolder(options);
   let repo: HubRepo = { type: 'model', name: options.repoId };
   const what = () => `push ${repo.name}`;
@@ -155,19 +199,32 @@ export async function pushAdapter(hub: HubAccess, options: PushOptions, onProgre
   try {
     user = await whoAmI(common);
   } catch (err) {
-    if (err instanceof HubHttpError && err.status === 401) throw new UserError(`${what()}: the Hub refused the token in HF_TOKEN (401: invalid or expired); create a write token at ${tokens}`);
+    if (err instanceof HubHttpError && err.status === 401)
+      throw new UserError(
+        `${what()}: the Hub refused the token in HF_TOKEN (401: invalid or expired); create a write token at ${tokens}`,
+      );
     throw explainHubError(err, `${what()}: check the token`, ctx());
   }
-  if (user.auth.accessToken?.role === 'read') throw new UserError(`${what()}: the token in HF_TOKEN is read-only; create a write token at ${tokens}`);
+  if (user.auth.accessToken?.role === 'read')
+    throw new UserError(`${what()}: the token in HF_TOKEN is read-only; create a write token at ${tokens}`);
   if (!options.repoId.includes('/')) repo = { type: 'model', name: `${user.name}/${options.repoId}` };
-  if (!HUB_REPO_ID.test(repo.name)) throw new UserError(`${what()}: not a repo id (organisation/name, letters, digits, - _ .)`);
+  if (!HUB_REPO_ID.test(repo.name))
+    throw new UserError(`${what()}: not a repo id (organisation/name, letters, digits, - _ .)`);
 
   let license: ModelCardInput['license'];
   try {
     const { cardData } = await modelInfo({ ...common, name: adapter.baseModel, additionalFields: ['cardData'] });
-    license = { license: cardData?.license, license_name: cardData?.license_name, license_link: cardData?.license_link };
+    license = {
+      license: cardData?.license,
+      license_name: cardData?.license_name,
+      license_link: cardData?.license_link,
+    };
   } catch (err) {
-    throw explainHubError(err, `${what()}: look up base model ${adapter.baseModel}`, { ...ctx(), repoId: adapter.baseModel, repoUrl: repoPageUrl(hub, { type: 'model', name: adapter.baseModel }) });
+    throw explainHubError(err, `${what()}: look up base model ${adapter.baseModel}`, {
+      ...ctx(),
+      repoId: adapter.baseModel,
+      repoUrl: repoPageUrl(hub, { type: 'model', name: adapter.baseModel }),
+    });
   }
   const operations = commitOperations(adapter, repo.name, hub.hubUrl, license);
 
@@ -177,24 +234,44 @@ export async function pushAdapter(hub: HubAccess, options: PushOptions, onProgre
   try {
     await createRepo({ ...common, repo, visibility: wantPrivate ? 'private' : 'public' });
   } catch (err) {
-    if (!(err instanceof HubHttpError && err.status === 409)) throw explainHubError(err, `${what()}: create the repo`, ctx());
+    if (!(err instanceof HubHttpError && err.status === 409))
+      throw explainHubError(err, `${what()}: create the repo`, ctx());
     created = false; // it exists: this push adds a commit to it
   }
 
   try {
     // useXet: false keeps to the Hub's LFS protocol (basic PUT, multipart for large files), which the Hub accepts
     // and the loopback test server implements, so the path tested is the path taken.
-    const commit = commitIter({ ...common, repo, operations, title: `Upload ${adapter.method} adapter with PEFT Studio`, useXet: false });
+    const commit = commitIter({
+      ...common,
+      repo,
+      operations,
+      title: `Upload ${adapter.method} adapter with PEFT Studio`,
+      useXet: false,
+    });
     let step = await commit.next();
     while (!step.done) {
       const event = step.value;
-      onProgress(event.event === 'phase' ? { phase: event.phase } : { phase: 'file', file: event.path, state: event.state, progress: event.progress });
+      onProgress(
+        event.event === 'phase'
+          ? { phase: event.phase }
+          : { phase: 'file', file: event.path, state: event.state, progress: event.progress },
+      );
       step = await commit.next();
     }
     const merged = adapter.merged;
-    const mergedFiles = merged ? (fs.readdirSync(merged, { recursive: true }) as string[]).filter((f) => fs.statSync(path.join(merged, f)).isFile()).map((f) => `${MERGED}/${f.split(path.sep).join('/')}`) : [];
+    const mergedFiles = merged
+      ? (fs.readdirSync(merged, { recursive: true }) as string[])
+          .filter((f) => fs.statSync(path.join(merged, f)).isFile())
+          .map((f) => `${MERGED}/${f.split(path.sep).join('/')}`)
+      : [];
     return {
-      repoId: repo.name, repoUrl: repoPageUrl(hub, repo), commit: step.value?.commit.oid ?? '', created, private: created ? wantPrivate : null, baseModel: adapter.baseModel,
+      repoId: repo.name,
+      repoUrl: repoPageUrl(hub, repo),
+      commit: step.value?.commit.oid ?? '',
+      created,
+      private: created ? wantPrivate : null,
+      baseModel: adapter.baseModel,
       files: [...operations.filter((op) => op.path !== MERGED).map((op) => op.path), ...mergedFiles].sort(),
     };
   } catch (err) {

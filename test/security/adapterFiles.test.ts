@@ -26,7 +26,12 @@ function snapshot(dir: string, skip: (name: string) => boolean = () => false): R
   return Object.fromEntries(
     entries.map((name) => {
       const file = path.join(dir, name);
-      return [name, fs.lstatSync(file).isDirectory() ? 'folder' : crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex')];
+      return [
+        name,
+        fs.lstatSync(file).isDirectory()
+          ? 'folder'
+          : crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex'),
+      ];
     }),
   );
 }
@@ -34,7 +39,7 @@ function snapshot(dir: string, skip: (name: string) => boolean = () => false): R
 /** A folder of the user's own: a note, a nested binary file, an empty folder. */
 function makeDecoy(dir: string): string {
   fs.mkdirSync(path.join(dir, 'photos', 'empty'), { recursive: true });
-  fs.writeFileSync(path.join(dir, 'notes.txt'), 'my notes, not the studio\'s\n');
+  fs.writeFileSync(path.join(dir, 'notes.txt'), "my notes, not the studio's\n");
   fs.writeFileSync(path.join(dir, 'photos', 'cat.bin'), crypto.randomBytes(4096));
   return dir;
 }
@@ -83,6 +88,8 @@ afterAll(async () => {
 });
 
 /** POST /api/<method> with the token; the status and the parsed body. */
+// JSON bodies of every method's shape, read field by field by the tests.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 function call(method: string, params: unknown): Promise<{ status: number; body: any }> {
   return new Promise((resolve, reject) => {
     const headers = { authorization: `Bearer ${url.searchParams.get('token')}`, 'content-type': 'application/json' };
@@ -127,19 +134,36 @@ describe('a studio served over HTTP', () => {
     adapterOne = path.join(home, 'adapters', 'one');
     await trainToCompletion(demoJob(adapterOne, 2));
     const manifest = JSON.parse(fs.readFileSync(path.join(adapterOne, MANIFEST), 'utf8'));
-    expect(manifest.files.map((f: { path: string }) => f.path).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors', 'training.json']);
+    expect(manifest.files.map((f: { path: string }) => f.path).sort()).toEqual([
+      'adapter_config.json',
+      'adapter_model.safetensors',
+      'training.json',
+    ]);
     for (const entry of manifest.files) {
       const bytes = fs.readFileSync(path.join(adapterOne, entry.path));
-      expect(entry).toEqual({ path: entry.path, size: bytes.length, sha256: crypto.createHash('sha256').update(bytes).digest('hex') });
+      expect(entry).toEqual({
+        path: entry.path,
+        size: bytes.length,
+        sha256: crypto.createHash('sha256').update(bytes).digest('hex'),
+      });
     }
-    expect(manifest.run).toEqual({ checkpoints: path.join(home, 'runs', '1', 'checkpoints'), fingerprint: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(manifest.run).toEqual({
+      checkpoints: path.join(home, 'runs', '1', 'checkpoints'),
+      fingerprint: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
     expect((await call('adapters.list', {})).body).toEqual([expect.objectContaining({ id: 1, folder: adapterOne })]);
   });
 
-  it('(a) refuses to train into a folder of the user\'s that holds files, overwrite or not', async () => {
+  it("(a) refuses to train into a folder of the user's that holds files, overwrite or not", async () => {
     const decoy = makeDecoy(path.join(root, 'decoy-a'));
     const before = snapshot(decoy);
-    await expectRefused('runs.start', { job: demoJob(decoy) }, new RegExp(`^${decoy}: the output folder holds other files \\(notes\\.txt, photos\\); choose a new or empty folder`));
+    await expectRefused(
+      'runs.start',
+      { job: demoJob(decoy) },
+      new RegExp(
+        `^${decoy}: the output folder holds other files \\(notes\\.txt, photos\\); choose a new or empty folder`,
+      ),
+    );
     await expectRefused('runs.start', { job: { ...demoJob(decoy), overwriteOutput: true } }, /holds other files/);
     // A folder holding a copy of a studio adapter's config but not its manifest is not the studio's either.
     fs.copyFileSync(path.join(adapterOne, 'adapter_config.json'), path.join(decoy, 'adapter_config.json'));
@@ -155,8 +179,16 @@ describe('a studio served over HTTP', () => {
     fs.cpSync(DEMO_MODEL, model, { recursive: true });
     const before = snapshot(library);
     const job = { ...demoJob(model), modelDir: model };
-    await expectRefused('runs.start', { job }, new RegExp(`^${model}: the output folder is the model folder ${model}; choose a new or empty folder`));
-    await expectRefused('runs.start', { job: { ...job, outDir: path.join(model, 'adapter'), overwriteOutput: true } }, /the output folder is inside the model folder/);
+    await expectRefused(
+      'runs.start',
+      { job },
+      new RegExp(`^${model}: the output folder is the model folder ${model}; choose a new or empty folder`),
+    );
+    await expectRefused(
+      'runs.start',
+      { job: { ...job, outDir: path.join(model, 'adapter'), overwriteOutput: true } },
+      /the output folder is inside the model folder/,
+    );
     await expectRefused('runs.start', { job: { ...job, outDir: library } }, /the output folder holds the model folder/);
     expect(snapshot(library)).toEqual(before);
     expect(await runCount()).toBe(1);
@@ -165,9 +197,17 @@ describe('a studio served over HTTP', () => {
   it('(c) refuses to train into the studio folder, its run folders, or a folder holding it', async () => {
     makeDecoy(path.join(home, 'my-files'));
     const before = homeSnapshot();
-    await expectRefused('runs.start', { job: demoJob(home) }, new RegExp(`^${home}: the output folder is the studio folder`));
+    await expectRefused(
+      'runs.start',
+      { job: demoJob(home) },
+      new RegExp(`^${home}: the output folder is the studio folder`),
+    );
     await expectRefused('runs.start', { job: { ...demoJob(home), overwriteOutput: true } }, /is the studio folder/);
-    await expectRefused('runs.start', { job: demoJob(path.join(home, 'runs', '2')) }, /is inside the studio's run folders/);
+    await expectRefused(
+      'runs.start',
+      { job: demoJob(path.join(home, 'runs', '2')) },
+      /is inside the studio's run folders/,
+    );
     await expectRefused('runs.start', { job: demoJob(path.join(home, 'runs')) }, /is the studio's run folders/);
     await expectRefused('runs.start', { job: demoJob(root) }, new RegExp(`holds the studio folder ${home}`));
     expect(homeSnapshot()).toEqual(before);
@@ -177,11 +217,19 @@ describe('a studio served over HTTP', () => {
   it('(f) refuses export destinations in, at or around the adapter folder, with a NUL byte, or under /proc, /sys, /dev', async () => {
     const before = homeSnapshot();
     const exportTo = (destination: string) => ({ adapterId: 1, format: 'peft', destination });
-    await expectRefused('export.run', exportTo(path.join(adapterOne, 'copy')), new RegExp(`^${path.join(adapterOne, 'copy')}: is inside the adapter folder ${adapterOne}`));
+    await expectRefused(
+      'export.run',
+      exportTo(path.join(adapterOne, 'copy')),
+      new RegExp(`^${path.join(adapterOne, 'copy')}: is inside the adapter folder ${adapterOne}`),
+    );
     await expectRefused('export.run', exportTo(adapterOne), /: is the adapter folder/);
     await expectRefused('export.run', exportTo(path.join(home, 'adapters')), /: holds the adapter folder/);
     await expectRefused('export.run', exportTo(path.join(root, 'ex\0port')), /NUL/);
-    await expectRefused('export.run', exportTo('/proc/self/peft-export'), /^\/proc\/self\/peft-export: is under \/proc, a system folder/);
+    await expectRefused(
+      'export.run',
+      exportTo('/proc/self/peft-export'),
+      /^\/proc\/self\/peft-export: is under \/proc, a system folder/,
+    );
     await expectRefused('export.run', exportTo('/sys/peft-export'), /is under \/sys/);
     await expectRefused('export.run', exportTo('/dev/shm/peft-export'), /is under \/dev/);
     expect(homeSnapshot()).toEqual(before);
@@ -191,13 +239,17 @@ describe('a studio served over HTTP', () => {
 
   it('(g) fails a merged export on a full disk in one line naming the destination; a small one fits after it', async () => {
     const merged = path.join(full, 'merged');
-    await expectRefused('export.run', { adapterId: 1, format: 'merged', destination: merged }, new RegExp(`^${merged}: the disk is full; free some space and try again$`));
+    await expectRefused(
+      'export.run',
+      { adapterId: 1, format: 'merged', destination: merged },
+      new RegExp(`^${merged}: the disk is full; free some space and try again$`),
+    );
     const peft = await call('export.run', { adapterId: 1, format: 'peft', destination: path.join(full, 'peft') });
     expect(peft.status, JSON.stringify(peft.body)).toBe(200);
     // What is left on the tmpfs is read when serve stops (the last test).
   });
 
-  it('(d) deletes only the files the studio wrote into an adapter folder: changed ones and the user\'s stay', async () => {
+  it("(d) deletes only the files the studio wrote into an adapter folder: changed ones and the user's stay", async () => {
     fs.writeFileSync(path.join(adapterOne, 'my-notes.txt'), 'added by the user\n');
     fs.appendFileSync(path.join(adapterOne, 'training.json'), '\n// edited by the user\n');
     const mine = snapshot(adapterOne, (name) => !['my-notes.txt', 'training.json'].includes(name));
@@ -214,19 +266,28 @@ describe('a studio served over HTTP', () => {
     const runDir = path.join(home, 'runs', '1');
     expect(fs.readdirSync(path.join(runDir, 'checkpoints')).length).toBeGreaterThan(0);
     fs.writeFileSync(path.join(runDir, 'mine.txt'), 'put here by the user\n');
-    fs.writeFileSync(path.join(runDir, 'checkpoints', 'mine-too.txt'), 'also the user\'s\n');
+    fs.writeFileSync(path.join(runDir, 'checkpoints', 'mine-too.txt'), "also the user's\n");
     const before = snapshot(path.join(home, 'my-files'));
     expect(await call('runs.delete', { id: 1 })).toEqual({ status: 200, body: { deleted: 1 } });
-    expect(snapshot(runDir)).toEqual({ 'mine.txt': expect.any(String), checkpoints: 'folder', [path.join('checkpoints', 'mine-too.txt')]: expect.any(String) });
+    expect(snapshot(runDir)).toEqual({
+      'mine.txt': expect.any(String),
+      checkpoints: 'folder',
+      [path.join('checkpoints', 'mine-too.txt')]: expect.any(String),
+    });
     expect(snapshot(path.join(home, 'my-files'))).toEqual(before);
   });
 
-  it('(e) never gives a deleted adapter\'s id to a new one; an untouched adapter folder goes whole', async () => {
+  it("(e) never gives a deleted adapter's id to a new one; an untouched adapter folder goes whole", async () => {
     const adapterTwo = path.join(home, 'adapters', 'two');
     const run = await trainToCompletion(demoJob(adapterTwo, 1));
     expect(run.id).toBe(2);
-    expect((await call('adapters.list', {})).body).toEqual([expect.objectContaining({ id: 2, runId: 2, folder: adapterTwo })]);
-    expect(await call('adapters.delete', { id: 2, deleteFiles: true })).toEqual({ status: 200, body: { deleted: 2, kept: [] } });
+    expect((await call('adapters.list', {})).body).toEqual([
+      expect.objectContaining({ id: 2, runId: 2, folder: adapterTwo }),
+    ]);
+    expect(await call('adapters.delete', { id: 2, deleteFiles: true })).toEqual({
+      status: 200,
+      body: { deleted: 2, kept: [] },
+    });
     expect(fs.existsSync(adapterTwo)).toBe(false);
     expect(await call('runs.delete', { id: 2 })).toEqual({ status: 200, body: { deleted: 2 } });
     expect(fs.existsSync(path.join(home, 'runs', '2'))).toBe(false);
@@ -243,24 +304,32 @@ describe('a studio served over HTTP', () => {
 
 describe('train on the command line', () => {
   const env = { ...process.env, PEFT_STUDIO_HOME: '' };
-  const train = (out: string, ...more: string[]) => runCliAsync(['train', '--out', out, '--steps', '1', '--max-seq-len', '64', '--batch-size', '2', '--device', 'cpu', ...more], { env });
+  const train = (out: string, ...more: string[]) =>
+    runCliAsync(
+      ['train', '--out', out, '--steps', '1', '--max-seq-len', '64', '--batch-size', '2', '--device', 'cpu', ...more],
+      { env },
+    );
   const oneLine = (stderr: string) => stderr.trim().split('\n');
 
-  it('refuses a folder of the user\'s and the model folder, --overwrite or not, before training', async () => {
+  it("refuses a folder of the user's and the model folder, --overwrite or not, before training", async () => {
     const decoy = makeDecoy(path.join(root, 'decoy-cli'));
     const before = snapshot(decoy);
     for (const overwrite of [[], ['--overwrite']]) {
       const refused = await train(decoy, ...overwrite);
       expect(refused.code).toBe(1);
-      expect(oneLine(refused.stderr)).toEqual([`peft-studio train: error: ${decoy}: the output folder holds other files (notes.txt, photos); choose a new or empty folder for the adapter`]);
+      expect(oneLine(refused.stderr)).toEqual([
+        `peft-studio train: error: ${decoy}: the output folder holds other files (notes.txt, photos); choose a new or empty folder for the adapter`,
+      ]);
     }
     const inModel = await train(path.join(DEMO_MODEL, 'adapter'));
-    expect(oneLine(inModel.stderr)).toEqual([`peft-studio train: error: ${path.join(DEMO_MODEL, 'adapter')}: the output folder is inside the model folder ${DEMO_MODEL}; choose a new or empty folder for the adapter`]);
+    expect(oneLine(inModel.stderr)).toEqual([
+      `peft-studio train: error: ${path.join(DEMO_MODEL, 'adapter')}: the output folder is inside the model folder ${DEMO_MODEL}; choose a new or empty folder for the adapter`,
+    ]);
     expect(fs.existsSync(path.join(DEMO_MODEL, 'adapter'))).toBe(false);
     expect(snapshot(decoy)).toEqual(before);
   });
 
-  it('writes an adapter again only with --overwrite, leaving the user\'s files, and never over a changed file', async () => {
+  it("writes an adapter again only with --overwrite, leaving the user's files, and never over a changed file", async () => {
     const out = path.join(root, 'cli-adapter');
     const first = await train(out);
     expect(first.code, first.stderr).toBe(0);
@@ -269,7 +338,9 @@ describe('train on the command line', () => {
     const before = snapshot(out);
     const again = await train(out);
     expect(again.code).toBe(1);
-    expect(oneLine(again.stderr)).toEqual([`peft-studio train: error: ${out}: holds an adapter PEFT Studio wrote for another run; choose a new or empty folder for the adapter, or overwrite that adapter (train --overwrite)`]);
+    expect(oneLine(again.stderr)).toEqual([
+      `peft-studio train: error: ${out}: holds an adapter PEFT Studio wrote for another run; choose a new or empty folder for the adapter, or overwrite that adapter (train --overwrite)`,
+    ]);
     expect(snapshot(out)).toEqual(before);
 
     const overwritten = await train(out, '--overwrite', '--seed', '1');
@@ -280,14 +351,20 @@ describe('train on the command line', () => {
     fs.appendFileSync(path.join(out, 'adapter_config.json'), ' ');
     const changed = await train(out, '--overwrite');
     expect(changed.code).toBe(1);
-    expect(oneLine(changed.stderr)).toEqual([`peft-studio train: error: ${path.join(out, 'adapter_config.json')}: not as PEFT Studio wrote it; move it out of the folder to overwrite the adapter, or choose a new or empty folder for the adapter`]);
+    expect(oneLine(changed.stderr)).toEqual([
+      `peft-studio train: error: ${path.join(out, 'adapter_config.json')}: not as PEFT Studio wrote it; move it out of the folder to overwrite the adapter, or choose a new or empty folder for the adapter`,
+    ]);
   });
 });
 
 describe('deleting by a manifest', () => {
   const nowhere: ProtectedPlaces = { homes: [], models: [], runs: [], files: [] };
   const sha256 = (bytes: string) => crypto.createHash('sha256').update(bytes).digest('hex');
-  const entry = (name: string, bytes: string) => ({ path: name, size: Buffer.byteLength(bytes), sha256: sha256(bytes) });
+  const entry = (name: string, bytes: string) => ({
+    path: name,
+    size: Buffer.byteLength(bytes),
+    sha256: sha256(bytes),
+  });
 
   it('never follows a name out of the folder, nor a link a listed file became', () => {
     const work = fs.mkdtempSync(path.join(root, 'manifest-'));
@@ -297,8 +374,18 @@ describe('deleting by a manifest', () => {
     const notes = fs.readFileSync(path.join(victims, 'notes.txt'), 'utf8');
     fs.symlinkSync(path.join(victims, 'notes.txt'), path.join(folder, 'adapter_config.json'));
     fs.writeFileSync(path.join(folder, 'ok.txt'), 'ours');
-    const listed = ['../victims/notes.txt', 'adapter_config.json', path.join('..', 'victims', 'photos'), '/etc/hostname', 'ok.txt'];
-    const manifest = JSON.stringify({ format: 1, run: null, files: listed.map((name) => entry(name, name === 'ok.txt' ? 'ours' : notes)) });
+    const listed = [
+      '../victims/notes.txt',
+      'adapter_config.json',
+      path.join('..', 'victims', 'photos'),
+      '/etc/hostname',
+      'ok.txt',
+    ];
+    const manifest = JSON.stringify({
+      format: 1,
+      run: null,
+      files: listed.map((name) => entry(name, name === 'ok.txt' ? 'ours' : notes)),
+    });
     const before = snapshot(victims);
     expect(deleteAdapterFiles(folder, manifest, nowhere)).toEqual([path.join(folder, 'adapter_config.json')]);
     expect(fs.readdirSync(folder)).toEqual(['adapter_config.json']);
@@ -309,23 +396,36 @@ describe('deleting by a manifest', () => {
     const work = fs.mkdtempSync(path.join(root, 'places-'));
     fs.writeFileSync(path.join(work, 'studio.db'), 'the database');
     fs.writeFileSync(path.join(work, 'data.jsonl'), '{}');
-    const manifest = JSON.stringify({ format: 1, run: null, files: [entry('studio.db', 'the database'), entry('data.jsonl', '{}')] });
+    const manifest = JSON.stringify({
+      format: 1,
+      run: null,
+      files: [entry('studio.db', 'the database'), entry('data.jsonl', '{}')],
+    });
     const before = snapshot(work);
     const places = (p: Partial<ProtectedPlaces>) => ({ ...nowhere, ...p });
-    expect(() => deleteAdapterFiles(work, manifest, places({ homes: [work] }))).toThrow(`${work}: the adapter folder is the studio folder`);
-    expect(() => deleteAdapterFiles(work, manifest, places({ models: [path.join(work, 'm')] }))).toThrow(/holds the model folder/);
+    expect(() => deleteAdapterFiles(work, manifest, places({ homes: [work] }))).toThrow(
+      `${work}: the adapter folder is the studio folder`,
+    );
+    expect(() => deleteAdapterFiles(work, manifest, places({ models: [path.join(work, 'm')] }))).toThrow(
+      /holds the model folder/,
+    );
     expect(() => deleteAdapterFiles(work, manifest, places({ models: [root] }))).toThrow(/is inside the model folder/);
-    expect(() => deleteAdapterFiles(work, manifest, places({ files: [path.join(work, 'data.jsonl')] }))).toThrow(/holds the dataset/);
-    expect(() => deleteAdapterFiles(work, null, nowhere)).toThrow(/recorded before PEFT Studio listed the files it writes/);
+    expect(() => deleteAdapterFiles(work, manifest, places({ files: [path.join(work, 'data.jsonl')] }))).toThrow(
+      /holds the dataset/,
+    );
+    expect(() => deleteAdapterFiles(work, null, nowhere)).toThrow(
+      /recorded before PEFT Studio listed the files it writes/,
+    );
     expect(() => deleteAdapterFiles(work, '{"format":1,"files":[]}', nowhere)).toThrow(/recorded before/);
     expect(snapshot(work)).toEqual(before);
   });
 
-  it('deletes of a run\'s checkpoints only the files the checkpoint writer makes', () => {
+  it("deletes of a run's checkpoints only the files the checkpoint writer makes", () => {
     const dir = path.join(fs.mkdtempSync(path.join(root, 'checkpoints-')), 'checkpoints');
     const step = path.join(dir, 'step-00000002');
     fs.mkdirSync(step, { recursive: true });
-    for (const name of ['state.safetensors', 'trainer.json', 'manifest.json', 'trainer.json.tmp-12-34']) fs.writeFileSync(path.join(step, name), 'x');
+    for (const name of ['state.safetensors', 'trainer.json', 'manifest.json', 'trainer.json.tmp-12-34'])
+      fs.writeFileSync(path.join(step, name), 'x');
     fs.mkdirSync(path.join(dir, '.step-00000004.partial-99'));
     const decoy = makeDecoy(path.join(dir, 'step-00000006'));
     fs.symlinkSync(decoy, path.join(dir, 'step-00000008'));

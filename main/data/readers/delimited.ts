@@ -29,7 +29,8 @@ export async function* readDelimited(file: string, delimiter: ',' | '\t'): Async
       return { row, fields };
     },
   };
-  const parser = parse(options as unknown as Options); // its typings allow on_record to change the record type only with `columns`
+  // Its typings allow on_record to change the record type only with `columns`.
+  const parser = parse(options as unknown as Options);
   const text = Readable.from(utf8Chunks(file));
   text.on('error', (err) => parser.destroy(err));
   text.pipe(parser);
@@ -40,7 +41,10 @@ export async function* readDelimited(file: string, delimiter: ',' | '\t'): Async
       if (header === null) {
         header = columnNames(file, row, fields);
       } else if (fields.length !== header.length) {
-        yield { row, error: `${fields.length} ${fields.length === 1 ? 'field' : 'fields'}, but the header has ${header.length}` };
+        yield {
+          row,
+          error: `${fields.length} ${fields.length === 1 ? 'field' : 'fields'}, but the header has ${header.length}`,
+        };
       } else {
         const record: Record<string, unknown> = {};
         header.forEach((name, i) => (record[name] = fields[i]));
@@ -59,12 +63,14 @@ export async function* readDelimited(file: string, delimiter: ',' | '\t'): Async
 function columnNames(file: string, row: number, fields: string[]): string[] {
   const names = fields.map((field, i) => field.trim() || `Unnamed: ${i}`);
   const repeated = names.find((name, i) => names.indexOf(name) !== i);
-  if (repeated !== undefined) throw new UserError(`${file}:${row}: the header names the column "${repeated}" twice; column names must be unique`);
+  if (repeated !== undefined)
+    throw new UserError(`${file}:${row}: the header names the column "${repeated}" twice; column names must be unique`);
   return names;
 }
 
 function csvProblem(err: CsvError): string {
-  if (err.code === 'CSV_QUOTE_NOT_CLOSED') return 'a quoted field is never closed; a quote inside a quoted field must be doubled ("")';
+  if (err.code === 'CSV_QUOTE_NOT_CLOSED')
+    return 'a quoted field is never closed; a quote inside a quoted field must be doubled ("")';
   if (err.code === 'CSV_MAX_RECORD_SIZE') return `a row holds more than ${MAX_LINE_CHARS} characters; split it`;
   return `cannot parse the row (${err.message})`;
 }

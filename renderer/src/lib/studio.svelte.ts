@@ -49,6 +49,8 @@ const STUDIO_KEY = Symbol('studio');
 
 /** The context `mount` hands the app, so every component finds the studio with useStudio. */
 export function studioContext(studio: Studio): Map<symbol, Studio> {
+  // Handed to mount once and never changed: nothing to react to.
+  // eslint-disable-next-line svelte/prefer-svelte-reactivity
   return new Map([[STUDIO_KEY, studio]]);
 }
 

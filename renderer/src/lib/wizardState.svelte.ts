@@ -118,7 +118,13 @@ export class WizardState {
     const modelDir = this.facts.modelDir;
     if (!file || !modelDir) return;
     await this.ask('data', async () => {
-      const dataset = await this.api.call('datasets.inspect', { file, modelDir, data: dataSettings(this.form), maxSeqLen: this.form.maxSeqLen, previewRows: 3 });
+      const dataset = await this.api.call('datasets.inspect', {
+        file,
+        modelDir,
+        data: dataSettings(this.form),
+        maxSeqLen: this.form.maxSeqLen,
+        previewRows: 3,
+      });
       this.facts = { ...this.facts, dataFile: file, dataset };
     });
   }
@@ -152,7 +158,13 @@ export class WizardState {
   async start(info: AppInfo): Promise<RunRecord | null> {
     const { modelDir, dataFile } = this.facts;
     if (this.problems('review').length > 0 || modelDir === null || dataFile === null) return null;
-    const job = toTrainJob(this.form, { modelDir, dataFile, outDir: adapterOutDir(info.home, info.platform, new Date()) });
+    const job = toTrainJob(this.form, {
+      modelDir,
+      dataFile,
+      // The moment the run is created names its folder; nothing reacts to it.
+      // eslint-disable-next-line svelte/prefer-svelte-reactivity
+      outDir: adapterOutDir(info.home, info.platform, new Date()),
+    });
     let run: RunRecord | null = null;
     await this.ask('start', async () => {
       run = await this.api.call('runs.start', { job });
