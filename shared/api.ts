@@ -20,7 +20,7 @@ import type {
   RunRecord,
 } from './runs.js';
 import { chatMessagesSchema, MAX_PROMPT_CHARS, samplingSchema, SAMPLING_DEFAULTS } from './generation.js';
-import type { DataFormat, DeviceChoice, ExecutionDevice } from './training.js';
+import type { DataFormat, DeviceChoice, ExecutionDevice, MemoryParts } from './training.js';
 import {
   ADAPTER_METHODS,
   dataSettingsSchema,
@@ -211,14 +211,7 @@ export interface MemoryFit {
   device: ExecutionDevice;
   /** The planned peak, and its parts. */
   totalBytes: number;
-  parts: {
-    weights: number;
-    checkpoints: number;
-    layerWorkingSet: number;
-    logits: number;
-    optimizerState: number;
-    runtime: number;
-  };
+  parts: MemoryParts;
   /** What the device has; null when unknown (then fits is null too). */
   availableBytes: number | null;
   fits: boolean | null;

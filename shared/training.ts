@@ -201,3 +201,13 @@ export type EngineReply =
   | { type: 'event'; event: EngineEvent }
   | { type: 'result'; result: EngineResults[EngineRequest['kind']] }
   | { type: 'error'; error: WireError };
+
+/** Where a training step's peak memory goes, in bytes (main/engine/compile/memoryPlan.ts says how each is counted). */
+export interface MemoryParts {
+  weights: number;
+  checkpoints: number;
+  layerWorkingSet: number;
+  logits: number;
+  optimizerState: number;
+  runtime: number;
+}

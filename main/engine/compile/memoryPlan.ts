@@ -14,7 +14,7 @@
 //   runtime          Node + ONNX Runtime, one session per graph, and memory the allocators keep after it is freed
 // The phases peak at different moments, so `parts` hold each part's bytes at the moment of the peak and add up to it.
 import onnxProto from 'onnx-proto';
-import type { AdapterMethod, ExecutionDevice, OptimizerName } from '../../../shared/training.js';
+import type { AdapterMethod, ExecutionDevice, MemoryParts, OptimizerName } from '../../../shared/training.js';
 import { checkedTargets, expectedShapes, targetShape, type ModelSpec } from '../../model/architecture.js';
 import type { TensorEntry } from '../../model/safetensors.js';
 import { buildTrainingLayerGraph } from './graphs/trainingLayer.js';
@@ -44,14 +44,7 @@ export interface MemoryPlanInput {
 export interface MemoryPlan {
   /** The predicted peak. */
   totalBytes: number;
-  parts: {
-    weights: number;
-    checkpoints: number;
-    layerWorkingSet: number;
-    logits: number;
-    optimizerState: number;
-    runtime: number;
-  };
+  parts: MemoryParts;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
