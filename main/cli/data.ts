@@ -1,12 +1,11 @@
 // peft-studio data inspect, and the data flags train and eval share: what a dataset holds, and which tokens train.
-import type { DataFormat, DataSettings } from '../../shared/training.js';
+import type { DataSettings } from '../../shared/training.js';
+import { DATA_FORMATS, defaultDataSettings } from '../../shared/trainJob.js';
 import { inspectDataset } from '../data/inspect.js';
 import { formatPreview } from '../data/preview.js';
 import { choice, json, positiveInt, str, UsageError, type Command } from './options.js';
 
 type Values = Record<string, string | boolean | string[] | undefined>;
-
-const FORMATS: readonly DataFormat[] = ['messages', 'sharegpt', 'alpaca', 'prompt-completion', 'text', 'tokens'];
 
 export const DATA_FLAGS =
   '[--format messages|sharegpt|alpaca|prompt-completion|text|tokens] [--columns field=column,...] [--train-on completion|all] [--pack] [--skip-bad-rows]';
@@ -31,10 +30,12 @@ function parseColumns(raw: string | undefined): Record<string, string> {
 }
 
 export function dataSettings(values: Values): DataSettings {
+  const defaults = defaultDataSettings();
   return {
-    format: values.format === undefined ? null : choice(values, 'format', FORMATS, 'text'),
+    format: values.format === undefined ? defaults.format : choice(values, 'format', DATA_FORMATS, 'text'),
     columns: parseColumns(values.columns as string | undefined),
-    trainOn: choice(values, 'train-on', ['completion', 'all'] as const, 'completion'),
+    trainOn: choice(values, 'train-on', ['completion', 'all'] as const, defaults.trainOn),
+    // Boolean flags: given means on, which the defaults are not.
     pack: values.pack === true,
     skipBadRows: values['skip-bad-rows'] === true,
   };
