@@ -1,7 +1,6 @@
 // Model folders as Hugging Face writes them: sharded checkpoints, half-precision weights, and what is wrong with them.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { UserError } from '../../shared/errors.js';
@@ -151,9 +150,16 @@ describe('model folders', () => {
 
   it('load through weights linked into a temp folder (read-only model folders) and leave nothing behind', async () => {
     const folder = openModelFolder(source);
-    const linkFolders = () => fs.readdirSync(os.tmpdir()).filter((f) => f.startsWith('peft-studio-weights-')).length;
-    const before = linkFolders();
-    const model = await openTrainable(folder, settings, { graphPlacement: 'temp' });
+    // A temp folder of this test's own: other test files load models beside it at the same time.
+    const tmp = tempDir('link-tmp');
+    const sharedTmp = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
+    const linkFolders = () => fs.readdirSync(tmp).filter((f) => f.startsWith('peft-studio-weights-')).length;
+    const model = await openTrainable(folder, settings, { graphPlacement: 'temp' }).finally(() => {
+      if (sharedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = sharedTmp;
+    });
+    expect(linkFolders()).toBe(1);
     try {
       const batch = randomBatch(300, 2, 8, 1);
       const lora = randomLora(folder, settings, 2);
@@ -165,7 +171,7 @@ describe('model folders', () => {
       await model.close();
     }
     expect(fs.readdirSync(source).filter((f) => f.endsWith('.onnx'))).toEqual([]);
-    expect(linkFolders()).toBe(before);
+    expect(linkFolders()).toBe(0);
   });
 
   it('remove graph files an engine killed mid-load left in the model folder, and only those', async () => {
