@@ -7,7 +7,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -17,24 +16,10 @@ import { deleteAdapterFiles, type ProtectedPlaces } from '../../main/adapter/ada
 import { removeCheckpoints } from '../../main/engine/jobs/checkpoint.js';
 import { DEMO_MODEL, demoJob } from '../api/jobs.js';
 import { CLI, runCliAsync } from '../support/cli.js';
+import { treeHashes } from '../support/decoy.js';
+import { callApi } from '../support/serve.js';
 
 const MANIFEST = 'peft-studio-manifest.json';
-
-/** Every file and folder under `dir` with its sha256 ('folder' for folders), by relative path. */
-function snapshot(dir: string, skip: (name: string) => boolean = () => false): Record<string, string> {
-  const entries = (fs.readdirSync(dir, { recursive: true }) as string[]).filter((name) => !skip(name)).sort();
-  return Object.fromEntries(
-    entries.map((name) => {
-      const file = path.join(dir, name);
-      return [
-        name,
-        fs.lstatSync(file).isDirectory()
-          ? 'folder'
-          : crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex'),
-      ];
-    }),
-  );
-}
 
 /** A folder of the user's own: a note, a nested binary file, an empty folder. */
 function makeDecoy(dir: string): string {
@@ -90,17 +75,9 @@ afterAll(async () => {
 /** POST /api/<method> with the token; the status and the parsed body. */
 // JSON bodies of every method's shape, read field by field by the tests.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-function call(method: string, params: unknown): Promise<{ status: number; body: any }> {
-  return new Promise((resolve, reject) => {
-    const headers = { authorization: `Bearer ${url.searchParams.get('token')}`, 'content-type': 'application/json' };
-    const req = http.request(new URL(`/api/${method}`, url), { method: 'POST', headers }, (res) => {
-      let body = '';
-      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(body) }));
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify(params));
-  });
+async function call(method: string, params: unknown): Promise<{ status: number; body: any }> {
+  const answer = await callApi({ url, token: url.searchParams.get('token')! }, method, params);
+  return { status: answer.status, body: JSON.parse(answer.body) };
 }
 
 /** A refused call: a 4xx status and one line that matches `message`. */
@@ -125,7 +102,7 @@ async function trainToCompletion(job: TrainJob): Promise<{ id: number }> {
 
 const runCount = async () => (await call('runs.list', {})).body.length;
 /** The studio folder as the user sees it: everything but the database's own files, which every call may touch. */
-const homeSnapshot = () => snapshot(home, (name) => /^studio\.(db|lock)/.test(name));
+const homeSnapshot = () => treeHashes(home, (name) => /^studio\.(db|lock)/.test(name));
 
 describe('a studio served over HTTP', () => {
   let adapterOne: string;
@@ -156,7 +133,7 @@ describe('a studio served over HTTP', () => {
 
   it("(a) refuses to train into a folder of the user's that holds files, overwrite or not", async () => {
     const decoy = makeDecoy(path.join(root, 'decoy-a'));
-    const before = snapshot(decoy);
+    const before = treeHashes(decoy);
     await expectRefused(
       'runs.start',
       { job: demoJob(decoy) },
@@ -169,7 +146,7 @@ describe('a studio served over HTTP', () => {
     fs.copyFileSync(path.join(adapterOne, 'adapter_config.json'), path.join(decoy, 'adapter_config.json'));
     await expectRefused('runs.start', { job: { ...demoJob(decoy), overwriteOutput: true } }, /holds other files/);
     fs.rmSync(path.join(decoy, 'adapter_config.json'));
-    expect(snapshot(decoy)).toEqual(before);
+    expect(treeHashes(decoy)).toEqual(before);
     expect(await runCount()).toBe(1);
   });
 
@@ -177,7 +154,7 @@ describe('a studio served over HTTP', () => {
     const library = path.join(root, 'library');
     const model = path.join(library, 'model');
     fs.cpSync(DEMO_MODEL, model, { recursive: true });
-    const before = snapshot(library);
+    const before = treeHashes(library);
     const job = { ...demoJob(model), modelDir: model };
     await expectRefused(
       'runs.start',
@@ -190,7 +167,7 @@ describe('a studio served over HTTP', () => {
       /the output folder is inside the model folder/,
     );
     await expectRefused('runs.start', { job: { ...job, outDir: library } }, /the output folder holds the model folder/);
-    expect(snapshot(library)).toEqual(before);
+    expect(treeHashes(library)).toEqual(before);
     expect(await runCount()).toBe(1);
   });
 
@@ -252,12 +229,12 @@ describe('a studio served over HTTP', () => {
   it("(d) deletes only the files the studio wrote into an adapter folder: changed ones and the user's stay", async () => {
     fs.writeFileSync(path.join(adapterOne, 'my-notes.txt'), 'added by the user\n');
     fs.appendFileSync(path.join(adapterOne, 'training.json'), '\n// edited by the user\n');
-    const mine = snapshot(adapterOne, (name) => !['my-notes.txt', 'training.json'].includes(name));
-    const decoys = snapshot(path.join(home, 'my-files'));
+    const mine = treeHashes(adapterOne, (name) => !['my-notes.txt', 'training.json'].includes(name));
+    const decoys = treeHashes(path.join(home, 'my-files'));
     const deleted = await call('adapters.delete', { id: 1, deleteFiles: true });
     expect(deleted).toEqual({ status: 200, body: { deleted: 1, kept: [path.join(adapterOne, 'training.json')] } });
-    expect(snapshot(adapterOne)).toEqual(mine);
-    expect(snapshot(path.join(home, 'my-files'))).toEqual(decoys);
+    expect(treeHashes(adapterOne)).toEqual(mine);
+    expect(treeHashes(path.join(home, 'my-files'))).toEqual(decoys);
     expect((await call('adapters.list', {})).body).toEqual([]);
     await expectRefused('adapters.delete', { id: 1, deleteFiles: true }, /^adapter 1: no such adapter$/);
   });
@@ -267,14 +244,14 @@ describe('a studio served over HTTP', () => {
     expect(fs.readdirSync(path.join(runDir, 'checkpoints')).length).toBeGreaterThan(0);
     fs.writeFileSync(path.join(runDir, 'mine.txt'), 'put here by the user\n');
     fs.writeFileSync(path.join(runDir, 'checkpoints', 'mine-too.txt'), "also the user's\n");
-    const before = snapshot(path.join(home, 'my-files'));
+    const before = treeHashes(path.join(home, 'my-files'));
     expect(await call('runs.delete', { id: 1 })).toEqual({ status: 200, body: { deleted: 1 } });
-    expect(snapshot(runDir)).toEqual({
+    expect(treeHashes(runDir)).toEqual({
       'mine.txt': expect.any(String),
       checkpoints: 'folder',
       [path.join('checkpoints', 'mine-too.txt')]: expect.any(String),
     });
-    expect(snapshot(path.join(home, 'my-files'))).toEqual(before);
+    expect(treeHashes(path.join(home, 'my-files'))).toEqual(before);
   });
 
   it("(e) never gives a deleted adapter's id to a new one; an untouched adapter folder goes whole", async () => {
@@ -313,7 +290,7 @@ describe('train on the command line', () => {
 
   it("refuses a folder of the user's and the model folder, --overwrite or not, before training", async () => {
     const decoy = makeDecoy(path.join(root, 'decoy-cli'));
-    const before = snapshot(decoy);
+    const before = treeHashes(decoy);
     for (const overwrite of [[], ['--overwrite']]) {
       const refused = await train(decoy, ...overwrite);
       expect(refused.code).toBe(1);
@@ -326,7 +303,7 @@ describe('train on the command line', () => {
       `peft-studio train: error: ${path.join(DEMO_MODEL, 'adapter')}: the output folder is inside the model folder ${DEMO_MODEL}; choose a new or empty folder for the adapter`,
     ]);
     expect(fs.existsSync(path.join(DEMO_MODEL, 'adapter'))).toBe(false);
-    expect(snapshot(decoy)).toEqual(before);
+    expect(treeHashes(decoy)).toEqual(before);
   });
 
   it("writes an adapter again only with --overwrite, leaving the user's files, and never over a changed file", async () => {
@@ -335,18 +312,18 @@ describe('train on the command line', () => {
     expect(first.code, first.stderr).toBe(0);
     expect(JSON.parse(fs.readFileSync(path.join(out, MANIFEST), 'utf8')).run).toBeNull();
     fs.writeFileSync(path.join(out, 'README.md'), 'my own card\n');
-    const before = snapshot(out);
+    const before = treeHashes(out);
     const again = await train(out);
     expect(again.code).toBe(1);
     expect(oneLine(again.stderr)).toEqual([
       `peft-studio train: error: ${out}: holds an adapter PEFT Studio wrote for another run; choose a new or empty folder for the adapter, or overwrite that adapter (train --overwrite)`,
     ]);
-    expect(snapshot(out)).toEqual(before);
+    expect(treeHashes(out)).toEqual(before);
 
     const overwritten = await train(out, '--overwrite', '--seed', '1');
     expect(overwritten.code, overwritten.stderr).toBe(0);
     expect(fs.readFileSync(path.join(out, 'README.md'), 'utf8')).toBe('my own card\n');
-    expect(snapshot(out)['adapter_model.safetensors']).not.toBe(before['adapter_model.safetensors']);
+    expect(treeHashes(out)['adapter_model.safetensors']).not.toBe(before['adapter_model.safetensors']);
 
     fs.appendFileSync(path.join(out, 'adapter_config.json'), ' ');
     const changed = await train(out, '--overwrite');
@@ -386,10 +363,10 @@ describe('deleting by a manifest', () => {
       run: null,
       files: listed.map((name) => entry(name, name === 'ok.txt' ? 'ours' : notes)),
     });
-    const before = snapshot(victims);
+    const before = treeHashes(victims);
     expect(deleteAdapterFiles(folder, manifest, nowhere)).toEqual([path.join(folder, 'adapter_config.json')]);
     expect(fs.readdirSync(folder)).toEqual(['adapter_config.json']);
-    expect(snapshot(victims)).toEqual(before);
+    expect(treeHashes(victims)).toEqual(before);
   });
 
   it('deletes nothing in the studio folder, a model folder, or around a dataset; nor without a manifest', () => {
@@ -401,7 +378,7 @@ describe('deleting by a manifest', () => {
       run: null,
       files: [entry('studio.db', 'the database'), entry('data.jsonl', '{}')],
     });
-    const before = snapshot(work);
+    const before = treeHashes(work);
     const places = (p: Partial<ProtectedPlaces>) => ({ ...nowhere, ...p });
     expect(() => deleteAdapterFiles(work, manifest, places({ homes: [work] }))).toThrow(
       `${work}: the adapter folder is the studio folder`,
@@ -417,7 +394,7 @@ describe('deleting by a manifest', () => {
       /recorded before PEFT Studio listed the files it writes/,
     );
     expect(() => deleteAdapterFiles(work, '{"format":1,"files":[]}', nowhere)).toThrow(/recorded before/);
-    expect(snapshot(work)).toEqual(before);
+    expect(treeHashes(work)).toEqual(before);
   });
 
   it("deletes of a run's checkpoints only the files the checkpoint writer makes", () => {
@@ -429,9 +406,9 @@ describe('deleting by a manifest', () => {
     fs.mkdirSync(path.join(dir, '.step-00000004.partial-99'));
     const decoy = makeDecoy(path.join(dir, 'step-00000006'));
     fs.symlinkSync(decoy, path.join(dir, 'step-00000008'));
-    const before = snapshot(decoy);
+    const before = treeHashes(decoy);
     removeCheckpoints(dir);
     expect(fs.readdirSync(dir).sort()).toEqual(['step-00000006', 'step-00000008']);
-    expect(snapshot(decoy)).toEqual(before);
+    expect(treeHashes(decoy)).toEqual(before);
   });
 });

@@ -199,7 +199,7 @@ describe('answers the server cannot send', () => {
       close: async () => {},
     } as unknown as import('../../main/studio/studioApi.js').StudioService;
     const server = await startServer({ host: '127.0.0.1', port: 0, staticDir: root, api });
-    const served = { url: new URL(server.url), token: server.token } as Served;
+    const served = { url: new URL(server.url), token: server.token };
     try {
       for (const method of ['runs.list', 'models.list', 'datasets.list']) {
         const answer = await callApi(served, method, {});

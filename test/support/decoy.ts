@@ -13,18 +13,22 @@ export function makeDecoy(dir: string): string {
   return dir;
 }
 
-/** Every file, folder and link under `dir` with its sha256 (files), target (links) or kind (folders). */
-export function treeHashes(dir: string): Record<string, string> {
+/**
+ * Every file, folder and link under `dir`, by its path relative to `dir`, with its sha256 (files), target (links) or
+ * kind (folders); `skip` leaves entries out (a skipped folder's contents still count).
+ */
+export function treeHashes(dir: string, skip: (relative: string) => boolean = () => false): Record<string, string> {
   const hashes: Record<string, string> = {};
   const walk = (folder: string) => {
     for (const entry of fs.readdirSync(folder, { withFileTypes: true })) {
       const full = path.join(folder, entry.name);
       const key = path.relative(dir, full);
-      if (entry.isSymbolicLink()) hashes[key] = `link -> ${fs.readlinkSync(full)}`;
-      else if (entry.isDirectory()) {
-        hashes[key] = 'folder';
+      if (entry.isSymbolicLink()) {
+        if (!skip(key)) hashes[key] = `link -> ${fs.readlinkSync(full)}`;
+      } else if (entry.isDirectory()) {
+        if (!skip(key)) hashes[key] = 'folder';
         walk(full);
-      } else hashes[key] = crypto.createHash('sha256').update(fs.readFileSync(full)).digest('hex');
+      } else if (!skip(key)) hashes[key] = crypto.createHash('sha256').update(fs.readFileSync(full)).digest('hex');
     }
   };
   walk(dir);

@@ -71,7 +71,7 @@ export function request(
 }
 
 /** POST /api/<method> with the token. */
-export function callApi(served: Served, method: string, params: unknown): Promise<HttpAnswer> {
+export function callApi(served: Pick<Served, 'url' | 'token'>, method: string, params: unknown): Promise<HttpAnswer> {
   return request(new URL(`/api/${method}`, served.url), {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${served.token}` },
