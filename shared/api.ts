@@ -155,6 +155,8 @@ export const PARAMS = {
   'settings.get': noParams,
   'settings.set': z.strictObject({
     device: z.enum(DEVICE_CHOICES).optional(),
+    /** CPU threads of the engine; null: every core. */
+    threads: numberSchema(JOB_BOUNDS.threads).nullable().optional(),
     theme: themeSchema.optional(),
     /** Kept by the main process only; null forgets it. Never sent back: settings say only hasToken. */
     hfToken: z.string().trim().min(1).nullable().optional(),
@@ -259,6 +261,8 @@ export interface GenerationSummary {
   timeToFirstTokenSeconds: number;
   tokensPerSecond: number;
   device: ExecutionDevice;
+  /** CPU threads of the session that answered (fewer beside a training run). */
+  threads: number;
 }
 
 export interface ExportResult {
@@ -280,6 +284,10 @@ export interface HubExportResult {
 
 export interface StudioSettings {
   device: DeviceChoice;
+  /** CPU threads for training and generation (a job's own count wins); null: every core. */
+  threads: number | null;
+  /** What null means on this machine. */
+  defaultThreads: number;
   theme: Theme;
   hasToken: boolean;
   /** The folder this session keeps its database, runs and adapters in. */

@@ -44,6 +44,8 @@ export interface RunRecord {
   job: TrainJob;
   status: RunStatus;
   device: ExecutionDevice | null;
+  /** CPU threads the engine ran with (null until it starts). */
+  threads: number | null;
   step: number;
   totalSteps: number | null;
   createdAt: string;

@@ -91,6 +91,7 @@ export function defaultTrainJob(method: AdapterMethod, paths: JobPaths): TrainJo
     shuffle: true,
     gradientCheckpointing: true, // a third slower, a fraction of the memory: fitting matters more on a laptop
     device: 'auto', // the fastest device this machine has
+    threads: null, // every core: a second pool beside training only slows both
     initAdapterDir: null,
     evalDataFile: null,
     evalSplit: 0, // no rows held out unless asked: small datasets need every row
@@ -112,6 +113,9 @@ export interface NumberBounds {
 
 /** The RNG keeps 32 bits of the seed (main/util/random.ts): a larger seed would repeat a smaller one's run. */
 export const MAX_SEED = 2 ** 32 - 1;
+
+/** The most CPU threads a job or a setting may ask for. */
+export const MAX_THREADS = 256;
 
 /** Every number of a TrainJob, by field path. */
 export const JOB_BOUNDS = {
@@ -145,6 +149,8 @@ export const JOB_BOUNDS = {
   evalEvery: { integer: true, min: 0 },
   checkpointEvery: { integer: true, min: 0 },
   keepCheckpoints: { integer: true, min: 1 },
+  // ONNX Runtime's pool: more threads than any desktop has cores only adds switching.
+  threads: { integer: true, min: 1, max: MAX_THREADS },
 } as const satisfies Record<string, NumberBounds>;
 
 export type JobNumberField = keyof typeof JOB_BOUNDS;
@@ -247,6 +253,7 @@ export const trainJobSchema: z.ZodType<TrainJob> = z
     shuffle: yesNo,
     gradientCheckpointing: yesNo,
     device: oneOf(DEVICE_CHOICES),
+    threads: bounded('threads').nullable(),
     initAdapterDir: pathSchema.nullable(),
     evalDataFile: pathSchema.nullable(),
     evalSplit: bounded('evalSplit'),
@@ -317,6 +324,7 @@ export const JOB_FIELDS = {
   shuffle: { flag: '--no-shuffle', label: 'Shuffle' },
   gradientCheckpointing: { flag: '--gradient-checkpointing', label: 'Gradient checkpointing' },
   device: { flag: '--device', label: 'Device' },
+  threads: { flag: '--threads', label: 'CPU threads' },
   initAdapterDir: { flag: '--init-adapter', label: 'Adapter to continue' },
   evalDataFile: { flag: '--eval-data', label: 'Validation data file' },
   evalSplit: { flag: '--eval-split', label: 'Validation split' },

@@ -80,6 +80,8 @@ export interface TrainJob {
   shuffle: boolean;
   gradientCheckpointing: boolean;
   device: DeviceChoice;
+  /** CPU threads for each engine operator (ONNX Runtime's intra-op pool); null = every core this machine offers. */
+  threads: number | null;
   /** Continue from this PEFT LoRA adapter; its r, alpha, targets and rsLoRA setting win. */
   initAdapterDir: string | null;
   /** Validation data: its own file, or this fraction of the training data held out (0 = none). */
@@ -105,7 +107,8 @@ export interface TrainJob {
 export type EngineEvent =
   | { type: 'log'; message: string }
   | { type: 'compile'; done: number; total: number }
-  | { type: 'device'; device: ExecutionDevice; reason: string }
+  /** The device the engine runs on, and the CPU threads of each of its operators. */
+  | { type: 'device'; device: ExecutionDevice; reason: string; threads: number }
   /** A dataset file was read: what it is, for the record of the run. */
   | { type: 'dataset'; role: 'train' | 'eval'; file: string; format: DataFormat; sha256: string; stats: DatasetStats }
   | { type: 'eval'; step: number; loss: number; perplexity: number; tokens: number }
@@ -153,6 +156,8 @@ export interface EvalJob {
   batchSize: number;
   maxSeqLen: number;
   device: DeviceChoice;
+  /** As TrainJob.threads. */
+  threads: number | null;
 }
 
 export interface EvalResult {
@@ -169,10 +174,13 @@ export interface BenchJob {
   rank: number;
   gradientCheckpointing: boolean;
   device: DeviceChoice;
+  /** As TrainJob.threads. */
+  threads: number | null;
 }
 
 export interface BenchResult {
   device: ExecutionDevice;
+  threads: number;
   tokensPerSecond: number;
   secondsPerStep: number;
   /** Peak resident memory of the process that ran the benchmark. */

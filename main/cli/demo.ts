@@ -14,6 +14,7 @@ import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
 import { runEngine } from '../engine/process/host.js';
 import { InferenceModel } from '../engine/runtime/inferenceModel.js';
 import { chooseDevice } from '../engine/runtime/runtime.js';
+import { engineThreads } from '../engine/runtime/threads.js';
 import { openModelFolder } from '../model/modelFolder.js';
 import { loadTokenizer } from '../model/tokenizer.js';
 import { generate, type GenerateOptions } from '../playground/generate.js';
@@ -77,7 +78,13 @@ function splitDemoData(trainFile: string, heldOutFile: string): HeldOutPrompt[] 
 /**
  * The demo's run: the defaults with the demo's recipe (shared/demo.ts), as the wizard's Quick preset on the demo model.
  */
-export function demoJob(trainFile: string, adapterDir: string, steps: number, device: DeviceChoice): TrainJob {
+export function demoJob(
+  trainFile: string,
+  adapterDir: string,
+  steps: number,
+  device: DeviceChoice,
+  threads: number | null = null,
+): TrainJob {
   const base = defaultTrainJob('lora', { modelDir: DEMO_MODEL_DIR, dataFile: trainFile, outDir: adapterDir });
   const { learningRate, scheduler, rank, alpha, dropout, targets, batchSize, maxSeqLen } = DEMO_RECIPE;
   return {
@@ -88,6 +95,7 @@ export function demoJob(trainFile: string, adapterDir: string, steps: number, de
     batchSize,
     maxSeqLen,
     device,
+    threads,
     // A run of a minute: the adapter at its end is the only checkpoint worth keeping.
     checkpointEvery: 0,
     keepCheckpoints: 1,
@@ -111,8 +119,8 @@ async function heldOutLoss(
   adapterDir: string | null,
   asJson: boolean,
 ): Promise<number> {
-  const { modelDir, data, batchSize, maxSeqLen, device } = trained;
-  const job = { modelDir, adapterDir, dataFile: heldOutFile, data, batchSize, maxSeqLen, device };
+  const { modelDir, data, batchSize, maxSeqLen, device, threads } = trained;
+  const job = { modelDir, adapterDir, dataFile: heldOutFile, data, batchSize, maxSeqLen, device, threads };
   const result: EvalResult = await runEngine({ kind: 'eval', job }, asJson ? () => {} : printEvent).result;
   return result.loss;
 }
@@ -120,12 +128,14 @@ async function heldOutLoss(
 async function compareAnswers(
   adapterDir: string,
   prompts: HeldOutPrompt[],
-  device: TrainJob['device'],
+  { device, threads }: TrainJob,
 ): Promise<Comparison[]> {
   const folder = openModelFolder(DEMO_MODEL_DIR);
   const tokenizer = loadTokenizer(folder.dir);
   // One session answers both ways: the adapter stays unmerged and scale 0 turns it off.
-  const model = await InferenceModel.load(folder, chooseDevice(device).device, loadAdapter(adapterDir, folder.spec));
+  const model = await InferenceModel.load(folder, chooseDevice(device).device, loadAdapter(adapterDir, folder.spec), {
+    threads: engineThreads(threads),
+  });
   const answer = async (prompt: string, adapterScale: number) => {
     const tokens = generate(model, tokenizer, tokenizer.encode(prompt), { ...ANSWER_SAMPLING, adapterScale });
     let next = await tokens.next();
@@ -203,8 +213,8 @@ function checkOutFolder(out: string): void {
 export const DEMO_COMMANDS: Record<string, Command> = {
   demo: {
     summary: 'the built-in demo, headless: train, compare base vs adapter on held-out prompts, export',
-    usage: `peft-studio demo [--out ./peft-studio-demo] [--steps ${DEMO_STEPS}] [--device auto|cpu|webgpu|cuda|dml] [--home DIR] [--json]`,
-    options: { out: str, steps: str, device: str, home: str, json },
+    usage: `peft-studio demo [--out ./peft-studio-demo] [--steps ${DEMO_STEPS}] [--device auto|cpu|webgpu|cuda|dml] [--threads N] [--home DIR] [--json]`,
+    options: { out: str, steps: str, device: str, threads: str, home: str, json },
     async run(values) {
       const out = path.resolve((values.out as string | undefined) ?? 'peft-studio-demo');
       const asJson = values.json === true;
@@ -220,9 +230,14 @@ export const DEMO_COMMANDS: Record<string, Command> = {
       const adapterDir = path.join(out, 'adapter');
       const steps = flagNumber(values, 'steps') ?? DEMO_STEPS;
       // Checked before any file is written: a bad value is named by its flag.
-      const job = demoJob(trainFile, adapterDir, steps, (flagString(values, 'device') ?? 'auto') as DeviceChoice);
+      const job = demoJob(
+        trainFile,
+        adapterDir,
+        steps,
+        (flagString(values, 'device') ?? 'auto') as DeviceChoice,
+        flagNumber(values, 'threads') ?? null,
+      );
       refuseProblems(jobProblems(job), values);
-      const { device } = job;
 
       const prompts = splitDemoData(trainFile, heldOutFile);
       progress(`training on ${trainFile}`);
@@ -233,7 +248,7 @@ export const DEMO_COMMANDS: Record<string, Command> = {
         adapter: await heldOutLoss(job, heldOutFile, adapterDir, asJson),
       };
       progress('answering held-out prompts');
-      const comparisons = await compareAnswers(adapterDir, prompts, device);
+      const comparisons = await compareAnswers(adapterDir, prompts, job);
       const exported = exportForOllama(DEMO_MODEL_DIR, adapterDir, path.join(out, 'gguf', 'adapter.gguf'));
 
       if (asJson) {

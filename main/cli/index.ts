@@ -17,7 +17,18 @@ import { runEngine } from '../engine/process/host.js';
 import { planDefaultTraining } from '../engine/compile/memoryPlan.js';
 import { printEvent } from './progress.js';
 import { createTinyModel, DEFAULT_TINY_MODEL } from '../model/tinyModel.js';
-import { boundedNumber, choice, flagOf, json, number, positiveInt, str, UsageError, type Command } from './options.js';
+import {
+  boundedNumber,
+  choice,
+  flagOf,
+  json,
+  number,
+  positiveInt,
+  str,
+  threadsFlag,
+  UsageError,
+  type Command,
+} from './options.js';
 import { DATA_COMMANDS, DATA_FLAGS, dataOptions, dataSettings } from './data.js';
 import { hubCommands } from './hub.js';
 import { PLAYGROUND_COMMANDS } from './playground.js';
@@ -100,7 +111,7 @@ const COMMANDS: Record<string, Command> = {
   },
   eval: {
     summary: 'loss, token count and perplexity of a model (with an adapter) on a dataset',
-    usage: `peft-studio eval --model DIR [--adapter DIR] --data FILE ${DATA_FLAGS} [--batch-size N] [--max-seq-len N] [--device D] [--json]`,
+    usage: `peft-studio eval --model DIR [--adapter DIR] --data FILE ${DATA_FLAGS} [--batch-size N] [--max-seq-len N] [--device D] [--threads N] [--json]`,
     options: {
       model: str,
       adapter: str,
@@ -109,6 +120,7 @@ const COMMANDS: Record<string, Command> = {
       'batch-size': str,
       'max-seq-len': str,
       device: str,
+      threads: str,
       json,
     },
     async run(values) {
@@ -121,6 +133,7 @@ const COMMANDS: Record<string, Command> = {
         batchSize: boundedNumber(values, 'batch-size', 4, JOB_BOUNDS.batchSize),
         maxSeqLen: boundedNumber(values, 'max-seq-len', 512, JOB_BOUNDS.maxSeqLen),
         device: choice(values, 'device', DEVICE_CHOICES, 'auto'),
+        threads: threadsFlag(values),
       };
       await runAndReport(
         { kind: 'eval', job },
@@ -133,7 +146,7 @@ const COMMANDS: Record<string, Command> = {
   bench: {
     summary: 'training tokens/s, seconds per step and peak memory on random tokens',
     usage:
-      'peft-studio bench --model DIR [--seq-len 256] [--batch-size 4] [--steps 5] [--rank 16] [--gradient-checkpointing on|off] [--device D] [--json]',
+      'peft-studio bench --model DIR [--seq-len 256] [--batch-size 4] [--steps 5] [--rank 16] [--gradient-checkpointing on|off] [--device D] [--threads N] [--json]',
     options: {
       model: str,
       'seq-len': str,
@@ -142,6 +155,7 @@ const COMMANDS: Record<string, Command> = {
       rank: str,
       'gradient-checkpointing': str,
       device: str,
+      threads: str,
       json,
     },
     async run(values) {
@@ -154,12 +168,19 @@ const COMMANDS: Record<string, Command> = {
         rank: boundedNumber(values, 'rank', 16, JOB_BOUNDS['lora.rank']),
         gradientCheckpointing: choice(values, 'gradient-checkpointing', ['on', 'off'] as const, 'on') === 'on',
         device: choice(values, 'device', DEVICE_CHOICES, 'auto'),
+        threads: threadsFlag(values),
       };
       await runAndReport(
         { kind: 'bench', job },
         values.json === true,
-        (r: { tokensPerSecond: number; secondsPerStep: number; peakRssBytes: number; device: string }) =>
-          `${r.device}: ${r.tokensPerSecond.toFixed(1)} tokens/s, ${r.secondsPerStep.toFixed(2)} s/step, peak RSS ${(r.peakRssBytes / 2 ** 30).toFixed(2)} GiB`,
+        (r: {
+          tokensPerSecond: number;
+          secondsPerStep: number;
+          peakRssBytes: number;
+          device: string;
+          threads: number;
+        }) =>
+          `${r.device}, ${r.threads} threads: ${r.tokensPerSecond.toFixed(1)} tokens/s, ${r.secondsPerStep.toFixed(2)} s/step, peak RSS ${(r.peakRssBytes / 2 ** 30).toFixed(2)} GiB`,
       );
     },
   },

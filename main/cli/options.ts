@@ -3,7 +3,7 @@
 import type { ParseArgsConfig } from 'node:util';
 import { oneLine, type FieldProblem } from '../../shared/errors.js';
 import { GENERATION_FIELDS } from '../../shared/generation.js';
-import { JOB_FIELDS, numberSchema, type FieldNames, type NumberBounds } from '../../shared/trainJob.js';
+import { JOB_BOUNDS, JOB_FIELDS, numberSchema, type FieldNames, type NumberBounds } from '../../shared/trainJob.js';
 
 /** Bad usage of a command: exit code 2 and the command's usage line. */
 export class UsageError extends Error {}
@@ -94,6 +94,11 @@ export function boundedNumber(values: Values, name: string, fallback: number, bo
   const checked = numberSchema(bounds).safeParse(given);
   if (!checked.success) throw new UsageError(`--${name} ${values[name]}: ${checked.error.issues[0].message}`);
   return checked.data;
+}
+
+/** `--threads N`: the engine's CPU threads, checked against the job's bounds; null (every core) when not given. */
+export function threadsFlag(values: Values): number | null {
+  return values.threads === undefined ? null : boundedNumber(values, 'threads', 0, JOB_BOUNDS.threads);
 }
 
 export const json = { type: 'boolean', default: false } as const;

@@ -15,7 +15,8 @@ import {
 import { DEVICE_CHOICES } from '../../shared/trainJob.js';
 import { loadAdapter } from '../adapter/anyAdapter.js';
 import { InferenceModel } from '../engine/runtime/inferenceModel.js';
-import { chooseDevice } from '../engine/runtime/runtime.js';
+import { chooseDevice, sessionThreads } from '../engine/runtime/runtime.js';
+import { engineThreads } from '../engine/runtime/threads.js';
 import { openModelFolder } from '../model/modelFolder.js';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
 import { chatPromptIds, textPromptIds } from '../playground/chatPrompt.js';
@@ -26,6 +27,7 @@ import {
   json,
   refuseProblems,
   str,
+  threadsFlag,
   UsageError,
   withGiven,
   type Command,
@@ -33,7 +35,7 @@ import {
 } from './options.js';
 
 const SAMPLING_FLAGS =
-  '[--max-new-tokens 128] [--temperature 0] [--top-k 0] [--top-p 1] [--repetition-penalty 1] [--seed 0] [--stop STR]... [--device D]';
+  '[--max-new-tokens 128] [--temperature 0] [--top-k 0] [--top-p 1] [--repetition-penalty 1] [--seed 0] [--stop STR]... [--device D] [--threads N]';
 const samplingOptions = {
   'max-new-tokens': str,
   temperature: str,
@@ -44,6 +46,7 @@ const samplingOptions = {
   stop: { type: 'string', multiple: true },
   'ignore-eos': { type: 'boolean', default: false },
   device: str,
+  threads: str,
 } as const;
 
 /** The sampling flags over shared/generation.ts's defaults, checked by the studio's own schema. */
@@ -70,15 +73,21 @@ interface Loaded {
   model: InferenceModel;
   tokenizer: ModelTokenizer;
   modelDir: string;
+  threads: number;
+  /** Opening the folder, the tokenizer and the generation session: what a cold call pays before its first token. */
+  loadSeconds: number;
 }
 
 async function loadModel(values: Values): Promise<Loaded> {
   if (!values.model) throw new UsageError('--model is required');
+  const started = performance.now();
   const folder = openModelFolder(values.model as string);
   const tokenizer = loadTokenizer(folder.dir);
   const adapter = values.adapter ? loadAdapter(path.resolve(values.adapter as string), folder.spec) : null;
   const { device } = chooseDevice(choice(values, 'device', DEVICE_CHOICES, 'auto'));
-  return { model: await InferenceModel.load(folder, device, adapter), tokenizer, modelDir: folder.dir };
+  const model = await InferenceModel.load(folder, device, adapter, { threads: engineThreads(threadsFlag(values)) });
+  const loadSeconds = (performance.now() - started) / 1000;
+  return { model, tokenizer, modelDir: folder.dir, threads: sessionThreads(model.session), loadSeconds };
 }
 
 function readMessages(file: string): ChatMessage[] {
@@ -147,7 +156,7 @@ export const PLAYGROUND_COMMANDS: Record<string, Command> = {
       const given = ['prompt', 'messages', 'prompt-ids'].filter((flag) => values[flag] !== undefined);
       if (given.length !== 1) throw new UsageError('give one of --prompt, --messages or --prompt-ids');
       const options = { ...generateOptions(values), adapterScale: values.base ? 0 : 1 };
-      const { model, tokenizer, modelDir } = await loadModel(values);
+      const { model, tokenizer, modelDir, threads, loadSeconds } = await loadModel(values);
       const context = model.folder.spec.maxPositionEmbeddings;
       const plainChat = values['plain-chat'] === true;
       try {
@@ -165,12 +174,12 @@ export const PLAYGROUND_COMMANDS: Record<string, Command> = {
         );
         if (asJson) {
           process.stdout.write(
-            `${JSON.stringify({ ...result, newTokens: result.ids.length, tokensPerSecond: result.decodeTokensPerSecond, device: model.device })}\n`,
+            `${JSON.stringify({ ...result, newTokens: result.ids.length, tokensPerSecond: result.decodeTokensPerSecond, device: model.device, threads, loadSeconds })}\n`,
           );
         } else {
           process.stdout.write('\n');
           process.stderr.write(
-            `${result.ids.length} tokens (${result.finishReason}), ${result.decodeTokensPerSecond.toFixed(1)} tokens/s, first token after ${result.timeToFirstTokenSeconds.toFixed(2)} s on ${model.device}\n`,
+            `${result.ids.length} tokens (${result.finishReason}), ${result.decodeTokensPerSecond.toFixed(1)} tokens/s, first token after ${result.timeToFirstTokenSeconds.toFixed(2)} s on ${model.device} (${threads} threads, loaded in ${loadSeconds.toFixed(2)} s)\n`,
           );
         }
       } finally {

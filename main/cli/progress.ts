@@ -8,7 +8,7 @@ export function printEvent(event: EngineEvent): void {
       process.stderr.write(`${event.message}\n`);
       break;
     case 'device':
-      process.stderr.write(`device: ${event.device} (${event.reason})\n`);
+      process.stderr.write(`device: ${event.device} (${event.reason}), ${event.threads} CPU threads\n`);
       break;
     case 'compile':
       if (event.done === event.total) process.stderr.write(`compiled ${event.total} graphs\n`);

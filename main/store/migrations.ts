@@ -111,4 +111,8 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX adapters_by_run ON adapters (run_id);
   `,
+  // 6: the CPU threads a run's engine used, beside its device: throughput is only comparable between equal counts.
+  `
+  ALTER TABLE runs ADD COLUMN threads INTEGER;
+  `,
 ];

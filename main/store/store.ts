@@ -57,6 +57,7 @@ function runFromRow(r: Row): RunRecord {
     job: JSON.parse(r.job as string) as TrainJob,
     status: r.status as RunStatus,
     device: r.device as ExecutionDevice | null,
+    threads: r.threads as number | null,
     step: r.step as number,
     totalSteps: r.total_steps as number | null,
     createdAt: r.created_at as string,
@@ -250,17 +251,18 @@ export class Store {
 
   setRunProgress(
     id: number,
-    progress: { step?: number; totalSteps?: number; device?: ExecutionDevice; workerPid?: number },
+    progress: { step?: number; totalSteps?: number; device?: ExecutionDevice; threads?: number; workerPid?: number },
   ): void {
     this.write(() =>
       this.db
         .prepare(
-          'UPDATE runs SET step = coalesce(?, step), total_steps = coalesce(?, total_steps), device = coalesce(?, device), worker_pid = coalesce(?, worker_pid) WHERE id = ?',
+          'UPDATE runs SET step = coalesce(?, step), total_steps = coalesce(?, total_steps), device = coalesce(?, device), threads = coalesce(?, threads), worker_pid = coalesce(?, worker_pid) WHERE id = ?',
         )
         .run(
           progress.step ?? null,
           progress.totalSteps ?? null,
           progress.device ?? null,
+          progress.threads ?? null,
           progress.workerPid ?? null,
           id,
         ),

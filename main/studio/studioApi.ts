@@ -28,6 +28,8 @@ import { Store } from '../store/store.js';
 import { listDevices } from './services/devices.js';
 import { inspectModel } from './services/modelInspection.js';
 import { PlaygroundHost } from './services/playgroundHost.js';
+import type { GenerationEngine } from './services/playgroundSessions.js';
+import { engineThreads, generationThreads } from '../engine/runtime/threads.js';
 import { runOffThread } from './offThread.js';
 import { lockHome } from '../store/homeLock.js';
 import type { HomeEnvironment } from '../store/home.js';
@@ -97,6 +99,16 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
     return { adapter, baseModel: given ?? (base?.source === 'hub' ? base.location : undefined) };
   };
 
+  /** The settings' device and threads, less the threads of any training run going on now. */
+  const generationEngine = (): GenerationEngine => {
+    const { device, threads } = settings.get();
+    const training = manager
+      .runs()
+      .filter((run) => run.status === 'running')
+      .reduce((sum, run) => sum + (run.threads ?? engineThreads(run.job.threads ?? null)), 0);
+    return { device, ...generationThreads(threads, training) };
+  };
+
   const requireRun = (id: number): RunRecord => {
     const run = manager.run(id);
     if (!run) throw new UserError(`run ${id}: no such run`);
@@ -143,7 +155,8 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
       requireRun(p.id);
       return { loss: store.lossChart(p.id, p.maxPoints), eval: store.evalCurve(p.id) };
     },
-    'runs.start': (p) => manager.enqueue(p.job),
+    // A job that leaves the threads to the machine gets the studio's setting, recorded with the run.
+    'runs.start': (p) => manager.enqueue({ ...p.job, threads: p.job.threads ?? settings.get().threads }),
     'runs.pause': (p) => {
       manager.pause(p.id);
       return requireRun(p.id);
@@ -178,7 +191,7 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
       store.deleteDataset(p.id);
       return { deleted: p.id };
     },
-    'playground.generate': (p) => playground.generate(p, settings.get().device),
+    'playground.generate': (p) => playground.generate(p, generationEngine()),
     'playground.stop': (p) => ({ stopped: playground.stop(p.requestId) }),
     'export.run': async (p) => {
       const adapter = store.adapter(p.adapterId);

@@ -36,6 +36,7 @@ export function demoJob(outDir: string, steps = 4): TrainJob {
     shuffle: true,
     gradientCheckpointing: true,
     device: 'cpu',
+    threads: null,
     initAdapterDir: null,
     evalDataFile: null,
     evalSplit: 0.1,

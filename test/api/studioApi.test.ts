@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StudioEvent } from '../../shared/api.js';
 import type { createStudioApi as CreateStudioApi, StudioService } from '../../main/studio/studioApi.js';
 import { defaultStudioHome } from '../../main/store/home.js';
+import { engineThreads } from '../../main/engine/runtime/threads.js';
 import { ROOT } from '../support/cli.js';
 import { DEMO_DATA, DEMO_MODEL, demoJob } from './jobs.js';
 
@@ -15,6 +16,7 @@ const { createStudioApi } = (await import(path.join(ROOT, 'dist/main/studio/stud
   createStudioApi: typeof CreateStudioApi;
 };
 
+const CORES = engineThreads(null);
 const TOKEN = `hf_${crypto.randomBytes(16).toString('hex')}`;
 let root: string;
 let api: StudioService;
@@ -65,6 +67,8 @@ describe('the studio API', () => {
     };
     expect(await api.call('settings.get', {})).toEqual({
       device: 'auto',
+      threads: null,
+      defaultThreads: CORES,
       theme: 'system',
       hasToken: false,
       ...folders,
@@ -72,6 +76,8 @@ describe('the studio API', () => {
     // The token stays set while the other tests run: the last one looks for it in every file the studio wrote.
     expect(await api.call('settings.set', { theme: 'dark', hfToken: TOKEN })).toEqual({
       device: 'auto',
+      threads: null,
+      defaultThreads: CORES,
       theme: 'dark',
       hasToken: true,
       ...folders,
@@ -148,6 +154,8 @@ describe('the studio API', () => {
 
   it('trains a run: run events, completion, chart points, the adapter listed, and exports it', async () => {
     const outDir = path.join(root, 'adapter');
+    // The threads setting: a job that leaves them to the machine gets it, and the run records what its engine used.
+    expect(await api.call('settings.set', { threads: 1 })).toMatchObject({ threads: 1 });
     const run = await api.call('runs.start', { job: demoJob(outDir) });
     expect(run).toMatchObject({ id: 1, status: 'queued' });
     const done = await until('the run to finish', async () => {
@@ -155,6 +163,7 @@ describe('the studio API', () => {
       return ['completed', 'failed', 'cancelled', 'interrupted'].includes(current.status) && current;
     });
     expect(done.status, done.error ?? '').toBe('completed');
+    expect(done).toMatchObject({ threads: 1, job: { threads: 1 } });
     const runEvents = events.flatMap((e) => (e.kind === 'run' && e.event.runId === run.id ? [e.event] : []));
     expect(runEvents.filter((e) => e.type === 'status').map((e) => e.type === 'status' && e.status)).toEqual([
       'queued',
@@ -220,7 +229,8 @@ describe('the studio API', () => {
       sampling: { maxNewTokens: 8 },
       device: 'cpu',
     });
-    expect(answer).toMatchObject({ requestId: 'g1', device: 'cpu' });
+    expect(answer).toMatchObject({ requestId: 'g1', device: 'cpu', threads: 1 });
+    await api.call('settings.set', { threads: null });
     const streamed = events.flatMap((e) => (e.kind === 'playground.token' && e.requestId === 'g1' ? [e.text] : []));
     expect(streamed.length).toBe(answer.newTokens);
     expect(streamed.join('')).toBe(answer.text);
@@ -253,6 +263,17 @@ describe('the studio API', () => {
     // Queued, and at once claimed by the queue.
     expect(['queued', 'running']).toContain((await api.call('runs.resume', { id: again.id })).status);
     await until('the resumed run', async () => (await status(again.id)).status === 'running');
+    // A chat beside the training run gets the cores training leaves (at least one), not a second full pool.
+    expect(await status(again.id)).toMatchObject({ threads: CORES });
+    const beside = await api.call('playground.generate', {
+      requestId: 'beside-training',
+      modelDir: DEMO_MODEL,
+      adapterDir: null,
+      input: { type: 'prompt', text: 'Hi' },
+      sampling: { maxNewTokens: 2 },
+      device: 'cpu',
+    });
+    expect(beside.threads).toBe(1); // training holds every core
     await expect(api.call('runs.delete', { id: again.id })).rejects.toThrow(
       `run ${again.id} is running: cancel it before deleting it`,
     );

@@ -25,7 +25,7 @@ const { parentPort, workerData: job } = require('node:worker_threads');
   const uniform = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
   const settings = { rank: job.rank, alpha: 2 * job.rank, dropout: 0, targets: job.targets, useRslora: false };
   const lora = initLoraWeights(folder.spec, settings, uniform);
-  const model = await TrainableModel.load(folder, { device: 'cpu', lora: { rank: job.rank, scale: loraScale(settings), targets: job.targets, dropout: false }, dropoutProbability: 0, gradientCheckpointing: job.checkpointing });
+  const model = await TrainableModel.load(folder, { device: 'cpu', lora: { rank: job.rank, scale: loraScale(settings), targets: job.targets, dropout: false }, dropoutProbability: 0, gradientCheckpointing: job.checkpointing, tuning: { threads: 1 } });
   const grads = { ...lora, layers: lora.layers.map((pairs) => new Map([...pairs].map(([t, p]) => [t, { a: new Float32Array(p.a.length), b: new Float32Array(p.b.length) }]))) };
   const flat = (w) => w.layers.flatMap((pairs) => [...pairs.values()].flatMap((p) => [p.a, p.b]));
   const [params, gradTensors] = [flat(lora), flat(grads)];

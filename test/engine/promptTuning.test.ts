@@ -16,6 +16,7 @@ import {
   type MicroBatch,
 } from '../../main/engine/runtime/trainableModel.js';
 import { maxRelativeError } from '../support/engine.js';
+import { engineThreads } from '../../main/engine/runtime/threads.js';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'numerics');
 const CASES = fs
@@ -69,6 +70,7 @@ describe.each(CASES)('%s prompt tuning against PyTorch', (name) => {
         gradientCheckpointing: checkpointing,
         virtualTokens: n,
         headChunkRows: 7,
+        tuning: { threads: engineThreads(null) },
       });
       try {
         const batch = readBatch(caseDir);

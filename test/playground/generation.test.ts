@@ -14,6 +14,9 @@ import { createTinyModel } from '../../main/model/tinyModel.js';
 import { loadTokenizer } from '../../main/model/tokenizer.js';
 import { savePromptTuningAdapter } from '../../main/adapter/promptTuningAdapter.js';
 import { maxRelativeError, tempDir } from '../support/engine.js';
+import { engineThreads } from '../../main/engine/runtime/threads.js';
+
+const TUNING = { threads: engineThreads(null) };
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'numerics');
 const CASES = fs.readdirSync(FIXTURES).filter((name) => fs.existsSync(path.join(FIXTURES, name, 'generation.json')));
@@ -27,7 +30,7 @@ interface GenerationFixture {
 async function openCase(name: string, device: 'cpu' | 'webgpu' = 'cpu') {
   const dir = path.join(FIXTURES, name);
   const folder = openModelFolder(path.join(dir, 'model'));
-  return InferenceModel.load(folder, device, loadAdapter(path.join(dir, 'adapter'), folder.spec));
+  return InferenceModel.load(folder, device, loadAdapter(path.join(dir, 'adapter'), folder.spec), TUNING);
 }
 
 /** Greedy decoding with the KV cache; returns the new ids and the logits that chose the last one. */
@@ -102,7 +105,7 @@ describe('KV cache', () => {
   it('answers as the base model with adapter scale 0', async () => {
     const dir = path.join(FIXTURES, 'llama_gqa');
     const folder = openModelFolder(path.join(dir, 'model'));
-    const base = await InferenceModel.load(folder, 'cpu', null);
+    const base = await InferenceModel.load(folder, 'cpu', null, TUNING);
     const adapted = await openCase('llama_gqa');
     try {
       const prompt = [3, 14, 15, 92, 65];
@@ -145,8 +148,8 @@ describe('prompt-tuning adapters', () => {
       folder.dir,
     );
 
-    const tuned = await InferenceModel.load(folder, 'cpu', loadAdapter(adapterDir, folder.spec));
-    const base = await InferenceModel.load(folder, 'cpu', null);
+    const tuned = await InferenceModel.load(folder, 'cpu', loadAdapter(adapterDir, folder.spec), TUNING);
+    const base = await InferenceModel.load(folder, 'cpu', null, TUNING);
     try {
       const ids = [3, 14, 15, 92];
       const withVirtual = await greedy(tuned, ids, 10, 1);
@@ -167,7 +170,7 @@ describe('generate', () => {
     const dir = path.join(tempDir('cancel'), 'model');
     createTinyModel(dir, { vocab: 512 });
     const folder = openModelFolder(dir);
-    const model = await InferenceModel.load(folder, 'cpu', null);
+    const model = await InferenceModel.load(folder, 'cpu', null, TUNING);
     try {
       const controller = new AbortController();
       const stream = generate(

@@ -8,6 +8,7 @@ import type { ModelFolder } from '../../main/model/modelFolder.js';
 import { TrainableModel, type MicroBatch } from '../../main/engine/runtime/trainableModel.js';
 import type { ExecutionDevice } from '../../shared/training.js';
 import { Rng } from '../../main/util/random.js';
+import { engineThreads } from '../../main/engine/runtime/threads.js';
 
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `peft-test-${prefix}-`));
@@ -50,6 +51,7 @@ export function openTrainable(
     checkpointing?: boolean;
     headChunkRows?: number;
     graphPlacement?: 'auto' | 'temp';
+    threads?: number;
   } = {},
 ): Promise<TrainableModel> {
   return TrainableModel.load(folder, {
@@ -64,6 +66,7 @@ export function openTrainable(
     gradientCheckpointing: options.checkpointing ?? true,
     headChunkRows: options.headChunkRows,
     graphPlacement: options.graphPlacement,
+    tuning: { threads: options.threads ?? engineThreads(null) },
   });
 }
 

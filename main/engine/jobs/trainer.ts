@@ -7,6 +7,7 @@ import type {
   BenchJob,
   BenchResult,
   DataSettings,
+  DeviceChoice,
   EngineEvent,
   EvalJob,
   EvalResult,
@@ -30,7 +31,8 @@ import { writeFileAtomic } from '../../util/atomicWrite.js';
 import { explainFileError } from '../../util/fileErrors.js';
 import { latestGoodCheckpoint, writeCheckpoint, type TrainingState } from './checkpoint.js';
 import { clipGradNorm, createOptimizer, scheduleFactor, type Optimizer } from './optimizer.js';
-import { chooseDevice } from '../runtime/runtime.js';
+import { chooseDevice, sessionThreads } from '../runtime/runtime.js';
+import { engineThreads } from '../runtime/threads.js';
 import {
   countLabelTokens,
   TrainableModel,
@@ -140,7 +142,7 @@ export class AdapterStepper {
 async function openTrainable(
   folder: ModelFolder,
   lora: LoraWeights | null,
-  device: ExecutionDevice,
+  { device, threads }: EngineDevice,
   checkpointing: boolean,
   emit: Emit,
   virtualTokens = 0,
@@ -157,14 +159,22 @@ async function openTrainable(
     },
     dropoutProbability: settings?.dropout ?? 0,
     gradientCheckpointing: checkpointing,
+    tuning: { threads },
     onCompile: (done, total) => emit({ type: 'compile', done, total }),
   });
 }
 
-function resolveDevice(choice: TrainJob['device'], emit: Emit): ExecutionDevice {
-  const decision = chooseDevice(choice);
-  emit({ type: 'device', device: decision.device, reason: decision.reason });
-  return decision.device;
+interface EngineDevice {
+  device: ExecutionDevice;
+  threads: number;
+}
+
+function resolveDevice(job: { device: DeviceChoice; threads: number | null }, emit: Emit): EngineDevice {
+  const decision = chooseDevice(job.device);
+  // `?? null`: jobs stored before the thread setting existed have none.
+  const threads = engineThreads(job.threads ?? null);
+  emit({ type: 'device', device: decision.device, reason: decision.reason, threads });
+  return { device: decision.device, threads };
 }
 
 /** Loss and perplexity over `examples`, without dropout and without touching gradients. */
@@ -282,7 +292,7 @@ const NO_CONTROL: TrainControl = { checkpointDir: null, resume: false, pauseRequ
  * job.
  */
 function jobFingerprint(job: TrainJob, dataSha256: string): string {
-  const { outDir, overwriteOutput, device, checkpointEvery, keepCheckpoints, ...trajectory } = job;
+  const { outDir, overwriteOutput, device, threads, checkpointEvery, keepCheckpoints, ...trajectory } = job;
   return crypto.createHash('sha256').update(JSON.stringify({ trajectory, dataSha256 })).digest('hex');
 }
 
@@ -345,11 +355,11 @@ export async function runTraining(
   if (owner) owner = { ...owner, fingerprint };
   checkOutputFolder(job, places, owner);
 
-  const device = resolveDevice(job.device, emit);
+  const engine = resolveDevice(job, emit);
   const model = await openTrainable(
     folder,
     lora,
-    device,
+    engine,
     job.gradientCheckpointing,
     emit,
     virtual ? virtual.embeddings.length / spec.hiddenSize : 0,
@@ -475,10 +485,10 @@ export async function runTraining(
       tokens,
       tokensPerSecond: tokensThisSession / seconds,
       seconds: elapsed(),
-      device,
+      device: engine.device,
     };
   } catch (err) {
-    throw explainEngineError(err, device);
+    throw explainEngineError(err, engine.device);
   } finally {
     await model.close();
   }
@@ -518,11 +528,11 @@ export async function runEvaluation(job: EvalJob, emit: Emit): Promise<EvalResul
       ? { embeddings: adapter.prompt.embeddings, grad: new Float32Array(adapter.prompt.embeddings.length) }
       : undefined;
   const examples = (await loadDataset(job.dataFile, 'eval', job.data, folder, job.maxSeqLen, 0, 0, emit)).sequences;
-  const device = resolveDevice(job.device, emit);
+  const engine = resolveDevice(job, emit);
   const model = await openTrainable(
     folder,
     lora,
-    device,
+    engine,
     true,
     emit,
     virtual ? virtual.embeddings.length / folder.spec.hiddenSize : 0,
@@ -561,9 +571,9 @@ export async function runBenchmark(job: BenchJob, emit: Emit): Promise<BenchResu
     useRslora: false,
   };
   const lora = initLoraWeights(folder.spec, settings, () => rng.uniform());
-  const device = resolveDevice(job.device, emit);
+  const engine = resolveDevice(job, emit);
   const loadStarted = performance.now();
-  const model = await openTrainable(folder, lora, device, job.gradientCheckpointing, emit);
+  const model = await openTrainable(folder, lora, engine, job.gradientCheckpointing, emit);
   const loadSeconds = (performance.now() - loadStarted) / 1000;
   try {
     const n = job.batchSize * job.seqLen;
@@ -590,7 +600,8 @@ export async function runBenchmark(job: BenchJob, emit: Emit): Promise<BenchResu
     }
     const seconds = (performance.now() - started) / 1000;
     return {
-      device,
+      device: engine.device,
+      threads: Math.max(...model.sessions.map(sessionThreads)),
       tokensPerSecond: (n * job.steps) / seconds,
       secondsPerStep: seconds / job.steps,
       peakRssBytes: process.resourceUsage().maxRSS * 1024,

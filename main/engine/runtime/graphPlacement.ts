@@ -19,7 +19,7 @@ export interface GraphPlacement {
     name: string,
     model: Uint8Array,
     device: ExecutionDevice,
-    tuning?: SessionTuning,
+    tuning: SessionTuning,
     resident?: DeviceResidentOutputs,
   ): Promise<Session>;
   /** Removes the temp folder, if one was made. */

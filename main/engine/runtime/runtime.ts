@@ -26,12 +26,31 @@ const PROVIDER_OPTIONS: Readonly<Record<ExecutionDevice, Readonly<ort.InferenceS
   });
 
 export interface SessionTuning {
-  /** Threads for one operator; defaults to ORT's choice (physical cores). */
-  intraOpThreads?: number;
+  /** Threads of the session's intra-op pool (see engineThreads): always chosen, never left to ORT. */
+  threads: number;
+  /**
+   * Pool threads busy-wait a moment after each operator for the next one; worth it only when no other pool wants the
+   * cores meanwhile (off for a generation beside a training run).
+   */
+  spinning?: boolean;
   /** ORT's per-session CPU arena keeps its peak; off by default since we hold one session per layer. */
   cpuArena?: boolean;
   /** Let MLAS pre-pack constant weights (a second, packed copy); off unless the speed is worth the memory. */
   prepackWeights?: boolean;
+}
+
+const createdWith = new WeakMap<Session, Readonly<ort.InferenceSession.SessionOptions>>();
+
+/** The options a session was created with, as handed to ONNX Runtime (for tests and diagnostics). */
+export function sessionOptions(session: Session): Readonly<ort.InferenceSession.SessionOptions> | undefined {
+  return createdWith.get(session);
+}
+
+/** The intra-op threads a session was created with: what the engine reports is read back, not assumed. */
+export function sessionThreads(session: Session): number {
+  const threads = createdWith.get(session)?.intraOpNumThreads;
+  if (threads === undefined) throw new Error('a session not created by createSession');
+  return threads;
 }
 
 /** Outputs that stay in device memory (WebGPU buffers) to be fed back as inputs; the rest come back to the CPU. */
@@ -40,25 +59,34 @@ export type DeviceResidentOutputs = readonly string[];
 export async function createSession(
   modelFile: string,
   device: ExecutionDevice,
-  tuning: SessionTuning = {},
+  tuning: SessionTuning,
   resident: DeviceResidentOutputs = [],
 ): Promise<Session> {
   const options: ort.InferenceSession.SessionOptions = {
     ...PROVIDER_OPTIONS[device],
     graphOptimizationLevel: 'all',
+    // One operator at a time: an inter-op pool would only compete with the intra-op one for the same cores.
     executionMode: 'sequential',
+    intraOpNumThreads: tuning.threads,
+    interOpNumThreads: 1,
     enableCpuMemArena: tuning.cpuArena ?? false,
     enableMemPattern: tuning.cpuArena ?? false,
     logSeverityLevel: 3,
-    // MLAS pre-packs every constant weight into a second copy at load. On the SmolLM2-135M shape, turning it off cut
-    // training's load-time RSS from 1.3 GB to 0.15 GB and made the step faster; one-token decoding gains ~25% from it.
-    extra: { session: { disable_prepacking: tuning.prepackWeights ? '0' : '1' } },
+    extra: {
+      session: {
+        // MLAS pre-packs every constant weight into a second copy at load. On the SmolLM2-135M shape, turning it off
+        // cut training's load-time RSS from 1.3 GB to 0.15 GB and made the step faster; one-token decoding gains
+        // ~25% from it.
+        disable_prepacking: tuning.prepackWeights ? '0' : '1',
+        'intra_op.allow_spinning': tuning.spinning === false ? '0' : '1',
+      },
+    },
   };
-  if (tuning.intraOpThreads) options.intraOpNumThreads = tuning.intraOpThreads;
   if (device === 'webgpu' && resident.length)
     options.preferredOutputLocation = Object.fromEntries(resident.map((name) => [name, 'gpu-buffer']));
+  let session: Session;
   try {
-    return await ort.InferenceSession.create(modelFile, options);
+    session = await ort.InferenceSession.create(modelFile, options);
   } catch (err) {
     // A GPU provider that cannot start (no adapter, driver too old) is the user's to act on, not a crash.
     if (device !== 'cpu') {
@@ -67,6 +95,8 @@ export async function createSession(
     }
     throw err;
   }
+  createdWith.set(session, Object.freeze(options));
+  return session;
 }
 
 function describe(value: unknown): string {

@@ -20,7 +20,8 @@ export interface TrainableModelOptions {
   gradientCheckpointing: boolean;
   /** Rows of the [N, V] logits computed at once; bounds the head's memory. */
   headChunkRows?: number;
-  tuning?: SessionTuning;
+  /** Threads and the rest of how its sessions are created. */
+  tuning: SessionTuning;
   /** Prompt tuning: this many trainable virtual token embeddings are placed before every row (0 = none). */
   virtualTokens?: number;
   /** Where the compiled graphs are written: beside the weights when the folder is writable (auto), or a temp folder. */
@@ -124,6 +125,11 @@ export class TrainableModel {
       place.cleanup();
       throw err;
     }
+  }
+
+  /** Every session it holds, head first. */
+  get sessions(): readonly Session[] {
+    return [this.head, ...this.layers.map((l) => l.session)];
   }
 
   async close(): Promise<void> {

@@ -285,8 +285,8 @@ export class RunManager {
         active.log.push(event.message);
         break;
       case 'device':
-        this.store.setRunProgress(id, { device: event.device });
-        active.log.push(`device: ${event.device} (${event.reason})`);
+        this.store.setRunProgress(id, { device: event.device, threads: event.threads });
+        active.log.push(`device: ${event.device} (${event.reason}), ${event.threads} CPU threads`);
         break;
       case 'dataset':
         if (event.role === 'train') {

@@ -4,11 +4,10 @@
 import { Worker } from 'node:worker_threads';
 import type { CheckedParams, GenerationSummary } from '../../../shared/api.js';
 import { fromWire, UserError, type WireError } from '../../../shared/errors.js';
-import type { DeviceChoice } from '../../../shared/training.js';
-import type { TokenListener } from './playgroundSessions.js';
+import type { GenerationEngine, TokenListener } from './playgroundSessions.js';
 
 export type PlaygroundRequest =
-  | { type: 'generate'; params: CheckedParams<'playground.generate'>; device: DeviceChoice }
+  | { type: 'generate'; params: CheckedParams<'playground.generate'>; engine: GenerationEngine }
   | { type: 'stop'; requestId: string }
   | { type: 'close' };
 
@@ -30,13 +29,13 @@ export class PlaygroundHost {
 
   constructor(private readonly onToken: TokenListener) {}
 
-  generate(params: CheckedParams<'playground.generate'>, device: DeviceChoice): Promise<GenerationSummary> {
+  generate(params: CheckedParams<'playground.generate'>, engine: GenerationEngine): Promise<GenerationSummary> {
     if (this.closed) throw new UserError('the studio is closing: generation is stopped');
     if (this.pending.has(params.requestId))
       throw new UserError(`playground request ${params.requestId} is already running`);
     return new Promise((resolve, reject) => {
       this.pending.set(params.requestId, { resolve, reject });
-      this.post({ type: 'generate', params, device });
+      this.post({ type: 'generate', params, engine });
     });
   }
 

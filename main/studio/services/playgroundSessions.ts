@@ -6,19 +6,29 @@ import { UserError } from '../../../shared/errors.js';
 import type { DeviceChoice } from '../../../shared/training.js';
 import { loadAdapter } from '../../adapter/anyAdapter.js';
 import { InferenceModel } from '../../engine/runtime/inferenceModel.js';
-import { chooseDevice } from '../../engine/runtime/runtime.js';
+import { chooseDevice, sessionThreads } from '../../engine/runtime/runtime.js';
 import { openModelFolder } from '../../model/modelFolder.js';
 import { loadTokenizer, type ModelTokenizer } from '../../model/tokenizer.js';
 import { chatPromptIds, textPromptIds } from '../../playground/chatPrompt.js';
 import { generate } from '../../playground/generate.js';
 
+/** Where generation runs: the device, and CPU threads chosen around any training run (see generationThreads). */
+export interface GenerationEngine {
+  device: DeviceChoice;
+  threads: number;
+  spinning: boolean;
+}
+
 interface LoadedModel {
   modelDir: string;
   adapterDir: string | null;
-  device: DeviceChoice;
+  engine: GenerationEngine;
   model: InferenceModel;
   tokenizer: ModelTokenizer;
 }
+
+const sameEngine = (a: GenerationEngine, b: GenerationEngine) =>
+  a.device === b.device && a.threads === b.threads && a.spinning === b.spinning;
 
 export type TokenListener = (requestId: string, token: { id: number; text: string }) => void;
 
@@ -30,13 +40,13 @@ export class PlaygroundSessions {
 
   constructor(private readonly onToken: TokenListener) {}
 
-  generate(params: CheckedParams<'playground.generate'>, device: DeviceChoice): Promise<GenerationSummary> {
+  generate(params: CheckedParams<'playground.generate'>, engine: GenerationEngine): Promise<GenerationSummary> {
     if (this.running.has(params.requestId))
       throw new UserError(`playground request ${params.requestId} is already running`);
     const abort = new AbortController();
     this.running.set(params.requestId, abort);
     const result = this.queue
-      .then(() => this.run(params, device, abort.signal))
+      .then(() => this.run(params, engine, abort.signal))
       .finally(() => this.running.delete(params.requestId));
     this.queue = result.catch(() => {});
     return result;
@@ -56,14 +66,15 @@ export class PlaygroundSessions {
     await loaded?.model.close();
   }
 
-  private async load(modelDir: string, adapterDir: string | null, device: DeviceChoice): Promise<LoadedModel> {
-    const wanted = { modelDir: path.resolve(modelDir), adapterDir: adapterDir && path.resolve(adapterDir), device };
+  private async load(modelDir: string, adapterDir: string | null, engine: GenerationEngine): Promise<LoadedModel> {
+    const wanted = { modelDir: path.resolve(modelDir), adapterDir: adapterDir && path.resolve(adapterDir), engine };
     const previous = await this.loaded?.catch(() => null);
     // A model loaded with an adapter also answers as the base (adapter scale 0): base vs adapter needs no reload.
+    // A training run starting or ending changes the threads: the next prompt reloads rather than fight its pool.
     if (
       previous &&
       previous.modelDir === wanted.modelDir &&
-      previous.device === device &&
+      sameEngine(previous.engine, engine) &&
       (wanted.adapterDir === null || previous.adapterDir === wanted.adapterDir)
     )
       return previous;
@@ -71,7 +82,7 @@ export class PlaygroundSessions {
     this.loaded = (async () => {
       const folder = openModelFolder(wanted.modelDir);
       const adapter = wanted.adapterDir ? loadAdapter(wanted.adapterDir, folder.spec) : null;
-      const model = await InferenceModel.load(folder, chooseDevice(device).device, adapter);
+      const model = await InferenceModel.load(folder, chooseDevice(engine.device).device, adapter, engine);
       return { ...wanted, model, tokenizer: loadTokenizer(folder.dir) };
     })();
     return this.loaded;
@@ -79,10 +90,13 @@ export class PlaygroundSessions {
 
   private async run(
     params: CheckedParams<'playground.generate'>,
-    device: DeviceChoice,
+    engine: GenerationEngine,
     signal: AbortSignal,
   ): Promise<GenerationSummary> {
-    const { model, tokenizer } = await this.load(params.modelDir, params.adapterDir, params.device ?? device);
+    const { model, tokenizer } = await this.load(params.modelDir, params.adapterDir, {
+      ...engine,
+      device: params.device ?? engine.device,
+    });
     const context = model.folder.spec.maxPositionEmbeddings;
     const promptIds =
       params.input.type === 'prompt'
@@ -108,6 +122,7 @@ export class PlaygroundSessions {
           timeToFirstTokenSeconds: r.timeToFirstTokenSeconds,
           tokensPerSecond: r.decodeTokensPerSecond,
           device: model.device,
+          threads: sessionThreads(model.session),
         };
       }
       this.onToken(params.requestId, next.value);

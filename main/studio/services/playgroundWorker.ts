@@ -13,7 +13,7 @@ port.on('message', (request: PlaygroundRequest) => {
     case 'generate': {
       const { requestId } = request.params;
       Promise.resolve()
-        .then(() => sessions.generate(request.params, request.device))
+        .then(() => sessions.generate(request.params, request.engine))
         .then(
           (value) => reply({ type: 'done', requestId, ok: true, value }),
           (err: unknown) => reply({ type: 'done', requestId, ok: false, error: toWire(err) }),

@@ -1,20 +1,22 @@
-// The studio's settings: device and theme in <home>/settings.json; the Hugging Face token in a TokenVault, never
-// handed to the UI (settings carry only whether one is set).
+// The studio's settings: device, CPU threads and theme in <home>/settings.json; the Hugging Face token in a
+// TokenVault, never handed to the UI (settings carry only whether one is set).
 import fs from 'node:fs';
 import path from 'node:path';
 import type { StudioSettings, Theme } from '../../../shared/api.js';
 import type { DeviceChoice } from '../../../shared/training.js';
 import { UserError } from '../../../shared/errors.js';
 import { writeFileAtomic } from '../../util/atomicWrite.js';
+import { engineThreads } from '../../engine/runtime/threads.js';
 import { chooseStudioHome, chosenStudioHome, platformDataDir, type HomeEnvironment } from '../../store/home.js';
 import type { TokenVault } from './tokenVault.js';
 
 interface StoredSettings {
   device: DeviceChoice;
+  threads: number | null;
   theme: Theme;
 }
 
-const DEFAULTS: StoredSettings = { device: 'auto', theme: 'system' };
+const DEFAULTS: StoredSettings = { device: 'auto', threads: null, theme: 'system' };
 
 export class SettingsFile {
   private readonly settingsPath: string;
@@ -49,6 +51,7 @@ export class SettingsFile {
   get(): StudioSettings {
     return {
       ...this.stored(),
+      defaultThreads: engineThreads(null),
       hasToken: this.hfToken() !== undefined,
       storageFolder: this.home,
       chosenStorageFolder: chosenStudioHome(this.where),
@@ -58,6 +61,7 @@ export class SettingsFile {
 
   set(change: {
     device?: DeviceChoice;
+    threads?: number | null;
     theme?: Theme;
     hfToken?: string | null;
     storageFolder?: string | null;

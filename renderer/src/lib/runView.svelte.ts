@@ -130,7 +130,7 @@ export class RunView {
         this.addLog(`compiling graphs ${engine.done}/${engine.total}`);
         break;
       case 'device':
-        this.addLog(`training on ${engine.device}: ${engine.reason}`);
+        this.addLog(`training on ${engine.device} (${engine.reason}), ${engine.threads} CPU threads`);
         break;
       case 'dataset':
         this.addLog(`read ${engine.role} data ${engine.file} (${engine.format})`);
