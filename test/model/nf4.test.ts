@@ -132,19 +132,6 @@ describe.each(manifest.cases)('$name ($quant_type, block $block_size, double qua
     expect(plain.nested).toBeNull();
   });
 
-  test.runIf(fixture.double_quant)('double quantization: offset, nested codes and nested absmax bit for bit', () => {
-    const nested = quantizeAbsmax(f32Section(file, sections, 'absmax'));
-    expect(nested.offset).toBe(fixture.offset);
-    expectSameBytes(nested.codes, u8Section(file, sections, 'nested_codes'), 'nested codes');
-    expectSameFloats(nested.absmax, f32Section(file, sections, 'nested_absmax'), 'nested absmax');
-    expectSameFloats(dequantizeAbsmax(nested), f32Section(file, sections, 'absmax_dequantized'), 'absmax decoded');
-
-    const whole = quantize4bit(input, { ...options, doubleQuant: true });
-    expect(whole.absmax).toBeNull();
-    expectSameBytes(whole.packed, u8Section(file, sections, 'packed'), 'packed');
-    expectSameBytes(whole.nested!.codes, nested.codes, 'nested codes from quantize4bit');
-  });
-
   test('dequantize4bit of the reference bytes: exact float32 values', () => {
     const nested = fixture.double_quant
       ? {
@@ -174,6 +161,28 @@ describe.each(manifest.cases)('$name ($quant_type, block $block_size, double qua
     expect(Object.keys(state)).toEqual(Object.keys(fixture.quant_state));
   });
 });
+
+describe.each(manifest.cases.filter((c: { double_quant: boolean }) => c.double_quant))(
+  '$name: double quantization',
+  (fixture) => {
+    const { file, sections } = fixture;
+    const input = f32Section(file, sections, 'input');
+    const options = { quantType: fixture.quant_type, blockSize: fixture.block_size };
+
+    test('offset, nested codes and nested absmax bit for bit', () => {
+      const nested = quantizeAbsmax(f32Section(file, sections, 'absmax'));
+      expect(nested.offset).toBe(fixture.offset);
+      expectSameBytes(nested.codes, u8Section(file, sections, 'nested_codes'), 'nested codes');
+      expectSameFloats(nested.absmax, f32Section(file, sections, 'nested_absmax'), 'nested absmax');
+      expectSameFloats(dequantizeAbsmax(nested), f32Section(file, sections, 'absmax_dequantized'), 'absmax decoded');
+
+      const whole = quantize4bit(input, { ...options, doubleQuant: true });
+      expect(whole.absmax).toBeNull();
+      expectSameBytes(whole.packed, u8Section(file, sections, 'packed'), 'packed');
+      expectSameBytes(whole.nested!.codes, nested.codes, 'nested codes from quantize4bit');
+    });
+  },
+);
 
 describe('8-bit blockwise quantization (the absmax codec)', () => {
   const { file, sections, block_size: blockSize } = manifest.blockwise8;
