@@ -274,7 +274,7 @@ describe('train, eval and continue', () => {
       );
       expect(result.code, result.stderr).toBe(0);
       // --device auto says what it chose.
-      expect(result.stderr).toMatch(/^device: (cpu|webgpu|cuda|dml) \(.+\)$/m);
+      expect(result.stderr).toMatch(/^device: (cpu|webgpu|cuda|dml) \(.+\), \d+ CPU threads$/m);
       return fs.readFileSync(path.join(work, out, 'adapter_model.safetensors'));
     };
     const first = await run('seeded-1', '7');
