@@ -9,6 +9,8 @@ import { InferenceModel } from '../../main/engine/runtime/inferenceModel.js';
 import { sessionOptions, sessionThreads } from '../../main/engine/runtime/runtime.js';
 import { engineThreads, generationThreads } from '../../main/engine/runtime/threads.js';
 import { openModelFolder } from '../../main/model/modelFolder.js';
+import { SettingsFile } from '../../main/studio/services/settingsFile.js';
+import { memoryTokenVault } from '../../main/studio/services/tokenVault.js';
 import { createTinyModel } from '../../main/model/tinyModel.js';
 import { lastJson, runCliAsync } from '../support/cli.js';
 import { openTrainable, tempDir } from '../support/engine.js';
@@ -99,5 +101,13 @@ describe('engine threads', () => {
     const refused = await runCliAsync(['bench', '--model', modelDir, '--threads', '0']);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr.trim()).toMatch(/^.*--threads 0: must be at least 1$/m);
+  });
+  it('refuses a settings file that asks for an absurd thread count, naming the file and the field', () => {
+    const home = path.join(work, 'home');
+    fs.mkdirSync(home, { recursive: true });
+    const settings = new SettingsFile(home, memoryTokenVault(), { env: {}, platform: 'linux' });
+    expect(settings.set({ threads: 2 })).toMatchObject({ threads: 2 });
+    fs.writeFileSync(path.join(home, 'settings.json'), JSON.stringify({ threads: 1_000_000 }));
+    expect(() => settings.get()).toThrow(/settings\.json: unreadable settings \("threads" must be at most 256\)/);
   });
 });

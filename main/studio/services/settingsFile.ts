@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { StudioSettings, Theme } from '../../../shared/api.js';
 import type { DeviceChoice } from '../../../shared/training.js';
 import { UserError } from '../../../shared/errors.js';
+import { JOB_BOUNDS, numberSchema } from '../../../shared/trainJob.js';
 import { writeFileAtomic } from '../../util/atomicWrite.js';
 import { engineThreads } from '../../engine/runtime/threads.js';
 import { chooseStudioHome, chosenStudioHome, platformDataDir, type HomeEnvironment } from '../../store/home.js';
@@ -15,6 +16,8 @@ interface StoredSettings {
   threads: number | null;
   theme: Theme;
 }
+
+const THREADS = numberSchema(JOB_BOUNDS.threads).nullable();
 
 const DEFAULTS: StoredSettings = { device: 'auto', threads: null, theme: 'system' };
 
@@ -40,7 +43,11 @@ export class SettingsFile {
       throw unreadable((err as Error).message);
     }
     if (typeof stored !== 'object' || stored === null || Array.isArray(stored)) throw unreadable('not a JSON object');
-    return { ...DEFAULTS, ...(stored as Partial<StoredSettings>) };
+    const settings = { ...DEFAULTS, ...(stored as Partial<StoredSettings>) };
+    // The count goes to every engine session: a hand-edited file must not ask for a million threads.
+    const threads = THREADS.safeParse(settings.threads);
+    if (!threads.success) throw unreadable(`"threads" ${threads.error.issues[0].message}`);
+    return settings;
   }
 
   /** The token set in the studio, if any. */
