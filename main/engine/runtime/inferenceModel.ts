@@ -13,7 +13,10 @@ import { buildGenerationGraph } from '../compile/graphs/generation.js';
 import { encodeModel } from '../compile/onnx/graph.js';
 import { release, runChecked, Tensor, type Session, type SessionTuning } from './runtime.js';
 
-/** One sequence's cached keys and values, [1, K, 1, P, D] per layer; owned by the caller, freed by `dispose`. */
+/**
+ * One sequence's cached keys [1, K, 1, D, P] (transposed) and values [1, K, 1, P, D] per layer; owned by the caller,
+ * freed by `dispose`.
+ */
 export class KvCache {
   constructor(
     readonly length: number,
@@ -71,7 +74,7 @@ export class InferenceModel {
         'generation',
         encodeModel(model),
         device,
-        { ...tuning, prepackWeights: true },
+        { ...tuning, prepackWeights: true, cpuArena: true },
         resident,
       );
       return new InferenceModel(folder, device, adapter, session);
@@ -87,8 +90,12 @@ export class InferenceModel {
   /** An empty cache to start a sequence from. */
   emptyCache(): KvCache {
     const { numLayers, numKvHeads, headDim } = this.folder.spec;
-    const empty = () => new Tensor('float32', new Float32Array(0), [1, numKvHeads, 1, 0, headDim]);
-    return new KvCache(0, Array.from({ length: numLayers }, empty), Array.from({ length: numLayers }, empty));
+    const empty = (dims: number[]) => () => new Tensor('float32', new Float32Array(0), dims);
+    return new KvCache(
+      0,
+      Array.from({ length: numLayers }, empty([1, numKvHeads, 1, headDim, 0])), // keys transposed
+      Array.from({ length: numLayers }, empty([1, numKvHeads, 1, 0, headDim])),
+    );
   }
 
   private positionFeeds(past: number, count: number) {

@@ -1,6 +1,7 @@
 // Causal scaled-dot-product attention with grouped queries, without materializing repeated keys and values.
-// Legend: B = batch, K = key/value heads, G = query heads per kv head (H = K * G), T = sequence, D = head width.
-//   q [B, K, G, T, D], k and v [B, K, 1, T, D] (broadcast over G), mask [B or 1, 1, 1, T, T] additive (0 where
+// Legend: B = batch, K = key/value heads, G = query heads per kv head (H = K * G), T = query positions, S = key
+//   positions (S = T in training; past + new with a KV cache), D = head width.
+//   q [B, K, G, T, D], k and v [B, K, 1, S, D] (broadcast over G), mask [B or 1, 1, 1, T, S] additive (0 where
 //   attention is allowed, -inf elsewhere: above the diagonal, and across packed samples).
 import type { GraphBuilder } from '../onnx/graph.js';
 
@@ -21,11 +22,27 @@ export function attentionForward(
   mask: string,
   headDim: number,
 ): { out: string; saved: AttentionSaved } {
+  const { out, scaledQ, probs } = attend(g, q, g.transpose(k, SWAP_LAST_TWO), v, mask, headDim);
+  return { out, saved: { scaledQ, k, v, probs } };
+}
+
+/**
+ * The forward alone, with keys already transposed: kT [B, K, 1, D, S]. A KV cache keeps its keys this way, so a
+ * decoding step multiplies by the whole cache without transposing it.
+ */
+export function attend(
+  g: GraphBuilder,
+  q: string,
+  kT: string,
+  v: string,
+  mask: string,
+  headDim: number,
+): { out: string; scaledQ: string; probs: string } {
   const scaledQ = g.mul(q, g.scalar(1 / Math.sqrt(headDim)), 'scaled_q');
-  const scores = g.add(g.matmul(scaledQ, g.transpose(k, SWAP_LAST_TWO)), mask, 'scores'); // [B, K, G, T, T]
+  const scores = g.add(g.matmul(scaledQ, kT), mask, 'scores'); // [B, K, G, T, S]
   const probs = g.op('Softmax', [scores], { axis: -1 }, 'probs');
   const out = g.matmul(probs, v, 'attn_out'); // [B, K, G, T, D]
-  return { out, saved: { scaledQ, k, v, probs } };
+  return { out, scaledQ, probs };
 }
 
 // In the forward pass this was: S = (q/sqrt D) k^T + mask, P = softmax(S), O = P v. So

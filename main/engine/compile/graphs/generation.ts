@@ -4,9 +4,11 @@
 // One sequence at a time (the playground's case). Legend: T = new positions this call (virtual tokens included),
 //   P = cached past positions, C = hidden, K = kv heads, D = head width, V = vocabulary, r = LoRA rank.
 // Inputs: ids [1, T'] int32; prefix [T - T', C] (prompt-tuning virtual tokens before the ids, on the first call;
-//   [0, C] otherwise); cos, sin [1, 1, 1, T, D]; mask [1, 1, 1, T, P + T]; past_key.{i}, past_value.{i}
-//   [1, K, 1, P, D]; lora_scale []; lora_A.{i}.{target} [r, in], lora_B.{i}.{target} [out, r].
-// Outputs: logits [1, V] of the last position; present_key.{i}, present_value.{i} [1, K, 1, P + T, D].
+//   [0, C] otherwise); cos, sin [1, 1, 1, T, D]; mask [1, 1, 1, T, P + T];
+//   past_key.{i} [1, K, 1, D, P] (keys transposed: what the scores multiply by), past_value.{i} [1, K, 1, P, D];
+//   lora_scale []; lora_A.{i}.{target} [r, in], lora_B.{i}.{target} [out, r].
+// Outputs: logits [1, V] of the last position; present_key.{i} [1, K, 1, D, P + T], present_value.{i}
+//   [1, K, 1, P + T, D].
 import type { ModelSpec, TargetModule } from '../../../model/architecture.js';
 import { targetShape } from '../../../model/architecture.js';
 import type { TensorEntry } from '../../../model/safetensors.js';
@@ -51,12 +53,12 @@ export function buildGenerationGraph(options: GenerationGraphOptions): ModelProt
     }
     const weights = declareLayerWeights(g, spec, i, tensors, options.externalLocation, branches);
     const cache = {
-      pastKey: g.input(`past_key.${i}`, 'float', [1, spec.numKvHeads, 1, 'P', spec.headDim]),
+      pastKey: g.input(`past_key.${i}`, 'float', [1, spec.numKvHeads, 1, spec.headDim, 'P']),
       pastValue: g.input(`past_value.${i}`, 'float', [1, spec.numKvHeads, 1, 'P', spec.headDim]),
     };
     const layer = layerForward(g, hidden, weights, ctx, cache);
     hidden = layer.y;
-    g.output(layer.present!.pastKey, `present_key.${i}`, 'float', [1, spec.numKvHeads, 1, 'PT', spec.headDim]);
+    g.output(layer.present!.pastKey, `present_key.${i}`, 'float', [1, spec.numKvHeads, 1, spec.headDim, 'PT']);
     g.output(layer.present!.pastValue, `present_value.${i}`, 'float', [1, spec.numKvHeads, 1, 'PT', spec.headDim]);
   }
 

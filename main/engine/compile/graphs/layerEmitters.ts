@@ -4,7 +4,7 @@
 //   K = kv heads, G = H / K, D = head width, I = MLP width, r = LoRA rank. Activations enter and leave as [N, C].
 import { type ModelSpec, type TargetModule, layerWeightNames } from '../../../model/architecture.js';
 import type { TensorEntry } from '../../../model/safetensors.js';
-import { attentionBackward, attentionForward, type AttentionSaved } from '../blocks/attention.js';
+import { attend, attentionBackward, attentionForward, type AttentionSaved } from '../blocks/attention.js';
 import {
   loraLinearBackward,
   loraLinearForward,
@@ -53,8 +53,12 @@ export interface LayerSaved {
 
 const HEADS_FIRST = [0, 2, 3, 1, 4]; // [B, T, K, G, D] -> [B, K, G, T, D]
 const TOKENS_FIRST = [0, 3, 1, 2, 4]; // [B, K, G, T, D] -> [B, T, K, G, D]
+const SWAP_LAST_TWO = [0, 1, 2, 4, 3]; // [B, K, 1, T, D] -> [B, K, 1, D, T]
 
-/** Past keys and values of this layer, [B, K, 1, P, D] each, for generation with a KV cache. */
+/**
+ * Past keys and values of this layer, for generation with a KV cache: keys transposed [B, K, 1, D, P] (what the
+ * scores multiply by, so a step never transposes the whole cache), values [B, K, 1, P, D].
+ */
 export interface KvCache {
   pastKey: string;
   pastValue: string;
@@ -82,13 +86,19 @@ export function layerForward(
     const kn = rmsnormForward(g, k5, w.kNorm, spec.rmsNormEps);
     [q5, k5, qNorm, kNorm] = [qn.y, kn.y, qn.saved, kn.saved];
   }
-  let keys = ropeForward(g, k5, ctx.rope);
-  let values = v5;
+  const keys = ropeForward(g, k5, ctx.rope); // [B, K, 1, T, D]
+  const queries = ropeForward(g, q5, ctx.rope); // [B, K, G, T, D]
+  let attention: { out: string; saved?: AttentionSaved };
+  let present: KvCache | undefined;
   if (cache) {
-    keys = g.op('Concat', [cache.pastKey, keys], { axis: 3 }, 'present_key'); // [B, K, 1, P + T, D]
-    values = g.op('Concat', [cache.pastValue, values], { axis: 3 }, 'present_value');
+    present = {
+      pastKey: g.op('Concat', [cache.pastKey, g.transpose(keys, SWAP_LAST_TWO)], { axis: 4 }, 'present_key'), // [B, K, 1, D, P + T]
+      pastValue: g.op('Concat', [cache.pastValue, v5], { axis: 3 }, 'present_value'), // [B, K, 1, P + T, D]
+    };
+    attention = attend(g, queries, present.pastKey, present.pastValue, ctx.mask, spec.headDim);
+  } else {
+    attention = attentionForward(g, queries, keys, v5, ctx.mask, spec.headDim);
   }
-  const attention = attentionForward(g, ropeForward(g, q5, ctx.rope), keys, values, ctx.mask, spec.headDim);
   const attnFlat = g.reshape(g.transpose(attention.out, TOKENS_FIRST), [-1, spec.numHeads * spec.headDim]); // [N, H*D]
   const o = loraLinearForward(g, attnFlat, w.o, w.lora.o_proj); // [N, C]
   const afterAttention = g.add(x, o.y, 'resid_attn'); // [N, C]
@@ -96,7 +106,7 @@ export function layerForward(
   const mlp = mlpForward(g, postNorm.y, w.mlp); // [N, C]
   return {
     y: g.add(afterAttention, mlp.y, 'resid_mlp'),
-    present: cache ? { pastKey: keys, pastValue: values } : undefined,
+    present,
     saved: {
       inputNorm: inputNorm.saved,
       qLora: q.saved,
@@ -104,7 +114,7 @@ export function layerForward(
       vLora: v.saved,
       qNorm,
       kNorm,
-      attention: attention.saved,
+      attention: attention.saved!,
       oLora: o.saved,
       postNorm: postNorm.saved,
       mlp: mlp.saved,
