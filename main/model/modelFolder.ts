@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
 import { expectedShapes, parseModelConfig, type ModelSpec } from './architecture.js';
+import { parseQuantizationConfig, quantizableWeightNames, readQuantized4bitWeights } from './quant/bnb4bit.js';
+import type { Bnb4bitConfig, Quantized4bitWeight } from './quant/bnb4bit.js';
 import { readSafetensorsHeader, type TensorEntry } from './safetensors.js';
 
 export interface ModelFolder {
@@ -10,6 +12,10 @@ export interface ModelFolder {
   spec: ModelSpec;
   /** Every frozen weight by its checkpoint name, with the byte range holding it. */
   tensors: Map<string, TensorEntry>;
+  /** A bitsandbytes 4-bit checkpoint's settings (config.json's quantization_config), or null. */
+  quantization: Bnb4bitConfig | null;
+  /** Its quantized weights by name (the decoder layers' projections); empty for an unquantized checkpoint. */
+  quantized: Map<string, Quantized4bitWeight>;
 }
 
 /** config.json is a few kB and the largest index files about 1 MB: a bigger one is not a model's. */
@@ -43,7 +49,9 @@ export function openModelFolder(dir: string): ModelFolder {
   if (!fs.existsSync(absolute) || !fs.statSync(absolute).isDirectory())
     throw new UserError(`${absolute}: model folder not found`);
   const configFile = path.join(absolute, 'config.json');
-  const spec = parseModelConfig(readJson(configFile), configFile);
+  const config = readJson(configFile);
+  const spec = parseModelConfig(config, configFile);
+  const quantization = parseQuantizationConfig(config, configFile);
 
   const tensors = new Map<string, TensorEntry>();
   const single = path.join(absolute, 'model.safetensors');
@@ -66,7 +74,12 @@ export function openModelFolder(dir: string): ModelFolder {
     throw new UserError(`${absolute}: no model.safetensors or model.safetensors.index.json`);
   }
 
-  for (const [name, shape] of expectedShapes(spec)) {
+  const shapes = expectedShapes(spec);
+  const quantized = quantization
+    ? readQuantized4bitWeights(tensors, shapes, quantizableWeightNames(spec), quantization)
+    : new Map<string, Quantized4bitWeight>();
+  for (const [name, shape] of shapes) {
+    if (quantized.has(name)) continue;
     const entry = tensors.get(name);
     if (!entry) throw new UserError(`${absolute}: weight "${name}" is missing from the checkpoint`);
     if (entry.shape.join(',') !== shape.join(',')) {
@@ -75,5 +88,5 @@ export function openModelFolder(dir: string): ModelFolder {
     if (!['F32', 'F16', 'BF16'].includes(entry.dtype))
       throw new UserError(`${entry.file}: weight "${name}" has dtype ${entry.dtype}, expected F32, F16 or BF16`);
   }
-  return { dir: absolute, spec, tensors };
+  return { dir: absolute, spec, tensors, quantization, quantized };
 }

@@ -94,15 +94,26 @@ export function readSafetensorsHeader(file: string): Map<string, TensorEntry> {
   }
 }
 
-/** Reads one tensor as fp32, widening F16 and BF16. */
-export function readTensorF32(entry: TensorEntry): Float32Array {
+/** Reads one tensor's raw bytes. */
+export function readTensorBytes(entry: TensorEntry): Buffer {
   const bytes = Buffer.alloc(entry.byteLength);
   const fd = fs.openSync(entry.file, 'r');
   try {
-    fs.readSync(fd, bytes, 0, entry.byteLength, entry.byteOffset);
+    let read = 0;
+    while (read < entry.byteLength) {
+      const n = fs.readSync(fd, bytes, read, entry.byteLength - read, entry.byteOffset + read);
+      if (n === 0) throw new UserError(`${entry.file}: truncated while reading tensor "${entry.name}"`);
+      read += n;
+    }
   } finally {
     fs.closeSync(fd);
   }
+  return bytes;
+}
+
+/** Reads one tensor as fp32, widening F16 and BF16. */
+export function readTensorF32(entry: TensorEntry): Float32Array {
+  const bytes = readTensorBytes(entry);
   const count = entry.shape.reduce((a, b) => a * b, 1);
   const out = new Float32Array(count);
   switch (entry.dtype) {
@@ -183,10 +194,10 @@ export function floatToF16Bits(values: Float32Array): Uint16Array {
 }
 
 export interface TensorToWrite {
-  dtype: 'F32' | 'BF16' | 'F16' | 'I64';
+  dtype: 'F32' | 'BF16' | 'F16' | 'I64' | 'U8';
   shape: number[];
-  /** fp32 values (rounded for BF16 and F16), or int64 values for I64. */
-  data: Float32Array | BigInt64Array;
+  /** fp32 values (rounded for BF16 and F16), int64 values for I64, or the raw little-endian bytes of any dtype. */
+  data: Float32Array | BigInt64Array | Uint8Array;
 }
 
 /**
@@ -234,16 +245,18 @@ export class SafetensorsStreamWriter {
   }
 
   /** The next tensor of the declared layout. */
-  write(name: string, data: Float32Array | BigInt64Array): void {
+  write(name: string, data: TensorToWrite['data']): void {
     const t = this.layout[this.next++];
     if (!t || t.name !== name)
       throw new Error(`SafetensorsStreamWriter: expected ${t?.name ?? 'no more tensors'}, got ${name}`);
     const bytes =
-      t.dtype === 'BF16'
-        ? new Uint8Array(floatToBf16Bits(data as Float32Array).buffer)
-        : t.dtype === 'F16'
-          ? new Uint8Array(floatToF16Bits(data as Float32Array).buffer)
-          : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      data instanceof Uint8Array
+        ? data // raw little-endian bytes of any dtype
+        : t.dtype === 'BF16'
+          ? new Uint8Array(floatToBf16Bits(data as Float32Array).buffer)
+          : t.dtype === 'F16'
+            ? new Uint8Array(floatToF16Bits(data as Float32Array).buffer)
+            : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const expected = t.shape.reduce((a, b) => a * b, 1) * BYTES_PER_ELEMENT[t.dtype];
     if (bytes.byteLength !== expected)
       throw new Error(

@@ -379,6 +379,7 @@ function layerCalls(input: MemoryPlanInput, tokens: number, seqLen: number): Lay
     externalLocation: (entry) => entry.file,
     lora: { rank: input.lora.rank, scale: 1, targets, dropout: false },
     gradientCheckpointing: input.gradientCheckpointing,
+    quantized: new Map(), // 4-bit bases are not planned yet (issue 15)
   });
   const model = graph.model.graph!;
   const feeds: Record<string, number[]> = {

@@ -10,6 +10,7 @@ import { fillDropoutMask } from './dropout.js';
 import { buildTrainingLayerGraph, type TrainingLayerGraph, type LoraPlan } from '../compile/graphs/trainingLayer.js';
 import { buildHeadGraph, HEAD_CHUNK_ROWS } from '../compile/graphs/head.js';
 import { encodeModel, type ModelProto } from '../compile/onnx/graph.js';
+import { dequantFeeds } from './dequantFeeds.js';
 import { placeGraphs } from './graphPlacement.js';
 import { release, runChecked, Tensor, type Session, type SessionTuning } from './runtime.js';
 
@@ -79,6 +80,8 @@ interface Layer {
 export class TrainableModel {
   private readonly positionTables = new Map<number, { cos: Tensor; sin: Tensor; mask: Tensor }>();
   private readonly unused = new Tensor('float32', new Float32Array(1), [1]);
+  /** The dequantization tables a 4-bit checkpoint's layers read (none for full precision). */
+  private readonly quantTables: Record<string, Tensor>;
 
   private constructor(
     readonly folder: ModelFolder,
@@ -86,7 +89,9 @@ export class TrainableModel {
     private readonly cleanup: () => void,
     private readonly head: Session,
     private readonly layers: Layer[],
-  ) {}
+  ) {
+    this.quantTables = dequantFeeds(folder);
+  }
 
   /** Compiles the graphs and opens the sessions (see graphPlacement.ts for where the graphs go). */
   static async load(folder: ModelFolder, options: TrainableModelOptions): Promise<TrainableModel> {
@@ -112,6 +117,7 @@ export class TrainableModel {
           externalLocation: place.location,
           lora: options.lora,
           gradientCheckpointing: options.gradientCheckpointing,
+          quantized: folder.quantized,
         });
         // Prompt tuning reads layer 0's input gradient on the host, so that one output is not kept on the device.
         const session = await load(`layer_${i}`, model, i === 0 && options.virtualTokens ? null : 'hidden');
@@ -316,6 +322,7 @@ export class TrainableModel {
         x: checkpoints[i],
         dy: this.unused,
         ...fixed,
+        ...this.quantTables,
         ...this.loraFeeds(lora.layers[i], rank),
         ...this.maskFeeds(lora.layers[i], rank, n, dropoutKey, i),
       };
@@ -340,6 +347,7 @@ export class TrainableModel {
         x: checkpoints[i],
         dy,
         ...fixed,
+        ...this.quantTables,
         ...this.loraFeeds(lora.layers[i], rank),
         ...this.maskFeeds(lora.layers[i], rank, n, dropoutKey, i),
       };
@@ -390,6 +398,7 @@ export class TrainableModel {
         cos,
         sin,
         mask,
+        ...this.quantTables,
       };
       if (lora) Object.assign(feeds, this.loraFeeds(lora.layers[i], rank));
       for (const name of layer.session.inputNames) {

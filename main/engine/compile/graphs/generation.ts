@@ -12,6 +12,8 @@
 import type { ModelSpec, TargetModule } from '../../../model/architecture.js';
 import { targetShape } from '../../../model/architecture.js';
 import type { TensorEntry } from '../../../model/safetensors.js';
+import type { Quantized4bitWeight } from '../../../model/quant/bnb4bit.js';
+import { declareDequantTables } from '../blocks/dequantize4bit.js';
 import type { LoraBranch } from '../blocks/loraLinear.js';
 import { rmsnormForward } from '../blocks/rmsnorm.js';
 import { GraphBuilder, type ModelProto } from '../onnx/graph.js';
@@ -23,6 +25,8 @@ export interface GenerationGraphOptions {
   externalLocation: (entry: TensorEntry) => string;
   /** LoRA inputs to declare, or null for a base-only model. */
   lora: { rank: number; targets: readonly TargetModule[] } | null;
+  /** A 4-bit checkpoint's quantized weights (empty for full precision): dequantized inside the session. */
+  quantized: ReadonlyMap<string, Quantized4bitWeight>;
 }
 
 export function buildGenerationGraph(options: GenerationGraphOptions): ModelProto {
@@ -38,6 +42,7 @@ export function buildGenerationGraph(options: GenerationGraphOptions): ModelProt
   const prefix = g.input('prefix', 'float', ['Tprefix', C]);
   const ctx = declarePositionContext(g, spec, 'PT');
   const loraScale = lora ? g.input('lora_scale', 'float', []) : null;
+  const quantized = options.quantized.size ? { weights: options.quantized, tables: declareDequantTables(g) } : null;
 
   const embedded = g.op('Gather', [embedding, g.reshape(ids, [-1])], { axis: 0 }, 'embedded'); // [T', C]
   let hidden = g.op('Concat', [prefix, embedded], { axis: 0 }, 'h0'); // [T, C]
@@ -51,7 +56,7 @@ export function buildGenerationGraph(options: GenerationGraphOptions): ModelProt
         scale: loraScale!,
       };
     }
-    const weights = declareLayerWeights(g, spec, i, tensors, options.externalLocation, branches);
+    const weights = declareLayerWeights(g, spec, i, tensors, options.externalLocation, branches, quantized);
     const cache = {
       pastKey: g.input(`past_key.${i}`, 'float', [1, spec.numKvHeads, 1, spec.headDim, 'P']),
       pastValue: g.input(`past_value.${i}`, 'float', [1, spec.numKvHeads, 1, 'P', spec.headDim]),

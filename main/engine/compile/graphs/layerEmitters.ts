@@ -4,6 +4,8 @@
 //   K = kv heads, G = H / K, D = head width, I = MLP width, r = LoRA rank. Activations enter and leave as [N, C].
 import { type ModelSpec, type TargetModule, layerWeightNames } from '../../../model/architecture.js';
 import type { TensorEntry } from '../../../model/safetensors.js';
+import type { Quantized4bitWeight } from '../../../model/quant/bnb4bit.js';
+import { dequantize4bit, type DequantTables } from '../blocks/dequantize4bit.js';
 import { attend, attentionBackward, attentionForward, type AttentionSaved } from '../blocks/attention.js';
 import {
   loraLinearBackward,
@@ -181,7 +183,16 @@ export function layerBackward(
   return { dx: g.add(dAfterAttention, rmsnormBackward(g, dNormed, saved.inputNorm, w.inputNorm), 'd_layer_in'), grads };
 }
 
-/** Declares layer `layerIndex`'s frozen weights as external initializers of `g` and pairs them with LoRA branches. */
+/** A 4-bit checkpoint's quantized weights and the graph's dequantization table inputs. */
+export interface QuantizedLayerWeights {
+  weights: ReadonlyMap<string, Quantized4bitWeight>;
+  tables: DequantTables;
+}
+
+/**
+ * Declares layer `layerIndex`'s frozen weights as external initializers of `g` and pairs them with LoRA branches.
+ * A quantized weight is dequantized in `g` itself, outside any If branch: both branches read the one fp32 copy.
+ */
 export function declareLayerWeights(
   g: GraphBuilder,
   spec: ModelSpec,
@@ -189,12 +200,21 @@ export function declareLayerWeights(
   tensors: Map<string, TensorEntry>,
   externalLocation: (entry: TensorEntry) => string,
   lora: Partial<Record<TargetModule, LoraBranch>>,
+  quantized: QuantizedLayerWeights | null = null,
 ): LayerWeights {
   const names = layerWeightNames(spec, layerIndex);
+  const external = (entry: TensorEntry) => g.externalInitializer(entry, externalLocation(entry));
   const weight = (key: string) => {
+    const q = quantized?.weights.get(names[key]);
+    if (q) {
+      const packed = external(q.packed);
+      const absmax = external(q.absmax);
+      const nestedAbsmax = q.nested ? external(q.nested.absmax) : undefined;
+      return dequantize4bit(g, q, { packed, absmax, nestedAbsmax }, quantized!.tables);
+    }
     const entry = tensors.get(names[key]);
     if (!entry) throw new Error(`weight ${names[key]} missing`);
-    return g.externalInitializer(entry, externalLocation(entry));
+    return external(entry);
   };
   const linear = (key: string, biasKey?: string): FrozenLinear => ({
     weight: weight(key),

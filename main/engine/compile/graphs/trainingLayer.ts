@@ -8,6 +8,8 @@
 //   D = head width, I = MLP width, r = LoRA rank. Activations enter and leave as [N, C].
 import { type ModelSpec, type TargetModule, targetShape } from '../../../model/architecture.js';
 import type { TensorEntry } from '../../../model/safetensors.js';
+import type { Quantized4bitWeight } from '../../../model/quant/bnb4bit.js';
+import { declareDequantTables } from '../blocks/dequantize4bit.js';
 import type { LoraBranch } from '../blocks/loraLinear.js';
 import {
   declareLayerWeights,
@@ -34,6 +36,8 @@ export interface TrainingLayerGraphOptions {
   externalLocation: (entry: TensorEntry) => string;
   lora: LoraPlan;
   gradientCheckpointing: boolean;
+  /** A 4-bit checkpoint's quantized weights (empty for full precision): dequantized inside the session. */
+  quantized: ReadonlyMap<string, Quantized4bitWeight>;
 }
 
 export interface TrainingLayerGraph {
@@ -77,7 +81,16 @@ export function buildTrainingLayerGraph(options: TrainingLayerGraphOptions): Tra
       mask: lora.dropout ? g.input(`lora_mask.${target}`, 'float', ['N', shape.in]) : undefined,
     };
   }
-  const w = declareLayerWeights(g, spec, options.layerIndex, options.tensors, options.externalLocation, loraBranches);
+  const quantized = options.quantized.size ? { weights: options.quantized, tables: declareDequantTables(g) } : null;
+  const w = declareLayerWeights(
+    g,
+    spec,
+    options.layerIndex,
+    options.tensors,
+    options.externalLocation,
+    loraBranches,
+    quantized,
+  );
 
   const thenBranch = g.subgraph('layer_forward');
   const fwd = layerForward(thenBranch, x, w, ctx);

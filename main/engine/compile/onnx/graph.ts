@@ -11,7 +11,7 @@ type AttributeProto = onnxProto.onnx.IAttributeProto;
 export type ModelProto = onnxProto.onnx.ModelProto;
 
 export const OPSET = 18;
-export type DataType = 'float' | 'int32' | 'int64' | 'bool' | 'bfloat16' | 'float16';
+export type DataType = 'float' | 'int32' | 'int64' | 'bool' | 'bfloat16' | 'float16' | 'uint8';
 const DATA_TYPE: Record<DataType, number> = {
   float: onnx.TensorProto.DataType.FLOAT,
   int32: onnx.TensorProto.DataType.INT32,
@@ -19,6 +19,7 @@ const DATA_TYPE: Record<DataType, number> = {
   bool: onnx.TensorProto.DataType.BOOL,
   bfloat16: onnx.TensorProto.DataType.BFLOAT16,
   float16: onnx.TensorProto.DataType.FLOAT16,
+  uint8: onnx.TensorProto.DataType.UINT8,
 };
 
 /** A symbolic dimension (string), a fixed one (number); `null` as the whole shape means unknown rank. */
@@ -117,6 +118,10 @@ export class GraphBuilder {
     return this.op('Gemm', options.bias ? [a, b, options.bias] : [a, b], attributes, hint);
   }
 
+  cast(x: string, to: DataType, hint = 'cast'): string {
+    return this.op('Cast', [x], { to: DATA_TYPE[to] }, hint);
+  }
+
   reshape(x: string, shape: string | number[], hint?: string): string {
     return this.op('Reshape', [x, typeof shape === 'string' ? shape : this.constantInt64(shape)], {}, hint);
   }
@@ -163,8 +168,8 @@ export class GraphBuilder {
 
   /** A frozen weight whose bytes stay in the `.safetensors` file (`location` is relative to the .onnx file). */
   externalInitializer(entry: TensorEntry, location: string): string {
-    const dataType = { F32: 'float', BF16: 'bfloat16', F16: 'float16' }[
-      entry.dtype as 'F32' | 'BF16' | 'F16'
+    const dataType = { F32: 'float', BF16: 'bfloat16', F16: 'float16', U8: 'uint8' }[
+      entry.dtype as 'F32' | 'BF16' | 'F16' | 'U8'
     ] as DataType;
     this.initializers.push({
       name: entry.name,
@@ -177,8 +182,10 @@ export class GraphBuilder {
         { key: 'length', value: String(entry.byteLength) },
       ],
     });
-    // Half-precision checkpoints are widened once: ORT folds this Cast into an fp32 initializer at load.
-    return dataType === 'float' ? entry.name : this.op('Cast', [entry.name], { to: DATA_TYPE.float }, 'widen');
+    // Half-precision checkpoints are widened once: ORT folds this Cast into an fp32 initializer at load. Bytes (4-bit
+    // codes) stay as they are.
+    if (dataType === 'float' || dataType === 'uint8') return entry.name;
+    return this.op('Cast', [entry.name], { to: DATA_TYPE.float }, 'widen');
   }
 
   toGraphProto(): onnxProto.onnx.IGraphProto {

@@ -1,0 +1,14 @@
+import { openModelFolder } from './dist/main/model/modelFolder.js';
+import { InferenceModel } from './dist/main/engine/runtime/inferenceModel.js';
+const folder = openModelFolder('/tmp/smol');
+const model = await InferenceModel.load(folder, 'cpu', null, { threads: 2 });
+const origRun = model.session.run.bind(model.session);
+let runMs = 0;
+model.session.run = async (...a) => { const t = performance.now(); const r = await origRun(...a); runMs += performance.now() - t; return r; };
+const prompt = Array.from({ length: 128 }, (_, i) => (i * 7919) % 49000 + 5);
+let { logits, cache } = await model.step(prompt, model.emptyCache(), 0);
+runMs = 0;
+const t0 = performance.now();
+for (let i = 0; i < 128; i++) ({ logits, cache } = await model.step([36724], cache, 0));
+const total = performance.now() - t0;
+console.log('per token ms', (total / 128).toFixed(2), 'in session.run', (runMs / 128).toFixed(2));

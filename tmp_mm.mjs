@@ -1,0 +1,15 @@
+import fs from 'node:fs';
+const { openModelFolder } = await import('./dist/main/model/modelFolder.js');
+const { buildGenerationGraph } = await import('./dist/main/engine/compile/graphs/generation.js');
+const { encodeModel } = await import('./dist/main/engine/compile/onnx/graph.js');
+const { placeGraphs } = await import('./dist/main/engine/runtime/graphPlacement.js');
+const ort = (await import('onnxruntime-node')).default;
+const folder = openModelFolder(process.argv[2] || '/tmp/smol');
+const place = placeGraphs(folder, 'auto');
+const bytes = encodeModel(buildGenerationGraph({ spec: folder.spec, tensors: folder.tensors, externalLocation: place.location, lora: null }));
+const file = folder.dir + '/.gen-test.onnx'; fs.writeFileSync(file, bytes);
+const t=performance.now();
+const s = await ort.InferenceSession.create(file, { intraOpNumThreads: 2, graphOptimizationLevel: process.env.L||'disabled', enableProfiling: true, profileFilePrefix: '/tmp/prof/load', extra: { session: { disable_prepacking: process.env.P||'1' } } });
+console.log('create', (performance.now()-t).toFixed(0),'ms');
+await s.release();
+fs.rmSync(file); place.cleanup();
