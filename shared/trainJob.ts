@@ -12,12 +12,14 @@ import {
   type DataSettings,
   type DeviceChoice,
   type OptimizerName,
+  type QuantizeChoice,
   type SchedulerName,
   type TrainJob,
 } from './training.js';
 
 export const ADAPTER_METHODS = ['lora', 'prompt-tuning'] as const satisfies readonly AdapterMethod[];
 export const DEVICE_CHOICES = ['auto', 'cpu', 'webgpu', 'cuda', 'dml'] as const satisfies readonly DeviceChoice[];
+export const QUANTIZE_CHOICES = ['none', 'nf4', 'fp4'] as const satisfies readonly QuantizeChoice[];
 export const DATA_FORMATS = [
   'messages',
   'sharegpt',
@@ -90,6 +92,7 @@ export function defaultTrainJob(method: AdapterMethod, paths: JobPaths): TrainJo
     seed: 0, // the same run twice gives the same losses
     shuffle: true,
     gradientCheckpointing: true, // a third slower, a fraction of the memory: fitting matters more on a laptop
+    quantize: 'none', // the checkpoint's own precision; 4-bit when the memory plan says it must
     device: 'auto', // the fastest device this machine has
     threads: null, // every core: a second pool beside training only slows both
     initAdapterDir: null,
@@ -252,6 +255,7 @@ export const trainJobSchema: z.ZodType<TrainJob> = z
     seed: bounded('seed'),
     shuffle: yesNo,
     gradientCheckpointing: yesNo,
+    quantize: oneOf(QUANTIZE_CHOICES).default('none'), // jobs recorded before 4-bit bases existed have none
     device: oneOf(DEVICE_CHOICES),
     threads: bounded('threads').nullable(),
     initAdapterDir: pathSchema.nullable(),
@@ -323,6 +327,7 @@ export const JOB_FIELDS = {
   seed: { flag: '--seed', label: 'Seed' },
   shuffle: { flag: '--no-shuffle', label: 'Shuffle' },
   gradientCheckpointing: { flag: '--gradient-checkpointing', label: 'Gradient checkpointing' },
+  quantize: { flag: '--quantize', label: 'Quantize base weights' },
   device: { flag: '--device', label: 'Device' },
   threads: { flag: '--threads', label: 'CPU threads' },
   initAdapterDir: { flag: '--init-adapter', label: 'Adapter to continue' },

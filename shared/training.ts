@@ -4,6 +4,8 @@ import type { DatasetStats } from './data.js';
 import type { WireError } from './errors.js';
 
 export type DeviceChoice = 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'dml';
+/** Frozen base weights as the checkpoint has them, or quantized to 4 bits on load (QLoRA; bitsandbytes' formats). */
+export type QuantizeChoice = 'none' | 'nf4' | 'fp4';
 export type ExecutionDevice = Exclude<DeviceChoice, 'auto'>;
 export type OptimizerName = 'adamw' | 'sgd';
 export type SchedulerName = 'constant' | 'linear' | 'cosine';
@@ -79,6 +81,11 @@ export interface TrainJob {
   seed: number;
   shuffle: boolean;
   gradientCheckpointing: boolean;
+  /**
+   * 4-bit base weights: `nf4`/`fp4` quantize a full-precision checkpoint on load (cached, with double quantization);
+   * a checkpoint that is already 4-bit is used as it is with `none`.
+   */
+  quantize: QuantizeChoice;
   device: DeviceChoice;
   /** CPU threads for each engine operator (ONNX Runtime's intra-op pool); null = every core this machine offers. */
   threads: number | null;
@@ -107,6 +114,8 @@ export interface TrainJob {
 export type EngineEvent =
   | { type: 'log'; message: string }
   | { type: 'compile'; done: number; total: number }
+  /** Base weights quantized to 4 bits, tensor by tensor (`cached`: an earlier run's copy was reused). */
+  | { type: 'quantize'; done: number; total: number; cached: boolean }
   /** The device the engine runs on, and the CPU threads of each of its operators. */
   | { type: 'device'; device: ExecutionDevice; reason: string; threads: number }
   /** A dataset file was read: what it is, for the record of the run. */
@@ -155,6 +164,8 @@ export interface EvalJob {
   data: DataSettings;
   batchSize: number;
   maxSeqLen: number;
+  /** As TrainJob.quantize. */
+  quantize: QuantizeChoice;
   device: DeviceChoice;
   /** As TrainJob.threads. */
   threads: number | null;
@@ -173,6 +184,8 @@ export interface BenchJob {
   steps: number;
   rank: number;
   gradientCheckpointing: boolean;
+  /** As TrainJob.quantize. */
+  quantize: QuantizeChoice;
   device: DeviceChoice;
   /** As TrainJob.threads. */
   threads: number | null;

@@ -119,8 +119,8 @@ async function heldOutLoss(
   adapterDir: string | null,
   asJson: boolean,
 ): Promise<number> {
-  const { modelDir, data, batchSize, maxSeqLen, device, threads } = trained;
-  const job = { modelDir, adapterDir, dataFile: heldOutFile, data, batchSize, maxSeqLen, device, threads };
+  const { modelDir, data, batchSize, maxSeqLen, quantize, device, threads } = trained;
+  const job = { modelDir, adapterDir, dataFile: heldOutFile, data, batchSize, maxSeqLen, quantize, device, threads };
   const result: EvalResult = await runEngine({ kind: 'eval', job }, asJson ? () => {} : printEvent).result;
   return result.loss;
 }

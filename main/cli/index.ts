@@ -25,6 +25,7 @@ import {
   number,
   positiveInt,
   str,
+  quantizeFlag,
   threadsFlag,
   UsageError,
   type Command,
@@ -111,7 +112,7 @@ const COMMANDS: Record<string, Command> = {
   },
   eval: {
     summary: 'loss, token count and perplexity of a model (with an adapter) on a dataset',
-    usage: `peft-studio eval --model DIR [--adapter DIR] --data FILE ${DATA_FLAGS} [--batch-size N] [--max-seq-len N] [--device D] [--threads N] [--json]`,
+    usage: `peft-studio eval --model DIR [--adapter DIR] --data FILE ${DATA_FLAGS} [--batch-size N] [--max-seq-len N] [--quantize none|nf4|fp4] [--device D] [--threads N] [--json]`,
     options: {
       model: str,
       adapter: str,
@@ -119,6 +120,7 @@ const COMMANDS: Record<string, Command> = {
       ...dataOptions,
       'batch-size': str,
       'max-seq-len': str,
+      quantize: str,
       device: str,
       threads: str,
       json,
@@ -132,6 +134,7 @@ const COMMANDS: Record<string, Command> = {
         data: dataSettings(values),
         batchSize: boundedNumber(values, 'batch-size', 4, JOB_BOUNDS.batchSize),
         maxSeqLen: boundedNumber(values, 'max-seq-len', 512, JOB_BOUNDS.maxSeqLen),
+        quantize: quantizeFlag(values),
         device: choice(values, 'device', DEVICE_CHOICES, 'auto'),
         threads: threadsFlag(values),
       };
@@ -146,7 +149,7 @@ const COMMANDS: Record<string, Command> = {
   bench: {
     summary: 'training tokens/s, seconds per step and peak memory on random tokens',
     usage:
-      'peft-studio bench --model DIR [--seq-len 256] [--batch-size 4] [--steps 5] [--rank 16] [--gradient-checkpointing on|off] [--device D] [--threads N] [--json]',
+      'peft-studio bench --model DIR [--seq-len 256] [--batch-size 4] [--steps 5] [--rank 16] [--gradient-checkpointing on|off] [--quantize none|nf4|fp4] [--device D] [--threads N] [--json]',
     options: {
       model: str,
       'seq-len': str,
@@ -154,6 +157,7 @@ const COMMANDS: Record<string, Command> = {
       steps: str,
       rank: str,
       'gradient-checkpointing': str,
+      quantize: str,
       device: str,
       threads: str,
       json,
@@ -167,6 +171,7 @@ const COMMANDS: Record<string, Command> = {
         steps: boundedNumber(values, 'steps', 5, JOB_BOUNDS.steps),
         rank: boundedNumber(values, 'rank', 16, JOB_BOUNDS['lora.rank']),
         gradientCheckpointing: choice(values, 'gradient-checkpointing', ['on', 'off'] as const, 'on') === 'on',
+        quantize: quantizeFlag(values),
         device: choice(values, 'device', DEVICE_CHOICES, 'auto'),
         threads: threadsFlag(values),
       };

@@ -3,7 +3,8 @@
 import type { ParseArgsConfig } from 'node:util';
 import { oneLine, type FieldProblem } from '../../shared/errors.js';
 import { GENERATION_FIELDS } from '../../shared/generation.js';
-import { JOB_BOUNDS, JOB_FIELDS, numberSchema, type FieldNames, type NumberBounds } from '../../shared/trainJob.js';
+import { JOB_BOUNDS, JOB_FIELDS, numberSchema, QUANTIZE_CHOICES, type FieldNames, type NumberBounds } from '../../shared/trainJob.js';
+import type { QuantizeChoice } from '../../shared/training.js';
 
 /** Bad usage of a command: exit code 2 and the command's usage line. */
 export class UsageError extends Error {}
@@ -99,6 +100,11 @@ export function boundedNumber(values: Values, name: string, fallback: number, bo
 /** `--threads N`: the engine's CPU threads, checked against the job's bounds; null (every core) when not given. */
 export function threadsFlag(values: Values): number | null {
   return values.threads === undefined ? null : boundedNumber(values, 'threads', 0, JOB_BOUNDS.threads);
+}
+
+/** `--quantize none|nf4|fp4`: 4-bit base weights (QLoRA), quantized on load; none when not given. */
+export function quantizeFlag(values: Values): QuantizeChoice {
+  return choice(values, 'quantize', QUANTIZE_CHOICES, 'none');
 }
 
 export const json = { type: 'boolean', default: false } as const;

@@ -5,6 +5,7 @@ import { defaultTrainJob, jobProblems } from '../../shared/trainJob.js';
 import type {
   AdapterMethod,
   DeviceChoice,
+  QuantizeChoice,
   OptimizerName,
   PromptTuningSettings,
   SchedulerName,
@@ -54,6 +55,7 @@ export const TRAIN_OPTIONS = {
   seed: str,
   'no-shuffle': flag,
   'gradient-checkpointing': str,
+  quantize: str,
   device: str,
   threads: str,
   'init-adapter': str,
@@ -68,7 +70,7 @@ export const TRAIN_OPTIONS = {
   json,
 } as const;
 
-export const TRAIN_USAGE = `peft-studio train [--model DIR] [--data FILE] [--out DIR] [--overwrite] [--method lora|prompt-tuning] [--num-virtual-tokens 20] [--prompt-init random|text] [--prompt-init-text TEXT] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--device auto|cpu|webgpu|cuda|dml] [--threads N] [--init-adapter DIR] [--eval-data FILE | --eval-split 0.1] [--eval-every N] [--home DIR] [--checkpoint-every 50] [--keep-checkpoints 3] ${DATA_FLAGS} [--dry-run] [--json]`;
+export const TRAIN_USAGE = `peft-studio train [--model DIR] [--data FILE] [--out DIR] [--overwrite] [--method lora|prompt-tuning] [--num-virtual-tokens 20] [--prompt-init random|text] [--prompt-init-text TEXT] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--quantize none|nf4|fp4] [--device auto|cpu|webgpu|cuda|dml] [--threads N] [--init-adapter DIR] [--eval-data FILE | --eval-split 0.1] [--eval-every N] [--home DIR] [--checkpoint-every 50] [--keep-checkpoints 3] ${DATA_FLAGS} [--dry-run] [--json]`;
 
 /**
  * The job the flags ask for; without --model or --data, the built-in demo's. Throws a UsageError naming the first bad
@@ -129,6 +131,7 @@ export function trainJobFromFlags(values: Values): TrainJob {
     seed: n('seed'),
     shuffle: values['no-shuffle'] === true ? false : undefined,
     gradientCheckpointing: checkpointing,
+    quantize: given<QuantizeChoice>('quantize'),
     device: given<DeviceChoice>('device'),
     threads: n('threads'),
     initAdapterDir: resolved('init-adapter'),

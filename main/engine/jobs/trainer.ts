@@ -13,6 +13,7 @@ import type {
   EvalResult,
   ExecutionDevice,
   OptimizerSettings,
+  QuantizeChoice,
   TrainJob,
   TrainPaused,
   TrainResult,
@@ -26,6 +27,8 @@ import { readTensorF32 } from '../../model/safetensors.js';
 import { fromDataSettings, prepareDataset } from '../../data/dataset.js';
 import { batches, countBatches, type TrainingSequence } from '../../data/packing.js';
 import { openModelFolder, type ModelFolder } from '../../model/modelFolder.js';
+import { quantizedFolder } from '../../model/quant/quantizeOnLoad.js';
+import { defaultStudioHome } from '../../store/home.js';
 import { Rng } from '../../util/random.js';
 import { writeFileAtomic } from '../../util/atomicWrite.js';
 import { explainFileError } from '../../util/fileErrors.js';
@@ -42,6 +45,25 @@ import {
 } from '../runtime/trainableModel.js';
 
 export type Emit = (event: EngineEvent) => void;
+
+/**
+ * The model a job runs on: the checkpoint as it is, or its 4-bit copy in the studio's cache (quantized now, or reused
+ * when an intact copy of the same checkpoint is there).
+ */
+async function baseFolder(job: { modelDir: string; quantize: QuantizeChoice }, emit: Emit): Promise<ModelFolder> {
+  const folder = openModelFolder(job.modelDir);
+  if (job.quantize === 'none' || folder.quantization?.quantType === job.quantize) return folder;
+  if (folder.quantization) {
+    const has = folder.quantization.quantType;
+    throw new UserError(`${folder.dir}: already a 4-bit ${has} checkpoint; use quantize none or ${has}`, {
+      field: 'quantize',
+    });
+  }
+  const cache = path.join(defaultStudioHome(), 'quantized');
+  const config = { quantType: job.quantize, doubleQuant: true }; // QLoRA's double quantization: 0.4 bits/weight less
+  const dir = await quantizedFolder(folder, config, cache, (p) => emit({ type: 'quantize', ...p }));
+  return openModelFolder(dir);
+}
 
 /** Gradient buffers shaped like `weights`, zeroed. */
 function zerosLike(weights: LoraWeights): LoraWeights {
@@ -292,7 +314,9 @@ const NO_CONTROL: TrainControl = { checkpointDir: null, resume: false, pauseRequ
  * job.
  */
 function jobFingerprint(job: TrainJob, dataSha256: string): string {
-  const { outDir, overwriteOutput, device, threads, checkpointEvery, keepCheckpoints, ...trajectory } = job;
+  const { outDir, overwriteOutput, device, threads, checkpointEvery, keepCheckpoints, quantize, ...rest } = job;
+  // Full precision hashes as before 4-bit bases existed, so older checkpoints still resume.
+  const trajectory = quantize === 'none' ? rest : { ...rest, quantize };
   return crypto.createHash('sha256').update(JSON.stringify({ trajectory, dataSha256 })).digest('hex');
 }
 
@@ -328,7 +352,7 @@ export async function runTraining(
   const checkpoints = control.checkpointDir ? path.resolve(control.checkpointDir) : null;
   let owner: AdapterOwner | null = checkpoints ? { checkpoints, fingerprint: null } : null;
   checkOutputFolder(job, places, owner);
-  const folder = openModelFolder(job.modelDir);
+  const folder = await baseFolder(job, emit);
   const { spec } = folder;
   const dataset = await loadDataset(
     job.dataFile,
@@ -519,7 +543,7 @@ function writeTrainingRecord(
 }
 
 export async function runEvaluation(job: EvalJob, emit: Emit): Promise<EvalResult> {
-  const folder = openModelFolder(job.modelDir);
+  const folder = await baseFolder(job, emit);
   const adapter = job.adapterDir ? loadAdapter(job.adapterDir, folder.spec) : null;
   const lora = adapter?.kind === 'lora' ? adapter.lora : null;
   if (lora) lora.settings.dropout = 0;
@@ -561,7 +585,7 @@ const BENCH_OPTIMIZER: OptimizerSettings = {
 };
 
 export async function runBenchmark(job: BenchJob, emit: Emit): Promise<BenchResult> {
-  const folder = openModelFolder(job.modelDir);
+  const folder = await baseFolder(job, emit);
   const rng = new Rng(0);
   const settings = {
     rank: job.rank,

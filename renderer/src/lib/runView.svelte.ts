@@ -129,6 +129,10 @@ export class RunView {
       case 'compile':
         this.addLog(`compiling graphs ${engine.done}/${engine.total}`);
         break;
+      case 'quantize':
+        if (engine.cached) this.addLog('4-bit base weights reused from the cache');
+        else if (engine.done === engine.total) this.addLog(`quantized ${engine.total} base tensors to 4 bits`);
+        break;
       case 'device':
         this.addLog(`training on ${engine.device} (${engine.reason}), ${engine.threads} CPU threads`);
         break;
