@@ -1,8 +1,11 @@
-// QLoRA: a 4-bit (bitsandbytes NF4 / FP4) base dequantized inside each layer's session. Loss and LoRA gradients equal
-// those of the full-precision engine on the dequantized weights (itself checked against PyTorch in numerics.test.ts),
-// with checkpointing on and off, with and without double quantization; generation agrees the same way.
+// QLoRA: a 4-bit (bitsandbytes NF4 / FP4) base dequantized inside each layer's session.
+// - Against PyTorch: the numerics cases quantized to NF4 with double quantization give the loss and LoRA gradients of
+//   test/reference/make_qlora_fixtures.py (PyTorch on the dequantized weights, float64) within 1e-4, CPU and WebGPU.
+// - Against our own full-precision engine on the host-dequantized weights: llama / qwen2 / qwen3, NF4 and FP4, with
+//   and without double quantization, checkpointing on and off; generation agrees the same way.
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InferenceModel } from '../../main/engine/runtime/inferenceModel.js';
 import { countLabelTokens } from '../../main/engine/runtime/trainableModel.js';
@@ -12,7 +15,14 @@ import { dequantize4bit, type QuantType4bit } from '../../main/model/quant/nf4.j
 import { quantizedFolder } from '../../main/model/quant/quantizeOnLoad.js';
 import { readTensorF32, writeSafetensors, type TensorToWrite } from '../../main/model/safetensors.js';
 import { createTinyModel } from '../../main/model/tinyModel.js';
+import { loadLoraAdapter, peftKey } from '../../main/adapter/loraAdapter.js';
+import { readSafetensorsHeader } from '../../main/model/safetensors.js';
 import { maxRelativeError, openTrainable, randomBatch, randomLora, tempDir, zeroGrads } from '../support/engine.js';
+
+const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'numerics');
+const PYTORCH_CASES = fs
+  .readdirSync(FIXTURES)
+  .filter((name) => fs.existsSync(path.join(FIXTURES, name, 'qlora_nf4.safetensors')));
 
 const LORA = {
   rank: 4,
@@ -49,11 +59,11 @@ function dequantizedCopy(quantized: ModelFolder, dir: string): ModelFolder {
   return openModelFolder(dir);
 }
 
-async function lossAndGrads(folder: ModelFolder, checkpointing: boolean) {
+async function lossAndGrads(folder: ModelFolder, checkpointing: boolean, device: 'cpu' | 'webgpu' = 'cpu') {
   const lora = randomLora(folder, LORA, 11);
   const grads = zeroGrads(lora);
   const batch = randomBatch(folder.spec.vocabSize, 2, 12, 5);
-  const model = await openTrainable(folder, LORA, { checkpointing });
+  const model = await openTrainable(folder, LORA, { checkpointing, device });
   try {
     const loss = await model.forwardBackward(batch, lora, grads, countLabelTokens(batch), 0);
     return { loss, grads };
@@ -101,14 +111,16 @@ describe.each(CASES)('$arch, $quantType, double quantization $doubleQuant', ({ a
     }
   });
 
-  for (const checkpointing of [true, false]) {
-    it(`trains to the loss and LoRA gradients of the dequantized weights, checkpointing ${checkpointing ? 'on' : 'off'}`, async () => {
-      const ours = await lossAndGrads(fourBit, checkpointing);
+  for (const [checkpointing, device] of [
+    [true, 'cpu'],
+    [false, 'cpu'],
+    [true, 'webgpu'],
+    [false, 'webgpu'],
+  ] as const) {
+    it(`trains to the loss and LoRA gradients of the dequantized weights, checkpointing ${checkpointing ? 'on' : 'off'} (${device})`, async () => {
+      const ours = await lossAndGrads(fourBit, checkpointing, device);
       const expected = await lossAndGrads(reference, checkpointing);
       expect(Math.abs(ours.loss - expected.loss) / expected.loss).toBeLessThan(1e-5);
-      // ...and not those of the full-precision weights: 4-bit rounding moves the loss far more than that.
-      const full = await lossAndGrads(original, checkpointing);
-      expect(Math.abs(ours.loss - full.loss) / full.loss).toBeGreaterThan(1e-4);
       for (let layer = 0; layer < ours.grads.layers.length; layer++) {
         for (const [target, pair] of ours.grads.layers[layer]) {
           const want = expected.grads.layers[layer].get(target)!;
@@ -116,6 +128,9 @@ describe.each(CASES)('$arch, $quantType, double quantization $doubleQuant', ({ a
           expect(maxRelativeError(pair.b, want.b).worst, `layer ${layer} ${target} B`).toBeLessThan(1e-4);
         }
       }
+      // ...and not those of the full-precision weights: 4-bit rounding moves the loss far more than that.
+      const full = await lossAndGrads(original, checkpointing);
+      expect(Math.abs(ours.loss - full.loss) / full.loss).toBeGreaterThan(1e-4);
     });
   }
 
@@ -138,4 +153,64 @@ describe.each(CASES)('$arch, $quantType, double quantization $doubleQuant', ({ a
       await expected.close();
     }
   });
+});
+
+describe.each(PYTORCH_CASES)('%s in NF4 against PyTorch', (name) => {
+  const caseDir = path.join(FIXTURES, name);
+  let folder: ModelFolder;
+
+  beforeAll(async () => {
+    const dir = await quantizedFolder(
+      openModelFolder(path.join(caseDir, 'model')),
+      { quantType: 'nf4', doubleQuant: true },
+      path.join(work, 'pytorch-cases'),
+    );
+    folder = openModelFolder(dir);
+  });
+
+  for (const [checkpointing, device] of [
+    [true, 'cpu'],
+    [false, 'cpu'],
+    [true, 'webgpu'],
+  ] as const) {
+    it(`gives PyTorch's loss and LoRA gradients on the dequantized weights, checkpointing ${checkpointing ? 'on' : 'off'} (${device})`, async () => {
+      const reference = new Map(
+        [...readSafetensorsHeader(path.join(caseDir, 'qlora_nf4.safetensors'))].map(([k, e]) => [k, readTensorF32(e)]),
+      );
+      const { input_ids: ids, labels } = JSON.parse(fs.readFileSync(path.join(caseDir, 'batch.json'), 'utf8')) as {
+        input_ids: number[][];
+        labels: number[][];
+      };
+      const batch = {
+        batchSize: ids.length,
+        seqLen: ids[0].length,
+        inputIds: Int32Array.from(ids.flat()),
+        labels: Int32Array.from(labels.flat()),
+      };
+      const lora = loadLoraAdapter(path.join(caseDir, 'adapter'), folder.spec);
+      const grads = zeroGrads(lora);
+      const model = await openTrainable(folder, lora.settings, { checkpointing, device });
+      try {
+        const loss = await model.forwardBackward(batch, lora, grads, countLabelTokens(batch), 0);
+        const expected = reference.get('loss')![0];
+        expect(Math.abs(loss - expected) / expected, `loss ${loss} vs ${expected}`).toBeLessThan(1e-4);
+        let compared = 0;
+        grads.layers.forEach((pairs, layer) => {
+          for (const [target, pair] of pairs) {
+            for (const [m, values] of [
+              ['A', pair.a],
+              ['B', pair.b],
+            ] as const) {
+              const key = peftKey(layer, target, m);
+              expect(maxRelativeError(values, reference.get(`grad.${key}`)!).worst, key).toBeLessThan(1e-4);
+              compared++;
+            }
+          }
+        });
+        expect(compared).toBe(reference.size - 1);
+      } finally {
+        await model.close();
+      }
+    });
+  }
 });
