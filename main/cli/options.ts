@@ -3,7 +3,14 @@
 import type { ParseArgsConfig } from 'node:util';
 import { oneLine, type FieldProblem } from '../../shared/errors.js';
 import { GENERATION_FIELDS } from '../../shared/generation.js';
-import { JOB_BOUNDS, JOB_FIELDS, numberSchema, QUANTIZE_CHOICES, type FieldNames, type NumberBounds } from '../../shared/trainJob.js';
+import {
+  JOB_BOUNDS,
+  JOB_FIELDS,
+  numberSchema,
+  QUANTIZE_CHOICES,
+  type FieldNames,
+  type NumberBounds,
+} from '../../shared/trainJob.js';
 import type { QuantizeChoice } from '../../shared/training.js';
 
 /** Bad usage of a command: exit code 2 and the command's usage line. */

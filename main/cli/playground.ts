@@ -17,7 +17,8 @@ import { loadAdapter } from '../adapter/anyAdapter.js';
 import { InferenceModel } from '../engine/runtime/inferenceModel.js';
 import { chooseDevice, sessionThreads } from '../engine/runtime/runtime.js';
 import { engineThreads } from '../engine/runtime/threads.js';
-import { openModelFolder } from '../model/modelFolder.js';
+import { openBaseModel } from '../model/quant/quantizeOnLoad.js';
+import { quantizedCacheRoot } from '../store/home.js';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
 import { chatPromptIds, textPromptIds } from '../playground/chatPrompt.js';
 import { generate, type GenerateOptions, type GenerationResult } from '../playground/generate.js';
@@ -27,6 +28,7 @@ import {
   json,
   refuseProblems,
   str,
+  quantizeFlag,
   threadsFlag,
   UsageError,
   withGiven,
@@ -35,7 +37,7 @@ import {
 } from './options.js';
 
 const SAMPLING_FLAGS =
-  '[--max-new-tokens 128] [--temperature 0] [--top-k 0] [--top-p 1] [--repetition-penalty 1] [--seed 0] [--stop STR]... [--device D] [--threads N]';
+  '[--max-new-tokens 128] [--temperature 0] [--top-k 0] [--top-p 1] [--repetition-penalty 1] [--seed 0] [--stop STR]... [--quantize none|nf4|fp4] [--device D] [--threads N]';
 const samplingOptions = {
   'max-new-tokens': str,
   temperature: str,
@@ -46,6 +48,7 @@ const samplingOptions = {
   stop: { type: 'string', multiple: true },
   'ignore-eos': { type: 'boolean', default: false },
   device: str,
+  quantize: str,
   threads: str,
 } as const;
 
@@ -81,7 +84,9 @@ interface Loaded {
 async function loadModel(values: Values): Promise<Loaded> {
   if (!values.model) throw new UsageError('--model is required');
   const started = performance.now();
-  const folder = openModelFolder(values.model as string);
+  const folder = await openBaseModel(values.model as string, quantizeFlag(values), quantizedCacheRoot(), (p) => {
+    if (!p.cached && p.done === p.total) process.stderr.write(`quantized ${p.total} base tensors to 4 bits\n`);
+  });
   const tokenizer = loadTokenizer(folder.dir);
   const adapter = values.adapter ? loadAdapter(path.resolve(values.adapter as string), folder.spec) : null;
   const { device } = chooseDevice(choice(values, 'device', DEVICE_CHOICES, 'auto'));

@@ -11,7 +11,8 @@ export function printEvent(event: EngineEvent): void {
       process.stderr.write(`device: ${event.device} (${event.reason}), ${event.threads} CPU threads\n`);
       break;
     case 'quantize':
-      if (event.cached && event.done === event.total) process.stderr.write('4-bit base weights: reused from the cache\n');
+      if (event.cached && event.done === event.total)
+        process.stderr.write('4-bit base weights: reused from the cache\n');
       else if (!event.cached && (event.done === 1 || event.done % 50 === 0 || event.done === event.total))
         process.stderr.write(`quantizing base weights to 4 bits: ${event.done}/${event.total} tensors\n`);
       break;

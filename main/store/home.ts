@@ -33,6 +33,11 @@ export function defaultStudioHome(where: HomeEnvironment = HERE): string {
   return chosenStudioHome(where) ?? platformDataDir(where);
 }
 
+/** Where 4-bit copies of full-precision checkpoints are kept (main/model/quant/quantizeOnLoad.ts). */
+export function quantizedCacheRoot(where: HomeEnvironment = HERE): string {
+  return path.join(defaultStudioHome(where), 'quantized');
+}
+
 /**
  * Folders of pseudo-filesystems, which hold no storage: a recursive mkdir under /proc loops forever. Checked on the
  * path as given and on the real path of its nearest existing folder (a link may lead there).

@@ -58,6 +58,18 @@ describe('train --quantize nf4', () => {
     // On the 4-bit base it was trained on, too; that eval reuses the cache.
     expect(await evalLoss(['--adapter', out], 'nf4')).toBeLessThan(base - 0.05);
     expect(fs.readdirSync(path.join(work, 'home', 'quantized'))).toEqual(cached);
+
+    // The playground answers from the 4-bit base with the adapter, from the same cache.
+    const generate = ['generate', '--model', DEMO_MODEL_DIR, '--adapter', out, '--quantize', 'nf4'];
+    const chat = await runCliAsync(
+      [...generate, '--prompt', 'Hello', '--max-new-tokens', '6', '--ignore-eos', '--json'],
+      {
+        env,
+      },
+    );
+    expect(chat.code, chat.stderr).toBe(0);
+    expect(lastJson(chat.stdout).ids).toHaveLength(6);
+    expect(fs.readdirSync(path.join(work, 'home', 'quantized'))).toEqual(cached);
   });
 
   it('refuses an unknown format as a usage error naming the choices', async () => {

@@ -26,9 +26,9 @@ import { loadTokenizer } from '../../model/tokenizer.js';
 import { readTensorF32 } from '../../model/safetensors.js';
 import { fromDataSettings, prepareDataset } from '../../data/dataset.js';
 import { batches, countBatches, type TrainingSequence } from '../../data/packing.js';
-import { openModelFolder, type ModelFolder } from '../../model/modelFolder.js';
-import { quantizedFolder } from '../../model/quant/quantizeOnLoad.js';
-import { defaultStudioHome } from '../../store/home.js';
+import type { ModelFolder } from '../../model/modelFolder.js';
+import { openBaseModel } from '../../model/quant/quantizeOnLoad.js';
+import { quantizedCacheRoot } from '../../store/home.js';
 import { Rng } from '../../util/random.js';
 import { writeFileAtomic } from '../../util/atomicWrite.js';
 import { explainFileError } from '../../util/fileErrors.js';
@@ -50,19 +50,8 @@ export type Emit = (event: EngineEvent) => void;
  * The model a job runs on: the checkpoint as it is, or its 4-bit copy in the studio's cache (quantized now, or reused
  * when an intact copy of the same checkpoint is there).
  */
-async function baseFolder(job: { modelDir: string; quantize: QuantizeChoice }, emit: Emit): Promise<ModelFolder> {
-  const folder = openModelFolder(job.modelDir);
-  if (job.quantize === 'none' || folder.quantization?.quantType === job.quantize) return folder;
-  if (folder.quantization) {
-    const has = folder.quantization.quantType;
-    throw new UserError(`${folder.dir}: already a 4-bit ${has} checkpoint; use quantize none or ${has}`, {
-      field: 'quantize',
-    });
-  }
-  const cache = path.join(defaultStudioHome(), 'quantized');
-  const config = { quantType: job.quantize, doubleQuant: true }; // QLoRA's double quantization: 0.4 bits/weight less
-  const dir = await quantizedFolder(folder, config, cache, (p) => emit({ type: 'quantize', ...p }));
-  return openModelFolder(dir);
+function baseFolder(job: { modelDir: string; quantize: QuantizeChoice }, emit: Emit): Promise<ModelFolder> {
+  return openBaseModel(job.modelDir, job.quantize, quantizedCacheRoot(), (p) => emit({ type: 'quantize', ...p }));
 }
 
 /** Gradient buffers shaped like `weights`, zeroed. */
