@@ -1,13 +1,17 @@
 // Merging a LoRA adapter into its base: a complete Hugging Face model folder where W' = W + scale * B A.
 // Streamed tensor by tensor: one weight in fp32 at a time is all that is held, so a 7B model merges in a few GB.
+// QLoRA practice merges into the 16-bit base the 4-bit one was made from; given only a 4-bit checkpoint, its weights
+// are dequantized first and the result says it is an approximation of that.
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
 import { openModelFolder } from '../model/modelFolder.js';
+import { loadQuantized4bit } from '../model/quant/bnb4bit.js';
+import { dequantize4bit } from '../model/quant/nf4.js';
 import { readTensorF32, SafetensorsStreamWriter } from '../model/safetensors.js';
 import { loadAdapter } from './anyAdapter.js';
 import { loraScale } from './loraAdapter.js';
-import { targetParent, type TargetModule } from '../model/architecture.js';
+import { expectedShapes, targetParent, type TargetModule } from '../model/architecture.js';
 
 export type MergeDtype = 'f32' | 'bf16' | 'f16';
 type FloatDtype = 'F32' | 'BF16' | 'F16';
@@ -38,7 +42,15 @@ export interface MergeOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-export function mergeLoraAdapter(options: MergeOptions): { outDir: string; shards: number; mergedWeights: number } {
+export interface MergeResult {
+  outDir: string;
+  shards: number;
+  mergedWeights: number;
+  /** The base was a 4-bit checkpoint: merged into its dequantized weights, not the 16-bit ones it came from. */
+  fromQuantizedBase: boolean;
+}
+
+export function mergeLoraAdapter(options: MergeOptions): MergeResult {
   const folder = openModelFolder(options.modelDir);
   const adapter = loadAdapter(options.adapterDir, folder.spec);
   if (adapter.kind !== 'lora')
@@ -57,11 +69,23 @@ export function mergeLoraAdapter(options: MergeOptions): { outDir: string; shard
       deltas.set(`model.layers.${layer}.${targetParent(target)}.${target}.weight`, { layer, target });
   });
 
-  // openModelFolder has checked every weight is F32, F16 or BF16.
-  const sourceDtype = [...folder.tensors.values()][0].dtype as FloatDtype;
+  // The weights the model has, each once: a 4-bit weight's absmax, maps and quant state are part of it, not weights.
+  const { quantized } = folder;
+  const entries = [...expectedShapes(folder.spec).keys()]
+    .map((name) => {
+      const q = quantized.get(name);
+      return { name, shape: q ? q.shape : folder.tensors.get(name)!.shape };
+    })
+    .sort((a, b) => a.name.localeCompare(b.name));
+  // openModelFolder has checked every full-precision weight is F32, F16 or BF16; a 4-bit base's others are 16-bit.
+  const plain = entries.find((e) => !quantized.has(e.name))!;
+  const sourceDtype = folder.tensors.get(plain.name)!.dtype as FloatDtype;
   const dtype: FloatDtype = options.dtype ? DTYPES[options.dtype].safetensors : sourceDtype;
   const bytesPer = dtype === 'F32' ? 4 : 2;
-  const entries = [...folder.tensors.values()].sort((a, b) => a.name.localeCompare(b.name));
+  const read = (name: string) => {
+    const q = quantized.get(name);
+    return q ? dequantize4bit(loadQuantized4bit(q)) : readTensorF32(folder.tensors.get(name)!);
+  };
 
   // Plan shards by size, then stream each tensor into its shard.
   const shards: (typeof entries)[] = [[]];
@@ -95,7 +119,7 @@ export function mergeLoraAdapter(options: MergeOptions): { outDir: string; shard
       );
       try {
         for (const entry of shard) {
-          const values = readTensorF32(entry);
+          const values = read(entry.name);
           const delta = deltas.get(entry.name);
           if (delta) addLoraDelta(values, lora.layers[delta.layer].get(delta.target)!, lora.settings.rank, scale);
           writer.write(entry.name, values);
@@ -117,6 +141,7 @@ export function mergeLoraAdapter(options: MergeOptions): { outDir: string; shard
     }
     const config = JSON.parse(fs.readFileSync(path.join(folder.dir, 'config.json'), 'utf8'));
     config.torch_dtype = Object.values(DTYPES).find((d) => d.safetensors === dtype)!.torch;
+    delete config.quantization_config; // merged weights are full precision
     fs.writeFileSync(path.join(temp, 'config.json'), JSON.stringify(config, null, 2) + '\n');
     for (const name of COMPANION_FILES) {
       if (fs.existsSync(path.join(folder.dir, name)))
@@ -129,7 +154,12 @@ export function mergeLoraAdapter(options: MergeOptions): { outDir: string; shard
     fs.rmSync(temp, { recursive: true, force: true });
     throw err;
   }
-  return { outDir: options.outDir, shards: shards.length, mergedWeights: deltas.size };
+  return {
+    outDir: options.outDir,
+    shards: shards.length,
+    mergedWeights: deltas.size,
+    fromQuantizedBase: quantized.size > 0,
+  };
 }
 
 /** W [out, in] += scale * B [out, r] A [r, in], accumulated rank by rank into the fp32 weight. */

@@ -207,7 +207,11 @@ const COMMANDS: Record<string, Command> = {
       process.stdout.write(
         values.json
           ? `${JSON.stringify(result)}\n`
-          : `merged ${result.mergedWeights} weights into ${result.outDir} (${result.shards} shard${result.shards > 1 ? 's' : ''})\n`,
+          : `merged ${result.mergedWeights} weights into ${result.outDir} (${result.shards} shard${result.shards > 1 ? 's' : ''})\n${
+              result.fromQuantizedBase
+                ? 'the base was 4-bit: merged into its dequantized weights, an approximation of merging into the 16-bit model it was quantized from\n'
+                : ''
+            }`,
       );
     },
   },

@@ -1,6 +1,6 @@
 // QLoRA from the command line: `train --quantize nf4` quantizes the demo model's projections once into the studio's
 // cache (reused by the next run), trains LoRA on the 4-bit base, and the adapter, applied to the full-precision base
-// it was quantized from, lowers the loss on held-out rows.
+// it was quantized from, lowers the loss on held-out rows. Eval, merge and generate work from the 4-bit base too.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,6 +27,12 @@ beforeAll(() => {
   fs.writeFileSync(heldOutFile, `${rows.slice(150).join('\n')}\n`);
 });
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+
+const evalLossOf = async (model: string, adapter: string[]) => {
+  const run = await runCliAsync(['eval', '--model', model, ...adapter, '--data', heldOutFile, '--json'], { env });
+  expect(run.code, run.stderr).toBe(0);
+  return lastJson(run.stdout).loss as number;
+};
 
 const evalLoss = async (adapter: string[], quantize: string) => {
   const run = await runCliAsync(
@@ -58,6 +64,19 @@ describe('train --quantize nf4', () => {
     // On the 4-bit base it was trained on, too; that eval reuses the cache.
     expect(await evalLoss(['--adapter', out], 'nf4')).toBeLessThan(base - 0.05);
     expect(fs.readdirSync(path.join(work, 'home', 'quantized'))).toEqual(cached);
+
+    // Merged into the 4-bit base itself (dequantized): an approximation, said so, that answers as base + adapter.
+    const fourBit = path.join(work, 'home', 'quantized', cached[0]);
+    const merged = path.join(work, 'merged');
+    const merge = await runCliAsync(['merge', '--model', fourBit, '--adapter', out, '--out', merged], { env });
+    expect(merge.code, merge.stderr).toBe(0);
+    expect(merge.stdout).toMatch(/the base was 4-bit: merged into its dequantized weights, an approximation/);
+    expect(JSON.parse(fs.readFileSync(path.join(merged, 'config.json'), 'utf8')).quantization_config).toBeUndefined();
+    const mergedLoss = lastJson(
+      (await runCliAsync(['eval', '--model', merged, '--data', heldOutFile, '--json'], { env })).stdout,
+    ).loss as number;
+    const unmergedLoss = await evalLossOf(fourBit, ['--adapter', out]);
+    expect(Math.abs(mergedLoss - unmergedLoss) / unmergedLoss).toBeLessThan(1e-4);
 
     // The playground answers from the 4-bit base with the adapter, from the same cache.
     const generate = ['generate', '--model', DEMO_MODEL_DIR, '--adapter', out, '--quantize', 'nf4'];
