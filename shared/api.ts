@@ -30,6 +30,7 @@ import {
   numberSchema,
   OPTIMIZERS,
   pathSchema as path,
+  QUANTIZE_CHOICES,
   seqLenSchema as seqLen,
   trainJobSchema,
 } from './trainJob.js';
@@ -58,6 +59,8 @@ export const fitConfigSchema = z.object({
   maxSeqLen: seqLen,
   gradientCheckpointing: z.boolean(),
   device: z.enum(DEVICE_CHOICES),
+  /** Drafts saved before 4-bit bases existed have none. */
+  quantize: z.enum(QUANTIZE_CHOICES).default('none'),
 });
 export type FitConfig = z.output<typeof fitConfigSchema>;
 

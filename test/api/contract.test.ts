@@ -47,7 +47,16 @@ describe('parseCall', () => {
       'modelDir',
       'optimizer',
       'promptTuning',
+      'quantize',
     ]);
+    // A draft saved before 4-bit bases existed plans the checkpoint's own precision.
+    const { quantize, ...older } = fit.params.config as Record<string, unknown>;
+    expect(quantize).toBe('none');
+    expect((parseCall('models.fit', { config: older }).params.config as { quantize: string }).quantize).toBe('none');
+    expect(
+      (parseCall('models.fit', { config: { ...older, quantize: 'nf4' } }).params.config as { quantize: string })
+        .quantize,
+    ).toBe('nf4');
     expect(parseCall('export.run', { adapterId: 1, format: 'gguf', destination: '/tmp/x' }).method).toBe('export.run');
   });
 

@@ -99,10 +99,12 @@ describe('the same choices make the same job', () => {
       gradAccum: 2,
       evalSplit: 0.2,
       gradientCheckpointing: false,
+      quantize: 'nf4',
       skipBadRows: true,
       device: 'cpu',
     };
     const wizardJob = toTrainJob(form, PATHS);
+    expect(wizardJob.quantize).toBe('nf4');
     // The wizard validates about ten times a run; the CLI user asks for it.
     const args = [
       ...PATH_FLAGS,
@@ -128,6 +130,8 @@ describe('the same choices make the same job', () => {
       '3',
       '--gradient-checkpointing',
       'off',
+      '--quantize',
+      'nf4',
       '--skip-bad-rows',
       '--device',
       'cpu',
@@ -257,6 +261,7 @@ describe('one validation', () => {
     expect(refusal(['--seed=-1'])).toBe('--seed -1: must be at least 0');
     expect(refusal(['--scheduler', 'step'])).toBe('--scheduler step: must be one of constant, linear, cosine');
     expect(refusal(['--device', 'tpu'])).toBe('--device tpu: must be one of auto, cpu, webgpu, cuda, dml');
+    expect(refusal(['--quantize', 'int8'])).toBe('--quantize int8: must be one of none, nf4, fp4');
     expect(refusal(['--method', 'prompt-tuning', '--prompt-init', 'text'])).toBe(
       '--prompt-init-text: needed to start the prompt from text',
     );

@@ -365,6 +365,17 @@ describe('the studio in a browser', () => {
     await expect.poll(() => page.getByTestId('memory-plan').textContent()).toContain('does not fit');
     expect(await page.getByTestId('fit-suggestion').textContent()).toMatch(/Suggested change: .+/);
     await screenshot(page, 'wizard-does-not-fit');
+
+    // A 4-bit base, beside checkpointing: the plan follows the choice, and the review says it.
+    const before = await page.getByTestId('memory-plan').textContent();
+    expect(await page.getByLabel('Quantize base weights').inputValue()).toBe('none');
+    await page.getByLabel('Quantize base weights').selectOption({ label: 'nf4 (4-bit, QLoRA)' });
+    await expect.poll(() => page.getByTestId('memory-plan').textContent()).not.toBe(before);
+    expect(await page.getByTestId('memory-plan').textContent()).toContain('does not fit');
+    await page.getByRole('button', { name: 'Next' }).click();
+    await expect
+      .poll(() => page.getByTestId('review').textContent())
+      .toMatch(/Quantize base weights\s*nf4 \(4-bit, QLoRA\)/);
     await page.close();
   });
 });

@@ -1,11 +1,15 @@
 // The memory plan against the peak RSS of real training processes, and suggestFit on plans alone.
 // Each measured configuration runs in a fresh Node process whose worker thread (as the engine worker) loads the
-// model from the built dist/ and runs a warm-up and one LoRA step, as `peft-studio bench --steps 1` does.
+// model from the built dist/ and runs a warm-up and one LoRA step, as `peft-studio bench --steps 1` does. A 4-bit
+// (nf4) case runs on the model's quantize-on-load copy, the folder `--quantize nf4` trains on.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { planTrainingMemory, suggestFit, type MemoryPlanInput } from '../../main/engine/compile/memoryPlan.js';
+import { expectedShapes, layerWeightNames, type ModelSpec } from '../../main/model/architecture.js';
 import { openModelFolder } from '../../main/model/modelFolder.js';
+import { quantizableWeightNames } from '../../main/model/quant/bnb4bit.js';
+import { quantizedFolder } from '../../main/model/quant/quantizeOnLoad.js';
 import { createTinyModel } from '../../main/model/tinyModel.js';
 import { ROOT } from '../support/cli.js';
 import { tempDir } from '../support/engine.js';
@@ -58,10 +62,10 @@ worker.on('message', async () => {
  * The peak RSS of a fresh process running the step; spawned asynchronously (a test worker blocked for 20 s misses
  * Vitest's RPC deadline).
  */
-async function measurePeakRss(input: MemoryPlanInput, modelDir: string): Promise<number> {
+async function measurePeakRss(input: MemoryPlanInput): Promise<number> {
   const job = {
     dist: path.join(ROOT, 'dist'),
-    modelDir,
+    modelDir: input.quantize === 'none' ? modelDir : nf4Dir,
     rank: input.lora.rank,
     targets: input.lora.targets,
     checkpointing: input.gradientCheckpointing,
@@ -82,11 +86,14 @@ async function measurePeakRss(input: MemoryPlanInput, modelDir: string): Promise
 }
 
 let modelDir: string;
+/** The same model quantized to nf4 with double quantization, as the trainer's quantize-on-load cache holds it. */
+let nf4Dir: string;
 let base: MemoryPlanInput;
 
-beforeAll(() => {
+beforeAll(async () => {
   // Weights (160 MiB) and activations dominate the ~100 MiB of Node + ONNX Runtime.
-  modelDir = path.join(tempDir('memory-plan'), 'model');
+  const work = tempDir('memory-plan');
+  modelDir = path.join(work, 'model');
   createTinyModel(modelDir, {
     arch: 'llama',
     layers: 8,
@@ -99,9 +106,15 @@ beforeAll(() => {
     tie: false,
     seed: 0,
   });
+  nf4Dir = await quantizedFolder(
+    openModelFolder(modelDir),
+    { quantType: 'nf4', doubleQuant: true },
+    path.join(work, 'quantized'),
+  );
   base = {
     spec: openModelFolder(modelDir).spec,
     weightBytesPerElement: 4,
+    quantize: 'none',
     method: 'lora',
     lora: { rank: 16, targets: TARGETS },
     numVirtualTokens: 0,
@@ -125,18 +138,56 @@ describe('planTrainingMemory', () => {
     expect(off.totalBytes).toBeGreaterThan(on.totalBytes);
   });
 
+  it('plans a 4-bit base: each layer session keeps int32 codes, and a call holds its layer dequantized to fp32', () => {
+    const plain = planTrainingMemory(base);
+    const nf4 = planTrainingMemory({ ...base, quantize: 'nf4' });
+    expect(Object.values(nf4.parts).reduce((a, b) => a + b, 0)).toBeCloseTo(nf4.totalBytes, 0);
+    // ORT folds Cast(Reshape(codes)) into an int32 initializer at load (2 bytes per weight element, seen in the
+    // optimized graph and in RSS after load), and the absmax codes' Cast too; the nested absmax stays fp32.
+    expect(nf4.parts.weights).toBe(fourBitWeightBytes(base.spec));
+    expect(nf4.parts.weights).toBeLessThan(0.75 * plain.parts.weights);
+    // The seven fp32 weights of a layer stay alive across its If; the dequantization's transients come before.
+    expect(nf4.parts.layerWorkingSet - plain.parts.layerWorkingSet).toBeGreaterThanOrEqual(
+      4 * layerProjectionElements(base.spec),
+    );
+    expect(nf4.totalBytes).toBeLessThan(plain.totalBytes);
+    // fp4 differs from nf4 in its 16 code values only; the checkpoint's dtype is widened either way.
+    expect(planTrainingMemory({ ...base, quantize: 'fp4' })).toEqual(nf4);
+    expect(planTrainingMemory({ ...base, quantize: 'nf4', weightBytesPerElement: 2 })).toEqual(nf4);
+  });
+
+  it('plans a 4-bit base whose absmax blocks need padding to the nested blocks of 256 (Pad, Slice)', () => {
+    // q_proj [64, 64] holds 64 blocks of 64, a quarter of one nested block; qwen2's biases stay fp32.
+    const spec: ModelSpec = {
+      ...base.spec,
+      modelType: 'qwen2',
+      qkvBias: true,
+      hiddenSize: 64,
+      intermediateSize: 160,
+      numHeads: 4,
+      numKvHeads: 2,
+      headDim: 16,
+      vocabSize: 300,
+    };
+    const nf4 = planTrainingMemory({ ...base, spec, quantize: 'nf4' });
+    expect(nf4.parts.weights).toBe(fourBitWeightBytes(spec));
+    expect(Object.values(nf4.parts).reduce((a, b) => a + b, 0)).toBeCloseTo(nf4.totalBytes, 0);
+  });
+
   // 512-token rows are left out: their peak moves by 13% from run to run here (526-597 MiB, planned 492).
   const measured: { name: string; change: Partial<MemoryPlanInput> }[] = [
     { name: 'checkpointing on, 4 x 256', change: {} },
     { name: 'checkpointing off, 4 x 256', change: { gradientCheckpointing: false } },
     { name: 'checkpointing on, 2 x 256', change: { batchSize: 2 } },
     { name: 'checkpointing off, 2 x 256', change: { batchSize: 2, gradientCheckpointing: false } },
+    { name: 'nf4 base, checkpointing on, 4 x 256', change: { quantize: 'nf4' } },
+    { name: 'nf4 base, checkpointing off, 4 x 256', change: { quantize: 'nf4', gradientCheckpointing: false } },
   ];
   for (const { name, change } of measured) {
     it(`is within 15% of the measured peak RSS on CPU: ${name}`, async () => {
       const input = { ...base, ...change };
       const planned = planTrainingMemory(input).totalBytes;
-      const peak = await measurePeakRss(input, modelDir);
+      const peak = await measurePeakRss(input);
       const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
       expect(Math.abs(planned - peak) / peak, `planned ${mib(planned)}, measured ${mib(peak)}`).toBeLessThanOrEqual(
         0.15,
@@ -144,6 +195,28 @@ describe('planTrainingMemory', () => {
     });
   }
 });
+
+function layerProjectionElements(spec: ModelSpec): number {
+  const layer0 = new Set(Object.values(layerWeightNames(spec, 0)));
+  const shapes = expectedShapes(spec);
+  return quantizableWeightNames(spec)
+    .filter((name) => layer0.has(name))
+    .reduce((sum, name) => sum + shapes.get(name)!.reduce((a, b) => a * b, 1), 0);
+}
+
+/**
+ * Resident bytes of a 4-bit base, counted by hand: a projection of n elements keeps int32 codes (n / 2 of them), int32
+ * absmax codes (n / 64) and fp32 nested absmax (n / 64 / 256, rounded up); every other weight is fp32.
+ */
+function fourBitWeightBytes(spec: ModelSpec): number {
+  const quantized = new Set(quantizableWeightNames(spec));
+  let bytes = 0;
+  for (const [name, shape] of expectedShapes(spec)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    bytes += quantized.has(name) ? 4 * (n / 2) + 4 * (n / 64) + 4 * Math.ceil(n / 64 / 256) : 4 * n;
+  }
+  return bytes;
+}
 
 describe('suggestFit', () => {
   it('says nothing when the run fits', () => {
@@ -165,6 +238,21 @@ describe('suggestFit', () => {
     expect(fit.change).toBe('batch size 2 (was 4)');
     expect(fit.plan.totalBytes).toBeLessThanOrEqual(available);
     expect(planTrainingMemory(fit.input).totalBytes).toBe(fit.plan.totalBytes);
+  });
+
+  it('quantizes the base to 4 bits first, when that is enough, before any setting the user chose', () => {
+    const nf4 = { ...base, quantize: 'nf4' as const };
+    const available = (planTrainingMemory(nf4).totalBytes + planTrainingMemory(base).totalBytes) / 2;
+    const fit = suggestFit(base, available)!;
+    expect(fit.change).toBe('quantize the base weights to 4 bits (nf4)');
+    expect(fit.input).toEqual(nf4);
+    expect(fit.plan.totalBytes).toBe(planTrainingMemory(nf4).totalBytes);
+    // Ahead of checkpointing too, when either would do.
+    const off = { ...base, gradientCheckpointing: false };
+    const both = suggestFit(off, planTrainingMemory(off).totalBytes - 1)!;
+    expect(both.input).toEqual({ ...off, quantize: 'nf4' });
+    // A base that is 4-bit already is not offered it again.
+    expect(suggestFit(nf4, planTrainingMemory(nf4).totalBytes - 1)!.change).not.toMatch(/quantize/);
   });
 
   it('gives up when even the smallest run is too big', () => {

@@ -245,6 +245,21 @@ describe('the TrainJob', () => {
     expect(job.evalEvery).toBeGreaterThan(0);
   });
 
+  it('quantizes the base only when asked, in the job and in the memory plan alike', () => {
+    const paths = { modelDir: '/m', dataFile: '/d', outDir: '/o' };
+    expect(initialForm().quantize).toBe('none');
+    expect(toTrainJob(initialForm(), paths).quantize).toBe('none');
+    expect(fitConfig(initialForm(), '/m').quantize).toBe('none');
+    for (const quantize of ['nf4', 'fp4'] as const) {
+      const form = { ...initialForm(), quantize };
+      expect(toTrainJob(form, paths).quantize).toBe(quantize);
+      expect(fitConfig(form, '/m').quantize).toBe(quantize);
+      expect(settingsProblems(form)).toEqual([]);
+    }
+    // A preset leaves the choice as it is.
+    expect(applyPreset({ ...initialForm(), quantize: 'nf4' }, 'thorough').quantize).toBe('nf4');
+  });
+
   it('runs by epochs when the budget is epochs', () => {
     const job = toTrainJob(
       { ...initialForm(), budget: 'epochs', epochs: 3 },

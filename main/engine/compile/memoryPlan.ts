@@ -4,18 +4,34 @@
 //
 // What is resident at the peak of a CPU step (see trainableModel.ts for the step itself):
 //   weights          every frozen weight as fp32: f32 checkpoints are mmapped (each page resident once a step reads
-//                    it), bf16/f16 ones are widened into fp32 copies when ORT folds the Cast at load
+//                    it), bf16/f16 ones are widened into fp32 copies when ORT folds the Cast at load. A 4-bit base's
+//                    layer projections as ORT keeps them after constant folding (runModel): today int32 codes, 2
+//                    bytes per weight element, not the 0.5 the checkpoint stores
 //   checkpoints      what the host keeps between layer calls: the L + 1 hidden states [N, C], the gradient flowing
 //                    back [N, C], and without checkpointing every layer's saved activations
 //   layerWorkingSet  the largest layer call: the values alive inside its If branch at its worst node, plus the host
-//                    copies of its outputs (onnxruntime-node copies outputs into JavaScript buffers)
+//                    copies of its outputs (onnxruntime-node copies outputs into JavaScript buffers); with a 4-bit
+//                    base, also the layer's weights dequantized to fp32 before the If, alive until it ends
 //   logits           the loss head over a chunk of rows: shifted logits, probabilities and their gradient, [rows, V]
 //   optimizerState   trainable parameters, their gradients and the optimizer's moments (fp32)
 //   runtime          Node + ONNX Runtime, one session per graph, and memory the allocators keep after it is freed
 // The phases peak at different moments, so `parts` hold each part's bytes at the moment of the peak and add up to it.
 import onnxProto from 'onnx-proto';
-import type { AdapterMethod, ExecutionDevice, MemoryParts, OptimizerName } from '../../../shared/training.js';
-import { checkedTargets, expectedShapes, targetShape, type ModelSpec } from '../../model/architecture.js';
+import type {
+  AdapterMethod,
+  ExecutionDevice,
+  MemoryParts,
+  OptimizerName,
+  QuantizeChoice,
+} from '../../../shared/training.js';
+import {
+  checkedTargets,
+  expectedShapes,
+  layerWeightNames,
+  targetShape,
+  type ModelSpec,
+} from '../../model/architecture.js';
+import { quantizableWeightNames, type Quantized4bitWeight } from '../../model/quant/bnb4bit.js';
 import type { TensorEntry } from '../../model/safetensors.js';
 import { buildTrainingLayerGraph } from './graphs/trainingLayer.js';
 import { buildHeadGraph, HEAD_CHUNK_ROWS } from './graphs/head.js';
@@ -28,6 +44,11 @@ export interface MemoryPlanInput {
   spec: ModelSpec;
   /** Bytes per stored weight element in the checkpoint (4 for f32, 2 for bf16/f16). */
   weightBytesPerElement: number;
+  /**
+   * The base as the engine runs it: nf4/fp4 for 4-bit layer projections (a checkpoint quantized on load, or a
+   * bitsandbytes 4-bit one; double quantization, blocks of 64), none for the checkpoint's own precision.
+   */
+  quantize: QuantizeChoice;
   method: AdapterMethod;
   lora: { rank: number; targets: string[] };
   /** Prompt tuning only. */
@@ -64,6 +85,7 @@ const ELEMENT_BYTES: Record<number, number> = {
   [onnx.TensorProto.DataType.BOOL]: 1,
   [onnx.TensorProto.DataType.BFLOAT16]: 2,
   [onnx.TensorProto.DataType.FLOAT16]: 2,
+  [onnx.TensorProto.DataType.UINT8]: 1,
 };
 
 const bytesOf = (v: Value) => v.dims.reduce((a, b) => a * b, 1) * v.bytesPerElement;
@@ -108,7 +130,7 @@ function inferNode(node: NodeProto, input: (i: number) => Value): Value[] {
     case 'Reciprocal':
       return [input(0)];
     case 'Cast':
-      return [float(input(0).dims)];
+      return [{ dims: input(0).dims, bytesPerElement: ELEMENT_BYTES[intAttr(node, 'to', 1)] }];
     case 'Add':
     case 'Sub':
     case 'Mul':
@@ -143,6 +165,12 @@ function inferNode(node: NodeProto, input: (i: number) => Value): Value[] {
     }
     case 'Shape':
       return [{ dims: [input(0).dims.length], bytesPerElement: 8, ints: input(0).dims }];
+    case 'Pad': {
+      const x = input(0);
+      const pads = input(1).ints!;
+      const rank = x.dims.length;
+      return [{ ...x, dims: x.dims.map((d, i) => d + pads[i] + pads[i + rank]), ints: undefined }];
+    }
     case 'Slice': {
       const x = input(0);
       const [starts, ends] = [input(1).ints!, input(2).ints!];
@@ -257,27 +285,69 @@ function executionOrder(nodes: NodeProto[]): NodeProto[] {
   return order;
 }
 
+/** Names that `graph` (its nested subgraphs included) reads from enclosing scopes: an If node's implicit inputs. */
+function outerReads(graph: GraphProto): string[] {
+  const defined = new Set<string>();
+  const read = new Set<string>();
+  const visit = (g: GraphProto) => {
+    for (const init of g.initializer ?? []) defined.add(init.name!);
+    for (const node of g.node ?? []) {
+      for (const name of node.input ?? []) if (name) read.add(name);
+      for (const name of node.output ?? []) defined.add(name);
+      for (const a of node.attribute ?? []) if (a.g) visit(a.g);
+    }
+  };
+  visit(graph);
+  return [...read].filter((name) => !defined.has(name));
+}
+
+type BranchName = 'then_branch' | 'else_branch';
+
 /**
- * Runs `graph`'s nodes on shapes as ORT's sequential executor does: in its execution order, each node allocates its
- * outputs, and a buffer is freed after the last node that reads it. Values of the enclosing scope (feeds, weights)
- * are not counted.
+ * Runs `nodes` on shapes as ORT's sequential executor does: in its execution order, each node allocates its outputs,
+ * and a buffer is freed after the last node that reads it. Values of the enclosing scope (feeds, weights) are not
+ * counted. An If runs `branch`, its peak on top of what is alive around it; it reads (and so keeps alive) every
+ * outer value either branch reads.
  */
-function walk(graph: GraphProto, outer: Map<string, Value>): BranchRun {
-  const nodes = executionOrder(graph.node ?? []);
+function walk(
+  graph: { node?: NodeProto[] | null; output?: GraphProto['output'] },
+  outer: Map<string, Value>,
+  branch: BranchName,
+): BranchRun {
+  const withImplicit = (graph.node ?? []).map((node) =>
+    node.opType === 'If'
+      ? {
+          ...node,
+          input: [
+            ...(node.input ?? []),
+            ...new Set([...outerReads(attr(node, 'then_branch')!.g!), ...outerReads(attr(node, 'else_branch')!.g!)]),
+          ],
+        }
+      : node,
+  );
+  const nodes = executionOrder(withImplicit);
   const scope = new Map(outer);
   const lastRead = new Map<string, number>();
   nodes.forEach((node, i) => (node.input ?? []).forEach((name) => lastRead.set(name, i)));
   const outputNames = new Set((graph.output ?? []).map((o) => o.name!));
 
-  // Shapes first: the fusion rules look at constants and consumers.
-  for (const node of nodes) {
-    const values = inferNode(node, (i) => {
-      const v = scope.get(node.input![i]);
-      if (!v) throw new Error(`memory plan: ${node.input![i]} read before it is defined`);
-      return v;
-    });
+  // Shapes first: the fusion rules look at constants and consumers. An If's branch runs on the scope so far.
+  const inner = new Map<number, number>(); // node index -> bytes its branch holds at its peak beyond its outputs
+  nodes.forEach((node, index) => {
+    let values: Value[];
+    if (node.opType === 'If') {
+      const run = walk(attr(node, branch)!.g!, scope, branch);
+      values = run.outputs;
+      inner.set(index, run.peakBytes - run.outputs.reduce((sum, v) => sum + bytesOf(v), 0));
+    } else {
+      values = inferNode(node, (i) => {
+        const v = scope.get(node.input![i]);
+        if (!v) throw new Error(`memory plan: ${node.input![i]} read before it is defined`);
+        return v;
+      });
+    }
     node.output!.forEach((name, i) => scope.set(name, values[i]));
-  }
+  });
   const fused = fusedAway(nodes, scope);
 
   // A buffer is shared by a value and its aliases; it lives until the last read of any of them.
@@ -307,32 +377,55 @@ function walk(graph: GraphProto, outer: Map<string, Value>): BranchRun {
       const end = bufferEnd.get(name)!;
       if (end !== Infinity) freeAt.set(end, (freeAt.get(end) ?? 0) + bytes);
     }
-    peakBytes = Math.max(peakBytes, alive);
+    peakBytes = Math.max(peakBytes, alive + (inner.get(i) ?? 0));
     alive -= freeAt.get(i) ?? 0;
   });
   return { peakBytes, outputs: (graph.output ?? []).map((o) => scope.get(o.name!)!) };
 }
 
-/** Outer-scope values of a model: its feeds, its initializers and what its top-level nodes before the If compute. */
-function outerScope(
-  graph: GraphProto,
-  feeds: Record<string, number[]>,
-): { scope: Map<string, Value>; branches: { then: GraphProto; else: GraphProto } } {
+interface ModelRun extends BranchRun {
+  /** The initializers as the session keeps them: every weight and every value ORT folds from weights alone. */
+  residentBytes: number;
+}
+
+/**
+ * One call of a compiled model (an If on its first input): `branch` taken, `feeds` of these shapes (all 4 bytes per
+ * element, only their count matters). ORT's constant folding runs first, as at session load: a node that reads only
+ * initializers and constants is computed once and its result kept as a new initializer. The bf16 widening Casts fold
+ * this way, and so does a 4-bit weight's uint8 -> int32 Cast of its codes (2 bytes per weight element kept).
+ */
+function runModel(graph: GraphProto, feeds: Record<string, number[]>, branch: BranchName): ModelRun {
   const scope = new Map<string, Value>();
   for (const [name, dims] of Object.entries(feeds)) scope.set(name, { dims, bytesPerElement: 4 });
-  for (const init of graph.initializer ?? [])
+  const constant = new Set<string>();
+  const fromWeights = new Set<string>();
+  for (const init of graph.initializer ?? []) {
     scope.set(init.name!, { dims: (init.dims ?? []).map(Number), bytesPerElement: ELEMENT_BYTES[init.dataType!] });
-  let branches: { then: GraphProto; else: GraphProto } | undefined;
+    constant.add(init.name!);
+    fromWeights.add(init.name!);
+  }
+  const kept: NodeProto[] = [];
   for (const node of graph.node ?? []) {
-    if (node.opType === 'If') {
-      branches = { then: attr(node, 'then_branch')!.g!, else: attr(node, 'else_branch')!.g! };
+    const inputs = node.input ?? [];
+    if (node.opType === 'If' || !inputs.every((name) => constant.has(name))) {
+      kept.push(node);
       continue;
     }
-    if (branches) continue; // the outputs' Identities
-    const values = inferNode(node, (i) => scope.get(node.input![i])!);
-    node.output!.forEach((name, i) => scope.set(name, values[i]));
+    const values = inferNode(node, (i) => scope.get(inputs[i])!);
+    node.output!.forEach((name, i) => {
+      scope.set(name, values[i]);
+      constant.add(name);
+      if (inputs.some((input) => fromWeights.has(input))) fromWeights.add(name);
+    });
   }
-  return { scope, branches: branches! };
+  const read = new Set<string>();
+  for (const node of kept) {
+    for (const name of node.input ?? []) read.add(name);
+    for (const a of node.attribute ?? []) if (a.g) for (const name of outerReads(a.g)) read.add(name);
+  }
+  let residentBytes = 0;
+  for (const name of fromWeights) if (read.has(name)) residentBytes += bytesOf(scope.get(name)!);
+  return { ...walk({ node: kept, output: graph.output }, scope, branch), residentBytes };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -355,10 +448,45 @@ function placeholderTensors(spec: ModelSpec, weightBytesPerElement: number): Map
   );
 }
 
+/**
+ * Layer 0's seven projections as a bitsandbytes 4-bit checkpoint (or the quantize-on-load cache) holds them: codes
+ * U8 [n/2, 1], double-quantized absmax U8 [n/64] with its nested F32 scales [ceil(n/64/256)].
+ */
+function placeholderQuantized(spec: ModelSpec, quantize: QuantizeChoice): Map<string, Quantized4bitWeight> {
+  if (quantize === 'none') return new Map();
+  const layer0 = new Set(Object.values(layerWeightNames(spec, 0)));
+  const shapes = expectedShapes(spec);
+  const entry = (name: string, dtype: TensorEntry['dtype'], shape: number[], bytesPerElement: number) => ({
+    name,
+    dtype,
+    shape,
+    file: 'weights.safetensors',
+    byteOffset: 0,
+    byteLength: count(shape) * bytesPerElement,
+  });
+  const quantized = new Map<string, Quantized4bitWeight>();
+  for (const name of quantizableWeightNames(spec).filter((n) => layer0.has(n))) {
+    const [out, inWidth] = shapes.get(name)!;
+    const n = out * inWidth;
+    if (n % 64 !== 0) continue; // quantizeOnLoad refuses such a weight: planned as it is
+    const blocks = n / 64;
+    quantized.set(name, {
+      name,
+      shape: [out, inWidth],
+      quantType: quantize,
+      blockSize: 64,
+      packed: entry(name, 'U8', [n / 2, 1], 1),
+      absmax: entry(`${name}.absmax`, 'U8', [blocks], 1),
+      nested: { absmax: entry(`${name}.nested_absmax`, 'F32', [Math.ceil(blocks / 256)], 4), offset: 0 },
+    });
+  }
+  return quantized;
+}
+
 interface LayerCalls {
   /**
    * The forward call's peak inside ORT, and its outputs: hidden [N, C] plus, without checkpointing, the saved
-   * activations.
+   * activations. With a 4-bit base the peak includes the dequantized weights, alive until the If ends.
    */
   forward: BranchRun;
   /**
@@ -367,11 +495,14 @@ interface LayerCalls {
   backward: BranchRun;
   /** Bytes of the activations one layer's forward returns for its backward (0 with checkpointing). */
   savedBytes: number;
+  /** Bytes of one layer's frozen weights as its session keeps them. */
+  residentBytes: number;
 }
 
 function layerCalls(input: MemoryPlanInput, tokens: number, seqLen: number): LayerCalls {
   const { spec } = input;
   const targets = input.method === 'lora' ? checkedTargets(input.lora.targets, 'LoRA targets') : [];
+  const quantized = placeholderQuantized(spec, input.quantize);
   const graph = buildTrainingLayerGraph({
     spec,
     layerIndex: 0,
@@ -379,7 +510,7 @@ function layerCalls(input: MemoryPlanInput, tokens: number, seqLen: number): Lay
     externalLocation: (entry) => entry.file,
     lora: { rank: input.lora.rank, scale: 1, targets, dropout: false },
     gradientCheckpointing: input.gradientCheckpointing,
-    quantized: new Map(), // 4-bit bases are not planned yet (issue 15)
+    quantized,
   });
   const model = graph.model.graph!;
   const feeds: Record<string, number[]> = {
@@ -390,6 +521,7 @@ function layerCalls(input: MemoryPlanInput, tokens: number, seqLen: number): Lay
     sin: [1, 1, 1, seqLen, spec.headDim],
     mask: [1, 1, 1, seqLen, seqLen],
   };
+  if (quantized.size) Object.assign(feeds, { quant_pairs: [256, 2], quant_byte_map: [256] });
   for (const target of targets) {
     const shape = targetShape(spec, target);
     Object.assign(feeds, {
@@ -399,14 +531,17 @@ function layerCalls(input: MemoryPlanInput, tokens: number, seqLen: number): Lay
   }
   const saved = (model.input ?? []).filter((i) => i.name!.startsWith('saved_')).map((i) => i.name!);
   for (const name of saved) feeds[name] = [1];
-  const forwardScope = outerScope(model, feeds);
-  const forward = walk(forwardScope.branches.then, forwardScope.scope);
+  const forward = runModel(model, feeds, 'then_branch');
   const savedValues = forward.outputs.slice(1, 1 + graph.forwardAux);
   saved.forEach((name, k) => (feeds[name] = savedValues[k].dims));
   feeds.dy = [tokens, spec.hiddenSize];
-  const backwardScope = outerScope(model, feeds);
-  const backward = walk(backwardScope.branches.else, backwardScope.scope);
-  return { forward, backward, savedBytes: savedValues.reduce((sum, v) => sum + bytesOf(v), 0) };
+  const backward = runModel(model, feeds, 'else_branch');
+  return {
+    forward,
+    backward,
+    savedBytes: savedValues.reduce((sum, v) => sum + bytesOf(v), 0),
+    residentBytes: forward.residentBytes,
+  };
 }
 
 /** The loss head over `rows` rows: final norm, logits [rows, V], cross-entropy and d hidden [rows, C]. */
@@ -417,24 +552,31 @@ function lossHead(input: MemoryPlanInput, rows: number): BranchRun {
     tensors: placeholderTensors(spec, input.weightBytesPerElement),
     externalLocation: (e) => e.file,
   }).graph!;
-  const { scope, branches } = outerScope(model, {
-    embed: [],
-    ids: [1, 1],
-    prefix: [0, spec.hiddenSize],
-    hidden: [rows, spec.hiddenSize],
-    targets: [rows, 1],
-    weight: [rows, 1],
-  });
   // targets are int32: only their count matters here.
-  return walk(branches.else, scope);
+  return runModel(
+    model,
+    {
+      embed: [],
+      ids: [1, 1],
+      prefix: [0, spec.hiddenSize],
+      hidden: [rows, spec.hiddenSize],
+      targets: [rows, 1],
+      weight: [rows, 1],
+    },
+    'else_branch',
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // The plan.
 
-function weightElements(spec: ModelSpec): number {
+/** Elements of the frozen weights outside the decoder layers: embedding, final norm, lm_head. */
+function outsideLayerElements(spec: ModelSpec): number {
+  const inLayers = new Set<string>();
+  for (let i = 0; i < spec.numLayers; i++)
+    for (const name of Object.values(layerWeightNames(spec, i))) inLayers.add(name);
   let elements = 0;
-  for (const shape of expectedShapes(spec).values()) elements += count(shape);
+  for (const [name, shape] of expectedShapes(spec)) if (!inLayers.has(name)) elements += count(shape);
   return elements;
 }
 
@@ -496,7 +638,8 @@ export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
 
   const trainable = trainableElements(input);
   const parts = {
-    weights: weightElements(spec) * 4,
+    // The head's weights as fp32; each layer's as its session holds them (fp32, or the 4-bit codes as folded).
+    weights: outsideLayerElements(spec) * 4 + L * layer.residentBytes,
     checkpoints: peak.held,
     layerWorkingSet: peak.working,
     logits: peak.logits,
@@ -516,10 +659,15 @@ export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
  * The peak of a run with the studio's default settings (LoRA r 16 on q, k, v, o; 4 rows of 512 tokens; checkpointing;
  * AdamW; CPU): the "does it fit" answered before a model is downloaded, when nothing else is chosen yet.
  */
-export function planDefaultTraining(spec: ModelSpec, weightBytesPerElement: number): MemoryPlan {
+export function planDefaultTraining(
+  spec: ModelSpec,
+  weightBytesPerElement: number,
+  quantize: QuantizeChoice = 'none',
+): MemoryPlan {
   return planTrainingMemory({
     spec,
     weightBytesPerElement,
+    quantize,
     method: 'lora',
     lora: { rank: 16, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] },
     numVirtualTokens: 0,
@@ -532,9 +680,10 @@ export function planDefaultTraining(spec: ModelSpec, weightBytesPerElement: numb
 }
 
 /**
- * The single change (checkpointing on, fewer rows, shorter sequences, smaller rank) that makes `input` fit in
- * `availableBytes`, or null when it fits already or nothing simple does. Tried in that order, each as gently as it can
- * be: the most rows, the longest sequence, the largest rank that fit (halving from the current value).
+ * The single change (4-bit base weights, checkpointing on, fewer rows, shorter sequences, smaller rank) that makes
+ * `input` fit in `availableBytes`, or null when it fits already or nothing simple does. Tried in that order, each as
+ * gently as it can be: the most rows, the longest sequence, the largest rank that fit (halving from the current
+ * value). Quantizing comes first: it leaves every setting the user chose as it is, and saves the most.
  */
 export function suggestFit(
   input: MemoryPlanInput,
@@ -551,6 +700,8 @@ export function suggestFit(
     return values;
   };
   const candidates: { change: string; input: MemoryPlanInput }[] = [];
+  if (input.quantize === 'none')
+    candidates.push({ change: 'quantize the base weights to 4 bits (nf4)', input: { ...input, quantize: 'nf4' } });
   if (!input.gradientCheckpointing)
     candidates.push({ change: 'turn gradient checkpointing on', input: { ...input, gradientCheckpointing: true } });
   for (const batchSize of halving(input.batchSize, 1))

@@ -15,14 +15,18 @@ export function planFit(config: FitConfig): MemoryFit {
   const folder = openModelFolder(config.modelDir);
   const { device } = chooseDevice(config.device);
   // The widest stored weight decides: a mixed checkpoint is planned as if all of it were that wide. A loop, not
-  // Math.max(...all): a checkpoint may hold more tensors than a call takes arguments.
+  // Math.max(...all): a checkpoint may hold more tensors than a call takes arguments. A 4-bit checkpoint's bytes
+  // (U8 codes and quant states) are left out: its other weights decide.
   let weightBytesPerElement = 0;
   for (const t of folder.tensors.values()) {
+    if (t.dtype === 'U8' && folder.quantization) continue;
     weightBytesPerElement = Math.max(weightBytesPerElement, DTYPE_BYTES.get(t.dtype) ?? 4);
   }
   const input: MemoryPlanInput = {
     spec: folder.spec,
-    weightBytesPerElement,
+    weightBytesPerElement: weightBytesPerElement || 4,
+    // A bitsandbytes 4-bit checkpoint trains as it is stored, whatever the job asks (the trainer refuses a mismatch).
+    quantize: folder.quantization?.quantType ?? config.quantize,
     method: config.method,
     lora: config.lora,
     numVirtualTokens: config.promptTuning.numVirtualTokens,

@@ -17,6 +17,7 @@ import {
   type AdapterMethod,
   type DataSettings,
   type DeviceChoice,
+  type QuantizeChoice,
   type SchedulerName,
   type TrainJob,
 } from '../../../shared/training.js';
@@ -34,6 +35,13 @@ export const STEP_TITLES: Record<WizardStep, string> = {
 };
 
 export type PresetName = 'quick' | 'balanced' | 'thorough';
+
+/** The base-weight choices as the Settings step offers them and the Review step says them. */
+export const QUANTIZE_OPTIONS: Record<QuantizeChoice, string> = {
+  none: "none (the checkpoint's precision)",
+  nf4: 'nf4 (4-bit, QLoRA)',
+  fp4: 'fp4 (4-bit)',
+};
 
 /** Everything the user decides, as the form holds it. */
 export interface WizardForm {
@@ -64,6 +72,8 @@ export interface WizardForm {
   batchSize: number;
   gradAccum: number;
   gradientCheckpointing: boolean;
+  /** The base weights as the checkpoint has them, or quantized to 4 bits on load (QLoRA). */
+  quantize: QuantizeChoice;
   /** Fraction of the data held out for validation (0 = none). */
   evalSplit: number;
   device: DeviceChoice;
@@ -202,6 +212,7 @@ export function initialForm(): WizardForm {
     preset: 'quick',
     ...presetSettings('quick', 'lora', true),
     gradientCheckpointing: defaults.gradientCheckpointing,
+    quantize: defaults.quantize,
     device: defaults.device,
   };
 }
@@ -286,6 +297,7 @@ export function fitConfig(form: WizardForm, modelDir: string): FitConfig {
     maxSeqLen: job.maxSeqLen,
     gradientCheckpointing: job.gradientCheckpointing,
     device: job.device,
+    quantize: job.quantize,
   };
 }
 
@@ -318,6 +330,7 @@ export function toTrainJob(form: WizardForm, paths: JobPaths): TrainJob {
     gradAccum: form.gradAccum,
     maxSeqLen: form.maxSeqLen,
     gradientCheckpointing: form.gradientCheckpointing,
+    quantize: form.quantize,
     device: form.device,
     evalSplit: form.evalSplit,
     // Validate about ten times a run so the chart shows a validation curve beside the training one.
