@@ -35,6 +35,7 @@ export function demoJob(outDir: string, steps = 4): TrainJob {
     seed: 0,
     shuffle: true,
     gradientCheckpointing: true,
+    quantize: 'none',
     device: 'cpu',
     threads: null,
     initAdapterDir: null,

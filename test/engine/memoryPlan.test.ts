@@ -138,14 +138,14 @@ describe('planTrainingMemory', () => {
     expect(off.totalBytes).toBeGreaterThan(on.totalBytes);
   });
 
-  it('plans a 4-bit base: each layer session keeps int32 codes, and a call holds its layer dequantized to fp32', () => {
+  it('plans a 4-bit base: each layer session keeps its codes at half a byte, and a call holds its layer in fp32', () => {
     const plain = planTrainingMemory(base);
     const nf4 = planTrainingMemory({ ...base, quantize: 'nf4' });
     expect(Object.values(nf4.parts).reduce((a, b) => a + b, 0)).toBeCloseTo(nf4.totalBytes, 0);
-    // ORT folds Cast(Reshape(codes)) into an int32 initializer at load (2 bytes per weight element, seen in the
-    // optimized graph and in RSS after load), and the absmax codes' Cast too; the nested absmax stays fp32.
+    // The codes reach the dequantization through a Reshape whose shape is a graph input, so ORT cannot fold them
+    // into int32 at load (it did, 2 bytes per weight element, before that input existed).
     expect(nf4.parts.weights).toBe(fourBitWeightBytes(base.spec));
-    expect(nf4.parts.weights).toBeLessThan(0.75 * plain.parts.weights);
+    expect(nf4.parts.weights).toBeLessThan(0.5 * plain.parts.weights);
     // The seven fp32 weights of a layer stay alive across its If; the dequantization's transients come before.
     expect(nf4.parts.layerWorkingSet - plain.parts.layerWorkingSet).toBeGreaterThanOrEqual(
       4 * layerProjectionElements(base.spec),
@@ -205,15 +205,15 @@ function layerProjectionElements(spec: ModelSpec): number {
 }
 
 /**
- * Resident bytes of a 4-bit base, counted by hand: a projection of n elements keeps int32 codes (n / 2 of them), int32
- * absmax codes (n / 64) and fp32 nested absmax (n / 64 / 256, rounded up); every other weight is fp32.
+ * Resident bytes of a 4-bit base, counted by hand: a projection of n elements keeps its packed codes (n / 2 bytes),
+ * its 8-bit absmax codes (n / 64 bytes) and fp32 nested absmax (n / 64 / 256, rounded up); every other weight is fp32.
  */
 function fourBitWeightBytes(spec: ModelSpec): number {
   const quantized = new Set(quantizableWeightNames(spec));
   let bytes = 0;
   for (const [name, shape] of expectedShapes(spec)) {
     const n = shape.reduce((a, b) => a * b, 1);
-    bytes += quantized.has(name) ? 4 * (n / 2) + 4 * (n / 64) + 4 * Math.ceil(n / 64 / 256) : 4 * n;
+    bytes += quantized.has(name) ? n / 2 + n / 64 + 4 * Math.ceil(n / 64 / 256) : 4 * n;
   }
   return bytes;
 }
@@ -231,10 +231,11 @@ describe('suggestFit', () => {
   });
 
   it('finds the most rows that fit, and its plan fits', () => {
+    const nf4 = { ...base, quantize: 'nf4' as const }; // already 4-bit: rows are the next thing to try
     const available =
-      (planTrainingMemory({ ...base, batchSize: 2 }).totalBytes + planTrainingMemory(base).totalBytes) / 2;
-    const fit = suggestFit(base, available)!;
-    expect(fit.input).toEqual({ ...base, batchSize: 2 });
+      (planTrainingMemory({ ...nf4, batchSize: 2 }).totalBytes + planTrainingMemory(nf4).totalBytes) / 2;
+    const fit = suggestFit(nf4, available)!;
+    expect(fit.input).toEqual({ ...nf4, batchSize: 2 });
     expect(fit.change).toBe('batch size 2 (was 4)');
     expect(fit.plan.totalBytes).toBeLessThanOrEqual(available);
     expect(planTrainingMemory(fit.input).totalBytes).toBe(fit.plan.totalBytes);

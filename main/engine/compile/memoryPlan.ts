@@ -394,9 +394,10 @@ interface ModelRun extends BranchRun {
  * initializers and constants is computed once and its result kept as a new initializer. The bf16 widening Casts fold
  * this way, and so does a 4-bit weight's uint8 -> int32 Cast of its codes (2 bytes per weight element kept).
  */
-function runModel(graph: GraphProto, feeds: Record<string, number[]>, branch: BranchName): ModelRun {
+function runModel(graph: GraphProto, feeds: Record<string, number[] | Value>, branch: BranchName): ModelRun {
   const scope = new Map<string, Value>();
-  for (const [name, dims] of Object.entries(feeds)) scope.set(name, { dims, bytesPerElement: 4 });
+  for (const [name, fed] of Object.entries(feeds))
+    scope.set(name, Array.isArray(fed) ? { dims: fed, bytesPerElement: 4 } : fed);
   const constant = new Set<string>();
   const fromWeights = new Set<string>();
   for (const init of graph.initializer ?? []) {
@@ -513,7 +514,7 @@ function layerCalls(input: MemoryPlanInput, tokens: number, seqLen: number): Lay
     quantized,
   });
   const model = graph.model.graph!;
-  const feeds: Record<string, number[]> = {
+  const feeds: Record<string, number[] | Value> = {
     forward: [],
     x: [tokens, spec.hiddenSize],
     dy: [1],
@@ -521,7 +522,10 @@ function layerCalls(input: MemoryPlanInput, tokens: number, seqLen: number): Lay
     sin: [1, 1, 1, seqLen, spec.headDim],
     mask: [1, 1, 1, seqLen, seqLen],
   };
-  if (quantized.size) Object.assign(feeds, { quant_pairs: [256, 2], quant_byte_map: [256] });
+  if (quantized.size) {
+    const flat: Value = { dims: [1], bytesPerElement: 8, ints: [-1] };
+    Object.assign(feeds, { quant_pairs: [256, 2], quant_byte_map: [256], quant_flat: flat });
+  }
   for (const target of targets) {
     const shape = targetShape(spec, target);
     Object.assign(feeds, {

@@ -5,10 +5,12 @@
 //   absmax  float [B]; with double quantization uint8 codes [B], nested float [B2] and a float offset:
 //           absmax[b] = byteMap[codes[b]] * nested[b / 256] + offset
 //   W[i] = code value[i] * absmax[i / bs], each product rounded to float32 as bitsandbytes' kernels do.
-// The two lookup tables are graph inputs, fed with every run, not initializers: ORT would otherwise fold the whole
-// dequantization into a full-precision copy of the weight when it loads the session.
+// The two lookup tables and the codes' flat shape are graph inputs, fed with every run, not initializers: ORT folds
+// whatever reads only initializers when it loads the session, into a full-precision copy of the weight (or, from the
+// shape alone, into int32 codes: 2 bytes per weight instead of half a byte).
 //   pairs    float [256, 2]: for each byte value, the code values of its high and its low nibble
 //   byteMap  float [256]: bitsandbytes' signed dynamic 8-bit map (double quantization)
+//   flat     int64 [1]: -1, the target shape that flattens the stored codes
 // Frozen weights have no backward.
 import type { Quantized4bitWeight } from '../../../model/quant/bnb4bit.js';
 import type { GraphBuilder } from '../onnx/graph.js';
@@ -16,11 +18,16 @@ import type { GraphBuilder } from '../onnx/graph.js';
 export interface DequantTables {
   pairs: string;
   byteMap: string;
+  flat: string;
 }
 
 /** The table inputs, declared once per graph. */
 export function declareDequantTables(g: GraphBuilder): DequantTables {
-  return { pairs: g.input('quant_pairs', 'float', [256, 2]), byteMap: g.input('quant_byte_map', 'float', [256]) };
+  return {
+    pairs: g.input('quant_pairs', 'float', [256, 2]),
+    byteMap: g.input('quant_byte_map', 'float', [256]),
+    flat: g.input('quant_flat', 'int64', [1]),
+  };
 }
 
 /** Host values of the table inputs for one code book (16 values, indexed by the 4-bit code). */
@@ -46,12 +53,13 @@ export function dequantize4bit(
   const [out, inWidth] = weight.shape;
   const n = out * inWidth;
   const blocks = n / weight.blockSize;
-  const codes = g.cast(g.reshape(initializers.packed, [n / 2]), 'int32', 'codes'); // [n/2]
+  const codes = g.cast(g.reshape(initializers.packed, tables.flat), 'int32', 'codes'); // [n/2]
   const values = g.op('Gather', [tables.pairs, codes], { axis: 0 }, 'code_values'); // [n/2, 2]
   let absmax = initializers.absmax; // [B]
   if (weight.nested) {
     const nestedBlocks = Math.ceil(blocks / 256);
-    let centered = g.op('Gather', [tables.byteMap, g.cast(absmax, 'int32')], { axis: 0 }, 'absmax_codes'); // [B]
+    const absmaxCodes = g.cast(g.reshape(absmax, tables.flat), 'int32'); // [B]
+    let centered = g.op('Gather', [tables.byteMap, absmaxCodes], { axis: 0 }, 'absmax_codes'); // [B]
     const padding = nestedBlocks * 256 - blocks;
     if (padding) centered = g.op('Pad', [centered, g.constantInt64([0, padding])], {}, 'absmax_padded'); // [B2*256]
     const scaled = g.mul(
