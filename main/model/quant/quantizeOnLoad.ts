@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { expectedShapes } from '../architecture.js';
 import { UserError } from '../../../shared/errors.js';
+import { explainFileError } from '../../util/fileErrors.js';
 import type { QuantizeChoice } from '../../../shared/training.js';
 import { openModelFolder, type ModelFolder } from '../modelFolder.js';
 import { readTensorBytes, readTensorF32, SafetensorsStreamWriter, type TensorToWrite } from '../safetensors.js';
@@ -143,8 +144,13 @@ export async function quantizedFolder(
   }
   layout.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 
-  fs.mkdirSync(cacheRoot, { recursive: true });
-  const temp = fs.mkdtempSync(path.join(cacheRoot, `${key}.tmp-`));
+  let temp: string;
+  try {
+    fs.mkdirSync(cacheRoot, { recursive: true });
+    temp = fs.mkdtempSync(path.join(cacheRoot, `${key}.tmp-`));
+  } catch (err) {
+    throw explainFileError(err, cacheRoot) ?? err;
+  }
   try {
     const weightsFile = path.join(temp, WEIGHTS);
     const writer = new SafetensorsStreamWriter(weightsFile, layout, { format: 'pt' });
@@ -206,7 +212,8 @@ export async function quantizedFolder(
     fs.renameSync(temp, dir);
   } catch (err) {
     fs.rmSync(temp, { recursive: true, force: true });
-    throw err;
+    // A full disk or a read-only cache is the user's to act on: said where, in one line.
+    throw explainFileError(err, cacheRoot) ?? err;
   }
   return dir;
 }
