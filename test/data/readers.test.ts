@@ -166,6 +166,20 @@ describe('CSV and TSV', () => {
     ]);
   });
 
+  test('CRLF and LF mixed in one file: every row ends at its own line ending, quotes parsed, rows counted', async () => {
+    const file = dataFile(
+      '.csv',
+      'question,answer\r\n"How do I reset?","Press ""reset""."\r\n"Where is it?","On the back, left."\n' +
+        '"Hours?","9 to 5,\nweekdays"\r\nplain,text\n',
+    );
+    expect(await readAll(file)).toEqual([
+      { row: 2, record: { question: 'How do I reset?', answer: 'Press "reset".' } },
+      { row: 3, record: { question: 'Where is it?', answer: 'On the back, left.' } },
+      { row: 4, record: { question: 'Hours?', answer: '9 to 5,\nweekdays' } },
+      { row: 6, record: { question: 'plain', answer: 'text' } },
+    ]);
+  });
+
   test('a row with the wrong number of fields is an error on its line', async () => {
     const file = dataFile('.csv', 'text,label\n"multi\nline",x\none field\na,b,c\nok,1\n');
     expect(await readAll(file)).toEqual([

@@ -21,6 +21,9 @@ export async function* readDelimited(file: string, delimiter: ',' | '\t'): Async
     relax_column_count: true, // a row with the wrong number of fields is reported below, not fatal
     relax_quotes: true, // a quote inside an unquoted field (5 "inch" screen) is kept as text
     skip_empty_lines: true,
+    // Both line endings in one file (rows pasted from elsewhere): csv-parse would otherwise take the first one it
+    // meets as the only one, keep the other inside fields, and then read their closing quotes as text.
+    record_delimiter: ['\r\n', '\n'],
     max_record_size: MAX_LINE_CHARS, // a file without a line break is not held whole
     on_record: (fields: string[], info: InfoRecord): ParsedRecord => {
       const row = nextLine + info.empty_lines - emptyLinesSeen;
