@@ -15,6 +15,12 @@ export interface DatasetStats {
   emptyRows: number;
   /** Rendered rows whose token ids equal an earlier row's. */
   duplicateRows: number;
+  /**
+   * Rows with a text still wrapped in double quotes ("..."): quotes typed into the data, or a file the reader could not
+   * split as its writer meant. They train the model to answer in quotes, so they are flagged. (Absent in records
+   * written before this was counted.)
+   */
+  quotedValueRows?: number;
   /** Tokens of the rendered rows after truncation to maxSeqLen. */
   tokens: number;
   /**
@@ -55,4 +61,12 @@ export interface TokenPreview {
   tokens: PreviewToken[];
   /** Tokens of the sample after the shown ones (0 when all are shown). */
   hiddenTokens: number;
+}
+
+/** The warning quoted texts deserve, for the CLI and the studio alike; null when no row has one. */
+export function quotedValuesWarning(stats: DatasetStats): string | null {
+  const rows = stats.quotedValueRows ?? 0;
+  if (rows === 0) return null;
+  const which = rows === 1 ? '1 row has a text' : `${rows} rows have a text`;
+  return `${which} wrapped in double quotes: the model will learn to answer in quotes. Remove them, or check how the file was saved`;
 }

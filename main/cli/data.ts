@@ -1,4 +1,5 @@
 // peft-studio data inspect, and the data flags train and eval share: what a dataset holds, and which tokens train.
+import { quotedValuesWarning } from '../../shared/data.js';
 import type { DataSettings } from '../../shared/training.js';
 import { DATA_FORMATS, defaultDataSettings } from '../../shared/trainJob.js';
 import { inspectDataset } from '../data/inspect.js';
@@ -70,6 +71,8 @@ export const DATA_COMMANDS: Record<string, Command> = {
         out.push(
           `lengths ${s.minLength}..${s.maxLength}, mean ${s.meanLength.toFixed(1)}: ${s.lengthHistogram.map((b) => `${b.from}-${b.to}: ${b.rows}`).join(', ')}`,
         );
+        const quoted = quotedValuesWarning(s);
+        if (quoted) out.push(`warning: ${quoted}`);
         for (const bad of inspection.badRows) out.push(`bad ${file}:${bad.row}: ${bad.reason}`);
       } else {
         out.push(`${file}: nothing to train on`);

@@ -1,4 +1,5 @@
 // Progress for people on stderr, so stdout stays the result.
+import { quotedValuesWarning } from '../../shared/data.js';
 import type { EngineEvent } from '../../shared/training.js';
 
 /** One line per event. */
@@ -19,6 +20,11 @@ export function printEvent(event: EngineEvent): void {
     case 'compile':
       if (event.done === event.total) process.stderr.write(`compiled ${event.total} graphs\n`);
       break;
+    case 'dataset': {
+      const quoted = quotedValuesWarning(event.stats);
+      if (quoted) process.stderr.write(`warning: ${event.file}: ${quoted}\n`);
+      break;
+    }
     case 'checkpoint':
       process.stderr.write(`checkpoint of step ${event.step} written\n`);
       break;

@@ -97,6 +97,7 @@ export async function prepareDataset(options: DatasetOptions): Promise<PreparedD
       continue;
     }
     const outcome = renderer.render(item);
+    stats.noteQuotes(item.sample);
     stats.add(outcome);
     if (outcome.kind === 'bad') badRows.push({ ...outcome.bad, reason: clipped(outcome.bad.reason, MAX_REASON_CHARS) });
     else if (outcome.kind === 'rendered') rendered.push(outcome.sample);

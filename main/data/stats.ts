@@ -6,7 +6,7 @@ import os from 'node:os';
 import type { DatasetStats } from '../../shared/data.js';
 import { UserError } from '../../shared/errors.js';
 import { IGNORE_INDEX, type RenderOutcome } from './render.js';
-import type { RenderedSample } from './samples.js';
+import type { RenderedSample, Sample } from './samples.js';
 
 const LITTLE_ENDIAN = os.endianness() === 'LE';
 
@@ -54,6 +54,8 @@ export async function sha256File(file: string): Promise<string> {
 }
 
 const FIRST_BUCKET_TOP = 16;
+/** A whole text inside one pair of double quotes, with something between them. */
+const QUOTE_WRAPPED = /^\s*"[^]+"\s*$/;
 
 /** Takes each row's outcome in file order (and the readers' bad rows) and sums them up. */
 export class DatasetStatsCollector {
@@ -61,6 +63,7 @@ export class DatasetStatsCollector {
   private badRows = 0;
   private emptyRows = 0;
   private duplicateRows = 0;
+  private quotedValueRows = 0;
   private tokens = 0;
   private trainedTokens = 0;
   private truncatedRows = 0;
@@ -82,6 +85,19 @@ export class DatasetStatsCollector {
   countBadRow(): void {
     this.rows++;
     this.badRows++;
+  }
+
+  /** Counts the row when one of its texts is still wrapped in double quotes. */
+  noteQuotes(sample: Sample): void {
+    const texts =
+      sample.kind === 'chat'
+        ? sample.messages.map((m) => m.content)
+        : sample.kind === 'completion'
+          ? [sample.prompt, sample.completion]
+          : sample.kind === 'text'
+            ? [sample.text]
+            : [];
+    if (texts.some((text) => QUOTE_WRAPPED.test(text))) this.quotedValueRows++;
   }
 
   add(outcome: RenderOutcome): void {
@@ -122,6 +138,7 @@ export class DatasetStatsCollector {
       badRows: this.badRows,
       emptyRows: this.emptyRows,
       duplicateRows: this.duplicateRows,
+      quotedValueRows: this.quotedValueRows,
       tokens: this.tokens,
       trainedTokens: this.trainedTokens,
       truncatedRows: this.truncatedRows,

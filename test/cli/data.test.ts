@@ -71,6 +71,19 @@ describe('data inspect', () => {
     expect(result.stdout).toMatch(/bad .*chat\.jsonl:2: /);
     expect(result.stdout).toMatch(/\[\[Hello!/);
   });
+  it('reads a question,answer CSV with mixed line endings, and warns about answers still in quotes', async () => {
+    const csv = path.join(work, 'support.csv');
+    // Row 3's answer holds literal quotes (doubled, as CSV escapes them); the others are only quoted fields.
+    const rows = ['question,answer', '"Reset?","Hold the button."', '"Hours?","""9 to 5"""', 'Where?,"At the back."'];
+    fs.writeFileSync(csv, `${rows[0]}\r\n${rows[1]}\n${rows[2]}\r\n${rows[3]}\n`);
+    const columns = ['--format', 'prompt-completion', '--columns', 'prompt=question,completion=answer'];
+    const result = await cli('data', 'inspect', csv, '--model', model, ...columns, '--json');
+    expect(result.code, result.stderr).toBe(0);
+    const inspection = lastJson(result.stdout);
+    expect(inspection.stats).toMatchObject({ rows: 3, badRows: 0, quotedValueRows: 1 });
+    const text = await cli('data', 'inspect', csv, '--model', model, ...columns);
+    expect(text.stdout).toMatch(/^warning: 1 row has a text wrapped in double quotes: the model will learn/m);
+  });
 });
 
 describe('train on the data people have', () => {

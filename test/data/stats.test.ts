@@ -6,6 +6,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { IGNORE_INDEX, type RenderOutcome } from '../../main/data/render.js';
 import type { RenderedSample } from '../../main/data/samples.js';
 import { DatasetStatsCollector, renderedSha256, sha256File } from '../../main/data/stats.js';
+import { quotedValuesWarning } from '../../shared/data.js';
 
 const I = IGNORE_INDEX;
 const rendered = (row: number, inputIds: number[], labels: number[] = inputIds): RenderOutcome => ({
@@ -42,6 +43,22 @@ describe('DatasetStatsCollector', () => {
       lengthHistogram: [{ from: 1, to: 16, rows: 3 }],
     });
     expect(stats.renderedSha256).toBe(renderedSha256(samplesOf(outcomes)));
+  });
+
+  test('counts rows with a text still wrapped in double quotes, and says so in one sentence', () => {
+    const collector = new DatasetStatsCollector({ maxSeqLen: 8 });
+    collector.noteQuotes({ kind: 'completion', prompt: 'How do I reset?', completion: '"Press reset."' });
+    collector.noteQuotes({ kind: 'completion', prompt: 'He said "hi" to me', completion: 'ok' }); // quotes inside
+    collector.noteQuotes({ kind: 'chat', messages: [{ role: 'assistant', content: ' "Hello there" \n' }] });
+    collector.noteQuotes({ kind: 'text', text: '""' }); // nothing between them
+    collector.noteQuotes({ kind: 'tokens', inputIds: [1, 2], labels: null });
+    const stats = collector.result();
+    expect(stats.quotedValueRows).toBe(2);
+    expect(quotedValuesWarning(stats)).toBe(
+      '2 rows have a text wrapped in double quotes: the model will learn to answer in quotes. Remove them, or check how the file was saved',
+    );
+    expect(quotedValuesWarning({ ...stats, quotedValueRows: 0 })).toBeNull();
+    expect(quotedValuesWarning({ ...stats, quotedValueRows: undefined })).toBeNull(); // a record from before
   });
 
   test('the histogram has power-of-two buckets up to the longest row, empty ones included', () => {

@@ -1,4 +1,5 @@
 // One run as the dashboard shows it: the stored record and chart, kept current by the run's live events.
+import { quotedValuesWarning } from '../../../shared/data.js';
 import type { RunDetails, StudioApi, StudioEvent } from '../../../shared/api.js';
 import { RESUMABLE, type RunEvent } from '../../../shared/runs.js';
 import { errorMessage } from './client.js';
@@ -136,9 +137,12 @@ export class RunView {
       case 'device':
         this.addLog(`training on ${engine.device} (${engine.reason}), ${engine.threads} CPU threads`);
         break;
-      case 'dataset':
+      case 'dataset': {
         this.addLog(`read ${engine.role} data ${engine.file} (${engine.format})`);
+        const quoted = quotedValuesWarning(engine.stats);
+        if (quoted) this.addLog(`warning: ${quoted}`);
         break;
+      }
       case 'checkpoint':
         this.addLog(`checkpoint at step ${engine.step}`);
         break;
