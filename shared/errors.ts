@@ -6,11 +6,20 @@ export class UserError extends Error {
    * names its flag, the GUI its label, so the message itself names neither.
    */
   readonly field: string | undefined;
+  /** Data settings that would work (a format and column mapping guessed from a file's headers), when known. */
+  readonly suggestion: DataSuggestion | undefined;
 
-  constructor(message: string, options?: { field?: string }) {
+  constructor(message: string, options?: { field?: string; suggestion?: DataSuggestion }) {
     super(message);
     this.field = options?.field;
+    this.suggestion = options?.suggestion;
   }
+}
+
+/** A data format and the file's columns for its fields, e.g. prompt-completion with { prompt: 'question', ... }. */
+export interface DataSuggestion {
+  format: string;
+  columns: Record<string, string>;
 }
 
 /** A call the contract refuses: unknown method or bad params. */
@@ -24,6 +33,8 @@ export interface WireError {
   message: string;
   /** A UserError's field. */
   field?: string;
+  /** A UserError's suggestion. */
+  suggestion?: DataSuggestion;
 }
 
 /** The longest message that crosses a boundary: a huge bad value is never echoed back whole. */
@@ -36,8 +47,12 @@ export function oneLine(text: string, max = MAX_ERROR_CHARS): string {
 }
 
 export function toWire(err: unknown): WireError {
-  if (err instanceof UserError && err.field !== undefined)
-    return { name: err.name, message: oneLine(err.message), field: err.field };
+  if (err instanceof UserError && (err.field !== undefined || err.suggestion !== undefined)) {
+    const wire: WireError = { name: err.name, message: oneLine(err.message) };
+    if (err.field !== undefined) wire.field = err.field;
+    if (err.suggestion !== undefined) wire.suggestion = err.suggestion;
+    return wire;
+  }
   if (err instanceof Error) return { name: err.name, message: oneLine(err.message) };
   return { name: 'Error', message: oneLine(String(err)) };
 }
@@ -48,7 +63,10 @@ export function toWire(err: unknown): WireError {
  */
 export function fromWire(wire: WireError): Error {
   if (wire.name === 'UserError')
-    return new UserError(wire.message, { field: typeof wire.field === 'string' ? wire.field : undefined });
+    return new UserError(wire.message, {
+      field: typeof wire.field === 'string' ? wire.field : undefined,
+      suggestion: isSuggestion(wire.suggestion) ? wire.suggestion : undefined,
+    });
   if (wire.name === 'ApiError') return new ApiError(wire.message);
   const err = new Error(wire.message);
   err.name = wire.name;
@@ -83,4 +101,14 @@ export function fieldProblems(
     if (!problems.has(field)) problems.set(field, issue.message);
   }
   return [...problems].map(([field, message]) => ({ field, message }));
+}
+
+function isSuggestion(value: unknown): value is DataSuggestion {
+  const v = value as DataSuggestion | undefined;
+  return (
+    typeof v?.format === 'string' &&
+    typeof v.columns === 'object' &&
+    v.columns !== null &&
+    Object.values(v.columns).every((c) => typeof c === 'string')
+  );
 }

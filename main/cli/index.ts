@@ -30,7 +30,7 @@ import {
   UsageError,
   type Command,
 } from './options.js';
-import { DATA_COMMANDS, DATA_FLAGS, dataOptions, dataSettings } from './data.js';
+import { columnsFlag, DATA_COMMANDS, DATA_FLAGS, dataOptions, dataSettings } from './data.js';
 import { hubCommands } from './hub.js';
 import { PLAYGROUND_COMMANDS } from './playground.js';
 import { configuredHome, RUNS_COMMANDS, trainRecorded } from './runs.js';
@@ -300,8 +300,12 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof UserError) {
       // A field's error is said against the flag that sets it.
+      // A guessed data mapping is offered as the flags that would apply it.
+      const guess = err.suggestion
+        ? ` (${['--format', err.suggestion.format, '--columns', columnsFlag(err.suggestion.columns)].join(' ')})`
+        : '';
       process.stderr.write(
-        `peft-studio ${name}: error: ${err.field === undefined ? '' : `${flagOf(err.field)}: `}${err.message}\n`,
+        `peft-studio ${name}: error: ${err.field === undefined ? '' : `${flagOf(err.field)}: `}${err.message}${guess}\n`,
       );
       return 1;
     }

@@ -120,10 +120,42 @@ export function detectFormat(rows: readonly RawRow[], mapping: ColumnMapping = {
   }
   if (best !== null) return best;
   const expected = candidates.map((format) => requiredColumns(format, mapping)).join(', ');
+  const guess = mapped.length === 0 ? guessMapping(rows) : null;
+  if (guess) {
+    const pairs = Object.entries(guess.columns).map(([field, column]) => `${field} = "${clipped(column, 60)}"`);
+    throw new UserError(
+      `cannot tell the data format: the rows have the fields ${fieldList(rows)}; they look like ${guess.format} ` +
+        `with ${pairs.join(' and ')}: choose that format and mapping`,
+      { field: 'data.columns', suggestion: guess },
+    );
+  }
   throw new UserError(
     `cannot tell the data format: the rows have the fields ${fieldList(rows)}; expected ${expected}; ` +
       'choose the format and map its fields to your columns',
   );
+}
+
+/** Column names people give a prompt and its answer, by the field they fill (compared trimmed, in lower case). */
+const HEADER_SYNONYMS: { field: 'prompt' | 'completion'; names: readonly string[] }[] = [
+  { field: 'prompt', names: ['question', 'prompt', 'instruction', 'input', 'query', 'user', 'human'] },
+  { field: 'completion', names: ['answer', 'response', 'output', 'completion', 'reply', 'assistant', 'bot'] },
+];
+
+/**
+ * The prompt-completion mapping a table's headers suggest (question,answer: prompt = question, completion = answer),
+ * or null when no column reads as a prompt and another as its answer.
+ */
+export function guessMapping(rows: readonly RawRow[]): { format: 'prompt-completion'; columns: ColumnMapping } | null {
+  const names = [...new Set(rows.flatMap((row) => Object.keys(row.record)))];
+  const columns: ColumnMapping = {};
+  for (const { field, names: synonyms } of HEADER_SYNONYMS) {
+    const column = synonyms
+      .map((synonym) => names.find((name) => name.trim().toLowerCase() === synonym))
+      .find((name) => name !== undefined && !Object.values(columns).includes(name));
+    if (column === undefined) return null;
+    columns[field] = column;
+  }
+  return { format: 'prompt-completion', columns };
 }
 
 /**
@@ -258,7 +290,8 @@ function withFileName<T>(file: string, check: () => T): T {
   try {
     return check();
   } catch (err) {
-    if (err instanceof UserError) throw new UserError(`${file}: ${err.message}`);
+    if (err instanceof UserError)
+      throw new UserError(`${file}: ${err.message}`, { field: err.field, suggestion: err.suggestion });
     throw err;
   }
 }

@@ -3,9 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
-import { UserError } from '../../shared/errors.js';
+import { fromWire, toWire, UserError } from '../../shared/errors.js';
 import {
   detectFormat,
+  guessMapping,
   MAX_REASON_CHARS,
   MAX_ROW_CHARS,
   MAX_ROW_TOKENS,
@@ -82,6 +83,30 @@ describe('detectFormat', () => {
     expect(detectFormat(rows)).toBe('prompt-completion');
   });
 
+  test('headers that read as a question and its answer: the error carries that mapping, in words', () => {
+    let error: UserError | undefined;
+    try {
+      detectFormat([raw({ ' Question ': 'q', Answer: 'a', id: '1' })]);
+    } catch (err) {
+      error = err as UserError;
+    }
+    expect(error?.message).toBe(
+      'cannot tell the data format: the rows have the fields " Question ", "Answer", "id"; they look like prompt-completion with prompt = " Question " and completion = "Answer": choose that format and mapping',
+    );
+    expect(error?.field).toBe('data.columns');
+    expect(error?.suggestion).toEqual({
+      format: 'prompt-completion',
+      columns: { prompt: ' Question ', completion: 'Answer' },
+    });
+    expect(guessMapping([raw({ instruction: 'i', response: 'r' })])?.columns).toEqual({
+      prompt: 'instruction',
+      completion: 'response',
+    });
+    expect(guessMapping([raw({ question: 'q', source: 's' })])).toBeNull(); // no answer column
+    // Through the wire between processes, as the engine's errors travel.
+    expect(fromWire(toWire(error))).toMatchObject({ field: 'data.columns', suggestion: error!.suggestion });
+  });
+
   test('a column mapping names the columns and limits the candidates', () => {
     expect(detectFormat([raw({ question: 'q', answer: 'a' })], { prompt: 'question', completion: 'answer' })).toBe(
       'prompt-completion',
@@ -91,9 +116,9 @@ describe('detectFormat', () => {
   });
 
   test('nothing fits: the message lists the fields found and the fields expected', () => {
-    expect(() => detectFormat([raw({ question: 'q', answer: 'a' }), raw({ question: 'q', source: 's' })])).toThrow(
+    expect(() => detectFormat([raw({ topic: 'q', answer: 'a' }), raw({ topic: 'q', source: 's' })])).toThrow(
       new UserError(
-        'cannot tell the data format: the rows have the fields "question", "answer", "source"; expected "input_ids", "messages", "conversations", "instruction" + "output", "prompt" + "completion", "text"; choose the format and map its fields to your columns',
+        'cannot tell the data format: the rows have the fields "topic", "answer", "source"; expected "input_ids", "messages", "conversations", "instruction" + "output", "prompt" + "completion", "text"; choose the format and map its fields to your columns',
       ),
     );
     expect(() => detectFormat([raw({ q: 'q' })], { prompt: 'question', completion: 'answer' })).toThrow(
@@ -422,9 +447,9 @@ describe('readSamples', () => {
   });
 
   test('an undetectable format, an empty file, and a file of bad rows only', async () => {
-    const file = jsonl([{ question: 'Q', answer: 'A' }]);
+    const file = jsonl([{ topic: 'Q', answer: 'A' }]);
     expect(await readError(file)).toMatch(
-      new RegExp(`^${file}: cannot tell the data format: the rows have the fields "question", "answer"; expected`),
+      new RegExp(`^${file}: cannot tell the data format: the rows have the fields "topic", "answer"; expected`),
     );
     const empty = dataFile('.jsonl', '\n\n');
     expect(await readError(empty)).toBe(`${empty}: no rows; the file is empty`);
