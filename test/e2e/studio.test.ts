@@ -352,6 +352,40 @@ describe('the studio in a browser', () => {
     await page.close();
   });
 
+  it('reads a question,answer CSV: guesses its columns, maps them on request, and warns about quoted answers', async () => {
+    const dataFile = path.join(home, 'support.csv');
+    // CRLF and LF mixed, as rows pasted from two tools leave them; one answer keeps literal (doubled) quotes.
+    const rows = ['question,answer', '"Reset?","Hold the button."', 'Hours?,"""9 to 5"""', '"Where?","At the back."'];
+    fs.writeFileSync(dataFile, `${rows[0]}\r\n${rows[1]}\n${rows[2]}\r\n${rows[3]}\n`);
+    const page = await openStudio();
+    await page.getByRole('link', { name: 'New fine-tune' }).click();
+    await expect.poll(() => page.getByTestId('model-facts').textContent()).toContain('yes');
+    await page.getByRole('button', { name: 'Next' }).click();
+    await page.getByLabel('A file on this computer').check();
+    await page.getByLabel('Data file').fill(dataFile);
+    await page.getByRole('button', { name: 'Check data' }).click();
+    // Refused in words (no CLI flags), with the mapping its headers suggest.
+    const alert = page.getByRole('alert');
+    await expect.poll(() => alert.textContent()).toMatch(/they look like prompt-completion/);
+    expect(await alert.textContent()).not.toMatch(/--/);
+    const suggestion = page.getByTestId('data-suggestion');
+    expect((await suggestion.textContent())?.replace(/\s+/g, ' ')).toMatch(
+      /prompt-completion \(prompt: question, completion: answer\)/,
+    );
+    await page.getByRole('button', { name: 'Read it that way' }).click();
+    await page.getByTestId('dataset-facts').waitFor();
+    expect(await page.getByTestId('data-format').inputValue()).toBe('prompt-completion');
+    expect(await page.getByTestId('column-prompt').inputValue()).toBe('question');
+    const facts = await page.getByTestId('dataset-facts').textContent();
+    expect(facts).toMatch(/prompt-completion/);
+    expect(await page.getByTestId('quoted-warning').textContent()).toMatch(
+      /^1 row has a text wrapped in double quotes/,
+    );
+    expect(await page.getByRole('button', { name: 'Next' }).isEnabled()).toBe(true);
+    await screenshot(page, 'wizard-csv-columns');
+    await page.close();
+  });
+
   it('says a configuration does not fit and suggests the change that would', async () => {
     const page = await openStudio();
     await chooseModelAndData(page, null);

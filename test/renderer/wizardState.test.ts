@@ -11,6 +11,7 @@ import type {
   StudioApi,
 } from '../../shared/api.js';
 import type { RunRecord } from '../../shared/runs.js';
+import { CallError } from '../../renderer/src/lib/client.js';
 import { WizardState } from '../../renderer/src/lib/wizardState.svelte.js';
 
 const DEMO = { modelDir: '/res/demo/model', dataFile: '/res/demo/data.jsonl' };
@@ -93,6 +94,45 @@ describe('WizardState', () => {
       modelDir: DEMO.modelDir,
       data: { skipBadRows: false },
     });
+    expect(wizard.problems('data')).toEqual([]);
+  });
+
+  it("offers the main process's guessed columns, reads the file that way on request, and drops a stale answer", async () => {
+    let answerDemo: (d: DatasetInspection) => void = () => {};
+    const api = scriptedApi({
+      'models.inspect': async () => MODEL,
+      'datasets.inspect': async (params) => {
+        if (params.file === DEMO.dataFile) return new Promise((resolve) => (answerDemo = resolve));
+        if (params.data.format === null)
+          throw new CallError('UserError', 'cannot tell the data format', 'data.columns', {
+            format: 'prompt-completion',
+            columns: { prompt: 'question', completion: 'answer' },
+          });
+        return { ...DATASET, file: params.file, format: 'prompt-completion' };
+      },
+    });
+    const wizard = new WizardState(api, () => DEMO);
+    await wizard.checkModel();
+    wizard.goTo('data'); // starts reading the demo data, which answers late
+    wizard.form.dataSource = 'file';
+    wizard.form.dataFile = '/d/support.csv';
+    wizard.dataChanged();
+    await wizard.checkData();
+    expect(wizard.error).toBe('Columns: cannot tell the data format');
+    expect(wizard.dataSuggestion).toEqual({
+      format: 'prompt-completion',
+      columns: { prompt: 'question', completion: 'answer' },
+    });
+    answerDemo(DATASET); // the demo's answer arrives after the data changed: dropped
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(wizard.facts.dataset).toBeNull();
+    await wizard.applyDataSuggestion();
+    expect(api.calls.at(-1)!.params).toMatchObject({
+      file: '/d/support.csv',
+      data: { format: 'prompt-completion', columns: { prompt: 'question', completion: 'answer' } },
+    });
+    expect(wizard.facts).toMatchObject({ dataFile: '/d/support.csv', dataset: { format: 'prompt-completion' } });
+    expect(wizard.dataSuggestion).toBeNull();
     expect(wizard.problems('data')).toEqual([]);
   });
 

@@ -1,6 +1,7 @@
 // The one way screens reach the main process: the Electron preload's bridge when there is one, else `peft-studio
 // serve` over HTTP (calls) and a WebSocket (events), with the access token from the page URL.
 import type { ApiErrorShape, MethodName, Params, Result, StudioApi, StudioEvent } from '../../../shared/api.js';
+import type { DataSuggestion } from '../../../shared/errors.js';
 
 /**
  * The Electron preload's native file and folder dialogs (DesktopBridge in main/electron/ipc.ts, which the renderer may
@@ -29,6 +30,8 @@ export class CallError extends Error {
     message: string,
     /** The job field the error is about, when it is about one: the UI names it by its label. */
     readonly field?: string,
+    /** Data settings that would work, guessed by the main process (a CSV's question/answer columns). */
+    readonly suggestion?: DataSuggestion,
   ) {
     super(message);
     this.name = 'CallError';
@@ -76,6 +79,7 @@ export class HttpStudioApi implements StudioApi {
         error?.name ?? 'Error',
         error?.message ?? `${method} failed with HTTP ${response.status}`,
         error?.field,
+        error?.suggestion,
       );
     }
     return body as Result<M>;

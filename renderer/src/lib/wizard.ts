@@ -15,6 +15,7 @@ import {
 import {
   LORA_TARGETS,
   type AdapterMethod,
+  type DataFormat,
   type DataSettings,
   type DeviceChoice,
   type QuantizeChoice,
@@ -54,6 +55,10 @@ export interface WizardForm {
   dataFile: string;
   /** Train without the malformed rows instead of refusing the file. */
   skipBadRows: boolean;
+  /** The data's layout, or 'auto' to detect it from the rows. */
+  dataFormat: DataFormat | 'auto';
+  /** The file's column for each field the format reads (empty: the field's own name). */
+  dataColumns: Record<string, string>;
   method: AdapterMethod;
   preset: PresetName | 'custom';
   /** Whether `steps` or `epochs` decides how long the run is. */
@@ -208,6 +213,8 @@ export function initialForm(): WizardForm {
     dataSource: 'demo',
     dataFile: '',
     skipBadRows: false,
+    dataFormat: 'auto',
+    dataColumns: {},
     method: 'lora',
     preset: 'quick',
     ...presetSettings('quick', 'lora', true),
@@ -218,12 +225,33 @@ export function initialForm(): WizardForm {
 }
 
 /**
- * The data settings the wizard uses: the defaults (detected format, loss on completions, no packing) and the bad-row
- * choice.
+ * The data settings the wizard uses: the defaults (loss on completions, no packing), the format (detected unless
+ * chosen), the column mapping, and the bad-row choice.
  */
 export function dataSettings(form: WizardForm): DataSettings {
-  return { ...defaultDataSettings(), skipBadRows: form.skipBadRows };
+  const columns = Object.fromEntries(
+    Object.entries(form.dataColumns)
+      .map(([field, column]) => [field, column.trim()])
+      .filter(([field, column]) => column !== '' && column !== field && FORMAT_FIELDS[form.dataFormat].includes(field)),
+  );
+  return {
+    ...defaultDataSettings(),
+    format: form.dataFormat === 'auto' ? null : form.dataFormat,
+    columns,
+    skipBadRows: form.skipBadRows,
+  };
 }
+
+/** The fields each format reads, which the Data step lets the user map to the file's columns. */
+export const FORMAT_FIELDS: Record<DataFormat | 'auto', readonly string[]> = {
+  auto: [],
+  messages: ['messages'],
+  sharegpt: ['conversations'],
+  alpaca: ['instruction', 'input', 'output', 'system'],
+  'prompt-completion': ['prompt', 'completion'],
+  text: ['text'],
+  tokens: ['input_ids', 'labels'],
+};
 
 /** Why `step` is not finished yet; empty when the user may go on. */
 export function stepProblems(step: WizardStep, form: WizardForm, facts: WizardFacts): string[] {

@@ -1,7 +1,9 @@
 // The wizard's live state: the form, what the main process answered about it, and the calls that ask. Screens bind
 // to it; the rules it applies live in wizard.ts.
 import type { AppInfo, StudioApi, StudioEvent } from '../../../shared/api.js';
+import type { DataSuggestion } from '../../../shared/errors.js';
 import type { RunRecord } from '../../../shared/runs.js';
+import type { DataFormat } from '../../../shared/training.js';
 import {
   adapterOutDir,
   applyPreset,
@@ -31,6 +33,9 @@ export class WizardState {
   download = $state<{ file: string; doneBytes: number; totalBytes: number; index: number; count: number } | null>(null);
   error = $state<string | null>(null);
   fitError = $state<string | null>(null);
+  /** The format and columns the main process guessed when it could not tell the data's layout. */
+  dataSuggestion = $state<DataSuggestion | null>(null);
+  private dataRequest = 0;
 
   private fitRequest = 0;
   private fitTimer: ReturnType<typeof setTimeout> | null = null;
@@ -77,7 +82,9 @@ export class WizardState {
   }
 
   dataChanged(): void {
+    this.dataRequest++;
     this.facts = { ...this.facts, dataFile: null, dataset: null };
+    this.dataSuggestion = null;
     if (this.form.dataSource === 'demo') void this.checkData();
   }
 
@@ -117,16 +124,35 @@ export class WizardState {
     const file = this.form.dataSource === 'demo' ? this.demo()?.dataFile : this.form.dataFile.trim();
     const modelDir = this.facts.modelDir;
     if (!file || !modelDir) return;
+    // A new check replaces the last one's answer; one that arrives after the data changed again is dropped.
+    const request = ++this.dataRequest;
+    this.facts = { ...this.facts, dataFile: null, dataset: null };
     await this.ask('data', async () => {
-      const dataset = await this.api.call('datasets.inspect', {
-        file,
-        modelDir,
-        data: dataSettings(this.form),
-        maxSeqLen: this.form.maxSeqLen,
-        previewRows: 3,
-      });
-      this.facts = { ...this.facts, dataFile: file, dataset };
+      this.dataSuggestion = null;
+      const dataset = await this.api
+        .call('datasets.inspect', {
+          file,
+          modelDir,
+          data: dataSettings(this.form),
+          maxSeqLen: this.form.maxSeqLen,
+          previewRows: 3,
+        })
+        .catch((err: unknown) => {
+          if (request === this.dataRequest)
+            this.dataSuggestion = (err as { suggestion?: DataSuggestion }).suggestion ?? null;
+          throw err;
+        });
+      if (request === this.dataRequest) this.facts = { ...this.facts, dataFile: file, dataset };
     });
+  }
+
+  /** Reads the file again with the format and columns its headers suggested. */
+  applyDataSuggestion(): Promise<void> {
+    const suggestion = this.dataSuggestion;
+    if (suggestion === null) return Promise.resolve();
+    this.form.dataFormat = suggestion.format as DataFormat;
+    this.form.dataColumns = { ...suggestion.columns };
+    return this.checkData();
   }
 
   /** Asks for the memory plan of the current settings once typing pauses; stale answers are dropped. */
