@@ -272,6 +272,8 @@ export interface ExportResult {
   /** The folder or file written. */
   path: string;
   files: string[];
+  /** A GGUF export: the `ollama create` command that makes an Ollama model of it. */
+  ollamaCommand?: string;
   record: ExportRecord;
 }
 

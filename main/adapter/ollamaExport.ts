@@ -10,6 +10,21 @@ import { writeFileAtomic } from '../util/atomicWrite.js';
 import { loadAdapter } from './anyAdapter.js';
 import { ollamaModelfile, writeGgufLoraAdapter } from './gguf.js';
 
+/**
+ * The command that makes an Ollama model of the export: `ollama create <name> -f <Modelfile>`, the name from the
+ * adapter folder's (Ollama's rules: lower case letters, digits, `-`, `_`, `.`), paths quoted for a POSIX shell.
+ */
+export function ollamaCreateCommand(adapterDir: string, modelfile: string): string {
+  const name =
+    path
+      .basename(adapterDir)
+      .toLowerCase()
+      .replace(/[^a-z0-9._-]+/g, '-')
+      .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '') || 'adapter';
+  const quoted = /^[\w./-]+$/.test(modelfile) ? modelfile : `'${modelfile.replace(/'/g, `'\\''`)}'`;
+  return `ollama create ${name} -f ${quoted}`;
+}
+
 export function exportForOllama(
   modelDir: string,
   adapterDir: string,

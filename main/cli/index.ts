@@ -11,7 +11,7 @@ import { DEVICE_CHOICES, JOB_BOUNDS } from '../../shared/trainJob.js';
 import type { EngineRequest } from '../../shared/training.js';
 import { checkOutputFolder, jobPlaces } from '../adapter/adapterFiles.js';
 import { readAdapterConfig } from '../adapter/loraAdapter.js';
-import { exportForOllama } from '../adapter/ollamaExport.js';
+import { exportForOllama, ollamaCreateCommand } from '../adapter/ollamaExport.js';
 import { mergeLoraAdapter } from '../adapter/merge.js';
 import { runEngine } from '../engine/process/host.js';
 import { planDefaultTraining } from '../engine/compile/memoryPlan.js';
@@ -234,7 +234,9 @@ const COMMANDS: Record<string, Command> = {
         );
       const { gguf: out, modelfile } = exportForOllama(modelDir, adapterDir, values.out as string);
       process.stdout.write(
-        values.json ? `${JSON.stringify({ gguf: out, modelfile })}\n` : `wrote ${out} and ${modelfile}\n`,
+        values.json
+          ? `${JSON.stringify({ gguf: out, modelfile, ollama: ollamaCreateCommand(adapterDir, modelfile) })}\n`
+          : `wrote ${out} and ${modelfile}\nin Ollama: ${ollamaCreateCommand(adapterDir, modelfile)}\n`,
       );
     },
   },

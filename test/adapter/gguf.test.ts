@@ -8,6 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { loadAdapter } from '../../main/adapter/anyAdapter.js';
 import { readGgufLoraAdapter } from '../../main/adapter/gguf.js';
 import type { LoraWeights } from '../../main/adapter/loraAdapter.js';
+import { ollamaCreateCommand } from '../../main/adapter/ollamaExport.js';
 import { openModelFolder } from '../../main/model/modelFolder.js';
 import { lastJson, runCliAsync } from '../support/cli.js';
 import { tempDir } from '../support/engine.js';
@@ -242,5 +243,15 @@ describe('export --format gguf', () => {
     expect(result.stderr).toMatch(
       /prompt-tuning adapters cannot be exported to GGUF: llama\.cpp, Ollama and most serving tools .* PeftModel\.from_pretrained/,
     );
+  });
+});
+
+describe('ollamaCreateCommand', () => {
+  it('names the model after the adapter folder, as Ollama allows, and quotes a path the shell would split', () => {
+    expect(ollamaCreateCommand('/a/My Adapter!', '/out/Modelfile')).toBe('ollama create my-adapter -f /out/Modelfile');
+    expect(ollamaCreateCommand('/a/run-2026', "/my out/it's/Modelfile")).toBe(
+      `ollama create run-2026 -f '/my out/it'\\''s/Modelfile'`,
+    );
+    expect(ollamaCreateCommand('/a/___', '/m')).toBe('ollama create adapter -f /m');
   });
 });

@@ -204,6 +204,7 @@ describe('the studio API', () => {
       destination: path.join(root, 'export-gguf'),
     });
     expect(gguf.files.map((f) => path.basename(f))).toEqual(['adapter.gguf', 'Modelfile']);
+    expect(gguf.ollamaCommand).toBe(`ollama create export-gguf -f ${path.join(root, 'export-gguf', 'Modelfile')}`);
     const merged = await api.call('export.run', {
       adapterId: adapters[0].id,
       format: 'merged',

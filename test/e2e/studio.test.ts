@@ -228,6 +228,16 @@ describe('the studio in a browser', () => {
     expect(fs.existsSync(path.join(destination, 'adapter_model.safetensors'))).toBe(true);
     await screenshot(page, 'export');
 
+    // GGUF for llama.cpp and Ollama: the exact `ollama create` command is shown.
+    const ggufDestination = path.join(home, 'exported-gguf');
+    await page.getByLabel('GGUF + Ollama Modelfile').check();
+    await page.getByLabel('Destination folder').fill(ggufDestination);
+    await page.getByRole('button', { name: 'Export', exact: true }).click();
+    await expect
+      .poll(() => page.getByTestId('ollama-command').textContent(), { timeout: 60_000 })
+      .toBe(`ollama create exported-gguf -f ${path.join(ggufDestination, 'Modelfile')}`);
+    expect(fs.existsSync(path.join(ggufDestination, 'adapter.gguf'))).toBe(true);
+
     // The Hub: the token goes in through Settings, then the adapter, its card and chart are pushed from Export.
     await page.getByRole('link', { name: 'Settings' }).click();
     await page.getByLabel('Token', { exact: true }).fill(HUB_TOKEN);

@@ -8,13 +8,15 @@ import type { CheckedParams } from '../../../shared/api.js';
 import { UserError } from '../../../shared/errors.js';
 import type { AdapterRecord } from '../../../shared/runs.js';
 import { overlap, realPath } from '../../adapter/adapterFiles.js';
-import { exportForOllama } from '../../adapter/ollamaExport.js';
+import { exportForOllama, ollamaCreateCommand } from '../../adapter/ollamaExport.js';
 import { mergeLoraAdapter } from '../../adapter/merge.js';
 import { explainFileError } from '../../util/fileErrors.js';
 
 export interface ExportedFiles {
   path: string;
   files: string[];
+  /** A GGUF export: the command that makes an Ollama model of it. */
+  ollamaCommand?: string;
 }
 
 export interface ExportRequest {
@@ -86,5 +88,6 @@ export function exportAdapter(request: ExportRequest): ExportedFiles {
   }
   if (request.format !== 'gguf') return { path: dir, files: listFiles(dir) };
   const gguf = path.join(dir, 'adapter.gguf');
-  return { path: gguf, files: [gguf, path.join(dir, 'Modelfile')] };
+  const modelfile = path.join(dir, 'Modelfile');
+  return { path: gguf, files: [gguf, modelfile], ollamaCommand: ollamaCreateCommand(dir, modelfile) };
 }
