@@ -125,6 +125,30 @@ function settingRows(settings: Record<string, unknown>, prefix = ''): string[] {
   );
 }
 
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === 'object' && !Array.isArray(value);
+
+/** Optimizer settings the named optimizer ignores. */
+const IGNORED_BY: Record<string, string[]> = { adamw: ['momentum'], sgd: ['beta1', 'beta2', 'eps'] };
+
+/**
+ * The settings that shaped this adapter: training.json records the whole job, but a LoRA run ignores the
+ * prompt-tuning settings and the other way round, a run of set steps ignores `epochs` (and one measured in epochs has
+ * no steps), each optimizer ignores the other's hyperparameters, and a prompt started at random has no start text.
+ */
+function applicableSettings(settings: Record<string, unknown>, method: AdapterMethod): Record<string, unknown> {
+  const skipped = new Set([method === 'lora' ? 'promptTuning' : 'lora']);
+  if (typeof settings.steps === 'number') skipped.add('epochs');
+  else if (settings.steps === null && settings.epochs !== undefined) skipped.add('steps');
+  const out = Object.fromEntries(Object.entries(settings).filter(([key]) => !skipped.has(key)));
+  const without = (value: Record<string, unknown>, keys: string[]) =>
+    Object.fromEntries(Object.entries(value).filter(([key]) => !keys.includes(key)));
+  if (isRecord(out.promptTuning) && out.promptTuning.init === 'random')
+    out.promptTuning = without(out.promptTuning, ['initText']);
+  if (isRecord(out.optimizer)) out.optimizer = without(out.optimizer, IGNORED_BY[String(out.optimizer.name)] ?? []);
+  return out;
+}
+
 function adapterSummary(input: ModelCardInput): string {
   const c = input.adapterConfig;
   if (input.method === 'prompt-tuning') return `prompt tuning, ${describeValue(c.num_virtual_tokens)} virtual tokens`;
@@ -150,7 +174,7 @@ export function renderModelCard(input: ModelCardInput): string {
     '| setting | value |',
     '| --- | --- |',
     `| adapter | ${cell(adapterSummary(input))} |`,
-    ...settingRows(training?.settings ?? {}),
+    ...settingRows(applicableSettings(training?.settings ?? {}, input.method)),
     '',
   ];
   const dataset = training?.dataset;

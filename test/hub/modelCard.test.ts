@@ -82,6 +82,67 @@ describe('model card', () => {
     expect(card).not.toContain('/home/alice');
   });
 
+  // training.json records the whole job (trainer.ts writeTrainingRecord); the card lists only what shaped the adapter.
+  const JOB_SETTINGS = {
+    method: 'lora',
+    lora: { rank: 16, alpha: 32, dropout: 0.05, targets: ['q_proj', 'v_proj'], useRslora: false },
+    promptTuning: { numVirtualTokens: 20, init: 'random', initText: null },
+    optimizer: { name: 'adamw', learningRate: 0.0002, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0 },
+    steps: 1500,
+    epochs: 1,
+    batchSize: 4,
+  };
+  const rows = (card: string) =>
+    card.split('\n').filter((line) => /^\| [\w.]+ \| /.test(line) && !/^\| (setting|adapter) /.test(line));
+
+  it('lists only the settings a LoRA run of set steps used: no prompt tuning, steps rather than epochs', () => {
+    const card = renderModelCard({ ...LORA, training: { ...LORA.training, settings: JOB_SETTINGS } });
+    expect(rows(card)).toEqual([
+      '| method | lora |',
+      '| lora.rank | 16 |',
+      '| lora.alpha | 32 |',
+      '| lora.dropout | 0.05 |',
+      '| lora.targets | q_proj, v_proj |',
+      '| lora.useRslora | false |',
+      '| optimizer.name | adamw |',
+      '| optimizer.learningRate | 0.0002 |',
+      '| optimizer.beta1 | 0.9 |',
+      '| optimizer.beta2 | 0.999 |',
+      '| optimizer.eps | 1e-8 |',
+      '| steps | 1500 |',
+      '| batchSize | 4 |',
+    ]);
+    expect(card).not.toMatch(/promptTuning|epochs|momentum/);
+  });
+
+  it('lists only the settings a prompt-tuning run measured in epochs used: no LoRA, epochs rather than steps', () => {
+    const card = renderModelCard({
+      ...LORA,
+      method: 'prompt-tuning',
+      adapterConfig: { peft_type: 'PROMPT_TUNING', num_virtual_tokens: 20 },
+      training: {
+        settings: {
+          ...JOB_SETTINGS,
+          method: 'prompt-tuning',
+          optimizer: { name: 'sgd', learningRate: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, momentum: 0.9 },
+          steps: null,
+          epochs: 3,
+        },
+      },
+    });
+    expect(rows(card)).toEqual([
+      '| method | prompt-tuning |',
+      '| promptTuning.numVirtualTokens | 20 |',
+      '| promptTuning.init | random |',
+      '| optimizer.name | sgd |',
+      '| optimizer.learningRate | 0.01 |',
+      '| optimizer.momentum | 0.9 |',
+      '| epochs | 3 |',
+      '| batchSize | 4 |',
+    ]);
+    expect(card).not.toMatch(/lora\.|\| steps |beta|initText/);
+  });
+
   it('describes a prompt-tuning adapter and the extra files pushed with it', () => {
     const card = renderModelCard({
       ...LORA,

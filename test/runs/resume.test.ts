@@ -2,10 +2,13 @@
 // file, a real SIGKILL of the engine process or of the whole app mid-run, then `runs resume`, whose losses must be
 // identical to those of a run that was never interrupted (CPU, fixed seed).
 import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readTrainingFacts } from '../../main/hub/modelCard.js';
+import { previewModelCard } from '../../main/hub/push.js';
 import { openDatabase } from '../../main/store/database.js';
 import { isProcessAlive } from '../../main/util/process.js';
 import { Store } from '../../main/store/store.js';
@@ -237,5 +240,50 @@ describe('a recorded run', () => {
     const resumed = await runCliAsync(['runs', 'resume', '1', '--home', home, '--json']);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(losses(home)).toEqual(reference);
+
+    // The adapter's record and the model card pushed with it cover the whole run, not only the steps after the resume.
+    const adapterDir = path.join(root, 'paused-adapter');
+    expect(readTrainingFacts(path.join(adapterDir, 'training.json'))!.losses).toEqual(
+      reference.map((loss, i) => ({ step: i + 1, loss })),
+    );
+    const card = previewModelCard({ adapterDir, repoId: 'alice/paused', baseModel: 'alice/base' }, 'https://hub.test');
+    expect(card).toContain(`Training loss over ${STEPS} logged steps (step 1 to ${STEPS}).`);
+    // A run of set steps: its steps, not the default epochs; a LoRA run: no prompt-tuning settings.
+    expect(card).toContain(`| steps | ${STEPS} |`);
+    expect(card).not.toMatch(/\| epochs |promptTuning/);
+  });
+
+  it('resumes from a checkpoint written before checkpoints kept the loss history', async () => {
+    const home = path.join(root, 'old-checkpoint');
+    const run = startCli([
+      ...TRAIN.filter((a) => a !== '--json'),
+      '--home',
+      home,
+      '--out',
+      path.join(root, 'old-checkpoint-adapter'),
+    ]);
+    await until('step 5', () => stepsPrinted(run.stderr()) >= 5);
+    await runCliAsync(['runs', 'pause', '1', '--home', home]);
+    expect(await run.exit, run.stderr()).toBe(0);
+    const { step } = recordedRun(home)!;
+    expect(step).toBeLessThan(STEPS);
+
+    // The checkpoint as older versions wrote it: trainer.json without `losses`, the manifest's checksum to match.
+    const folder = path.join(home, 'runs', '1', 'checkpoints', `step-${String(step).padStart(8, '0')}`);
+    const trainerFile = path.join(folder, 'trainer.json');
+    const trainer = JSON.parse(fs.readFileSync(trainerFile, 'utf8'));
+    expect(trainer.losses.map((p: { step: number }) => p.step)).toEqual(Array.from({ length: step }, (_, i) => i + 1));
+    delete trainer.losses;
+    fs.writeFileSync(trainerFile, JSON.stringify(trainer, null, 1));
+    const manifestFile = path.join(folder, 'manifest.json');
+    const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8'));
+    manifest.sha256['trainer.json'] = crypto.createHash('sha256').update(fs.readFileSync(trainerFile)).digest('hex');
+    fs.writeFileSync(manifestFile, JSON.stringify(manifest));
+
+    const resumed = await runCliAsync(['runs', 'resume', '1', '--home', home, '--json']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(losses(home)).toEqual(reference);
+    const facts = readTrainingFacts(path.join(root, 'old-checkpoint-adapter', 'training.json'))!;
+    expect(facts.losses).toEqual(reference.slice(step).map((loss, i) => ({ step: step + i + 1, loss })));
   });
 });

@@ -2,7 +2,7 @@
 // moment leaves either the previous checkpoints or a complete new one, and damage is detected by checksum.
 //
 //   <dir>/step-00000040/state.safetensors   param.<i> (adapter tensors), optimizer.<i> (moment buffers), fp32
-//   <dir>/step-00000040/trainer.json        step, data position, RNG, schedule, totals, job fingerprint
+//   <dir>/step-00000040/trainer.json        step, data position, RNG, schedule, totals, loss history, job fingerprint
 //   <dir>/step-00000040/manifest.json       sha256 of the two files above
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -24,6 +24,11 @@ export interface TrainingState {
   elapsedSeconds: number;
   loss: number;
   evalLoss: number | null;
+  /**
+   * The training loss of each step done so far, for the adapter's training.json: a resumed run's record covers the
+   * steps before the resume too. Absent in checkpoints written before it was kept; their history starts at the resume.
+   */
+  losses?: { step: number; loss: number }[];
   /** Trainable tensors in the stepper's fixed order. */
   params: Float32Array[];
   optimizerBuffers: Float32Array[];
@@ -126,8 +131,14 @@ export function readCheckpoint(folder: string): TrainingState {
   const tensors = readSafetensorsHeader(path.join(folder, STATE_FILE));
   const read = (prefix: string, count: number) =>
     Array.from({ length: count }, (_, i) => readTensorF32(tensors.get(`${prefix}.${i}`)!));
-  const { format, paramCount, bufferCount, ...rest } = trainer;
-  return { ...rest, params: read('param', paramCount), optimizerBuffers: read('optimizer', bufferCount) };
+  const { format, paramCount, bufferCount, losses, ...rest } = trainer;
+  const history = Array.isArray(losses) ? losses.filter((p) => p.step <= trainer.step) : undefined;
+  return {
+    ...rest,
+    ...(history && { losses: history }),
+    params: read('param', paramCount),
+    optimizerBuffers: read('optimizer', bufferCount),
+  };
 }
 
 /**

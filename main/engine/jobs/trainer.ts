@@ -393,9 +393,15 @@ export async function runTraining(
         stepper.restore(state);
         ({ step: firstStep, tokens, loss, evalLoss } = state);
         elapsedBefore = state.elapsedSeconds;
+        losses.push(...(state.losses ?? []));
         const at = path.join(control.checkpointDir, `step-${String(state.step).padStart(8, '0')}`);
         emit({ type: 'resumed', step: state.step, folder: at });
         emit({ type: 'log', message: `resumed from ${at} (step ${state.step} of ${totalSteps})` });
+        if (!state.losses && state.step > 0)
+          emit({
+            type: 'log',
+            message: `the checkpoint predates loss history: training.json's loss curve starts after step ${state.step}`,
+          });
       } else {
         emit({ type: 'log', message: 'no usable checkpoint: training starts from step 0' });
         emit({ type: 'resumed', step: 0, folder: control.checkpointDir });
@@ -432,6 +438,7 @@ export async function runTraining(
           elapsedSeconds: elapsed(),
           loss,
           evalLoss,
+          losses,
           jobFingerprint: fingerprint,
         },
         job.keepCheckpoints,
@@ -509,7 +516,8 @@ export async function runTraining(
 
 /**
  * `training.json` beside the adapter: the settings, the data's name and hash, and the loss curve, for the model card.
- * A resumed run's curve starts at its checkpoint; the studio's database holds the whole curve.
+ * The curve of a resumed run includes the steps before the resume, which its checkpoint carries (one written before
+ * checkpoints kept the history starts at the resume; the studio's database still holds the whole curve).
  */
 function writeTrainingRecord(
   job: TrainJob,
