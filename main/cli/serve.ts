@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startStudio } from '../studio/studioHost.js';
 import { isLoopbackHost, startServer } from '../server/serve.js';
+import { serveToken, TOKEN_PATTERN } from '../server/serveToken.js';
 import { defaultStudioHome } from '../store/home.js';
 import { number, str, UsageError, type Command } from './options.js';
 
@@ -25,8 +26,16 @@ function stopSignal(): Promise<string> {
 export const SERVE_COMMANDS: Record<string, Command> = {
   serve: {
     summary: 'the studio in a browser: the UI and its API over HTTP + WebSocket, behind an access token',
-    usage: 'peft-studio serve [--host 127.0.0.1] [--port 7860] [--home DIR] [--allow-remote] [--renderer DIR]',
-    options: { host: str, port: str, home: str, 'allow-remote': { type: 'boolean', default: false }, renderer: str },
+    usage:
+      'peft-studio serve [--host 127.0.0.1] [--port 7860] [--home DIR] [--token TOKEN] [--allow-remote] [--renderer DIR]',
+    options: {
+      host: str,
+      port: str,
+      home: str,
+      token: str,
+      'allow-remote': { type: 'boolean', default: false },
+      renderer: str,
+    },
     async run(values) {
       const host = (values.host as string | undefined) ?? '127.0.0.1';
       const port = number(
@@ -41,12 +50,17 @@ export const SERVE_COMMANDS: Record<string, Command> = {
           `--host ${host} is not a loopback address: other machines could reach the studio (its files, runs and Hub token); add --allow-remote to bind it anyway`,
         );
       }
-      const api = await startStudio({ home: (values.home as string | undefined) ?? defaultStudioHome() });
+      const chosen = (values.token as string | undefined) ?? null;
+      if (chosen !== null && !TOKEN_PATTERN.test(chosen))
+        throw new UsageError('--token: expected 24 to 128 letters, digits, - or _');
+      const home = (values.home as string | undefined) ?? defaultStudioHome();
+      const api = await startStudio({ home });
       const server = await startServer({
         host,
         port,
         staticDir: (values.renderer as string | undefined) ?? BUILT_RENDERER,
         api,
+        token: serveToken(home, chosen),
       }).catch(async (err: NodeJS.ErrnoException) => {
         await api.close();
         if (err.code === 'EADDRINUSE')

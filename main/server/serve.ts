@@ -23,6 +23,8 @@ export interface ServeOptions {
   /** The built renderer (vite's output). */
   staticDir: string;
   api: StudioService;
+  /** The access token (serveToken.ts keeps one per studio folder); a random one when absent. */
+  token?: string;
 }
 
 export interface StudioServer {
@@ -281,8 +283,29 @@ function serveStatic(staticDir: string, pathname: string, res: http.ServerRespon
     .pipe(res);
 }
 
+/** A static page (the CSP allows nothing inline: no script, no style) saying why the studio did not open. */
+function sendRefusalPage(res: http.ServerResponse, status: number, reason: string): void {
+  const escape = (text: string) =>
+    text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  const body = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>PEFT Studio: not opened</title></head>
+<body>
+<h1>PEFT Studio did not open</h1>
+<p>${escape(reason)}.</p>
+<p>Open the link that <code>peft-studio serve</code> printed when it started (the desktop app opens it for you).
+The link keeps working across restarts of the same studio folder; <code>--token</code> sets it yourself.</p>
+</body></html>
+`;
+  res.writeHead(status, {
+    ...SECURITY_HEADERS,
+    'Content-Type': 'text/html; charset=utf-8',
+    'Cache-Control': 'no-store',
+  });
+  res.end(body);
+}
+
 export async function startServer(options: ServeOptions): Promise<StudioServer> {
-  const token = crypto.randomBytes(24).toString('base64url');
+  const token = options.token ?? crypto.randomBytes(24).toString('base64url');
   const { api } = options;
   let hosts: Set<string> | null = null;
 
@@ -314,6 +337,9 @@ export async function startServer(options: ServeOptions): Promise<StudioServer> 
     const url = new URL(req.url ?? '/', 'http://server');
     const isApi = url.pathname.startsWith('/api/');
     const refused = refusal(req, url, !isApi);
+    // A browser opening a page with a missing or old token gets a page that says what to do, not JSON.
+    if (refused && !isApi && req.method === 'GET' && /text\/html/.test(req.headers.accept ?? ''))
+      return sendRefusalPage(res, refused.status, refused.message);
     if (refused) return sendError(res, refused.status, { name: 'ApiError', message: refused.message });
     if (isApi) return answerSafely(api, url.pathname.slice('/api/'.length), req, res);
     if (req.method !== 'GET' && req.method !== 'HEAD')

@@ -9,7 +9,7 @@ import type { StudioEvent } from '../../shared/api.js';
 import { Store } from '../../main/store/store.js';
 import { demoJob } from '../api/jobs.js';
 import { runCli } from '../support/cli.js';
-import { request, serve, type Served } from '../support/serve.js';
+import { request, serve, stopServe, type Served } from '../support/serve.js';
 
 let root: string;
 let home: string;
@@ -78,6 +78,40 @@ describe('peft-studio serve', () => {
       body: '{}',
     });
     expect(byQuery.status).toBe(200);
+  });
+
+  it('keeps its token in the studio folder, owner-only, so a link survives a restart; --token sets one', async () => {
+    const kept = path.join(home, 'serve-token');
+    expect(fs.readFileSync(kept, 'utf8').trim()).toBe(server.token);
+    expect(fs.statSync(kept).mode & 0o777).toBe(0o600);
+
+    const otherHome = path.join(root, 'restarts');
+    const first = await serve(['--port', '0', '--home', otherHome, '--renderer', path.join(root, 'renderer')]);
+    await stopServe(first);
+    const second = await serve(['--port', '0', '--home', otherHome, '--renderer', path.join(root, 'renderer')]);
+    expect(second.token).toBe(first.token);
+    await stopServe(second);
+    const chosen = 'my-own-token-of-28-characters';
+    const third = await serve([...['--port', '0', '--home', otherHome], '--token', chosen]);
+    expect(third.token).toBe(chosen);
+    await stopServe(third);
+    expect(fs.readFileSync(path.join(otherHome, 'serve-token'), 'utf8').trim()).toBe(chosen);
+
+    const short = runCli(['serve', '--port', '0', '--home', otherHome, '--token', 'short']);
+    expect(short.code).toBe(2);
+    expect(short.stderr.split('\n')[0]).toBe('peft-studio serve: --token: expected 24 to 128 letters, digits, - or _');
+  });
+
+  it('answers a browser that opens a page with an old token with a page saying what to do, not JSON', async () => {
+    const page = await request(at('/', 'an-old-token-from-yesterday'), { headers: { accept: 'text/html,*/*' } });
+    expect(page.status).toBe(401);
+    expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(page.headers['content-security-policy']).toBeDefined();
+    expect(page.body).toContain('<h1>PEFT Studio did not open</h1>');
+    expect(page.body).toContain('Open the link that <code>peft-studio serve</code> printed');
+    expect(page.body).not.toMatch(/<script|style=/);
+    // Scripts and API calls still get the one-line JSON error.
+    expect(JSON.parse((await request(at('/api/app.info', 'x'), { method: 'POST' })).body).error.name).toBe('ApiError');
   });
 
   it('refuses a Host header that is not the bound host (DNS rebinding)', async () => {
