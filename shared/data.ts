@@ -70,3 +70,17 @@ export function quotedValuesWarning(stats: DatasetStats): string | null {
   const which = rows === 1 ? '1 row has a text' : `${rows} rows have a text`;
   return `${which} wrapped in double quotes: the model will learn to answer in quotes. Remove them, or check how the file was saved`;
 }
+
+/** More passes over the training rows than this memorise them rather than learn from them. */
+export const MANY_PASSES = 10;
+
+/** A warning when `steps` of `rowsPerStep` rows go over `rows` training rows more than MANY_PASSES times; else null. */
+export function passesWarning(steps: number, rowsPerStep: number, rows: number): string | null {
+  if (rows <= 0) return null;
+  const passes = (steps * rowsPerStep) / rows;
+  if (passes <= MANY_PASSES) return null;
+  return (
+    `${steps} steps of ${rowsPerStep} rows go over the ${rows} training rows about ${Math.round(passes)} times: ` +
+    'the model will memorise them rather than learn from them. Use fewer steps, or more data'
+  );
+}

@@ -71,6 +71,28 @@ describe('data inspect', () => {
     expect(result.stdout).toMatch(/bad .*chat\.jsonl:2: /);
     expect(result.stdout).toMatch(/\[\[Hello!/);
   });
+  it('warns, as training starts, when the steps go over the rows more than 10 times', async () => {
+    const out = path.join(work, 'too-many-passes');
+    const run = await cli(
+      'train',
+      '--model',
+      model,
+      '--data',
+      chat,
+      '--skip-bad-rows',
+      '--out',
+      out,
+      '--steps',
+      '12',
+      '--batch-size',
+      '4',
+    );
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(
+      /^warning: 12 steps of 4 rows go over the 3 training rows about 16 times: the model will memorise/m,
+    );
+  });
+
   it('reads a question,answer CSV with mixed line endings, and warns about answers still in quotes', async () => {
     const csv = path.join(work, 'support.csv');
     // Row 3's answer holds literal quotes (doubled, as CSV escapes them); the others are only quoted fields.

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { IGNORE_INDEX, type RenderOutcome } from '../../main/data/render.js';
 import type { RenderedSample } from '../../main/data/samples.js';
 import { DatasetStatsCollector, renderedSha256, sha256File } from '../../main/data/stats.js';
-import { quotedValuesWarning } from '../../shared/data.js';
+import { passesWarning, quotedValuesWarning } from '../../shared/data.js';
 
 const I = IGNORE_INDEX;
 const rendered = (row: number, inputIds: number[], labels: number[] = inputIds): RenderOutcome => ({
@@ -59,6 +59,14 @@ describe('DatasetStatsCollector', () => {
     );
     expect(quotedValuesWarning({ ...stats, quotedValueRows: 0 })).toBeNull();
     expect(quotedValuesWarning({ ...stats, quotedValueRows: undefined })).toBeNull(); // a record from before
+  });
+
+  test('warns when the steps go over a small dataset more than 10 times', () => {
+    expect(passesWarning(200, 8, 189)).toBeNull(); // the demo recipe: 8.5 passes
+    expect(passesWarning(100, 4, 30)).toBe(
+      '100 steps of 4 rows go over the 30 training rows about 13 times: the model will memorise them rather than learn from them. Use fewer steps, or more data',
+    );
+    expect(passesWarning(10, 4, 0)).toBeNull();
   });
 
   test('the histogram has power-of-two buckets up to the longest row, empty ones included', () => {

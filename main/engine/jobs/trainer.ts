@@ -27,6 +27,7 @@ import { readTensorF32 } from '../../model/safetensors.js';
 import { fromDataSettings, prepareDataset } from '../../data/dataset.js';
 import { batches, countBatches, type TrainingSequence } from '../../data/packing.js';
 import type { ModelFolder } from '../../model/modelFolder.js';
+import { passesWarning } from '../../../shared/data.js';
 import { openBaseModel } from '../../model/quant/quantizeOnLoad.js';
 import { quantizedCacheRoot } from '../../store/home.js';
 import { Rng } from '../../util/random.js';
@@ -364,6 +365,8 @@ export async function runTraining(
   const totalSteps = job.steps ?? stepsPerEpoch * job.epochs;
   if (totalSteps <= 0)
     throw new UserError(`nothing to train (${totalSteps} steps)`, { field: job.steps === null ? 'epochs' : 'steps' });
+  const overtraining = passesWarning(totalSteps, job.batchSize * job.gradAccum, examples.length);
+  if (overtraining) emit({ type: 'log', message: `warning: ${overtraining}` });
   const fingerprint = jobFingerprint(job, dataset.sourceSha256);
   if (owner) owner = { ...owner, fingerprint };
   checkOutputFolder(job, places, owner);
