@@ -325,7 +325,14 @@ describe('the studio in a browser', () => {
     await expect.poll(status, { timeout: 120_000 }).toBe('paused');
     await page.getByRole('button', { name: 'Resume' }).click();
     await expect.poll(status, { timeout: 120_000 }).toBe('running');
-    await page.getByRole('button', { name: 'Cancel' }).click();
+    // Cancel asks first, saying what is lost; keeping it changes nothing.
+    await page.getByRole('button', { name: 'Cancel', exact: true }).click();
+    const question = page.getByRole('dialog');
+    expect(await question.textContent()).toContain('what it learned since its last checkpoint is lost');
+    await question.getByRole('button', { name: 'Keep it' }).click();
+    expect(await status()).toBe('running');
+    await page.getByRole('button', { name: 'Cancel', exact: true }).click();
+    await question.getByRole('button', { name: 'Cancel the run' }).click();
     await expect.poll(status, { timeout: 120_000 }).toBe('cancelled');
 
     // The Library deletes it, after asking.
