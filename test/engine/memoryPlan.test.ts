@@ -187,11 +187,14 @@ describe('planTrainingMemory', () => {
     it(`is within 15% of the measured peak RSS on CPU: ${name}`, async () => {
       const input = { ...base, ...change };
       const planned = planTrainingMemory(input).totalBytes;
-      const peak = await measurePeakRss(input);
+      // The median of three processes: one process's peak moved by up to 17% while other test files ran beside it.
+      const runs = [await measurePeakRss(input), await measurePeakRss(input), await measurePeakRss(input)];
+      const peak = runs.sort((a, b) => a - b)[1];
       const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
-      expect(Math.abs(planned - peak) / peak, `planned ${mib(planned)}, measured ${mib(peak)}`).toBeLessThanOrEqual(
-        0.15,
-      );
+      expect(
+        Math.abs(planned - peak) / peak,
+        `planned ${mib(planned)}, measured ${runs.map(mib).join(', ')}`,
+      ).toBeLessThanOrEqual(0.15);
     });
   }
 });
