@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
 import { expectedShapes, parseModelConfig, type ModelSpec } from './architecture.js';
-import { parseQuantizationConfig, quantizableWeightNames, readQuantized4bitWeights } from './quant/bnb4bit.js';
+import { parseQuantizationConfig, quantizedWeightNames, readQuantized4bitWeights } from './quant/bnb4bit.js';
 import type { Bnb4bitConfig, Quantized4bitWeight } from './quant/bnb4bit.js';
 import { readSafetensorsHeader, type TensorEntry } from './safetensors.js';
 
@@ -76,7 +76,7 @@ export function openModelFolder(dir: string): ModelFolder {
 
   const shapes = expectedShapes(spec);
   const quantized = quantization
-    ? readQuantized4bitWeights(tensors, shapes, quantizableWeightNames(spec), quantization)
+    ? readQuantized4bitWeights(tensors, shapes, quantizedWeightNames(spec, tensors), quantization)
     : new Map<string, Quantized4bitWeight>();
   for (const [name, shape] of shapes) {
     if (quantized.has(name)) continue;

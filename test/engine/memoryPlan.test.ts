@@ -65,7 +65,7 @@ worker.on('message', async () => {
 async function measurePeakRss(input: MemoryPlanInput): Promise<number> {
   const job = {
     dist: path.join(ROOT, 'dist'),
-    modelDir: input.quantize === 'none' ? modelDir : nf4Dir,
+    modelDir: input.quantize !== 'none' ? nf4Dir : input.weightBytesPerElement === 2 ? bf16Dir : modelDir,
     rank: input.lora.rank,
     targets: input.lora.targets,
     checkpointing: input.gradientCheckpointing,
@@ -86,6 +86,8 @@ async function measurePeakRss(input: MemoryPlanInput): Promise<number> {
 }
 
 let modelDir: string;
+/** The same shape stored bf16. */
+let bf16Dir: string;
 /** The same model quantized to nf4 with double quantization, as the trainer's quantize-on-load cache holds it. */
 let nf4Dir: string;
 let base: MemoryPlanInput;
@@ -94,7 +96,8 @@ beforeAll(async () => {
   // Weights (160 MiB) and activations dominate the ~100 MiB of Node + ONNX Runtime.
   const work = tempDir('memory-plan');
   modelDir = path.join(work, 'model');
-  createTinyModel(modelDir, {
+  bf16Dir = path.join(work, 'model-bf16');
+  const shape = {
     arch: 'llama',
     layers: 8,
     hidden: 512,
@@ -102,10 +105,9 @@ beforeAll(async () => {
     kvHeads: 4,
     intermediate: 1536,
     vocab: 16000,
-    dtype: 'f32',
-    tie: false,
-    seed: 0,
-  });
+  } as const;
+  createTinyModel(modelDir, { ...shape, dtype: 'f32', tie: false, seed: 0 });
+  createTinyModel(bf16Dir, { ...shape, dtype: 'bf16', tie: false, seed: 0 });
   nf4Dir = await quantizedFolder(
     openModelFolder(modelDir),
     { quantType: 'nf4', doubleQuant: true },
@@ -131,29 +133,51 @@ describe('planTrainingMemory', () => {
     const on = planTrainingMemory(base);
     const off = planTrainingMemory({ ...base, gradientCheckpointing: false });
     expect(Object.values(on.parts).reduce((a, b) => a + b, 0)).toBeCloseTo(on.totalBytes, 0);
-    // Every frozen weight held once, as fp32, whatever the checkpoint stores.
-    expect(on.parts.weights).toBe(planTrainingMemory({ ...base, weightBytesPerElement: 2 }).parts.weights);
+    // Every frozen weight held once, as the checkpoint stores it: a bf16 one in half the bytes.
+    const bf16 = planTrainingMemory({ ...base, weightBytesPerElement: 2 });
+    expect(bf16.parts.weights).toBe(on.parts.weights / 2);
     expect(on.parts.weights).toBeGreaterThan(150 * 2 ** 20);
     expect(off.parts.checkpoints).toBeGreaterThan(5 * on.parts.checkpoints);
     expect(off.totalBytes).toBeGreaterThan(on.totalBytes);
   });
 
+  it('plans a 16-bit base widened a layer at a time, and of an untied embedding only the rows a step gathers', () => {
+    // A small vocabulary, so that a layer call is the peak.
+    const spec = { ...base.spec, vocabSize: 512 };
+    const plain = planTrainingMemory({ ...base, spec });
+    const bf16 = planTrainingMemory({ ...base, spec, weightBytesPerElement: 2 });
+    expect(bf16.parts.layerWorkingSet - plain.parts.layerWorkingSet).toBeGreaterThanOrEqual(
+      4 * layerProjectionElements(spec),
+    );
+    // An untied 128256 x 4096 bf16 table (1 GB): each gathered row makes at most 64 KiB of the mapped file resident.
+    const big = { ...base, spec: { ...base.spec, vocabSize: 128256, hiddenSize: 4096 }, weightBytesPerElement: 2 };
+    const few = planTrainingMemory({ ...big, batchSize: 2, seqLen: 64 }).parts.weights;
+    const more = planTrainingMemory({ ...big, batchSize: 8, seqLen: 512 }).parts.weights;
+    expect(more - few).toBe((8 * 512 - 2 * 64) * 64 * 1024);
+    expect(few).toBeGreaterThan(128256 * 4096 * 2); // the lm_head, 16-bit
+    expect(few).toBeLessThan(2 * 128256 * 4096 * 2);
+  });
+
   it('plans a 4-bit base: each layer session keeps its codes at half a byte, and a call holds its layer in fp32', () => {
-    const plain = planTrainingMemory(base);
-    const nf4 = planTrainingMemory({ ...base, quantize: 'nf4' });
+    // A small vocabulary, so that a layer call is the peak.
+    const nf4Spec = { ...base.spec, vocabSize: 512 };
+    const plain = planTrainingMemory({ ...base, spec: nf4Spec });
+    const nf4 = planTrainingMemory({ ...base, spec: nf4Spec, quantize: 'nf4' });
     expect(Object.values(nf4.parts).reduce((a, b) => a + b, 0)).toBeCloseTo(nf4.totalBytes, 0);
     // The codes reach the dequantization through a Reshape whose shape is a graph input, so ORT cannot fold them
     // into int32 at load (it did, 2 bytes per weight element, before that input existed).
-    expect(nf4.parts.weights).toBe(fourBitWeightBytes(base.spec));
+    expect(nf4.parts.weights).toBe(fourBitWeightBytes(nf4Spec));
     expect(nf4.parts.weights).toBeLessThan(0.5 * plain.parts.weights);
     // The seven fp32 weights of a layer stay alive across its If; the dequantization's transients come before.
     expect(nf4.parts.layerWorkingSet - plain.parts.layerWorkingSet).toBeGreaterThanOrEqual(
       4 * layerProjectionElements(base.spec),
     );
     expect(nf4.totalBytes).toBeLessThan(plain.totalBytes);
-    // fp4 differs from nf4 in its 16 code values only; the checkpoint's dtype is widened either way.
-    expect(planTrainingMemory({ ...base, quantize: 'fp4' })).toEqual(nf4);
-    expect(planTrainingMemory({ ...base, quantize: 'nf4', weightBytesPerElement: 2 })).toEqual(nf4);
+    expect(planTrainingMemory({ ...base, quantize: 'nf4' }).parts.weights).toBe(fourBitWeightBytes(base.spec));
+    // fp4 differs from nf4 in its 16 code values only; what stays unquantized stays in the checkpoint's dtype.
+    expect(planTrainingMemory({ ...base, spec: nf4Spec, quantize: 'fp4' })).toEqual(nf4);
+    const nf4FromBf16 = planTrainingMemory({ ...base, spec: nf4Spec, quantize: 'nf4', weightBytesPerElement: 2 });
+    expect(nf4FromBf16.parts.weights).toBeLessThan(nf4.parts.weights);
   });
 
   it('plans a 4-bit base whose absmax blocks need padding to the nested blocks of 256 (Pad, Slice)', () => {
@@ -180,6 +204,7 @@ describe('planTrainingMemory', () => {
     { name: 'checkpointing off, 4 x 256', change: { gradientCheckpointing: false } },
     { name: 'checkpointing on, 2 x 256', change: { batchSize: 2 } },
     { name: 'checkpointing off, 2 x 256', change: { batchSize: 2, gradientCheckpointing: false } },
+    { name: 'bf16 checkpoint kept 16-bit, checkpointing on, 4 x 256', change: { weightBytesPerElement: 2 } },
     { name: 'nf4 base, checkpointing on, 4 x 256', change: { quantize: 'nf4' } },
     { name: 'nf4 base, checkpointing off, 4 x 256', change: { quantize: 'nf4', gradientCheckpointing: false } },
   ];
@@ -208,8 +233,9 @@ function layerProjectionElements(spec: ModelSpec): number {
 }
 
 /**
- * Resident bytes of a 4-bit base, counted by hand: a projection of n elements keeps its packed codes (n / 2 bytes),
- * its 8-bit absmax codes (n / 64 bytes) and fp32 nested absmax (n / 64 / 256, rounded up); every other weight is fp32.
+ * Resident bytes of a 4-bit base, counted by hand: a projection or the untied lm_head of n elements keeps its packed
+ * codes (n / 2 bytes), its 8-bit absmax codes (n / 64 bytes) and fp32 nested absmax (n / 64 / 256, rounded up); every
+ * other weight is fp32 (the whole embedding: the plan's steps gather enough rows to touch all of it).
  */
 function fourBitWeightBytes(spec: ModelSpec): number {
   const quantized = new Set(quantizableWeightNames(spec));

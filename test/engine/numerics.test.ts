@@ -72,7 +72,8 @@ describe.each(CASES)('%s against PyTorch', (name) => {
     folder = openModelFolder(path.join(caseDir, 'model'));
     batch = readBatch(caseDir);
     const lora = loadLoraAdapter(path.join(caseDir, 'adapter'), folder.spec);
-    model = await openTrainable(folder, lora.settings, { headChunkRows: 7 });
+    // Chunks of rows and, for a 16-bit lm_head (llama_mha_tied_bf16), of the vocabulary: several of each.
+    model = await openTrainable(folder, lora.settings, { headChunkRows: 7, lmHeadChunkElements: 1000 });
   });
   afterAll(() => model?.close());
 

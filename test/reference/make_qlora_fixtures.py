@@ -1,5 +1,5 @@
-"""QLoRA golden values: loss and LoRA gradients of the numerics cases with their decoder projections quantized to
-NF4 (blocks of 64, double quantization of the absmax with the signed dynamic 8-bit map) and dequantized, as
+"""QLoRA golden values: loss and LoRA gradients of the numerics cases with their decoder projections (and an untied
+lm_head, as the studio's quantize-on-load does) quantized to NF4 (blocks of 64, double quantization of the absmax with the signed dynamic 8-bit map) and dequantized, as
 bitsandbytes' Linear4bit computes, by the plain PyTorch code of nf4_reference.py and llama_reference.py (no
 bitsandbytes, transformers or peft package involved).
 
@@ -51,6 +51,9 @@ def make_case(case: str, dynamic_map: torch.Tensor) -> None:
             name = f"model.layers.{layer}.{projection}.weight"
             state[name] = nf4_round_trip(stored[name], dynamic_map).to(torch.float64)
             changed += 1
+    if not model.cfg.tie_word_embeddings:
+        state["lm_head.weight"] = nf4_round_trip(stored["lm_head.weight"], dynamic_map).to(torch.float64)
+        changed += 1
     model.load_state_dict(state)
     load_adapter(model, os.path.join(case_dir, "adapter"))
     with open(os.path.join(case_dir, "batch.json")) as f:
@@ -62,7 +65,7 @@ def make_case(case: str, dynamic_map: torch.Tensor) -> None:
     for key, p in lora_parameters(model).items():
         tensors["grad." + key] = p.grad.detach()
     write_safetensors(os.path.join(case_dir, "qlora_nf4.safetensors"), tensors, metadata={"format": "pt"})
-    print(f"{case}: {changed} projections in NF4, loss {loss.item():.6f}")
+    print(f"{case}: {changed} weights in NF4, loss {loss.item():.6f}")
 
 
 def main() -> None:

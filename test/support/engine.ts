@@ -50,6 +50,7 @@ export function openTrainable(
     device?: ExecutionDevice;
     checkpointing?: boolean;
     headChunkRows?: number;
+    lmHeadChunkElements?: number;
     graphPlacement?: 'auto' | 'temp';
     threads?: number;
   } = {},
@@ -65,6 +66,7 @@ export function openTrainable(
     dropoutProbability: settings.dropout,
     gradientCheckpointing: options.checkpointing ?? true,
     headChunkRows: options.headChunkRows,
+    lmHeadChunkElements: options.lmHeadChunkElements,
     graphPlacement: options.graphPlacement,
     tuning: { threads: options.threads ?? engineThreads(null) },
   });

@@ -3,16 +3,17 @@
 // Legend: B = batch, T = sequence (virtual tokens included), N = B * T tokens, C = hidden, V = vocabulary, L = layers.
 //
 // What is resident at the peak of a CPU step (see trainableModel.ts for the step itself):
-//   weights          every frozen weight as fp32: f32 checkpoints are mmapped (each page resident once a step reads
-//                    it), bf16/f16 ones are widened into fp32 copies when ORT folds the Cast at load. A 4-bit base's
-//                    layer projections as ORT keeps them after constant folding (runModel): today int32 codes, 2
-//                    bytes per weight element, not the 0.5 the checkpoint stores
+//   weights          every frozen weight as stored, mapped from the checkpoint file by ORT (a page is resident once a
+//                    step reads it): fp32, 16-bit (widened during each call), or 4-bit codes and their absmax;
+//                    of an untied embedding only the pages the gathered rows touch
 //   checkpoints      what the host keeps between layer calls: the L + 1 hidden states [N, C], the gradient flowing
 //                    back [N, C], and without checkpointing every layer's saved activations
 //   layerWorkingSet  the largest layer call: the values alive inside its If branch at its worst node, plus the host
 //                    copies of its outputs (onnxruntime-node copies outputs into JavaScript buffers); with a 4-bit
-//                    base, also the layer's weights dequantized to fp32 before the If, alive until it ends
-//   logits           the loss head over a chunk of rows: shifted logits, probabilities and their gradient, [rows, V]
+//                    or 16-bit base, also the layer's weights dequantized or widened to fp32 before the If, alive
+//                    until it ends
+//   logits           the loss head over a chunk of rows: shifted logits, probabilities and their gradient, [rows, V],
+//                    and one vocabulary chunk of a 16-bit or 4-bit lm_head as fp32
 //   optimizerState   trainable parameters, their gradients and the optimizer's moments (fp32)
 //   runtime          Node + ONNX Runtime, one session per graph, and memory the allocators keep after it is freed
 // The phases peak at different moments, so `parts` hold each part's bytes at the moment of the peak and add up to it.
@@ -174,10 +175,13 @@ function inferNode(node: NodeProto, input: (i: number) => Value): Value[] {
     case 'Slice': {
       const x = input(0);
       const [starts, ends] = [input(1).ints!, input(2).ints!];
-      if (x.dims.length !== 1) throw new Error('memory plan: Slice is only read on 1-D tensors');
-      const clamp = (v: number) => Math.max(0, Math.min(x.dims[0], v < 0 ? v + x.dims[0] : v));
+      const axis = node.input!.length > 3 ? axisOf(input(3).ints![0], x.dims.length) : 0;
+      const clamp = (v: number) => Math.max(0, Math.min(x.dims[axis], v < 0 ? v + x.dims[axis] : v));
       const [from, to] = [clamp(starts[0]), clamp(ends[0])];
-      return [{ dims: [Math.max(0, to - from)], bytesPerElement: x.bytesPerElement, ints: x.ints?.slice(from, to) }];
+      const dims = x.dims.map((d, i) => (i === axis ? Math.max(0, to - from) : d));
+      return [
+        { dims, bytesPerElement: x.bytesPerElement, ints: x.dims.length === 1 ? x.ints?.slice(from, to) : undefined },
+      ];
     }
     case 'Concat': {
       const inputs = (node.input ?? []).map((_, i) => input(i));
@@ -391,8 +395,8 @@ interface ModelRun extends BranchRun {
 /**
  * One call of a compiled model (an If on its first input): `branch` taken, `feeds` of these shapes (all 4 bytes per
  * element, only their count matters). ORT's constant folding runs first, as at session load: a node that reads only
- * initializers and constants is computed once and its result kept as a new initializer. The bf16 widening Casts fold
- * this way, and so does a 4-bit weight's uint8 -> int32 Cast of its codes (2 bytes per weight element kept).
+ * initializers and constants is computed once and its result kept as a new initializer (the generation graph's
+ * widening Casts; the training graphs keep theirs behind the `flat_shape` input).
  */
 function runModel(graph: GraphProto, feeds: Record<string, number[] | Value>, branch: BranchName): ModelRun {
   const scope = new Map<string, Value>();
@@ -450,12 +454,12 @@ function placeholderTensors(spec: ModelSpec, weightBytesPerElement: number): Map
 }
 
 /**
- * Layer 0's seven projections as a bitsandbytes 4-bit checkpoint (or the quantize-on-load cache) holds them: codes
- * U8 [n/2, 1], double-quantized absmax U8 [n/64] with its nested F32 scales [ceil(n/64/256)].
+ * Layer 0's seven projections and an untied lm_head as the quantize-on-load cache holds them: codes U8 [n/2, 1],
+ * double-quantized absmax U8 [n/64] with its nested F32 scales [ceil(n/64/256)].
  */
 function placeholderQuantized(spec: ModelSpec, quantize: QuantizeChoice): Map<string, Quantized4bitWeight> {
   if (quantize === 'none') return new Map();
-  const layer0 = new Set(Object.values(layerWeightNames(spec, 0)));
+  const layer0 = new Set([...Object.values(layerWeightNames(spec, 0)), 'lm_head.weight']);
   const shapes = expectedShapes(spec);
   const entry = (name: string, dtype: TensorEntry['dtype'], shape: number[], bytesPerElement: number) => ({
     name,
@@ -483,6 +487,13 @@ function placeholderQuantized(spec: ModelSpec, quantize: QuantizeChoice): Map<st
   }
   return quantized;
 }
+
+/** The table inputs (tableFeeds.ts) as shapes; a graph reads those it declares. */
+const tableFeedShapes: Record<string, number[] | Value> = {
+  quant_pairs: [256, 2],
+  quant_byte_map: [256],
+  flat_shape: { dims: [1], bytesPerElement: 8, ints: [-1] },
+};
 
 interface LayerCalls {
   /**
@@ -522,10 +533,7 @@ function layerCalls(input: MemoryPlanInput, tokens: number, seqLen: number): Lay
     sin: [1, 1, 1, seqLen, spec.headDim],
     mask: [1, 1, 1, seqLen, seqLen],
   };
-  if (quantized.size) {
-    const flat: Value = { dims: [1], bytesPerElement: 8, ints: [-1] };
-    Object.assign(feeds, { quant_pairs: [256, 2], quant_byte_map: [256], quant_flat: flat });
-  }
+  Object.assign(feeds, tableFeedShapes);
   for (const target of targets) {
     const shape = targetShape(spec, target);
     Object.assign(feeds, {
@@ -549,12 +557,13 @@ function layerCalls(input: MemoryPlanInput, tokens: number, seqLen: number): Lay
 }
 
 /** The loss head over `rows` rows: final norm, logits [rows, V], cross-entropy and d hidden [rows, C]. */
-function lossHead(input: MemoryPlanInput, rows: number): BranchRun {
+function lossHead(input: MemoryPlanInput, rows: number): ModelRun {
   const { spec } = input;
   const model = buildHeadGraph({
     spec,
     tensors: placeholderTensors(spec, input.weightBytesPerElement),
     externalLocation: (e) => e.file,
+    quantized: placeholderQuantized(spec, input.quantize),
   }).graph!;
   // targets are int32: only their count matters here.
   return runModel(
@@ -566,6 +575,7 @@ function lossHead(input: MemoryPlanInput, rows: number): BranchRun {
       hidden: [rows, spec.hiddenSize],
       targets: [rows, 1],
       weight: [rows, 1],
+      ...tableFeedShapes,
     },
     'else_branch',
   );
@@ -574,14 +584,20 @@ function lossHead(input: MemoryPlanInput, rows: number): BranchRun {
 // ---------------------------------------------------------------------------------------------------------------
 // The plan.
 
-/** Elements of the frozen weights outside the decoder layers: embedding, final norm, lm_head. */
-function outsideLayerElements(spec: ModelSpec): number {
-  const inLayers = new Set<string>();
-  for (let i = 0; i < spec.numLayers; i++)
-    for (const name of Object.values(layerWeightNames(spec, i))) inLayers.add(name);
-  let elements = 0;
-  for (const [name, shape] of expectedShapes(spec)) if (!inLayers.has(name)) elements += count(shape);
-  return elements;
+/**
+ * Linux maps a file's pages into a process 64 KiB around each page it touches (fault_around_bytes), so gathering a
+ * row of an untied embedding makes up to 64 KiB of the mapped table resident.
+ */
+const FAULT_AROUND_BYTES = 64 * 1024;
+
+/**
+ * The head's weights as its session keeps them: final norm and lm_head as stored (fp32, 16-bit or 4-bit), and of an
+ * untied embedding only what gathering `tokens` rows from the mapped file touches.
+ */
+function headResidentBytes(input: MemoryPlanInput, head: ModelRun, tokens: number): number {
+  if (input.spec.tieWordEmbeddings) return head.residentBytes;
+  const table = input.spec.vocabSize * input.spec.hiddenSize * input.weightBytesPerElement;
+  return head.residentBytes - table + Math.min(table, tokens * FAULT_AROUND_BYTES);
 }
 
 function trainableElements(input: MemoryPlanInput): number {
@@ -610,7 +626,7 @@ const PER_SESSION_BYTES = 1.5 * MIB;
  * free glibc's mmap threshold rises (up to 32 MiB): later tensors come from its heap, which is not given back, and the
  * JavaScript copies of each call's outputs, alive until V8 collects them, land between the freed blocks and split
  * them. Fitted on peak RSS measured on the 2-core VM (4, 8 and 16 layers, 128-2048 tokens; docs/ARCHITECTURE.md): the
- * heap keeps about half of the peak call's working set, and grows by about six hidden states [N, C] per layer. With
+ * heap keeps about half of the largest call's working set, and grows by about six hidden states [N, C] per layer. With
  * MALLOC_MMAP_THRESHOLD_ fixed, measured peaks sit within 1-14% above the plan without these two terms.
  */
 const RETAINED_WORKING_SET = 0.5;
@@ -639,11 +655,13 @@ export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
     { held: (L + 2) * hidden + L * layer.savedBytes, working: callPeak(layer.backward), logits: 0 },
   ];
   const peak = phases.reduce((a, b) => (b.held + b.working + b.logits > a.held + a.working + a.logits ? b : a));
+  // glibc keeps part of the largest call's buffers, whichever phase that call ran in.
+  const largestCall = Math.max(...phases.map((phase) => phase.working + phase.logits));
 
   const trainable = trainableElements(input);
   const parts = {
-    // The head's weights as fp32; each layer's as its session holds them (fp32, or the 4-bit codes as folded).
-    weights: outsideLayerElements(spec) * 4 + L * layer.residentBytes,
+    // Each session's weights as it holds them: fp32, 16-bit or 4-bit, mapped from the file.
+    weights: headResidentBytes(input, head, tokens) + L * layer.residentBytes,
     checkpoints: peak.held,
     layerWorkingSet: peak.working,
     logits: peak.logits,
@@ -653,7 +671,7 @@ export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
       NODE_AND_ORT_BYTES +
       ENGINE_MODULES_BYTES +
       PER_SESSION_BYTES * (L + 1) +
-      RETAINED_WORKING_SET * (peak.working + peak.logits) +
+      RETAINED_WORKING_SET * largestCall +
       RETAINED_HIDDEN_STATES_PER_LAYER * L * hidden,
   };
   return { totalBytes: Object.values(parts).reduce((a, b) => a + b, 0), parts };

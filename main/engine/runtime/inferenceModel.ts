@@ -8,7 +8,7 @@ import type { Adapter } from '../../adapter/anyAdapter.js';
 import { loraScale } from '../../adapter/loraAdapter.js';
 import { ropeTables } from '../../model/architecture.js';
 import type { ModelFolder } from '../../model/modelFolder.js';
-import { dequantFeeds } from './dequantFeeds.js';
+import { graphTableFeeds, tableFeedsFor } from './tableFeeds.js';
 import { placeGraphs } from './graphPlacement.js';
 import { buildGenerationGraph } from '../compile/graphs/generation.js';
 import { encodeModel } from '../compile/onnx/graph.js';
@@ -143,7 +143,7 @@ export class InferenceModel {
         : new Tensor('float32', new Float32Array(0), [0, hiddenSize]),
       ...this.positionFeeds(cache.length, count),
       ...this.loraFeeds,
-      ...dequantFeeds(this.folder),
+      ...tableFeedsFor(this.session, graphTableFeeds(this.folder)),
     };
     if (this.adapter?.kind === 'lora')
       feeds.lora_scale = new Tensor('float32', [adapterScale * loraScale(this.adapter.lora.settings)], []);

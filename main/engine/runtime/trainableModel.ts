@@ -10,7 +10,7 @@ import { fillDropoutMask } from './dropout.js';
 import { buildTrainingLayerGraph, type TrainingLayerGraph, type LoraPlan } from '../compile/graphs/trainingLayer.js';
 import { buildHeadGraph, HEAD_CHUNK_ROWS } from '../compile/graphs/head.js';
 import { encodeModel, type ModelProto } from '../compile/onnx/graph.js';
-import { dequantFeeds } from './dequantFeeds.js';
+import { graphTableFeeds, tableFeedsFor } from './tableFeeds.js';
 import { placeGraphs } from './graphPlacement.js';
 import { release, runChecked, Tensor, type Session, type SessionTuning } from './runtime.js';
 
@@ -21,6 +21,8 @@ export interface TrainableModelOptions {
   gradientCheckpointing: boolean;
   /** Rows of the [N, V] logits computed at once; bounds the head's memory. */
   headChunkRows?: number;
+  /** Elements of a 16-bit or 4-bit lm_head widened at once (head.ts's default otherwise). */
+  lmHeadChunkElements?: number;
   /** Threads and the rest of how its sessions are created. */
   tuning: SessionTuning;
   /** Prompt tuning: this many trainable virtual token embeddings are placed before every row (0 = none). */
@@ -80,8 +82,8 @@ interface Layer {
 export class TrainableModel {
   private readonly positionTables = new Map<number, { cos: Tensor; sin: Tensor; mask: Tensor }>();
   private readonly unused = new Tensor('float32', new Float32Array(1), [1]);
-  /** The dequantization tables a 4-bit checkpoint's layers read (none for full precision). */
-  private readonly quantTables: Record<string, Tensor>;
+  /** The table inputs of each session (flat_shape; the dequantization tables of a 4-bit checkpoint). */
+  private readonly tables: Map<Session, Record<string, Tensor>>;
 
   private constructor(
     readonly folder: ModelFolder,
@@ -90,7 +92,8 @@ export class TrainableModel {
     private readonly head: Session,
     private readonly layers: Layer[],
   ) {
-    this.quantTables = dequantFeeds(folder);
+    const tables = graphTableFeeds(folder);
+    this.tables = new Map([head, ...layers.map((l) => l.session)].map((s) => [s, tableFeedsFor(s, tables)]));
   }
 
   /** Compiles the graphs and opens the sessions (see graphPlacement.ts for where the graphs go). */
@@ -103,7 +106,13 @@ export class TrainableModel {
       const total = folder.spec.numLayers + 1;
       const head = await load(
         'head',
-        buildHeadGraph({ spec: folder.spec, tensors: folder.tensors, externalLocation: place.location }),
+        buildHeadGraph({
+          spec: folder.spec,
+          tensors: folder.tensors,
+          externalLocation: place.location,
+          quantized: folder.quantized,
+          lmHeadChunkElements: options.lmHeadChunkElements,
+        }),
         'out_0',
       );
       sessions.push(head);
@@ -228,6 +237,7 @@ export class TrainableModel {
         hidden: new Tensor('float32', new Float32Array(this.folder.spec.hiddenSize), [1, this.folder.spec.hiddenSize]),
         targets: new Tensor('int32', new Int32Array(1), [1, 1]),
         weight: new Tensor('float32', new Float32Array(1), [1, 1]),
+        ...this.tables.get(this.head),
       },
       'embedding',
     );
@@ -268,6 +278,7 @@ export class TrainableModel {
           hidden: rowsHidden,
           targets: new Tensor('int32', targets.subarray(start, start + rows), [rows, 1]),
           weight: new Tensor('float32', weights.subarray(start, start + rows), [rows, 1]),
+          ...this.tables.get(this.head),
         },
         'loss head',
       );
@@ -322,7 +333,7 @@ export class TrainableModel {
         x: checkpoints[i],
         dy: this.unused,
         ...fixed,
-        ...this.quantTables,
+        ...this.tables.get(layer.session),
         ...this.loraFeeds(lora.layers[i], rank),
         ...this.maskFeeds(lora.layers[i], rank, n, dropoutKey, i),
       };
@@ -347,7 +358,7 @@ export class TrainableModel {
         x: checkpoints[i],
         dy,
         ...fixed,
-        ...this.quantTables,
+        ...this.tables.get(layer.session),
         ...this.loraFeeds(lora.layers[i], rank),
         ...this.maskFeeds(lora.layers[i], rank, n, dropoutKey, i),
       };
@@ -398,7 +409,7 @@ export class TrainableModel {
         cos,
         sin,
         mask,
-        ...this.quantTables,
+        ...this.tables.get(layer.session),
       };
       if (lora) Object.assign(feeds, this.loraFeeds(lora.layers[i], rank));
       for (const name of layer.session.inputNames) {

@@ -29,14 +29,25 @@ export interface Quantized4bitWeight {
 
 const LINEAR_KEYS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
 
-/** The weights a 4-bit checkpoint holds quantized: every decoder layer's seven projections. */
+/**
+ * The weights quantize-on-load stores in 4 bits: every decoder layer's seven projections, and an untied lm_head
+ * (bitsandbytes' own checkpoints keep theirs 16-bit; both load).
+ */
 export function quantizableWeightNames(spec: ModelSpec): string[] {
   const names: string[] = [];
   for (let i = 0; i < spec.numLayers; i++) {
     const layer = layerWeightNames(spec, i);
     for (const key of LINEAR_KEYS) names.push(layer[key]);
   }
+  if (!spec.tieWordEmbeddings) names.push(LM_HEAD);
   return names;
+}
+
+const LM_HEAD = 'lm_head.weight';
+
+/** The weights a 4-bit checkpoint holds quantized: the layers' projections, and the lm_head when it is stored U8. */
+export function quantizedWeightNames(spec: ModelSpec, tensors: Map<string, TensorEntry>): string[] {
+  return quantizableWeightNames(spec).filter((name) => name !== LM_HEAD || tensors.get(name)?.dtype === 'U8');
 }
 
 const SUPPORTED = 'supported: bitsandbytes 4-bit (nf4, fp4) or an unquantized F32/F16/BF16 checkpoint';
@@ -68,7 +79,7 @@ export function parseQuantizationConfig(config: Record<string, unknown>, file: s
 }
 
 /** The quantization_config transformers writes for a model it quantized with these settings (compute in fp32). */
-export function quantizationConfigJson(config: Bnb4bitConfig): Record<string, unknown> {
+export function quantizationConfigJson(config: Bnb4bitConfig, quantizedLmHead: boolean): Record<string, unknown> {
   return {
     _load_in_4bit: true,
     _load_in_8bit: false,
@@ -78,7 +89,8 @@ export function quantizationConfigJson(config: Bnb4bitConfig): Record<string, un
     bnb_4bit_use_double_quant: config.doubleQuant,
     llm_int8_enable_fp32_cpu_offload: false,
     llm_int8_has_fp16_weight: false,
-    llm_int8_skip_modules: null,
+    // transformers skips the lm_head unless told which modules to skip: none, when ours is 4-bit too.
+    llm_int8_skip_modules: quantizedLmHead ? [] : null,
     llm_int8_threshold: 6.0,
     load_in_4bit: true,
     load_in_8bit: false,

@@ -16,7 +16,7 @@ import { readTensorBytes, readTensorF32, SafetensorsStreamWriter, type TensorToW
 import { quantizableWeightNames, quantizationConfigJson, type Bnb4bitConfig } from './bnb4bit.js';
 import { dynamicMap8bit, packedShape4bit, quantize4bit, quantMap4bit, quantStateJson } from './nf4.js';
 
-const FORMAT_VERSION = 1;
+const FORMAT_VERSION = 2; // 2: an untied lm_head is quantized too
 const MANIFEST = 'peft-studio-quantized.json';
 /** Fixed width of each quant-state JSON (about 200 bytes used). */
 const STATE_BYTES = 512;
@@ -194,7 +194,7 @@ export async function quantizedFolder(
     }
     const configFile = path.join(folder.dir, 'config.json');
     const modelConfig = JSON.parse(fs.readFileSync(configFile, 'utf8')) as Record<string, unknown>;
-    modelConfig.quantization_config = quantizationConfigJson(config);
+    modelConfig.quantization_config = quantizationConfigJson(config, quantized.has('lm_head.weight'));
     fs.writeFileSync(path.join(temp, 'config.json'), JSON.stringify(modelConfig, null, 2));
     for (const name of fs.readdirSync(folder.dir)) {
       const from = path.join(folder.dir, name);

@@ -10,7 +10,9 @@
 // shape alone, into int32 codes: 2 bytes per weight instead of half a byte).
 //   pairs    float [256, 2]: for each byte value, the code values of its high and its low nibble
 //   byteMap  float [256]: bitsandbytes' signed dynamic 8-bit map (double quantization)
-//   flat     int64 [1]: -1, the target shape that flattens the stored codes
+//   flat_shape (GraphBuilder.flatShape) int64 [1]: -1, the target shape that flattens the stored codes
+// A range of rows [r0, r1) dequantizes alone (the lm_head, a vocabulary chunk at a time): its codes, absmax values
+// and nested scales are contiguous slices when r0 * in is a multiple of a nested block (256 * bs elements).
 // Frozen weights have no backward.
 import type { Quantized4bitWeight } from '../../../model/quant/bnb4bit.js';
 import type { GraphBuilder } from '../onnx/graph.js';
@@ -18,7 +20,6 @@ import type { GraphBuilder } from '../onnx/graph.js';
 export interface DequantTables {
   pairs: string;
   byteMap: string;
-  flat: string;
 }
 
 /** The table inputs, declared once per graph. */
@@ -26,7 +27,6 @@ export function declareDequantTables(g: GraphBuilder): DequantTables {
   return {
     pairs: g.input('quant_pairs', 'float', [256, 2]),
     byteMap: g.input('quant_byte_map', 'float', [256]),
-    flat: g.input('quant_flat', 'int64', [1]),
   };
 }
 
@@ -43,34 +43,73 @@ export function dequantTableValues(
   return { pairs, byteMap };
 }
 
-/** Emits the dequantization of `weight` (its tensors already declared as initializers); returns W [out, in]. */
+/** Rows [start, end) of a weight, and whether its Slices name their step (see head.ts: kept apart from CSE). */
+export interface RowRange {
+  start: number;
+  end: number;
+  distinct: boolean;
+}
+
+/** Rows per chunk must be a multiple of this for a chunk to start on a nested absmax block. */
+export function rowAlignment4bit(weight: Quantized4bitWeight): number {
+  const span = weight.blockSize * (weight.nested ? 256 : 1);
+  const inWidth = weight.shape[1];
+  const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
+  return span / gcd(span, inWidth);
+}
+
+/**
+ * Emits the dequantization of `weight` (its tensors already declared as initializers), or of its rows `rows`;
+ * returns W [out, in] (or [r1 - r0, in]).
+ */
 export function dequantize4bit(
   g: GraphBuilder,
   weight: Quantized4bitWeight,
   initializers: { packed: string; absmax: string; nestedAbsmax?: string },
   tables: DequantTables,
+  rows?: RowRange,
 ): string {
   const [out, inWidth] = weight.shape;
-  const n = out * inWidth;
-  const blocks = n / weight.blockSize;
-  const codes = g.cast(g.reshape(initializers.packed, tables.flat), 'int32', 'codes'); // [n/2]
+  const bs = weight.blockSize;
+  const [r0, r1] = rows ? [rows.start, rows.end] : [0, out];
+  if ((r0 * inWidth) % (bs * (weight.nested ? 256 : 1)) !== 0)
+    throw new Error(`${weight.name}: rows from ${r0} do not start on a quantization block`);
+  const [e0, e1] = [r0 * inWidth, r1 * inWidth];
+  const n = e1 - e0;
+  const [b0, b1] = [e0 / bs, Math.ceil(e1 / bs)];
+  const blocks = b1 - b0;
+  const flat = g.flatShape();
+  // Flattened (a graph input, so nothing folds at load), then the range's part.
+  const range = (stored: string, from: number, to: number, whole: number) => {
+    const flatValue = g.reshape(stored, flat);
+    if (from === 0 && to === whole) return flatValue;
+    const inputs = [flatValue, g.constantInt64([from]), g.constantInt64([to]), g.constantInt64([0])];
+    if (rows?.distinct) inputs.push(g.constantInt64([1]));
+    return g.op('Slice', inputs, {}, 'rows');
+  };
+  const codes = g.cast(range(initializers.packed, e0 / 2, e1 / 2, (out * inWidth) / 2), 'int32', 'codes'); // [n/2]
   const values = g.op('Gather', [tables.pairs, codes], { axis: 0 }, 'code_values'); // [n/2, 2]
-  let absmax = initializers.absmax; // [B]
+  const allBlocks = (out * inWidth) / bs;
+  let absmax = range(initializers.absmax, b0, b1, allBlocks); // [B]
   if (weight.nested) {
-    const nestedBlocks = Math.ceil(blocks / 256);
-    const absmaxCodes = g.cast(g.reshape(absmax, tables.flat), 'int32'); // [B]
+    const [n0, n1] = [b0 / 256, Math.ceil(b1 / 256)];
+    const nestedBlocks = n1 - n0;
+    const absmaxCodes = g.cast(absmax, 'int32'); // [B]
     let centered = g.op('Gather', [tables.byteMap, absmaxCodes], { axis: 0 }, 'absmax_codes'); // [B]
     const padding = nestedBlocks * 256 - blocks;
     if (padding) centered = g.op('Pad', [centered, g.constantInt64([0, padding])], {}, 'absmax_padded'); // [B2*256]
-    const scaled = g.mul(
-      g.reshape(centered, [nestedBlocks, 256]),
-      g.reshape(initializers.nestedAbsmax!, [nestedBlocks, 1]),
-    );
-    let flat = g.reshape(scaled, [nestedBlocks * 256]);
+    const nested = range(initializers.nestedAbsmax!, n0, n1, Math.ceil(allBlocks / 256));
+    const scaled = g.mul(g.reshape(centered, [nestedBlocks, 256]), g.reshape(nested, [nestedBlocks, 1]));
+    let flatAbsmax = g.reshape(scaled, [nestedBlocks * 256]);
     if (padding)
-      flat = g.op('Slice', [flat, g.constantInt64([0]), g.constantInt64([blocks]), g.constantInt64([0])], {}, 'absmax');
-    absmax = g.add(flat, g.scalar(weight.nested.offset, 'absmax_offset'), 'absmax'); // [B]
+      flatAbsmax = g.op(
+        'Slice',
+        [flatAbsmax, g.constantInt64([0]), g.constantInt64([blocks]), g.constantInt64([0])],
+        {},
+        'absmax',
+      );
+    absmax = g.add(flatAbsmax, g.scalar(weight.nested.offset, 'absmax_offset'), 'absmax'); // [B]
   }
-  const blocked = g.mul(g.reshape(values, [blocks, weight.blockSize]), g.reshape(absmax, [blocks, 1]), 'dequantized');
-  return g.reshape(blocked, [out, inWidth], 'weight'); // [out, in]
+  const blocked = g.mul(g.reshape(values, [blocks, bs]), g.reshape(absmax, [blocks, 1]), 'dequantized');
+  return g.reshape(blocked, [n / inWidth, inWidth], 'weight'); // [out, in]
 }

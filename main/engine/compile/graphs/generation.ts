@@ -13,7 +13,7 @@ import type { ModelSpec, TargetModule } from '../../../model/architecture.js';
 import { targetShape } from '../../../model/architecture.js';
 import type { TensorEntry } from '../../../model/safetensors.js';
 import type { Quantized4bitWeight } from '../../../model/quant/bnb4bit.js';
-import { declareDequantTables } from '../blocks/dequantize4bit.js';
+import { declareDequantTables, dequantize4bit } from '../blocks/dequantize4bit.js';
 import type { LoraBranch } from '../blocks/loraLinear.js';
 import { rmsnormForward } from '../blocks/rmsnorm.js';
 import { GraphBuilder, type ModelProto } from '../onnx/graph.js';
@@ -35,8 +35,7 @@ export function buildGenerationGraph(options: GenerationGraphOptions): ModelProt
   const g = new GraphBuilder('generation');
   const external = (name: string) =>
     g.externalInitializer(tensors.get(name)!, options.externalLocation(tensors.get(name)!));
-  const embedding = external('model.embed_tokens.weight'); // [V, C]
-  const lmHead = spec.tieWordEmbeddings ? embedding : external('lm_head.weight'); // [V, C]
+  const frozen = (name: string) => g.frozenWeight(tensors.get(name)!, options.externalLocation(tensors.get(name)!));
 
   const ids = g.input('ids', 'int32', [1, 'Tids']);
   const prefix = g.input('prefix', 'float', ['Tprefix', C]);
@@ -44,7 +43,32 @@ export function buildGenerationGraph(options: GenerationGraphOptions): ModelProt
   const loraScale = lora ? g.input('lora_scale', 'float', []) : null;
   const quantized = options.quantized.size ? { weights: options.quantized, tables: declareDequantTables(g) } : null;
 
-  const embedded = g.op('Gather', [embedding, g.reshape(ids, [-1])], { axis: 0 }, 'embedded'); // [T', C]
+  // An untied table is gathered as stored (only its rows' pages are read); a tied one is the lm_head's fp32 copy.
+  // The lm_head: widened once at load, or dequantized at each call when it is 4-bit.
+  const quantizedHead = quantized?.weights.get('lm_head.weight');
+  let lmHead: string; // [V, C]
+  let embedded: string; // [T', C]
+  const flatIds = g.reshape(ids, [-1]);
+  if (spec.tieWordEmbeddings) {
+    lmHead = frozen('model.embed_tokens.weight');
+    embedded = g.op('Gather', [lmHead, flatIds], { axis: 0 }, 'embedded');
+  } else {
+    const table = tensors.get('model.embed_tokens.weight')!;
+    embedded = g.op('Gather', [external(table.name), flatIds], { axis: 0 }, 'embedded');
+    if (table.dtype !== 'F32') embedded = g.cast(embedded, 'float', 'embedded');
+    lmHead = quantizedHead
+      ? dequantize4bit(
+          g,
+          quantizedHead,
+          {
+            packed: external(quantizedHead.packed.name),
+            absmax: external(quantizedHead.absmax.name),
+            nestedAbsmax: quantizedHead.nested ? external(quantizedHead.nested.absmax.name) : undefined,
+          },
+          quantized!.tables,
+        )
+      : frozen('lm_head.weight');
+  }
   let hidden = g.op('Concat', [prefix, embedded], { axis: 0 }, 'h0'); // [T, C]
   for (let i = 0; i < spec.numLayers; i++) {
     const branches: Partial<Record<TargetModule, LoraBranch>> = {};
@@ -74,7 +98,7 @@ export function buildGenerationGraph(options: GenerationGraphOptions): ModelProt
     {},
     'last',
   ); // [1, C]
-  const normed = rmsnormForward(g, last, external('model.norm.weight'), spec.rmsNormEps).y;
+  const normed = rmsnormForward(g, last, frozen('model.norm.weight'), spec.rmsNormEps).y;
   g.output(g.gemm(normed, lmHead, { transB: true }, 'logits'), 'logits', 'float', [1, spec.vocabSize]);
   return g.toModel();
 }

@@ -191,7 +191,8 @@ export interface QuantizedLayerWeights {
 
 /**
  * Declares layer `layerIndex`'s frozen weights as external initializers of `g` and pairs them with LoRA branches.
- * A quantized weight is dequantized in `g` itself, outside any If branch: both branches read the one fp32 copy.
+ * A quantized weight is dequantized in `g` itself, outside any If branch: both branches read the one fp32 copy; so is
+ * a 16-bit one widened when `g` keeps 16 bits.
  */
 export function declareLayerWeights(
   g: GraphBuilder,
@@ -214,7 +215,7 @@ export function declareLayerWeights(
     }
     const entry = tensors.get(names[key]);
     if (!entry) throw new Error(`weight ${names[key]} missing`);
-    return external(entry);
+    return g.frozenWeight(entry, externalLocation(entry));
   };
   const linear = (key: string, biasKey?: string): FrozenLinear => ({
     weight: weight(key),

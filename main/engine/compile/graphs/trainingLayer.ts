@@ -3,7 +3,8 @@
 //   else: the layer backward from dy to dx and to every LoRA A and B. With gradient checkpointing the else branch
 //         recomputes the forward from x first; without, it reads the activations the then branch returned.
 // Both branches read the same frozen weights (outer-scope initializers whose bytes stay in the .safetensors file),
-// so one session per layer holds one copy of them and at most one layer's working set is alive at a time.
+// so one session per layer holds one copy of them and at most one layer's working set is alive at a time. 16-bit and
+// 4-bit weights stay as stored; each call widens or dequantizes its layer's before the If.
 // Legend: B = batch, T = sequence, N = B * T tokens, C = hidden, H = query heads, K = kv heads, G = H / K,
 //   D = head width, I = MLP width, r = LoRA rank. Activations enter and leave as [N, C].
 import { type ModelSpec, type TargetModule, targetShape } from '../../../model/architecture.js';
@@ -63,7 +64,7 @@ function renameLeaves<T>(record: T, rename: (value: string) => string): T {
 
 export function buildTrainingLayerGraph(options: TrainingLayerGraphOptions): TrainingLayerGraph {
   const { spec, lora } = options;
-  const g = new GraphBuilder(`decoder_layer_${options.layerIndex}`);
+  const g = new GraphBuilder(`decoder_layer_${options.layerIndex}`, { keep16bit: true });
   const forward = g.input('forward', 'bool', []);
   const x = g.input('x', 'float', ['N', spec.hiddenSize]);
   const dy = g.input('dy', 'float', null);

@@ -22,6 +22,16 @@ const DATA_TYPE: Record<DataType, number> = {
   uint8: onnx.TensorProto.DataType.UINT8,
 };
 
+const STORED_TYPE = { F32: 'float', BF16: 'bfloat16', F16: 'float16', U8: 'uint8' } as const satisfies Record<
+  string,
+  DataType
+>;
+
+export interface GraphOptions {
+  /** 16-bit frozen weights stay 16-bit in the session and are widened at each run (training); see frozenWeight. */
+  keep16bit: boolean;
+}
+
 /** A symbolic dimension (string), a fixed one (number); `null` as the whole shape means unknown rank. */
 export type Dims = (number | string)[] | null;
 export type AttributeValue = number | number[] | string | { float: number } | GraphBuilder;
@@ -39,17 +49,20 @@ export class GraphBuilder {
   readonly outputs: ValueInfoProto[] = [];
   readonly initializers: TensorProto[] = [];
   private readonly names: NameCounter;
+  private flatShapeInput: string | null = null;
 
   constructor(
     readonly name: string,
+    readonly options: GraphOptions = { keep16bit: false },
     names?: NameCounter,
+    private readonly root: GraphBuilder | null = null,
   ) {
     this.names = names ?? new NameCounter();
   }
 
   /** A subgraph (an If branch) whose values are named from the same counter. */
   subgraph(name: string): GraphBuilder {
-    return new GraphBuilder(name, this.names);
+    return new GraphBuilder(name, this.options, this.names, this.root ?? this);
   }
 
   fresh(hint: string): string {
@@ -166,11 +179,12 @@ export class GraphBuilder {
     return name;
   }
 
-  /** A frozen weight whose bytes stay in the `.safetensors` file (`location` is relative to the .onnx file). */
+  /**
+   * A frozen weight whose bytes stay in the `.safetensors` file (`location` is relative to the .onnx file), in the
+   * checkpoint's own dtype. On the CPU, ORT maps the file: a page is resident once a run reads it.
+   */
   externalInitializer(entry: TensorEntry, location: string): string {
-    const dataType = { F32: 'float', BF16: 'bfloat16', F16: 'float16', U8: 'uint8' }[
-      entry.dtype as 'F32' | 'BF16' | 'F16' | 'U8'
-    ] as DataType;
+    const dataType = STORED_TYPE[entry.dtype as keyof typeof STORED_TYPE];
     this.initializers.push({
       name: entry.name,
       dataType: DATA_TYPE[dataType],
@@ -182,10 +196,31 @@ export class GraphBuilder {
         { key: 'length', value: String(entry.byteLength) },
       ],
     });
-    // Half-precision checkpoints are widened once: ORT folds this Cast into an fp32 initializer at load. Bytes (4-bit
-    // codes) stay as they are.
-    if (dataType === 'float' || dataType === 'uint8') return entry.name;
-    return this.op('Cast', [entry.name], { to: DATA_TYPE.float }, 'widen');
+    return entry.name;
+  }
+
+  /**
+   * A frozen weight as fp32. A 16-bit one stays 16-bit in the session when the builder keeps 16 bits: it is widened
+   * by a Cast at each run, behind a Reshape by the `flat_shape` input that keeps ORT from folding it into an fp32
+   * copy at load. Otherwise ORT folds the Cast once (the generation graph: a Cast per token would cost its speed).
+   */
+  frozenWeight(entry: TensorEntry, location: string): string {
+    const stored = this.externalInitializer(entry, location);
+    return STORED_TYPE[entry.dtype as keyof typeof STORED_TYPE] === 'float' ? stored : this.widen(stored, entry.shape);
+  }
+
+  /** A 16-bit value (a weight, or rows gathered from one) as fp32; see frozenWeight. */
+  widen(value: string, dims: number[], hint = 'widen'): string {
+    if (!this.options.keep16bit) return this.cast(value, 'float', hint);
+    const flat = this.cast(this.reshape(value, this.flatShape()), 'float', hint);
+    return this.reshape(flat, dims, hint);
+  }
+
+  /** The `flat_shape` input (int64 [1], fed -1): a reshape target ORT cannot see at load; declared once, at root. */
+  flatShape(): string {
+    if (this.root) return this.root.flatShape();
+    if (!this.flatShapeInput) this.flatShapeInput = this.input('flat_shape', 'int64', [1]);
+    return this.flatShapeInput;
   }
 
   toGraphProto(): onnxProto.onnx.IGraphProto {
