@@ -64,6 +64,12 @@ export const fitConfigSchema = z.object({
 });
 export type FitConfig = z.output<typeof fitConfigSchema>;
 
+/** The memory plan's settings without a model folder: what the catalogue of known models is planned with. */
+export const catalogueFitConfigSchema = fitConfigSchema.omit({ modelDir: true });
+export type CatalogueFitConfig = z.output<typeof catalogueFitConfigSchema>;
+/** The memory budgets the catalogue is planned against, in GiB: common laptop, desktop and GPU sizes. */
+export const CATALOGUE_BUDGETS_GIB = [4, 6, 8, 12, 16, 24] as const;
+
 const themeSchema = z.enum(['system', 'light', 'dark']);
 export type Theme = z.output<typeof themeSchema>;
 
@@ -92,6 +98,8 @@ export const PARAMS = {
     requestId: z.string().min(1),
   }),
   'models.fit': z.strictObject({ config: fitConfigSchema }),
+  /** Every catalogue model (main/model/catalogue.ts) planned with these settings, against each budget. */
+  'models.catalogueFit': z.strictObject({ config: catalogueFitConfigSchema }),
   'datasets.list': noParams,
   'datasets.inspect': z.strictObject({
     file: path,
@@ -226,6 +234,37 @@ export interface MemoryFit {
   suggestedBytes: number | null;
 }
 
+/** One budget of one catalogue model: fits as chosen, fits with one change, or does not fit. */
+export interface CatalogueFitCell {
+  budgetBytes: number;
+  verdict: 'fits' | 'change' | 'none';
+  /** The change in a word or two ("nf4", "batch 2", "seq 256", "rank 8", "checkpointing"); null unless a change. */
+  change: string | null;
+  /** The change as the memory plan says it; null unless verdict is change. */
+  changeDetail: string | null;
+  /** The planned peak: after the change when there is one, else as chosen. */
+  plannedBytes: number;
+}
+
+export interface CatalogueFitRow {
+  /** The Hugging Face repository, org/name. */
+  repoId: string;
+  /** A short name ("Qwen2.5 7B"). */
+  name: string;
+  /** The planned peak with the settings as chosen. */
+  totalBytes: number;
+  /** One per CATALOGUE_BUDGETS_GIB, in that order. */
+  cells: CatalogueFitCell[];
+}
+
+export interface CatalogueFit {
+  /** The device the plans are for (the chosen one, or the one "auto" picks). */
+  device: ExecutionDevice;
+  /** What that device has; null when unknown. */
+  availableBytes: number | null;
+  models: CatalogueFitRow[];
+}
+
 export interface DatasetInspection {
   file: string;
   /** null with stats null: nothing in the file can be trained on (see badRows). */
@@ -313,6 +352,7 @@ interface StudioResults {
   'models.inspect': ModelInspection;
   'models.download': ModelRecord;
   'models.fit': MemoryFit;
+  'models.catalogueFit': CatalogueFit;
   'datasets.list': DatasetRecord[];
   'datasets.inspect': DatasetInspection;
   'runs.list': RunRecord[];

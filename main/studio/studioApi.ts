@@ -136,6 +136,7 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
       return store.addModel(describeModelFolder(result.snapshotDir));
     },
     'models.fit': (p) => runOffThread('planFit', p.config),
+    'models.catalogueFit': (p) => runOffThread('planCatalogueFit', p.config),
     'datasets.list': () => store.datasets(),
     'datasets.inspect': (p) => runOffThread('inspectDataset', p),
     'runs.list': () => manager.runs(),

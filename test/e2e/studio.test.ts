@@ -153,6 +153,25 @@ describe('the studio in a browser', () => {
     expect(await page.getByLabel('Steps', { exact: true }).inputValue()).toBe(String(DEMO_STEPS));
     await page.getByLabel('Device').selectOption('cpu');
     await expect.poll(() => page.getByTestId('memory-plan').textContent()).toMatch(/fits/);
+    // Which catalogue models fit these settings in 4 to 24 GB: a table with headers, planned on a worker thread.
+    const catalogue = page.getByTestId('catalogue-fit').getByRole('table');
+    await expect.poll(() => catalogue.getByRole('row').count(), { timeout: 60_000 }).toBe(1 + 15);
+    expect(await catalogue.getByRole('columnheader').allTextContents()).toEqual([
+      'Model',
+      '4 GB',
+      '6 GB',
+      '8 GB',
+      '12 GB',
+      '16 GB',
+      '24 GB',
+    ]);
+    const smallest = catalogue.getByRole('row', { name: /^SmolLM2 135M / });
+    expect(await smallest.getByRole('cell').allTextContents()).toEqual(Array(6).fill('fits'));
+    expect(await smallest.getByRole('cell').first().getAttribute('title')).toMatch(
+      /^Fits as chosen: peak .+ of 4\.0 GiB$/,
+    );
+    const llama8b = catalogue.getByRole('row', { name: /^Llama 3\.1 8B / });
+    expect(await llama8b.getByRole('cell').first().textContent()).not.toBe('fits');
     await screenshot(page, 'wizard-settings');
     await page.getByRole('button', { name: 'Next' }).click();
 

@@ -2,7 +2,14 @@
 // TrainJob the finished form becomes (shared/trainJob.ts's defaults with what the form holds, checked by the same
 // schema as the CLI's and the API's). Plain TypeScript so every rule is unit-tested.
 import { DEMO_RECIPE } from '../../../shared/demo.js';
-import type { DatasetInspection, FitConfig, MemoryFit, ModelInspection } from '../../../shared/api.js';
+import type {
+  CatalogueFitCell,
+  CatalogueFitConfig,
+  DatasetInspection,
+  FitConfig,
+  MemoryFit,
+  ModelInspection,
+} from '../../../shared/api.js';
 import type { FieldProblem } from '../../../shared/errors.js';
 import {
   defaultDataSettings,
@@ -23,6 +30,7 @@ import {
   type TrainJob,
 } from '../../../shared/training.js';
 import { errorMessage } from './client.js';
+import { formatBytes } from './format.js';
 
 export const WIZARD_STEPS = ['model', 'data', 'method', 'settings', 'review'] as const;
 export type WizardStep = (typeof WIZARD_STEPS)[number];
@@ -314,9 +322,13 @@ export function settingsProblems(form: WizardForm): string[] {
 
 /** The memory plan's view of the form (models.fit). */
 export function fitConfig(form: WizardForm, modelDir: string): FitConfig {
-  const job = toTrainJob(form, { ...DRAFT_PATHS, modelDir });
+  return { modelDir, ...catalogueFitConfig(form) };
+}
+
+/** The form's training settings without a model, which the catalogue of known models is planned with. */
+export function catalogueFitConfig(form: WizardForm): CatalogueFitConfig {
+  const job = toTrainJob(form, DRAFT_PATHS);
   return {
-    modelDir,
     method: job.method,
     lora: { rank: job.lora.rank, targets: job.lora.targets },
     promptTuning: { numVirtualTokens: job.promptTuning.numVirtualTokens },
@@ -327,6 +339,20 @@ export function fitConfig(form: WizardForm, modelDir: string): FitConfig {
     device: job.device,
     quantize: job.quantize,
   };
+}
+
+/** A catalogue table cell in a word or two: fits as chosen, the one change that makes it fit, or no. */
+export function catalogueCellText(cell: CatalogueFitCell): string {
+  if (cell.verdict === 'fits') return 'fits';
+  return cell.verdict === 'change' ? cell.change! : 'no';
+}
+
+/** The cell's tooltip: what the plan says, with the planned peak against the budget. */
+export function catalogueCellTitle(cell: CatalogueFitCell): string {
+  const peak = `peak ${formatBytes(cell.plannedBytes)} of ${formatBytes(cell.budgetBytes)}`;
+  if (cell.verdict === 'fits') return `Fits as chosen: ${peak}`;
+  if (cell.verdict === 'change') return `Fits with ${cell.changeDetail}: ${peak}`;
+  return `Does not fit, and no single change makes it: peak ${formatBytes(cell.plannedBytes)} as chosen`;
 }
 
 /** A fresh adapter folder under the studio's home, named by the time the run was created. */

@@ -1,12 +1,13 @@
 // The wizard's live state: the form, what the main process answered about it, and the calls that ask. Screens bind
 // to it; the rules it applies live in wizard.ts.
-import type { AppInfo, StudioApi, StudioEvent } from '../../../shared/api.js';
+import type { AppInfo, CatalogueFit, CatalogueFitConfig, StudioApi, StudioEvent } from '../../../shared/api.js';
 import type { DataSuggestion } from '../../../shared/errors.js';
 import type { RunRecord } from '../../../shared/runs.js';
 import type { DataFormat } from '../../../shared/training.js';
 import {
   adapterOutDir,
   applyPreset,
+  catalogueFitConfig,
   dataSettings,
   describeError,
   fitConfig,
@@ -33,12 +34,21 @@ export class WizardState {
   download = $state<{ file: string; doneBytes: number; totalBytes: number; index: number; count: number } | null>(null);
   error = $state<string | null>(null);
   fitError = $state<string | null>(null);
+  /** Every catalogue model planned with the current settings (the Settings step's "Which models fit"). */
+  catalogue = $state<CatalogueFit | null>(null);
+  catalogueError = $state<string | null>(null);
+  catalogueBusy = $state(false);
   /** The format and columns the main process guessed when it could not tell the data's layout. */
   dataSuggestion = $state<DataSuggestion | null>(null);
   private dataRequest = 0;
 
   private fitRequest = 0;
   private fitTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The settings of the last catalogue asked for: the same settings are not planned again (seconds of CPU). */
+  private catalogueAsked: string | null = null;
+  /** Settings to plan once the catalogue in flight answers: one at a time, so edits do not pile up plans. */
+  private cataloguePending: CatalogueFitConfig | null = null;
+  private catalogueInFlight = false;
 
   constructor(
     private readonly api: StudioApi,
@@ -155,15 +165,20 @@ export class WizardState {
     return this.checkData();
   }
 
-  /** Asks for the memory plan of the current settings once typing pauses; stale answers are dropped. */
+  /**
+   * Asks for the memory plan of the current settings once typing pauses, and on the Settings step for the catalogue's
+   * too; stale answers are dropped.
+   */
   scheduleFit(): void {
     if (this.fitTimer !== null) clearTimeout(this.fitTimer);
     const modelDir = this.facts.modelDir;
     if (modelDir === null || settingsProblems(this.form).length > 0) return;
     const config = fitConfig(this.form, modelDir);
+    const catalogue = this.step === 'settings' ? catalogueFitConfig(this.form) : null;
     const request = ++this.fitRequest;
     this.fitTimer = setTimeout(() => {
       this.fitTimer = null;
+      if (catalogue !== null) this.askCatalogueFit(catalogue);
       this.busy = 'fit';
       this.api.call('models.fit', { config }).then(
         (fit) => {
@@ -179,6 +194,42 @@ export class WizardState {
         },
       );
     }, FIT_DEBOUNCE_MS);
+  }
+
+  /**
+   * The catalogue planned with `config`, unless these very settings were asked for last. The plans take seconds and
+   * cannot be stopped, so while one is in flight only the newest settings wait to be asked next.
+   */
+  private askCatalogueFit(config: CatalogueFitConfig): void {
+    const asked = JSON.stringify(config);
+    if (this.catalogueInFlight) {
+      this.cataloguePending = asked === this.catalogueAsked ? null : config;
+      return;
+    }
+    if (asked === this.catalogueAsked) return;
+    this.catalogueAsked = asked;
+    this.catalogueInFlight = true;
+    this.catalogueBusy = true;
+    this.api
+      .call('models.catalogueFit', { config })
+      .then(
+        (catalogue) => {
+          this.catalogue = catalogue;
+          this.catalogueError = null;
+        },
+        (err) => {
+          // A failed answer is asked again with the next edit, even of the same settings.
+          this.catalogueAsked = null;
+          this.catalogueError = describeError(err);
+        },
+      )
+      .finally(() => {
+        this.catalogueInFlight = false;
+        const next = this.cataloguePending;
+        this.cataloguePending = null;
+        if (next === null) this.catalogueBusy = false;
+        else this.askCatalogueFit(next);
+      });
   }
 
   async start(info: AppInfo): Promise<RunRecord | null> {
