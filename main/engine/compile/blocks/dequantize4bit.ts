@@ -43,7 +43,11 @@ export function dequantTableValues(
   return { pairs, byteMap };
 }
 
-/** Rows [start, end) of a weight, and whether its Slices name their step (see head.ts: kept apart from CSE). */
+/**
+ * Rows [start, end) of a weight, and whether its Slices name their step: a second dequantization of the same rows in
+ * one graph (the backward's) is then a different node, which ORT's common-subexpression elimination cannot merge
+ * with the first and so keep the fp32 copy alive from one use to the other.
+ */
 export interface RowRange {
   start: number;
   end: number;
@@ -82,7 +86,7 @@ export function dequantize4bit(
   // Flattened (a graph input, so nothing folds at load), then the range's part.
   const range = (stored: string, from: number, to: number, whole: number) => {
     const flatValue = g.reshape(stored, flat);
-    if (from === 0 && to === whole) return flatValue;
+    if (from === 0 && to === whole && !rows?.distinct) return flatValue;
     const inputs = [flatValue, g.constantInt64([from]), g.constantInt64([to]), g.constantInt64([0])];
     if (rows?.distinct) inputs.push(g.constantInt64([1]));
     return g.op('Slice', inputs, {}, 'rows');

@@ -4,9 +4,20 @@
 //   x [N, in], W [out, in] (stored layout, read with transB), b [out], A [r, in], B [out, r], mask [N, in].
 import type { GraphBuilder } from '../onnx/graph.js';
 
+/**
+ * A frozen weight W [out, in] as fp32: a value, or an emitter called where the weight is used (a 4-bit or 16-bit
+ * weight dequantized or widened next to its product, so its fp32 copy lives for that product only). `again` marks
+ * the backward's copy, which must stay a separate node (see dequantize4bit.ts).
+ */
+export type FrozenWeight = string | ((g: GraphBuilder, again: boolean) => string);
+
 export interface FrozenLinear {
-  weight: string;
+  weight: FrozenWeight;
   bias?: string;
+}
+
+function fp32Weight(g: GraphBuilder, weight: FrozenWeight, again: boolean): string {
+  return typeof weight === 'string' ? weight : weight(g, again);
 }
 
 export interface LoraBranch {
@@ -29,7 +40,7 @@ export function loraLinearForward(
   base: FrozenLinear,
   lora?: LoraBranch,
 ): { y: string; saved?: LoraLinearSaved } {
-  const frozen = g.gemm(x, base.weight, { transB: true, bias: base.bias }, 'proj'); // [N, out]
+  const frozen = g.gemm(x, fp32Weight(g, base.weight, false), { transB: true, bias: base.bias }, 'proj'); // [N, out]
   if (!lora) return { y: frozen };
   const droppedX = lora.mask ? g.mul(x, lora.mask, 'dropped') : x;
   const down = g.gemm(droppedX, lora.a, { transB: true }, 'lora_down'); // [N, r]
@@ -49,7 +60,7 @@ export function loraLinearBackward(
   lora?: LoraBranch,
   saved?: LoraLinearSaved,
 ): { dx: string; dA?: string; dB?: string } {
-  const dxFrozen = g.matmul(dy, base.weight, 'd_proj_in'); // [N, in]
+  const dxFrozen = g.matmul(dy, fp32Weight(g, base.weight, true), 'd_proj_in'); // [N, in]
   if (!lora || !saved) return { dx: dxFrozen };
   if (typeof lora.scale !== 'number') throw new Error('LoRA backward needs its scale at compile time');
   const dB = g.gemm(dy, saved.down, { transA: true, alpha: lora.scale }, 'grad_lora_B'); // [out, r]

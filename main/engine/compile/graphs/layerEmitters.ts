@@ -11,6 +11,7 @@ import {
   loraLinearBackward,
   loraLinearForward,
   type FrozenLinear,
+  type FrozenWeight,
   type LoraBranch,
   type LoraLinearSaved,
 } from '../blocks/loraLinear.js';
@@ -191,8 +192,8 @@ export interface QuantizedLayerWeights {
 
 /**
  * Declares layer `layerIndex`'s frozen weights as external initializers of `g` and pairs them with LoRA branches.
- * A quantized weight is dequantized in `g` itself, outside any If branch: both branches read the one fp32 copy; so is
- * a 16-bit one widened when `g` keeps 16 bits.
+ * A 4-bit projection is dequantized, and a 16-bit one widened, next to each product that reads it (in the forward,
+ * the recompute and the backward alike): at most one projection's fp32 copy is alive at a time, not the layer's.
  */
 export function declareLayerWeights(
   g: GraphBuilder,
@@ -205,20 +206,30 @@ export function declareLayerWeights(
 ): LayerWeights {
   const names = layerWeightNames(spec, layerIndex);
   const external = (entry: TensorEntry) => g.externalInitializer(entry, externalLocation(entry));
-  const weight = (key: string) => {
+  const stored = (key: string) => {
+    const entry = tensors.get(names[key]);
+    if (!entry) throw new Error(`weight ${names[key]} missing`);
+    return entry;
+  };
+  const weight = (key: string) => g.frozenWeight(stored(key), externalLocation(stored(key)));
+  // A projection that is not fp32 becomes fp32 where each product reads it, in whichever branch that is.
+  const projection = (key: string): FrozenWeight => {
     const q = quantized?.weights.get(names[key]);
     if (q) {
       const packed = external(q.packed);
       const absmax = external(q.absmax);
       const nestedAbsmax = q.nested ? external(q.nested.absmax) : undefined;
-      return dequantize4bit(g, q, { packed, absmax, nestedAbsmax }, quantized!.tables);
+      const rows = { start: 0, end: q.shape[0] };
+      return (b, again) =>
+        dequantize4bit(b, q, { packed, absmax, nestedAbsmax }, quantized!.tables, { ...rows, distinct: again });
     }
-    const entry = tensors.get(names[key]);
-    if (!entry) throw new Error(`weight ${names[key]} missing`);
-    return g.frozenWeight(entry, externalLocation(entry));
+    const entry = stored(key);
+    if (entry.dtype === 'F32') return weight(key);
+    const value = external(entry);
+    return (b, again) => b.widen(value, entry.shape, again);
   };
   const linear = (key: string, biasKey?: string): FrozenLinear => ({
-    weight: weight(key),
+    weight: projection(key),
     bias: biasKey && names[biasKey] ? weight(biasKey) : undefined,
   });
   return {

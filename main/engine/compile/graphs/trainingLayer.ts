@@ -4,7 +4,7 @@
 //         recomputes the forward from x first; without, it reads the activations the then branch returned.
 // Both branches read the same frozen weights (outer-scope initializers whose bytes stay in the .safetensors file),
 // so one session per layer holds one copy of them and at most one layer's working set is alive at a time. 16-bit and
-// 4-bit weights stay as stored; each call widens or dequantizes its layer's before the If.
+// 4-bit projections stay as stored; a call widens or dequantizes one next to each product that reads it.
 // Legend: B = batch, T = sequence, N = B * T tokens, C = hidden, H = query heads, K = kv heads, G = H / K,
 //   D = head width, I = MLP width, r = LoRA rank. Activations enter and leave as [N, C].
 import { type ModelSpec, type TargetModule, targetShape } from '../../../model/architecture.js';

@@ -209,11 +209,19 @@ export class GraphBuilder {
     return STORED_TYPE[entry.dtype as keyof typeof STORED_TYPE] === 'float' ? stored : this.widen(stored, entry.shape);
   }
 
-  /** A 16-bit value (a weight, or rows gathered from one) as fp32; see frozenWeight. */
-  widen(value: string, dims: number[], hint = 'widen'): string {
+  /**
+   * A 16-bit weight as fp32; see frozenWeight. `again` (a second copy in the same graph) goes through a Slice that
+   * names its step, so that ORT's common-subexpression elimination keeps it a separate node (see dequantize4bit.ts).
+   */
+  widen(value: string, dims: number[], again = false, hint = 'widen'): string {
     if (!this.options.keep16bit) return this.cast(value, 'float', hint);
-    const flat = this.cast(this.reshape(value, this.flatShape()), 'float', hint);
-    return this.reshape(flat, dims, hint);
+    let flat = this.reshape(value, this.flatShape());
+    if (again) {
+      const n = dims.reduce((a, b) => a * b, 1);
+      const [zero, end, one] = [this.constantInt64([0]), this.constantInt64([n]), this.constantInt64([1])];
+      flat = this.op('Slice', [flat, zero, end, zero, one], {}, 'again');
+    }
+    return this.reshape(this.cast(flat, 'float', hint), dims, hint);
   }
 
   /** The `flat_shape` input (int64 [1], fed -1): a reshape target ORT cannot see at load; declared once, at root. */
