@@ -113,7 +113,38 @@ export function readTensorBytes(entry: TensorEntry): Buffer {
 
 /** Reads one tensor as fp32, widening F16 and BF16. */
 export function readTensorF32(entry: TensorEntry): Float32Array {
-  const bytes = readTensorBytes(entry);
+  return widenToF32(readTensorBytes(entry), entry);
+}
+
+/**
+ * Rows `ids` of a 2-D float tensor [rows, width] as fp32 [ids.length, width], each read where it lies in the file:
+ * nothing else of the tensor is read (an embedding table stays on disk).
+ */
+export function readTensorRowsF32(entry: TensorEntry, ids: ArrayLike<number>): Float32Array {
+  const [rows, width] = entry.shape;
+  const rowBytes = entry.byteLength / rows;
+  const bytes = Buffer.alloc(ids.length * rowBytes);
+  const fd = fs.openSync(entry.file, 'r');
+  try {
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (!Number.isInteger(id) || id < 0 || id >= rows)
+        throw new Error(`token id ${id} is outside the ${rows} rows of "${entry.name}"`);
+      let read = 0;
+      while (read < rowBytes) {
+        const at = i * rowBytes + read;
+        const n = fs.readSync(fd, bytes, at, rowBytes - read, entry.byteOffset + id * rowBytes + read);
+        if (n === 0) throw new UserError(`${entry.file}: truncated while reading tensor "${entry.name}"`);
+        read += n;
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return widenToF32(bytes, { ...entry, shape: [ids.length, width] });
+}
+
+function widenToF32(bytes: Buffer, entry: Pick<TensorEntry, 'file' | 'name' | 'dtype' | 'shape'>): Float32Array {
   const count = entry.shape.reduce((a, b) => a * b, 1);
   const out = new Float32Array(count);
   switch (entry.dtype) {

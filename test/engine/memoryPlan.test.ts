@@ -93,7 +93,7 @@ let nf4Dir: string;
 let base: MemoryPlanInput;
 
 beforeAll(async () => {
-  // Weights (160 MiB) and activations dominate the ~100 MiB of Node + ONNX Runtime.
+  // Weights (130 MiB in the sessions; the 31 MiB embedding stays on disk) and activations dominate Node + ORT.
   const work = tempDir('memory-plan');
   modelDir = path.join(work, 'model');
   bf16Dir = path.join(work, 'model-bf16');
@@ -136,12 +136,12 @@ describe('planTrainingMemory', () => {
     // Every frozen weight held once, as the checkpoint stores it: a bf16 one in half the bytes.
     const bf16 = planTrainingMemory({ ...base, weightBytesPerElement: 2 });
     expect(bf16.parts.weights).toBe(on.parts.weights / 2);
-    expect(on.parts.weights).toBeGreaterThan(150 * 2 ** 20);
+    expect(on.parts.weights).toBeGreaterThan(120 * 2 ** 20); // the layers and the lm_head; the embedding stays on disk
     expect(off.parts.checkpoints).toBeGreaterThan(5 * on.parts.checkpoints);
     expect(off.totalBytes).toBeGreaterThan(on.totalBytes);
   });
 
-  it('plans a 16-bit base widened a projection at a time, and of an untied embedding only the rows a step gathers', () => {
+  it('plans a 16-bit base widened a projection at a time, and an untied embedding left on disk', () => {
     // A small vocabulary, so that a layer call is the peak.
     const spec = { ...base.spec, vocabSize: 512 };
     const plain = planTrainingMemory({ ...base, spec });
@@ -150,13 +150,12 @@ describe('planTrainingMemory', () => {
     const extra = bf16.parts.layerWorkingSet - plain.parts.layerWorkingSet;
     expect(extra).toBeGreaterThanOrEqual(4 * largestProjectionElements(spec));
     expect(extra).toBeLessThan(4 * layerProjectionElements(spec));
-    // An untied 128256 x 4096 bf16 table (1 GB): each gathered row makes at most 64 KiB of the mapped file resident.
+    // An untied 128256 x 4096 bf16 table (1 GB) stays on disk whatever the tokens; the lm_head is 16-bit.
     const big = { ...base, spec: { ...base.spec, vocabSize: 128256, hiddenSize: 4096 }, weightBytesPerElement: 2 };
     const few = planTrainingMemory({ ...big, batchSize: 2, seqLen: 64 }).parts.weights;
-    const more = planTrainingMemory({ ...big, batchSize: 8, seqLen: 512 }).parts.weights;
-    expect(more - few).toBe((8 * 512 - 2 * 64) * 64 * 1024);
-    expect(few).toBeGreaterThan(128256 * 4096 * 2); // the lm_head, 16-bit
-    expect(few).toBeLessThan(2 * 128256 * 4096 * 2);
+    expect(planTrainingMemory({ ...big, batchSize: 8, seqLen: 512 }).parts.weights).toBe(few);
+    expect(few).toBeGreaterThan(128256 * 4096 * 2);
+    expect(few).toBeLessThan(128256 * 4096 * 2 + 2 ** 30);
   });
 
   it('plans a 4-bit base: each layer session keeps its codes at half a byte, and a call one projection in fp32', () => {
@@ -240,12 +239,13 @@ const largestProjectionElements = (spec: ModelSpec) => Math.max(...projectionEle
 /**
  * Resident bytes of a 4-bit base, counted by hand: a projection or the untied lm_head of n elements keeps its packed
  * codes (n / 2 bytes), its 8-bit absmax codes (n / 64 bytes) and fp32 nested absmax (n / 64 / 256, rounded up); every
- * other weight is fp32 (the whole embedding: the plan's steps gather enough rows to touch all of it).
+ * other weight is fp32, except an untied embedding, which the host reads row by row from the file.
  */
 function fourBitWeightBytes(spec: ModelSpec): number {
   const quantized = new Set(quantizableWeightNames(spec));
   let bytes = 0;
   for (const [name, shape] of expectedShapes(spec)) {
+    if (name === 'model.embed_tokens.weight' && !spec.tieWordEmbeddings) continue;
     const n = shape.reduce((a, b) => a * b, 1);
     bytes += quantized.has(name) ? n / 2 + n / 64 + 4 * Math.ceil(n / 64 / 256) : 4 * n;
   }

@@ -5,7 +5,7 @@
 // What is resident at the peak of a CPU step (see trainableModel.ts for the step itself):
 //   weights          every frozen weight as stored, mapped from the checkpoint file by ORT (a page is resident once a
 //                    step reads it): fp32, 16-bit (widened during each call), or 4-bit codes and their absmax;
-//                    of an untied embedding only the pages the gathered rows touch
+//                    an untied embedding stays on disk (the host reads the rows it needs)
 //   checkpoints      what the host keeps between layer calls: the L + 1 hidden states [N, C], the gradient flowing
 //                    back [N, C], and without checkpointing every layer's saved activations
 //   layerWorkingSet  the largest layer call: the values alive inside its If branch at its worst node, plus the host
@@ -570,7 +570,7 @@ function lossHead(input: MemoryPlanInput, rows: number): ModelRun {
     model,
     {
       embed: [],
-      ids: [1, 1],
+      tokens: [1, 1, spec.hiddenSize],
       prefix: [0, spec.hiddenSize],
       hidden: [rows, spec.hiddenSize],
       targets: [rows, 1],
@@ -583,22 +583,6 @@ function lossHead(input: MemoryPlanInput, rows: number): ModelRun {
 
 // ---------------------------------------------------------------------------------------------------------------
 // The plan.
-
-/**
- * Linux maps a file's pages into a process 64 KiB around each page it touches (fault_around_bytes), so gathering a
- * row of an untied embedding makes up to 64 KiB of the mapped table resident.
- */
-const FAULT_AROUND_BYTES = 64 * 1024;
-
-/**
- * The head's weights as its session keeps them: final norm and lm_head as stored (fp32, 16-bit or 4-bit), and of an
- * untied embedding only what gathering `tokens` rows from the mapped file touches.
- */
-function headResidentBytes(input: MemoryPlanInput, head: ModelRun, tokens: number): number {
-  if (input.spec.tieWordEmbeddings) return head.residentBytes;
-  const table = input.spec.vocabSize * input.spec.hiddenSize * input.weightBytesPerElement;
-  return head.residentBytes - table + Math.min(table, tokens * FAULT_AROUND_BYTES);
-}
 
 function trainableElements(input: MemoryPlanInput): number {
   const { spec } = input;
@@ -660,8 +644,9 @@ export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
 
   const trainable = trainableElements(input);
   const parts = {
-    // Each session's weights as it holds them: fp32, 16-bit or 4-bit, mapped from the file.
-    weights: headResidentBytes(input, head, tokens) + L * layer.residentBytes,
+    // Each session's weights as it holds them: fp32, 16-bit or 4-bit, mapped from the file. An untied embedding is
+    // in none: the host reads the rows a micro-batch needs.
+    weights: head.residentBytes + L * layer.residentBytes,
     checkpoints: peak.held,
     layerWorkingSet: peak.working,
     logits: peak.logits,

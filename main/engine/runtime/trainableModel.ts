@@ -6,6 +6,7 @@ import type { ExecutionDevice } from '../../../shared/training.js';
 import type { LoraPair, LoraWeights } from '../../adapter/loraAdapter.js';
 import { ropeTables, type TargetModule } from '../../model/architecture.js';
 import type { ModelFolder } from '../../model/modelFolder.js';
+import { readTensorRowsF32, type TensorEntry } from '../../model/safetensors.js';
 import { fillDropoutMask } from './dropout.js';
 import { buildTrainingLayerGraph, type TrainingLayerGraph, type LoraPlan } from '../compile/graphs/trainingLayer.js';
 import { buildHeadGraph, HEAD_CHUNK_ROWS } from '../compile/graphs/head.js';
@@ -82,6 +83,8 @@ interface Layer {
 export class TrainableModel {
   private readonly positionTables = new Map<number, { cos: Tensor; sin: Tensor; mask: Tensor }>();
   private readonly unused = new Tensor('float32', new Float32Array(1), [1]);
+  /** The embedding, whose rows each micro-batch reads from the checkpoint file. */
+  private readonly embeddingTable: TensorEntry;
   /** The table inputs of each session (flat_shape; the dequantization tables of a 4-bit checkpoint). */
   private readonly tables: Map<Session, Record<string, Tensor>>;
 
@@ -92,6 +95,7 @@ export class TrainableModel {
     private readonly head: Session,
     private readonly layers: Layer[],
   ) {
+    this.embeddingTable = folder.tensors.get('model.embed_tokens.weight')!;
     const tables = graphTableFeeds(folder);
     this.tables = new Map([head, ...layers.map((l) => l.session)].map((s) => [s, tableFeedsFor(s, tables)]));
   }
@@ -230,7 +234,11 @@ export class TrainableModel {
       this.head,
       {
         embed: new Tensor('bool', [true], []),
-        ids: new Tensor('int32', batch.inputIds, [batch.batchSize, batch.seqLen]),
+        tokens: new Tensor('float32', readTensorRowsF32(this.embeddingTable, batch.inputIds), [
+          batch.batchSize,
+          batch.seqLen,
+          C,
+        ]),
         prefix: virtual
           ? new Tensor('float32', virtual.embeddings, [virtual.embeddings.length / C, C])
           : new Tensor('float32', new Float32Array(0), [0, C]),
@@ -273,7 +281,7 @@ export class TrainableModel {
         this.head,
         {
           embed: new Tensor('bool', [false], []),
-          ids: new Tensor('int32', new Int32Array(1), [1, 1]),
+          tokens: new Tensor('float32', new Float32Array(C), [1, 1, C]),
           prefix: new Tensor('float32', new Float32Array(0), [0, C]),
           hidden: rowsHidden,
           targets: new Tensor('int32', targets.subarray(start, start + rows), [rows, 1]),

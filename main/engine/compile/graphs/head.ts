@@ -1,8 +1,10 @@
 // The model's two ends as one ONNX model, an If on the boolean input `embed`, so a tied embedding is loaded once.
-//   then: token embedding, each row's h0 = [prefix; E[ids]] (prefix = prompt-tuning virtual tokens, often none).
+//   then: each row's h0 = [prefix; E[ids]] (prefix = prompt-tuning virtual tokens, often none; E[ids] the host's).
 //   else: final RMSNorm, lm_head, next-token cross-entropy and its backward to the last hidden state.
-// Frozen weights stay as stored. The embedding's rows are gathered in its own dtype and widened after, so an untied
-// table is never resident: ORT maps the file and a call reads only its rows' pages. A 16-bit or 4-bit lm_head is
+// Frozen weights stay as stored. The token embeddings come in as rows the host read from the checkpoint file
+// (TrainableModel.embed): the table is never an initializer of this graph unless it is also the (tied) lm_head. A
+// gather inside ORT, from its mapping of the file, made about 1.3 MB resident per token row here (the page cache's
+// large folios are mapped whole). A 16-bit or 4-bit lm_head is
 // widened or dequantized a vocabulary chunk at a time, for the logits and again for d hidden, so at most one chunk
 // is fp32 at once; an fp32 one is read as it is.
 // Legend: B = batch, T = tokens per row, n = virtual tokens, N = token rows (a chunk of B * (n + T)), C = hidden,
@@ -43,7 +45,8 @@ function vocabularyChunks(vocab: number, hidden: number, elements: number, align
 }
 
 /**
- * Inputs: embed (bool), ids [B, T] int32, prefix [n, C], hidden [N, C], targets [N, 1] int32, weight [N, 1].
+ * Inputs: embed (bool), tokens [B, T, C] (the ids' embedding rows), prefix [n, C], hidden [N, C],
+ * targets [N, 1] int32, weight [N, 1].
  * Outputs: out_0 = h0 [B * (n + T), C] (embed) or d hidden [N, C] (loss); out_1 = loss [] (loss branch).
  */
 export function buildHeadGraph(options: HeadGraphOptions): ModelProto {
@@ -52,13 +55,11 @@ export function buildHeadGraph(options: HeadGraphOptions): ModelProto {
   const g = new GraphBuilder('head', { keep16bit: true });
   const entry = (name: string) => tensors.get(name)!;
   const stored = (name: string) => g.externalInitializer(entry(name), options.externalLocation(entry(name)));
-  const embeddingEntry = entry('model.embed_tokens.weight');
-  const embedding = stored(embeddingEntry.name); // [V, C] as stored
   const finalNorm = g.frozenWeight(entry('model.norm.weight'), options.externalLocation(entry('model.norm.weight')));
-  const lmHead = lmHeadChunks(g, options, spec.tieWordEmbeddings ? embedding : null);
+  const lmHead = lmHeadChunks(g, options, spec.tieWordEmbeddings ? stored('model.embed_tokens.weight') : null);
 
   const embed = g.input('embed', 'bool', []);
-  const ids = g.input('ids', 'int32', ['B', 'T']);
+  const tokens = g.input('tokens', 'float', ['B', 'T', C]);
   const prefix = g.input('prefix', 'float', ['n', C]);
   const hidden = g.input('hidden', 'float', ['N', C]);
   const targets = g.input('targets', 'int32', ['N', 1]);
@@ -66,9 +67,7 @@ export function buildHeadGraph(options: HeadGraphOptions): ModelProto {
 
   const embedBranch = g.subgraph('embed');
   const e = embedBranch;
-  let tokens = e.op('Gather', [embedding, ids], { axis: 0 }, 'token_embeddings'); // [B, T, C]
-  if (embeddingEntry.dtype !== 'F32') tokens = e.cast(tokens, 'float', 'token_embeddings');
-  const [rows] = e.node('Slice', [e.op('Shape', [ids]), e.constantInt64([0]), e.constantInt64([1])], {}, 1, 'rows');
+  const [rows] = e.node('Slice', [e.op('Shape', [tokens]), e.constantInt64([0]), e.constantInt64([1])], {}, 1, 'rows');
   const [virtual] = e.node(
     'Slice',
     [e.op('Shape', [prefix]), e.constantInt64([0]), e.constantInt64([1])],
