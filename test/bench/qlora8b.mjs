@@ -201,12 +201,15 @@ async function plan() {
   });
 }
 
-function child(phase, extra = []) {
+async function child(phase, extra = []) {
+  const { ENGINE_MMAP_THRESHOLD_BYTES } = await import(`${DIST}/engine/compile/memoryPlan.js`);
   const r = spawnSync(
     process.execPath,
     [fileURLToPath(import.meta.url), '--dir', modelDir, '--threads', args.threads, '--phase', phase, ...extra],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
+      // glibc's mmap threshold as the engine process has it (engine/process/host.ts).
+      env: { ...process.env, MALLOC_MMAP_THRESHOLD_: String(ENGINE_MMAP_THRESHOLD_BYTES) },
       encoding: 'utf8',
       maxBuffer: 2 ** 24,
     },
@@ -219,9 +222,9 @@ if (args.phase === 'quantize') await quantizePhase();
 else if (args.phase === 'step') await stepPhase(process.argv.at(-1));
 else {
   if (!fs.existsSync(modelDir)) await writeModel();
-  const quantized = child('quantize');
+  const quantized = await child('quantize');
   console.log(`quantize: ${quantized.seconds.toFixed(0)} s, peak RSS ${(quantized.peakRssBytes / GiB).toFixed(2)} GiB`);
-  const step = child('step', [quantized.dir]);
+  const step = await child('step', [quantized.dir]);
   const planned = await plan();
   const parts = Object.fromEntries(Object.entries(planned.parts).map(([k, v]) => [k, +(v / GiB).toFixed(2)]));
   console.log(

@@ -606,15 +606,18 @@ const NODE_AND_ORT_BYTES = 97 * MIB;
 const ENGINE_MODULES_BYTES = 8 * MIB;
 const PER_SESSION_BYTES = 1.5 * MIB;
 /**
- * Freed memory glibc keeps. Sessions run without ORT's arena, so tensors come from malloc, and after the first large
- * free glibc's mmap threshold rises (up to 32 MiB): later tensors come from its heap, which is not given back, and the
- * JavaScript copies of each call's outputs, alive until V8 collects them, land between the freed blocks and split
- * them. Fitted on peak RSS measured on the 2-core VM (4, 8 and 16 layers, 128-2048 tokens; docs/ARCHITECTURE.md): the
- * heap keeps about half of the largest call's working set, and grows by about six hidden states [N, C] per layer. With
- * MALLOC_MMAP_THRESHOLD_ fixed, measured peaks sit within 1-14% above the plan without these two terms.
+ * Freed memory glibc keeps. Sessions run without ORT's arena, so tensors come from malloc. The engine process fixes
+ * glibc's mmap threshold at ENGINE_MMAP_THRESHOLD_BYTES (engine/process/host.ts; by default it rises to 32 MiB after
+ * the first large free): larger buffers go back to the system when freed; smaller ones come from a heap that is not
+ * given back, where the JavaScript copies of each call's outputs, alive until V8 collects them, split the freed
+ * blocks. Fitted on peak RSS measured on the 2-core VM with that threshold (8 layers, 512-1024 tokens, f32, bf16 and
+ * nf4; docs/ARCHITECTURE.md): the heap keeps about a quarter of the largest call's working set, and about six hidden
+ * states [N, C] per layer when a hidden state is under the threshold (an 8B step at 512 tokens keeps none of them).
  */
-const RETAINED_WORKING_SET = 0.5;
+const RETAINED_WORKING_SET = 0.25;
 const RETAINED_HIDDEN_STATES_PER_LAYER = 6;
+/** glibc's mmap threshold in the engine process: see the retained memory above. */
+export const ENGINE_MMAP_THRESHOLD_BYTES = 4 * MIB;
 
 export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
   const { spec } = input;
@@ -657,7 +660,7 @@ export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
       ENGINE_MODULES_BYTES +
       PER_SESSION_BYTES * (L + 1) +
       RETAINED_WORKING_SET * largestCall +
-      RETAINED_HIDDEN_STATES_PER_LAYER * L * hidden,
+      (hidden < ENGINE_MMAP_THRESHOLD_BYTES ? RETAINED_HIDDEN_STATES_PER_LAYER * L * hidden : 0),
   };
   return { totalBytes: Object.values(parts).reduce((a, b) => a + b, 0), parts };
 }
