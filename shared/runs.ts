@@ -89,6 +89,8 @@ export interface AdapterRecord {
   method: AdapterMethod;
   baseModelId: number;
   metrics: { finalLoss: number | null; evalLoss: number | null; steps: number };
+  /** Whether its training rows went through the model's chat template (from its manifest); null when not known. */
+  chatTemplate: boolean | null;
   createdAt: string;
 }
 

@@ -33,6 +33,11 @@ export interface AdapterManifest {
   format: 1;
   /** null: written by a run without checkpoints (the CLI without a studio folder), which no later run continues. */
   run: AdapterOwner | null;
+  /**
+   * Whether the training rows went through the model's chat template, so the playground and `chat` talk to the adapter
+   * the same way; null, or absent in a manifest written before it was recorded: not known.
+   */
+  chatTemplate?: boolean | null;
   files: ManifestEntry[];
 }
 
@@ -164,6 +169,12 @@ function parseManifest(text: string | null): AdapterManifest | null {
 /** The manifest in an adapter folder as written, for the store; null when there is none. */
 export const adapterManifestText = (dir: string) => readText(path.join(dir, MANIFEST_FILE));
 
+/** Whether the adapter in `dir` was trained through the chat template, as its manifest says; null when not known. */
+export function adapterChatTemplate(dir: string): boolean | null {
+  const recorded = parseManifest(adapterManifestText(dir))?.chatTemplate;
+  return typeof recorded === 'boolean' ? recorded : null;
+}
+
 // A manifest names files inside its folder only: `../x` or `sub/x` is nothing the studio wrote.
 const plainName = (name: unknown): name is string =>
   typeof name === 'string' &&
@@ -238,21 +249,27 @@ function checkFolder(job: OutputChoice, places: ProtectedPlaces, owner: AdapterO
 
 /**
  * Writes an adapter through `write` (which returns the names of the files it wrote into the folder), then its
- * manifest, atomically and last. The folder is checked again first: it may have changed while the run trained.
+ * manifest (the run that made it, whether its rows went through the chat template, the files), atomically and last.
+ * The folder is checked again first: it may have changed while the run trained.
  */
 export function writeAdapterFolder(
   job: OutputChoice,
   places: ProtectedPlaces,
-  owner: AdapterOwner | null,
+  made: { run: AdapterOwner | null; chatTemplate: boolean },
   write: (dir: string) => string[],
 ): void {
-  checkOutputFolder(job, places, owner);
+  checkOutputFolder(job, places, made.run);
   const dir = path.resolve(job.outDir);
   const files = write(dir).map((name) => {
     const file = path.join(dir, name);
     return { path: name, size: fs.statSync(file).size, sha256: sha256File(file) };
   });
-  const manifest: AdapterManifest = { format: 1, run: owner, files };
+  const manifest: AdapterManifest = {
+    format: 1,
+    run: made.run,
+    chatTemplate: made.chatTemplate,
+    files,
+  };
   writeFileAtomic(path.join(dir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 1)}\n`);
 }
 

@@ -7,7 +7,7 @@ import { MAX_REASON_CHARS, readSamples } from './formats.js';
 import { clipped } from './jsonValues.js';
 import { pack, splitTrainValidation, toSequences, truncate, type TrainingSequence } from './packing.js';
 import type { TextMode } from './readers/index.js';
-import { SampleRenderer } from './render.js';
+import { rendersThroughChatTemplate, SampleRenderer } from './render.js';
 import type { BadRow, FileKind, RenderedSample, SampleFormat, TrainOn } from './samples.js';
 import type { DatasetStats } from '../../shared/data.js';
 import { DatasetStatsCollector, sha256File } from './stats.js';
@@ -35,6 +35,8 @@ export interface DatasetOptions {
 
 export interface PreparedDataset {
   format: SampleFormat;
+  /** Whether its rows went through the model's chat template. */
+  chatTemplate: boolean;
   sequences: TrainingSequence[];
   validation: TrainingSequence[];
   stats: DatasetStats;
@@ -125,8 +127,10 @@ export async function prepareDataset(options: DatasetOptions): Promise<PreparedD
   });
   const sequences = (samples: RenderedSample[]) =>
     options.pack ? pack(samples, options.maxSeqLen) : toSequences(samples);
+  const chatTemplate = rendersThroughChatTemplate(format!, renderer.chatTemplate !== null);
   return {
     format: format!,
+    chatTemplate,
     sequences: sequences(train),
     validation: sequences(validation),
     stats: stats.result(),

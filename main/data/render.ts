@@ -25,11 +25,29 @@ import {
   type Span,
 } from '../model/chatTemplate.js';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
-import type { BadRow, ChatMessage, RenderedSample, Sample, SampleRow, TrainOn } from './samples.js';
+import type { BadRow, ChatMessage, RenderedSample, Sample, SampleFormat, SampleRow, TrainOn } from './samples.js';
 import { TextTokenizer } from './tokenize.js';
 
 /** Label of a token that carries no loss, as in PyTorch's cross-entropy. */
 export const IGNORE_INDEX = -100;
+
+/**
+ * Whether rows of `format` go through the model's chat template: chat formats (messages, sharegpt, alpaca) always,
+ * as they need one; prompt/completion when the model has one (see the top of this file); text and tokens never.
+ */
+export function rendersThroughChatTemplate(format: SampleFormat, modelHasTemplate: boolean): boolean {
+  switch (format) {
+    case 'messages':
+    case 'sharegpt':
+    case 'alpaca':
+      return true;
+    case 'prompt-completion':
+      return modelHasTemplate;
+    case 'text':
+    case 'tokens':
+      return false;
+  }
+}
 
 export interface RendererOptions {
   trainOn: TrainOn;

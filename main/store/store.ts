@@ -89,8 +89,19 @@ function adapterFromRow(r: Row): AdapterRecord {
     method: r.method as AdapterMethod,
     baseModelId: r.base_model_id as number,
     metrics: JSON.parse(r.metrics as string),
+    chatTemplate: manifestChatTemplate(r.manifest as string | null),
     createdAt: r.created_at as string,
   };
+}
+
+/** The manifest's record of whether training went through the chat template (adapterFiles.ts writes it); else null. */
+function manifestChatTemplate(manifest: string | null): boolean | null {
+  try {
+    const recorded = (JSON.parse(manifest ?? 'null') as { chatTemplate?: unknown } | null)?.chatTemplate;
+    return typeof recorded === 'boolean' ? recorded : null;
+  } catch {
+    return null;
+  }
 }
 
 /** One chart point per bucket of consecutive steps (the bucket size is cast: JavaScript numbers bind as REAL, and REAL
@@ -450,8 +461,14 @@ export class Store {
     );
   }
 
-  /** Records an adapter (again, for a folder written anew: it keeps its id) with the manifest of its files. */
-  addAdapter(adapter: Omit<AdapterRecord, 'id' | 'createdAt'>, manifest: string | null): AdapterRecord {
+  /**
+   * Records an adapter (again, for a folder written anew: it keeps its id) with the manifest of its files, which
+   * also says whether its training went through the chat template.
+   */
+  addAdapter(
+    adapter: Omit<AdapterRecord, 'id' | 'createdAt' | 'chatTemplate'>,
+    manifest: string | null,
+  ): AdapterRecord {
     return this.write(() => {
       const existing = this.db.prepare('SELECT id FROM adapters WHERE folder = ?').get(adapter.folder) as
         Row | undefined;

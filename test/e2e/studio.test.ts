@@ -211,6 +211,17 @@ describe('the studio in a browser', () => {
 
     // Playground: a conversation with the base model and with the adapter, side by side, each keeping its own replies.
     await page.getByRole('link', { name: 'Try it in the playground' }).click();
+    // The demo trains on plain text: the chat template starts off, and ticking it warns.
+    const template = page.getByLabel("Use the model's chat template");
+    await expect.poll(() => page.getByRole('option', { name: /Adapter \d+ from run/ }).count()).toBeGreaterThan(0);
+    expect(await template.isChecked()).toBe(false);
+    expect(await page.getByTestId('template-warning').count()).toBe(0);
+    await template.check();
+    await expect
+      .poll(() => page.getByTestId('template-warning').textContent())
+      .toContain('This adapter was trained without the chat template');
+    await template.uncheck();
+    await expect.poll(() => page.getByTestId('template-warning').count()).toBe(0);
     await page.getByText('Sampling').click();
     await page.getByLabel('Max new tokens').fill('32');
     await page.getByLabel('Message').fill('Hello there!');

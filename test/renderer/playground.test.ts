@@ -1,6 +1,12 @@
 // The playground's conversation: what each side is asked, with its own earlier replies as context.
 import { describe, expect, it } from 'vitest';
-import { conversationInput, type Answer, type Turn } from '../../renderer/src/lib/playgroundState.svelte.js';
+import type { StudioApi } from '../../shared/api.js';
+import {
+  conversationInput,
+  PlaygroundState,
+  type Answer,
+  type Turn,
+} from '../../renderer/src/lib/playgroundState.svelte.js';
 
 const answer = (text: string): Answer => ({ requestId: 'r', text, summary: null, error: null, running: false });
 const turns: Turn[] = [
@@ -29,5 +35,41 @@ describe('conversationInput', () => {
         { role: 'user', content: 'Who are you?' },
       ],
     });
+  });
+});
+
+describe('the chat-template choice', () => {
+  // Choosing an adapter and ticking the box call nothing: an API that throws proves it.
+  const api = new Proxy({}, { get: () => () => expect.fail('the API was called') }) as unknown as StudioApi;
+
+  it('follows how the chosen adapter was trained, and warns when the choice differs', () => {
+    const playground = new PlaygroundState(api);
+    playground.chooseAdapter({ chatTemplate: true });
+    expect(playground.useChatTemplate).toBe(true);
+    expect(playground.templateWarning).toBeNull();
+    playground.useChatTemplate = false;
+    expect(playground.templateWarning).toBe(
+      'This adapter was trained with the chat template; replies may be poor this way',
+    );
+
+    playground.chooseAdapter({ chatTemplate: false });
+    expect(playground.useChatTemplate).toBe(false);
+    expect(playground.templateWarning).toBeNull();
+    playground.useChatTemplate = true;
+    expect(playground.templateWarning).toBe(
+      'This adapter was trained without the chat template; replies may be poor this way',
+    );
+  });
+
+  it('keeps plain text and no warning for an adapter with no record, or none', () => {
+    const playground = new PlaygroundState(api);
+    playground.chooseAdapter({ chatTemplate: true });
+    playground.chooseAdapter({ chatTemplate: null });
+    expect(playground.useChatTemplate).toBe(false);
+    playground.useChatTemplate = true;
+    expect(playground.templateWarning).toBeNull();
+    playground.chooseAdapter(null);
+    expect(playground.useChatTemplate).toBe(false);
+    expect(playground.templateWarning).toBeNull();
   });
 });

@@ -488,7 +488,7 @@ export async function runTraining(
       }
     }
     const seconds = (performance.now() - started) / 1000;
-    writeAdapterFolder(job, places, owner, (dir) => {
+    writeAdapterFolder(job, places, { run: owner, chatTemplate: dataset.chatTemplate }, (dir) => {
       const origin =
         job.promptTuning.init === 'text'
           ? { init: 'TEXT' as const, initText: job.promptTuning.initText, tokenizer: folder.dir }

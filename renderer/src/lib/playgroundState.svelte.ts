@@ -3,6 +3,7 @@
 // without one (the demo) the conversation is plain `User:` / `Assistant:` text, cut where the model starts the
 // user's next line.
 import type { ChatMessage, GenerationSummary, SamplingSettings, StudioApi, StudioEvent } from '../../../shared/api.js';
+import type { AdapterRecord } from '../../../shared/runs.js';
 import { errorMessage } from './client.js';
 
 export interface Answer {
@@ -51,10 +52,26 @@ export function conversationInput(turns: readonly Turn[], side: Side, message: s
 export class PlaygroundState {
   message = $state('Can I return a bike I bought last week?');
   useChatTemplate = $state(false);
+  /** Whether the chosen adapter was trained through the chat template; null: none chosen, or not recorded. */
+  trainedWithChatTemplate = $state<boolean | null>(null);
   sampling = $state<SamplingSettings>({ ...DEFAULT_SAMPLING });
   turns = $state<Turn[]>([]);
 
   constructor(private readonly api: StudioApi) {}
+
+  /** Talks to `adapter` as it was trained: its record sets the chat-template choice; without one, plain text. */
+  chooseAdapter(adapter: Pick<AdapterRecord, 'chatTemplate'> | null): void {
+    const trained = adapter?.chatTemplate ?? null;
+    this.trainedWithChatTemplate = trained;
+    this.useChatTemplate = trained ?? false;
+  }
+
+  /** A one-line warning when the chat-template choice differs from how the adapter was trained. */
+  get templateWarning(): string | null {
+    const trained = this.trainedWithChatTemplate;
+    if (trained === null || trained === this.useChatTemplate) return null;
+    return `This adapter was trained ${trained ? 'with' : 'without'} the chat template; replies may be poor this way`;
+  }
 
   get running(): boolean {
     return this.turns.some((t) => t.base.running || t.tuned.running);
