@@ -223,12 +223,6 @@ describe('planTrainingMemory', () => {
       // The median of three processes: one process's peak moved by up to 17% while other test files ran beside it.
       const runs = [await measurePeakRss(input), await measurePeakRss(input), await measurePeakRss(input)];
       const peak = runs.sort((a, b) => a - b)[1];
-      console.log(
-        'MEAS',
-        name,
-        planned / 2 ** 20,
-        runs.map((r) => r / 2 ** 20),
-      );
       const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
       expect(
         Math.abs(planned - peak) / peak,
