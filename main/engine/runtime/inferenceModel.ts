@@ -35,6 +35,8 @@ export class InferenceModel {
   private ropeSin: Float32Array = new Float32Array(0);
   private ropeLength = 0;
   private readonly loraFeeds: Record<string, Tensor> = {};
+  /** flat_shape and a 4-bit checkpoint's dequantization tables, built once rather than for every token. */
+  private readonly tables: Record<string, Tensor>;
 
   private constructor(
     readonly folder: ModelFolder,
@@ -42,6 +44,7 @@ export class InferenceModel {
     readonly adapter: Adapter | null,
     readonly session: Session,
   ) {
+    this.tables = tableFeedsFor(session, graphTableFeeds(folder));
     if (adapter?.kind !== 'lora') return;
     const r = adapter.lora.settings.rank;
     adapter.lora.layers.forEach((pairs, i) => {
@@ -143,7 +146,7 @@ export class InferenceModel {
         : new Tensor('float32', new Float32Array(0), [0, hiddenSize]),
       ...this.positionFeeds(cache.length, count),
       ...this.loraFeeds,
-      ...tableFeedsFor(this.session, graphTableFeeds(this.folder)),
+      ...this.tables,
     };
     if (this.adapter?.kind === 'lora')
       feeds.lora_scale = new Tensor('float32', [adapterScale * loraScale(this.adapter.lora.settings)], []);
