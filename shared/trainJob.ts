@@ -19,7 +19,7 @@ import {
 
 export const ADAPTER_METHODS = ['lora', 'prompt-tuning'] as const satisfies readonly AdapterMethod[];
 export const DEVICE_CHOICES = ['auto', 'cpu', 'webgpu', 'cuda', 'dml'] as const satisfies readonly DeviceChoice[];
-export const QUANTIZE_CHOICES = ['none', 'nf4', 'fp4'] as const satisfies readonly QuantizeChoice[];
+export const QUANTIZE_CHOICES = ['none', 'nf4', 'fp4', 'int4'] as const satisfies readonly QuantizeChoice[];
 export const DATA_FORMATS = [
   'messages',
   'sharegpt',

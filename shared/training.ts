@@ -5,7 +5,7 @@ import type { WireError } from './errors.js';
 
 export type DeviceChoice = 'auto' | 'cpu' | 'webgpu' | 'cuda' | 'dml';
 /** Frozen base weights as the checkpoint has them, or quantized to 4 bits on load (QLoRA; bitsandbytes' formats). */
-export type QuantizeChoice = 'none' | 'nf4' | 'fp4';
+export type QuantizeChoice = 'none' | 'nf4' | 'fp4' | 'int4';
 export type ExecutionDevice = Exclude<DeviceChoice, 'auto'>;
 export type OptimizerName = 'adamw' | 'sgd';
 export type SchedulerName = 'constant' | 'linear' | 'cosine';
@@ -82,8 +82,9 @@ export interface TrainJob {
   shuffle: boolean;
   gradientCheckpointing: boolean;
   /**
-   * 4-bit base weights: `nf4`/`fp4` quantize a full-precision checkpoint on load (cached, with double quantization);
-   * a checkpoint that is already 4-bit is used as it is with `none`.
+   * 4-bit base weights: `nf4`/`fp4` quantize a full-precision checkpoint on load (cached, with double quantization),
+   * `int4` to llama.cpp's Q4_0 values, which generation multiplies by directly (the fastest to chat with); a
+   * checkpoint that is already 4-bit is used as it is with `none`.
    */
   quantize: QuantizeChoice;
   device: DeviceChoice;

@@ -6,8 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
 import { openModelFolder } from '../model/modelFolder.js';
-import { loadQuantized4bit } from '../model/quant/bnb4bit.js';
-import { dequantize4bit } from '../model/quant/nf4.js';
+import { dequantizeOnHost } from '../model/quant/bnb4bit.js';
 import { readTensorF32, SafetensorsStreamWriter } from '../model/safetensors.js';
 import { loadAdapter } from './anyAdapter.js';
 import { loraScale } from './loraAdapter.js';
@@ -84,7 +83,7 @@ export function mergeLoraAdapter(options: MergeOptions): MergeResult {
   const bytesPer = dtype === 'F32' ? 4 : 2;
   const read = (name: string) => {
     const q = quantized.get(name);
-    return q ? dequantize4bit(loadQuantized4bit(q)) : readTensorF32(folder.tensors.get(name)!);
+    return q ? dequantizeOnHost(q) : readTensorF32(folder.tensors.get(name)!);
   };
 
   // Plan shards by size, then stream each tensor into its shard.

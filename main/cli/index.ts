@@ -112,7 +112,7 @@ const COMMANDS: Record<string, Command> = {
   },
   eval: {
     summary: 'loss, token count and perplexity of a model (with an adapter) on a dataset',
-    usage: `peft-studio eval --model DIR [--adapter DIR] --data FILE ${DATA_FLAGS} [--batch-size N] [--max-seq-len N] [--quantize none|nf4|fp4] [--device D] [--threads N] [--json]`,
+    usage: `peft-studio eval --model DIR [--adapter DIR] --data FILE ${DATA_FLAGS} [--batch-size N] [--max-seq-len N] [--quantize none|nf4|fp4|int4] [--device D] [--threads N] [--json]`,
     options: {
       model: str,
       adapter: str,
@@ -149,7 +149,7 @@ const COMMANDS: Record<string, Command> = {
   bench: {
     summary: 'training tokens/s, seconds per step and peak memory on random tokens',
     usage:
-      'peft-studio bench --model DIR [--seq-len 256] [--batch-size 4] [--steps 5] [--rank 16] [--gradient-checkpointing on|off] [--quantize none|nf4|fp4] [--device D] [--threads N] [--json]',
+      'peft-studio bench --model DIR [--seq-len 256] [--batch-size 4] [--steps 5] [--rank 16] [--gradient-checkpointing on|off] [--quantize none|nf4|fp4|int4] [--device D] [--threads N] [--json]',
     options: {
       model: str,
       'seq-len': str,

@@ -109,7 +109,7 @@ export function threadsFlag(values: Values): number | null {
   return values.threads === undefined ? null : boundedNumber(values, 'threads', 0, JOB_BOUNDS.threads);
 }
 
-/** `--quantize none|nf4|fp4`: 4-bit base weights (QLoRA), quantized on load; none when not given. */
+/** `--quantize none|nf4|fp4|int4`: 4-bit base weights (QLoRA), quantized on load; none when not given. */
 export function quantizeFlag(values: Values): QuantizeChoice {
   return choice(values, 'quantize', QUANTIZE_CHOICES, 'none');
 }

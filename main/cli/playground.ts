@@ -37,7 +37,7 @@ import {
 } from './options.js';
 
 const SAMPLING_FLAGS =
-  '[--max-new-tokens 128] [--temperature 0] [--top-k 0] [--top-p 1] [--repetition-penalty 1] [--seed 0] [--stop STR]... [--quantize none|nf4|fp4] [--device D] [--threads N]';
+  '[--max-new-tokens 128] [--temperature 0] [--top-k 0] [--top-p 1] [--repetition-penalty 1] [--seed 0] [--stop STR]... [--quantize none|nf4|fp4|int4] [--device D] [--threads N]';
 const samplingOptions = {
   'max-new-tokens': str,
   temperature: str,

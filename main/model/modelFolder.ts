@@ -4,7 +4,7 @@ import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
 import { expectedShapes, parseModelConfig, type ModelSpec } from './architecture.js';
 import { parseQuantizationConfig, quantizedWeightNames, readQuantized4bitWeights } from './quant/bnb4bit.js';
-import type { Bnb4bitConfig, Quantized4bitWeight } from './quant/bnb4bit.js';
+import type { Quant4bitConfig, Quantized4bitWeight } from './quant/bnb4bit.js';
 import { readSafetensorsHeader, type TensorEntry } from './safetensors.js';
 
 export interface ModelFolder {
@@ -13,7 +13,7 @@ export interface ModelFolder {
   /** Every frozen weight by its checkpoint name, with the byte range holding it. */
   tensors: Map<string, TensorEntry>;
   /** A bitsandbytes 4-bit checkpoint's settings (config.json's quantization_config), or null. */
-  quantization: Bnb4bitConfig | null;
+  quantization: Quant4bitConfig | null;
   /** Its quantized weights by name (the decoder layers' projections); empty for an unquantized checkpoint. */
   quantized: Map<string, Quantized4bitWeight>;
 }

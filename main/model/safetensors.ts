@@ -164,7 +164,7 @@ function widenToF32(bytes: Buffer, entry: Pick<TensorEntry, 'file' | 'name' | 'd
   }
 }
 
-function halfToFloat(h: number): number {
+export function halfToFloat(h: number): number {
   const sign = h & 0x8000 ? -1 : 1;
   const exponent = (h >> 10) & 0x1f;
   const fraction = h & 0x3ff;

@@ -193,6 +193,12 @@ export function trainingContenders({ modelDir, shape, speed, threads, venv, torc
 }
 
 export const GGUF_TYPES = ['f32', 'f16', 'q8_0', 'q4_0'];
+/** Our generation's precisions: the checkpoint's fp32, int4 (llama.cpp's Q4_0 values, MatMulNBits) and nf4. */
+const DECODE_PRECISIONS = [
+  { quantize: 'none', label: 'fp32' },
+  { quantize: 'int4', label: 'int4, Q4_0 values' },
+  { quantize: 'nf4', label: 'nf4' },
+];
 
 /**
  * Decoding contenders: batch 1, greedy, `newTokens` after the prompt `promptIds`, never stopping at EOS. llama.cpp's
@@ -200,37 +206,42 @@ export const GGUF_TYPES = ['f32', 'f16', 'q8_0', 'q4_0'];
  */
 export function decodingContenders({ modelDir, shape, decoding, promptIds, threads, venv, torchRuntime, workDir }) {
   const { newTokens } = decoding;
-  const list = [
-    {
-      id: 'peft-studio',
-      label: 'PEFT Studio (fp32)',
-      ours: true,
-      command: () => ({
-        command: process.execPath,
-        args: [
-          CLI,
-          'generate',
-          '--model',
-          modelDir,
-          '--prompt-ids',
-          promptIds.join(','),
-          '--max-new-tokens',
-          String(newTokens),
-          '--ignore-eos',
-          '--device',
-          'cpu',
-          '--threads',
-          String(threads),
-          '--json',
-        ],
-      }),
-      parse: (r) => ({
-        decodeTokensPerSecond: r.decodeTokensPerSecond,
-        timeToFirstTokenSeconds: r.timeToFirstTokenSeconds,
-        ids: r.ids,
-      }),
-    },
+  const generate = (quantize, newTokens) => [
+    CLI,
+    'generate',
+    '--model',
+    modelDir,
+    '--prompt-ids',
+    promptIds.join(','),
+    '--max-new-tokens',
+    String(newTokens),
+    '--ignore-eos',
+    '--quantize',
+    quantize,
+    '--device',
+    'cpu',
+    '--threads',
+    String(threads),
+    '--json',
   ];
+  // The 4-bit copies are quantized once, untimed, into a studio folder of the benchmark's own.
+  const env = { ...process.env, PEFT_STUDIO_HOME: path.join(workDir, 'studio-home') };
+  const list = DECODE_PRECISIONS.map(({ quantize, label }) => ({
+    id: quantize === 'none' ? 'peft-studio' : `peft-studio-${quantize}`,
+    label: `PEFT Studio (${label})`,
+    ours: true,
+    prepare() {
+      if (quantize === 'none') return;
+      const r = spawnSync(process.execPath, generate(quantize, 1), { encoding: 'utf8', env, maxBuffer: 1 << 26 });
+      if (r.status !== 0) throw new Error(`generate --quantize ${quantize} failed: ${r.stderr.trim().slice(-600)}`);
+    },
+    command: () => ({ command: process.execPath, args: generate(quantize, newTokens), env }),
+    parse: (r) => ({
+      decodeTokensPerSecond: r.decodeTokensPerSecond,
+      timeToFirstTokenSeconds: r.timeToFirstTokenSeconds,
+      ids: r.ids,
+    }),
+  }));
   const plain = torchRuntime.skipped ? null : plainTorchThreads(torchRuntime, threads);
   list.push({
     id: 'torch-kv-loop',

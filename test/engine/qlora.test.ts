@@ -1,17 +1,18 @@
-// QLoRA: a 4-bit (bitsandbytes NF4 / FP4) base dequantized inside each layer's session.
+// QLoRA: a 4-bit (bitsandbytes NF4 / FP4, or int4) base dequantized inside each layer's session.
 // - Against PyTorch: the numerics cases quantized to NF4 with double quantization give the loss and LoRA gradients of
 //   test/reference/make_qlora_fixtures.py (PyTorch on the dequantized weights, float64) within 1e-4, CPU and WebGPU.
 // - Against our own full-precision engine on the host-dequantized weights: llama / qwen2 / qwen3, NF4 and FP4, with
-//   and without double quantization, checkpointing on and off; generation agrees the same way.
+//   and without double quantization, and int4, checkpointing on and off; generation agrees the same way (int4 through
+//   MatMulNBits, which multiplies by the codes as stored).
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildGenerationGraph } from '../../main/engine/compile/graphs/generation.js';
 import { InferenceModel } from '../../main/engine/runtime/inferenceModel.js';
 import { countLabelTokens } from '../../main/engine/runtime/trainableModel.js';
 import { openModelFolder, type ModelFolder } from '../../main/model/modelFolder.js';
-import { loadQuantized4bit } from '../../main/model/quant/bnb4bit.js';
-import { dequantize4bit, type QuantType4bit } from '../../main/model/quant/nf4.js';
+import { dequantizeOnHost, type Format4bit } from '../../main/model/quant/bnb4bit.js';
 import { quantizedFolder } from '../../main/model/quant/quantizeOnLoad.js';
 import { readTensorF32, writeSafetensors, type TensorToWrite } from '../../main/model/safetensors.js';
 import { createTinyModel } from '../../main/model/tinyModel.js';
@@ -43,7 +44,7 @@ function dequantizedCopy(quantized: ModelFolder, dir: string): ModelFolder {
   const tensors: Record<string, TensorToWrite> = {};
   for (const name of quantized.tensors.keys()) {
     const q = quantized.quantized.get(name);
-    if (q) tensors[name] = { dtype: 'F32', shape: q.shape, data: dequantize4bit(loadQuantized4bit(q)) };
+    if (q) tensors[name] = { dtype: 'F32', shape: q.shape, data: dequantizeOnHost(q) };
     else if (!quantized.quantized.has(name.replace(/\.weight\..*$/, '.weight')))
       tensors[name] = {
         dtype: 'F32',
@@ -77,34 +78,40 @@ async function lossAndGrads(
   }
 }
 
-const CASES: { arch: 'llama' | 'qwen2' | 'qwen3'; quantType: QuantType4bit; doubleQuant: boolean }[] = [
-  { arch: 'llama', quantType: 'nf4', doubleQuant: false },
-  { arch: 'qwen2', quantType: 'nf4', doubleQuant: true },
-  { arch: 'qwen3', quantType: 'fp4', doubleQuant: true },
+const CASES: { arch: 'llama' | 'qwen2' | 'qwen3'; quantType: Format4bit; doubleQuant: boolean; tie: boolean }[] = [
+  { arch: 'llama', quantType: 'nf4', doubleQuant: false, tie: false },
+  { arch: 'qwen2', quantType: 'nf4', doubleQuant: true, tie: false },
+  { arch: 'qwen3', quantType: 'fp4', doubleQuant: true, tie: false },
+  { arch: 'qwen2', quantType: 'int4', doubleQuant: false, tie: false },
+  // int4 gives a tied model a 4-bit lm_head of its own: the reference is the untied model it then is.
+  { arch: 'llama', quantType: 'int4', doubleQuant: false, tie: true },
 ];
 
-describe.each(CASES)('$arch, $quantType, double quantization $doubleQuant', ({ arch, quantType, doubleQuant }) => {
+describe.each(CASES)('$arch, $quantType, double quantization $doubleQuant, tied $tie', (testCase) => {
+  const { arch, quantType, doubleQuant, tie } = testCase;
   let fourBit: ModelFolder;
   let reference: ModelFolder;
   let original: ModelFolder;
 
   beforeAll(async () => {
-    const source = path.join(work, `${arch}-${quantType}-${doubleQuant}`);
-    // 600 blocks of 64 in the MLP weights: double quantization's last 256-block is partial.
+    const source = path.join(work, `${arch}-${quantType}-${doubleQuant}-${tie}`);
+    // 600 blocks of 64 in the MLP weights: double quantization's last 256-block is partial. int4 needs rows whose
+    // width is a multiple of 32.
     createTinyModel(source, {
       arch,
       layers: 2,
       hidden: 64,
       heads: 4,
       kvHeads: 2,
-      intermediate: 152,
+      intermediate: quantType === 'int4' ? 160 : 152,
       vocab: 300,
+      tie,
       seed: 7,
     });
     original = openModelFolder(source);
     const dir = await quantizedFolder(original, { quantType, doubleQuant }, path.join(work, 'cache'));
     fourBit = openModelFolder(dir);
-    reference = dequantizedCopy(fourBit, path.join(work, `${arch}-${quantType}-${doubleQuant}-reference`));
+    reference = dequantizedCopy(fourBit, path.join(work, `${arch}-${quantType}-${doubleQuant}-${tie}-reference`));
   });
 
   it('holds every projection and the untied lm_head as 4-bit codes', () => {
@@ -160,6 +167,22 @@ describe.each(CASES)('$arch, $quantType, double quantization $doubleQuant', ({ a
       await expected.close();
     }
   });
+
+  if (quantType === 'int4') {
+    it('multiplies by the int4 codes as stored when generating: MatMulNBits, no dequantization', () => {
+      const model = buildGenerationGraph({
+        spec: fourBit.spec,
+        tensors: fourBit.tensors,
+        externalLocation: (entry) => entry.file,
+        lora: null,
+        quantized: fourBit.quantized,
+      });
+      const nodes = model.graph!.node!;
+      expect(nodes.filter((node) => node.opType === 'MatMulNBits')).toHaveLength(2 * 7 + 1);
+      expect(nodes.every((node) => node.opType !== 'MatMulNBits' || node.domain === 'com.microsoft')).toBe(true);
+      expect(nodes.some((node) => node.input!.includes('quant_pairs'))).toBe(false);
+    });
+  }
 });
 
 describe.each(PYTORCH_CASES)('%s in NF4 against PyTorch', (name) => {

@@ -1,12 +1,13 @@
-// Quantize on load and bitsandbytes 4-bit checkpoints: the cache is a bnb-4bit folder whose tensors decode to exactly
-// what the codec gives for the source weights; a second load reuses it without quantizing; a damaged cache is rebuilt;
-// a half-written one never becomes the cache; checkpoints we cannot load are refused in one line that says what is
-// supported.
+// Quantize on load and bitsandbytes 4-bit checkpoints: the cache is a bnb-4bit folder (or our int4 one) whose tensors
+// decode to exactly what the codec gives for the source weights; a second load reuses it without quantizing; a damaged
+// cache is rebuilt; a half-written one never becomes the cache; checkpoints we cannot load are refused in one line that
+// says what is supported.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openModelFolder, type ModelFolder } from '../../main/model/modelFolder.js';
-import { loadQuantized4bit } from '../../main/model/quant/bnb4bit.js';
+import { loadQuantized4bit, type Quant4bitConfig } from '../../main/model/quant/bnb4bit.js';
+import { quantizeInt4 } from '../../main/model/quant/int4.js';
 import { dequantize4bit, quantize4bit } from '../../main/model/quant/nf4.js';
 import { quantizedFolder, type QuantizeProgress } from '../../main/model/quant/quantizeOnLoad.js';
 import { readTensorBytes, readTensorF32 } from '../../main/model/safetensors.js';
@@ -35,7 +36,7 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
-async function quantize(root: string, config: { quantType: 'nf4' | 'fp4'; doubleQuant: boolean } = NF4) {
+async function quantize(root: string, config: Quant4bitConfig = NF4) {
   const events: QuantizeProgress[] = [];
   const dir = await quantizedFolder(source, config, root, (p) => events.push(p));
   return { dir, events };
@@ -83,6 +84,44 @@ describe('quantize on load', () => {
     expect(openModelFolder(fp4.dir).quantization).toEqual({ quantType: 'fp4', doubleQuant: false });
   });
 
+  it('writes an int4 folder: Q4_0 codes in the MatMulNBits layout with fp16 scales, keyed apart from nf4', async () => {
+    const root = path.join(work, 'cache-int4');
+    const { dir } = await quantize(root, { quantType: 'int4', doubleQuant: false });
+    expect(path.dirname(dir)).toBe(root);
+    const folder = openModelFolder(dir);
+    expect(folder.quantization).toEqual({ quantType: 'int4', doubleQuant: false });
+    const config = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    expect(config.quantization_config).toEqual({
+      quant_method: 'peft-studio-int4',
+      bits: 4,
+      block_size: 32,
+      values: 'ggml Q4_0',
+    });
+    expect(folder.quantized.size).toBe(2 * 7 + 1); // the untied lm_head too
+    for (const [name, weight] of folder.quantized) {
+      const [rows, cols] = weight.shape;
+      const expected = quantizeInt4(readTensorF32(source.tensors.get(name)!), rows, cols);
+      expect(weight.packed.shape).toEqual([rows, cols / 32, 16]);
+      expect(weight.absmax.dtype).toBe('F16');
+      expect(readTensorBytes(weight.packed).equals(Buffer.from(expected.packed)), name).toBe(true);
+      expect(readTensorBytes(weight.absmax).equals(Buffer.from(expected.scales.buffer)), name).toBe(true);
+    }
+    const nf4 = await quantize(root);
+    expect(nf4.dir).not.toBe(dir);
+  });
+
+  it('refuses int4 for a model whose rows are not whole blocks of 32, in one line that suggests nf4', async () => {
+    const dir = path.join(work, 'odd-width');
+    createTinyModel(dir, { arch: 'llama', layers: 1, hidden: 64, heads: 4, kvHeads: 2, intermediate: 152, vocab: 300 });
+    const root = path.join(work, 'cache-odd');
+    await expect(
+      quantizedFolder(openModelFolder(dir), { quantType: 'int4', doubleQuant: false }, root),
+    ).rejects.toThrow(
+      /^model\.layers\.0\.mlp\.down_proj\.weight is \[64, 152\]: int4 needs rows whose width is a multiple of 32; use nf4$/,
+    );
+    expect(fs.existsSync(root) ? fs.readdirSync(root) : []).toEqual([]);
+  });
+
   it('rebuilds a cache whose weights were damaged or cut short', async () => {
     const root = path.join(work, 'cache-c');
     const { dir } = await quantize(root);
@@ -125,7 +164,8 @@ describe('4-bit checkpoints we cannot load', () => {
     );
     return dir;
   }
-  const SUPPORTED = /supported: bitsandbytes 4-bit \(nf4, fp4\) or an unquantized F32\/F16\/BF16 checkpoint/;
+  const SUPPORTED =
+    /supported: bitsandbytes 4-bit \(nf4, fp4\), the studio's own int4 cache or an unquantized F32\/F16\/BF16 checkpoint/;
 
   it.each([
     [
@@ -162,6 +202,17 @@ describe('4-bit checkpoints we cannot load', () => {
     });
     expect(() => openModelFolder(dir)).toThrow(
       /weight "model\.layers\.0\.self_attn\.q_proj\.weight" is BF16, a 4-bit checkpoint stores it as U8/,
+    );
+  });
+
+  it('refuses an int4 config of another width, and int4 claimed over full-precision weights', () => {
+    const eightBit = withQuantizationConfig('int4-8bit', { quant_method: 'peft-studio-int4', bits: 8, block_size: 32 });
+    expect(() => openModelFolder(eightBit)).toThrow(
+      /config\.json: an int4 quantization_config with bits 8 and block_size 32 is not supported \(4 and 32 are\)$/,
+    );
+    const claims = withQuantizationConfig('claims-int4', { quant_method: 'peft-studio-int4', bits: 4, block_size: 32 });
+    expect(() => openModelFolder(claims)).toThrow(
+      /tensor "model\.layers\.0\.self_attn\.q_proj\.weight" is BF16 \[64,64\], int4 stores U8 \[64,2,16\]$/,
     );
   });
 });

@@ -33,6 +33,7 @@ import {
   type ModelSpec,
 } from '../../model/architecture.js';
 import { quantizableWeightNames, type Quantized4bitWeight } from '../../model/quant/bnb4bit.js';
+import { INT4_BLOCK_SIZE } from '../../model/quant/int4.js';
 import type { TensorEntry } from '../../model/safetensors.js';
 import { buildTrainingLayerGraph } from './graphs/trainingLayer.js';
 import { buildHeadGraph, HEAD_CHUNK_ROWS } from './graphs/head.js';
@@ -46,7 +47,7 @@ export interface MemoryPlanInput {
   /** Bytes per stored weight element in the checkpoint (4 for f32, 2 for bf16/f16). */
   weightBytesPerElement: number;
   /**
-   * The base as the engine runs it: nf4/fp4 for 4-bit layer projections (a checkpoint quantized on load, or a
+   * The base as the engine runs it: nf4/fp4/int4 for 4-bit layer projections (a checkpoint quantized on load, or a
    * bitsandbytes 4-bit one; double quantization, blocks of 64), none for the checkpoint's own precision.
    */
   quantize: QuantizeChoice;
@@ -454,8 +455,9 @@ function placeholderTensors(spec: ModelSpec, weightBytesPerElement: number): Map
 }
 
 /**
- * Layer 0's seven projections and an untied lm_head as the quantize-on-load cache holds them: codes U8 [n/2, 1],
- * double-quantized absmax U8 [n/64] with its nested F32 scales [ceil(n/64/256)].
+ * Layer 0's seven projections and an untied lm_head as the quantize-on-load cache holds them: nf4/fp4 codes U8
+ * [n/2, 1], double-quantized absmax U8 [n/64] with its nested F32 scales [ceil(n/64/256)]; int4 codes U8
+ * [out, in/32, 16] with F16 scales [out, in/32].
  */
 function placeholderQuantized(spec: ModelSpec, quantize: QuantizeChoice): Map<string, Quantized4bitWeight> {
   if (quantize === 'none') return new Map();
@@ -473,6 +475,20 @@ function placeholderQuantized(spec: ModelSpec, quantize: QuantizeChoice): Map<st
   for (const name of quantizableWeightNames(spec).filter((n) => layer0.has(n))) {
     const [out, inWidth] = shapes.get(name)!;
     const n = out * inWidth;
+    if (quantize === 'int4') {
+      const blocks = inWidth / INT4_BLOCK_SIZE;
+      if (!Number.isInteger(blocks)) continue; // quantizeOnLoad refuses such a model
+      quantized.set(name, {
+        name,
+        shape: [out, inWidth],
+        quantType: quantize,
+        blockSize: INT4_BLOCK_SIZE,
+        packed: entry(name, 'U8', [out, blocks, INT4_BLOCK_SIZE / 2], 1),
+        absmax: entry(`${name}.scales`, 'F16', [out, blocks], 2),
+        nested: null,
+      });
+      continue;
+    }
     if (n % 64 !== 0) continue; // quantizeOnLoad refuses such a weight: planned as it is
     const blocks = n / 64;
     quantized.set(name, {
@@ -611,15 +627,20 @@ const PER_SESSION_BYTES = 1.5 * MIB;
  * the first large free): larger buffers go back to the system when freed; smaller ones come from a heap that is not
  * given back, where the JavaScript copies of each call's outputs, alive until V8 collects them, split the freed
  * blocks. Fitted on peak RSS measured on the 2-core VM with that threshold (8 layers, 512-1024 tokens, f32, bf16 and
- * nf4; docs/ARCHITECTURE.md): the heap keeps about a quarter of the largest call's working set, and about six hidden
- * states [N, C] per layer when a hidden state is under the threshold (an 8B step at 512 tokens keeps none of them).
+ * nf4; docs/ARCHITECTURE.md): the heap keeps about a quarter of the largest call's working set, and, when a hidden
+ * state [N, C] is under the threshold, 24 MiB plus about three hidden states per layer (an 8B step at 512 tokens keeps
+ * none of them).
  */
 const RETAINED_WORKING_SET = 0.25;
-const RETAINED_HIDDEN_STATES_PER_LAYER = 6;
+const RETAINED_SMALL_BUFFERS_BYTES = 24 * MIB;
+const RETAINED_HIDDEN_STATES_PER_LAYER = 3;
 /** glibc's mmap threshold in the engine process: see the retained memory above. */
 export const ENGINE_MMAP_THRESHOLD_BYTES = 4 * MIB;
 
-export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
+export function planTrainingMemory(asked: MemoryPlanInput): MemoryPlan {
+  // int4 gives a tied model a 4-bit lm_head of its own (quantizeOnLoad.ts): it runs as an untied one.
+  const untie = asked.quantize === 'int4' && asked.spec.tieWordEmbeddings;
+  const input = untie ? { ...asked, spec: { ...asked.spec, tieWordEmbeddings: false } } : asked;
   const { spec } = input;
   const virtual = input.method === 'prompt-tuning' ? input.numVirtualTokens : 0;
   const seqLen = input.seqLen + virtual;
@@ -660,7 +681,9 @@ export function planTrainingMemory(input: MemoryPlanInput): MemoryPlan {
       ENGINE_MODULES_BYTES +
       PER_SESSION_BYTES * (L + 1) +
       RETAINED_WORKING_SET * largestCall +
-      (hidden < ENGINE_MMAP_THRESHOLD_BYTES ? RETAINED_HIDDEN_STATES_PER_LAYER * L * hidden : 0),
+      (hidden < ENGINE_MMAP_THRESHOLD_BYTES
+        ? RETAINED_SMALL_BUFFERS_BYTES + RETAINED_HIDDEN_STATES_PER_LAYER * L * hidden
+        : 0),
   };
   return { totalBytes: Object.values(parts).reduce((a, b) => a + b, 0), parts };
 }

@@ -1,15 +1,23 @@
-// bitsandbytes 4-bit checkpoints: the `*-bnb-4bit` repositories users download, and our own quantize-on-load cache,
-// which is written as one. The tensor layout of a quantized weight is in nf4.ts's header; config.json carries
-// `quantization_config` (quant_method "bitsandbytes", load_in_4bit, bnb_4bit_quant_type, bnb_4bit_use_double_quant).
-// Only the decoder layers' linear weights are quantized (transformers keeps lm_head and the embedding as they are).
+// 4-bit checkpoints. bitsandbytes' (nf4, fp4): the `*-bnb-4bit` repositories users download, and our own
+// quantize-on-load cache, which is written as one. The tensor layout of a quantized weight is in nf4.ts's header;
+// config.json carries `quantization_config` (quant_method "bitsandbytes", load_in_4bit, bnb_4bit_quant_type,
+// bnb_4bit_use_double_quant). Only the decoder layers' linear weights are quantized (transformers keeps lm_head and the
+// embedding as they are). The cache's int4 format is ours (int4Checkpoint.ts): llama.cpp's Q4_0 values in ONNX
+// Runtime's MatMulNBits layout, which generation multiplies by without dequantizing.
 import { UserError } from '../../../shared/errors.js';
 import { layerWeightNames, type ModelSpec } from '../architecture.js';
 import { readTensorBytes, type TensorEntry } from '../safetensors.js';
-import { BLOCK_SIZES_4BIT, dynamicMap8bit, NESTED_BLOCK_SIZE, quantMap4bit } from './nf4.js';
+import { dequantizeInt4 } from './int4.js';
+import { INT4_QUANT_METHOD, parseInt4Config, readInt4Weights } from './int4Checkpoint.js';
+import { BLOCK_SIZES_4BIT, dequantize4bit, dynamicMap8bit, NESTED_BLOCK_SIZE, quantMap4bit } from './nf4.js';
 import type { BnbQuantStateJson, NestedAbsmax, Quantized4bit, QuantType4bit } from './nf4.js';
 
-export interface Bnb4bitConfig {
-  quantType: QuantType4bit;
+/** The 4-bit formats: bitsandbytes' nf4 and fp4, and our int4 (Q4_0 values, MatMulNBits layout). */
+export type Format4bit = QuantType4bit | 'int4';
+
+export interface Quant4bitConfig {
+  quantType: Format4bit;
+  /** bitsandbytes' double quantization of the absmax values (never for int4). */
   doubleQuant: boolean;
 }
 
@@ -17,11 +25,14 @@ export interface Bnb4bitConfig {
 export interface Quantized4bitWeight {
   name: string;
   shape: [number, number];
-  quantType: QuantType4bit;
+  quantType: Format4bit;
   blockSize: number;
-  /** U8 [n / 2, 1]: two codes per byte, the first in the high nibble. */
+  /**
+   * bitsandbytes: U8 [n / 2, 1], two codes per byte, the first in the high nibble. int4: U8 [out, in / 32, 16], two
+   * codes per byte, the first in the low nibble.
+   */
   packed: TensorEntry;
-  /** F32 [B], or U8 [B] (the 8-bit codes) with double quantization. */
+  /** F32 [B], or U8 [B] (the 8-bit codes) with double quantization; int4: F16 [out, in / 32], the blocks' scales. */
   absmax: TensorEntry;
   /** Double quantization: F32 [ceil(B / 256)] scales of the absmax codes, and the offset added back. */
   nested: { absmax: TensorEntry; offset: number } | null;
@@ -50,16 +61,18 @@ export function quantizedWeightNames(spec: ModelSpec, tensors: Map<string, Tenso
   return quantizableWeightNames(spec).filter((name) => name !== LM_HEAD || tensors.get(name)?.dtype === 'U8');
 }
 
-const SUPPORTED = 'supported: bitsandbytes 4-bit (nf4, fp4) or an unquantized F32/F16/BF16 checkpoint';
+const SUPPORTED =
+  "supported: bitsandbytes 4-bit (nf4, fp4), the studio's own int4 cache or an unquantized F32/F16/BF16 checkpoint";
 
 /** config.json's quantization_config: null for an unquantized model; a one-line error for what we cannot load. */
-export function parseQuantizationConfig(config: Record<string, unknown>, file: string): Bnb4bitConfig | null {
+export function parseQuantizationConfig(config: Record<string, unknown>, file: string): Quant4bitConfig | null {
   const raw = config.quantization_config;
   if (raw === undefined || raw === null) return null;
   if (typeof raw !== 'object' || Array.isArray(raw))
     throw new UserError(`${file}: "quantization_config" is not an object`);
   const q = raw as Record<string, unknown>;
   const method = typeof q.quant_method === 'string' ? q.quant_method : 'bitsandbytes';
+  if (method === INT4_QUANT_METHOD) return parseInt4Config(q, file);
   if (method !== 'bitsandbytes') {
     throw new UserError(
       `${file}: quantization_config.quant_method "${method.slice(0, 40)}" is not supported (${SUPPORTED})`,
@@ -79,7 +92,10 @@ export function parseQuantizationConfig(config: Record<string, unknown>, file: s
 }
 
 /** The quantization_config transformers writes for a model it quantized with these settings (compute in fp32). */
-export function quantizationConfigJson(config: Bnb4bitConfig, quantizedLmHead: boolean): Record<string, unknown> {
+export function quantizationConfigJson(
+  config: { quantType: QuantType4bit; doubleQuant: boolean },
+  quantizedLmHead: boolean,
+): Record<string, unknown> {
   return {
     _load_in_4bit: true,
     _load_in_8bit: false,
@@ -115,10 +131,12 @@ export function readQuantized4bitWeights(
   tensors: Map<string, TensorEntry>,
   expected: Map<string, number[]>,
   names: readonly string[],
-  config: Bnb4bitConfig,
+  config: Quant4bitConfig,
 ): Map<string, Quantized4bitWeight> {
+  if (config.quantType === 'int4') return readInt4Weights(tensors, expected, names);
+  const bnbType = config.quantType;
   const out = new Map<string, Quantized4bitWeight>();
-  const standardMap = quantMap4bit(config.quantType);
+  const standardMap = quantMap4bit(bnbType);
   const nestedMap = dynamicMap8bit(true);
   for (const name of names) {
     const packed = tensors.get(name);
@@ -132,15 +150,15 @@ export function readQuantized4bitWeights(
       return entry;
     };
     if (packed.dtype !== 'U8') throw new UserError(`${where} is ${packed.dtype}, a 4-bit checkpoint stores it as U8`);
-    const stateEntry = part(`quant_state.bitsandbytes__${config.quantType}`, 'U8');
+    const stateEntry = part(`quant_state.bitsandbytes__${bnbType}`, 'U8');
     let state: BnbQuantStateJson;
     try {
       state = JSON.parse(readTensorBytes(stateEntry).toString('utf8')) as BnbQuantStateJson;
     } catch {
       throw new UserError(`${where}: its quant_state is not JSON`);
     }
-    if (state.quant_type !== config.quantType)
-      throw new UserError(`${where}: quant_type ${String(state.quant_type)}, config.json says ${config.quantType}`);
+    if (state.quant_type !== bnbType)
+      throw new UserError(`${where}: quant_type ${String(state.quant_type)}, config.json says ${bnbType}`);
     const shape = expected.get(name)!;
     if (!Array.isArray(state.shape) || state.shape.join(',') !== shape.join(','))
       throw new UserError(`${where}: quant_state shape [${String(state.shape)}], config.json implies [${shape}]`);
@@ -150,7 +168,7 @@ export function readQuantized4bitWeights(
     if (packed.byteLength !== n / 2)
       throw new UserError(`${where}: ${packed.byteLength} bytes, [${shape}] needs ${n / 2}`);
     if (!sameValues(readF32(part('quant_map', 'F32')), standardMap))
-      throw new UserError(`${where}: quant_map is not bitsandbytes' ${config.quantType} map`);
+      throw new UserError(`${where}: quant_map is not bitsandbytes' ${bnbType} map`);
     const blocks = n / state.blocksize;
     let nested: Quantized4bitWeight['nested'] = null;
     const absmax = part('absmax', null);
@@ -175,7 +193,7 @@ export function readQuantized4bitWeights(
     out.set(name, {
       name,
       shape: [shape[0], shape[1]],
-      quantType: config.quantType,
+      quantType: bnbType,
       blockSize: state.blocksize,
       packed,
       absmax,
@@ -185,8 +203,9 @@ export function readQuantized4bitWeights(
   return out;
 }
 
-/** A quantized weight's tensors read into memory, for the codec (dequantize4bit) to decode on the host. */
+/** A bitsandbytes weight's tensors read into memory, for the codec (dequantize4bit) to decode on the host. */
 export function loadQuantized4bit(weight: Quantized4bitWeight): Quantized4bit {
+  if (weight.quantType === 'int4') throw new Error(`${weight.name}: an int4 weight is not a bitsandbytes one`);
   const n = weight.shape[0] * weight.shape[1];
   const packed = new Uint8Array(readTensorBytes(weight.packed));
   const base = { quantType: weight.quantType, blockSize: weight.blockSize, length: n, packed };
@@ -199,4 +218,12 @@ export function loadQuantized4bit(weight: Quantized4bitWeight): Quantized4bit {
     blockSize: NESTED_BLOCK_SIZE,
   };
   return { ...base, absmax: null, nested };
+}
+
+/** A quantized weight decoded on the host into W [out, in] fp32, whichever its format. */
+export function dequantizeOnHost(weight: Quantized4bitWeight): Float32Array {
+  if (weight.quantType !== 'int4') return dequantize4bit(loadQuantized4bit(weight));
+  const scales = readTensorBytes(weight.absmax);
+  const halves = new Uint16Array(scales.buffer.slice(scales.byteOffset, scales.byteOffset + scales.byteLength));
+  return dequantizeInt4(new Uint8Array(readTensorBytes(weight.packed)), halves, weight.shape[0] * weight.shape[1]);
 }

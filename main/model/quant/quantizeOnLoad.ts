@@ -1,6 +1,7 @@
-// Quantize on load: a full-precision model folder becomes a bitsandbytes 4-bit folder in a cache, once. The folder is
-// a complete checkpoint (config.json with quantization_config, one model.safetensors, the tokenizer files), so the
-// engine loads it exactly as it loads a downloaded `*-bnb-4bit` repository.
+// Quantize on load: a full-precision model folder becomes a 4-bit folder in a cache, once: bitsandbytes' nf4/fp4, or
+// the studio's int4 (int4Checkpoint.ts). The folder is a complete checkpoint (config.json with quantization_config,
+// one model.safetensors, the tokenizer files), so the engine loads a bitsandbytes one exactly as it loads a downloaded
+// `*-bnb-4bit` repository.
 // Written tensor by tensor: one full-precision weight is in memory at a time, never the model. The folder is built
 // under a temp name and renamed when complete, with the SHA-256 of its weights in a manifest checked at every load:
 // a truncated or corrupted cache is rebuilt, never used.
@@ -13,7 +14,9 @@ import { explainFileError } from '../../util/fileErrors.js';
 import type { QuantizeChoice } from '../../../shared/training.js';
 import { openModelFolder, type ModelFolder } from '../modelFolder.js';
 import { readTensorBytes, readTensorF32, SafetensorsStreamWriter, type TensorToWrite } from '../safetensors.js';
-import { quantizableWeightNames, quantizationConfigJson, type Bnb4bitConfig } from './bnb4bit.js';
+import { quantizableWeightNames, quantizationConfigJson, type Quant4bitConfig } from './bnb4bit.js';
+import { INT4_BLOCK_SIZE, quantizeInt4 } from './int4.js';
+import { int4QuantizationConfigJson } from './int4Checkpoint.js';
 import { dynamicMap8bit, packedShape4bit, quantize4bit, quantMap4bit, quantStateJson } from './nf4.js';
 
 const FORMAT_VERSION = 2; // 2: an untied lm_head is quantized too
@@ -21,6 +24,8 @@ const MANIFEST = 'peft-studio-quantized.json';
 /** Fixed width of each quant-state JSON (about 200 bytes used). */
 const STATE_BYTES = 512;
 const WEIGHTS = 'model.safetensors';
+const LM_HEAD = 'lm_head.weight';
+const EMBEDDING = 'model.embed_tokens.weight';
 /** Small files of the source folder copied beside the weights (tokenizer, generation and chat settings). */
 const MAX_SIDE_FILE_BYTES = 64 * 2 ** 20;
 
@@ -40,7 +45,7 @@ interface Manifest {
 }
 
 /** Identity of the source checkpoint and the format: its weight files' paths, sizes and modification times. */
-function cacheKey(folder: ModelFolder, config: Bnb4bitConfig): string {
+function cacheKey(folder: ModelFolder, config: Quant4bitConfig): string {
   const files = [...new Set([...folder.tensors.values()].map((e) => e.file)), path.join(folder.dir, 'config.json')]
     .sort()
     .map((file) => {
@@ -75,8 +80,8 @@ async function intactCache(dir: string, key: string): Promise<boolean> {
 
 /**
  * The model a job runs on: the checkpoint as it is (`none`, or already 4-bit in the chosen format), or its 4-bit copy
- * under `cacheRoot`, quantized now or reused. Double quantization is always on, as QLoRA has it: 0.37 bits less per
- * weight.
+ * under `cacheRoot`, quantized now or reused. bitsandbytes' double quantization is always on, as QLoRA has it: 0.37
+ * bits less per weight.
  */
 export async function openBaseModel(
   modelDir: string,
@@ -93,7 +98,7 @@ export async function openBaseModel(
     });
   }
   return openModelFolder(
-    await quantizedFolder(folder, { quantType: quantize, doubleQuant: true }, cacheRoot, onProgress),
+    await quantizedFolder(folder, { quantType: quantize, doubleQuant: quantize !== 'int4' }, cacheRoot, onProgress),
   );
 }
 
@@ -105,14 +110,20 @@ type LayoutEntry = { name: string; dtype: TensorToWrite['dtype']; shape: number[
  */
 export async function quantizedFolder(
   folder: ModelFolder,
-  config: Bnb4bitConfig,
+  config: Quant4bitConfig,
   cacheRoot: string,
   onProgress: (progress: QuantizeProgress) => void = () => {},
 ): Promise<string> {
   const key = cacheKey(folder, config);
   const dir = path.join(cacheRoot, key);
-  const shapes = expectedShapes(folder.spec);
-  const quantized = new Set(quantizableWeightNames(folder.spec));
+  const bnbType = config.quantType === 'int4' ? null : config.quantType;
+  // int4 gives a tied model an lm_head of its own, the embedding quantized (llama.cpp's Q4_0 files multiply by their
+  // Q4_0 token_embd too), so that decoding reads the [V, C] product in 4 bits; the embedding stays as stored.
+  const untie = !bnbType && folder.spec.tieWordEmbeddings;
+  const spec = untie ? { ...folder.spec, tieWordEmbeddings: false } : folder.spec;
+  const sourceOf = (name: string) => folder.tensors.get(untie && name === LM_HEAD ? EMBEDDING : name)!;
+  const shapes = expectedShapes(spec);
+  const quantized = new Set(quantizableWeightNames(spec));
   const names = [...shapes.keys()].sort();
   const stateSuffix = `quant_state.bitsandbytes__${config.quantType}`;
   if (await intactCache(dir, key)) {
@@ -125,12 +136,22 @@ export async function quantizedFolder(
   // width, which JSON readers ignore.
   const layout: LayoutEntry[] = [];
   for (const name of names) {
-    const entry = folder.tensors.get(name)!;
+    const entry = sourceOf(name);
     if (!quantized.has(name)) {
       layout.push({ name, dtype: entry.dtype as TensorToWrite['dtype'], shape: entry.shape });
       continue;
     }
-    const n = entry.shape[0] * entry.shape[1];
+    const [rows, cols] = entry.shape;
+    if (!bnbType) {
+      if (cols % INT4_BLOCK_SIZE !== 0)
+        throw new UserError(`${name} is [${rows}, ${cols}]: int4 needs rows whose width is a multiple of 32; use nf4`, {
+          field: 'quantize',
+        });
+      layout.push({ name, dtype: 'U8', shape: [rows, cols / INT4_BLOCK_SIZE, INT4_BLOCK_SIZE / 2] });
+      layout.push({ name: `${name}.scales`, dtype: 'F16', shape: [rows, cols / INT4_BLOCK_SIZE] });
+      continue;
+    }
+    const n = rows * cols;
     if (n % 64 !== 0) throw new Error(`${name}: ${n} elements, not a multiple of the 4-bit block size 64`);
     const blocks = n / 64;
     layout.push({ name, dtype: 'U8', shape: packedShape4bit(n) });
@@ -162,15 +183,19 @@ export async function quantizedFolder(
         let data = pending.get(item.name);
         pending.delete(item.name);
         if (data === undefined) {
-          const source = folder.tensors.get(item.name)!;
-          if (quantized.has(item.name)) {
-            const q = quantize4bit(readTensorF32(source), {
-              quantType: config.quantType,
-              doubleQuant: config.doubleQuant,
-            });
+          const source = sourceOf(item.name);
+          if (quantized.has(item.name) && !bnbType) {
+            const q = quantizeInt4(readTensorF32(source), source.shape[0], source.shape[1]);
+            data = q.packed;
+            pending.set(
+              `${item.name}.scales`,
+              new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength),
+            );
+          } else if (quantized.has(item.name)) {
+            const q = quantize4bit(readTensorF32(source), { quantType: bnbType!, doubleQuant: config.doubleQuant });
             data = q.packed;
             pending.set(`${item.name}.absmax`, q.nested ? q.nested.codes : q.absmax!);
-            pending.set(`${item.name}.quant_map`, quantMap4bit(config.quantType));
+            pending.set(`${item.name}.quant_map`, quantMap4bit(bnbType!));
             if (q.nested) {
               pending.set(`${item.name}.nested_absmax`, q.nested.absmax);
               pending.set(`${item.name}.nested_quant_map`, dynamicMap8bit(true));
@@ -194,7 +219,10 @@ export async function quantizedFolder(
     }
     const configFile = path.join(folder.dir, 'config.json');
     const modelConfig = JSON.parse(fs.readFileSync(configFile, 'utf8')) as Record<string, unknown>;
-    modelConfig.quantization_config = quantizationConfigJson(config, quantized.has('lm_head.weight'));
+    if (untie) modelConfig.tie_word_embeddings = false;
+    modelConfig.quantization_config = bnbType
+      ? quantizationConfigJson({ ...config, quantType: bnbType }, quantized.has(LM_HEAD))
+      : int4QuantizationConfigJson();
     fs.writeFileSync(path.join(temp, 'config.json'), JSON.stringify(modelConfig, null, 2));
     for (const name of fs.readdirSync(folder.dir)) {
       const from = path.join(folder.dir, name);

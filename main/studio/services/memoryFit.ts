@@ -55,11 +55,15 @@ export function planFit(config: FitConfig): MemoryFit {
   const folder = openModelFolder(config.modelDir);
   const { device } = chooseDevice(config.device);
   // The widest stored weight decides: a mixed checkpoint is planned as if all of it were that wide. A loop, not
-  // Math.max(...all): a checkpoint may hold more tensors than a call takes arguments. A 4-bit checkpoint's bytes
-  // (U8 codes and quant states) are left out: its other weights decide.
+  // Math.max(...all): a checkpoint may hold more tensors than a call takes arguments. A 4-bit checkpoint's quantized
+  // weights (codes, scales, maps and quant states) are left out: its other weights decide.
+  const quantizedPart = (name: string) =>
+    folder.quantized.has(
+      name.replace(/\.(?:absmax|scales|nested_absmax|quant_map|nested_quant_map|quant_state\..*)$/, ''),
+    );
   let weightBytesPerElement = 0;
   for (const t of folder.tensors.values()) {
-    if (t.dtype === 'U8' && folder.quantization) continue;
+    if (quantizedPart(t.name)) continue;
     weightBytesPerElement = Math.max(weightBytesPerElement, DTYPE_BYTES.get(t.dtype) ?? 4);
   }
   const input = memoryPlanInput(
@@ -99,7 +103,7 @@ function shortChange(from: MemoryPlanInput, to: MemoryPlanInput): string {
 /**
  * Every catalogue model planned with the wizard's settings on the chosen device, against each budget of
  * CATALOGUE_BUDGETS_GIB: fits as chosen, fits after suggestFit's single change, or does not fit. Catalogue models are
- * full-precision (bf16) checkpoints, so a chosen nf4/fp4 quantizes them on load as it would a downloaded one.
+ * full-precision (bf16) checkpoints, so a chosen nf4/fp4/int4 quantizes them on load as it would a downloaded one.
  */
 export function planCatalogueFit(config: CatalogueFitConfig): CatalogueFit {
   const { device } = chooseDevice(config.device);

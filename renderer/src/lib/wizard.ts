@@ -50,6 +50,7 @@ export const QUANTIZE_OPTIONS: Record<QuantizeChoice, string> = {
   none: "none (the checkpoint's precision)",
   nf4: 'nf4 (4-bit, QLoRA)',
   fp4: 'fp4 (4-bit)',
+  int4: 'int4 (4-bit, fastest chat)',
 };
 
 /** Everything the user decides, as the form holds it. */

@@ -1,14 +1,17 @@
-// bitsandbytes 4-bit weights (NF4, FP4) dequantized inside the graph with standard ops every provider has. The codes
-// stay 4-bit in memory; the fp32 weight exists only while the session runs, one layer's weights at a time.
-// Legend: W [out, in], n = out * in, bs = block size, B = n / bs blocks, B2 = ceil(B / 256).
-//   packed  uint8 [n / 2, 1]: two codes per byte, the first in the high nibble (nf4.ts)
+// 4-bit weights dequantized inside the graph with standard ops every provider has: bitsandbytes' NF4 and FP4, and
+// int4. The codes stay 4-bit in memory; the fp32 weight exists only while the session runs, one layer's weights at a
+// time. Legend: W [out, in], n = out * in, bs = block size, B = n / bs blocks, B2 = ceil(B / 256).
+//   packed  uint8 [n / 2, 1]: two codes per byte, the first in the high nibble (nf4.ts);
+//           int4: uint8 [out, in / 32, 16], the first in the low nibble (int4.ts)
 //   absmax  float [B]; with double quantization uint8 codes [B], nested float [B2] and a float offset:
-//           absmax[b] = byteMap[codes[b]] * nested[b / 256] + offset
-//   W[i] = code value[i] * absmax[i / bs], each product rounded to float32 as bitsandbytes' kernels do.
+//           absmax[b] = byteMap[codes[b]] * nested[b / 256] + offset; int4: float16 scales [out, in / 32]
+//   W[i] = code value[i] * absmax[i / bs], each product rounded to float32 as bitsandbytes' kernels do (int4's code
+//   values are code - 8, and its products exact).
+// When generating, an int4 weight is not dequantized at all: MatMulNBits multiplies by its codes as stored.
 // The two lookup tables and the codes' flat shape are graph inputs, fed with every run, not initializers: ORT folds
 // whatever reads only initializers when it loads the session, into a full-precision copy of the weight (or, from the
 // shape alone, into int32 codes: 2 bytes per weight instead of half a byte).
-//   pairs    float [256, 2]: for each byte value, the code values of its high and its low nibble
+//   pairs    float [256, 2]: for each byte value, the code values of its first and its second code
 //   byteMap  float [256]: bitsandbytes' signed dynamic 8-bit map (double quantization)
 //   flat_shape (GraphBuilder.flatShape) int64 [1]: -1, the target shape that flattens the stored codes
 // A range of rows [r0, r1) dequantizes alone (the lm_head, a vocabulary chunk at a time): its codes, absmax values
@@ -16,6 +19,12 @@
 // Frozen weights have no backward.
 import type { Quantized4bitWeight } from '../../../model/quant/bnb4bit.js';
 import type { GraphBuilder } from '../onnx/graph.js';
+
+/**
+ * MatMulNBits' arithmetic: 0 dequantizes each block and multiplies in fp32, as the training graphs do; 4 rounds the
+ * activations to int8 per block first, as llama.cpp's Q4_0 dot products do (Q8_0 activations).
+ */
+const INT4_ACCURACY_LEVEL = 0;
 
 export interface DequantTables {
   pairs: string;
@@ -30,15 +39,20 @@ export function declareDequantTables(g: GraphBuilder): DequantTables {
   };
 }
 
-/** Host values of the table inputs for one code book (16 values, indexed by the 4-bit code). */
+/**
+ * Host values of the table inputs for one code book (16 values, indexed by the 4-bit code), whose first code of each
+ * byte is in the high nibble (bitsandbytes) or the low one (int4).
+ */
 export function dequantTableValues(
   code: Float32Array,
   byteMap: Float32Array,
+  firstNibble: 'high' | 'low',
 ): { pairs: Float32Array; byteMap: Float32Array } {
   const pairs = new Float32Array(512);
   for (let byte = 0; byte < 256; byte++) {
-    pairs[2 * byte] = code[byte >> 4];
-    pairs[2 * byte + 1] = code[byte & 0x0f];
+    const [high, low] = [code[byte >> 4], code[byte & 0x0f]];
+    pairs[2 * byte] = firstNibble === 'high' ? high : low;
+    pairs[2 * byte + 1] = firstNibble === 'high' ? low : high;
   }
   return { pairs, byteMap };
 }
@@ -95,6 +109,7 @@ export function dequantize4bit(
   const values = g.op('Gather', [tables.pairs, codes], { axis: 0 }, 'code_values'); // [n/2, 2]
   const allBlocks = (out * inWidth) / bs;
   let absmax = range(initializers.absmax, b0, b1, allBlocks); // [B]
+  if (weight.absmax.dtype === 'F16') absmax = g.cast(absmax, 'float', 'scales');
   if (weight.nested) {
     const [n0, n1] = [b0 / 256, Math.ceil(b1 / 256)];
     const nestedBlocks = n1 - n0;
@@ -116,4 +131,16 @@ export function dequantize4bit(
   }
   const blocked = g.mul(g.reshape(values, [blocks, bs]), g.reshape(absmax, [blocks, 1]), 'dequantized');
   return g.reshape(blocked, [n / inWidth, inWidth], 'weight'); // [out, in]
+}
+
+/**
+ * x W^T for an int4 weight (its tensors already declared as initializers), multiplied by its codes as stored:
+ * ONNX Runtime's MatMulNBits, whose CPU kernel decodes one block at a time, so a decoding step reads 4.5 bits per
+ * weight instead of 32. Its scales must be fp32: the Cast of the fp16 initializer is folded once at load (small: one
+ * value per 32 weights). x [N, in] -> [N, out].
+ */
+export function matmulInt4(g: GraphBuilder, x: string, weight: Quantized4bitWeight, packed: string, scales: string) {
+  const [out, inWidth] = weight.shape;
+  const attributes = { K: inWidth, N: out, bits: 4, block_size: weight.blockSize, accuracy_level: INT4_ACCURACY_LEVEL };
+  return g.contribOp('MatMulNBits', [x, packed, g.cast(scales, 'float', 'scales')], attributes, 'proj');
 }

@@ -11,13 +11,23 @@ import type { GraphBuilder } from '../onnx/graph.js';
  */
 export type FrozenWeight = string | ((g: GraphBuilder, again: boolean) => string);
 
-export interface FrozenLinear {
-  weight: FrozenWeight;
-  bias?: string;
+/**
+ * The frozen part: W as fp32, or, in a forward-only graph, a `product` x W^T [N, out] computed from W as stored
+ * (MatMulNBits on int4 codes), which has no fp32 copy for a backward to read.
+ */
+export type FrozenLinear = { bias?: string } & (
+  { weight: FrozenWeight } | { product: (g: GraphBuilder, x: string) => string }
+);
+
+function fp32Weight(g: GraphBuilder, base: FrozenLinear, again: boolean): string {
+  if (!('weight' in base)) throw new Error('a frozen weight multiplied as stored has no backward');
+  return typeof base.weight === 'string' ? base.weight : base.weight(g, again);
 }
 
-function fp32Weight(g: GraphBuilder, weight: FrozenWeight, again: boolean): string {
-  return typeof weight === 'string' ? weight : weight(g, again);
+function frozenProduct(g: GraphBuilder, x: string, base: FrozenLinear): string {
+  if (!('product' in base)) return g.gemm(x, fp32Weight(g, base, false), { transB: true, bias: base.bias }, 'proj');
+  const product = base.product(g, x);
+  return base.bias ? g.add(product, base.bias, 'proj') : product;
 }
 
 export interface LoraBranch {
@@ -40,7 +50,7 @@ export function loraLinearForward(
   base: FrozenLinear,
   lora?: LoraBranch,
 ): { y: string; saved?: LoraLinearSaved } {
-  const frozen = g.gemm(x, fp32Weight(g, base.weight, false), { transB: true, bias: base.bias }, 'proj'); // [N, out]
+  const frozen = frozenProduct(g, x, base); // [N, out]
   if (!lora) return { y: frozen };
   const droppedX = lora.mask ? g.mul(x, lora.mask, 'dropped') : x;
   const down = g.gemm(droppedX, lora.a, { transB: true }, 'lora_down'); // [N, r]
@@ -60,7 +70,7 @@ export function loraLinearBackward(
   lora?: LoraBranch,
   saved?: LoraLinearSaved,
 ): { dx: string; dA?: string; dB?: string } {
-  const dxFrozen = g.matmul(dy, fp32Weight(g, base.weight, true), 'd_proj_in'); // [N, in]
+  const dxFrozen = g.matmul(dy, fp32Weight(g, base, true), 'd_proj_in'); // [N, in]
   if (!lora || !saved) return { dx: dxFrozen };
   if (typeof lora.scale !== 'number') throw new Error('LoRA backward needs its scale at compile time');
   const dB = g.gemm(dy, saved.down, { transA: true, alpha: lora.scale }, 'grad_lora_B'); // [out, r]

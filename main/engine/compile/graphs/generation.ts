@@ -13,7 +13,7 @@ import type { ModelSpec, TargetModule } from '../../../model/architecture.js';
 import { targetShape } from '../../../model/architecture.js';
 import type { TensorEntry } from '../../../model/safetensors.js';
 import type { Quantized4bitWeight } from '../../../model/quant/bnb4bit.js';
-import { declareDequantTables, dequantize4bit } from '../blocks/dequantize4bit.js';
+import { declareDequantTables, dequantize4bit, matmulInt4 } from '../blocks/dequantize4bit.js';
 import type { LoraBranch } from '../blocks/loraLinear.js';
 import { rmsnormForward } from '../blocks/rmsnorm.js';
 import { GraphBuilder, type ModelProto } from '../onnx/graph.js';
@@ -41,12 +41,15 @@ export function buildGenerationGraph(options: GenerationGraphOptions): ModelProt
   const prefix = g.input('prefix', 'float', ['Tprefix', C]);
   const ctx = declarePositionContext(g, spec, 'PT');
   const loraScale = lora ? g.input('lora_scale', 'float', []) : null;
-  const quantized = options.quantized.size ? { weights: options.quantized, tables: declareDequantTables(g) } : null;
+  // int4 weights are multiplied by as stored (MatMulNBits); nf4/fp4 ones dequantized per call.
+  const quantized = options.quantized.size
+    ? { weights: options.quantized, tables: declareDequantTables(g), int4Products: true }
+    : null;
 
   // An untied table is gathered as stored (only its rows' pages are read); a tied one is the lm_head's fp32 copy.
-  // The lm_head: widened once at load, or dequantized at each call when it is 4-bit.
+  // The lm_head: widened once at load, dequantized at each call when it is nf4/fp4, multiplied by as stored when int4.
   const quantizedHead = quantized?.weights.get('lm_head.weight');
-  let lmHead: string; // [V, C]
+  let lmHead: string | null = null; // [V, C], unless the int4 product reads the stored codes
   let embedded: string; // [T', C]
   const flatIds = g.reshape(ids, [-1]);
   if (spec.tieWordEmbeddings) {
@@ -56,18 +59,19 @@ export function buildGenerationGraph(options: GenerationGraphOptions): ModelProt
     const table = tensors.get('model.embed_tokens.weight')!;
     embedded = g.op('Gather', [external(table.name), flatIds], { axis: 0 }, 'embedded');
     if (table.dtype !== 'F32') embedded = g.cast(embedded, 'float', 'embedded');
-    lmHead = quantizedHead
-      ? dequantize4bit(
-          g,
-          quantizedHead,
-          {
-            packed: external(quantizedHead.packed.name),
-            absmax: external(quantizedHead.absmax.name),
-            nestedAbsmax: quantizedHead.nested ? external(quantizedHead.nested.absmax.name) : undefined,
-          },
-          quantized!.tables,
-        )
-      : frozen('lm_head.weight');
+    if (quantizedHead?.quantType !== 'int4')
+      lmHead = quantizedHead
+        ? dequantize4bit(
+            g,
+            quantizedHead,
+            {
+              packed: external(quantizedHead.packed.name),
+              absmax: external(quantizedHead.absmax.name),
+              nestedAbsmax: quantizedHead.nested ? external(quantizedHead.nested.absmax.name) : undefined,
+            },
+            quantized!.tables,
+          )
+        : frozen('lm_head.weight');
   }
   let hidden = g.op('Concat', [prefix, embedded], { axis: 0 }, 'h0'); // [T, C]
   for (let i = 0; i < spec.numLayers; i++) {
@@ -99,6 +103,9 @@ export function buildGenerationGraph(options: GenerationGraphOptions): ModelProt
     'last',
   ); // [1, C]
   const normed = rmsnormForward(g, last, frozen('model.norm.weight'), spec.rmsNormEps).y;
-  g.output(g.gemm(normed, lmHead, { transB: true }, 'logits'), 'logits', 'float', [1, spec.vocabSize]);
+  const logits = lmHead
+    ? g.gemm(normed, lmHead, { transB: true }, 'logits')
+    : matmulInt4(g, normed, quantizedHead!, external(quantizedHead!.packed.name), external(quantizedHead!.absmax.name));
+  g.output(logits, 'logits', 'float', [1, spec.vocabSize]);
   return g.toModel();
 }

@@ -5,7 +5,7 @@
 import { type ModelSpec, type TargetModule, layerWeightNames } from '../../../model/architecture.js';
 import type { TensorEntry } from '../../../model/safetensors.js';
 import type { Quantized4bitWeight } from '../../../model/quant/bnb4bit.js';
-import { dequantize4bit, type DequantTables } from '../blocks/dequantize4bit.js';
+import { dequantize4bit, matmulInt4, type DequantTables } from '../blocks/dequantize4bit.js';
 import { attend, attentionBackward, attentionForward, type AttentionSaved } from '../blocks/attention.js';
 import {
   loraLinearBackward,
@@ -188,6 +188,8 @@ export function layerBackward(
 export interface QuantizedLayerWeights {
   weights: ReadonlyMap<string, Quantized4bitWeight>;
   tables: DequantTables;
+  /** int4 weights multiplied by as stored (MatMulNBits), not dequantized: the forward-only generation graph. */
+  int4Products: boolean;
 }
 
 /**
@@ -228,10 +230,15 @@ export function declareLayerWeights(
     const value = external(entry);
     return (b, again) => b.widen(value, entry.shape, again);
   };
-  const linear = (key: string, biasKey?: string): FrozenLinear => ({
-    weight: projection(key),
-    bias: biasKey && names[biasKey] ? weight(biasKey) : undefined,
-  });
+  const linear = (key: string, biasKey?: string): FrozenLinear => {
+    const bias = biasKey && names[biasKey] ? weight(biasKey) : undefined;
+    const q = quantized?.weights.get(names[key]);
+    if (q?.quantType === 'int4' && quantized!.int4Products) {
+      const [packed, scales] = [external(q.packed), external(q.absmax)];
+      return { product: (b, x) => matmulInt4(b, x, q, packed, scales), bias };
+    }
+    return { weight: projection(key), bias };
+  };
   return {
     inputNorm: weight('inputNorm'),
     postNorm: weight('postNorm'),

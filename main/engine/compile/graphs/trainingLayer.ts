@@ -82,7 +82,9 @@ export function buildTrainingLayerGraph(options: TrainingLayerGraphOptions): Tra
       mask: lora.dropout ? g.input(`lora_mask.${target}`, 'float', ['N', shape.in]) : undefined,
     };
   }
-  const quantized = options.quantized.size ? { weights: options.quantized, tables: declareDequantTables(g) } : null;
+  const quantized = options.quantized.size
+    ? { weights: options.quantized, tables: declareDequantTables(g), int4Products: false }
+    : null;
   const w = declareLayerWeights(
     g,
     spec,

@@ -11,6 +11,7 @@ type AttributeProto = onnxProto.onnx.IAttributeProto;
 export type ModelProto = onnxProto.onnx.ModelProto;
 
 export const OPSET = 18;
+const CONTRIB_DOMAIN = 'com.microsoft';
 export type DataType = 'float' | 'int32' | 'int64' | 'bool' | 'bfloat16' | 'float16' | 'uint8';
 const DATA_TYPE: Record<DataType, number> = {
   float: onnx.TensorProto.DataType.FLOAT,
@@ -102,6 +103,16 @@ export class GraphBuilder {
   /** Emits one single-output node. */
   op(opType: string, inputs: string[], attributes: Record<string, AttributeValue> = {}, hint?: string): string {
     return this.node(opType, inputs, attributes, 1, hint)[0];
+  }
+
+  /**
+   * Emits one node of ONNX Runtime's own operators (domain com.microsoft), which other runtimes lack: only where a
+   * standard-op graph would cost what that operator saves (MatMulNBits when generating).
+   */
+  contribOp(opType: string, inputs: string[], attributes: Record<string, AttributeValue>, hint?: string): string {
+    const [output] = this.node(opType, inputs, attributes, 1, hint);
+    this.nodes[this.nodes.length - 1].domain = CONTRIB_DOMAIN;
+    return output;
   }
 
   add(a: string, b: string, hint?: string): string {
@@ -241,11 +252,13 @@ export class GraphBuilder {
 
   /** This graph as a model: read as is by the memory plan, encoded for ONNX Runtime. */
   toModel(): ModelProto {
+    const graph = this.toGraphProto();
+    const contrib = usesDomain(graph, CONTRIB_DOMAIN);
     return onnx.ModelProto.create({
       irVersion: 8,
       producerName: 'peft-studio',
-      opsetImport: [{ domain: '', version: OPSET }],
-      graph: this.toGraphProto(),
+      opsetImport: [{ domain: '', version: OPSET }, ...(contrib ? [{ domain: CONTRIB_DOMAIN, version: 1 }] : [])],
+      graph,
     });
   }
 }
@@ -281,6 +294,12 @@ function valueInfo(name: string, type: DataType, dims: Dims): ValueInfoProto {
   const tensorType: onnxProto.onnx.TypeProto.ITensor = { elemType: DATA_TYPE[type] };
   if (dims) tensorType.shape = { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) };
   return { name, type: { tensorType } };
+}
+
+function usesDomain(graph: onnxProto.onnx.IGraphProto, domain: string): boolean {
+  return (graph.node ?? []).some(
+    (node) => node.domain === domain || (node.attribute ?? []).some((a) => a.g && usesDomain(a.g, domain)),
+  );
 }
 
 function attribute(name: string, value: AttributeValue): AttributeProto {
