@@ -133,6 +133,8 @@ export const PARAMS = {
     sampling: samplingSchema.default(() => ({ ...SAMPLING_DEFAULTS, stop: [...SAMPLING_DEFAULTS.stop] })),
     /** Defaults to the device chosen in settings. */
     device: z.enum(DEVICE_CHOICES).optional(),
+    /** The base weights: as stored, or a 4-bit copy made once and cached (int4 decodes fastest). */
+    quantize: z.enum(QUANTIZE_CHOICES).default('none'),
   }),
   'playground.stop': z.strictObject({ requestId: z.string().min(1) }),
   /** Forgets a model or dataset record (files stay); refused while runs or adapters refer to it. */
@@ -420,6 +422,11 @@ export interface StudioApi {
   call<M extends MethodName>(method: M, params: Params<M>): Promise<Result<M>>;
   /** Returns the unsubscribe function. */
   subscribe(listener: (event: StudioEvent) => void): () => void;
+  /**
+   * Follows the connection to `peft-studio serve` (browser mode): false when it is lost, true when it is back (events
+   * sent meanwhile are gone: read again). Returns the unsubscribe function. The desktop bridge has none to lose.
+   */
+  connection?(listener: (connected: boolean) => void): () => void;
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -35,7 +35,12 @@ export function defaultStudioHome(where: HomeEnvironment = HERE): string {
 
 /** Where 4-bit copies of full-precision checkpoints are kept (main/model/quant/quantizeOnLoad.ts). */
 export function quantizedCacheRoot(where: HomeEnvironment = HERE): string {
-  return path.join(defaultStudioHome(where), 'quantized');
+  return quantizedCacheIn(defaultStudioHome(where));
+}
+
+/** The 4-bit copies' folder in the studio folder `home`. */
+export function quantizedCacheIn(home: string): string {
+  return path.join(home, 'quantized');
 }
 
 /**

@@ -32,7 +32,7 @@ import type { GenerationEngine } from './services/playgroundSessions.js';
 import { engineThreads, generationThreads } from '../engine/runtime/threads.js';
 import { runOffThread } from './offThread.js';
 import { lockHome } from '../store/homeLock.js';
-import type { HomeEnvironment } from '../store/home.js';
+import { quantizedCacheIn, type HomeEnvironment } from '../store/home.js';
 import { SettingsFile } from './services/settingsFile.js';
 import { memoryTokenVault, type TokenVault } from './services/tokenVault.js';
 
@@ -87,8 +87,9 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
     for (const listener of listeners) listener(event);
   };
   const unsubscribeRuns = manager.subscribe((event) => emit({ kind: 'run', event }));
-  const playground = new PlaygroundHost((requestId, token) =>
-    emit({ kind: 'playground.token', requestId, tokenId: token.id, text: token.text }),
+  const playground = new PlaygroundHost(
+    (requestId, token) => emit({ kind: 'playground.token', requestId, tokenId: token.id, text: token.text }),
+    quantizedCacheIn(store.home),
   );
 
   /** An adapter to push, and its base's Hub id: given, or the one it was downloaded from (else push.ts asks for it). */

@@ -300,6 +300,28 @@ describe('the studio API', () => {
     expect(await api.call('playground.stop', { requestId: 'long' })).toEqual({ stopped: false });
   });
 
+  it('answers from an int4 copy of the base, made once in the studio folder and reused', async () => {
+    const ask = (requestId: string) =>
+      api.call('playground.generate', {
+        requestId,
+        modelDir: DEMO_MODEL,
+        adapterDir: null,
+        input: { type: 'prompt', text: 'User: Hi!\nAssistant:' },
+        sampling: { maxNewTokens: 6 },
+        device: 'cpu',
+        quantize: 'int4',
+      });
+    expect((await ask('int4-first')).newTokens).toBeGreaterThan(0);
+    const quantized = path.join(root, 'home', 'quantized');
+    const [copy, ...others] = fs.readdirSync(quantized);
+    expect(others).toEqual([]);
+    const config = JSON.parse(fs.readFileSync(path.join(quantized, copy, 'config.json'), 'utf8'));
+    expect(config.quantization_config.quant_method).toBe('peft-studio-int4');
+    const written = fs.statSync(path.join(quantized, copy, 'model.safetensors')).mtimeMs;
+    expect((await ask('int4-again')).newTokens).toBeGreaterThan(0);
+    expect(fs.statSync(path.join(quantized, copy, 'model.safetensors')).mtimeMs).toBe(written);
+  });
+
   it('never writes the Hub token: not to the database, its journal, the run logs, settings or any other file', async () => {
     const home = path.join(root, 'home');
     const files = (fs.readdirSync(home, { recursive: true }) as string[])

@@ -96,6 +96,6 @@ describe('train --quantize nf4', () => {
       env,
     });
     expect(run.code).toBe(2);
-    expect(run.stderr.split('\n')[0]).toBe('peft-studio eval: --quantize int8: expected one of none, nf4, fp4');
+    expect(run.stderr.split('\n')[0]).toBe('peft-studio eval: --quantize int8: expected one of none, nf4, fp4, int4');
   });
 });

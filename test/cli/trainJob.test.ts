@@ -261,7 +261,7 @@ describe('one validation', () => {
     expect(refusal(['--seed=-1'])).toBe('--seed -1: must be at least 0');
     expect(refusal(['--scheduler', 'step'])).toBe('--scheduler step: must be one of constant, linear, cosine');
     expect(refusal(['--device', 'tpu'])).toBe('--device tpu: must be one of auto, cpu, webgpu, cuda, dml');
-    expect(refusal(['--quantize', 'int8'])).toBe('--quantize int8: must be one of none, nf4, fp4');
+    expect(refusal(['--quantize', 'int8'])).toBe('--quantize int8: must be one of none, nf4, fp4, int4');
     expect(refusal(['--method', 'prompt-tuning', '--prompt-init', 'text'])).toBe(
       '--prompt-init-text: needed to start the prompt from text',
     );

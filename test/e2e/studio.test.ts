@@ -36,12 +36,14 @@ const DEMO_STEPS = DEMO_RECIPE.steps;
 
 let home: string;
 let server: ChildProcess;
+let serveEnv: NodeJS.ProcessEnv;
 let studioUrl: string;
 let browser: Browser;
 
-/** Starts `peft-studio serve` on a free port; its first stdout line is the URL with the token. */
-async function startServe(env: NodeJS.ProcessEnv): Promise<string> {
-  server = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--home', home], {
+/** Starts `peft-studio serve` on `port` (0: a free one); its first stdout line is the URL with the token. */
+async function startServe(env: NodeJS.ProcessEnv, port = '0'): Promise<string> {
+  serveEnv = env;
+  server = spawn(process.execPath, [CLI, 'serve', '--port', port, '--home', home], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env,
   });
@@ -55,13 +57,23 @@ async function startServe(env: NodeJS.ProcessEnv): Promise<string> {
   return Promise.race([firstLine, exited]);
 }
 
-async function openStudio(hash = ''): Promise<Page> {
+/** Stops `peft-studio serve` as a user would (Ctrl+C), and waits for it to exit. */
+async function stopServe(): Promise<void> {
+  if (server.exitCode !== null) return;
+  const exited = new Promise((resolve) => server.once('exit', resolve));
+  server.kill('SIGTERM');
+  await exited;
+}
+
+/** A page on the studio; `expectedErrors`: console errors a test causes on purpose (the others fail it). */
+async function openStudio(hash = '', expectedErrors: RegExp[] = []): Promise<Page> {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   const errors: string[] = [];
   page.on('pageerror', (err) => errors.push(err.message));
   page.on('console', (message) => {
     // A 422 is a refusal the user must read (the API's one-line UserError); tests assert the alert that shows it.
-    if (message.type() === 'error' && !/status of 422 \(Unprocessable/.test(message.text()))
+    const expected = [/status of 422 \(Unprocessable/, ...expectedErrors];
+    if (message.type() === 'error' && !expected.some((pattern) => pattern.test(message.text())))
       errors.push(message.text());
   });
   // Any script error, CSP report or failed request fails the test that met it.
@@ -111,11 +123,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  if (server && server.exitCode === null) {
-    const exited = new Promise((resolve) => server.once('exit', resolve));
-    server.kill('SIGTERM');
-    await exited;
-  }
+  if (server) await stopServe();
   await hub?.close();
   if (home) fs.rmSync(home, { recursive: true, force: true });
   if (process.env.UPDATE_SCREENSHOTS !== '1') fs.rmSync(SCREENSHOTS, { recursive: true, force: true });
@@ -238,6 +246,13 @@ describe('the studio in a browser', () => {
     }
     await screenshot(page, 'playground');
 
+    // The same chat from a 4-bit (int4) copy of the base, made on the first message: choosing it starts afresh.
+    await page.getByLabel('Base weights').selectOption('int4');
+    await expect.poll(() => page.getByText(/tokens\/s on cpu/).count()).toBe(0);
+    await page.getByLabel('Message').fill('Hello there!');
+    await page.getByRole('button', { name: 'Send' }).click();
+    await expect.poll(() => page.getByText(/tokens\/s on cpu/).count(), { timeout: 120_000 }).toBe(2);
+
     // A long answer stops on request (hot sampling rarely ends a reply early; one side may).
     await page.getByRole('button', { name: 'New conversation' }).click();
     await page.getByLabel('Max new tokens').fill('4000');
@@ -335,6 +350,30 @@ describe('the studio in a browser', () => {
     // Headless Chromium prefers light: 'system' resolves to it.
     await expect.poll(() => page.evaluate(() => document.documentElement.dataset.theme)).toBe('light');
     await expect.poll(() => page.getByRole('status').textContent()).toBe('Theme saved.');
+    await page.close();
+  });
+
+  it('says when the server is gone, reconnects by itself when it is back, and loses no run', async () => {
+    // Chromium logs each refused reconnect while the server is away.
+    const page = await openStudio('#/library', [/ERR_CONNECTION_REFUSED|WebSocket connection to .* failed/]);
+    const rows = page.getByTestId('runs-table').locator('tbody tr');
+    await expect.poll(() => rows.count()).toBeGreaterThan(0);
+    const before = await rows.allTextContents();
+    expect(await page.getByTestId('disconnected').count()).toBe(0);
+
+    await stopServe();
+    await expect.poll(() => page.getByTestId('disconnected').count()).toBe(1);
+    await screenshot(page, 'disconnected');
+    // Back on the same address, with the token the studio folder keeps: the open page needs no reload.
+    const restarted = await startServe(serveEnv, new URL(studioUrl).port);
+    expect(restarted).toBe(studioUrl);
+    await expect.poll(() => page.getByTestId('disconnected').count(), { timeout: 30_000 }).toBe(0);
+    await expect.poll(() => rows.allTextContents()).toEqual(before);
+    await page
+      .getByRole('link', { name: /^Run \d+$/ })
+      .first()
+      .click();
+    await expect.poll(() => page.getByTestId('run-status').textContent()).toMatch(/completed|cancelled|paused/);
     await page.close();
   });
 

@@ -6,6 +6,10 @@ import type { CheckedParams, GenerationSummary } from '../../../shared/api.js';
 import { fromWire, UserError, type WireError } from '../../../shared/errors.js';
 import type { GenerationEngine, TokenListener } from './playgroundSessions.js';
 
+export interface PlaygroundWorkerData {
+  quantizedRoot: string;
+}
+
 export type PlaygroundRequest =
   | { type: 'generate'; params: CheckedParams<'playground.generate'>; engine: GenerationEngine }
   | { type: 'stop'; requestId: string }
@@ -27,7 +31,11 @@ export class PlaygroundHost {
   private readonly pending = new Map<string, Pending>();
   private closed: Promise<void> | null = null;
 
-  constructor(private readonly onToken: TokenListener) {}
+  /** `quantizedRoot`: where the studio keeps 4-bit copies of base models (store/home.ts). */
+  constructor(
+    private readonly onToken: TokenListener,
+    private readonly quantizedRoot: string,
+  ) {}
 
   generate(params: CheckedParams<'playground.generate'>, engine: GenerationEngine): Promise<GenerationSummary> {
     if (this.closed) throw new UserError('the studio is closing: generation is stopped');
@@ -64,7 +72,8 @@ export class PlaygroundHost {
 
   private started(): Worker {
     if (this.worker) return this.worker;
-    const worker = new Worker(new URL('./playgroundWorker.js', import.meta.url));
+    const workerData: PlaygroundWorkerData = { quantizedRoot: this.quantizedRoot };
+    const worker = new Worker(new URL('./playgroundWorker.js', import.meta.url), { workerData });
     worker.on('message', (reply: PlaygroundReply) => this.answer(reply));
     worker.on('error', (err) => this.failAll(err));
     worker.on('exit', (code) => {

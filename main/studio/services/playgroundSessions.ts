@@ -3,11 +3,11 @@
 import path from 'node:path';
 import type { CheckedParams, GenerationSummary } from '../../../shared/api.js';
 import { UserError } from '../../../shared/errors.js';
-import type { DeviceChoice } from '../../../shared/training.js';
+import type { DeviceChoice, QuantizeChoice } from '../../../shared/training.js';
 import { loadAdapter } from '../../adapter/anyAdapter.js';
 import { InferenceModel } from '../../engine/runtime/inferenceModel.js';
 import { chooseDevice, sessionThreads } from '../../engine/runtime/runtime.js';
-import { openModelFolder } from '../../model/modelFolder.js';
+import { openBaseModel } from '../../model/quant/quantizeOnLoad.js';
 import { loadTokenizer, type ModelTokenizer } from '../../model/tokenizer.js';
 import { chatPromptIds, textPromptIds } from '../../playground/chatPrompt.js';
 import { generate } from '../../playground/generate.js';
@@ -23,6 +23,7 @@ interface LoadedModel {
   modelDir: string;
   adapterDir: string | null;
   engine: GenerationEngine;
+  quantize: QuantizeChoice;
   model: InferenceModel;
   tokenizer: ModelTokenizer;
 }
@@ -38,7 +39,11 @@ export class PlaygroundSessions {
   /** Generations wait for each other: they share the loaded model and its device. */
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly onToken: TokenListener) {}
+  /** `quantizedRoot`: where 4-bit copies of base models are kept (store/home.ts). */
+  constructor(
+    private readonly onToken: TokenListener,
+    private readonly quantizedRoot: string,
+  ) {}
 
   generate(params: CheckedParams<'playground.generate'>, engine: GenerationEngine): Promise<GenerationSummary> {
     if (this.running.has(params.requestId))
@@ -66,21 +71,33 @@ export class PlaygroundSessions {
     await loaded?.model.close();
   }
 
-  private async load(modelDir: string, adapterDir: string | null, engine: GenerationEngine): Promise<LoadedModel> {
-    const wanted = { modelDir: path.resolve(modelDir), adapterDir: adapterDir && path.resolve(adapterDir), engine };
+  private async load(
+    modelDir: string,
+    adapterDir: string | null,
+    engine: GenerationEngine,
+    quantize: QuantizeChoice,
+  ): Promise<LoadedModel> {
+    const wanted = {
+      modelDir: path.resolve(modelDir),
+      adapterDir: adapterDir && path.resolve(adapterDir),
+      engine,
+      quantize,
+    };
     const previous = await this.loaded?.catch(() => null);
     // A model loaded with an adapter also answers as the base (adapter scale 0): base vs adapter needs no reload.
     // A training run starting or ending changes the threads: the next prompt reloads rather than fight its pool.
     if (
       previous &&
       previous.modelDir === wanted.modelDir &&
+      previous.quantize === quantize &&
       sameEngine(previous.engine, engine) &&
       (wanted.adapterDir === null || previous.adapterDir === wanted.adapterDir)
     )
       return previous;
     await previous?.model.close();
     this.loaded = (async () => {
-      const folder = openModelFolder(wanted.modelDir);
+      // A 4-bit copy is quantized on the first prompt that asks for it, then read from the cache.
+      const folder = await openBaseModel(wanted.modelDir, quantize, this.quantizedRoot, () => {});
       const adapter = wanted.adapterDir ? loadAdapter(wanted.adapterDir, folder.spec) : null;
       const model = await InferenceModel.load(folder, chooseDevice(engine.device).device, adapter, engine);
       return { ...wanted, model, tokenizer: loadTokenizer(folder.dir) };
@@ -93,10 +110,12 @@ export class PlaygroundSessions {
     engine: GenerationEngine,
     signal: AbortSignal,
   ): Promise<GenerationSummary> {
-    const { model, tokenizer } = await this.load(params.modelDir, params.adapterDir, {
-      ...engine,
-      device: params.device ?? engine.device,
-    });
+    const { model, tokenizer } = await this.load(
+      params.modelDir,
+      params.adapterDir,
+      { ...engine, device: params.device ?? engine.device },
+      params.quantize,
+    );
     const context = model.folder.spec.maxPositionEmbeddings;
     const promptIds =
       params.input.type === 'prompt'

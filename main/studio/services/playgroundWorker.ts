@@ -1,12 +1,16 @@
 // The worker thread behind PlaygroundHost: PlaygroundSessions, fed by messages.
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { toWire } from '../../../shared/errors.js';
-import type { PlaygroundReply, PlaygroundRequest } from './playgroundHost.js';
+import type { PlaygroundReply, PlaygroundRequest, PlaygroundWorkerData } from './playgroundHost.js';
 import { PlaygroundSessions } from './playgroundSessions.js';
 
 const port = parentPort!;
 const reply = (message: PlaygroundReply) => port.postMessage(message);
-const sessions = new PlaygroundSessions((requestId, token) => reply({ type: 'token', requestId, token }));
+const { quantizedRoot } = workerData as PlaygroundWorkerData;
+const sessions = new PlaygroundSessions(
+  (requestId, token) => reply({ type: 'token', requestId, token }),
+  quantizedRoot,
+);
 
 port.on('message', (request: PlaygroundRequest) => {
   switch (request.type) {

@@ -59,7 +59,10 @@ const RECONNECT_DELAY_MS = 1000;
 
 export class HttpStudioApi implements StudioApi {
   private readonly listeners = new Set<(event: StudioEvent) => void>();
+  private readonly connectionListeners = new Set<(connected: boolean) => void>();
   private socket: WebSocket | null = null;
+  /** Whether the event socket is open; it stands for the server being there. */
+  private connected = true;
 
   constructor(
     private readonly pageUrl: string,
@@ -90,11 +93,33 @@ export class HttpStudioApi implements StudioApi {
     this.connect();
     return () => {
       this.listeners.delete(listener);
-      if (this.listeners.size === 0) {
-        this.socket?.close();
-        this.socket = null;
-      }
+      this.disconnectWhenUnwatched();
     };
+  }
+
+  connection(listener: (connected: boolean) => void): () => void {
+    this.connectionListeners.add(listener);
+    this.connect();
+    return () => {
+      this.connectionListeners.delete(listener);
+      this.disconnectWhenUnwatched();
+    };
+  }
+
+  private watched(): boolean {
+    return this.listeners.size > 0 || this.connectionListeners.size > 0;
+  }
+
+  private disconnectWhenUnwatched(): void {
+    if (this.watched()) return;
+    this.socket?.close();
+    this.socket = null;
+  }
+
+  private setConnected(connected: boolean): void {
+    if (connected === this.connected) return;
+    this.connected = connected;
+    for (const listener of this.connectionListeners) listener(connected);
   }
 
   /** The server root: the page may be /index.html or /, always served from the root. */
@@ -109,15 +134,19 @@ export class HttpStudioApi implements StudioApi {
     url.searchParams.set('token', this.token);
     const socket = new WebSocket(url);
     this.socket = socket;
+    socket.addEventListener('open', () => this.setConnected(true));
     socket.addEventListener('message', (message) => {
       const event = JSON.parse(String(message.data)) as StudioEvent;
       for (const listener of this.listeners) listener(event);
     });
-    // A server restart or a sleeping laptop drops the socket; keep listening while anyone subscribes.
+    // A server restart or a sleeping laptop drops the socket (or it never opens): say so, and keep trying while
+    // anyone listens.
     socket.addEventListener('close', () => {
       if (this.socket !== socket) return;
       this.socket = null;
-      if (this.listeners.size > 0) setTimeout(() => this.connect(), RECONNECT_DELAY_MS);
+      if (!this.watched()) return;
+      this.setConnected(false);
+      setTimeout(() => this.connect(), RECONNECT_DELAY_MS);
     });
   }
 }

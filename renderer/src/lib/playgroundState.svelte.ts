@@ -4,6 +4,7 @@
 // user's next line.
 import type { ChatMessage, GenerationSummary, SamplingSettings, StudioApi, StudioEvent } from '../../../shared/api.js';
 import type { AdapterRecord } from '../../../shared/runs.js';
+import type { QuantizeChoice } from '../../../shared/training.js';
 import { errorMessage } from './client.js';
 
 export interface Answer {
@@ -55,6 +56,8 @@ export class PlaygroundState {
   /** Whether the chosen adapter was trained through the chat template; null: none chosen, or not recorded. */
   trainedWithChatTemplate = $state<boolean | null>(null);
   sampling = $state<SamplingSettings>({ ...DEFAULT_SAMPLING });
+  /** The base weights both sides answer with: as stored, or a 4-bit copy (int4 answers fastest on a CPU). */
+  baseWeights = $state<QuantizeChoice>('none');
   turns = $state<Turn[]>([]);
 
   constructor(private readonly api: StudioApi) {}
@@ -138,6 +141,7 @@ export class PlaygroundState {
         adapterDir,
         input,
         sampling: { ...this.sampling, stop },
+        quantize: this.baseWeights,
       });
       // The final text is authoritative: a token event may have been missed while the socket reconnected.
       answer.text = summary.text;

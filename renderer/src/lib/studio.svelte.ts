@@ -12,6 +12,10 @@ export class Studio {
   route = $state<Route>({ screen: 'home' });
   /** A failure no screen owns (the first load), shown in the banner. */
   loadError = $state<string | null>(null);
+  /** False while the main process cannot be reached (browser mode: the server stopped or is restarting). */
+  connected = $state(true);
+  /** How many times the connection came back: screens read their data again when it changes. */
+  reconnections = $state(0);
 
   constructor(
     readonly api: StudioApi,
@@ -19,7 +23,22 @@ export class Studio {
     readonly picker: PathPicker | null,
   ) {}
 
+  /** Follows the connection for the banner; returns the listener's remover. */
+  followConnection(): () => void {
+    return (
+      this.api.connection?.((connected) => {
+        if (connected && !this.connected) {
+          this.reconnections += 1;
+          // The first load may have failed while the server was away.
+          if (this.loadError !== null) void this.load();
+        }
+        this.connected = connected;
+      }) ?? (() => {})
+    );
+  }
+
   async load(): Promise<void> {
+    this.loadError = null;
     try {
       [this.info, this.settings, this.devices, this.demo] = await Promise.all([
         this.api.call('app.info', {}),
