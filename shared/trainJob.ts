@@ -344,3 +344,56 @@ export function jobProblems(job: unknown): FieldProblem[] {
   const checked = trainJobSchema.safeParse(job);
   return checked.success ? [] : fieldProblems(checked.error.issues, Object.keys(JOB_FIELDS));
 }
+
+/** The `peft-studio train` arguments that make a job again, and the settings no flag can give. */
+export interface TrainCommand {
+  args: string[];
+  /** Settings that differ from the defaults but have no flag (Adam's betas and epsilon, SGD momentum), as "label value". */
+  unexpressed: string[];
+}
+
+/**
+ * `job` as `peft-studio train` arguments: the paths, then every setting that differs from the method's defaults, by
+ * its flag in JOB_FIELDS (so a field added there is covered here). Settings of the other method are left out.
+ */
+export function trainCommand(job: TrainJob): TrainCommand {
+  const defaults = defaultTrainJob(job.method, job);
+  const args: string[] = [];
+  const unexpressed: string[] = [];
+  const otherMethod = job.method === 'lora' ? 'promptTuning.' : 'lora.';
+  for (const [field, { flag, label }] of Object.entries(JOB_FIELDS)) {
+    if (field.startsWith(otherMethod)) continue;
+    const value = fieldValue(job, field);
+    // The paths always; the method when it is not the CLI's own default.
+    const always = ['modelDir', 'dataFile', 'outDir'].includes(field) || (field === 'method' && value !== 'lora');
+    if (!always && JSON.stringify(value) === JSON.stringify(fieldValue(defaults, field))) continue;
+    if (flag === null) unexpressed.push(`${label} ${String(value)}`);
+    else args.push(...flagArguments(flag, value));
+  }
+  return { args, unexpressed };
+}
+
+function fieldValue(job: TrainJob, field: string): unknown {
+  return field.split('.').reduce<unknown>((value, key) => (value as Record<string, unknown>)[key], job);
+}
+
+function flagArguments(flag: string, value: unknown): string[] {
+  if (flag === '--no-shuffle') return value === false ? [flag] : [];
+  if (flag === '--gradient-checkpointing') return [flag, value ? 'on' : 'off'];
+  if (typeof value === 'boolean') return value ? [flag] : []; // --rslora, --pack, --skip-bad-rows, --overwrite
+  if (value === null) return []; // nothing given: no step count, no text to start from, every core...
+  if (Array.isArray(value)) return [flag, value.join(',')];
+  if (typeof value === 'object')
+    return [
+      flag,
+      Object.entries(value as Record<string, string>)
+        .map(([f, column]) => `${f}=${column}`)
+        .join(','),
+    ];
+  return [flag, String(value)];
+}
+
+/** Arguments as one line a POSIX shell reads back as they are: quoted where they need it. */
+export function shellLine(args: readonly string[]): string {
+  return args.map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`)).join(' ');
+}

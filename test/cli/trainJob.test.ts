@@ -1,13 +1,22 @@
 // One TrainJob, one set of defaults, one validation: the CLI's flags, the wizard's form and the demo make the same job
 // from the same choices; a bad value is refused by the same schema issue, said as the flag in the CLI and as the label
 // in the wizard; a UserError's field crosses the wire and comes back as a flag.
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { DEMO_RECIPE } from '../../shared/demo.js';
 import { fromWire, toWire, UserError } from '../../shared/errors.js';
 import { SAMPLING_DEFAULTS, samplingSchema } from '../../shared/generation.js';
-import { defaultTrainJob, JOB_BOUNDS, JOB_FIELDS, jobProblems, type JobPaths } from '../../shared/trainJob.js';
+import {
+  defaultTrainJob,
+  JOB_BOUNDS,
+  JOB_FIELDS,
+  jobProblems,
+  shellLine,
+  trainCommand,
+  type JobPaths,
+} from '../../shared/trainJob.js';
 import type { TrainJob } from '../../shared/training.js';
 import {
   applyPreset,
@@ -23,7 +32,7 @@ import { TRAIN_OPTIONS, trainJobFromFlags } from '../../main/cli/trainFlags.js';
 import { UsageError } from '../../main/cli/options.js';
 import { DEMO_MODEL_DIR } from '../../main/demo.js';
 import { DEMO_MODEL } from '../api/jobs.js';
-import { lastJson, runCli } from '../support/cli.js';
+import { CLI, lastJson, runCli } from '../support/cli.js';
 import { tempDir } from '../support/engine.js';
 
 const PATHS: JobPaths = { modelDir: '/models/base', dataFile: '/data/chat.jsonl', outDir: '/adapters/run-1' };
@@ -320,5 +329,78 @@ describe('a UserError with a field', () => {
     expect(trained.stderr.trim().split('\n').at(-1)).toBe(
       `peft-studio train: error: --device: dml is not available on this machine (${platform})`,
     );
+  });
+});
+
+describe('the command that repeats a run', () => {
+  const lora = defaultTrainJob('lora', PATHS);
+  const jobs: [string, TrainJob][] = [
+    ['the defaults', lora],
+    [
+      'every kind of setting changed',
+      {
+        ...lora,
+        data: {
+          format: 'prompt-completion',
+          columns: { prompt: "the user's question", completion: 'answer' },
+          trainOn: 'all',
+          pack: true,
+          skipBadRows: true,
+        },
+        lora: { rank: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'], useRslora: true },
+        optimizer: {
+          ...lora.optimizer,
+          name: 'sgd',
+          learningRate: 3.5e-4,
+          weightDecay: 0.01,
+          scheduler: 'cosine',
+          warmupSteps: 10,
+          maxGradNorm: 0.5,
+        },
+        steps: 120,
+        batchSize: 2,
+        gradAccum: 4,
+        maxSeqLen: 256,
+        seed: 7,
+        shuffle: false,
+        gradientCheckpointing: false,
+        quantize: 'int4',
+        device: 'cpu',
+        threads: 2,
+        initAdapterDir: '/adapters/before',
+        evalSplit: 0.1,
+        evalEvery: 20,
+        checkpointEvery: 10,
+        keepCheckpoints: 5,
+        overwriteOutput: true,
+      },
+    ],
+    [
+      'prompt tuning from a text',
+      {
+        ...defaultTrainJob('prompt-tuning', PATHS),
+        promptTuning: { numVirtualTokens: 8, init: 'text', initText: 'Answer as a bike shop would:' },
+        epochs: 3,
+        evalDataFile: '/data/held-out.jsonl',
+      },
+    ],
+  ];
+
+  it.each(jobs)('gives back the same job through the real CLI and a shell: %s', (_, job) => {
+    expect(jobProblems(job)).toEqual([]);
+    const { args, unexpressed } = trainCommand(job);
+    expect(unexpressed).toEqual([]);
+    expect(fromRealCli(args)).toEqual(job);
+    const shell = spawnSync('sh', ['-c', `"${process.execPath}" "${CLI}" train ${shellLine(args)} --dry-run --json`], {
+      encoding: 'utf8',
+      env,
+    });
+    expect(shell.status, shell.stderr).toBe(0);
+    expect(lastJson(shell.stdout)).toEqual(job);
+  });
+
+  it('names the settings no flag can give', () => {
+    const job = { ...lora, optimizer: { ...lora.optimizer, beta2: 0.95 } };
+    expect(trainCommand(job)).toEqual({ args: PATH_FLAGS, unexpressed: ['Adam beta2 0.95'] });
   });
 });

@@ -1,7 +1,7 @@
 // The studio in a real browser: Debian's Chromium driven by playwright-core against `peft-studio serve`, through the
 // demo fine-tune from the wizard to an exported adapter, plus a file with bad rows and a configuration that does not
 // fit. Each screen's screenshot goes to docs/screenshots/. Needs `npm run build` (dist/) and /usr/bin/chromium.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -211,6 +211,19 @@ describe('the studio in a browser', () => {
     const curvesDrawn = await page.evaluate(() => (window as unknown as { chartCurves: Set<number> }).chartCurves.size);
     expect(curvesDrawn, 'the chart grew step by step').toBeGreaterThan(DEMO_STEPS / 4);
     await screenshot(page, 'run');
+
+    // The same run as a terminal command: the real CLI, through a shell, reads it back as this run's job.
+    const line = (await page.getByTestId('train-command').textContent())!;
+    expect(line).toMatch(/^peft-studio train --model \S+ --data \S+ --out \S+/);
+    const dryRun = spawnSync(
+      'sh',
+      ['-c', `"${process.execPath}" "${CLI}" ${line.slice('peft-studio '.length)} --dry-run --json`],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(dryRun.status, dryRun.stderr).toBe(0);
+    expect(JSON.parse(dryRun.stdout.trim().split('\n').at(-1)!)).toMatchObject({ method: 'lora', steps: DEMO_STEPS });
 
     // A reload shows the same run, finished, with its whole chart.
     await page.reload();
