@@ -348,7 +348,7 @@ export function jobProblems(job: unknown): FieldProblem[] {
 /** The `peft-studio train` arguments that make a job again, and the settings no flag can give. */
 export interface TrainCommand {
   args: string[];
-  /** Settings that differ from the defaults but have no flag (Adam's betas and epsilon, SGD momentum), as "label value". */
+  /** Non-default settings no flag can give (Adam's betas and epsilon, SGD momentum), each as "label value". */
   unexpressed: string[];
 }
 
