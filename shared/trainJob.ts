@@ -363,17 +363,18 @@ export function trainCommand(job: TrainJob): TrainCommand {
   const otherMethod = job.method === 'lora' ? 'promptTuning.' : 'lora.';
   for (const [field, { flag, label }] of Object.entries(JOB_FIELDS)) {
     if (field.startsWith(otherMethod)) continue;
-    const value = fieldValue(job, field);
+    const value = jobFieldValue(job, field);
     // The paths always; the method when it is not the CLI's own default.
     const always = ['modelDir', 'dataFile', 'outDir'].includes(field) || (field === 'method' && value !== 'lora');
-    if (!always && JSON.stringify(value) === JSON.stringify(fieldValue(defaults, field))) continue;
+    if (!always && JSON.stringify(value) === JSON.stringify(jobFieldValue(defaults, field))) continue;
     if (flag === null) unexpressed.push(`${label} ${String(value)}`);
     else args.push(...flagArguments(flag, value));
   }
   return { args, unexpressed };
 }
 
-function fieldValue(job: TrainJob, field: string): unknown {
+/** The value of one JOB_FIELDS path (`optimizer.learningRate`) in `job`. */
+export function jobFieldValue(job: TrainJob, field: string): unknown {
   return field.split('.').reduce<unknown>((value, key) => (value as Record<string, unknown>)[key], job);
 }
 

@@ -417,9 +417,17 @@ describe('the studio in a browser', () => {
     await question.getByRole('button', { name: 'Cancel the run' }).click();
     await expect.poll(status, { timeout: 120_000 }).toBe('cancelled');
 
-    // The Library deletes it, after asking.
+    // The Library tells it from the demo run: its data, and the settings in which the two differ.
     const runId = page.url().match(/runs\/(\d+)$/)![1];
     await page.getByRole('link', { name: 'Library' }).click();
+    const row = page.getByTestId('runs-table').locator('tbody tr', { hasText: `Run ${runId}` });
+    await expect.poll(() => row.textContent()).toMatch(/data\.jsonl.*cancelled.*\d+ s/);
+    await page.getByRole('checkbox', { name: 'Compare run 1' }).check();
+    await page.getByRole('checkbox', { name: `Compare run ${runId}` }).check();
+    const steps = page.getByTestId('settings-diff').locator('tr', { hasText: /^Steps/ });
+    await expect.poll(() => steps.locator('td').allTextContents()).toEqual([String(DEMO_STEPS), '5000']);
+
+    // The Library deletes it, after asking.
     await page.getByRole('button', { name: `Delete run ${runId}` }).click();
     const dialog = page.getByRole('dialog');
     expect(await dialog.textContent()).toContain(`Delete run ${runId} and its checkpoints?`);
