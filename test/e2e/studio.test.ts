@@ -397,6 +397,8 @@ describe('the studio in a browser', () => {
     await page.getByRole('button', { name: 'Next' }).click();
     await page.getByLabel('Steps', { exact: true }).fill('5000');
     await page.getByLabel('Device').selectOption('cpu');
+    await page.getByText('More settings').click();
+    await page.getByLabel('Seed').fill('3');
     await page.getByRole('button', { name: 'Next' }).click();
     await page.getByRole('button', { name: 'Start training' }).click();
     await page.waitForURL(/#\/runs\/\d+$/);
@@ -426,6 +428,8 @@ describe('the studio in a browser', () => {
     await page.getByRole('checkbox', { name: `Compare run ${runId}` }).check();
     const steps = page.getByTestId('settings-diff').locator('tr', { hasText: /^Steps/ });
     await expect.poll(() => steps.locator('td').allTextContents()).toEqual([String(DEMO_STEPS), '5000']);
+    const seed = page.getByTestId('settings-diff').locator('tr', { hasText: /^Seed/ });
+    expect(await seed.locator('td').allTextContents()).toEqual(['0', '3']);
 
     // The Library deletes it, after asking.
     await page.getByRole('button', { name: `Delete run ${runId}` }).click();

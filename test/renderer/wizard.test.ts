@@ -245,12 +245,35 @@ describe('the TrainJob', () => {
     expect(job.evalEvery).toBeGreaterThan(0);
   });
 
+  it('carries the settings under "More settings" into the job, and checks them by their labels', () => {
+    const paths = { modelDir: '/m', dataFile: '/d', outDir: '/o' };
+    const form = { ...initialForm(), loraDropout: 0.1, scheduler: 'cosine' as const, warmupSteps: 5, seed: 42 };
+    expect(toTrainJob({ ...form, trainOn: 'all' }, paths)).toMatchObject({
+      lora: { dropout: 0.1 },
+      optimizer: { scheduler: 'cosine', warmupSteps: 5 },
+      seed: 42,
+      data: { trainOn: 'all' },
+    });
+    const promptTuning = { ...initialForm(), method: 'prompt-tuning' as const };
+    expect(toTrainJob(promptTuning, paths).promptTuning).toMatchObject({ init: 'random', initText: null });
+    expect(toTrainJob({ ...promptTuning, promptInitText: 'Answer as a bike shop:' }, paths).promptTuning).toEqual({
+      numVirtualTokens: promptTuning.numVirtualTokens,
+      init: 'text',
+      initText: 'Answer as a bike shop:',
+    });
+    expect(settingsProblems({ ...form, loraDropout: 1, warmupSteps: -1, seed: 0.5 })).toEqual([
+      'LoRA dropout: must be below 1',
+      'Warm-up steps: must be at least 0',
+      'Seed: must be a whole number',
+    ]);
+  });
+
   it('quantizes the base only when asked, in the job and in the memory plan alike', () => {
     const paths = { modelDir: '/m', dataFile: '/d', outDir: '/o' };
     expect(initialForm().quantize).toBe('none');
     expect(toTrainJob(initialForm(), paths).quantize).toBe('none');
     expect(fitConfig(initialForm(), '/m').quantize).toBe('none');
-    for (const quantize of ['nf4', 'fp4'] as const) {
+    for (const quantize of ['nf4', 'fp4', 'int4'] as const) {
       const form = { ...initialForm(), quantize };
       expect(toTrainJob(form, paths).quantize).toBe(quantize);
       expect(fitConfig(form, '/m').quantize).toBe(quantize);

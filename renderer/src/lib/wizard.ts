@@ -53,6 +53,13 @@ export const QUANTIZE_OPTIONS: Record<QuantizeChoice, string> = {
   int4: 'int4 (4-bit, fastest chat)',
 };
 
+/** The learning-rate schedules as the Settings step offers them. */
+export const SCHEDULER_OPTIONS: Record<SchedulerName, string> = {
+  constant: 'constant',
+  linear: 'linear decay to zero',
+  cosine: 'cosine decay to zero',
+};
+
 /** Everything the user decides, as the form holds it. */
 export interface WizardForm {
   modelSource: 'demo' | 'local' | 'hub';
@@ -79,9 +86,15 @@ export interface WizardForm {
   alpha: number;
   targets: string[];
   numVirtualTokens: number;
-  /** Set by the presets, not shown: the defaults, or the demo recipe's. */
+  /** Set by the presets (the defaults, or the demo recipe's), and changed under "More settings". */
   loraDropout: number;
   scheduler: SchedulerName;
+  warmupSteps: number;
+  seed: number;
+  /** Which tokens train: the answers (assistant turns, completions) or every token. */
+  trainOn: DataSettings['trainOn'];
+  /** Prompt tuning: a text the virtual tokens start from ('' = random, PEFT's default). */
+  promptInitText: string;
   maxSeqLen: number;
   batchSize: number;
   gradAccum: number;
@@ -227,6 +240,10 @@ export function initialForm(): WizardForm {
     method: 'lora',
     preset: 'quick',
     ...presetSettings('quick', 'lora', true),
+    warmupSteps: defaults.optimizer.warmupSteps,
+    seed: defaults.seed,
+    trainOn: defaults.data.trainOn,
+    promptInitText: '',
     gradientCheckpointing: defaults.gradientCheckpointing,
     quantize: defaults.quantize,
     device: defaults.device,
@@ -247,6 +264,7 @@ export function dataSettings(form: WizardForm): DataSettings {
     ...defaultDataSettings(),
     format: form.dataFormat === 'auto' ? null : form.dataFormat,
     columns,
+    trainOn: form.trainOn,
     skipBadRows: form.skipBadRows,
   };
 }
@@ -375,15 +393,26 @@ export function toTrainJob(form: WizardForm, paths: JobPaths): TrainJob {
         : job.lora,
     promptTuning:
       form.method === 'prompt-tuning'
-        ? { ...job.promptTuning, numVirtualTokens: form.numVirtualTokens }
+        ? {
+            numVirtualTokens: form.numVirtualTokens,
+            ...(form.promptInitText.trim()
+              ? { init: 'text' as const, initText: form.promptInitText }
+              : { init: 'random' as const, initText: null }),
+          }
         : job.promptTuning,
-    optimizer: { ...job.optimizer, learningRate: form.learningRate, scheduler: form.scheduler },
+    optimizer: {
+      ...job.optimizer,
+      learningRate: form.learningRate,
+      scheduler: form.scheduler,
+      warmupSteps: form.warmupSteps,
+    },
     // An emptied field is null, which for steps would mean "the epochs decide": it is no number instead.
     steps: form.budget === 'steps' ? (form.steps ?? NaN) : null,
     epochs: form.budget === 'epochs' ? form.epochs : job.epochs,
     batchSize: form.batchSize,
     gradAccum: form.gradAccum,
     maxSeqLen: form.maxSeqLen,
+    seed: form.seed,
     gradientCheckpointing: form.gradientCheckpointing,
     quantize: form.quantize,
     device: form.device,
