@@ -114,6 +114,8 @@ export const PARAMS = {
   'runs.chart': z.strictObject({ id: positiveInt, maxPoints: positiveInt.max(10_000).default(200) }),
   'runs.start': z.strictObject({ job: trainJobSchema }),
   'runs.pause': runId,
+  /** Stop and save: the adapter as the weights are now (after the current step, or from a paused run's checkpoint). */
+  'runs.stop': runId,
   'runs.resume': runId,
   'runs.cancel': runId,
   /** Deletes a finished run's record and folder (its adapter folder stays). */
@@ -362,6 +364,7 @@ interface StudioResults {
   'runs.chart': RunChart;
   'runs.start': RunRecord;
   'runs.pause': RunRecord;
+  'runs.stop': RunRecord;
   'runs.resume': RunRecord;
   'runs.cancel': RunRecord;
   'runs.delete': { deleted: number };

@@ -215,8 +215,11 @@ export interface EngineResults {
   bench: BenchResult;
 }
 
-/** What the host may tell the engine while it works: pause = checkpoint after the current step, then stop. */
-export type EngineControl = { type: 'pause' };
+/**
+ * What the host may tell the engine while it works: pause = checkpoint after the current step, then stop; stop = end
+ * the run after the current step and write its adapter as the weights are then (validated first).
+ */
+export type EngineControl = { type: 'pause' } | { type: 'stop' };
 
 /** What the engine worker posts back: events while it works, then exactly one result or error. */
 export type EngineReply =

@@ -84,13 +84,13 @@ const fmt = (n: number | null | undefined, digits = 4) => (n === null || n === u
 
 export const RUNS_COMMANDS: Record<string, Command> = {
   runs: {
-    summary: 'training runs recorded in the studio folder: list, show, resume, pause, cancel',
-    usage: 'peft-studio runs list|show ID|resume ID|pause ID|cancel ID [--home DIR] [--points 200] [--json]',
+    summary: 'training runs recorded in the studio folder: list, show, resume, pause, stop and save, cancel',
+    usage: 'peft-studio runs list|show ID|resume ID|pause ID|stop ID|cancel ID [--home DIR] [--points 200] [--json]',
     positionals: true,
     options: { home: str, points: str, json },
     async run(values, positionals) {
       const verb = positionals[0];
-      if (!['list', 'show', 'resume', 'pause', 'cancel'].includes(verb))
+      if (!['list', 'show', 'resume', 'pause', 'stop', 'cancel'].includes(verb))
         throw new UsageError(`unknown runs command "${verb ?? ''}"`);
       const store = Store.open(configuredHome(values) ?? defaultStudioHome());
       try {
@@ -149,7 +149,9 @@ export const RUNS_COMMANDS: Record<string, Command> = {
             `run ${id}: ${store.run(id)!.status === 'cancelled' ? 'cancelled' : 'cancel requested'}\n`,
           );
         }
-        manager.resume(id);
+        // stop: a paused run is resumed here only to write its adapter (a running one elsewhere is refused).
+        if (verb === 'stop') manager.stop(id);
+        else manager.resume(id);
         await executeInForeground(manager, id, asJson);
       } finally {
         store.close();

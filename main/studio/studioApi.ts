@@ -163,6 +163,10 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
       manager.pause(p.id);
       return requireRun(p.id);
     },
+    'runs.stop': (p) => {
+      manager.stop(p.id);
+      return requireRun(p.id);
+    },
     'runs.resume': (p) => manager.resume(p.id),
     'runs.cancel': (p) => {
       manager.cancel(p.id);

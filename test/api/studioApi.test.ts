@@ -285,6 +285,47 @@ describe('the studio API', () => {
     );
   });
 
+  it('stops and saves: a running run ends with its adapter, a paused one saves from its checkpoint', async () => {
+    const details = (id: number) => api.call('runs.get', { id });
+    const start = (name: string) =>
+      api.call('runs.start', {
+        job: { ...demoJob(path.join(root, name), 100_000), checkpointEvery: 0, evalSplit: 0.1, evalEvery: 0 },
+      });
+
+    const running = await start('stopped-adapter');
+    await until('the second step', async () => (await details(running.id)).run.step >= 2);
+    await api.call('runs.stop', { id: running.id });
+    const stopped = await until(
+      'the stop',
+      async () => (await details(running.id)).run.status === 'completed' && details(running.id),
+    );
+    expect(stopped.run.step).toBeGreaterThanOrEqual(2);
+    expect(stopped.run.step).toBeLessThan(100_000);
+    expect(stopped.log.join('\n')).toMatch(/stopped after step \d+ of 100000: saving the adapter as it is now/);
+    const adapter = stopped.adapters.at(-1)!;
+    expect(adapter.metrics.steps).toBe(stopped.run.step);
+    expect(adapter.metrics.evalLoss).not.toBeNull(); // validated at the stop, not only at a last step never reached
+    expect(fs.existsSync(path.join(adapter.folder, 'adapter_model.safetensors'))).toBe(true);
+    await expect(api.call('runs.stop', { id: running.id })).rejects.toThrow(
+      `run ${running.id} is completed: only running, paused or interrupted runs can be stopped and saved`,
+    );
+
+    const paused = await start('paused-then-saved');
+    await until('the first step', async () => (await details(paused.id)).run.step >= 1);
+    await api.call('runs.pause', { id: paused.id });
+    const atPause = await until(
+      'the pause',
+      async () => (await details(paused.id)).run.status === 'paused' && (await details(paused.id)).run.step,
+    );
+    await api.call('runs.stop', { id: paused.id });
+    const saved = await until(
+      'the save',
+      async () => (await details(paused.id)).run.status === 'completed' && details(paused.id),
+    );
+    expect(saved.run.step).toBe(atPause); // no step after the checkpoint
+    expect(saved.adapters.at(-1)!.metrics.steps).toBe(atPause);
+  });
+
   it('stops a generation by request id', async () => {
     const generation = api.call('playground.generate', {
       requestId: 'long',

@@ -390,7 +390,7 @@ describe('the studio in a browser', () => {
     await page.close();
   });
 
-  it('pauses, resumes and cancels a run from the dashboard', async () => {
+  it('pauses, resumes, and stops a run from the dashboard keeping its adapter', async () => {
     const page = await openStudio();
     await chooseModelAndData(page, null);
     await page.getByRole('button', { name: 'Next' }).click();
@@ -415,15 +415,17 @@ describe('the studio in a browser', () => {
     expect(await question.textContent()).toContain('what it learned since its last checkpoint is lost');
     await question.getByRole('button', { name: 'Keep it' }).click();
     expect(await status()).toBe('running');
-    await page.getByRole('button', { name: 'Cancel', exact: true }).click();
-    await question.getByRole('button', { name: 'Cancel the run' }).click();
-    await expect.poll(status, { timeout: 120_000 }).toBe('cancelled');
+    // Stop and save: the run ends now, and its adapter is what it learned so far.
+    await page.getByRole('button', { name: 'Stop and save adapter' }).click();
+    await expect.poll(status, { timeout: 120_000 }).toBe('completed');
+    await expect.poll(() => page.getByText('Done. The adapter is in').count()).toBe(1);
+    expect(await page.getByRole('link', { name: 'Try it in the playground' }).count()).toBe(1);
 
     // The Library tells it from the demo run: its data, and the settings in which the two differ.
     const runId = page.url().match(/runs\/(\d+)$/)![1];
     await page.getByRole('link', { name: 'Library' }).click();
     const row = page.getByTestId('runs-table').locator('tbody tr', { hasText: `Run ${runId}` });
-    await expect.poll(() => row.textContent()).toMatch(/data\.jsonl.*cancelled.*\d+ s/);
+    await expect.poll(() => row.textContent()).toMatch(/data\.jsonl.*completed.*\d+ s/);
     await page.getByRole('checkbox', { name: 'Compare run 1' }).check();
     await page.getByRole('checkbox', { name: `Compare run ${runId}` }).check();
     const steps = page.getByTestId('settings-diff').locator('tr', { hasText: /^Steps/ });

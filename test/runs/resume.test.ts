@@ -219,6 +219,32 @@ describe('a recorded run', () => {
     expect(losses(home)).toEqual(reference);
   });
 
+  it('stops and saves a paused run from the command line: its adapter from the checkpoint, no step more', async () => {
+    const home = path.join(root, 'stopped');
+    const adapterDir = path.join(root, 'stopped-adapter');
+    const run = startCli([...TRAIN.filter((a) => a !== '--json'), '--home', home, '--out', adapterDir]);
+    await until('step 5', () => stepsPrinted(run.stderr()) >= 5);
+    // Running in the training process, not this one: refused in one line that says what to do.
+    const elsewhere = await runCliAsync(['runs', 'stop', '1', '--home', home]);
+    expect(elsewhere.code).toBe(1);
+    expect(elsewhere.stderr.trim().split('\n').at(-1)).toMatch(
+      /run 1 is running in another process: pause it there or here, then stop and save it$/,
+    );
+    await runCliAsync(['runs', 'pause', '1', '--home', home]);
+    expect(await run.exit, run.stderr()).toBe(0);
+    const pausedAt = recordedRun(home)!.step;
+
+    const stopped = await runCliAsync(['runs', 'stop', '1', '--home', home, '--json']);
+    expect(stopped.code, stopped.stderr).toBe(0);
+    expect(lastJson(stopped.stdout)).toMatchObject({ id: 1, status: 'completed', step: pausedAt });
+    const shown = await runCliAsync(['runs', 'show', '1', '--home', home, '--json']);
+    expect(lastJson(shown.stdout).log.join('\n')).toContain(
+      `stopped after step ${pausedAt} of ${STEPS}: saving the adapter as it is now`,
+    );
+    expect(readTrainingFacts(path.join(adapterDir, 'training.json'))!.losses).toHaveLength(pausedAt);
+    expect(fs.existsSync(path.join(adapterDir, 'adapter_model.safetensors'))).toBe(true);
+  });
+
   it('pauses on request from another process, with a checkpoint, and resumes to the same losses', async () => {
     const home = path.join(root, 'paused');
     const run = startCli([

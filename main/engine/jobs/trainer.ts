@@ -295,9 +295,16 @@ export interface TrainControl {
   resume: boolean;
   /** Polled after every step; true = write a checkpoint and return paused. */
   pauseRequested(): boolean;
+  /** Polled before every step but the run's first; true = end now and write the adapter ("stop and save"). */
+  stopRequested(): boolean;
 }
 
-const NO_CONTROL: TrainControl = { checkpointDir: null, resume: false, pauseRequested: () => false };
+const NO_CONTROL: TrainControl = {
+  checkpointDir: null,
+  resume: false,
+  pauseRequested: () => false,
+  stopRequested: () => false,
+};
 
 /**
  * sha256 of what shapes a run's trajectory (not where it writes, nor the device): a checkpoint resumes only its own
@@ -454,7 +461,10 @@ export async function runTraining(
       emit({ type: 'eval', step, loss: result.loss, perplexity: Math.exp(result.loss), tokens: result.tokens });
     };
     let tokensThisSession = 0;
+    let stepsDone = firstStep;
     for (let step = firstStep; step < totalSteps; step++) {
+      // Stop and save: the weights as they are now (after at least one step) become the adapter.
+      if (step > 0 && control.stopRequested()) break;
       const group = Array.from({ length: job.gradAccum }, () => micro.next().value as MicroBatch);
       const result = await stepper.step(step, group, job.seed * 1_000_003 + step);
       loss = result.loss;
@@ -475,6 +485,7 @@ export async function runTraining(
         elapsedSeconds: elapsed(),
         memoryBytes: process.memoryUsage().rss,
       });
+      stepsDone = step + 1;
       const last = step + 1 === totalSteps;
       if (validation.length && (last || (job.evalEvery > 0 && (step + 1) % job.evalEvery === 0)))
         await evaluate(step + 1);
@@ -486,6 +497,14 @@ export async function runTraining(
         emit({ type: 'log', message: `paused after step ${step + 1}` });
         return { status: 'paused', step: step + 1 };
       }
+    }
+    if (stepsDone < totalSteps) {
+      emit({
+        type: 'log',
+        message: `stopped after step ${stepsDone} of ${totalSteps}: saving the adapter as it is now`,
+      });
+      const validatedThen = job.evalEvery > 0 && stepsDone % job.evalEvery === 0;
+      if (validation.length && !validatedThen) await evaluate(stepsDone);
     }
     const seconds = (performance.now() - started) / 1000;
     writeAdapterFolder(job, places, { run: owner, chatTemplate: dataset.chatTemplate }, (dir) => {
@@ -502,7 +521,7 @@ export async function runTraining(
     return {
       status: 'completed',
       adapterDir: path.resolve(job.outDir),
-      steps: totalSteps,
+      steps: stepsDone,
       finalLoss: loss,
       evalLoss,
       tokens,

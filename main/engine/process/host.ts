@@ -31,6 +31,8 @@ export interface EngineRun<K extends EngineRequest['kind']> {
   pid: number;
   /** Training only: checkpoint after the current step and settle with a paused result. */
   pause(): void;
+  /** Training only: end after the current step, with the adapter written as the weights are then. */
+  stop(): void;
   /** Kills the engine process; `result` then rejects with an EngineExitError. */
   cancel(): void;
 }
@@ -79,6 +81,9 @@ export function runEngine<R extends EngineRequest>(
     pid: child.pid!,
     pause: () => {
       if (child.connected) child.send({ type: 'pause' } satisfies EngineControl);
+    },
+    stop: () => {
+      if (child.connected) child.send({ type: 'stop' } satisfies EngineControl);
     },
     cancel: () => void child.kill('SIGKILL'),
   };

@@ -1,6 +1,6 @@
 // The engine process: ONNX Runtime's session.run blocks its thread and a native crash or out-of-memory kill must never
 // take the app down, so jobs run in a child process of their own. It answers exactly one EngineRequest with one
-// result or one error; a `pause` control message stops a training run at its next step boundary.
+// result or one error; a `pause` or `stop` control message ends a training run at its next step boundary.
 import { toWire, UserError } from '../../../shared/errors.js';
 import type { EngineControl, EngineReply, EngineRequest } from '../../../shared/training.js';
 import { runBenchmark, runEvaluation, runTraining, type Emit } from '../jobs/trainer.js';
@@ -11,9 +11,11 @@ const reply = (message: EngineReply) => process.send!(message);
 process.on('disconnect', () => process.exit(0));
 
 let pauseRequested = false;
+let stopRequested = false;
 process.on('message', (message: EngineRequest | EngineControl) => {
   if ('type' in message) {
     if (message.type === 'pause') pauseRequested = true;
+    if (message.type === 'stop') stopRequested = true;
     return;
   }
   void handle(message);
@@ -30,6 +32,7 @@ async function handle(request: EngineRequest): Promise<void> {
             checkpointDir: request.checkpointDir,
             resume: request.resume,
             pauseRequested: () => pauseRequested,
+            stopRequested: () => stopRequested,
           }),
         });
         break;

@@ -68,6 +68,8 @@ export class RunManager {
    * offered to the store again until it takes them: a run whose engine stopped never stays "running".
    */
   private readonly unrecorded = new Map<number, { status: RunStatus; error: string | null }>();
+  /** Paused runs resumed only to be stopped and saved: their engine is told to stop as it starts. */
+  private readonly stopOnStart = new Set<number>();
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly flushIntervalMs: number;
   private pumping = false;
@@ -173,6 +175,7 @@ export class RunManager {
       { kind: 'train', job: run.job, checkpointDir, resume: fs.existsSync(checkpointDir) },
       (event) => this.onEngineEvent(id, event),
     );
+    if (this.stopOnStart.delete(id)) engine.stop();
     const active: ActiveRun = {
       engine,
       metrics: new Map(),
@@ -343,6 +346,26 @@ export class RunManager {
     else if (run.status === 'queued') this.setStatus(id, 'paused');
     else if (run.status === 'running') this.store.requestRunAction(id, 'pause');
     else throw new UserError(`run ${id} is ${run.status}: only queued or running runs can be paused`);
+  }
+
+  /**
+   * Stop and save: a running run ends after its current step with its adapter written as the weights are then
+   * (validated first); a paused or interrupted one is resumed from its checkpoint just for that, with no more steps.
+   */
+  stop(id: number): void {
+    const run = this.requireRun(id);
+    const active = this.active.get(id);
+    if (active) return active.engine.stop();
+    if (run.status === 'running')
+      throw new UserError(`run ${id} is running in another process: pause it there or here, then stop and save it`);
+    if (run.status !== 'paused' && run.status !== 'interrupted')
+      throw new UserError(
+        `run ${id} is ${run.status}: only running, paused or interrupted runs can be stopped and saved`,
+      );
+    if (!fs.existsSync(checkpointFolder(run)))
+      throw new UserError(`run ${id} has no checkpoint to save an adapter from: resume it instead`);
+    this.stopOnStart.add(id);
+    this.resume(id);
   }
 
   /** Puts a paused, failed or interrupted run back in the queue; it continues from its last good checkpoint. */

@@ -84,11 +84,15 @@ export class RunView {
   get canResume(): boolean {
     return this.status !== null && RESUMABLE.includes(this.status);
   }
+  /** Stop and save: a running run after its current step, a paused or interrupted one from its checkpoint. */
+  get canStop(): boolean {
+    return this.status === 'running' || this.status === 'paused' || this.status === 'interrupted';
+  }
   get canCancel(): boolean {
     return this.canPause || this.status === 'paused';
   }
 
-  async control(action: 'runs.pause' | 'runs.resume' | 'runs.cancel'): Promise<void> {
+  async control(action: 'runs.pause' | 'runs.stop' | 'runs.resume' | 'runs.cancel'): Promise<void> {
     try {
       const run = await this.api.call(action, { id: this.runId });
       if (this.details) this.details = { ...this.details, run };
