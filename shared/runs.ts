@@ -109,3 +109,31 @@ export interface ExportRecord {
 export type RunEvent =
   | { runId: number; type: 'status'; status: RunStatus; error: string | null }
   | { runId: number; type: 'engine'; event: EngineEvent; etaSeconds: number | null };
+
+interface LossPoint {
+  step: number;
+  loss: number;
+}
+
+/**
+ * A warning in plain words when the last validation rose while the training loss fell since the one before: the
+ * adapter is learning its training rows rather than the task. Compares the mean training loss between the last two
+ * validations with the mean before; null when there is nothing to warn about (or fewer than two validations).
+ */
+export function overfittingWarning(train: readonly LossPoint[], evals: readonly LossPoint[]): string | null {
+  if (evals.length < 2) return null;
+  const [before, last] = evals.slice(-2);
+  if (!(last.loss > before.loss)) return null;
+  const from = evals.length > 2 ? evals[evals.length - 3].step : 0;
+  const mean = (points: LossPoint[]) => points.reduce((sum, p) => sum + p.loss, 0) / points.length;
+  const earlier = train.filter((p) => p.step > from && p.step <= before.step);
+  const later = train.filter((p) => p.step > before.step && p.step <= last.step);
+  if (!earlier.length || !later.length || !(mean(later) < mean(earlier))) return null;
+  const best = evals.reduce((a, b) => (b.loss < a.loss ? b : a));
+  return (
+    `Validation loss rose from ${before.loss.toFixed(3)} to ${last.loss.toFixed(3)} (step ${last.step}) while ` +
+    `training loss fell: the adapter is starting to memorise its training rows (overfitting). Its best validation ` +
+    `loss was ${best.loss.toFixed(3)} at step ${best.step}: fewer steps, or Stop and save adapter while it runs, ` +
+    `keep it nearer that point.`
+  );
+}

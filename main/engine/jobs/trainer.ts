@@ -28,6 +28,7 @@ import { fromDataSettings, prepareDataset } from '../../data/dataset.js';
 import { batches, countBatches, type TrainingSequence } from '../../data/packing.js';
 import type { ModelFolder } from '../../model/modelFolder.js';
 import { passesWarning } from '../../../shared/data.js';
+import { overfittingWarning } from '../../../shared/runs.js';
 import { openBaseModel } from '../../model/quant/quantizeOnLoad.js';
 import { quantizedCacheRoot } from '../../store/home.js';
 import { Rng } from '../../util/random.js';
@@ -455,10 +456,14 @@ export async function runTraining(
       );
       emit({ type: 'checkpoint', step, kept });
     };
+    const evals: { step: number; loss: number }[] = []; // this session's validations
     const evaluate = async (step: number) => {
       const result = await validationLoss(model, lora, validation, job.batchSize, virtual);
       evalLoss = result.loss;
       emit({ type: 'eval', step, loss: result.loss, perplexity: Math.exp(result.loss), tokens: result.tokens });
+      evals.push({ step, loss: result.loss });
+      const warning = overfittingWarning(losses, evals);
+      if (warning) emit({ type: 'log', message: `warning: ${warning}` });
     };
     let tokensThisSession = 0;
     let stepsDone = firstStep;
