@@ -101,6 +101,8 @@ export function defaultTrainJob(method: AdapterMethod, paths: JobPaths): TrainJo
     evalEvery: 0, // validation after the last step only
     checkpointEvery: 50, // a crash or pause loses at most 50 steps
     keepCheckpoints: 3, // a few to go back to, without filling the disk
+    keepBest: false, // the last step, as every trainer does unless asked
+    earlyStoppingPatience: 0, // the steps asked for are the steps run
     overwriteOutput: false, // a folder holding another run's adapter is refused unless asked
   };
 }
@@ -151,6 +153,7 @@ export const JOB_BOUNDS = {
   evalSplit: { integer: false, min: 0, max: 0.5 },
   evalEvery: { integer: true, min: 0 },
   checkpointEvery: { integer: true, min: 0 },
+  earlyStoppingPatience: { integer: true, min: 0 },
   keepCheckpoints: { integer: true, min: 1 },
   // ONNX Runtime's pool: more threads than any desktop has cores only adds switching.
   threads: { integer: true, min: 1, max: MAX_THREADS },
@@ -264,6 +267,8 @@ export const trainJobSchema: z.ZodType<TrainJob> = z
     evalEvery: bounded('evalEvery'),
     checkpointEvery: bounded('checkpointEvery'),
     keepCheckpoints: bounded('keepCheckpoints'),
+    keepBest: yesNo.default(false), // jobs recorded before it existed kept the last step
+    earlyStoppingPatience: bounded('earlyStoppingPatience').default(0),
     overwriteOutput: yesNo.optional(),
   })
   .superRefine((job, context) => {
@@ -273,6 +278,19 @@ export const trainJobSchema: z.ZodType<TrainJob> = z
         path: ['promptTuning', 'initText'],
         message: 'needed to start the prompt from text',
       });
+    }
+    // The best step and early stopping follow the validation loss, measured during the run.
+    const validated = job.evalDataFile !== null || job.evalSplit > 0;
+    for (const [field, asked] of [
+      ['keepBest', job.keepBest],
+      ['earlyStoppingPatience', job.earlyStoppingPatience > 0],
+    ] as const) {
+      if (asked && (!validated || job.evalEvery === 0))
+        context.addIssue({
+          code: 'custom',
+          path: [field],
+          message: 'needs validation during the run: a validation split or file, and validation every N steps',
+        });
     }
     // Validation data comes from one place: its own file, or rows held out of the training data.
     if (job.evalDataFile !== null && job.evalSplit > 0) {
@@ -336,6 +354,8 @@ export const JOB_FIELDS = {
   evalEvery: { flag: '--eval-every', label: 'Validate every' },
   checkpointEvery: { flag: '--checkpoint-every', label: 'Checkpoint every' },
   keepCheckpoints: { flag: '--keep-checkpoints', label: 'Checkpoints kept' },
+  keepBest: { flag: '--keep-best', label: 'Keep the best validation step' },
+  earlyStoppingPatience: { flag: '--early-stopping-patience', label: 'Early stopping patience (steps)' },
   overwriteOutput: { flag: '--overwrite', label: 'Overwrite the adapter' },
 } as const satisfies Record<string, FieldNames>;
 

@@ -104,6 +104,10 @@ export interface TrainJob {
   checkpointEvery: number;
   /** How many of the newest checkpoints to keep. */
   keepCheckpoints: number;
+  /** The adapter written is the validated step with the lowest validation loss, not the last step. */
+  keepBest: boolean;
+  /** Stop early once this many steps passed without a lower validation loss (0: never). */
+  earlyStoppingPatience: number;
   /**
    * Write into an output folder that holds an adapter PEFT Studio wrote for another run, replacing its files (anything
    * else there stays). Any other folder that is not empty is refused all the same.

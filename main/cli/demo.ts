@@ -99,6 +99,8 @@ export function demoJob(
     // A run of a minute: the adapter at its end is the only checkpoint worth keeping.
     checkpointEvery: 0,
     keepCheckpoints: 1,
+    keepBest: false,
+    earlyStoppingPatience: 0,
     // A previous demo's adapter may be written again (nothing but a studio-written adapter ever is).
     overwriteOutput: true,
   };

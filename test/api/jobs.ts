@@ -44,5 +44,7 @@ export function demoJob(outDir: string, steps = 4): TrainJob {
     evalEvery: 2,
     checkpointEvery: 2,
     keepCheckpoints: 2,
+    keepBest: false,
+    earlyStoppingPatience: 0,
   };
 }

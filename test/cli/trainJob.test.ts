@@ -372,6 +372,8 @@ describe('the command that repeats a run', () => {
         evalEvery: 20,
         checkpointEvery: 10,
         keepCheckpoints: 5,
+        keepBest: true,
+        earlyStoppingPatience: 40,
         overwriteOutput: true,
       },
     ],

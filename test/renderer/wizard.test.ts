@@ -261,6 +261,15 @@ describe('the TrainJob', () => {
       init: 'text',
       initText: 'Answer as a bike shop:',
     });
+    expect(toTrainJob({ ...form, keepBest: true, earlyStoppingPatience: 30 }, paths)).toMatchObject({
+      keepBest: true,
+      earlyStoppingPatience: 30,
+    });
+    // Both follow validation: without a split there is none to follow.
+    expect(settingsProblems({ ...form, evalSplit: 0, keepBest: true, earlyStoppingPatience: 30 })).toEqual([
+      'Keep the best validation step: needs validation during the run: a validation split or file, and validation every N steps',
+      'Early stopping patience (steps): needs validation during the run: a validation split or file, and validation every N steps',
+    ]);
     expect(settingsProblems({ ...form, loraDropout: 1, warmupSteps: -1, seed: 0.5 })).toEqual([
       'LoRA dropout: must be below 1',
       'Warm-up steps: must be at least 0',

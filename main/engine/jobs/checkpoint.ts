@@ -1,7 +1,8 @@
 // Training checkpoints: everything a run needs to continue exactly where it was, written so that a crash at any
 // moment leaves either the previous checkpoints or a complete new one, and damage is detected by checksum.
 //
-//   <dir>/step-00000040/state.safetensors   param.<i> (adapter tensors), optimizer.<i> (moment buffers), fp32
+//   <dir>/step-00000040/state.safetensors   param.<i> (adapter tensors), optimizer.<i> (moment buffers), and
+//                                           best.<i> (the best validated step's adapter tensors, when kept), fp32
 //   <dir>/step-00000040/trainer.json        step, data position, RNG, schedule, totals, loss history, job fingerprint
 //   <dir>/step-00000040/manifest.json       sha256 of the two files above
 import crypto from 'node:crypto';
@@ -11,6 +12,13 @@ import { readSafetensorsHeader, readTensorF32, writeSafetensors, type TensorToWr
 import { removeIfEmpty } from '../../adapter/adapterFiles.js';
 import { writeFileAtomic } from '../../util/atomicWrite.js';
 import { explainFileError } from '../../util/fileErrors.js';
+
+/** The validated step with the lowest validation loss so far; its adapter tensors when the job keeps the best. */
+export interface BestStep {
+  step: number;
+  loss: number;
+  params?: Float32Array[];
+}
 
 export interface TrainingState {
   /** Optimizer steps done. */
@@ -32,14 +40,17 @@ export interface TrainingState {
   /** Trainable tensors in the stepper's fixed order. */
   params: Float32Array[];
   optimizerBuffers: Float32Array[];
+  /** Absent before the first validation, and in checkpoints written before it was kept. */
+  best?: BestStep;
   /** sha256 of the settings that shape the training trajectory; a checkpoint only resumes its own job. */
   jobFingerprint: string;
 }
 
-type TrainerJson = Omit<TrainingState, 'params' | 'optimizerBuffers'> & {
+type TrainerJson = Omit<TrainingState, 'params' | 'optimizerBuffers' | 'best'> & {
   format: 1;
   paramCount: number;
   bufferCount: number;
+  best?: { step: number; loss: number; paramCount: number };
 };
 
 const STATE_FILE = 'state.safetensors';
@@ -89,11 +100,13 @@ export function writeCheckpoint(dir: string, state: TrainingState, keep: number)
     state.optimizerBuffers.forEach(
       (b, i) => (tensors[`optimizer.${i}`] = { dtype: 'F32', shape: [b.length], data: b }),
     );
+    state.best?.params?.forEach((p, i) => (tensors[`best.${i}`] = { dtype: 'F32', shape: [p.length], data: p }));
     writeSafetensors(path.join(temp, STATE_FILE), tensors);
-    const { params, optimizerBuffers, ...rest } = state;
+    const { params, optimizerBuffers, best, ...rest } = state;
     const trainer: TrainerJson = {
       format: 1,
       ...rest,
+      ...(best && { best: { step: best.step, loss: best.loss, paramCount: best.params?.length ?? 0 } }),
       paramCount: params.length,
       bufferCount: optimizerBuffers.length,
     };
@@ -131,11 +144,18 @@ export function readCheckpoint(folder: string): TrainingState {
   const tensors = readSafetensorsHeader(path.join(folder, STATE_FILE));
   const read = (prefix: string, count: number) =>
     Array.from({ length: count }, (_, i) => readTensorF32(tensors.get(`${prefix}.${i}`)!));
-  const { format, paramCount, bufferCount, losses, ...rest } = trainer;
+  const { format, paramCount, bufferCount, losses, best, ...rest } = trainer;
   const history = Array.isArray(losses) ? losses.filter((p) => p.step <= trainer.step) : undefined;
   return {
     ...rest,
     ...(history && { losses: history }),
+    ...(best && {
+      best: {
+        step: best.step,
+        loss: best.loss,
+        ...(best.paramCount > 0 && { params: read('best', best.paramCount) }),
+      },
+    }),
     params: read('param', paramCount),
     optimizerBuffers: read('optimizer', bufferCount),
   };

@@ -34,7 +34,7 @@ import { quantizedCacheRoot } from '../../store/home.js';
 import { Rng } from '../../util/random.js';
 import { writeFileAtomic } from '../../util/atomicWrite.js';
 import { explainFileError } from '../../util/fileErrors.js';
-import { latestGoodCheckpoint, writeCheckpoint, type TrainingState } from './checkpoint.js';
+import { latestGoodCheckpoint, writeCheckpoint, type BestStep, type TrainingState } from './checkpoint.js';
 import { clipGradNorm, createOptimizer, scheduleFactor, type Optimizer } from './optimizer.js';
 import { chooseDevice, sessionThreads } from '../runtime/runtime.js';
 import { engineThreads } from '../runtime/threads.js';
@@ -312,7 +312,19 @@ const NO_CONTROL: TrainControl = {
  * job.
  */
 function jobFingerprint(job: TrainJob, dataSha256: string): string {
-  const { outDir, overwriteOutput, device, threads, checkpointEvery, keepCheckpoints, quantize, ...rest } = job;
+  // Keeping the best step and stopping early change which weights are written and when the run ends, not its steps.
+  const {
+    outDir,
+    overwriteOutput,
+    device,
+    threads,
+    checkpointEvery,
+    keepCheckpoints,
+    keepBest,
+    earlyStoppingPatience,
+    quantize,
+    ...rest
+  } = job;
   // Full precision hashes as before 4-bit bases existed, so older checkpoints still resume.
   const trajectory = quantize === 'none' ? rest : { ...rest, quantize };
   return crypto.createHash('sha256').update(JSON.stringify({ trajectory, dataSha256 })).digest('hex');
@@ -396,6 +408,8 @@ export async function runTraining(
     let loss = NaN;
     let evalLoss: number | null = null;
     const losses: { step: number; loss: number }[] = [];
+    // The validated step with the lowest loss so far, with its weights when the job keeps the best.
+    let best: BestStep | null = null;
     if (control.resume && control.checkpointDir) {
       const state = latestGoodCheckpoint(control.checkpointDir, fingerprint, (skipped, reason) =>
         emit({ type: 'log', message: `skipping checkpoint ${skipped}: ${reason}` }),
@@ -403,6 +417,7 @@ export async function runTraining(
       if (state) {
         stepper.restore(state);
         ({ step: firstStep, tokens, loss, evalLoss } = state);
+        best = state.best ?? null;
         elapsedBefore = state.elapsedSeconds;
         losses.push(...(state.losses ?? []));
         const at = path.join(control.checkpointDir, `step-${String(state.step).padStart(8, '0')}`);
@@ -450,6 +465,7 @@ export async function runTraining(
           loss,
           evalLoss,
           losses,
+          ...(best && { best }),
           jobFingerprint: fingerprint,
         },
         job.keepCheckpoints,
@@ -462,14 +478,21 @@ export async function runTraining(
       evalLoss = result.loss;
       emit({ type: 'eval', step, loss: result.loss, perplexity: Math.exp(result.loss), tokens: result.tokens });
       evals.push({ step, loss: result.loss });
+      if (!best || result.loss < best.loss)
+        best = { step, loss: result.loss, ...(job.keepBest && { params: stepper.snapshot().params }) };
       const warning = overfittingWarning(losses, evals);
       if (warning) emit({ type: 'log', message: `warning: ${warning}` });
     };
     let tokensThisSession = 0;
     let stepsDone = firstStep;
+    // Why the run ends before its last step: asked to stop and save, or no better validation for `patience` steps.
+    let endedEarly: 'stop' | 'patience' | null = null;
     for (let step = firstStep; step < totalSteps; step++) {
       // Stop and save: the weights as they are now (after at least one step) become the adapter.
-      if (step > 0 && control.stopRequested()) break;
+      if (step > 0 && control.stopRequested()) {
+        endedEarly = 'stop';
+        break;
+      }
       const group = Array.from({ length: job.gradAccum }, () => micro.next().value as MicroBatch);
       const result = await stepper.step(step, group, job.seed * 1_000_003 + step);
       loss = result.loss;
@@ -492,9 +515,18 @@ export async function runTraining(
       });
       stepsDone = step + 1;
       const last = step + 1 === totalSteps;
-      if (validation.length && (last || (job.evalEvery > 0 && (step + 1) % job.evalEvery === 0)))
-        await evaluate(step + 1);
+      const validateNow = validation.length > 0 && (last || (job.evalEvery > 0 && (step + 1) % job.evalEvery === 0));
+      if (validateNow) await evaluate(step + 1);
       if (last || (job.checkpointEvery > 0 && (step + 1) % job.checkpointEvery === 0)) checkpoint(step + 1);
+      const since = best ? step + 1 - best.step : 0;
+      if (!last && validateNow && job.earlyStoppingPatience > 0 && since >= job.earlyStoppingPatience) {
+        emit({
+          type: 'log',
+          message: `stopping early: no lower validation loss in the ${since} steps since step ${best!.step} (${best!.loss.toFixed(4)})`,
+        });
+        endedEarly = 'patience';
+        break;
+      }
       // Let a pause message from the host in: session runs alone never yield to the event loop.
       await new Promise((resolve) => setImmediate(resolve));
       if (!last && control.pauseRequested()) {
@@ -503,13 +535,22 @@ export async function runTraining(
         return { status: 'paused', step: step + 1 };
       }
     }
-    if (stepsDone < totalSteps) {
+    if (endedEarly === 'stop') {
       emit({
         type: 'log',
         message: `stopped after step ${stepsDone} of ${totalSteps}: saving the adapter as it is now`,
       });
       const validatedThen = job.evalEvery > 0 && stepsDone % job.evalEvery === 0;
       if (validation.length && !validatedThen) await evaluate(stepsDone);
+    }
+    if (job.keepBest && best?.params && best.step !== stepsDone) {
+      stepper.restore({ ...stepper.snapshot(), params: best.params });
+      evalLoss = best.loss;
+      loss = losses.find((p) => p.step === best!.step)?.loss ?? loss;
+      emit({
+        type: 'log',
+        message: `the adapter is step ${best.step}'s, the lowest validation loss (${best.loss.toFixed(4)}), not step ${stepsDone}'s`,
+      });
     }
     const seconds = (performance.now() - started) / 1000;
     writeAdapterFolder(job, places, { run: owner, chatTemplate: dataset.chatTemplate }, (dir) => {

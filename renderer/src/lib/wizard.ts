@@ -95,6 +95,10 @@ export interface WizardForm {
   trainOn: DataSettings['trainOn'];
   /** Prompt tuning: a text the virtual tokens start from ('' = random, PEFT's default). */
   promptInitText: string;
+  /** Write the validated step with the lowest validation loss, not the last one. */
+  keepBest: boolean;
+  /** Stop once validation has not improved for this many steps (0: never). */
+  earlyStoppingPatience: number;
   maxSeqLen: number;
   batchSize: number;
   gradAccum: number;
@@ -244,6 +248,8 @@ export function initialForm(): WizardForm {
     seed: defaults.seed,
     trainOn: defaults.data.trainOn,
     promptInitText: '',
+    keepBest: defaults.keepBest,
+    earlyStoppingPatience: defaults.earlyStoppingPatience,
     gradientCheckpointing: defaults.gradientCheckpointing,
     quantize: defaults.quantize,
     device: defaults.device,
@@ -413,6 +419,8 @@ export function toTrainJob(form: WizardForm, paths: JobPaths): TrainJob {
     gradAccum: form.gradAccum,
     maxSeqLen: form.maxSeqLen,
     seed: form.seed,
+    keepBest: form.keepBest,
+    earlyStoppingPatience: form.earlyStoppingPatience,
     gradientCheckpointing: form.gradientCheckpointing,
     quantize: form.quantize,
     device: form.device,
