@@ -188,6 +188,18 @@ describe('planTrainingMemory', () => {
     expect(nf4FromBf16.parts.weights).toBeLessThan(nf4.parts.weights);
   });
 
+  it('plans int4 at 4.5 bits a weight, and a tied model with an int4 lm_head of its own', () => {
+    const spec = { ...base.spec, vocabSize: 512 };
+    const int4 = planTrainingMemory({ ...base, spec, quantize: 'int4' });
+    expect(int4.parts.weights).toBe(int4WeightBytes(spec));
+    expect(Object.values(int4.parts).reduce((a, b) => a + b, 0)).toBeCloseTo(int4.totalBytes, 0);
+    // Tied: quantize-on-load writes the embedding's int4 copy as the lm_head and leaves the table on disk.
+    const tied = { ...spec, tieWordEmbeddings: true };
+    expect(planTrainingMemory({ ...base, spec: tied, quantize: 'int4' }).parts.weights).toBe(int4WeightBytes(spec));
+    // nf4 keeps a tied table as stored: the lm_head is the fp32 embedding.
+    expect(planTrainingMemory({ ...base, spec: tied, quantize: 'nf4' }).parts.weights).toBe(fourBitWeightBytes(tied));
+  });
+
   it('plans a 4-bit base whose absmax blocks need padding to the nested blocks of 256 (Pad, Slice)', () => {
     // q_proj [64, 64] holds 64 blocks of 64, a quarter of one nested block; qwen2's biases stay fp32.
     const spec: ModelSpec = {
@@ -255,6 +267,18 @@ function fourBitWeightBytes(spec: ModelSpec): number {
     if (name === 'model.embed_tokens.weight' && !spec.tieWordEmbeddings) continue;
     const n = shape.reduce((a, b) => a * b, 1);
     bytes += quantized.has(name) ? n / 2 + n / 64 + 4 * Math.ceil(n / 64 / 256) : 4 * n;
+  }
+  return bytes;
+}
+
+/** Resident bytes of an untied int4 base: n / 2 bytes of codes and an fp16 scale per 32 weights, the rest fp32. */
+function int4WeightBytes(spec: ModelSpec): number {
+  const quantized = new Set(quantizableWeightNames(spec));
+  let bytes = 0;
+  for (const [name, shape] of expectedShapes(spec)) {
+    if (name === 'model.embed_tokens.weight') continue;
+    const n = shape.reduce((a, b) => a * b, 1);
+    bytes += quantized.has(name) ? n / 2 + (2 * n) / 32 : 4 * n;
   }
   return bytes;
 }
