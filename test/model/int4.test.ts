@@ -12,14 +12,10 @@ import {
   int4ToQ4_0Blocks,
   quantizeInt4,
 } from '../../main/model/quant/int4.js';
+import { expectSameBytes, expectSameFloats, readSection, type Section } from '../support/fixtureFiles.js';
 
 const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/numerics/int4');
 
-interface Section {
-  dtype: 'F32' | 'U8';
-  byte_offset: number;
-  length: number;
-}
 interface FixtureCase {
   name: string;
   note: string;
@@ -30,44 +26,10 @@ interface FixtureCase {
 
 const manifest = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'manifest.json'), 'utf8')) as { cases: FixtureCase[] };
 
-function readSection(fixture: FixtureCase, name: string): Uint8Array {
-  const section = fixture.sections[name];
-  if (!section) throw new Error(`${fixture.file}: no section ${name}`);
-  const bytes = fs.readFileSync(path.join(FIXTURES, fixture.file));
-  const width = section.dtype === 'F32' ? 4 : 1;
-  return new Uint8Array(bytes.subarray(section.byte_offset, section.byte_offset + section.length * width));
-}
-const f32Section = (fixture: FixtureCase, name: string): Float32Array =>
-  new Float32Array(readSection(fixture, name).buffer);
-
-const bits = (x: number): string => `0x${new Uint32Array(Float32Array.of(x).buffer)[0].toString(16).padStart(8, '0')}`;
-
-/** Float32 arrays equal as bit patterns (NaN to any NaN); on failure names the count and the first mismatch. */
-function expectSameFloats(actual: Float32Array, expected: Float32Array, what: string): void {
-  expect(actual.length, `${what}: length`).toBe(expected.length);
-  const a = new Uint32Array(actual.buffer, actual.byteOffset, actual.length);
-  const e = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
-  let mismatches = 0;
-  let first = -1;
-  for (let i = 0; i < a.length; i++) {
-    if (a[i] === e[i] || (Number.isNaN(actual[i]) && Number.isNaN(expected[i]))) continue;
-    mismatches++;
-    if (first < 0) first = i;
-  }
-  const detail =
-    first < 0
-      ? ''
-      : `${mismatches} of ${a.length} differ; first at ${first}: ${actual[first]} (${bits(actual[first])}) vs ` +
-        `${expected[first]} (${bits(expected[first])})`;
-  expect(mismatches, `${what}: ${detail}`).toBe(0);
-}
-
-function expectSameBytes(actual: Uint8Array, expected: Uint8Array, what: string): void {
-  expect(actual.length, `${what}: length`).toBe(expected.length);
-  const first = actual.findIndex((v, i) => v !== expected[i]);
-  const detail = first < 0 ? '' : `first difference at byte ${first}: ${actual[first]} vs ${expected[first]}`;
-  expect(first, `${what}: ${detail}`).toBe(-1);
-}
+const u8Section = (fixture: FixtureCase, name: string) =>
+  readSection(FIXTURES, fixture.file, fixture.sections, name) as Uint8Array;
+const f32Section = (fixture: FixtureCase, name: string) =>
+  readSection(FIXTURES, fixture.file, fixture.sections, name) as Float32Array;
 
 test('the fixtures cover the three cases, edge cases included', () => {
   expect(manifest.cases.map((c) => c.name)).toEqual(['normal_8x64', 'edges_4x96', 'uniform_16x128']);
@@ -80,7 +42,7 @@ describe.each(manifest.cases)('$name ($note)', (fixture) => {
   test("quantizeInt4 → int4ToQ4_0Blocks: gguf-py's Q4_0 bytes exactly", () => {
     const { packed, scales } = quantizeInt4(input, rows, cols);
     expect([packed.length, scales.length]).toEqual([(rows * cols) / 2, (rows * cols) / INT4_BLOCK_SIZE]);
-    expectSameBytes(int4ToQ4_0Blocks(packed, scales), readSection(fixture, 'q4_0'), 'Q4_0 blocks');
+    expectSameBytes(int4ToQ4_0Blocks(packed, scales), u8Section(fixture, 'q4_0'), 'Q4_0 blocks');
   });
 
   test("dequantizeInt4: gguf-py's dequantized float32 values bit for bit", () => {

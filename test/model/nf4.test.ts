@@ -21,14 +21,10 @@ import {
   type BnbQuantStateJson,
   type QuantType4bit,
 } from '../../main/model/quant/nf4.js';
+import { expectSameBytes, expectSameFloats, readSection, type Section } from '../support/fixtureFiles.js';
 
 const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/numerics/nf4');
 
-interface Section {
-  dtype: 'F32' | 'BF16' | 'U8';
-  byte_offset: number;
-  length: number;
-}
 interface FixtureCase {
   name: string;
   note: string;
@@ -49,54 +45,10 @@ interface Manifest {
 
 const manifest = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'manifest.json'), 'utf8')) as Manifest;
 
-function readSection(file: string, sections: Record<string, Section>, name: string): Float32Array | Uint8Array {
-  const section = sections[name];
-  if (!section) throw new Error(`${file}: no section ${name}`);
-  const bytes = fs.readFileSync(path.join(FIXTURES, file));
-  const width = section.dtype === 'F32' ? 4 : section.dtype === 'BF16' ? 2 : 1;
-  const raw = bytes.subarray(section.byte_offset, section.byte_offset + section.length * width);
-  const copy = new Uint8Array(raw); // aligned, owned
-  if (section.dtype === 'U8') return copy;
-  if (section.dtype === 'F32') return new Float32Array(copy.buffer);
-  const bf16 = new Uint16Array(copy.buffer);
-  return new Float32Array(Uint32Array.from(bf16, (b) => b << 16).buffer);
-}
-
 const f32Section = (file: string, sections: Record<string, Section>, name: string): Float32Array =>
-  readSection(file, sections, name) as Float32Array;
+  readSection(FIXTURES, file, sections, name) as Float32Array;
 const u8Section = (file: string, sections: Record<string, Section>, name: string): Uint8Array =>
-  readSection(file, sections, name) as Uint8Array;
-
-const bits = (x: number): string => `0x${new Uint32Array(Float32Array.of(x).buffer)[0].toString(16).padStart(8, '0')}`;
-
-/** Float32 arrays equal as bit patterns; on failure names the count, the first mismatch and the worst difference. */
-function expectSameFloats(actual: Float32Array, expected: Float32Array, what: string): void {
-  expect(actual.length, `${what}: length`).toBe(expected.length);
-  const a = new Uint32Array(actual.buffer, actual.byteOffset, actual.length);
-  const e = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
-  let mismatches = 0;
-  let first = -1;
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (a[i] === e[i]) continue;
-    mismatches++;
-    if (first < 0) first = i;
-    worst = Math.max(worst, Math.abs(actual[i] - expected[i]));
-  }
-  const detail =
-    first < 0
-      ? ''
-      : `${mismatches} of ${a.length} differ; first at ${first}: ${actual[first]} (${bits(actual[first])}) vs ` +
-        `${expected[first]} (${bits(expected[first])}); worst |difference| ${worst}`;
-  expect(mismatches, `${what}: ${detail}`).toBe(0);
-}
-
-function expectSameBytes(actual: Uint8Array, expected: Uint8Array, what: string): void {
-  expect(actual.length, `${what}: length`).toBe(expected.length);
-  const first = actual.findIndex((v, i) => v !== expected[i]);
-  const detail = first < 0 ? '' : `first difference at byte ${first}: ${actual[first]} vs ${expected[first]}`;
-  expect(first, `${what}: ${detail}`).toBe(-1);
-}
+  readSection(FIXTURES, file, sections, name) as Uint8Array;
 
 describe('code tables and maps', () => {
   const { file, sections } = manifest.maps;
