@@ -59,6 +59,15 @@ describe('the studio API', () => {
     });
     const devices = await api.call('devices.list', {});
     expect(devices[0]).toMatchObject({ device: 'cpu', memoryBytes: os.totalmem() });
+    // Without a GPU device file, Linux's WebGPU is Mesa's software Vulkan (which the WebGPU tests run on): named so,
+    // and never the one auto picks.
+    const renderNodes = fs.existsSync('/dev/dri') && fs.readdirSync('/dev/dri').some((n) => n.startsWith('renderD'));
+    const software = process.platform === 'linux' && !renderNodes && !fs.existsSync('/dev/nvidia0');
+    expect(devices.find((d) => d.device === 'webgpu')).toMatchObject(
+      software
+        ? { name: 'WebGPU in software, no GPU found (slower than the CPU)', preferred: false }
+        : { name: 'GPU (WebGPU)' },
+    );
     expect(await api.call('demo.paths', {})).toEqual({ modelDir: DEMO_MODEL, dataFile: DEMO_DATA });
     const folders = {
       storageFolder: path.join(root, 'home'),

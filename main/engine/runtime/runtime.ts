@@ -140,15 +140,16 @@ function cudaProviderInstalled(): boolean {
 }
 
 /**
- * On Linux, WebGPU goes through Vulkan, and Mesa installs driver manifests for every GPU family whether or not one
- * is present; a GPU shows itself as a DRM render node or an NVIDIA device file. Without one, Vulkan means lavapipe,
- * a CPU rasterizer slower than our CPU path.
+ * Whether WebGPU here can only be a software rasterizer. On Linux it goes through Vulkan, and Mesa installs driver
+ * manifests for every GPU family whether or not one is present; a GPU shows itself as a DRM render node or an NVIDIA
+ * device file. Without one, Vulkan means lavapipe, a CPU rasterizer slower than our CPU path.
  */
-function gpuDevicePresent(): boolean {
+export function softwareWebgpu(): boolean {
+  if (process.platform !== 'linux') return false;
   const renderNodes = fs.existsSync('/dev/dri')
     ? fs.readdirSync('/dev/dri').filter((n) => n.startsWith('renderD'))
     : [];
-  return renderNodes.length > 0 || fs.existsSync('/dev/nvidia0');
+  return renderNodes.length === 0 && !fs.existsSync('/dev/nvidia0');
 }
 
 export interface DeviceDecision {
@@ -174,8 +175,7 @@ export function chooseDevice(choice: DeviceChoice): DeviceDecision {
   }
   if (available('cuda')) return { device: 'cuda', reason: 'CUDA provider installed' };
   if (available('dml')) return { device: 'dml', reason: 'DirectML on Windows' };
-  if (available('webgpu') && (process.platform !== 'linux' || gpuDevicePresent()))
-    return { device: 'webgpu', reason: 'WebGPU adapter' };
+  if (available('webgpu') && !softwareWebgpu()) return { device: 'webgpu', reason: 'WebGPU adapter' };
   return { device: 'cpu', reason: 'no GPU provider found' };
 }
 

@@ -3,13 +3,14 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import type { DeviceInfo } from '../../../shared/api.js';
 import type { ExecutionDevice } from '../../../shared/training.js';
-import { chooseDevice } from '../../engine/runtime/runtime.js';
+import { chooseDevice, softwareWebgpu } from '../../engine/runtime/runtime.js';
 
 const GPU_NAMES: Record<Exclude<ExecutionDevice, 'cpu'>, string> = {
   cuda: 'NVIDIA GPU (CUDA)',
   dml: 'GPU (DirectML)',
   webgpu: 'GPU (WebGPU)',
 };
+const SOFTWARE_WEBGPU = 'WebGPU in software, no GPU found (slower than the CPU)';
 
 function available(device: ExecutionDevice): boolean {
   try {
@@ -57,7 +58,8 @@ export function listDevices(): DeviceInfo[] {
     const nvidia = device === 'cuda' ? nvidiaGpu() : null;
     devices.push({
       device,
-      name: nvidia?.name ?? GPU_NAMES[device],
+      // Never `auto`'s pick: said so by name, where the user chooses a device.
+      name: nvidia?.name ?? (device === 'webgpu' && softwareWebgpu() ? SOFTWARE_WEBGPU : GPU_NAMES[device]),
       memoryBytes: nvidia?.memoryBytes ?? null,
       preferred: preferred === device,
     });
