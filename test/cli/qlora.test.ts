@@ -57,6 +57,9 @@ describe('train --quantize nf4', () => {
     expect(fs.existsSync(path.join(out, 'adapter_model.safetensors'))).toBe(true);
     const cached = fs.readdirSync(path.join(work, 'home', 'quantized'));
     expect(cached).toHaveLength(1);
+    // Saved against the model chosen, as PEFT saves a QLoRA adapter, not against the 4-bit copy in the cache.
+    const config = JSON.parse(fs.readFileSync(path.join(out, 'adapter_config.json'), 'utf8'));
+    expect(config.base_model_name_or_path).toBe(DEMO_MODEL_DIR);
 
     const base = await evalLoss([], 'none');
     const tuned = await evalLoss(['--adapter', out], 'none');

@@ -553,6 +553,9 @@ export async function runTraining(
       });
     }
     const seconds = (performance.now() - started) / 1000;
+    // The base the adapter names, as PEFT does for QLoRA: the model the user chose, not our 4-bit copy of it (a
+    // checkpoint that is 4-bit already is its own base).
+    const baseModel = job.quantize === 'none' ? folder.dir : path.resolve(job.modelDir);
     writeAdapterFolder(job, places, { run: owner, chatTemplate: dataset.chatTemplate }, (dir) => {
       const origin =
         job.promptTuning.init === 'text'
@@ -560,8 +563,8 @@ export async function runTraining(
           : undefined;
       const prompt = virtual && { numVirtualTokens: job.promptTuning.numVirtualTokens, embeddings: virtual.embeddings };
       const files = prompt
-        ? savePromptTuningAdapter(dir, prompt, spec, folder.dir, origin)
-        : saveLoraAdapter(dir, lora, folder.dir);
+        ? savePromptTuningAdapter(dir, prompt, spec, baseModel, origin)
+        : saveLoraAdapter(dir, lora, baseModel);
       return [...files, writeTrainingRecord(job, dataset.sourceSha256, losses, loss, evalLoss)];
     });
     return {
