@@ -404,14 +404,15 @@ function flagArguments(flag: string, value: unknown): string[] {
   if (typeof value === 'boolean') return value ? [flag] : []; // --rslora, --pack, --skip-bad-rows, --overwrite
   if (value === null) return []; // nothing given: no step count, no text to start from, every core...
   if (Array.isArray(value)) return [flag, value.join(',')];
-  if (typeof value === 'object')
-    return [
-      flag,
-      Object.entries(value as Record<string, string>)
-        .map(([f, column]) => `${f}=${column}`)
-        .join(','),
-    ];
+  if (typeof value === 'object') return [flag, columnsArgument(value as Record<string, string>)];
   return [flag, String(value)];
+}
+
+/** A column mapping as `--columns` takes it: field=column pairs separated by commas. */
+export function columnsArgument(columns: Record<string, string>): string {
+  return Object.entries(columns)
+    .map(([field, column]) => `${field}=${column}`)
+    .join(',');
 }
 
 /** Arguments as one line a POSIX shell reads back as they are: quoted where they need it. */

@@ -30,14 +30,6 @@ function parseColumns(raw: string | undefined): Record<string, string> {
   );
 }
 
-/** The --columns value for a mapping, quoted for a POSIX shell when a column name needs it. */
-export function columnsFlag(columns: Record<string, string>): string {
-  const value = Object.entries(columns)
-    .map(([field, column]) => `${field}=${column}`)
-    .join(',');
-  return /^[\w.,=-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
-}
-
 export function dataSettings(values: Values): DataSettings {
   const defaults = defaultDataSettings();
   return {

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UserError } from '../../shared/errors.js';
-import { DEVICE_CHOICES, JOB_BOUNDS } from '../../shared/trainJob.js';
+import { columnsArgument, DEVICE_CHOICES, JOB_BOUNDS, shellLine } from '../../shared/trainJob.js';
 import type { EngineRequest } from '../../shared/training.js';
 import { checkOutputFolder, jobPlaces } from '../adapter/adapterFiles.js';
 import { readAdapterConfig } from '../adapter/loraAdapter.js';
@@ -30,7 +30,7 @@ import {
   UsageError,
   type Command,
 } from './options.js';
-import { columnsFlag, DATA_COMMANDS, DATA_FLAGS, dataOptions, dataSettings } from './data.js';
+import { DATA_COMMANDS, DATA_FLAGS, dataOptions, dataSettings } from './data.js';
 import { hubCommands } from './hub.js';
 import { PLAYGROUND_COMMANDS } from './playground.js';
 import { configuredHome, RUNS_COMMANDS, trainRecorded } from './runs.js';
@@ -304,7 +304,7 @@ export async function main(argv: string[]): Promise<number> {
       // A field's error is said against the flag that sets it.
       // A guessed data mapping is offered as the flags that would apply it.
       const guess = err.suggestion
-        ? ` (${['--format', err.suggestion.format, '--columns', columnsFlag(err.suggestion.columns)].join(' ')})`
+        ? ` (${shellLine(['--format', err.suggestion.format, '--columns', columnsArgument(err.suggestion.columns)])})`
         : '';
       process.stderr.write(
         `peft-studio ${name}: error: ${err.field === undefined ? '' : `${flagOf(err.field)}: `}${err.message}${guess}\n`,
