@@ -56,9 +56,13 @@ export function pipSourceArgs(python = 'python3') {
   }
   const unique = (list) => [...new Set(list)];
   const args = [];
-  const [index, ...moreIndexes] = unique(values['index-url']);
+  let [index, ...moreIndexes] = unique(values['index-url']);
+  let extra = unique(values['extra-index-url']);
+  // Only local (file://) extra indexes: an offline mirror, so the first becomes the index and pip never waits on
+  // PyPI, which such a machine cannot reach.
+  if (!index && extra.length && extra.every((url) => url.startsWith('file:'))) [index, ...extra] = extra;
   if (index) args.push('--index-url', index);
-  for (const url of unique([...moreIndexes, ...values['extra-index-url']])) args.push('--extra-index-url', url);
+  for (const url of unique([...moreIndexes, ...extra])) args.push('--extra-index-url', url);
   for (const link of unique(values['find-links'])) args.push('--find-links', link);
   if (args.length === 0) {
     if (fs.existsSync('/opt/pypi/simple')) args.push('--index-url', 'file:///opt/pypi/simple');

@@ -169,19 +169,23 @@ describe.each(CASES)('$arch, $quantType, double quantization $doubleQuant, tied 
   });
 
   if (quantType === 'int4') {
-    it('multiplies by the int4 codes as stored when generating: MatMulNBits, no dequantization', () => {
-      const model = buildGenerationGraph({
-        spec: fourBit.spec,
-        tensors: fourBit.tensors,
-        externalLocation: (entry) => entry.file,
-        lora: null,
-        quantized: fourBit.quantized,
-      });
-      const nodes = model.graph!.node!;
-      expect(nodes.filter((node) => node.opType === 'MatMulNBits')).toHaveLength(2 * 7 + 1);
-      expect(nodes.every((node) => node.opType !== 'MatMulNBits' || node.domain === 'com.microsoft')).toBe(true);
-      expect(nodes.some((node) => node.input!.includes('quant_pairs'))).toBe(false);
-    });
+    it.each([true, false])(
+      'multiplies by the int4 codes as stored when generating: MatMulNBits, no dequantization (fused layers: %s)',
+      (fused) => {
+        const model = buildGenerationGraph({
+          spec: fourBit.spec,
+          tensors: fourBit.tensors,
+          externalLocation: (entry) => entry.file,
+          lora: null,
+          quantized: fourBit.quantized,
+          fused,
+        });
+        const nodes = model.graph!.node!;
+        expect(nodes.filter((node) => node.opType === 'MatMulNBits')).toHaveLength(2 * 7 + 1);
+        expect(nodes.every((node) => node.opType !== 'MatMulNBits' || node.domain === 'com.microsoft')).toBe(true);
+        expect(nodes.some((node) => node.input!.includes('quant_pairs'))).toBe(false);
+      },
+    );
   }
 });
 

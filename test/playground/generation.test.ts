@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadAdapter } from '../../main/adapter/anyAdapter.js';
+import { buildGenerationGraph } from '../../main/engine/compile/graphs/generation.js';
 import { InferenceModel } from '../../main/engine/runtime/inferenceModel.js';
 import { openModelFolder } from '../../main/model/modelFolder.js';
 import { readSafetensorsHeader, readTensorF32 } from '../../main/model/safetensors.js';
@@ -85,7 +86,9 @@ describe('KV cache', () => {
     it(`gives the logits of a full recomputation at every step (${device})`, async () => {
       const model = await openCase('qwen3_norms', device);
       try {
-        const prompt = [5, 17, 33, 2, 9, 11];
+        // The CPU's fused layers write into a cache that grows 64 positions at a time: the steps cross a growth.
+        expect(model.fused).toBe(device === 'cpu');
+        const prompt = Array.from({ length: 58 }, (_, i) => (i * 37 + 5) % 90);
         const { ids } = await greedy(model, prompt, 12, 1);
         // Decoding again step by step, each cached step must match a cache-less prefill of the same prefix.
         let { logits, cache } = await model.step(prompt, model.emptyCache(), 1);
@@ -101,6 +104,47 @@ describe('KV cache', () => {
       }
     });
   }
+
+  it("writes each step in place on the CPU: the fused layers' cache is one buffer per layer", async () => {
+    const model = await openCase('llama_gqa');
+    try {
+      const { numLayers, numKvHeads, headDim } = model.folder.spec;
+      const first = await model.step([5, 17, 33], model.emptyCache(), 1);
+      expect(first.cache.keys[0].dims).toEqual([1, numKvHeads, 64, headDim]);
+      const keys = first.cache.keys[numLayers - 1];
+      const fourth = (keys.data as Float32Array).subarray(3 * headDim, 4 * headDim);
+      expect(fourth.every((x) => x === 0)).toBe(true);
+      const second = await model.step([2], first.cache, 1);
+      expect(second.cache.keys[numLayers - 1]).toBe(keys);
+      expect(fourth.some((x) => x !== 0)).toBe(true);
+      second.cache.dispose();
+    } finally {
+      await model.close();
+    }
+  });
+
+  it('runs a layer on the CPU as a handful of fused kernels', () => {
+    const folder = openModelFolder(path.join(FIXTURES, 'llama_gqa', 'model'));
+    const L = folder.spec.numLayers;
+    const model = buildGenerationGraph({
+      spec: folder.spec,
+      tensors: folder.tensors,
+      externalLocation: (entry) => entry.file,
+      lora: null,
+      quantized: new Map(),
+      fused: true,
+    });
+    const count = (opType: string) => model.graph!.node!.filter((node) => node.opType === opType).length;
+    expect(count('GroupQueryAttention')).toBe(L);
+    expect(count('RotaryEmbedding')).toBe(2 * L);
+    expect(count('SkipSimplifiedLayerNormalization')).toBe(2 * L); // every norm but the first adds a residual
+    expect(count('SimplifiedLayerNormalization')).toBe(1);
+    expect(count('Concat')).toBe(1); // virtual tokens before the ids; the cache is never concatenated
+    // The present key and value are GroupQueryAttention's own outputs, which a run can write in place.
+    const producers = new Map(model.graph!.node!.flatMap((node) => node.output!.map((o) => [o, node.opType])));
+    for (const output of model.graph!.output!.filter((o) => o.name!.startsWith('present_')))
+      expect(producers.get(output.name!)).toBe('GroupQueryAttention');
+  });
 
   it('answers as the base model with adapter scale 0', async () => {
     const dir = path.join(FIXTURES, 'llama_gqa');

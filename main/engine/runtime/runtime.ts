@@ -104,11 +104,15 @@ function describe(value: unknown): string {
   return typeof value;
 }
 
-/** Runs a session after checking the feeds against its inputs; a mismatch lists what was fed. */
+/**
+ * Runs a session after checking the feeds against its inputs; a mismatch lists what was fed. `fetches` names the
+ * outputs to return, each null or a tensor for ONNX Runtime to write it into.
+ */
 export async function runChecked(
   session: Session,
   feeds: Record<string, Tensor>,
   label: string,
+  fetches?: Record<string, Tensor | null>,
 ): Promise<Record<string, Tensor>> {
   const missing = session.inputNames.filter((name) => !(name in feeds));
   const extra = Object.keys(feeds).filter((name) => !session.inputNames.includes(name));
@@ -119,7 +123,7 @@ export async function runChecked(
     throw new Error(`${label}: missing inputs [${missing}], unexpected inputs [${extra}]; fed ${fed}`);
   }
   try {
-    return (await session.run(feeds)) as Record<string, Tensor>;
+    return (await (fetches ? session.run(feeds, fetches) : session.run(feeds))) as Record<string, Tensor>;
   } catch (err) {
     const fed = Object.entries(feeds)
       .map(([name, t]) => `${name}: ${describe(t)}`)

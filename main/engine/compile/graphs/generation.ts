@@ -9,6 +9,8 @@
 //   lora_scale []; lora_A.{i}.{target} [r, in], lora_B.{i}.{target} [out, r].
 // Outputs: logits [1, V] of the last position; present_key.{i} [1, K, 1, D, P + T], present_value.{i}
 //   [1, K, 1, P + T, D].
+// On the CPU the layers are ONNX Runtime's fused operators instead (fusedDecoder.ts, with its own position and cache
+// inputs); the embedding, LoRA inputs and head are the same.
 import type { ModelSpec, TargetModule } from '../../../model/architecture.js';
 import { targetShape } from '../../../model/architecture.js';
 import type { TensorEntry } from '../../../model/safetensors.js';
@@ -17,7 +19,8 @@ import { declareDequantTables, dequantize4bit, matmulInt4 } from '../blocks/dequ
 import type { LoraBranch } from '../blocks/loraLinear.js';
 import { rmsnormForward } from '../blocks/rmsnorm.js';
 import { GraphBuilder, type ModelProto } from '../onnx/graph.js';
-import { declareLayerWeights, declarePositionContext, layerForward } from './layerEmitters.js';
+import { declareFusedPositions, fusedDecoderLayers } from './fusedDecoder.js';
+import { declareLayerWeights, declarePositionContext, layerForward, type LayerWeights } from './layerEmitters.js';
 
 export interface GenerationGraphOptions {
   spec: ModelSpec;
@@ -27,6 +30,8 @@ export interface GenerationGraphOptions {
   lora: { rank: number; targets: readonly TargetModule[] } | null;
   /** A 4-bit checkpoint's quantized weights (empty for full precision): dequantized inside the session. */
   quantized: ReadonlyMap<string, Quantized4bitWeight>;
+  /** The CPU's fused layers (fusedDecoder.ts) rather than standard operators. */
+  fused: boolean;
 }
 
 export function buildGenerationGraph(options: GenerationGraphOptions): ModelProto {
@@ -39,7 +44,6 @@ export function buildGenerationGraph(options: GenerationGraphOptions): ModelProt
 
   const ids = g.input('ids', 'int32', [1, 'Tids']);
   const prefix = g.input('prefix', 'float', ['Tprefix', C]);
-  const ctx = declarePositionContext(g, spec, 'PT');
   const loraScale = lora ? g.input('lora_scale', 'float', []) : null;
   // int4 weights are multiplied by as stored (MatMulNBits); nf4/fp4 ones dequantized per call.
   const quantized = options.quantized.size
@@ -73,8 +77,8 @@ export function buildGenerationGraph(options: GenerationGraphOptions): ModelProt
           )
         : frozen('lm_head.weight');
   }
-  let hidden = g.op('Concat', [prefix, embedded], { axis: 0 }, 'h0'); // [T, C]
-  for (let i = 0; i < spec.numLayers; i++) {
+  const h0 = g.op('Concat', [prefix, embedded], { axis: 0 }, 'h0'); // [T, C]
+  const layerWeights = (i: number): LayerWeights => {
     const branches: Partial<Record<TargetModule, LoraBranch>> = {};
     for (const target of lora?.targets ?? []) {
       const shape = targetShape(spec, target);
@@ -84,7 +88,42 @@ export function buildGenerationGraph(options: GenerationGraphOptions): ModelProt
         scale: loraScale!,
       };
     }
-    const weights = declareLayerWeights(g, spec, i, tensors, options.externalLocation, branches, quantized);
+    return declareLayerWeights(g, spec, i, tensors, options.externalLocation, branches, quantized);
+  };
+  const normed = options.fused
+    ? fusedDecoderLayers(
+        g,
+        spec,
+        h0,
+        declareFusedPositions(g, spec),
+        layerWeights,
+        (i) => ({
+          pastKey: g.input(`past_key.${i}`, 'float', [1, spec.numKvHeads, 'M', spec.headDim]),
+          pastValue: g.input(`past_value.${i}`, 'float', [1, spec.numKvHeads, 'M', spec.headDim]),
+        }),
+        frozen('model.norm.weight'),
+      )
+    : standardLayers(g, spec, h0, layerWeights, frozen('model.norm.weight'));
+  const logits = lmHead
+    ? g.gemm(normed, lmHead, { transB: true }, 'logits')
+    : matmulInt4(g, normed, quantizedHead!, external(quantizedHead!.packed.name), external(quantizedHead!.absmax.name));
+  g.output(logits, 'logits', 'float', [1, spec.vocabSize]);
+  return g.toModel();
+}
+
+/** The layers from standard operators, with a KV cache that each step grows by a Concat; returns the last position's
+ * final RMSNorm [1, C]. */
+function standardLayers(
+  g: GraphBuilder,
+  spec: ModelSpec,
+  h0: string,
+  layerWeights: (i: number) => LayerWeights,
+  finalNorm: string,
+): string {
+  const ctx = declarePositionContext(g, spec, 'PT');
+  let hidden = h0; // [T, C]
+  for (let i = 0; i < spec.numLayers; i++) {
+    const weights = layerWeights(i);
     const cache = {
       pastKey: g.input(`past_key.${i}`, 'float', [1, spec.numKvHeads, 1, spec.headDim, 'P']),
       pastValue: g.input(`past_value.${i}`, 'float', [1, spec.numKvHeads, 1, 'P', spec.headDim]),
@@ -94,7 +133,6 @@ export function buildGenerationGraph(options: GenerationGraphOptions): ModelProt
     g.output(layer.present!.pastKey, `present_key.${i}`, 'float', [1, spec.numKvHeads, 1, spec.headDim, 'PT']);
     g.output(layer.present!.pastValue, `present_value.${i}`, 'float', [1, spec.numKvHeads, 1, 'PT', spec.headDim]);
   }
-
   // Only the last position needs logits: the norm and the [C, V] head run on one row, not T.
   const last = g.op(
     'Slice',
@@ -102,10 +140,5 @@ export function buildGenerationGraph(options: GenerationGraphOptions): ModelProt
     {},
     'last',
   ); // [1, C]
-  const normed = rmsnormForward(g, last, frozen('model.norm.weight'), spec.rmsNormEps).y;
-  const logits = lmHead
-    ? g.gemm(normed, lmHead, { transB: true }, 'logits')
-    : matmulInt4(g, normed, quantizedHead!, external(quantizedHead!.packed.name), external(quantizedHead!.absmax.name));
-  g.output(logits, 'logits', 'float', [1, spec.vocabSize]);
-  return g.toModel();
+  return rmsnormForward(g, last, finalNorm, spec.rmsNormEps).y;
 }

@@ -110,9 +110,33 @@ export class GraphBuilder {
    * standard-op graph would cost what that operator saves (MatMulNBits when generating).
    */
   contribOp(opType: string, inputs: string[], attributes: Record<string, AttributeValue>, hint?: string): string {
-    const [output] = this.node(opType, inputs, attributes, 1, hint);
+    return this.contribNode(opType, inputs, attributes, 1, hint)[0];
+  }
+
+  /** A com.microsoft node with `outputCount` outputs (see contribOp). */
+  contribNode(
+    opType: string,
+    inputs: string[],
+    attributes: Record<string, AttributeValue>,
+    outputCount: number,
+    hint?: string,
+  ): string[] {
+    const outputs = this.node(opType, inputs, attributes, outputCount, hint);
     this.nodes[this.nodes.length - 1].domain = CONTRIB_DOMAIN;
-    return output;
+    return outputs;
+  }
+
+  /**
+   * Declares `value`, an output of a node of this graph that no other node reads, a graph output under `name` with no
+   * Identity in between: a run can then have ONNX Runtime write it straight into a buffer the caller passed, the same
+   * one it feeds as an input (a KV cache that past and present share).
+   */
+  outputInPlace(value: string, name: string, type: DataType, dims: Dims): void {
+    if (this.nodes.some((n) => n.input?.includes(value))) throw new Error(`${value} is read inside the graph`);
+    const node = this.nodes.find((n) => n.output?.includes(value));
+    if (!node) throw new Error(`no node of ${this.name} computes ${value}`);
+    node.output = node.output!.map((o) => (o === value ? name : o));
+    this.outputs.push(valueInfo(name, type, dims));
   }
 
   add(a: string, b: string, hint?: string): string {
