@@ -5,7 +5,7 @@
 // Over HTTP (`peft-studio serve`): POST /api/<method> with the params as JSON; 200 answers the result as JSON, any
 // other status `{ "error": ApiErrorShape }`. Events arrive as JSON StudioEvents on the WebSocket /api/events.
 // Pure TypeScript plus zod (itself pure TypeScript): no Node, no DOM.
-import type { DatasetStats, TokenPreview } from './data.js';
+import type { CutRow, DatasetStats, DatasetTableRow, DuplicateRow, TokenPreview } from './data.js';
 import { z } from 'zod';
 import { ApiError, oneLine, toWire, type WireError } from './errors.js';
 import type {
@@ -19,6 +19,7 @@ import type {
   RunEvent,
   RunRecord,
 } from './runs.js';
+import { GGUF_MODEL_QUANTS, runNameProblem } from './runs.js';
 import { chatMessagesSchema, MAX_PROMPT_CHARS, samplingSchema, SAMPLING_DEFAULTS } from './generation.js';
 import type { DataFormat, DeviceChoice, ExecutionDevice, MemoryParts } from './training.js';
 import {
@@ -44,6 +45,10 @@ export { MAX_PROMPT_CHARS, samplingSchema, type ChatMessage, type SamplingSettin
 const positiveInt = z.number().int().positive();
 const runId = z.strictObject({ id: positiveInt });
 const noParams = z.strictObject({});
+const runName = z.string().superRefine((name, context) => {
+  const problem = runNameProblem(name);
+  if (problem) context.addIssue({ code: 'custom', message: problem });
+});
 
 /**
  * What the memory plan reads of a training configuration. A whole TrainJob is accepted too (other fields are
@@ -100,6 +105,8 @@ export const PARAMS = {
   'models.fit': z.strictObject({ config: fitConfigSchema }),
   /** Every catalogue model (main/model/catalogue.ts) planned with these settings, against each budget. */
   'models.catalogueFit': z.strictObject({ config: catalogueFitConfigSchema }),
+  /** The catalogue's models with their size and license, and what the Hub cache already holds of each. */
+  'models.catalogue': noParams,
   'datasets.list': noParams,
   'datasets.inspect': z.strictObject({
     file: path,
@@ -109,10 +116,26 @@ export const PARAMS = {
     /** Rows to show token by token. */
     previewRows: positiveInt.max(50).default(3),
   }),
+  /** A page of the dataset table: rows offset+1.. in file order (bad ones too), each as the model sees it. */
+  'datasets.rows': z.strictObject({
+    file: path,
+    modelDir: path,
+    data: dataSettingsSchema,
+    maxSeqLen: seqLen.default(512),
+    offset: z.number().int().nonnegative().default(0),
+    limit: positiveInt.max(50).default(20),
+  }),
   'runs.list': noParams,
   'runs.get': z.strictObject({ id: positiveInt, logLines: positiveInt.max(10_000).default(200) }),
   'runs.chart': z.strictObject({ id: positiveInt, maxPoints: positiveInt.max(10_000).default(200) }),
-  'runs.start': z.strictObject({ job: trainJobSchema }),
+  /** name: what the run is called (default: its model, data and date). */
+  'runs.start': z.strictObject({ job: trainJobSchema, name: runName.optional() }),
+  'runs.rename': z.strictObject({ id: positiveInt, name: runName }),
+  /**
+   * A saved checkpoint of the run as an adapter in the library (linked to the run, its step in the folder's name), to
+   * open in the playground or export; the same checkpoint again answers the adapter made before.
+   */
+  'runs.checkpointAdapter': z.strictObject({ id: positiveInt, step: positiveInt }),
   'runs.pause': runId,
   /** Stop and save: the adapter as the weights are now (after the current step, or from a paused run's checkpoint). */
   'runs.stop': runId,
@@ -147,9 +170,11 @@ export const PARAMS = {
   'export.run': z.strictObject({
     adapterId: positiveInt,
     /**
-     * peft: a copy of the adapter folder; merged: a full model folder; gguf: a llama.cpp LoRA GGUF + Ollama Modelfile.
+     * peft: a copy of the adapter folder; merged: a full model folder; gguf: a llama.cpp LoRA GGUF + Ollama Modelfile;
+     * gguf-model: the adapter merged into one model GGUF of `quant`'s tensor types + Ollama Modelfile.
      */
-    format: z.enum(['peft', 'merged', 'gguf']),
+    format: z.enum(['peft', 'merged', 'gguf', 'gguf-model']),
+    quant: z.enum(GGUF_MODEL_QUANTS).default('q8_0'),
     /** A folder that does not exist yet or is empty (the GGUF file and Modelfile go inside it). */
     destination: path,
   }),
@@ -269,6 +294,25 @@ export interface CatalogueFit {
   models: CatalogueFitRow[];
 }
 
+/** A catalogue model as the model picker shows it, before anything is asked of the Hub. */
+export interface CatalogueEntry {
+  /** The Hugging Face repository, org/name. */
+  repoId: string;
+  /** A short name ("Qwen2.5 7B"). */
+  name: string;
+  /** The license id on its card (apache-2.0, llama3.2...). */
+  license: string;
+  /** The Hub grants access on request: a token of an account it was granted to is needed. */
+  gated: boolean;
+  parameters: number;
+  /** What its weights weigh as stored (parameters times bytes per weight): about what a download fetches. */
+  downloadBytes: number;
+  /** Its snapshot folder when the Hub cache holds the whole model; null otherwise. */
+  downloadedFolder: string | null;
+  /** Bytes of unfinished downloads in the cache, where the next download resumes. */
+  partialBytes: number;
+}
+
 export interface DatasetInspection {
   file: string;
   /** null with stats null: nothing in the file can be trained on (see badRows). */
@@ -278,8 +322,20 @@ export interface DatasetInspection {
   badRows: { row: number; reason: string }[];
   /** Rows truncation left with nothing to train on; the first 1000. */
   untrainedRows: number[];
+  /** Rows left out of training or cut short, with why, in row order; the first 1000. */
+  cutRows: CutRow[];
+  /** Rows equal to an earlier row once rendered; the first 1000 (stats.duplicateRows counts them all). */
+  duplicates: DuplicateRow[];
   sourceSha256: string | null;
   previews: TokenPreview[];
+}
+
+export interface DatasetPage {
+  /** Rows of the file skipped before this page. */
+  offset: number;
+  rows: DatasetTableRow[];
+  /** Whether the file has rows after this page. */
+  more: boolean;
 }
 
 export interface RunDetails {
@@ -357,12 +413,16 @@ interface StudioResults {
   'models.download': ModelRecord;
   'models.fit': MemoryFit;
   'models.catalogueFit': CatalogueFit;
+  'models.catalogue': CatalogueEntry[];
   'datasets.list': DatasetRecord[];
   'datasets.inspect': DatasetInspection;
+  'datasets.rows': DatasetPage;
   'runs.list': RunRecord[];
   'runs.get': RunDetails;
   'runs.chart': RunChart;
   'runs.start': RunRecord;
+  'runs.rename': RunRecord;
+  'runs.checkpointAdapter': AdapterRecord;
   'runs.pause': RunRecord;
   'runs.stop': RunRecord;
   'runs.resume': RunRecord;

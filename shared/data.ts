@@ -13,7 +13,10 @@ export interface DatasetStats {
   badRows: number;
   /** Rows with nothing but whitespace. */
   emptyRows: number;
-  /** Rendered rows whose token ids equal an earlier row's. */
+  /**
+   * Rendered rows whose token ids and labels equal an earlier row's (exact duplicates once mapped). With duplicates
+   * dropped they are counted here and left out of the sums below.
+   */
   duplicateRows: number;
   /**
    * Rows with a text still wrapped in double quotes ("..."): quotes typed into the data, or a file the reader could not
@@ -69,6 +72,40 @@ export function quotedValuesWarning(stats: DatasetStats): string | null {
   if (rows === 0) return null;
   const which = rows === 1 ? '1 row has a text' : `${rows} rows have a text`;
   return `${which} wrapped in double quotes: the model will learn to answer in quotes. Remove them, or check how the file was saved`;
+}
+
+/** A row left out of training, or cut short, and why: for the Data step's list and `data inspect`. */
+export interface CutRow {
+  row: number;
+  reason: string;
+}
+
+/** A row equal, once rendered, to an earlier one. */
+export interface DuplicateRow {
+  row: number;
+  /** The earlier row it repeats. */
+  firstRow: number;
+}
+
+/** One row of the dataset table: as the model sees it, or why it is not trained on. */
+export type DatasetTableRow =
+  | {
+      kind: 'sample';
+      preview: TokenPreview;
+      /** Tokens past the maximum sequence length, cut before training (the preview may show fewer tokens still). */
+      cutTokens: number;
+    }
+  | { kind: 'empty'; row: number }
+  | { kind: 'bad'; row: number; reason: string };
+
+/** Above this share of the rows, duplicates are worth a warning: they weigh those rows several times over. */
+export const MANY_DUPLICATES = 0.2;
+
+/** The warning many duplicate rows deserve, for the CLI and the studio alike; null below MANY_DUPLICATES. */
+export function duplicatesWarning(stats: DatasetStats): string | null {
+  if (stats.rows === 0 || stats.duplicateRows / stats.rows <= MANY_DUPLICATES) return null;
+  const share = Math.round((100 * stats.duplicateRows) / stats.rows);
+  return `${stats.duplicateRows} of the ${stats.rows} rows (${share}%) repeat an earlier row: the model will learn those answers more than the rest. Remove the duplicates`;
 }
 
 /** More passes over the training rows than this memorise them rather than learn from them. */

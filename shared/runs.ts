@@ -38,6 +38,8 @@ export interface DatasetRecord {
 
 export interface RunRecord {
   id: number;
+  /** What the user calls the run; editable. Runs recorded before runs had names are called "Run <id>". */
+  name: string;
   method: AdapterMethod;
   modelId: number;
   datasetId: number | null;
@@ -94,7 +96,11 @@ export interface AdapterRecord {
   createdAt: string;
 }
 
-export type ExportFormat = 'peft' | 'merged' | 'gguf' | 'hub';
+export type ExportFormat = 'peft' | 'merged' | 'gguf' | 'gguf-model' | 'hub';
+
+/** A merged model GGUF's tensor types: llama.cpp's file types MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_Q4_0. */
+export const GGUF_MODEL_QUANTS = ['f16', 'q8_0', 'q4_0'] as const;
+export type GgufModelQuant = (typeof GGUF_MODEL_QUANTS)[number];
 
 export interface ExportRecord {
   id: number;
@@ -109,6 +115,76 @@ export interface ExportRecord {
 export type RunEvent =
   | { runId: number; type: 'status'; status: RunStatus; error: string | null }
   | { runId: number; type: 'engine'; event: EngineEvent; etaSeconds: number | null };
+
+/** The longest run name: enough for a sentence, short enough for a table cell. */
+export const RUN_NAME_MAX = 120;
+
+/** A run name as it is kept: trimmed, inner runs of whitespace (line breaks too) made one space. */
+export function normalizeRunName(name: string): string {
+  return name.replace(/\s+/g, ' ').trim();
+}
+
+/** Why `name` (normalized) cannot name a run, in words; null when it can. */
+export function runNameProblem(name: string): string | null {
+  const normalized = normalizeRunName(name);
+  if (normalized === '') return 'a run name cannot be empty';
+  if (normalized.length > RUN_NAME_MAX) return `a run name must be at most ${RUN_NAME_MAX} characters`;
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(normalized)) return 'a run name cannot contain control characters';
+  return null;
+}
+
+/** The last part of a path written with / or \; a Hugging Face cache snapshot is named by its repository. */
+function folderName(location: string): string {
+  const cached = /models--[^\\/]+?--([^\\/]+)[\\/]snapshots[\\/]/.exec(location);
+  if (cached) return cached[1];
+  return (
+    location
+      .replace(/[\\/]+$/, '')
+      .split(/[\\/]/)
+      .at(-1) || location
+  );
+}
+
+/**
+ * A run's name until the user gives it one: its model, its data and when it was created ("SmolLM2-135M on
+ * support.csv, 2026-12-01 10:00").
+ */
+export function defaultRunName(job: Pick<TrainJob, 'modelDir' | 'dataFile'>, createdAt: Date): string {
+  const pad = (n: number) => String(n).padStart(2, '0');
+  const when = `${createdAt.getFullYear()}-${pad(createdAt.getMonth() + 1)}-${pad(createdAt.getDate())} ${pad(createdAt.getHours())}:${pad(createdAt.getMinutes())}`;
+  const name = `${folderName(job.modelDir)} on ${folderName(job.dataFile)}, ${when}`;
+  return name.length <= RUN_NAME_MAX ? name : `${name.slice(0, RUN_NAME_MAX - 1)}…`;
+}
+
+/** Where this engine session's pace is measured from: a step and the engine's elapsed training seconds at it. */
+export interface PaceAnchor {
+  step: number;
+  elapsedSeconds: number;
+}
+
+/**
+ * The anchor a step event sets when none is set yet for this engine session. A run that starts at step 0 is timed
+ * from its start; a resumed one from its first step after the resume, because the engine's elapsed seconds include
+ * the earlier sessions and their pace (another device, other threads, a cold start) says nothing about this one's.
+ */
+export function paceAnchor(resumedAt: number, event: { step: number; elapsedSeconds: number }): PaceAnchor {
+  return resumedAt === 0 ? { step: 0, elapsedSeconds: 0 } : { step: event.step, elapsedSeconds: event.elapsedSeconds };
+}
+
+/**
+ * Seconds left at the pace since `anchor` (steps per second of this engine session only); null until a step past
+ * the anchor has been timed.
+ */
+export function etaSeconds(
+  anchor: PaceAnchor,
+  event: { step: number; totalSteps: number; elapsedSeconds: number },
+): number | null {
+  const steps = event.step - anchor.step;
+  const seconds = event.elapsedSeconds - anchor.elapsedSeconds;
+  if (steps <= 0 || !(seconds > 0)) return null;
+  return (seconds / steps) * Math.max(0, event.totalSteps - event.step);
+}
 
 interface LossPoint {
   step: number;

@@ -45,6 +45,8 @@ export function defaultDataSettings(): DataSettings {
     trainOn: 'completion', // loss on what the model should say, not on the prompts it is given
     pack: false, // one row per sequence: packing is an opt-in that changes what a step sees
     skipBadRows: false, // a malformed row is the user's to see before any training
+    dropDuplicates: false, // repeated rows are the user's to see, counted and warned about, before they go
+    chatTemplate: null, // the model's own, as its chat users will talk to it
   };
 }
 
@@ -217,6 +219,8 @@ export const dataSettingsSchema: z.ZodType<DataSettings> = z.strictObject({
   trainOn: oneOf(['completion', 'all']),
   pack: yesNo,
   skipBadRows: yesNo,
+  dropDuplicates: yesNo.default(false), // jobs recorded before it existed trained on every row
+  chatTemplate: pathSchema.nullable().default(null), // and with the model's own template
 });
 
 export const trainJobSchema: z.ZodType<TrainJob> = z
@@ -318,6 +322,8 @@ export const JOB_FIELDS = {
   'data.trainOn': { flag: '--train-on', label: 'Train on' },
   'data.pack': { flag: '--pack', label: 'Packing' },
   'data.skipBadRows': { flag: '--skip-bad-rows', label: 'Skip bad rows' },
+  'data.dropDuplicates': { flag: '--drop-duplicates', label: 'Drop duplicate rows' },
+  'data.chatTemplate': { flag: '--chat-template', label: 'Chat template' },
   outDir: { flag: '--out', label: 'Adapter folder' },
   'lora.rank': { flag: '--rank', label: 'LoRA rank' },
   'lora.alpha': { flag: '--alpha', label: 'LoRA alpha' },
@@ -401,8 +407,9 @@ export function jobFieldValue(job: TrainJob, field: string): unknown {
 function flagArguments(flag: string, value: unknown): string[] {
   if (flag === '--no-shuffle') return value === false ? [flag] : [];
   if (flag === '--gradient-checkpointing') return [flag, value ? 'on' : 'off'];
-  if (typeof value === 'boolean') return value ? [flag] : []; // --rslora, --pack, --skip-bad-rows, --overwrite
-  if (value === null) return []; // nothing given: no step count, no text to start from, every core...
+  if (typeof value === 'boolean') return value ? [flag] : []; // --rslora, --pack, --skip-bad-rows, --drop-duplicates, --overwrite
+  // nothing given: no step count, no text to start from, every core... (undefined: a job from before the field)
+  if (value === null || value === undefined) return [];
   if (Array.isArray(value)) return [flag, value.join(',')];
   if (typeof value === 'object') return [flag, columnsArgument(value as Record<string, string>)];
   return [flag, String(value)];

@@ -61,6 +61,10 @@ export interface DataSettings {
   pack: boolean;
   /** Train without malformed rows instead of refusing the dataset. */
   skipBadRows: boolean;
+  /** Train on each distinct row once: rows whose rendered tokens and labels equal an earlier row's are skipped. */
+  dropDuplicates: boolean;
+  /** A Jinja chat template file that chat rows are rendered with instead of the model's own (null: the model's). */
+  chatTemplate: string | null;
 }
 
 export interface TrainJob {

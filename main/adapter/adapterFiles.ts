@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
 import type { TrainJob } from '../../shared/training.js';
+import { ADAPTER_TEMPLATE_FILE, readChatTemplateFile } from '../model/chatTemplate.js';
 import { defaultStudioHome } from '../store/home.js';
 import { writeFileAtomic } from '../util/atomicWrite.js';
 import { explainFileError } from '../util/fileErrors.js';
@@ -305,4 +306,14 @@ export function removeIfEmpty(dir: string): void {
   } catch (err) {
     if (!['ENOTEMPTY', 'EEXIST', 'ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
   }
+}
+
+/**
+ * Copies the chat template file a run rendered its rows with (a job's `data.chatTemplate`) into its adapter folder as
+ * `chat_template.jinja`, where the playground and the exports take it from; returns the names written.
+ */
+export function writeAdapterChatTemplate(dir: string, templateFile: string | null): string[] {
+  if (templateFile === null) return [];
+  writeFileAtomic(path.join(dir, ADAPTER_TEMPLATE_FILE), readChatTemplateFile(templateFile).text);
+  return [ADAPTER_TEMPLATE_FILE];
 }

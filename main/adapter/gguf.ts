@@ -10,19 +10,24 @@ import { UserError } from '../../shared/errors.js';
 import { ALL_TARGETS, type ModelSpec, type TargetModule } from '../model/architecture.js';
 import { writeFileAtomic } from '../util/atomicWrite.js';
 import type { LoraSettings } from '../../shared/training.js';
+import {
+  ALIGNMENT,
+  f32,
+  GGUF_MAGIC,
+  GGUF_VERSION,
+  ggufHeader,
+  GgmlType,
+  permuteRopeRows,
+  str,
+  u32,
+  ValueType,
+  type MetadataValue,
+  type TensorInfo,
+} from './ggufFile.js';
 import type { LoraPair, LoraWeights } from './loraAdapter.js';
 
-const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
-const GGUF_VERSION = 3;
-const ALIGNMENT = 32;
-const GGML_TYPE_F32 = 0;
-enum ValueType {
-  UINT32 = 4,
-  FLOAT32 = 6,
-  STRING = 8,
-}
-
-const GGUF_NAMES: Record<TargetModule, string> = {
+/** llama.cpp's tensor names (blk.{i}.NAME.weight) of the LoRA targets. */
+export const GGUF_NAMES: Record<TargetModule, string> = {
   q_proj: 'attn_q',
   k_proj: 'attn_k',
   v_proj: 'attn_v',
@@ -37,30 +42,8 @@ export function ggufArchitecture(spec: ModelSpec): string {
   return spec.modelType === 'mistral' ? 'llama' : spec.modelType;
 }
 
-/** Row order llama.cpp's converter gives q/k weights: per head, [x0, x_{d/2}, x1, x_{d/2+1}, ...] from halves. */
-function permutedRow(row: number, heads: number, out: number): number {
-  const half = out / heads / 2; // rows per half of a head
-  const head = Math.floor(row / (2 * half));
-  const within = row % (2 * half);
-  // reshape (heads, 2, half) -> swap to (heads, half, 2): source (h, j, k) lands at (h, k, j).
-  const j = Math.floor(within / half);
-  const k = within % half;
-  return head * 2 * half + k * 2 + j;
-}
-
-/** Applies (inverse = false) or undoes the q/k row permutation on B [out, r]. */
-function permuteRows(b: Float32Array, rank: number, heads: number, inverse: boolean): Float32Array {
-  const out = b.length / rank;
-  const result = new Float32Array(b.length);
-  for (let row = 0; row < out; row++) {
-    const target = permutedRow(row, heads, out);
-    const [from, to] = inverse ? [target, row] : [row, target];
-    result.set(b.subarray(from * rank, (from + 1) * rank), to * rank);
-  }
-  return result;
-}
-
-function headsToPermute(spec: ModelSpec, target: TargetModule): number | null {
+/** The heads whose q/k rows llama.cpp's converter permutes for `target`, or null where it leaves them. */
+export function headsToPermute(spec: ModelSpec, target: TargetModule): number | null {
   if (ggufArchitecture(spec) !== 'llama') return null;
   if (target === 'q_proj') return spec.numHeads;
   if (target === 'k_proj') return spec.numKvHeads;
@@ -72,42 +55,6 @@ export function ggufAlpha(settings: LoraSettings): number {
   return settings.useRslora ? settings.alpha * Math.sqrt(settings.rank) : settings.alpha;
 }
 
-class ByteWriter {
-  private readonly chunks: Buffer[] = [];
-  length = 0;
-  push(chunk: Buffer): void {
-    this.chunks.push(chunk);
-    this.length += chunk.length;
-  }
-  u32(v: number): void {
-    const b = Buffer.alloc(4);
-    b.writeUInt32LE(v);
-    this.push(b);
-  }
-  u64(v: number): void {
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(BigInt(v));
-    this.push(b);
-  }
-  f32(v: number): void {
-    const b = Buffer.alloc(4);
-    b.writeFloatLE(v);
-    this.push(b);
-  }
-  string(s: string): void {
-    const bytes = Buffer.from(s, 'utf8');
-    this.u64(bytes.length);
-    this.push(bytes);
-  }
-  pad(): void {
-    const extra = (ALIGNMENT - (this.length % ALIGNMENT)) % ALIGNMENT;
-    if (extra) this.push(Buffer.alloc(extra));
-  }
-  bytes(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
-}
-
 /** Writes `lora` as a llama.cpp LoRA adapter GGUF. */
 export function writeGgufLoraAdapter(file: string, lora: LoraWeights, spec: ModelSpec, baseName: string): void {
   const tensors: { name: string; ne: number[]; data: Float32Array }[] = [];
@@ -115,47 +62,34 @@ export function writeGgufLoraAdapter(file: string, lora: LoraWeights, spec: Mode
   lora.layers.forEach((pairs, layer) => {
     for (const [target, pair] of pairs) {
       const heads = headsToPermute(spec, target);
-      const b = heads ? permuteRows(pair.b, r, heads, false) : pair.b;
+      const b = heads ? permuteRopeRows(pair.b, r, heads, false) : pair.b;
       const base = `blk.${layer}.${GGUF_NAMES[target]}.weight`;
       tensors.push({ name: `${base}.lora_a`, ne: [pair.a.length / r, r], data: pair.a });
       tensors.push({ name: `${base}.lora_b`, ne: [r, pair.b.length / r], data: b });
     }
   });
-  const metadata: [string, ValueType, string | number][] = [
-    ['general.architecture', ValueType.STRING, ggufArchitecture(spec)],
-    ['general.type', ValueType.STRING, 'adapter'],
-    ['general.name', ValueType.STRING, `${path.basename(baseName)} LoRA`],
-    ['general.alignment', ValueType.UINT32, ALIGNMENT],
-    ['adapter.type', ValueType.STRING, 'lora'],
-    ['adapter.lora.alpha', ValueType.FLOAT32, ggufAlpha(lora.settings)],
-  ];
-  const w = new ByteWriter();
-  w.u32(GGUF_MAGIC);
-  w.u32(GGUF_VERSION);
-  w.u64(tensors.length);
-  w.u64(metadata.length);
-  for (const [key, type, value] of metadata) {
-    w.string(key);
-    w.u32(type);
-    if (type === ValueType.STRING) w.string(value as string);
-    else if (type === ValueType.UINT32) w.u32(value as number);
-    else w.f32(value as number);
-  }
-  let offset = 0;
+  const metadata = new Map<string, MetadataValue>([
+    ['general.architecture', str(ggufArchitecture(spec))],
+    ['general.type', str('adapter')],
+    ['general.name', str(`${path.basename(baseName)} LoRA`)],
+    ['general.alignment', u32(ALIGNMENT)],
+    ['adapter.type', str('lora')],
+    ['adapter.lora.alpha', f32(ggufAlpha(lora.settings))],
+  ]);
+  const infos: TensorInfo[] = tensors.map((t) => ({
+    name: t.name,
+    ne: t.ne,
+    type: GgmlType.F32,
+    bytes: t.data.byteLength,
+  }));
+  const { header } = ggufHeader(metadata, infos);
+  const parts: Uint8Array[] = [header];
   for (const t of tensors) {
-    w.string(t.name);
-    w.u32(t.ne.length);
-    for (const n of t.ne) w.u64(n);
-    w.u32(GGML_TYPE_F32);
-    w.u64(offset);
-    offset += Math.ceil(t.data.byteLength / ALIGNMENT) * ALIGNMENT;
+    parts.push(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
+    const gap = (ALIGNMENT - (t.data.byteLength % ALIGNMENT)) % ALIGNMENT;
+    if (gap) parts.push(new Uint8Array(gap));
   }
-  w.pad();
-  for (const t of tensors) {
-    w.push(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-    w.pad();
-  }
-  writeFileAtomic(file, [w.bytes()]);
+  writeFileAtomic(file, parts);
 }
 
 /**
@@ -195,7 +129,7 @@ export function readGgufLoraAdapter(
     const name = string();
     const ne = Array.from({ length: u32() }, () => u64());
     const type = u32();
-    if (type !== GGML_TYPE_F32) throw new UserError(`${file}: tensor "${name}" is not F32`);
+    if (type !== GgmlType.F32) throw new UserError(`${file}: tensor "${name}" is not F32`);
     return { name, ne, offset: u64() };
   });
   const dataStart = Math.ceil(at / ALIGNMENT) * ALIGNMENT;
@@ -221,7 +155,7 @@ export function readGgufLoraAdapter(
       const b = tensor(`${base}.lora_b`);
       if (!a || !b) throw new UserError(`${file}: ${base}.lora_a/lora_b missing`);
       const heads = headsToPermute(spec, target);
-      pairs.set(target, { a, b: heads ? permuteRows(b, rank, heads, true) : b });
+      pairs.set(target, { a, b: heads ? permuteRopeRows(b, rank, heads, true) : b });
     }
     return pairs;
   });
@@ -253,9 +187,13 @@ function ollamaTemplate(chatTemplate: string | null): { template: string; stops:
   return null;
 }
 
-/** An Ollama Modelfile beside the adapter: FROM the base, ADAPTER this file, and the chat format when it translates. */
-export function ollamaModelfile(base: string, adapterFile: string, chatTemplate: string | null): string {
-  const lines = [`FROM ${base}`, `ADAPTER ./${path.basename(adapterFile)}`];
+/**
+ * An Ollama Modelfile: FROM the base (a model folder, or ./model.gguf beside it), ADAPTER the LoRA file when there is
+ * one, and the chat format when it translates.
+ */
+export function ollamaModelfile(from: string, adapterFile: string | null, chatTemplate: string | null): string {
+  const lines = [`FROM ${from}`];
+  if (adapterFile) lines.push(`ADAPTER ./${path.basename(adapterFile)}`);
   const translated = ollamaTemplate(chatTemplate);
   if (translated) {
     lines.push(`TEMPLATE """${translated.template}"""`);

@@ -5,11 +5,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
-import { openModelFolder } from '../model/modelFolder.js';
+import { openModelFolder, type ModelFolder } from '../model/modelFolder.js';
+import { ADAPTER_TEMPLATE_FILE } from '../model/chatTemplate.js';
 import { dequantizeOnHost } from '../model/quant/bnb4bit.js';
 import { readTensorF32, SafetensorsStreamWriter } from '../model/safetensors.js';
 import { loadAdapter } from './anyAdapter.js';
-import { loraScale } from './loraAdapter.js';
+import { loraScale, type LoraWeights } from './loraAdapter.js';
 import { expectedShapes, targetParent, type TargetModule } from '../model/architecture.js';
 
 export type MergeDtype = 'f32' | 'bf16' | 'f16';
@@ -49,15 +50,28 @@ export interface MergeResult {
   fromQuantizedBase: boolean;
 }
 
-export function mergeLoraAdapter(options: MergeOptions): MergeResult {
-  const folder = openModelFolder(options.modelDir);
-  const adapter = loadAdapter(options.adapterDir, folder.spec);
+/** A base model and a LoRA adapter, ready to hand out each weight merged. */
+export interface MergeSource {
+  folder: ModelFolder;
+  lora: LoraWeights;
+  /** Every weight the model has, each once, with its checkpoint shape, sorted by name. */
+  entries: { name: string; shape: number[] }[];
+  /** Weight `name` in fp32, with scale * B A added when the adapter changes it. */
+  mergedWeight(name: string): Float32Array;
+  /** How many weights the adapter changes. */
+  mergedWeights: number;
+  /** The base is a 4-bit checkpoint: weights are its dequantized ones. */
+  fromQuantizedBase: boolean;
+}
+
+/** Opens the base and the adapter for a merge; a prompt-tuning adapter is refused (it has no weights to merge). */
+export function openMergeSource(modelDir: string, adapterDir: string): MergeSource {
+  const folder = openModelFolder(modelDir);
+  const adapter = loadAdapter(adapterDir, folder.spec);
   if (adapter.kind !== 'lora')
     throw new UserError(
-      `${options.adapterDir}: a prompt-tuning adapter has no weights to merge; use it unmerged, beside its base model`,
+      `${adapterDir}: a prompt-tuning adapter has no weights to merge; use it unmerged, beside its base model`,
     );
-  if (fs.existsSync(options.outDir) && fs.readdirSync(options.outDir).length > 0)
-    throw new UserError(`${options.outDir}: exists and is not empty`);
   const { lora } = adapter;
   const scale = loraScale(lora.settings);
 
@@ -76,15 +90,32 @@ export function mergeLoraAdapter(options: MergeOptions): MergeResult {
       return { name, shape: q ? q.shape : folder.tensors.get(name)!.shape };
     })
     .sort((a, b) => a.name.localeCompare(b.name));
+  return {
+    folder,
+    lora,
+    entries,
+    mergedWeight(name) {
+      const q = quantized.get(name);
+      const values = q ? dequantizeOnHost(q) : readTensorF32(folder.tensors.get(name)!);
+      const delta = deltas.get(name);
+      if (delta) addLoraDelta(values, lora.layers[delta.layer].get(delta.target)!, lora.settings.rank, scale);
+      return values;
+    },
+    mergedWeights: deltas.size,
+    fromQuantizedBase: quantized.size > 0,
+  };
+}
+
+export function mergeLoraAdapter(options: MergeOptions): MergeResult {
+  const source = openMergeSource(options.modelDir, options.adapterDir);
+  if (fs.existsSync(options.outDir) && fs.readdirSync(options.outDir).length > 0)
+    throw new UserError(`${options.outDir}: exists and is not empty`);
+  const { folder, entries } = source;
   // openModelFolder has checked every full-precision weight is F32, F16 or BF16; a 4-bit base's others are 16-bit.
-  const plain = entries.find((e) => !quantized.has(e.name))!;
+  const plain = entries.find((e) => !folder.quantized.has(e.name))!;
   const sourceDtype = folder.tensors.get(plain.name)!.dtype as FloatDtype;
   const dtype: FloatDtype = options.dtype ? DTYPES[options.dtype].safetensors : sourceDtype;
   const bytesPer = dtype === 'F32' ? 4 : 2;
-  const read = (name: string) => {
-    const q = quantized.get(name);
-    return q ? dequantizeOnHost(q) : readTensorF32(folder.tensors.get(name)!);
-  };
 
   // Plan shards by size, then stream each tensor into its shard.
   const shards: (typeof entries)[] = [[]];
@@ -118,9 +149,7 @@ export function mergeLoraAdapter(options: MergeOptions): MergeResult {
       );
       try {
         for (const entry of shard) {
-          const values = read(entry.name);
-          const delta = deltas.get(entry.name);
-          if (delta) addLoraDelta(values, lora.layers[delta.layer].get(delta.target)!, lora.settings.rank, scale);
+          const values = source.mergedWeight(entry.name);
           writer.write(entry.name, values);
           weightMap[entry.name] = file;
           totalSize += values.length * bytesPer;
@@ -146,6 +175,9 @@ export function mergeLoraAdapter(options: MergeOptions): MergeResult {
       if (fs.existsSync(path.join(folder.dir, name)))
         fs.copyFileSync(path.join(folder.dir, name), path.join(temp, name));
     }
+    // An adapter trained with a chat template of its own brings it: transformers reads chat_template.jinja first.
+    const adapterTemplate = path.join(options.adapterDir, ADAPTER_TEMPLATE_FILE);
+    if (fs.existsSync(adapterTemplate)) fs.copyFileSync(adapterTemplate, path.join(temp, ADAPTER_TEMPLATE_FILE));
     // The destination was checked empty: removing it can never take anything with it.
     if (fs.existsSync(options.outDir)) fs.rmdirSync(options.outDir);
     fs.renameSync(temp, options.outDir);
@@ -156,8 +188,8 @@ export function mergeLoraAdapter(options: MergeOptions): MergeResult {
   return {
     outDir: options.outDir,
     shards: shards.length,
-    mergedWeights: deltas.size,
-    fromQuantizedBase: quantized.size > 0,
+    mergedWeights: source.mergedWeights,
+    fromQuantizedBase: source.fromQuantizedBase,
   };
 }
 

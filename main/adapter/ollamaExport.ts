@@ -1,14 +1,16 @@
 // A LoRA adapter for llama.cpp and Ollama: the LoRA GGUF file, and beside it a Modelfile that names the base and
-// carries its chat template (a template mismatch is what makes exported adapters answer gibberish in Ollama).
+// carries its chat template (a template mismatch is what makes exported adapters answer gibberish in Ollama); or the
+// adapter merged into its base as one model GGUF, with a Modelfile FROM that file.
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
-import { loadChatTemplate } from '../model/chatTemplate.js';
+import { chatTemplateFor } from '../model/chatTemplate.js';
 import { openModelFolder } from '../model/modelFolder.js';
 import { loadTokenizer } from '../model/tokenizer.js';
 import { writeFileAtomic } from '../util/atomicWrite.js';
 import { loadAdapter } from './anyAdapter.js';
 import { ollamaModelfile, writeGgufLoraAdapter } from './gguf.js';
+import { writeGgufModel, type GgufModelOptions, type GgufModelResult } from './ggufModel.js';
 
 /**
  * The command that makes an Ollama model of the export: `ollama create <name> -f <Modelfile>`, the name from the
@@ -40,8 +42,23 @@ export function exportForOllama(
   const gguf = path.resolve(ggufFile);
   fs.mkdirSync(path.dirname(gguf), { recursive: true });
   writeGgufLoraAdapter(gguf, adapter.lora, folder.spec, folder.dir);
-  const template = loadChatTemplate(folder.dir, loadTokenizer(folder.dir).config)?.text ?? null;
+  const template = chatTemplateFor(folder.dir, loadTokenizer(folder.dir).config, adapterDir)?.text ?? null;
   const modelfile = path.join(path.dirname(gguf), 'Modelfile');
   writeFileAtomic(modelfile, ollamaModelfile(folder.dir, gguf, template));
   return { gguf, modelfile };
+}
+
+/** The merged model GGUF (ggufModel.ts) and beside it a Modelfile FROM ./<file>, with the base's chat format. */
+export function exportModelForOllama(options: GgufModelOptions): GgufModelResult & { modelfile: string } {
+  const result = writeGgufModel(options);
+  const modelfile = path.join(path.dirname(result.gguf), 'Modelfile');
+  try {
+    const { modelDir, adapterDir } = options;
+    const template = chatTemplateFor(modelDir, loadTokenizer(modelDir).config, path.resolve(adapterDir))?.text ?? null;
+    writeFileAtomic(modelfile, ollamaModelfile(`./${path.basename(result.gguf)}`, null, template));
+  } catch (err) {
+    fs.rmSync(result.gguf, { force: true }); // a model without its Modelfile is not the export asked for
+    throw err;
+  }
+  return { ...result, modelfile };
 }

@@ -1,5 +1,6 @@
 // peft-studio data inspect, and the data flags train and eval share: what a dataset holds, and which tokens train.
-import { quotedValuesWarning } from '../../shared/data.js';
+import path from 'node:path';
+import { duplicatesWarning, quotedValuesWarning } from '../../shared/data.js';
 import type { DataSettings } from '../../shared/training.js';
 import { DATA_FORMATS, defaultDataSettings } from '../../shared/trainJob.js';
 import { inspectDataset } from '../data/inspect.js';
@@ -9,13 +10,15 @@ import { choice, json, positiveInt, str, UsageError, type Command } from './opti
 type Values = Record<string, string | boolean | string[] | undefined>;
 
 export const DATA_FLAGS =
-  '[--format messages|sharegpt|alpaca|prompt-completion|text|tokens] [--columns field=column,...] [--train-on completion|all] [--pack] [--skip-bad-rows]';
+  '[--format messages|sharegpt|alpaca|prompt-completion|text|tokens] [--columns field=column,...] [--train-on completion|all] [--pack] [--skip-bad-rows] [--drop-duplicates] [--chat-template FILE.jinja]';
 export const dataOptions = {
   format: str,
   columns: str,
   'train-on': str,
   pack: { type: 'boolean', default: false },
   'skip-bad-rows': { type: 'boolean', default: false },
+  'drop-duplicates': { type: 'boolean', default: false },
+  'chat-template': str,
 } as const;
 
 /** --columns prompt=question,completion=answer: which of the user's columns holds each field. */
@@ -39,6 +42,8 @@ export function dataSettings(values: Values): DataSettings {
     // Boolean flags: given means on, which the defaults are not.
     pack: values.pack === true,
     skipBadRows: values['skip-bad-rows'] === true,
+    dropDuplicates: values['drop-duplicates'] === true,
+    chatTemplate: typeof values['chat-template'] === 'string' ? path.resolve(values['chat-template']) : null,
   };
 }
 
@@ -73,7 +78,11 @@ export const DATA_COMMANDS: Record<string, Command> = {
         );
         const quoted = quotedValuesWarning(s);
         if (quoted) out.push(`warning: ${quoted}`);
+        const repeated = values['drop-duplicates'] ? null : duplicatesWarning(s);
+        if (repeated) out.push(`warning: ${repeated} (--drop-duplicates)`);
         for (const bad of inspection.badRows) out.push(`bad ${file}:${bad.row}: ${bad.reason}`);
+        const bad = new Set(inspection.badRows.map((row) => row.row));
+        for (const cut of inspection.cutRows) if (!bad.has(cut.row)) out.push(`cut ${file}:${cut.row}: ${cut.reason}`);
       } else {
         out.push(`${file}: nothing to train on`);
       }

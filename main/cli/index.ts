@@ -11,12 +11,13 @@ import { columnsArgument, DEVICE_CHOICES, JOB_BOUNDS, shellLine } from '../../sh
 import type { EngineRequest } from '../../shared/training.js';
 import { checkOutputFolder, jobPlaces } from '../adapter/adapterFiles.js';
 import { readAdapterConfig } from '../adapter/loraAdapter.js';
-import { exportForOllama, ollamaCreateCommand } from '../adapter/ollamaExport.js';
+import { exportForOllama, exportModelForOllama, ollamaCreateCommand } from '../adapter/ollamaExport.js';
 import { mergeLoraAdapter } from '../adapter/merge.js';
 import { runEngine } from '../engine/process/host.js';
 import { planDefaultTraining } from '../engine/compile/memoryPlan.js';
 import { printEvent } from './progress.js';
 import { createTinyModel, DEFAULT_TINY_MODEL } from '../model/tinyModel.js';
+import { GGUF_MODEL_QUANTS } from '../model/quant/ggmlQuants.js';
 import {
   boundedNumber,
   choice,
@@ -33,7 +34,7 @@ import {
 import { DATA_COMMANDS, DATA_FLAGS, dataOptions, dataSettings } from './data.js';
 import { hubCommands } from './hub.js';
 import { PLAYGROUND_COMMANDS } from './playground.js';
-import { configuredHome, RUNS_COMMANDS, trainRecorded } from './runs.js';
+import { configuredHome, RUNS_COMMANDS, runNameFlag, trainRecorded } from './runs.js';
 import { DEMO_COMMANDS } from './demo.js';
 import { SERVE_COMMANDS } from './serve.js';
 import { TRAIN_OPTIONS, TRAIN_USAGE, trainJobFromFlags } from './trainFlags.js';
@@ -99,7 +100,8 @@ const COMMANDS: Record<string, Command> = {
       if (values['dry-run'])
         return void process.stdout.write(asJson ? `${JSON.stringify(job)}\n` : `${JSON.stringify(job, null, 2)}\n`);
       const home = configuredHome(values);
-      if (home) return trainRecorded(job, home, asJson);
+      const name = runNameFlag(values, home);
+      if (home) return trainRecorded(job, home, asJson, name);
       // Refused here already, without starting the engine (which checks again).
       checkOutputFolder(job, jobPlaces(job, null), null);
       await runAndReport(
@@ -216,12 +218,17 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   export: {
-    summary: 'export a LoRA adapter for llama.cpp / Ollama: a LoRA GGUF and a Modelfile beside it',
-    usage: 'peft-studio export --adapter DIR --format gguf --out FILE.gguf [--model DIR] [--json]',
-    options: { adapter: str, model: str, format: str, out: str, json },
+    summary:
+      'export for llama.cpp / Ollama: a LoRA GGUF, or the adapter merged into one quantized model GGUF; a Modelfile beside it',
+    usage:
+      'peft-studio export --adapter DIR --format gguf|gguf-model --out FILE.gguf [--quant f16|q8_0|q4_0] [--model DIR] [--json]',
+    options: { adapter: str, model: str, format: str, quant: str, out: str, json },
     async run(values) {
       if (!values.adapter || !values.out) throw new UsageError('export needs --adapter and --out');
-      choice(values, 'format', ['gguf'] as const, 'gguf');
+      const format = choice(values, 'format', ['gguf', 'gguf-model'] as const, 'gguf');
+      if (format === 'gguf' && values.quant !== undefined)
+        throw new UsageError('--quant applies to --format gguf-model (the LoRA GGUF stays F32)');
+      const quant = choice(values, 'quant', GGUF_MODEL_QUANTS, 'q8_0');
       const adapterDir = path.resolve(values.adapter as string);
       // The base is --model, else the local folder the adapter records as its base.
       const recorded = readAdapterConfig(adapterDir).base_model_name_or_path;
@@ -232,7 +239,16 @@ const COMMANDS: Record<string, Command> = {
         throw new UsageError(
           `--model is required: the adapter's base_model_name_or_path (${JSON.stringify(recorded)}) is not a local folder`,
         );
-      const { gguf: out, modelfile } = exportForOllama(modelDir, adapterDir, values.out as string);
+      const { gguf: out, modelfile } =
+        format === 'gguf'
+          ? exportForOllama(modelDir, adapterDir, values.out as string)
+          : exportModelForOllama({
+              modelDir,
+              adapterDir,
+              outFile: values.out as string,
+              quant,
+              onProgress: values.json ? undefined : ggufProgress(quant),
+            });
       process.stdout.write(
         values.json
           ? `${JSON.stringify({ gguf: out, modelfile, ollama: ollamaCreateCommand(adapterDir, modelfile) })}\n`
@@ -252,6 +268,15 @@ const COMMANDS: Record<string, Command> = {
   ...DEMO_COMMANDS,
   ...SERVE_COMMANDS,
 };
+
+/** Tensor-by-tensor progress on stderr: one rewritten line on a terminal, else a line per tenth of the tensors. */
+function ggufProgress(quant: string): (done: number, total: number, name: string) => void {
+  return (done, total, name) => {
+    const line = `gguf-model ${quant}: tensor ${done}/${total} ${name}`;
+    if (process.stderr.isTTY) process.stderr.write(`\r${line}\x1b[K${done === total ? '\n' : ''}`);
+    else if (Math.floor((done * 10) / total) > Math.floor(((done - 1) * 10) / total)) process.stderr.write(`${line}\n`);
+  };
+}
 
 /** Sizes as transformers writes them: 5GB, 500MB, 100KB, or a plain byte count. */
 function byteSize(values: Record<string, unknown>, name: string, fallback: number): number {

@@ -76,6 +76,8 @@ interface Loaded {
   model: InferenceModel;
   tokenizer: ModelTokenizer;
   modelDir: string;
+  /** The adapter folder: its chat template, if it has one, renders the conversations the fine-tuned model answers. */
+  adapterDir: string | null;
   threads: number;
   /** Opening the folder, the tokenizer and the generation session: what a cold call pays before its first token. */
   loadSeconds: number;
@@ -88,11 +90,12 @@ async function loadModel(values: Values): Promise<Loaded> {
     if (!p.cached && p.done === p.total) process.stderr.write(`quantized ${p.total} base tensors to 4 bits\n`);
   });
   const tokenizer = loadTokenizer(folder.dir);
-  const adapter = values.adapter ? loadAdapter(path.resolve(values.adapter as string), folder.spec) : null;
+  const adapterDir = values.adapter ? path.resolve(values.adapter as string) : null;
+  const adapter = adapterDir ? loadAdapter(adapterDir, folder.spec) : null;
   const { device } = chooseDevice(choice(values, 'device', DEVICE_CHOICES, 'auto'));
   const model = await InferenceModel.load(folder, device, adapter, { threads: engineThreads(threadsFlag(values)) });
   const loadSeconds = (performance.now() - started) / 1000;
-  return { model, tokenizer, modelDir: folder.dir, threads: sessionThreads(model.session), loadSeconds };
+  return { model, tokenizer, modelDir: folder.dir, adapterDir, threads: sessionThreads(model.session), loadSeconds };
 }
 
 function readMessages(file: string): ChatMessage[] {
@@ -161,13 +164,13 @@ export const PLAYGROUND_COMMANDS: Record<string, Command> = {
       const given = ['prompt', 'messages', 'prompt-ids'].filter((flag) => values[flag] !== undefined);
       if (given.length !== 1) throw new UsageError('give one of --prompt, --messages or --prompt-ids');
       const options = { ...generateOptions(values), adapterScale: values.base ? 0 : 1 };
-      const { model, tokenizer, modelDir, threads, loadSeconds } = await loadModel(values);
+      const { model, tokenizer, modelDir, adapterDir, threads, loadSeconds } = await loadModel(values);
       const context = model.folder.spec.maxPositionEmbeddings;
       const plainChat = values['plain-chat'] === true;
       try {
         const messages = values.messages ? readMessages(path.resolve(values.messages as string)) : null;
         const promptIds = messages
-          ? chatPromptIds(modelDir, tokenizer, messages, plainChat, context)
+          ? chatPromptIds(modelDir, options.adapterScale ? adapterDir : null, tokenizer, messages, plainChat, context)
           : values['prompt-ids'] !== undefined
             ? parsePromptIds(values['prompt-ids'] as string, model.folder.spec.vocabSize)
             : textPromptIds(tokenizer, values.prompt as string, context);
@@ -204,7 +207,7 @@ export const PLAYGROUND_COMMANDS: Record<string, Command> = {
     },
     async run(values) {
       const options = generateOptions(values);
-      const { model, tokenizer, modelDir } = await loadModel(values);
+      const { model, tokenizer, modelDir, adapterDir } = await loadModel(values);
       const start: ChatMessage[] = values.system ? [{ role: 'system', content: values.system as string }] : [];
       let messages = [...start];
       let adapterScale = model.adapter ? 1 : 0;
@@ -232,7 +235,14 @@ export const PLAYGROUND_COMMANDS: Record<string, Command> = {
           } else if (line) {
             messages.push({ role: 'user', content: line });
             const context = model.folder.spec.maxPositionEmbeddings;
-            const promptIds = chatPromptIds(modelDir, tokenizer, messages, values['plain-chat'] === true, context);
+            const promptIds = chatPromptIds(
+              modelDir,
+              adapterScale ? adapterDir : null,
+              tokenizer,
+              messages,
+              values['plain-chat'] === true,
+              context,
+            );
             const result = await streamTo(
               (text) => process.stdout.write(text),
               generate(model, tokenizer, promptIds, { ...options, adapterScale }),

@@ -1,7 +1,7 @@
 // Runs recorded in the studio's store: `train` through the run manager when a store is configured, and
 // `runs list|show|resume|pause|cancel`.
 import { UserError } from '../../shared/errors.js';
-import type { RunRecord } from '../../shared/runs.js';
+import { runNameProblem, type RunRecord } from '../../shared/runs.js';
 import type { TrainJob } from '../../shared/training.js';
 import { RunManager } from '../studio/runs/runManager.js';
 import { defaultStudioHome } from '../store/home.js';
@@ -60,13 +60,25 @@ async function executeInForeground(manager: RunManager, id: number, asJson: bool
   }
 }
 
-/** `train` with a store: the run is recorded, checkpointed, and resumable. */
-export async function trainRecorded(job: TrainJob, home: string, asJson: boolean): Promise<void> {
+/** `train --name`: the recorded run's name, checked; refused without a studio folder to record it in. */
+export function runNameFlag(values: Record<string, unknown>, home: string | null): string | undefined {
+  if (typeof values.name !== 'string') return undefined;
+  if (!home) throw new UsageError('--name names a run recorded in a studio folder: give --home DIR too');
+  const problem = runNameProblem(values.name);
+  if (problem) throw new UsageError(`--name: ${problem}`);
+  return values.name;
+}
+
+/**
+ * `train` with a store: the run is recorded (named `name`, else after its model, data and date), checkpointed, and
+ * resumable.
+ */
+export async function trainRecorded(job: TrainJob, home: string, asJson: boolean, name?: string): Promise<void> {
   const store = Store.open(home);
   try {
     const manager = new RunManager(store);
-    const run = manager.enqueue(job);
-    if (!asJson) process.stderr.write(`run ${run.id} recorded in ${store.home}\n`);
+    const run = manager.enqueue(job, name);
+    if (!asJson) process.stderr.write(`run ${run.id} recorded in ${store.home}: "${run.name}"\n`);
     await executeInForeground(manager, run.id, asJson);
   } finally {
     store.close();
@@ -101,12 +113,11 @@ export const RUNS_COMMANDS: Record<string, Command> = {
           if (positionals.length !== 1) throw new UsageError('runs list takes no argument');
           const runs = store.runs();
           if (asJson) return void process.stdout.write(`${JSON.stringify(runs)}\n`);
-          const lines = ['ID  STATUS       STEP        METHOD         LOSS    MODEL'];
+          const lines = ['ID  STATUS       STEP        METHOD         LOSS    NAME'];
           for (const run of runs) {
             const loss = store.metrics(run.id, run.step).at(0)?.loss;
-            const model = store.model(run.modelId);
             lines.push(
-              `${String(run.id).padEnd(3)} ${run.status.padEnd(12)} ${`${run.step}/${run.totalSteps ?? '?'}`.padEnd(11)} ${run.method.padEnd(14)} ${fmt(loss).padEnd(7)} ${model?.location ?? '?'}`,
+              `${String(run.id).padEnd(3)} ${run.status.padEnd(12)} ${`${run.step}/${run.totalSteps ?? '?'}`.padEnd(11)} ${run.method.padEnd(14)} ${fmt(loss).padEnd(7)} ${run.name}`,
             );
           }
           if (!runs.length) lines.push('(no runs yet)');
@@ -129,7 +140,7 @@ export const RUNS_COMMANDS: Record<string, Command> = {
           if (asJson) return void process.stdout.write(`${JSON.stringify(details)}\n`);
           const last = store.metrics(id, run.step).at(0);
           const lines = [
-            `run ${id}: ${run.status}${run.error ? ` (${run.error})` : ''}`,
+            `run ${id} "${run.name}": ${run.status}${run.error ? ` (${run.error})` : ''}`,
             `model ${details.model?.location} (${details.model?.architecture}, ${details.model?.parameters} parameters)`,
             `data ${details.dataset ? `${details.dataset.location} (${details.dataset.format}, sha256 ${details.dataset.sha256.slice(0, 12)})` : run.job.dataFile}`,
             `${run.method}, step ${run.step}/${run.totalSteps ?? '?'}, loss ${fmt(last?.loss)}, validation ${fmt(details.evalCurve.at(-1)?.loss)}, device ${run.device ?? '-'}`,

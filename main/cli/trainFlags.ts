@@ -64,6 +64,7 @@ export const TRAIN_OPTIONS = {
   'eval-every': str,
   ...dataOptions,
   home: str,
+  name: str,
   'checkpoint-every': str,
   'keep-checkpoints': str,
   'keep-best': flag,
@@ -72,7 +73,7 @@ export const TRAIN_OPTIONS = {
   json,
 } as const;
 
-export const TRAIN_USAGE = `peft-studio train [--model DIR] [--data FILE] [--out DIR] [--overwrite] [--method lora|prompt-tuning] [--num-virtual-tokens 20] [--prompt-init random|text] [--prompt-init-text TEXT] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--quantize none|nf4|fp4|int4] [--device auto|cpu|webgpu|cuda|dml] [--threads N] [--init-adapter DIR] [--eval-data FILE | --eval-split 0.1] [--eval-every N] [--home DIR] [--checkpoint-every 50] [--keep-checkpoints 3] [--keep-best] [--early-stopping-patience N] ${DATA_FLAGS} [--dry-run] [--json]`;
+export const TRAIN_USAGE = `peft-studio train [--model DIR] [--data FILE] [--out DIR] [--overwrite] [--method lora|prompt-tuning] [--num-virtual-tokens 20] [--prompt-init random|text] [--prompt-init-text TEXT] [--rank 16] [--alpha 32] [--lora-dropout 0.05] [--targets q_proj,k_proj,v_proj,o_proj] [--rslora] [--lr 2e-4] [--optimizer adamw|sgd] [--weight-decay 0] [--scheduler constant|linear|cosine] [--warmup-steps 0] [--steps N | --epochs N] [--batch-size 4] [--grad-accum 1] [--max-seq-len 512] [--max-grad-norm 1.0] [--seed 0] [--no-shuffle] [--gradient-checkpointing on|off] [--quantize none|nf4|fp4|int4] [--device auto|cpu|webgpu|cuda|dml] [--threads N] [--init-adapter DIR] [--eval-data FILE | --eval-split 0.1] [--eval-every N] [--home DIR] [--name TEXT] [--checkpoint-every 50] [--keep-checkpoints 3] [--keep-best] [--early-stopping-patience N] ${DATA_FLAGS} [--dry-run] [--json]`;
 
 /**
  * The job the flags ask for; without --model or --data, the built-in demo's. Throws a UsageError naming the first bad

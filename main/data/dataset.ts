@@ -9,7 +9,7 @@ import { pack, splitTrainValidation, toSequences, truncate, type TrainingSequenc
 import type { TextMode } from './readers/index.js';
 import { rendersThroughChatTemplate, SampleRenderer } from './render.js';
 import type { BadRow, FileKind, RenderedSample, SampleFormat, TrainOn } from './samples.js';
-import type { DatasetStats } from '../../shared/data.js';
+import type { CutRow, DatasetStats, DuplicateRow } from '../../shared/data.js';
 import { DatasetStatsCollector, sha256File } from './stats.js';
 
 export interface DatasetOptions {
@@ -27,6 +27,10 @@ export interface DatasetOptions {
   pack: boolean;
   /** Train without the bad rows instead of refusing the dataset. */
   skipBadRows: boolean;
+  /** Train on each distinct row once (see DuplicateFinder). */
+  dropDuplicates?: boolean;
+  /** A Jinja chat template file to render chat rows with, instead of the model's own. */
+  chatTemplateFile?: string;
   /** Fraction of the samples held out for validation (split by seed before packing, so no sequence mixes the two). */
   validationFraction: number;
   seed: number;
@@ -43,6 +47,10 @@ export interface PreparedDataset {
   badRows: BadRow[];
   /** Rows dropped because truncation left nothing to train on. */
   untrainedRows: number[];
+  /** Every rendered row equal to an earlier one (dropped from training with dropDuplicates). */
+  duplicates: DuplicateRow[];
+  /** Every row left out of training or cut short, in row order, with why. */
+  cutRows: CutRow[];
   sourceSha256: string;
 }
 
@@ -52,6 +60,8 @@ export class NothingToTrainError extends UserError {
     message: string,
     readonly badRows: BadRow[],
     readonly untrainedRows: number[],
+    readonly duplicates: DuplicateRow[],
+    readonly cutRows: CutRow[],
   ) {
     super(message);
   }
@@ -60,13 +70,18 @@ export class NothingToTrainError extends UserError {
 /** The pipeline options a job's data settings (from the CLI flags or the wizard's data step) stand for. */
 export function fromDataSettings(
   data: DataSettings,
-): Pick<DatasetOptions, 'format' | 'mapping' | 'trainOn' | 'pack' | 'skipBadRows'> {
+): Pick<
+  DatasetOptions,
+  'format' | 'mapping' | 'trainOn' | 'pack' | 'skipBadRows' | 'dropDuplicates' | 'chatTemplateFile'
+> {
   return {
     format: data.format ?? undefined,
     mapping: data.columns as ColumnMapping,
     trainOn: data.trainOn,
     pack: data.pack,
     skipBadRows: data.skipBadRows,
+    dropDuplicates: data.dropDuplicates,
+    chatTemplateFile: data.chatTemplate ?? undefined,
   };
 }
 
@@ -79,9 +94,13 @@ export async function prepareDataset(options: DatasetOptions): Promise<PreparedD
   const renderer = SampleRenderer.forModel(options.modelDir, {
     trainOn: options.trainOn,
     vocabSize: options.vocabSize,
+    chatTemplateFile: options.chatTemplateFile,
   });
-  const stats = new DatasetStatsCollector({ maxSeqLen: options.maxSeqLen });
+  const { maxSeqLen } = options;
+  const stats = new DatasetStatsCollector({ maxSeqLen, dropDuplicates: options.dropDuplicates });
   const badRows: BadRow[] = [];
+  const emptyRows: number[] = [];
+  const duplicates: DuplicateRow[] = [];
   const rendered: RenderedSample[] = [];
   let format: SampleFormat | null = options.format ?? null;
   let read = 0;
@@ -100,9 +119,13 @@ export async function prepareDataset(options: DatasetOptions): Promise<PreparedD
     }
     const outcome = renderer.render(item);
     stats.noteQuotes(item.sample);
-    stats.add(outcome);
+    const duplicateOf = stats.add(outcome);
     if (outcome.kind === 'bad') badRows.push({ ...outcome.bad, reason: clipped(outcome.bad.reason, MAX_REASON_CHARS) });
-    else if (outcome.kind === 'rendered') rendered.push(outcome.sample);
+    else if (outcome.kind === 'empty') emptyRows.push(outcome.row);
+    else if (duplicateOf !== null) {
+      duplicates.push({ row: item.row, firstRow: duplicateOf });
+      if (!options.dropDuplicates) rendered.push(outcome.sample);
+    } else rendered.push(outcome.sample);
   }
   if (badRows.length && !options.skipBadRows) {
     const first = badRows[0];
@@ -111,14 +134,24 @@ export async function prepareDataset(options: DatasetOptions): Promise<PreparedD
       { field: 'data.skipBadRows' },
     );
   }
-  const truncation = truncate(rendered, options.maxSeqLen);
+  const truncation = truncate(rendered, maxSeqLen);
+  const cutRows = cutRowList({
+    badRows,
+    emptyRows,
+    droppedDuplicates: options.dropDuplicates ? duplicates : [],
+    longRows: rendered.filter((sample) => sample.inputIds.length > maxSeqLen),
+    untrainedRows: truncation.untrainedRows,
+    maxSeqLen,
+  });
   if (truncation.samples.length === 0) {
     const { untrainedRows } = truncation;
     const counts = `${read} rows read, ${badRows.length} bad, ${untrainedRows.length} with no trained token`;
     throw new NothingToTrainError(
-      `${file}: nothing to train on (${counts} within ${options.maxSeqLen} tokens)`,
+      `${file}: nothing to train on (${counts} within ${maxSeqLen} tokens)`,
       badRows,
       untrainedRows,
+      duplicates,
+      cutRows,
     );
   }
   const { train, validation } = splitTrainValidation(truncation.samples, {
@@ -136,6 +169,37 @@ export async function prepareDataset(options: DatasetOptions): Promise<PreparedD
     stats: stats.result(),
     badRows,
     untrainedRows: truncation.untrainedRows,
+    duplicates,
+    cutRows,
     sourceSha256: await sha256File(file),
   };
+}
+
+/** Every row left out of training or cut short, in row order: the readers' and renderer's reasons, then ours. */
+function cutRowList(rows: {
+  badRows: BadRow[];
+  emptyRows: number[];
+  droppedDuplicates: DuplicateRow[];
+  longRows: RenderedSample[];
+  untrainedRows: number[];
+  maxSeqLen: number;
+}): CutRow[] {
+  const { maxSeqLen } = rows;
+  const untrained = new Set(rows.untrainedRows);
+  const cut: CutRow[] = [
+    ...rows.badRows,
+    ...rows.emptyRows.map((row) => ({ row, reason: 'nothing but whitespace: skipped' })),
+    ...rows.droppedDuplicates.map(({ row, firstRow }) => ({ row, reason: `the same as row ${firstRow}: dropped` })),
+    ...rows.longRows
+      .filter(({ row }) => !untrained.has(row))
+      .map(({ row, inputIds }) => ({
+        row,
+        reason: `${inputIds.length} tokens, more than the maximum sequence length of ${maxSeqLen}: the last ${inputIds.length - maxSeqLen} are cut`,
+      })),
+    ...rows.untrainedRows.map((row) => ({
+      row,
+      reason: `no trained token within the maximum sequence length of ${maxSeqLen}: skipped`,
+    })),
+  ];
+  return cut.sort((a, b) => a.row - b.row);
 }

@@ -1,5 +1,5 @@
-// What a dataset holds, for `peft-studio data inspect` and the wizard's Data step: format, stats, every bad row, and
-// the first rows token by token with the trained ones marked.
+// What a dataset holds, for `peft-studio data inspect` and the wizard's Data step: format, stats, every bad row, every
+// row cut or left out and why, the duplicates, and the first rows token by token with the trained ones marked.
 import path from 'node:path';
 import type { CheckedParams, DatasetInspection } from '../../shared/api.js';
 import { fromDataSettings, NothingToTrainError, prepareDataset, type PreparedDataset } from './dataset.js';
@@ -11,7 +11,7 @@ import { openModelFolder } from '../model/modelFolder.js';
 
 /** The previews' share of an answer, in bytes of JSON: one row's preview (capped in preview.ts) is always under it. */
 const PREVIEW_BYTES = 512 * 2 ** 10;
-/** Bad and untrained rows listed in an answer; the stats count them all. */
+/** Bad, untrained, cut and duplicate rows listed in an answer; the stats count them all. */
 const LISTED_ROWS = 1000;
 /** Rows read looking for rows to preview: a file of bad rows is not read a second time to the end. */
 const PREVIEW_SCAN_ROWS = 10_000;
@@ -41,6 +41,7 @@ export async function inspectDataset(params: CheckedParams<'datasets.inspect'>):
   const renderer = SampleRenderer.forModel(folder.dir, {
     trainOn: params.data.trainOn,
     vocabSize: folder.spec.vocabSize,
+    chatTemplateFile: params.data.chatTemplate ?? undefined,
   });
   const previews: TokenPreview[] = [];
   let previewBytes = 0;
@@ -63,6 +64,8 @@ export async function inspectDataset(params: CheckedParams<'datasets.inspect'>):
     stats: prepared?.stats ?? null,
     badRows: (prepared?.badRows ?? nothingToTrain?.badRows ?? []).slice(0, LISTED_ROWS),
     untrainedRows: (prepared?.untrainedRows ?? nothingToTrain?.untrainedRows ?? []).slice(0, LISTED_ROWS),
+    cutRows: (prepared?.cutRows ?? nothingToTrain?.cutRows ?? []).slice(0, LISTED_ROWS),
+    duplicates: (prepared?.duplicates ?? nothingToTrain?.duplicates ?? []).slice(0, LISTED_ROWS),
     sourceSha256: prepared?.sourceSha256 ?? null,
     previews,
   };

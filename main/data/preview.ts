@@ -5,7 +5,7 @@ import type { SampleRow } from './samples.js';
 import type { TokenPreview } from '../../shared/data.js';
 
 /** The tokens a preview shows of a row: a long row is cut, its preview says how many tokens it leaves out. */
-const PREVIEW_TOKENS = 512;
+export const PREVIEW_TOKENS = 512;
 /** The most characters one token's text shows: tokens cover a few, but one may carry a run the tokenizer dropped. */
 const TOKEN_TEXT_CHARS = 200;
 

@@ -20,6 +20,7 @@ import {
   CompiledChatTemplate,
   holdsGenerationMarker,
   loadChatTemplate,
+  readChatTemplateFile,
   TemplateRenderError,
   type ChatTemplate,
   type Span,
@@ -57,6 +58,8 @@ export interface RendererOptions {
    * The clock of the templates' `strftime_now` (Llama 3.1 prints today's date); fixed so every render of a run agrees.
    */
   now?: Date;
+  /** A Jinja chat template file to render chat samples with, instead of the model's own. */
+  chatTemplateFile?: string;
 }
 
 export type RenderOutcome =
@@ -120,7 +123,10 @@ export class SampleRenderer {
   /** The renderer for a model folder: its tokenizer.json, tokenizer_config.json and chat template. */
   static forModel(modelDir: string, options: RendererOptions): SampleRenderer {
     const tokenizer = loadTokenizer(modelDir);
-    return new SampleRenderer(tokenizer, loadChatTemplate(modelDir, tokenizer.config), options);
+    const template = options.chatTemplateFile
+      ? readChatTemplateFile(options.chatTemplateFile)
+      : loadChatTemplate(modelDir, tokenizer.config);
+    return new SampleRenderer(tokenizer, template, options);
   }
 
   /**

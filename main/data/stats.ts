@@ -53,6 +53,28 @@ export async function sha256File(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/**
+ * Finds rendered rows equal to an earlier one: same token ids and labels, so the same text trained the same way. Each
+ * row is remembered by 16 bytes of its sha256: enough to tell rows apart, small enough for millions of rows.
+ */
+export class DuplicateFinder {
+  private readonly firstRowOf = new Map<string, number>();
+
+  /** The row `sample` repeats, or null when it is the first of its kind (then remembered). */
+  earlierRow(sample: RenderedSample): number | null {
+    const key = crypto
+      .createHash('sha256')
+      .update(int32Bytes(sample.inputIds))
+      .update(int32Bytes(sample.labels))
+      .digest('base64')
+      .slice(0, 22);
+    const first = this.firstRowOf.get(key);
+    if (first !== undefined) return first;
+    this.firstRowOf.set(key, sample.row);
+    return null;
+  }
+}
+
 const FIRST_BUCKET_TOP = 16;
 /** A whole text inside one pair of double quotes, with something between them. */
 const QUOTE_WRAPPED = /^\s*"[^]+"\s*$/;
@@ -74,12 +96,17 @@ export class DatasetStatsCollector {
   private maxLength = 0;
   /** Rows per bucket; bucket 0 is [1, 16], bucket b > 0 is (16 * 2^(b-1), 16 * 2^b]. */
   private readonly bucketRows: number[] = [];
-  /** First 16 bytes of each rendered row's ids hash: enough to tell rows apart, small enough for millions of rows. */
-  private readonly seen = new Set<string>();
+  private readonly duplicates = new DuplicateFinder();
   private readonly hash = new RenderedHash();
   private renderedDigest: string | null = null;
 
-  constructor(private readonly options: { maxSeqLen: number }) {}
+  constructor(
+    private readonly options: {
+      maxSeqLen: number;
+      /** Duplicates are counted, and left out of every other sum (they are not trained on). */
+      dropDuplicates?: boolean;
+    },
+  ) {}
 
   /** A row the readers or format detection could not use. */
   countBadRow(): void {
@@ -100,13 +127,22 @@ export class DatasetStatsCollector {
     if (texts.some((text) => QUOTE_WRAPPED.test(text))) this.quotedValueRows++;
   }
 
-  add(outcome: RenderOutcome): void {
+  /** Counts one row; for a rendered row equal to an earlier one, returns that row's number (else null). */
+  add(outcome: RenderOutcome): number | null {
     if (this.renderedDigest !== null) throw new Error('DatasetStatsCollector: add() after result()');
-    if (outcome.kind === 'bad') return this.countBadRow();
+    if (outcome.kind === 'bad') {
+      this.countBadRow();
+      return null;
+    }
     this.rows++;
     if (outcome.kind === 'empty') {
       this.emptyRows++;
-      return;
+      return null;
+    }
+    const duplicateOf = this.duplicates.earlierRow(outcome.sample);
+    if (duplicateOf !== null) {
+      this.duplicateRows++;
+      if (this.options.dropDuplicates) return duplicateOf;
     }
     const { inputIds, labels } = outcome.sample;
     const length = inputIds.length;
@@ -125,9 +161,7 @@ export class DatasetStatsCollector {
     }
     this.tokens += kept;
     for (let t = 1; t < kept; t++) if (labels[t] !== IGNORE_INDEX) this.trainedTokens++;
-    const idsHash = crypto.createHash('sha256').update(int32Bytes(inputIds)).digest('base64').slice(0, 22);
-    if (this.seen.has(idsHash)) this.duplicateRows++;
-    else this.seen.add(idsHash);
+    return duplicateOf;
   }
 
   /** The sums; call once all rows are added. */

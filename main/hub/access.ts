@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { UserError } from '../../shared/errors.js';
-import { hubFetch, shortQuote } from './errors.js';
+import { hubFetch, shortQuote, type Audience } from './errors.js';
 
 export const DEFAULT_HUB_URL = 'https://huggingface.co';
 
@@ -34,6 +34,10 @@ export interface HubAccess {
   offline: boolean;
   /** Every request goes through it (hubFetch: errors carry status and Hub error codes). */
   fetch: typeof fetch;
+  /** Who reads the errors (their advice names HF_TOKEN and commands, or Settings and Retry); the CLI when absent. */
+  audience?: Audience;
+  /** A file download that receives nothing for this long is cut off as timed out (default 30 s). */
+  stallTimeoutMs?: number;
 }
 
 type Env = Record<string, string | undefined>;

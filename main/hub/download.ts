@@ -61,7 +61,17 @@ export interface DownloadResult {
   cachedFiles: number;
 }
 
-export const RESUME_HINT = 'run the same command again to resume';
+const DEFAULT_STALL_TIMEOUT_MS = 30_000;
+
+/** What to do once the cause is fixed, in the words of whoever reads the error: the GUI's error has a Retry button. */
+function tryAgain(hub: Pick<HubAccess, 'audience'>): string {
+  return hub.audience === 'gui' ? 'press Retry' : 'run the same command again';
+}
+
+/** tryAgain for a download: the partial file is kept, so trying again resumes it. */
+function resumeHint(hub: Pick<HubAccess, 'audience'>): string {
+  return `${tryAgain(hub)} to resume`;
+}
 
 /** undici's and the system's codes for a body cut short, in words. */
 const HOW_IT_BROKE: Record<string, string> = {
@@ -72,8 +82,15 @@ const HOW_IT_BROKE: Record<string, string> = {
   EPIPE: 'broken',
 };
 
-export function errorContext(hub: HubAccess, repo: HubRepo, retry = RESUME_HINT): ErrorContext {
-  return { repoId: repo.name, repoUrl: repoPageUrl(hub, repo), hubUrl: hub.hubUrl, retry, token: hub.token };
+export function errorContext(hub: HubAccess, repo: HubRepo, retry = resumeHint(hub)): ErrorContext {
+  return {
+    audience: hub.audience ?? 'cli',
+    repoId: repo.name,
+    repoUrl: repoPageUrl(hub, repo),
+    hubUrl: hub.hubUrl,
+    retry,
+    token: hub.token,
+  };
 }
 
 /**
@@ -148,61 +165,77 @@ async function downloadBlob(
     fs.rmSync(incomplete);
     have = 0;
   }
-  const hash = contentHash(file);
+  let hash = contentHash(file);
+  // Before the request, so the silence watchdog never counts the time it takes to hash a large partial file.
+  if (have > 0) await hashExisting(hash, incomplete);
   let received = 0;
+  const retry = resumeHint(hub);
 
   // A partial file already whole (the process stopped before the rename) only needs checking.
   if (have < file.size || file.size === 0) {
     const headers: Record<string, string> = hub.token ? { Authorization: `Bearer ${hub.token}` } : {};
     if (have > 0) headers.Range = `bytes=${have}-`;
-    let response: Response;
-    try {
-      response = await hub.fetch(resolveUrl(hub, repo, commit, file.path), { headers });
-    } catch (err) {
-      throw explainHubError(err, what, errorContext(hub, repo));
-    }
-    const resumed = have > 0 && response.status === 206;
-    if (resumed) {
-      const start = Number(/^bytes (\d+)-/.exec(response.headers.get('content-range') ?? '')?.[1]);
-      if (start !== have) {
-        await response.body?.cancel();
-        throw new UserError(
-          `${what}: the server resumed at byte ${start}, not ${have}; delete ${incomplete} and run the same command again`,
-        );
-      }
-      await hashExisting(hash, incomplete);
-    } else {
-      have = 0; // a 200 answer is the whole file: start over
-    }
-    fs.mkdirSync(path.dirname(blob), { recursive: true });
-    const out = await fs.promises.open(incomplete, resumed ? 'a' : 'w');
-    try {
-      if (!response.body) throw new UserError(`${what}: the server sent no body`);
-      for await (const chunk of response.body) {
-        await out.write(chunk);
-        hash.update(chunk);
-        have += chunk.byteLength;
-        received += chunk.byteLength;
-        if (have >= file.size) break; // the caller reports the finished file once
-        onBytes(have);
-      }
-      await out.sync();
-    } catch (err) {
-      if (err instanceof UserError) throw err;
-      const code = networkCode(err);
-      throw new UserError(
-        `${what}: connection ${HOW_IT_BROKE[code] ?? `lost (${code})`} after ${formatBytes(have)} of ${formatBytes(file.size)}; ${RESUME_HINT}`,
+    // A connection that stays open but sends nothing would hang the download forever: abort it once it is silent.
+    const stallMs = hub.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
+    const silence = new AbortController();
+    const watchdog = setTimeout(() => silence.abort(), stallMs);
+    const timedOut = () =>
+      new UserError(
+        `${what}: connection timed out (nothing received for ${stallMs / 1000} s) after ${formatBytes(have)} of ${formatBytes(file.size)}; ${retry}`,
       );
+    try {
+      let response: Response;
+      try {
+        response = await hub.fetch(resolveUrl(hub, repo, commit, file.path), { headers, signal: silence.signal });
+      } catch (err) {
+        if (silence.signal.aborted) throw timedOut();
+        throw explainHubError(err, what, errorContext(hub, repo));
+      }
+      const resumed = have > 0 && response.status === 206;
+      if (resumed) {
+        const start = Number(/^bytes (\d+)-/.exec(response.headers.get('content-range') ?? '')?.[1]);
+        if (start !== have) {
+          await response.body?.cancel();
+          throw new UserError(
+            `${what}: the server resumed at byte ${start}, not ${have}; delete ${incomplete} and ${tryAgain(hub)}`,
+          );
+        }
+      } else {
+        have = 0; // a 200 answer is the whole file: start over
+        hash = contentHash(file);
+      }
+      fs.mkdirSync(path.dirname(blob), { recursive: true });
+      const out = await fs.promises.open(incomplete, resumed ? 'a' : 'w');
+      try {
+        if (!response.body) throw new UserError(`${what}: the server sent no body`);
+        for await (const chunk of response.body) {
+          watchdog.refresh();
+          await out.write(chunk);
+          hash.update(chunk);
+          have += chunk.byteLength;
+          received += chunk.byteLength;
+          if (have >= file.size) break; // the caller reports the finished file once
+          onBytes(have);
+        }
+        await out.sync();
+      } catch (err) {
+        if (err instanceof UserError) throw err;
+        if (silence.signal.aborted) throw timedOut();
+        const code = networkCode(err);
+        throw new UserError(
+          `${what}: connection ${HOW_IT_BROKE[code] ?? `lost (${code})`} after ${formatBytes(have)} of ${formatBytes(file.size)}; ${retry}`,
+        );
+      } finally {
+        await out.close();
+      }
     } finally {
-      await out.close();
+      clearTimeout(watchdog);
     }
-  } else {
-    await hashExisting(hash, incomplete);
   }
 
   if (have < file.size)
     throw new UserError(
-      `${what}: the connection closed after ${formatBytes(have)} of ${formatBytes(file.size)}; ${RESUME_HINT}`,
+      `${what}: the connection closed after ${formatBytes(have)} of ${formatBytes(file.size)}; ${retry}`,
     );
   const digest = hash.digest('hex');
   if (have !== file.size || digest !== file.etag) {
@@ -212,7 +245,7 @@ async function downloadBlob(
         ? `received more than the ${file.size} bytes the Hub lists`
         : `${file.lfs ? 'sha256' : 'git sha1'} of the received bytes is ${digest.slice(0, 12)}..., the Hub lists ${file.etag.slice(0, 12)}...`;
     throw new UserError(
-      `${what}: checksum mismatch (${problem}); the download was deleted and nothing was cached; run the same command again`,
+      `${what}: checksum mismatch (${problem}); the download was deleted and nothing was cached; ${tryAgain(hub)}`,
     );
   }
   fs.renameSync(incomplete, blob);

@@ -119,7 +119,14 @@ export function hubFetch(base: typeof fetch = fetch, hubUrl?: string): typeof fe
   };
 }
 
+/**
+ * Who reads a message, hence how it says what to do: the CLI's user sets HF_TOKEN and passes flags, the GUI's enters
+ * the token in Settings and presses Retry. The cause is worded the same for both.
+ */
+export type Audience = 'cli' | 'gui';
+
 export interface ErrorContext {
+  audience: Audience;
   /** The repo the request was about, e.g. "HuggingFaceTB/SmolLM2-135M". */
   repoId: string;
   /** Its page on the Hub, where gated repos are accepted. */
@@ -141,9 +148,10 @@ export function explainHubError(err: unknown, what: string, ctx: ErrorContext): 
 
 function explain(err: unknown, what: string, ctx: ErrorContext): UserError {
   const tokens = `${ctx.hubUrl}/settings/tokens`;
+  const gui = ctx.audience === 'gui';
   if (err instanceof HubNetworkError) {
     return new HubUnreachableError(
-      `${what}: cannot reach ${new URL(err.url).host} (${err.code}); check the network connection (and HF_ENDPOINT if set), then ${ctx.retry}`,
+      `${what}: cannot reach ${new URL(err.url).host} (${err.code}); check the network connection${gui ? '' : ' (and HF_ENDPOINT if set)'}, then ${ctx.retry}`,
     );
   }
   if (err instanceof HubHttpError) {
@@ -153,25 +161,27 @@ function explain(err: unknown, what: string, ctx: ErrorContext): UserError {
     switch (true) {
       case gated:
         return new UserError(
-          `${what}: ${ctx.repoId} is a gated repo (${err.status}): accept its conditions at ${ctx.repoUrl} while logged in, then set HF_TOKEN to a read token of that account (${tokens})`,
+          `${what}: ${ctx.repoId} is a gated repo (${err.status}): accept its conditions at ${ctx.repoUrl} while logged in, then ${gui ? `enter a read token of that account in Settings (${tokens}) and ${ctx.retry}` : `set HF_TOKEN to a read token of that account (${tokens})`}`,
         );
       case err.status === 401:
         return new UserError(
-          `${what}: not authorized (401): ${ctx.repoId} is private or does not exist, or HF_TOKEN is missing, expired or invalid; set HF_TOKEN to a token from ${tokens}`,
+          gui
+            ? `${what}: not authorized (401): ${ctx.repoId} is private or does not exist, or the Hub token is missing, expired or invalid; enter a token from ${tokens} in Settings, then ${ctx.retry}`
+            : `${what}: not authorized (401): ${ctx.repoId} is private or does not exist, or HF_TOKEN is missing, expired or invalid; set HF_TOKEN to a token from ${tokens}`,
         );
       case err.status === 403:
         return new UserError(
-          `${what}: forbidden (403)${said}: the token in HF_TOKEN lacks permission for ${ctx.repoId} (uploads need a write token from ${tokens})`,
+          `${what}: forbidden (403)${said}: the token ${gui ? 'in Settings' : 'in HF_TOKEN'} lacks permission for ${ctx.repoId} (uploads need a write token from ${tokens})`,
         );
       case err.status === 404 && err.errorCode === 'RevisionNotFound':
         return new UserError(
-          `${what}: revision not found (404) in ${ctx.repoId}; check --revision (a branch, tag or commit hash)`,
+          `${what}: revision not found (404) in ${ctx.repoId}; check ${gui ? 'the revision' : '--revision'} (a branch, tag or commit hash)`,
         );
       case err.status === 404 && err.errorCode === 'EntryNotFound':
         return new UserError(`${what}: file not found (404) in ${ctx.repoId} at that revision`);
       case err.status === 404:
         return new UserError(
-          `${what}: not found (404): no repo ${ctx.repoId} on ${new URL(ctx.hubUrl).host}; check the id (organisation/name) and, for a dataset, pass --dataset`,
+          `${what}: not found (404): no repo ${ctx.repoId} on ${new URL(ctx.hubUrl).host}; check the id (organisation/name)${gui ? '' : ' and, for a dataset, pass --dataset'}`,
         );
       case err.status === 429:
         return new UserError(

@@ -33,6 +33,8 @@ export interface ModelCardInput {
   gguf?: string;
   /** The tokenizer was pushed with the adapter. */
   hasTokenizer: boolean;
+  /** The name of the studio run that trained it, when it came from one. */
+  runName?: string;
 }
 
 function isNumberOrNull(value: unknown): boolean {
@@ -174,6 +176,7 @@ export function renderModelCard(input: ModelCardInput): string {
     '| setting | value |',
     '| --- | --- |',
     `| adapter | ${cell(adapterSummary(input))} |`,
+    ...(input.runName ? [`| run | ${cell(input.runName)} |`] : []),
     ...settingRows(applicableSettings(training?.settings ?? {}, input.method)),
     '',
   ];

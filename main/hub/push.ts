@@ -45,6 +45,8 @@ export interface PushOptions {
   mergedDir?: string;
   /** A GGUF file, pushed at the repo root under its own name. */
   ggufFile?: string;
+  /** The name of the studio run that trained the adapter, for the card. */
+  runName?: string;
 }
 
 export type PushProgress =
@@ -108,6 +110,7 @@ interface AdapterFolder {
   tokenizerFiles: string[];
   merged?: string;
   gguf?: string;
+  runName?: string;
 }
 
 /** Everything local, checked before the first request. */
@@ -121,6 +124,7 @@ function readAdapterFolder(options: PushOptions): AdapterFolder {
     weights: adapterWeightsFile(dir),
     baseModel: baseModelId(dir, config, options.baseModel),
     training: options.training ?? readTrainingFacts(path.join(dir, 'training.json')),
+    runName: options.runName,
     tokenizerFiles: TOKENIZER_FILES.filter((f) => fs.statSync(path.join(dir, f), { throwIfNoEntry: false })?.isFile()),
     merged:
       options.mergedDir === undefined
@@ -173,6 +177,7 @@ function cardFor(adapter: AdapterFolder, repoId: string, hubUrl: string, license
     merged: adapter.merged && MERGED,
     gguf: adapter.gguf && path.basename(adapter.gguf),
     hasTokenizer: adapter.tokenizerFiles.includes('tokenizer.json'),
+    runName: adapter.runName,
   });
 }
 

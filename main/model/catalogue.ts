@@ -8,6 +8,10 @@ export interface CatalogueModel {
   repoId: string;
   /** A short name for tables ("Qwen2.5 7B"). */
   name: string;
+  /** The license id on the repository's card (apache-2.0, llama3.2, qwen-research...). */
+  license: string;
+  /** The Hub asks for access before the weights can be downloaded: a token of an account it was granted to. */
+  gated: boolean;
   /** The config.json fields parseModelConfig reads, as the repository has them. */
   config: Record<string, unknown>;
 }
@@ -25,6 +29,8 @@ export const MODEL_CATALOGUE: readonly CatalogueModel[] = [
   {
     repoId: 'HuggingFaceTB/SmolLM2-135M-Instruct',
     name: 'SmolLM2 135M',
+    license: 'apache-2.0',
+    gated: false,
     config: {
       model_type: 'llama',
       hidden_size: 576,
@@ -45,6 +51,8 @@ export const MODEL_CATALOGUE: readonly CatalogueModel[] = [
   {
     repoId: 'HuggingFaceTB/SmolLM2-360M-Instruct',
     name: 'SmolLM2 360M',
+    license: 'apache-2.0',
+    gated: false,
     config: {
       model_type: 'llama',
       hidden_size: 960,
@@ -65,6 +73,8 @@ export const MODEL_CATALOGUE: readonly CatalogueModel[] = [
   {
     repoId: 'HuggingFaceTB/SmolLM2-1.7B-Instruct',
     name: 'SmolLM2 1.7B',
+    license: 'apache-2.0',
+    gated: false,
     config: {
       model_type: 'llama',
       hidden_size: 2048,
@@ -85,6 +95,8 @@ export const MODEL_CATALOGUE: readonly CatalogueModel[] = [
   {
     repoId: 'Qwen/Qwen2.5-0.5B-Instruct',
     name: 'Qwen2.5 0.5B',
+    license: 'apache-2.0',
+    gated: false,
     config: {
       model_type: 'qwen2',
       hidden_size: 896,
@@ -103,6 +115,8 @@ export const MODEL_CATALOGUE: readonly CatalogueModel[] = [
   {
     repoId: 'Qwen/Qwen2.5-1.5B-Instruct',
     name: 'Qwen2.5 1.5B',
+    license: 'apache-2.0',
+    gated: false,
     config: {
       model_type: 'qwen2',
       hidden_size: 1536,
@@ -121,6 +135,8 @@ export const MODEL_CATALOGUE: readonly CatalogueModel[] = [
   {
     repoId: 'Qwen/Qwen2.5-3B-Instruct',
     name: 'Qwen2.5 3B',
+    license: 'qwen-research',
+    gated: false,
     config: {
       model_type: 'qwen2',
       hidden_size: 2048,
@@ -139,6 +155,8 @@ export const MODEL_CATALOGUE: readonly CatalogueModel[] = [
   {
     repoId: 'Qwen/Qwen2.5-7B-Instruct',
     name: 'Qwen2.5 7B',
+    license: 'apache-2.0',
+    gated: false,
     config: {
       model_type: 'qwen2',
       hidden_size: 3584,
@@ -158,6 +176,8 @@ export const MODEL_CATALOGUE: readonly CatalogueModel[] = [
   {
     repoId: 'Qwen/Qwen3-0.6B',
     name: 'Qwen3 0.6B',
+    license: 'apache-2.0',
+    gated: false,
     config: {
       model_type: 'qwen3',
       hidden_size: 1024,
@@ -180,6 +200,8 @@ export const MODEL_CATALOGUE: readonly CatalogueModel[] = [
   {
     repoId: 'Qwen/Qwen3-1.7B',
     name: 'Qwen3 1.7B',
+    license: 'apache-2.0',
+    gated: false,
     config: {
       model_type: 'qwen3',
       hidden_size: 2048,
@@ -201,6 +223,8 @@ export const MODEL_CATALOGUE: readonly CatalogueModel[] = [
   {
     repoId: 'Qwen/Qwen3-4B',
     name: 'Qwen3 4B',
+    license: 'apache-2.0',
+    gated: false,
     config: {
       model_type: 'qwen3',
       hidden_size: 2560,
@@ -222,6 +246,8 @@ export const MODEL_CATALOGUE: readonly CatalogueModel[] = [
   {
     repoId: 'Qwen/Qwen3-8B',
     name: 'Qwen3 8B',
+    license: 'apache-2.0',
+    gated: false,
     config: {
       model_type: 'qwen3',
       hidden_size: 4096,
@@ -243,6 +269,8 @@ export const MODEL_CATALOGUE: readonly CatalogueModel[] = [
   {
     repoId: 'meta-llama/Llama-3.2-1B-Instruct',
     name: 'Llama 3.2 1B',
+    license: 'llama3.2',
+    gated: true,
     config: {
       model_type: 'llama',
       hidden_size: 2048,
@@ -264,6 +292,8 @@ export const MODEL_CATALOGUE: readonly CatalogueModel[] = [
   {
     repoId: 'meta-llama/Llama-3.2-3B-Instruct',
     name: 'Llama 3.2 3B',
+    license: 'llama3.2',
+    gated: true,
     config: {
       model_type: 'llama',
       hidden_size: 3072,
@@ -285,6 +315,8 @@ export const MODEL_CATALOGUE: readonly CatalogueModel[] = [
   {
     repoId: 'meta-llama/Llama-3.1-8B-Instruct',
     name: 'Llama 3.1 8B',
+    license: 'llama3.1',
+    gated: true,
     config: {
       model_type: 'llama',
       hidden_size: 4096,
@@ -305,6 +337,8 @@ export const MODEL_CATALOGUE: readonly CatalogueModel[] = [
   {
     repoId: 'mistralai/Mistral-7B-Instruct-v0.3',
     name: 'Mistral 7B',
+    license: 'apache-2.0',
+    gated: true,
     config: {
       model_type: 'mistral',
       hidden_size: 4096,
@@ -328,6 +362,8 @@ const DTYPE_BYTES: Readonly<Record<string, number>> = { float32: 4, bfloat16: 2,
 export interface CatalogueSpec {
   repoId: string;
   name: string;
+  license: string;
+  gated: boolean;
   /** The config read by the same parser as a downloaded model's config.json. */
   spec: ModelSpec;
   /** Bytes per stored weight element (2 for bf16). */
@@ -336,10 +372,10 @@ export interface CatalogueSpec {
 
 /** Every catalogue model's ModelSpec, parsed as a model folder's config.json is (a bad entry throws, naming it). */
 export function catalogueSpecs(): CatalogueSpec[] {
-  return MODEL_CATALOGUE.map(({ repoId, name, config }) => {
+  return MODEL_CATALOGUE.map(({ repoId, name, license, gated, config }) => {
     const file = `catalogue ${repoId} config.json`;
     const bytes = DTYPE_BYTES[String(config.torch_dtype)];
     if (bytes === undefined) throw new Error(`${file}: torch_dtype ${String(config.torch_dtype)} is not known`);
-    return { repoId, name, spec: parseModelConfig(config, file), weightBytesPerElement: bytes };
+    return { repoId, name, license, gated, spec: parseModelConfig(config, file), weightBytesPerElement: bytes };
   });
 }

@@ -14,6 +14,39 @@ export interface ChatTemplate {
 }
 
 /**
+ * The template a conversation with a model and an adapter is rendered with: the adapter's own `chat_template.jinja`
+ * (written when it was trained with a template other than the model's, as transformers saves one beside a tokenizer),
+ * else the model's.
+ */
+export function chatTemplateFor(
+  modelDir: string,
+  tokenizerConfig: Record<string, unknown>,
+  adapterDir: string | null,
+): ChatTemplate | null {
+  const adapterTemplate = adapterDir && path.join(adapterDir, ADAPTER_TEMPLATE_FILE);
+  if (adapterTemplate && fs.existsSync(adapterTemplate)) return readChatTemplateFile(adapterTemplate);
+  return loadChatTemplate(modelDir, tokenizerConfig);
+}
+
+/** Where an adapter trained with a chat template file keeps a copy of it. */
+export const ADAPTER_TEMPLATE_FILE = 'chat_template.jinja';
+
+/** A chat template chosen as a file of its own (a job's `data.chatTemplate`) rather than the model's. */
+export function readChatTemplateFile(file: string): ChatTemplate {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UserError(
+      `${file}: cannot read the chat template (${code === 'ENOENT' ? 'no such file' : (code ?? 'error')})`,
+    );
+  }
+  if (!text.trim()) throw new UserError(`${file}: the chat template file is empty`);
+  return { source: file, text };
+}
+
+/**
  * The model folder's chat template, where transformers looks for it: `chat_template.jinja` first, then
  * tokenizer_config.json's `chat_template` (a string, or a list of named templates of which "default" is used).
  */

@@ -43,12 +43,24 @@ function readJson(file: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
+/** A PEFT adapter folder chosen where a model is asked for: says so, and names the model it was trained on. */
+function refuseAdapterFolder(dir: string, configFile: string): void {
+  const adapterConfig = path.join(dir, 'adapter_config.json');
+  if (fs.existsSync(configFile) || !fs.existsSync(adapterConfig)) return;
+  const base = readJson(adapterConfig).base_model_name_or_path;
+  const named = typeof base === 'string' && base ? ` (its base is ${JSON.stringify(base.slice(0, 200))})` : '';
+  throw new UserError(
+    `${dir}: an adapter (adapter_config.json), not a model; choose the model it was trained on${named}, and this folder as the adapter`,
+  );
+}
+
 /** Opens a model folder and checks that every weight the architecture needs is present with the right shape. */
 export function openModelFolder(dir: string): ModelFolder {
   const absolute = path.resolve(dir);
   if (!fs.existsSync(absolute) || !fs.statSync(absolute).isDirectory())
     throw new UserError(`${absolute}: model folder not found`);
   const configFile = path.join(absolute, 'config.json');
+  refuseAdapterFolder(absolute, configFile);
   const config = readJson(configFile);
   const spec = parseModelConfig(config, configFile);
   const quantization = parseQuantizationConfig(config, configFile);

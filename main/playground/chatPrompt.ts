@@ -4,7 +4,7 @@
 // tokenizing megabytes takes seconds and gigabytes only to learn that the prompt does not fit.
 import type { ChatMessage } from '../../shared/api.js';
 import { UserError } from '../../shared/errors.js';
-import { CompiledChatTemplate, loadChatTemplate } from '../model/chatTemplate.js';
+import { chatTemplateFor, CompiledChatTemplate } from '../model/chatTemplate.js';
 import type { ModelTokenizer } from '../model/tokenizer.js';
 
 const longestTokens = new WeakMap<ModelTokenizer, number>();
@@ -50,14 +50,16 @@ export function textPromptIds(tokenizer: ModelTokenizer, text: string, contextTo
   return tokenizer.encode(text);
 }
 
+/** A conversation's ids through the adapter's chat template when it has one, else the model's (chatTemplateFor). */
 export function chatPromptIds(
   modelDir: string,
+  adapterDir: string | null,
   tokenizer: ModelTokenizer,
   messages: ChatMessage[],
   plainFallback: boolean,
   contextTokens: number,
 ): number[] {
-  const template = loadChatTemplate(modelDir, tokenizer.config);
+  const template = chatTemplateFor(modelDir, tokenizer.config, adapterDir);
   if (template) {
     const rendered = new CompiledChatTemplate(template, tokenizer.config, new Date()).generationPrompt(messages);
     checkPromptLength(tokenizer, rendered, contextTokens, 'the conversation');

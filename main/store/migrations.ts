@@ -115,4 +115,25 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE runs ADD COLUMN threads INTEGER;
   `,
+  // 7: a name the user gives a run (the store names new runs after their model, data and date); runs recorded before
+  // are called by their id.
+  `
+  ALTER TABLE runs ADD COLUMN name TEXT NOT NULL DEFAULT '';
+  UPDATE runs SET name = 'Run ' || id;
+  `,
+  // 8: exports may be merged model GGUFs; SQLite changes a CHECK only by rebuilding the table, rows kept.
+  `
+  CREATE TABLE exports_v8 (
+    id INTEGER PRIMARY KEY,
+    adapter_id INTEGER NOT NULL REFERENCES adapters (id) ON DELETE CASCADE,
+    format TEXT NOT NULL CHECK (format IN ('peft', 'merged', 'gguf', 'gguf-model', 'hub')),
+    destination TEXT NOT NULL,
+    hub_url TEXT,
+    created_at TEXT NOT NULL
+  );
+  INSERT INTO exports_v8 (id, adapter_id, format, destination, hub_url, created_at)
+    SELECT id, adapter_id, format, destination, hub_url, created_at FROM exports;
+  DROP TABLE exports;
+  ALTER TABLE exports_v8 RENAME TO exports;
+  `,
 ];

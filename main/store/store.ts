@@ -14,11 +14,19 @@ import type {
   RunRecord,
   RunStatus,
 } from '../../shared/runs.js';
+import { defaultRunName, normalizeRunName, runNameProblem } from '../../shared/runs.js';
 import { UserError } from '../../shared/errors.js';
 import { openDatabase, storageError, type SqliteDatabase } from './database.js';
 import { defaultStudioHome } from './home.js';
 
 type Row = Record<string, unknown>;
+
+/** A run name as stored: normalized, or a UserError saying why it cannot be one. */
+function checkedRunName(name: string): string {
+  const problem = runNameProblem(name);
+  if (problem) throw new UserError(`${problem} (given ${JSON.stringify(name.slice(0, 40))})`);
+  return normalizeRunName(name);
+}
 const now = () => new Date().toISOString();
 
 function modelFromRow(r: Row): ModelRecord {
@@ -51,6 +59,7 @@ function datasetFromRow(r: Row): DatasetRecord {
 function runFromRow(r: Row): RunRecord {
   return {
     id: r.id as number,
+    name: r.name as string,
     method: r.method as AdapterMethod,
     modelId: r.model_id as number,
     datasetId: r.dataset_id as number | null,
@@ -194,15 +203,20 @@ export class Store {
 
   // ---- runs
 
-  /** A new queued run; its folder (checkpoints) is `<home>/runs/<id>`. */
-  createRun(job: TrainJob, modelId: number, datasetId: number | null): RunRecord {
+  /**
+   * A new queued run; its folder (checkpoints) is `<home>/runs/<id>`. Without a name it is named after its model, data
+   * and date.
+   */
+  createRun(job: TrainJob, modelId: number, datasetId: number | null, name?: string): RunRecord {
+    const createdAt = new Date();
+    const runName = checkedRunName(name ?? defaultRunName(job, createdAt));
     return this.write(() => {
       const id = this.nextId('runs');
       this.db
         .prepare(
-          `INSERT INTO runs (id, method, model_id, dataset_id, job, status, created_at, run_dir) VALUES (?, ?, ?, ?, ?, 'queued', ?, '')`,
+          `INSERT INTO runs (id, name, method, model_id, dataset_id, job, status, created_at, run_dir) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, '')`,
         )
-        .run(id, job.method, modelId, datasetId, JSON.stringify(job), now());
+        .run(id, runName, job.method, modelId, datasetId, JSON.stringify(job), createdAt.toISOString());
       this.db.prepare('UPDATE runs SET run_dir = ? WHERE id = ?').run(this.runFolder(id), id);
       return this.run(id)!;
     });
@@ -278,6 +292,16 @@ export class Store {
           id,
         ),
     );
+  }
+
+  /** Gives a run another name (normalized; refused in words when it cannot name a run). */
+  renameRun(id: number, name: string): RunRecord {
+    const runName = checkedRunName(name);
+    return this.write(() => {
+      if (this.db.prepare('UPDATE runs SET name = ? WHERE id = ?').run(runName, id).changes === 0)
+        throw new UserError(`run ${id}: no such run`);
+      return this.run(id)!;
+    });
   }
 
   setRunDataset(id: number, datasetId: number): void {

@@ -1,13 +1,19 @@
 // What runOffThread may run: each entry takes structured-cloneable arguments and returns a cloneable result.
 import { inspectDataset } from '../data/inspect.js';
+import { datasetPage } from '../data/table.js';
+import { writeCheckpointAdapter } from './services/checkpointAdapter.js';
 import { exportAdapter } from './services/exportAdapter.js';
 import { planCatalogueFit, planFit } from './services/memoryFit.js';
 
 export const OFF_THREAD_TASKS = {
   inspectDataset,
+  /** Loading a tokenizer takes a second for a large vocabulary. */
+  datasetPage,
   planFit,
   /** Sixteen models' plans, each up to a dozen graph compiles: seconds of CPU. */
   planCatalogueFit,
   /** Merging and GGUF writing are synchronous, and long for a large model. */
   exportAdapter,
+  /** Reads a checkpoint's state (the optimizer's moments too) and writes an adapter: a large model's take seconds. */
+  writeCheckpointAdapter,
 };

@@ -16,14 +16,14 @@ import {
 } from '../../shared/api.js';
 import { UserError } from '../../shared/errors.js';
 import type { RunRecord } from '../../shared/runs.js';
+import type { DataFormat } from '../../shared/training.js';
 import { deleteAdapterFiles, studioPlaces } from '../adapter/adapterFiles.js';
 import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
 import { hubAccessFromEnv, tokenFromEnv, type HubAccess } from '../hub/access.js';
-import { downloadSnapshot } from '../hub/download.js';
-import { preflightModel } from '../hub/preflight.js';
+import { catalogueEntries, downloadModel } from '../hub/modelDownload.js';
 import { previewModelCard, pushAdapter } from '../hub/push.js';
 import { describeModelFolder } from './runs/modelRecord.js';
-import { RunManager, removeRunFolder } from './runs/runManager.js';
+import { checkpointFolder, RunManager, removeRunFolder } from './runs/runManager.js';
 import { Store } from '../store/store.js';
 import { listDevices } from './services/devices.js';
 import { inspectModel } from './services/modelInspection.js';
@@ -81,7 +81,8 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
     options.homeEnvironment ?? { env: process.env, platform: process.platform },
   );
   const hubFor = options.hub ?? ((token: string | undefined) => hubAccessFromEnv(process.env, token));
-  const hub = () => hubFor(settings.hfToken() ?? tokenFromEnv());
+  // Errors from the Hub reach the GUI: their advice names Settings and Retry, not HF_TOKEN and commands.
+  const hub = (): HubAccess => ({ ...hubFor(settings.hfToken() ?? tokenFromEnv()), audience: 'gui' });
   const listeners = new Set<(event: StudioEvent) => void>();
   const emit = (event: StudioEvent) => {
     for (const listener of listeners) listener(event);
@@ -92,12 +93,16 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
     quantizedCacheIn(store.home),
   );
 
-  /** An adapter to push, and its base's Hub id: given, or the one it was downloaded from (else push.ts asks for it). */
+  /**
+   * An adapter to push, its base's Hub id (given, or the one it was downloaded from; else push.ts asks for it), and the
+   * name of the run that trained it, for the card.
+   */
   const pushSource = (adapterId: number, given: string | undefined) => {
     const adapter = store.adapter(adapterId);
     if (!adapter) throw new UserError(`adapter ${adapterId}: no such adapter`);
     const base = store.model(adapter.baseModelId);
-    return { adapter, baseModel: given ?? (base?.source === 'hub' ? base.location : undefined) };
+    const runName = adapter.runId === null ? undefined : store.run(adapter.runId)?.name;
+    return { adapter, baseModel: given ?? (base?.source === 'hub' ? base.location : undefined), runName };
   };
 
   /** The settings' device and threads, less the threads of any training run going on now. */
@@ -128,18 +133,17 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
     'models.list': () => store.models(),
     'models.inspect': (p) => inspectModel(p.source, p.revision, hub),
     'models.download': async (p) => {
-      const access = hub();
-      const plan = await preflightModel(access, p.repoId, { revision: p.revision });
-      if (!plan.supported) throw new UserError(`${p.repoId}: the studio cannot train this model: ${plan.reason}`);
-      const result = await downloadSnapshot(access, plan, (progress) =>
+      const folder = await downloadModel(hub(), p.repoId, p.revision, (progress) =>
         emit({ kind: 'download.progress', requestId: p.requestId, ...progress }),
       );
-      return store.addModel(describeModelFolder(result.snapshotDir));
+      return store.addModel(describeModelFolder(folder));
     },
+    'models.catalogue': () => catalogueEntries(hub()),
     'models.fit': (p) => runOffThread('planFit', p.config),
     'models.catalogueFit': (p) => runOffThread('planCatalogueFit', p.config),
     'datasets.list': () => store.datasets(),
     'datasets.inspect': (p) => runOffThread('inspectDataset', p),
+    'datasets.rows': (p) => runOffThread('datasetPage', p),
     'runs.list': () => manager.runs(),
     'runs.get': (p) => {
       const run = requireRun(p.id);
@@ -158,7 +162,47 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
       return { loss: store.lossChart(p.id, p.maxPoints), eval: store.evalCurve(p.id) };
     },
     // A job that leaves the threads to the machine gets the studio's setting, recorded with the run.
-    'runs.start': (p) => manager.enqueue({ ...p.job, threads: p.job.threads ?? settings.get().threads }),
+    'runs.start': (p) => manager.enqueue({ ...p.job, threads: p.job.threads ?? settings.get().threads }, p.name),
+    'runs.rename': (p) => {
+      requireRun(p.id);
+      store.renameRun(p.id, p.name);
+      return requireRun(p.id);
+    },
+    'runs.checkpointAdapter': async (p) => {
+      const run = requireRun(p.id);
+      const checkpoints = store.checkpoints(run.id);
+      const checkpoint = checkpoints.find((c) => c.step === p.step);
+      if (!checkpoint) {
+        const kept = checkpoints.map((c) => c.step).join(', ');
+        throw new UserError(
+          `run ${run.id} has no saved checkpoint at step ${p.step}; ${kept ? `it keeps steps ${kept}` : 'it keeps none'}`,
+        );
+      }
+      const dataset = run.datasetId === null ? null : store.dataset(run.datasetId);
+      const outDir = path.join(store.home, 'adapters', `run-${run.id}-step-${p.step}`);
+      const written = await runOffThread('writeCheckpointAdapter', {
+        runId: run.id,
+        job: run.job,
+        checkpointDir: checkpointFolder(run),
+        stepFolder: checkpoint.folder,
+        outDir,
+        places: studioPlaces(store, run.job),
+        dataFormat: (dataset?.format as DataFormat | undefined) ?? null,
+        dataSha256: dataset?.sha256 ?? null,
+      });
+      const parent = run.job.initAdapterDir ? store.adapterByFolder(run.job.initAdapterDir) : null;
+      return store.addAdapter(
+        {
+          runId: run.id,
+          parentAdapterId: parent?.id ?? null,
+          folder: outDir,
+          method: run.method,
+          baseModelId: run.modelId,
+          metrics: { finalLoss: written.finalLoss, evalLoss: written.evalLoss, steps: written.step },
+        },
+        written.manifest,
+      );
+    },
     'runs.pause': (p) => {
       manager.pause(p.id);
       return requireRun(p.id);
@@ -208,19 +252,21 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
         adapter,
         baseModelDir: base.folder,
         format: p.format,
+        quant: p.quant,
         destination: p.destination,
       });
       return { ...written, record: store.addExport(adapter.id, p.format, written.path) };
     },
     'export.modelCard': (p) => {
-      const { adapter, baseModel } = pushSource(p.adapterId, p.baseModel);
-      return { markdown: previewModelCard({ adapterDir: adapter.folder, repoId: p.repoId, baseModel }, hub().hubUrl) };
+      const { adapter, baseModel, runName } = pushSource(p.adapterId, p.baseModel);
+      const options = { adapterDir: adapter.folder, repoId: p.repoId, baseModel, runName };
+      return { markdown: previewModelCard(options, hub().hubUrl) };
     },
     'export.hub': async (p) => {
-      const { adapter, baseModel } = pushSource(p.adapterId, p.baseModel);
+      const { adapter, baseModel, runName } = pushSource(p.adapterId, p.baseModel);
       const pushed = await pushAdapter(
         hub(),
-        { adapterDir: adapter.folder, repoId: p.repoId, private: p.private, baseModel },
+        { adapterDir: adapter.folder, repoId: p.repoId, private: p.private, baseModel, runName },
         (progress) =>
           emit({
             kind: 'push.progress',

@@ -11,7 +11,7 @@ export function demoJob(outDir: string, steps = 4): TrainJob {
     method: 'lora',
     modelDir: DEMO_MODEL,
     dataFile: DEMO_DATA,
-    data: { format: null, columns: {}, trainOn: 'completion', pack: false, skipBadRows: false },
+    data: { format: null, columns: {}, trainOn: 'completion', pack: false, skipBadRows: false, dropDuplicates: false },
     outDir,
     lora: { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj'], useRslora: false },
     promptTuning: { numVirtualTokens: 8, init: 'random', initText: null },

@@ -4,6 +4,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { gguf as parseGguf } from '@huggingface/gguf';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StudioEvent } from '../../shared/api.js';
 import type { createStudioApi as CreateStudioApi, StudioService } from '../../main/studio/studioApi.js';
@@ -214,6 +215,21 @@ describe('the studio API', () => {
     });
     expect(gguf.files.map((f) => path.basename(f))).toEqual(['adapter.gguf', 'Modelfile']);
     expect(gguf.ollamaCommand).toBe(`ollama create export-gguf -f ${path.join(root, 'export-gguf', 'Modelfile')}`);
+    // One merged model file at 4 bits (llama.cpp's file type MOSTLY_Q4_0), recorded as such.
+    const modelFile = await api.call('export.run', {
+      adapterId: adapters[0].id,
+      format: 'gguf-model',
+      quant: 'q4_0',
+      destination: path.join(root, 'export-model'),
+    });
+    expect(modelFile.files.map((f) => path.basename(f))).toEqual(['model.gguf', 'Modelfile']);
+    expect(modelFile.ollamaCommand).toBe(
+      `ollama create export-model -f ${path.join(root, 'export-model', 'Modelfile')}`,
+    );
+    expect(modelFile.record).toMatchObject({ format: 'gguf-model', destination: modelFile.path });
+    const { metadata } = await parseGguf(modelFile.path, { allowLocalFile: true });
+    expect(metadata['general.file_type']).toBe(2);
+    expect(fs.readFileSync(path.join(root, 'export-model', 'Modelfile'), 'utf8')).toMatch(/^FROM \.\/model\.gguf$/m);
     const merged = await api.call('export.run', {
       adapterId: adapters[0].id,
       format: 'merged',

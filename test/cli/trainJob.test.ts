@@ -346,6 +346,7 @@ describe('the command that repeats a run', () => {
           trainOn: 'all',
           pack: true,
           skipBadRows: true,
+          dropDuplicates: true,
         },
         lora: { rank: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'], useRslora: true },
         optimizer: {

@@ -22,25 +22,26 @@ describe('DatasetStatsCollector', () => {
       rendered(2, [5, 6, 7, 8, 9, 10], [5, 6, 7, 8, 9, 10]), // 6 tokens cut to 5, 4 trained (the first never is)
       { kind: 'empty', row: 3 },
       { kind: 'bad', bad: { row: 4, reason: 'no assistant message to train on' } },
-      rendered(5, [1, 2, 3, 4], [1, 2, 3, 4]), // same ids as row 1: a duplicate, whatever its labels
+      rendered(5, [1, 2, 3, 4], [I, I, 3, 4]), // same ids and labels as row 1: a duplicate
+      rendered(6, [1, 2, 3, 4], [1, 2, 3, 4]), // same ids, other tokens trained: not a duplicate
     ];
     const collector = new DatasetStatsCollector({ maxSeqLen: 5 });
     collector.countBadRow(); // a row the reader could not parse
     outcomes.forEach((o) => collector.add(o));
     const stats = collector.result();
     expect(stats).toMatchObject({
-      rows: 6,
+      rows: 7,
       badRows: 2,
       emptyRows: 1,
       duplicateRows: 1,
-      tokens: 4 + 5 + 4,
-      trainedTokens: 2 + 4 + 3,
+      tokens: 4 + 5 + 4 + 4,
+      trainedTokens: 2 + 4 + 2 + 3,
       truncatedRows: 1,
       cutTokens: 1,
       minLength: 4,
       maxLength: 6,
-      meanLength: 14 / 3,
-      lengthHistogram: [{ from: 1, to: 16, rows: 3 }],
+      meanLength: 18 / 4,
+      lengthHistogram: [{ from: 1, to: 16, rows: 4 }],
     });
     expect(stats.renderedSha256).toBe(renderedSha256(samplesOf(outcomes)));
   });

@@ -330,6 +330,8 @@ describe('the studio in a browser', () => {
     expect(await page.getByTestId('adapters-table').textContent()).toContain('run 1');
     await screenshot(page, 'library');
     // A model that runs were trained on cannot be forgotten; an adapter can, with its folder.
+    // Deletes sit in each row's "More" menu, away from its primary actions.
+    await page.getByRole('button', { name: 'More actions for model 1' }).click();
     await page.getByRole('button', { name: 'Forget model 1' }).click();
     await page.getByRole('dialog', { name: 'Forget model 1' }).getByRole('button', { name: 'Forget' }).click();
     await expect
@@ -337,6 +339,7 @@ describe('the studio in a browser', () => {
       .toMatch(/^model 1 is the base of runs 1(, \d+)* and adapters 1: delete those first$/);
     const adapterFolder = (await page.getByTestId('adapters-table').locator('code').first().textContent())!;
     expect(fs.existsSync(adapterFolder)).toBe(true);
+    await page.getByRole('button', { name: 'More actions for adapter 1' }).click();
     await page.getByRole('button', { name: 'Delete adapter 1 and its files' }).click();
     await page
       .getByRole('dialog', { name: 'Delete adapter 1 and its files' })
@@ -382,10 +385,7 @@ describe('the studio in a browser', () => {
     expect(restarted).toBe(studioUrl);
     await expect.poll(() => page.getByTestId('disconnected').count(), { timeout: 30_000 }).toBe(0);
     await expect.poll(() => rows.allTextContents()).toEqual(before);
-    await page
-      .getByRole('link', { name: /^Run \d+$/ })
-      .first()
-      .click();
+    await page.getByTestId('run-name').first().click();
     await expect.poll(() => page.getByTestId('run-status').textContent()).toMatch(/completed|cancelled|paused/);
     await page.close();
   });
@@ -434,11 +434,12 @@ describe('the studio in a browser', () => {
     expect(await seed.locator('td').allTextContents()).toEqual(['0', '3']);
 
     // The Library deletes it, after asking.
+    await page.getByRole('button', { name: `More actions for run ${runId}` }).click();
     await page.getByRole('button', { name: `Delete run ${runId}` }).click();
     const dialog = page.getByRole('dialog');
     expect(await dialog.textContent()).toContain(`Delete run ${runId} and its checkpoints?`);
     await dialog.getByRole('button', { name: 'Delete' }).click();
-    await expect.poll(() => page.getByRole('link', { name: `Run ${runId}`, exact: true }).count()).toBe(0);
+    await expect.poll(() => page.getByRole('checkbox', { name: `Compare run ${runId}` }).count()).toBe(0);
     await page.close();
   });
 
@@ -451,7 +452,7 @@ describe('the studio in a browser', () => {
     );
     const page = await openStudio();
     await chooseModelAndData(page, dataFile);
-    const badRows = page.getByTestId('bad-rows');
+    const badRows = page.getByTestId('cut-rows');
     await badRows.waitFor();
     const rows = await badRows.locator('tbody tr td:first-child').allTextContents();
     expect(rows).toContain('2');

@@ -7,6 +7,7 @@ import { runFacts, settingsDiff } from '../../renderer/src/lib/library.js';
 const job = defaultTrainJob('lora', { modelDir: '/m', dataFile: '/data/support.csv', outDir: '/out' });
 const run = (id: number, changes: Partial<RunRecord> = {}): RunRecord => ({
   id,
+  name: `Run ${id}`,
   method: 'lora',
   modelId: 1,
   datasetId: 3,

@@ -277,6 +277,15 @@ describe('the TrainJob', () => {
     ]);
   });
 
+  it("renders chat rows with the model's own template unless a template file is chosen", () => {
+    const paths = { modelDir: '/m', dataFile: '/d.jsonl', outDir: '/out' };
+    expect(toTrainJob(initialForm(), paths).data.chatTemplate).toBeNull();
+    expect(toTrainJob({ ...initialForm(), chatTemplateFile: '  ' }, paths).data.chatTemplate).toBeNull();
+    expect(toTrainJob({ ...initialForm(), chatTemplateFile: '/t/mine.jinja' }, paths).data.chatTemplate).toBe(
+      '/t/mine.jinja',
+    );
+  });
+
   it('quantizes the base only when asked, in the job and in the memory plan alike', () => {
     const paths = { modelDir: '/m', dataFile: '/d', outDir: '/o' };
     expect(initialForm().quantize).toBe('none');

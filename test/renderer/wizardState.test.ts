@@ -88,12 +88,14 @@ describe('WizardState', () => {
     const api = scriptedApi({ 'models.inspect': async () => MODEL, 'datasets.inspect': async () => DATASET });
     const wizard = await readyWizard(api);
     expect(wizard.step).toBe('data');
-    expect(api.calls.map((c) => c.method)).toEqual(['models.inspect', 'datasets.inspect']);
+    // Then the first page of its rows, read with the same settings.
+    expect(api.calls.map((c) => c.method)).toEqual(['models.inspect', 'datasets.inspect', 'datasets.rows']);
     expect(api.calls[1].params).toMatchObject({
       file: DEMO.dataFile,
       modelDir: DEMO.modelDir,
       data: { skipBadRows: false },
     });
+    expect(api.calls[2].params).toMatchObject({ file: DEMO.dataFile, modelDir: DEMO.modelDir, offset: 0, limit: 20 });
     expect(wizard.problems('data')).toEqual([]);
   });
 
@@ -222,5 +224,21 @@ describe('WizardState', () => {
     expect(job.outDir).toMatch(/^\/home\/u\/\.peft-studio\/adapters\/run-/);
     // The Electron preload structured-clones the job: plain data only.
     expect(structuredClone(job)).toEqual(job);
+  });
+
+  it('starts the run with the name given in the Review step, and leaves the name to the studio when it is empty', async () => {
+    const api = scriptedApi({
+      'models.inspect': async () => MODEL,
+      'datasets.inspect': async () => DATASET,
+      'runs.start': async () => ({ id: 8 }) as RunRecord,
+    });
+    const wizard = await readyWizard(api);
+    const info = { version: '0.1.0', home: '/home/u/.peft-studio', platform: 'linux', arch: 'x64' };
+    wizard.form.runName = '  support bot  ';
+    await wizard.start(info);
+    expect((api.calls.at(-1)!.params as Params<'runs.start'>).name).toBe('support bot');
+    wizard.form.runName = ' ';
+    await wizard.start(info);
+    expect(api.calls.at(-1)!.params).not.toHaveProperty('name');
   });
 });

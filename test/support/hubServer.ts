@@ -59,6 +59,8 @@ export interface Fault {
   json?: unknown;
   /** Send the full Content-Length, then only this many bytes of the body, then drop the connection. */
   dropAfter?: number;
+  /** Send the full Content-Length, then only this many bytes of the body, then nothing more: a stalled connection. */
+  stallAfter?: number;
   /** Serve these bytes instead of the stored ones (same length: a corrupt CDN copy). */
   body?: Buffer;
   /** Answer a ranged request with the whole file (200), as servers without range support do. */
@@ -570,6 +572,10 @@ export class HubServer {
       'Content-Length': String(slice.length),
       ...(range && { 'Content-Range': `bytes ${start}-${end}/${content.length}` }),
     });
+    if (fault?.stallAfter !== undefined) {
+      res.write(slice.subarray(0, fault.stallAfter)); // the socket stays open until the client gives up or close()
+      return;
+    }
     if (fault?.dropAfter !== undefined) {
       // Drop a moment after the bytes are out, as a real connection does, so the client has read them: a stream
       // errored at once discards the chunks it had queued but not yet handed over.

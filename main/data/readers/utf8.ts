@@ -11,6 +11,7 @@ export async function* utf8Chunks(file: string): AsyncGenerator<string> {
   let linesBefore = 0;
   let firstChunk = true;
   for await (const bytes of fs.createReadStream(file) as AsyncIterable<Buffer>) {
+    if (firstChunk) refuseBinary(file, bytes);
     let text: string;
     try {
       text = decoder.decode(bytes, { stream: true });
@@ -32,6 +33,18 @@ export async function* utf8Chunks(file: string): AsyncGenerator<string> {
     throw new UserError(`${file}:${linesBefore + 1}: the file ends inside a UTF-8 character (is it truncated?)`);
   }
 }
+
+/** Text never holds a NUL byte; images, programs and archives do within their first bytes (UTF-16 aside). */
+function refuseBinary(file: string, firstBytes: Buffer): void {
+  const utf16 =
+    (firstBytes[0] === 0xff && firstBytes[1] === 0xfe) || (firstBytes[0] === 0xfe && firstBytes[1] === 0xff);
+  const nul = firstBytes.subarray(0, BINARY_PROBE_BYTES).indexOf(0);
+  if (nul !== -1 && !utf16)
+    throw new UserError(
+      `${file}: binary data, not text (a zero byte at offset ${nul}); choose a JSONL, JSON, CSV/TSV, Parquet or text file`,
+    );
+}
+const BINARY_PROBE_BYTES = 8192;
 
 /**
  * The longest line kept: a longer one (a whole file on one line) is skipped, counted but never held, so that neither

@@ -1,6 +1,7 @@
 // The training, evaluation and benchmark jobs: data in, steps of forward/backward/optimizer, adapter out.
 // Runs inside the engine worker; everything it has to say goes through `emit`.
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../../../shared/errors.js';
 import type {
@@ -18,7 +19,13 @@ import type {
   TrainPaused,
   TrainResult,
 } from '../../../shared/training.js';
-import { checkOutputFolder, jobPlaces, writeAdapterFolder, type AdapterOwner } from '../../adapter/adapterFiles.js';
+import {
+  checkOutputFolder,
+  jobPlaces,
+  writeAdapterChatTemplate,
+  writeAdapterFolder,
+  type AdapterOwner,
+} from '../../adapter/adapterFiles.js';
 import { loadAdapter } from '../../adapter/anyAdapter.js';
 import { initLoraWeights, loraScale, saveLoraAdapter, type LoraWeights } from '../../adapter/loraAdapter.js';
 import { savePromptTuningAdapter } from '../../adapter/promptTuningAdapter.js';
@@ -27,13 +34,14 @@ import { readTensorF32 } from '../../model/safetensors.js';
 import { fromDataSettings, prepareDataset } from '../../data/dataset.js';
 import { batches, countBatches, type TrainingSequence } from '../../data/packing.js';
 import type { ModelFolder } from '../../model/modelFolder.js';
-import { passesWarning } from '../../../shared/data.js';
+import { duplicatesWarning, passesWarning } from '../../../shared/data.js';
 import { overfittingWarning } from '../../../shared/runs.js';
 import { openBaseModel } from '../../model/quant/quantizeOnLoad.js';
 import { quantizedCacheRoot } from '../../store/home.js';
 import { Rng } from '../../util/random.js';
 import { writeFileAtomic } from '../../util/atomicWrite.js';
 import { explainFileError } from '../../util/fileErrors.js';
+import { HUB_REPO_ID } from '../../hub/access.js';
 import { latestGoodCheckpoint, writeCheckpoint, type BestStep, type TrainingState } from './checkpoint.js';
 import { clipGradNorm, createOptimizer, scheduleFactor, type Optimizer } from './optimizer.js';
 import { chooseDevice, sessionThreads } from '../runtime/runtime.js';
@@ -236,6 +244,10 @@ async function loadDataset(
   });
   for (const bad of prepared.badRows) emit({ type: 'log', message: `skipped ${file}:${bad.row}: ${bad.reason}` });
   if (prepared.badRows.length) emit({ type: 'log', message: `skipped ${prepared.badRows.length} bad rows` });
+  const duplicates = prepared.duplicates.length;
+  if (data.dropDuplicates && duplicates) emit({ type: 'log', message: `dropped ${duplicates} duplicate rows` });
+  const repeated = data.dropDuplicates ? null : duplicatesWarning(stats);
+  if (repeated) emit({ type: 'log', message: `warning: ${repeated}` });
   return prepared;
 }
 
@@ -325,8 +337,11 @@ function jobFingerprint(job: TrainJob, dataSha256: string): string {
     quantize,
     ...rest
   } = job;
-  // Full precision hashes as before 4-bit bases existed, so older checkpoints still resume.
-  const trajectory = quantize === 'none' ? rest : { ...rest, quantize };
+  // Full precision, every row kept and the model's own chat template hash as before 4-bit bases, dropping duplicates
+  // and template files existed, so older checkpoints still resume.
+  const { dropDuplicates, chatTemplate, ...data } = rest.data;
+  const trained = dropDuplicates || chatTemplate ? rest : { ...rest, data };
+  const trajectory = quantize === 'none' ? trained : { ...trained, quantize };
   return crypto.createHash('sha256').update(JSON.stringify({ trajectory, dataSha256 })).digest('hex');
 }
 
@@ -553,9 +568,7 @@ export async function runTraining(
       });
     }
     const seconds = (performance.now() - started) / 1000;
-    // The base the adapter names, as PEFT does for QLoRA: the model the user chose, not our 4-bit copy of it (a
-    // checkpoint that is 4-bit already is its own base).
-    const baseModel = job.quantize === 'none' ? folder.dir : path.resolve(job.modelDir);
+    const baseModel = adapterBaseModel(path.resolve(job.modelDir));
     writeAdapterFolder(job, places, { run: owner, chatTemplate: dataset.chatTemplate }, (dir) => {
       const origin =
         job.promptTuning.init === 'text'
@@ -565,7 +578,11 @@ export async function runTraining(
       const files = prompt
         ? savePromptTuningAdapter(dir, prompt, spec, baseModel, origin)
         : saveLoraAdapter(dir, lora, baseModel);
-      return [...files, writeTrainingRecord(job, dataset.sourceSha256, losses, loss, evalLoss)];
+      return [
+        ...files,
+        ...writeAdapterChatTemplate(dir, job.data.chatTemplate),
+        writeTrainingRecord(job, dataset.sourceSha256, losses, loss, evalLoss),
+      ];
     });
     return {
       status: 'completed',
@@ -703,4 +720,22 @@ export async function runBenchmark(job: BenchJob, emit: Emit): Promise<BenchResu
   } finally {
     await model.close();
   }
+}
+
+/**
+ * The base an adapter names, as PEFT does for QLoRA: the model the user chose, not our 4-bit copy of it; for a
+ * checkpoint that was 4-bit already (a `*-bnb-4bit` download), the model its config.json names (`_name_or_path`)
+ * where that is a Hub repo id or a folder here, else the checkpoint itself.
+ */
+export function adapterBaseModel(chosenDir: string): string {
+  let config: { quantization_config?: unknown; _name_or_path?: unknown };
+  try {
+    config = JSON.parse(fs.readFileSync(path.join(chosenDir, 'config.json'), 'utf8'));
+  } catch {
+    return chosenDir; // opening the model has reported what is wrong with it
+  }
+  const named = config._name_or_path;
+  if (!config.quantization_config || typeof named !== 'string') return chosenDir;
+  if (HUB_REPO_ID.test(named)) return named;
+  return path.isAbsolute(named) && fs.existsSync(path.join(named, 'config.json')) ? named : chosenDir;
 }

@@ -5,7 +5,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../../../shared/errors.js';
-import { RESUMABLE, type MetricPoint, type RunEvent, type RunRecord, type RunStatus } from '../../../shared/runs.js';
+import {
+  etaSeconds,
+  paceAnchor,
+  RESUMABLE,
+  type MetricPoint,
+  type PaceAnchor,
+  type RunEvent,
+  type RunRecord,
+  type RunStatus,
+} from '../../../shared/runs.js';
 import type { EngineEvent, TrainJob } from '../../../shared/training.js';
 import { adapterManifestText, checkOutputFolder, removeIfEmpty, studioPlaces } from '../../adapter/adapterFiles.js';
 import { removeCheckpoints } from '../../engine/jobs/checkpoint.js';
@@ -27,7 +36,8 @@ export interface RunManagerOptions {
 const OOM_HINT =
   'unless someone stopped it, the system ran out of memory: lower the batch size or sequence length, or turn gradient checkpointing on';
 
-const checkpointFolder = (run: RunRecord) => path.join(run.runDir, 'checkpoints');
+/** Where a run's engine keeps its checkpoints. */
+export const checkpointFolder = (run: RunRecord) => path.join(run.runDir, 'checkpoints');
 
 /**
  * Deletes what the studio wrote for a run: its checkpoints, then its folder if that leaves it empty. Only the folder
@@ -51,8 +61,10 @@ interface ActiveRun {
   log: string[];
   progress: { step?: number; totalSteps?: number };
   cancelRequested: boolean;
-  /** Steps done and time when this engine session started, for the ETA. */
-  sessionStart: { step: number; at: number } | null;
+  /** The step this engine session resumed after (0: it started the run). */
+  resumedAt: number;
+  /** Where this session's pace is measured from, for the ETA; set by its first step. */
+  pace: PaceAnchor | null;
   /** The store could not be written (disk full, folder gone read-only): the engine is stopped, its checkpoints stay. */
   storageFailure: Error | null;
 }
@@ -136,11 +148,14 @@ export class RunManager {
       .map((run) => (this.unrecorded.has(run.id) ? { ...run, ...this.unrecorded.get(run.id)! } : run));
   }
 
-  /** Records the model and queues a run of `job`; an output folder it may not write into is refused first. */
-  enqueue(job: TrainJob): RunRecord {
+  /**
+   * Records the model and queues a run of `job` (named `name`, else after its model, data and date); an output folder
+   * it may not write into is refused first.
+   */
+  enqueue(job: TrainJob, name?: string): RunRecord {
     checkOutputFolder(job, studioPlaces(this.store, job), null);
     const model = this.store.addModel(describeModelFolder(job.modelDir, [DEMO_MODEL_DIR]));
-    const run = this.store.createRun(job, model.id, null);
+    const run = this.store.createRun(job, model.id, null, name);
     this.publish({ runId: run.id, type: 'status', status: 'queued', error: null });
     if (this.options.autoStart) void this.pump();
     return run;
@@ -182,7 +197,8 @@ export class RunManager {
       log: [],
       progress: {},
       cancelRequested: false,
-      sessionStart: null,
+      resumedAt: 0,
+      pace: null,
       storageFailure: null,
     };
     this.active.set(id, active);
@@ -252,7 +268,7 @@ export class RunManager {
   }
 
   private recordEngineEvent(id: number, active: ActiveRun, event: EngineEvent): void {
-    let etaSeconds: number | null = null;
+    let eta: number | null = null;
     switch (event.type) {
       case 'step': {
         active.metrics.set(event.step, {
@@ -265,10 +281,8 @@ export class RunManager {
           memoryBytes: event.memoryBytes,
         });
         active.progress = { step: event.step, totalSteps: event.totalSteps };
-        const now = performance.now();
-        active.sessionStart ??= { step: event.step - 1, at: now - event.elapsedSeconds * 1000 };
-        const done = event.step - active.sessionStart.step;
-        etaSeconds = ((now - active.sessionStart.at) / 1000 / done) * (event.totalSteps - event.step);
+        active.pace ??= paceAnchor(active.resumedAt, event);
+        eta = etaSeconds(active.pace, event);
         break;
       }
       case 'eval': {
@@ -312,10 +326,11 @@ export class RunManager {
         active.metrics.clear();
         this.store.deleteMetricsAfter(id, event.step);
         this.store.setRunProgress(id, { step: event.step });
-        active.sessionStart = null;
+        active.resumedAt = event.step;
+        active.pace = null;
         break;
     }
-    this.publish({ runId: id, type: 'engine', event, etaSeconds });
+    this.publish({ runId: id, type: 'engine', event, etaSeconds: eta });
   }
 
   /** Writes what is buffered in one transaction, and acts on a pause or cancel asked for by another process. */

@@ -1,5 +1,5 @@
-// export.run: an adapter as a PEFT folder (a copy), a merged model folder, or a llama.cpp LoRA GGUF with an Ollama
-// Modelfile, written into a destination folder that is new or empty, outside the adapter folder and the system's
+// export.run: an adapter as a PEFT folder (a copy), a merged model folder, a llama.cpp LoRA GGUF with an Ollama
+// Modelfile, or one merged model GGUF (f16, q8_0 or q4_0) with its Modelfile, written into a destination folder that is new or empty, outside the adapter folder and the system's
 // folders. Everything is written into a temp folder beside the destination, renamed into place once complete: a
 // failure (a full disk) leaves nothing half-written.
 import fs from 'node:fs';
@@ -8,7 +8,7 @@ import type { CheckedParams } from '../../../shared/api.js';
 import { UserError } from '../../../shared/errors.js';
 import type { AdapterRecord } from '../../../shared/runs.js';
 import { overlap, realPath } from '../../adapter/adapterFiles.js';
-import { exportForOllama, ollamaCreateCommand } from '../../adapter/ollamaExport.js';
+import { exportForOllama, exportModelForOllama, ollamaCreateCommand } from '../../adapter/ollamaExport.js';
 import { mergeLoraAdapter } from '../../adapter/merge.js';
 import { explainFileError } from '../../util/fileErrors.js';
 
@@ -23,8 +23,13 @@ export interface ExportRequest {
   adapter: AdapterRecord;
   baseModelDir: string;
   format: CheckedParams<'export.run'>['format'];
+  /** The tensor types of a gguf-model export. */
+  quant: CheckedParams<'export.run'>['quant'];
   destination: string;
 }
+
+/** The GGUF file each GGUF export writes beside its Modelfile. */
+const GGUF_FILES = { gguf: 'adapter.gguf', 'gguf-model': 'model.gguf' } as const;
 
 /** Folders of the kernel and devices: writing there is never an export. */
 const SYSTEM_FOLDERS = ['/proc', '/sys', '/dev'];
@@ -53,7 +58,7 @@ const listFiles = (dir: string) =>
     .sort();
 
 /** Writes one format's files into `dir` (an empty folder). */
-function writeExport({ adapter, baseModelDir, format }: ExportRequest, dir: string): void {
+function writeExport({ adapter, baseModelDir, format, quant }: ExportRequest, dir: string): void {
   const notLora = `adapter ${adapter.id} is a prompt-tuning adapter`;
   const adapterDir = adapter.folder;
   switch (format) {
@@ -69,7 +74,17 @@ function writeExport({ adapter, baseModelDir, format }: ExportRequest, dir: stri
         const instead = 'export it as a PEFT folder instead';
         throw new UserError(`${notLora}: llama.cpp and Ollama load only LoRA adapters; ${instead}`);
       }
-      return void exportForOllama(baseModelDir, adapterDir, path.join(dir, 'adapter.gguf'));
+      return void exportForOllama(baseModelDir, adapterDir, path.join(dir, GGUF_FILES.gguf));
+    case 'gguf-model':
+      if (adapter.method !== 'lora') {
+        throw new UserError(`${notLora}: it has no weights to merge into a model file; export it as a PEFT folder`);
+      }
+      return void exportModelForOllama({
+        modelDir: baseModelDir,
+        adapterDir,
+        outFile: path.join(dir, GGUF_FILES['gguf-model']),
+        quant,
+      });
   }
 }
 
@@ -86,8 +101,8 @@ export function exportAdapter(request: ExportRequest): ExportedFiles {
     if (temp) fs.rmSync(temp, { recursive: true, force: true });
     throw explainFileError(err, dir) ?? err;
   }
-  if (request.format !== 'gguf') return { path: dir, files: listFiles(dir) };
-  const gguf = path.join(dir, 'adapter.gguf');
+  if (request.format !== 'gguf' && request.format !== 'gguf-model') return { path: dir, files: listFiles(dir) };
+  const gguf = path.join(dir, GGUF_FILES[request.format]);
   const modelfile = path.join(dir, 'Modelfile');
   return { path: gguf, files: [gguf, modelfile], ollamaCommand: ollamaCreateCommand(dir, modelfile) };
 }

@@ -120,7 +120,14 @@ export class PlaygroundSessions {
     const promptIds =
       params.input.type === 'prompt'
         ? textPromptIds(tokenizer, params.input.text, context)
-        : chatPromptIds(model.folder.dir, tokenizer, params.input.messages, true, context);
+        : chatPromptIds(
+            model.folder.dir,
+            params.adapterDir && path.resolve(params.adapterDir),
+            tokenizer,
+            params.input.messages,
+            true,
+            context,
+          );
     const run = generate(
       model,
       tokenizer,

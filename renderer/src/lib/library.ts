@@ -3,6 +3,37 @@
 import { JOB_FIELDS, jobFieldValue } from '../../../shared/trainJob.js';
 import type { AdapterRecord, DatasetRecord, RunRecord } from '../../../shared/runs.js';
 
+/** An adapter as the lists name it: its id, and the name of the run that made it with the step it is from. */
+export function adapterLabel(adapter: AdapterRecord, runs: readonly RunRecord[]): string {
+  const method = adapter.method === 'lora' ? 'LoRA' : 'prompt tuning';
+  if (adapter.runId === null) return `Adapter ${adapter.id} (${method})`;
+  const run = runs.find((r) => r.id === adapter.runId);
+  const name = run ? `: ${run.name}` : '';
+  return `Adapter ${adapter.id} from run ${adapter.runId}${name}, step ${adapter.metrics.steps} (${method})`;
+}
+
+/**
+ * The validation loss a checkpoint was saved with: the last one measured at or before its step, with the step it was
+ * measured at (validation runs every N steps, checkpoints every M); null when none was measured by then.
+ */
+export function checkpointValidation(
+  step: number,
+  evals: readonly { step: number; loss: number }[],
+): { step: number; loss: number } | null {
+  return evals.filter((e) => e.step <= step).at(-1) ?? null;
+}
+
+/** Folders the studio writes a checkpoint's adapter into (runs.checkpointAdapter): `run-<id>-step-<step>`. */
+const CHECKPOINT_ADAPTER = /[\\/]run-\d+-step-\d+$/;
+
+/** The adapter run `run` wrote at its end (its output folder), not one made from its checkpoints; null before. */
+export function finalAdapter(run: RunRecord, adapters: readonly AdapterRecord[]): AdapterRecord | null {
+  const own = adapters.filter((a) => a.runId === run.id);
+  return (
+    own.find((a) => a.folder === run.job.outDir) ?? own.filter((a) => !CHECKPOINT_ADAPTER.test(a.folder)).at(-1) ?? null
+  );
+}
+
 export interface RunFacts {
   /** The data file's name (its folder is in the Datasets list), or null when the run has no dataset record yet. */
   dataset: string | null;
@@ -19,7 +50,7 @@ export function runFacts(
   now: number,
 ): RunFacts {
   const dataset = datasets.find((d) => d.id === run.datasetId);
-  const adapter = adapters.filter((a) => a.runId === run.id).at(-1);
+  const adapter = finalAdapter(run, adapters);
   const end = run.finishedAt ? Date.parse(run.finishedAt) : now;
   return {
     dataset: dataset ? (dataset.location.split(/[\\/]/).at(-1) ?? dataset.location) : null,

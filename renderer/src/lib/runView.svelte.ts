@@ -1,7 +1,7 @@
 // One run as the dashboard shows it: the stored record and chart, kept current by the run's live events.
 import { quotedValuesWarning } from '../../../shared/data.js';
 import type { RunDetails, StudioApi, StudioEvent } from '../../../shared/api.js';
-import { RESUMABLE, type RunEvent } from '../../../shared/runs.js';
+import { RESUMABLE, runNameProblem, type AdapterRecord, type RunEvent } from '../../../shared/runs.js';
 import { errorMessage } from './client.js';
 
 /** Log lines kept on screen; older ones stay in the run's record. */
@@ -30,6 +30,9 @@ export class RunView {
     etaSeconds: null,
   });
   error = $state<string | null>(null);
+  renameError = $state<string | null>(null);
+  /** The step of the checkpoint being made into an adapter. */
+  checkpointBusy = $state<number | null>(null);
 
   constructor(
     private readonly api: StudioApi,
@@ -98,6 +101,48 @@ export class RunView {
       if (this.details) this.details = { ...this.details, run };
     } catch (err) {
       this.error = errorMessage(err);
+    }
+  }
+
+  /** Gives the run another name; false (with the reason in `renameError`) when it cannot be one. */
+  async rename(name: string): Promise<boolean> {
+    this.renameError = runNameProblem(name);
+    if (this.renameError) return false;
+    try {
+      const run = await this.api.call('runs.rename', { id: this.runId, name });
+      if (this.details) this.details = { ...this.details, run };
+      return true;
+    } catch (err) {
+      this.renameError = errorMessage(err);
+      return false;
+    }
+  }
+
+  /** Deletes the run (its record and checkpoints; its adapter folders stay); true once it is gone. */
+  async delete(): Promise<boolean> {
+    try {
+      await this.api.call('runs.delete', { id: this.runId });
+      return true;
+    } catch (err) {
+      this.error = errorMessage(err);
+      return false;
+    }
+  }
+
+  /** The checkpoint at `step` as an adapter in the library (made once; the same one after); null on failure. */
+  async checkpointAdapter(step: number): Promise<AdapterRecord | null> {
+    this.checkpointBusy = step;
+    this.error = null;
+    try {
+      const adapter = await this.api.call('runs.checkpointAdapter', { id: this.runId, step });
+      if (this.details && !this.details.adapters.some((a) => a.id === adapter.id))
+        this.details = { ...this.details, adapters: [...this.details.adapters, adapter] };
+      return adapter;
+    } catch (err) {
+      this.error = errorMessage(err);
+      return null;
+    } finally {
+      this.checkpointBusy = null;
     }
   }
 

@@ -11,6 +11,7 @@ import type {
   ModelInspection,
 } from '../../../shared/api.js';
 import type { FieldProblem } from '../../../shared/errors.js';
+import { defaultRunName, runNameProblem } from '../../../shared/runs.js';
 import {
   defaultDataSettings,
   defaultTrainJob,
@@ -31,6 +32,9 @@ import {
 } from '../../../shared/training.js';
 import { errorMessage } from './client.js';
 import { formatBytes } from './format.js';
+
+/** A TrainJob field path, as JOB_FIELDS names them. */
+export type JobField = keyof typeof JOB_FIELDS;
 
 export const WIZARD_STEPS = ['model', 'data', 'method', 'settings', 'review'] as const;
 export type WizardStep = (typeof WIZARD_STEPS)[number];
@@ -71,10 +75,14 @@ export interface WizardForm {
   dataFile: string;
   /** Train without the malformed rows instead of refusing the file. */
   skipBadRows: boolean;
+  /** Train on each distinct row once ("Remove duplicates" on the Data step). */
+  dropDuplicates: boolean;
   /** The data's layout, or 'auto' to detect it from the rows. */
   dataFormat: DataFormat | 'auto';
   /** The file's column for each field the format reads (empty: the field's own name). */
   dataColumns: Record<string, string>;
+  /** A Jinja chat template file for chat rows ('' = the model's own template). */
+  chatTemplateFile: string;
   method: AdapterMethod;
   preset: PresetName | 'custom';
   /** Whether `steps` or `epochs` decides how long the run is. */
@@ -108,6 +116,8 @@ export interface WizardForm {
   /** Fraction of the data held out for validation (0 = none). */
   evalSplit: number;
   device: DeviceChoice;
+  /** What the run is called ('' = named after its model, data and date when it starts). */
+  runName: string;
 }
 
 /** What the wizard has learned from the main process so far. */
@@ -239,8 +249,10 @@ export function initialForm(): WizardForm {
     dataSource: 'demo',
     dataFile: '',
     skipBadRows: false,
+    dropDuplicates: false,
     dataFormat: 'auto',
     dataColumns: {},
+    chatTemplateFile: '',
     method: 'lora',
     preset: 'quick',
     ...presetSettings('quick', 'lora', true),
@@ -253,12 +265,13 @@ export function initialForm(): WizardForm {
     gradientCheckpointing: defaults.gradientCheckpointing,
     quantize: defaults.quantize,
     device: defaults.device,
+    runName: '',
   };
 }
 
 /**
  * The data settings the wizard uses: the defaults (loss on completions, no packing), the format (detected unless
- * chosen), the column mapping, and the bad-row choice.
+ * chosen), the column mapping, and the bad-row and duplicate choices.
  */
 export function dataSettings(form: WizardForm): DataSettings {
   const columns = Object.fromEntries(
@@ -272,6 +285,8 @@ export function dataSettings(form: WizardForm): DataSettings {
     columns,
     trainOn: form.trainOn,
     skipBadRows: form.skipBadRows,
+    dropDuplicates: form.dropDuplicates,
+    chatTemplate: form.chatTemplateFile.trim() || null,
   };
 }
 
@@ -297,8 +312,13 @@ export function stepProblems(step: WizardStep, form: WizardForm, facts: WizardFa
       return form.method === 'lora' || form.method === 'prompt-tuning' ? [] : ['Choose LoRA or prompt tuning.'];
     case 'settings':
       return settingsProblems(form);
-    case 'review':
-      return WIZARD_STEPS.filter((s) => s !== 'review').flatMap((s) => stepProblems(s, form, facts));
+    case 'review': {
+      const name = form.runName.trim() === '' ? null : runNameProblem(form.runName);
+      return [
+        ...WIZARD_STEPS.filter((s) => s !== 'review').flatMap((s) => stepProblems(s, form, facts)),
+        ...(name ? [`Run name: ${name}`] : []),
+      ];
+    }
   }
 }
 
@@ -343,6 +363,21 @@ export function describeError(err: unknown): string {
 /** The Settings step's problems: the job the form makes, checked by the one schema, each named by its label. */
 export function settingsProblems(form: WizardForm): string[] {
   return jobProblems(toTrainJob(form, DRAFT_PATHS)).map(describeProblem);
+}
+
+/**
+ * The same problems by job field path (`lora.rank`), for the Settings step to say each beside its field: the schema's
+ * issue path is the field's path, since the form maps one to one onto the job.
+ */
+export function settingsFieldProblems(form: WizardForm): Partial<Record<JobField, string>> {
+  return Object.fromEntries(jobProblems(toTrainJob(form, DRAFT_PATHS)).map((p) => [p.field, p.message]));
+}
+
+/** The name a run gets when the Review step's name is left empty (the main process names it the same way). */
+export function suggestedRunName(facts: WizardFacts, now: Date): string | null {
+  return facts.modelDir && facts.dataFile
+    ? defaultRunName({ modelDir: facts.modelDir, dataFile: facts.dataFile }, now)
+    : null;
 }
 
 /** The memory plan's view of the form (models.fit). */

@@ -21,6 +21,7 @@ import {
   type WizardForm,
   type WizardStep,
 } from './wizard.js';
+import { DatasetTable } from './dataTable.svelte.js';
 
 /** Wait this long after the last keystroke before asking for a new memory plan. */
 const FIT_DEBOUNCE_MS = 250;
@@ -32,6 +33,8 @@ export class WizardState {
   /** Which question is being asked of the main process, for the busy indicators. */
   busy = $state<'model' | 'download' | 'data' | 'fit' | 'start' | null>(null);
   download = $state<{ file: string; doneBytes: number; totalBytes: number; index: number; count: number } | null>(null);
+  /** Why the last download stopped, in one line; the Model step offers Retry (which resumes it). */
+  downloadError = $state<string | null>(null);
   error = $state<string | null>(null);
   fitError = $state<string | null>(null);
   /** Every catalogue model planned with the current settings (the Settings step's "Which models fit"). */
@@ -40,7 +43,11 @@ export class WizardState {
   catalogueBusy = $state(false);
   /** The format and columns the main process guessed when it could not tell the data's layout. */
   dataSuggestion = $state<DataSuggestion | null>(null);
+  /** The checked file's rows, a page at a time (the Data step's table). */
+  readonly table: DatasetTable;
   private dataRequest = 0;
+  /** Unsubscribes from the progress of the last download, kept after a failure for its last event. */
+  private stopDownloadEvents: (() => void) | null = null;
 
   private fitRequest = 0;
   private fitTimer: ReturnType<typeof setTimeout> | null = null;
@@ -53,7 +60,9 @@ export class WizardState {
   constructor(
     private readonly api: StudioApi,
     private readonly demo: () => { modelDir: string; dataFile: string } | null,
-  ) {}
+  ) {
+    this.table = new DatasetTable(api);
+  }
 
   problems(step: WizardStep): string[] {
     return stepProblems(step, this.form, this.facts);
@@ -86,6 +95,10 @@ export class WizardState {
   /** A different model invalidates everything learned from the old one (the token preview uses its tokenizer). */
   modelChanged(): void {
     this.facts = { modelDir: null, model: null, dataFile: this.facts.dataFile, dataset: null, fit: null };
+    this.stopDownloadEvents?.();
+    this.stopDownloadEvents = null;
+    this.download = null;
+    this.downloadError = null;
     // The Quick preset differs on the demo model (its own recipe).
     if (this.form.preset !== 'custom') this.choosePreset(this.form.preset);
     if (this.form.modelSource === 'demo') void this.checkModel();
@@ -95,6 +108,7 @@ export class WizardState {
     this.dataRequest++;
     this.facts = { ...this.facts, dataFile: null, dataset: null };
     this.dataSuggestion = null;
+    this.table.close();
     if (this.form.dataSource === 'demo') void this.checkData();
   }
 
@@ -119,15 +133,27 @@ export class WizardState {
   async downloadModel(): Promise<void> {
     const repoId = this.form.hubRepo.trim();
     const requestId = `download-${Date.now()}`;
-    const unsubscribe = this.api.subscribe((event: StudioEvent) => {
+    this.stopDownloadEvents?.();
+    this.stopDownloadEvents = this.api.subscribe((event: StudioEvent) => {
       if (event.kind === 'download.progress' && event.requestId === requestId) this.download = event;
     });
-    await this.ask('download', async () => {
+    this.busy = 'download';
+    this.error = null;
+    this.downloadError = null;
+    try {
       const record = await this.api.call('models.download', { repoId, requestId });
-      this.facts = { ...this.facts, modelDir: record.folder };
-    });
-    unsubscribe();
-    this.download = null;
+      // Read as any folder is (offline too): what it is, and that it can be trained.
+      const model = await this.api.call('models.inspect', { source: record.folder });
+      if (this.form.hubRepo.trim() === repoId) this.facts = { ...this.facts, model, modelDir: record.folder };
+      this.stopDownloadEvents?.();
+      this.stopDownloadEvents = null;
+      this.download = null;
+    } catch (err) {
+      // The bar stays where the download stopped (its last event may come after the answer): Retry continues there.
+      this.downloadError = describeError(err);
+    } finally {
+      this.busy = null;
+    }
   }
 
   async checkData(): Promise<void> {
@@ -137,23 +163,27 @@ export class WizardState {
     // A new check replaces the last one's answer; one that arrives after the data changed again is dropped.
     const request = ++this.dataRequest;
     this.facts = { ...this.facts, dataFile: null, dataset: null };
+    this.table.close();
     await this.ask('data', async () => {
       this.dataSuggestion = null;
-      const dataset = await this.api
-        .call('datasets.inspect', {
-          file,
-          modelDir,
-          data: dataSettings(this.form),
-          maxSeqLen: this.form.maxSeqLen,
-          previewRows: 3,
-        })
-        .catch((err: unknown) => {
-          if (request === this.dataRequest)
-            this.dataSuggestion = (err as { suggestion?: DataSuggestion }).suggestion ?? null;
-          throw err;
-        });
+      const query = { file, modelDir, data: dataSettings(this.form), maxSeqLen: this.form.maxSeqLen };
+      const inspection = this.api.call('datasets.inspect', { ...query, previewRows: 3 }).catch((err: unknown) => {
+        if (request === this.dataRequest)
+          this.dataSuggestion = (err as { suggestion?: DataSuggestion }).suggestion ?? null;
+        throw err;
+      });
+      // The table's first page is read meanwhile, so the facts and the rows show together.
+      const firstPage = this.table.open(query);
+      const dataset = await inspection;
+      await firstPage;
       if (request === this.dataRequest) this.facts = { ...this.facts, dataFile: file, dataset };
     });
+  }
+
+  /** Trains on each distinct row once, or on every row again; checks the data again to show what that leaves. */
+  dropDuplicates(drop: boolean): Promise<void> {
+    this.form.dropDuplicates = drop;
+    return this.checkData();
   }
 
   /** Reads the file again with the format and columns its headers suggested. */
@@ -244,7 +274,8 @@ export class WizardState {
     });
     let run: RunRecord | null = null;
     await this.ask('start', async () => {
-      run = await this.api.call('runs.start', { job });
+      const name = this.form.runName.trim();
+      run = await this.api.call('runs.start', { job, ...(name && { name }) });
     });
     return run;
   }
