@@ -98,8 +98,11 @@ export interface AdapterRecord {
 
 export type ExportFormat = 'peft' | 'merged' | 'gguf' | 'gguf-model' | 'hub';
 
-/** A merged model GGUF's tensor types: llama.cpp's file types MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_Q4_0. */
-export const GGUF_MODEL_QUANTS = ['f16', 'q8_0', 'q4_0'] as const;
+/**
+ * A merged model GGUF's tensor types: llama.cpp's file types MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_Q4_0, MOSTLY_Q4_K_M,
+ * MOSTLY_Q5_K_M, MOSTLY_Q6_K.
+ */
+export const GGUF_MODEL_QUANTS = ['f16', 'q8_0', 'q4_0', 'q4_k_m', 'q5_k_m', 'q6_k'] as const;
 export type GgufModelQuant = (typeof GGUF_MODEL_QUANTS)[number];
 
 export interface ExportRecord {

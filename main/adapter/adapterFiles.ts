@@ -312,8 +312,8 @@ export function removeIfEmpty(dir: string): void {
  * Copies the chat template file a run rendered its rows with (a job's `data.chatTemplate`) into its adapter folder as
  * `chat_template.jinja`, where the playground and the exports take it from; returns the names written.
  */
-export function writeAdapterChatTemplate(dir: string, templateFile: string | null): string[] {
-  if (templateFile === null) return [];
+export function writeAdapterChatTemplate(dir: string, templateFile: string | null | undefined): string[] {
+  if (!templateFile) return []; // the model's own template (a job from before the field has none)
   writeFileAtomic(path.join(dir, ADAPTER_TEMPLATE_FILE), readChatTemplateFile(templateFile).text);
   return [ADAPTER_TEMPLATE_FILE];
 }

@@ -260,9 +260,15 @@ export function writeGgufModel(options: GgufModelOptions): GgufModelResult {
   };
   const entries = [...source.entries].sort((a, b) => order(a.name) - order(b.name) || a.name.localeCompare(b.name));
   const outputName = spec.tieWordEmbeddings ? 'token_embd.weight' : 'output.weight';
+  // llama.cpp's LLM_TYPE_70B (llama-model.cpp): 80 layers of llama with fewer KV heads than heads, or of qwen2.
+  const is70B = spec.numLayers === 80 && (arch === 'qwen2' || (arch === 'llama' && spec.numKvHeads !== spec.numHeads));
   const planned: PlannedTensor[] = entries.map(({ name, shape }) => {
     const ggufName = ggufTensorName(name);
-    const type = ggmlTypeFor(ggufName, shape, options.quant, ggufName === outputName);
+    const type = ggmlTypeFor(ggufName, shape, options.quant, {
+      isOutput: ggufName === outputName,
+      layers: spec.numLayers,
+      is70B,
+    });
     const count = shape.reduce((a, b) => a * b, 1);
     const cols = shape[shape.length - 1];
     const heads = ropeHeads(spec, name);

@@ -221,7 +221,7 @@ const COMMANDS: Record<string, Command> = {
     summary:
       'export for llama.cpp / Ollama: a LoRA GGUF, or the adapter merged into one quantized model GGUF; a Modelfile beside it',
     usage:
-      'peft-studio export --adapter DIR --format gguf|gguf-model --out FILE.gguf [--quant f16|q8_0|q4_0] [--model DIR] [--json]',
+      'peft-studio export --adapter DIR --format gguf|gguf-model --out FILE.gguf [--quant f16|q8_0|q4_0|q4_k_m|q5_k_m|q6_k] [--model DIR] [--json]',
     options: { adapter: str, model: str, format: str, quant: str, out: str, json },
     async run(values) {
       if (!values.adapter || !values.out) throw new UsageError('export needs --adapter and --out');

@@ -2,24 +2,23 @@
 //  - Q8_0 and Q4_0 blocks byte-identical to a direct port of llama.cpp's reference C (quantize_row_q8_0_ref,
 //    quantize_row_q4_0_ref and ggml_compute_fp32_to_fp16 from ggml-quants.c / ggml-impl.h, written out below), and
 //    Q4_0 also to gguf-py's blocks (test/fixtures/numerics/int4, made by test/reference/make_int4_fixtures.py).
-//    llama.cpp's own quantizer is not reachable from the node-llama-cpp package, and the bench venv has no gguf-py
-//    now, so there are no gguf-py Q8_0 fixtures.
+//    Node cannot call llama.cpp's own quantizer (no FFI); the k-quants' fixtures come from it through Python
+//    (kQuants.test.ts, test/reference/make_kquant_fixtures.py).
 //  - In real llama.cpp (node-llama-cpp's prebuilt CPU build; nothing downloaded or compiled): tiny llama (tied
 //    embeddings, llama3 rope scaling), qwen2 (q/k/v bias) and qwen3 (q/k norm) models with a random LoRA adapter on
 //    all seven projections: the f16 and q8_0 files give our own generation's greedy tokens (base + unmerged adapter,
-//    fp32) for 32 tokens on 3 prompts; q4_0 loads and generates.
+//    fp32) for 32 tokens on 3 prompts; q4_0 loads and generates. 256-wide llama and qwen3 models as q4_k_m, q5_k_m
+//    and q6_k: llama-quantize's tensor types, and perplexity of our text close to the f16 file's.
 //  - llama.cpp's tokenization of 20 varied strings equals ours, for the Llama 3 and Qwen3 tokenizer.json files.
 //  - Bad input: a prompt-tuning adapter, an out path that is a folder, an unknown quant, a write that fails midway.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { gguf as parseGguf } from '@huggingface/gguf';
+import type { Llama } from 'node-llama-cpp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadAdapter } from '../../main/adapter/anyAdapter.js';
 import { writeGgufModel } from '../../main/adapter/ggufModel.js';
 import { saveLoraAdapter } from '../../main/adapter/loraAdapter.js';
-import { InferenceModel } from '../../main/engine/runtime/inferenceModel.js';
-import { engineThreads } from '../../main/engine/runtime/threads.js';
 import { openModelFolder } from '../../main/model/modelFolder.js';
 import {
   GgmlType,
@@ -35,10 +34,22 @@ import { argmax } from '../../main/playground/sampler.js';
 import { Rng } from '../../main/util/random.js';
 import { CLI, lastJson, runCliAsync } from '../support/cli.js';
 import { randomLora, tempDir } from '../support/engine.js';
+import {
+  llamaCppLogProbs,
+  llamaCppPerplexity,
+  loadLlamaCpp,
+  makeTinyCase,
+  ourGreedy,
+  PROMPTS,
+  TINY_CASES,
+  topTwoGap,
+  worstLogProbError,
+  type TinyCase,
+  type TinyCaseOptions,
+} from '../support/llamaCpp.js';
 
 const ROOT = path.resolve(path.dirname(CLI), '../../..');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures');
-const ALL_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 
 // ---- A direct port of ggml's reference C, kept apart from the code under test. ----
 
@@ -188,181 +199,34 @@ describe('ggml quantizers', () => {
     }
   });
 
-  it('keeps 1-D tensors F32, the q4_0 output matrix Q8_0, and widths off the block F16, as llama.cpp does', () => {
-    expect(ggmlTypeFor('blk.0.attn_norm.weight', [64], 'q4_0', false)).toBe(GgmlType.F32);
-    expect(ggmlTypeFor('blk.0.attn_q.bias', [64], 'q8_0', false)).toBe(GgmlType.F32);
-    expect(ggmlTypeFor('blk.0.attn_q.weight', [64, 64], 'f16', false)).toBe(GgmlType.F16);
-    expect(ggmlTypeFor('blk.0.attn_q.weight', [64, 64], 'q8_0', false)).toBe(GgmlType.Q8_0);
-    expect(ggmlTypeFor('blk.0.attn_q.weight', [64, 64], 'q4_0', false)).toBe(GgmlType.Q4_0);
-    expect(ggmlTypeFor('token_embd.weight', [512, 64], 'q4_0', false)).toBe(GgmlType.Q4_0);
-    expect(ggmlTypeFor('output.weight', [512, 64], 'q4_0', true)).toBe(GgmlType.Q8_0);
-    expect(ggmlTypeFor('blk.0.ffn_down.weight', [64, 48], 'q4_0', false)).toBe(GgmlType.F16);
+  it('keeps 1-D tensors F32, the q4_0 output matrix Q6_K (Q8_0 off 256), and widths off the block F16', () => {
+    const layer = { isOutput: false, layers: 2, is70B: false };
+    const output = { ...layer, isOutput: true };
+    expect(ggmlTypeFor('blk.0.attn_norm.weight', [64], 'q4_0', layer)).toBe(GgmlType.F32);
+    expect(ggmlTypeFor('blk.0.attn_q.bias', [64], 'q8_0', layer)).toBe(GgmlType.F32);
+    expect(ggmlTypeFor('blk.0.attn_q.weight', [64, 64], 'f16', layer)).toBe(GgmlType.F16);
+    expect(ggmlTypeFor('blk.0.attn_q.weight', [64, 64], 'q8_0', layer)).toBe(GgmlType.Q8_0);
+    expect(ggmlTypeFor('blk.0.attn_q.weight', [64, 64], 'q4_0', layer)).toBe(GgmlType.Q4_0);
+    expect(ggmlTypeFor('token_embd.weight', [512, 64], 'q4_0', layer)).toBe(GgmlType.Q4_0);
+    expect(ggmlTypeFor('output.weight', [512, 64], 'q4_0', output)).toBe(GgmlType.Q8_0);
+    expect(ggmlTypeFor('output.weight', [512, 256], 'q4_0', output)).toBe(GgmlType.Q6_K);
+    expect(ggmlTypeFor('blk.0.ffn_down.weight', [64, 48], 'q4_0', layer)).toBe(GgmlType.F16);
   });
 });
 
 // ---- Tiny models in llama.cpp ----
 
-interface Case {
-  arch: 'llama' | 'qwen2' | 'qwen3';
-  tie: boolean;
-  /** Extra config.json fields. */
-  config?: Record<string, unknown>;
-}
-const CASES: Record<string, Case> = {
-  llama: {
-    arch: 'llama',
-    tie: true,
-    config: {
-      rope_scaling: {
-        rope_type: 'llama3',
-        factor: 8,
-        low_freq_factor: 1,
-        high_freq_factor: 4,
-        original_max_position_embeddings: 64,
-      },
-    },
-  },
-  qwen2: { arch: 'qwen2', tie: false },
-  qwen3: { arch: 'qwen3', tie: false },
-};
-const PROMPTS = [
-  [5, 17, 42, 99, 3],
-  [300, 12, 7],
-  [450, 451, 452, 453, 454, 455, 456, 457],
-];
-const NEW_TOKENS = 32;
+const CASES = { llama: TINY_CASES.llama, qwen2: TINY_CASES.qwen2, qwen3: TINY_CASES.qwen3 };
 
 let work: string;
-// node-llama-cpp is ESM with a native addon: loaded once, in this worker.
-let llama: import('node-llama-cpp').Llama;
+let llama: Llama;
 
 beforeAll(async () => {
   work = tempDir('gguf-model');
-  process.env.NODE_LLAMA_CPP_SKIP_DOWNLOAD = 'true';
-  const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
-  llama = await getLlama({
-    build: 'never',
-    gpu: false,
-    skipDownload: true,
-    usePrebuiltBinaries: true,
-    progressLogs: false,
-    logLevel: LlamaLogLevel.error,
-    maxThreads: 1,
-  });
+  llama = await loadLlamaCpp();
 });
 
-/**
- * A tiny model of `c` whose matrices are scaled to N(0, 0.15) as the numerics fixtures are (transformers' 0.02 gives
- * near-uniform logits, where any rounding flips a greedy choice), and a random LoRA adapter on every projection.
- */
-function makeCase(name: string, c: Case): { modelDir: string; adapterDir: string } {
-  const modelDir = path.join(work, `${name}-model`);
-  createTinyModel(modelDir, {
-    arch: c.arch,
-    layers: 2,
-    hidden: 64,
-    heads: 4,
-    kvHeads: 2,
-    intermediate: 128,
-    tie: c.tie,
-  });
-  const configFile = path.join(modelDir, 'config.json');
-  fs.writeFileSync(configFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(configFile, 'utf8')), ...c.config }));
-  const weights = path.join(modelDir, 'model.safetensors');
-  const tensors = Object.fromEntries(
-    [...readSafetensorsHeader(weights)].map(([key, entry]) => {
-      const values = readTensorF32(entry);
-      if (entry.shape.length === 2) for (let i = 0; i < values.length; i++) values[i] *= 7.5;
-      if (key.endsWith('.bias')) for (let i = 0; i < values.length; i++) values[i] = 0.1 * Math.sin(i);
-      return [key, { dtype: 'F32' as const, shape: entry.shape, data: values }];
-    }),
-  );
-  writeSafetensors(weights, tensors);
-  const folder = openModelFolder(modelDir);
-  const lora = randomLora(folder, { rank: 4, alpha: 8, dropout: 0, targets: [...ALL_TARGETS], useRslora: false }, 7);
-  const adapterDir = path.join(work, `${name}-adapter`);
-  saveLoraAdapter(adapterDir, lora, modelDir);
-  return { modelDir, adapterDir };
-}
-
-/** Our greedy tokens with the unmerged adapter (scale 1), and the log-softmax that chose each. */
-async function ourGreedy(modelDir: string, adapterDir: string) {
-  const folder = openModelFolder(modelDir);
-  const model = await InferenceModel.load(folder, 'cpu', loadAdapter(adapterDir, folder.spec), {
-    threads: engineThreads(null),
-  });
-  const runs = [];
-  for (const prompt of PROMPTS) {
-    let { logits, cache } = await model.step(prompt, model.emptyCache(), 1);
-    const ids: number[] = [];
-    const logProbs: Float64Array[] = [];
-    for (;;) {
-      ids.push(argmax(logits));
-      logProbs.push(logSoftmax(logits));
-      if (ids.length === NEW_TOKENS) break;
-      ({ logits, cache } = await model.step([ids[ids.length - 1]], cache, 1));
-    }
-    cache.dispose();
-    runs.push({ ids, logProbs });
-  }
-  await model.close();
-  return runs;
-}
-
-function logSoftmax(logits: ArrayLike<number>): Float64Array {
-  let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]);
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
-  return Float64Array.from(logits, (l) => l - max - Math.log(sum));
-}
-
-/**
- * llama.cpp's log-probabilities (fp32 KV cache) after each prefix of prompt + our tokens: the same contexts our
- * greedy steps saw, evaluated in one batch, so one near-tie cannot send the two sides down different texts.
- */
-async function llamaCppLogProbs(file: string, runs: { ids: number[] }[]) {
-  const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
-  const result: Float64Array[][] = [];
-  try {
-    for (const [p, prompt] of PROMPTS.entries()) {
-      const context = await model.createContext({
-        contextSize: 256,
-        sequences: 1,
-        threads: 1,
-        experimentalKvCacheKeyType: 'F32',
-        experimentalKvCacheValueType: 'F32',
-      });
-      const input = [...prompt, ...runs[p].ids.slice(0, -1)];
-      const evaluated = await context
-        .getSequence()
-        .controlledEvaluate(
-          input.map((id, i) => (i < prompt.length - 1 ? id : [id, { generateNext: { probabilities: true } }])),
-        );
-      result.push(
-        evaluated.slice(prompt.length - 1).map((step) => {
-          const logProbs = new Float64Array(512).fill(-Infinity);
-          for (const [id, probability] of step!.next!.probabilities!) logProbs[id] = Math.log(probability);
-          return logProbs;
-        }),
-      );
-      await context.dispose();
-    }
-  } finally {
-    await model.dispose();
-  }
-  return result;
-}
-
-/** Largest |a - b| over the tokens either side gives at least 1e-4 probability. */
-function worstLogProbError(a: Float64Array, b: Float64Array): number {
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) {
-    if (Math.max(a[i], b[i]) < Math.log(1e-4)) continue;
-    worst = Math.max(worst, Math.abs(a[i] - b[i]));
-  }
-  return worst;
-}
+const makeCase = (name: string, c: TinyCase, options?: TinyCaseOptions) => makeTinyCase(work, name, c, options);
 
 // Tolerances on log-probabilities (tokens above 1e-4), from what llama.cpp computes: with F16 weights its CPU matmul
 // also rounds activations to f16 (about 5e-4 relative per product); with Q8_0 weights it quantizes activations to
@@ -375,13 +239,14 @@ const LOGPROB_TOLERANCE: Record<'f16' | 'q8_0', number> = { f16: 0.05, q8_0: 0.5
 // reports a few percent; the bound only says the blocks decode to the model (a misread block gives perplexities of
 // hundreds).
 const Q4_0_PERPLEXITY_RATIO = 2;
+// The k-quant mixes on the 256-wide models, whose peaked predictions (f16 perplexity about 5.6 over 512 tokens) make
+// weight noise cost more than on trained models, where llama.cpp reports a few percent for Q4_K_M. Measured ratios to
+// f16: q6_k 1.04 / 1.06, q5_k_m 1.26 / 1.12, q4_k_m 2.0 / 1.43 (llama / qwen3), and llama.cpp's own Q4_0 blocks
+// 2.6 / 2.1; the bounds add about 20%. Each mix must also beat the next smaller one, as llama.cpp's do. A misread block
+// or a wrong type gives perplexities in the hundreds.
+const K_QUANT_PERPLEXITY_RATIO = { q6_k: 1.25, q5_k_m: 1.5, q4_k_m: 2.4 };
 
-function topTwoGap(logProbs: Float64Array): number {
-  const sorted = [...logProbs].sort((x, y) => y - x);
-  return sorted[0] - sorted[1];
-}
-
-describe.each(Object.keys(CASES))('%s model GGUF in llama.cpp', (name) => {
+describe.each(Object.keys(CASES) as (keyof typeof CASES)[])('%s model GGUF in llama.cpp', (name) => {
   let dirs: { modelDir: string; adapterDir: string };
   let ours: Awaited<ReturnType<typeof ourGreedy>>;
   const files: Partial<Record<GgufModelQuant, string>> = {};
@@ -410,7 +275,8 @@ describe.each(Object.keys(CASES))('%s model GGUF in llama.cpp', (name) => {
     const types = new Map(tensorInfos.map((t) => [t.name, t.dtype as number]));
     expect(types.get('blk.0.attn_norm.weight')).toBe(GgmlType.F32);
     expect(types.get('blk.0.ffn_down.weight')).toBe(GgmlType.Q4_0);
-    // The output matrix (token_embd when tied) one step up, as llama-quantize's Q4_0 mix raises it.
+    // The output matrix (token_embd when tied) raised, as llama-quantize's Q4_0 mix does: Q8_0, since 64 is not a
+    // multiple of Q6_K's 256.
     expect(types.get(CASES[name].tie ? 'token_embd.weight' : 'output.weight')).toBe(GgmlType.Q8_0);
     expect(types.has('output.weight')).toBe(!CASES[name].tie);
     expect(types.has('rope_freqs.weight')).toBe(name === 'llama');
@@ -421,7 +287,7 @@ describe.each(Object.keys(CASES))('%s model GGUF in llama.cpp', (name) => {
   it.each(['f16', 'q8_0'] as const)(
     '%s picks our greedy token with the adapter at each of 32 steps on 3 prompts',
     async (quant) => {
-      const theirs = await llamaCppLogProbs(files[quant]!, ours);
+      const theirs = await llamaCppLogProbs(llama, files[quant]!, ours);
       let worst = 0;
       let nearTies = 0;
       PROMPTS.forEach((_, p) => {
@@ -441,15 +307,57 @@ describe.each(Object.keys(CASES))('%s model GGUF in llama.cpp', (name) => {
   );
 
   it('q4_0 predicts our text about as well as f16 does', async () => {
-    // Perplexity, in llama.cpp, of the 96 tokens our greedy decoding chose (a held-out text for the GGUF).
-    const perplexity = async (file: string) => {
-      const theirs = await llamaCppLogProbs(file, ours);
-      const nll = PROMPTS.flatMap((_, p) => ours[p].ids.map((id, step) => -theirs[p][step][id]));
-      return Math.exp(nll.reduce((a, b) => a + b, 0) / nll.length);
-    };
-    const [f16, q4] = [await perplexity(files.f16!), await perplexity(files.q4_0!)];
+    const [f16, q4] = [
+      await llamaCppPerplexity(llama, files.f16!, ours),
+      await llamaCppPerplexity(llama, files.q4_0!, ours),
+    ];
     console.log(`${name}: perplexity of our greedy text in llama.cpp, f16 ${f16.toFixed(3)}, q4_0 ${q4.toFixed(3)}`);
     expect(q4 / f16).toBeLessThan(Q4_0_PERPLEXITY_RATIO);
+  });
+});
+
+// Widths that are multiples of 256 (the 64-wide models above fall back to Q5_0 / Q8_0), tied embeddings on llama,
+// untied on qwen3: every k-quant type and rule of the mixes is in the files.
+describe.each(['llama', 'qwen3'] as const)('k-quant model GGUFs of a 256-wide %s in llama.cpp', (name) => {
+  let ours: Awaited<ReturnType<typeof ourGreedy>>;
+  const files: Partial<Record<GgufModelQuant, string>> = {};
+  beforeAll(async () => {
+    const dirs = makeCase(`k-${name}`, CASES[name], { hidden: 256, intermediate: 512 });
+    ours = await ourGreedy(dirs.modelDir, dirs.adapterDir);
+    for (const quant of ['f16', 'q4_0', 'q4_k_m', 'q5_k_m', 'q6_k'] as const)
+      files[quant] = writeGgufModel({ ...dirs, outFile: path.join(work, `k-${name}-${quant}.gguf`), quant }).gguf;
+  });
+
+  it('types the tensors as llama-quantize does', async () => {
+    const { metadata, tensorInfos } = await parseGguf(files.q4_k_m!, { allowLocalFile: true });
+    expect((metadata as unknown as Record<string, unknown>)['general.file_type']).toBe(15);
+    const types = Object.fromEntries(tensorInfos.map((t) => [t.name, GgmlType[t.dtype as number]]));
+    // use_more_bits over 2 layers picks layer 1 only.
+    expect(types).toMatchObject({
+      'blk.0.attn_v.weight': 'Q4_K',
+      'blk.1.attn_v.weight': 'Q6_K',
+      'blk.0.ffn_down.weight': 'Q4_K',
+      'blk.1.ffn_down.weight': 'Q6_K',
+      'blk.0.attn_q.weight': 'Q4_K',
+      'blk.1.ffn_up.weight': 'Q4_K',
+      'blk.0.attn_norm.weight': 'F32',
+      'token_embd.weight': CASES[name].tie ? 'Q6_K' : 'Q4_K',
+    });
+    if (!CASES[name].tie) expect(types['output.weight']).toBe('Q6_K');
+  });
+
+  it('q6_k, q5_k_m and q4_k_m predict our text close to f16, each better than the next, q4_k_m better than q4_0', async () => {
+    const perplexity: Partial<Record<GgufModelQuant, number>> = {};
+    for (const quant of ['f16', 'q6_k', 'q5_k_m', 'q4_k_m', 'q4_0'] as const)
+      perplexity[quant] = await llamaCppPerplexity(llama, files[quant]!, ours);
+    console.log(`${name}: perplexity of our greedy text in llama.cpp, ${JSON.stringify(perplexity)}`);
+    const { f16, q6_k, q5_k_m, q4_k_m, q4_0 } = perplexity as Record<GgufModelQuant, number>;
+    expect(q6_k / f16).toBeLessThan(K_QUANT_PERPLEXITY_RATIO.q6_k);
+    expect(q5_k_m / f16).toBeLessThan(K_QUANT_PERPLEXITY_RATIO.q5_k_m);
+    expect(q4_k_m / f16).toBeLessThan(K_QUANT_PERPLEXITY_RATIO.q4_k_m);
+    expect(q6_k).toBeLessThan(q5_k_m);
+    expect(q5_k_m).toBeLessThan(q4_k_m);
+    expect(q4_k_m).toBeLessThan(q4_0);
   });
 });
 
@@ -575,7 +483,10 @@ describe('peft-studio export --format gguf-model', () => {
 
   it('refuses bad input in one line', async () => {
     const cases: [string[], RegExp][] = [
-      [exportArgs(path.join(work, 'x.gguf'), '--quant', 'q5_k'), /--quant q5_k: expected one of f16, q8_0, q4_0/],
+      [
+        exportArgs(path.join(work, 'x.gguf'), '--quant', 'q5_k'),
+        /--quant q5_k: expected one of f16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k/,
+      ],
       [exportArgs(work), /is a folder; give the path of the \.gguf file/],
       [
         [...exportArgs(path.join(work, 'pt.gguf'))]

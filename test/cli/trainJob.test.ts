@@ -347,6 +347,7 @@ describe('the command that repeats a run', () => {
           pack: true,
           skipBadRows: true,
           dropDuplicates: true,
+          chatTemplate: '/templates/my chat.jinja',
         },
         lora: { rank: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'], useRslora: true },
         optimizer: {

@@ -288,13 +288,24 @@ describe('the studio in a browser', () => {
 
     // GGUF for llama.cpp and Ollama: the exact `ollama create` command is shown.
     const ggufDestination = path.join(home, 'exported-gguf');
-    await page.getByLabel('GGUF + Ollama Modelfile').check();
+    await page.getByLabel('GGUF adapter + Ollama Modelfile').check();
     await page.getByLabel('Destination folder').fill(ggufDestination);
     await page.getByRole('button', { name: 'Export', exact: true }).click();
     await expect
       .poll(() => page.getByTestId('ollama-command').textContent(), { timeout: 60_000 })
       .toBe(`ollama create exported-gguf -f ${path.join(ggufDestination, 'Modelfile')}`);
     expect(fs.existsSync(path.join(ggufDestination, 'adapter.gguf'))).toBe(true);
+    // Or the adapter merged into one model file, at the size chosen in words.
+    const modelDestination = path.join(home, 'exported-model');
+    await page.getByLabel('One model file for Ollama').check();
+    await page.getByLabel('Size and quality').selectOption('q4_0');
+    await page.getByLabel('Destination folder').fill(modelDestination);
+    await page.getByRole('button', { name: 'Export', exact: true }).click();
+    await expect
+      .poll(() => page.getByTestId('ollama-command').textContent(), { timeout: 60_000 })
+      .toBe(`ollama create exported-model -f ${path.join(modelDestination, 'Modelfile')}`);
+    expect(fs.existsSync(path.join(modelDestination, 'model.gguf'))).toBe(true);
+    await screenshot(page, 'export-model-gguf');
 
     // The Hub: the token goes in through Settings, then the adapter, its card and chart are pushed from Export.
     await page.getByRole('link', { name: 'Settings' }).click();

@@ -48,7 +48,7 @@ const readJson = (file: string): Record<string, unknown> => JSON.parse(fs.readFi
 /** Whether the run's rows went through a chat template (its own file, or the model's), as its adapter records it. */
 function trainedThroughTemplate(job: TrainJob, format: DataFormat | null): boolean {
   if (format === null) return false;
-  if (job.data.chatTemplate !== null) return rendersThroughChatTemplate(format, true);
+  if (job.data.chatTemplate) return rendersThroughChatTemplate(format, true);
   const modelDir = path.resolve(job.modelDir);
   const tokenizerConfig = path.join(modelDir, 'tokenizer_config.json');
   const config = fs.existsSync(tokenizerConfig) ? readJson(tokenizerConfig) : {};
