@@ -24,24 +24,41 @@ export interface StudioBrowser {
   browser: Browser;
   /** A page on the studio; `expectedErrors`: console errors a test causes on purpose (the others fail it). */
   openStudio(hash?: string, expectedErrors?: RegExp[]): Promise<Page>;
+  /**
+   * Stops serve as a user would (Ctrl+C), runs `whileStopped`, and starts serve again on the same port and folder: the
+   * same URL.
+   */
+  restartServe(whileStopped?: () => Promise<void>): Promise<void>;
   close(): Promise<void>;
 }
 
-export async function launchStudioBrowser(prefix: string): Promise<StudioBrowser> {
+/** `env`: more of serve's environment (HF_ENDPOINT for a Hub stand-in). */
+export async function launchStudioBrowser(prefix: string, env: NodeJS.ProcessEnv = {}): Promise<StudioBrowser> {
   for (const needed of [CLI, path.join(ROOT, 'dist/renderer/index.html')]) {
     if (!fs.existsSync(needed)) throw new Error(`${needed} is missing: run npm run build first`);
   }
   if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium`);
   const home = fs.mkdtempSync(path.join(os.tmpdir(), `peft-studio-${prefix}-`));
-  const { HF_TOKEN: _token, HF_TOKEN_PATH: _tokenPath, ...env } = process.env;
-  const served = await serve(['--port', '0', '--home', home], {
-    env: { ...env, HF_HOME: path.join(home, 'hf-home'), XDG_DATA_HOME: path.join(home, 'xdg-data') },
-  });
+  const { HF_TOKEN: _token, HF_TOKEN_PATH: _tokenPath, ...inherited } = process.env;
+  const serveEnv = {
+    ...inherited,
+    HF_HOME: path.join(home, 'hf-home'),
+    XDG_DATA_HOME: path.join(home, 'xdg-data'),
+    ...env,
+  };
+  let served = await serve(['--port', '0', '--home', home], { env: serveEnv });
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   return {
     home,
-    served,
+    get served() {
+      return served;
+    },
     browser,
+    async restartServe(whileStopped = async () => {}) {
+      await stopServe(served);
+      await whileStopped();
+      served = await serve(['--port', served.url.port, '--home', home], { env: serveEnv });
+    },
     async openStudio(hash = '', expectedErrors: RegExp[] = []) {
       const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
       const errors: string[] = [];

@@ -1,7 +1,7 @@
 // export.run: an adapter as a PEFT folder (a copy), a merged model folder, a llama.cpp LoRA GGUF with an Ollama
-// Modelfile, or one merged model GGUF (f16, q8_0 or q4_0) with its Modelfile, written into a destination folder that
-// is new or empty, outside the adapter folder and the system's folders. Everything is written into a temp folder beside
-// the destination, renamed into place once complete: a failure (a full disk) leaves nothing half-written.
+// Modelfile, or one merged model GGUF (f16, q8_0, q4_0 or a k-quant mix) with its Modelfile, written into a destination
+// folder that is new or empty, outside the adapter folder and the system's folders. Everything is written into a temp
+// folder beside the destination, renamed into place once complete: a failure (a full disk) leaves nothing half-written.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { CheckedParams } from '../../../shared/api.js';
