@@ -3,9 +3,8 @@
 // tensor starting on a multiple of ALIGNMENT. The header needs every tensor's type, shape and offset, so writers plan
 // sizes from shapes first and stream the data after. Legend: GGUF lists a tensor's dims innermost first, so a
 // row-major W [rows, cols] is ne = (cols, rows).
-import fs from 'node:fs';
-import path from 'node:path';
 import { GgmlType } from '../model/quant/ggmlQuants.js';
+import { AtomicFileStream } from '../util/atomicWrite.js';
 
 export { GgmlType };
 
@@ -150,31 +149,21 @@ export function ggufHeader(
  * `file` that is fsynced and renamed on close; abort (or a failed write: a full disk) removes it.
  */
 export class GgufStreamWriter {
-  private readonly fd: number;
-  private readonly temp: string;
+  private readonly out: AtomicFileStream;
   private next = 0;
-  private written = 0;
 
   constructor(
-    private readonly file: string,
+    file: string,
     metadata: ReadonlyMap<string, MetadataValue>,
     private readonly tensors: readonly TensorInfo[],
   ) {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    this.temp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${Date.now()}`);
-    this.fd = fs.openSync(this.temp, 'w');
+    this.out = new AtomicFileStream(file);
     try {
-      this.put(ggufHeader(metadata, tensors).header);
+      this.out.write(ggufHeader(metadata, tensors).header);
     } catch (err) {
       this.abort();
       throw err;
     }
-  }
-
-  private put(bytes: Uint8Array): void {
-    let done = 0;
-    while (done < bytes.byteLength) done += fs.writeSync(this.fd, bytes, done, bytes.byteLength - done);
-    this.written += bytes.byteLength;
   }
 
   /** The next declared tensor's data, exactly its planned size. */
@@ -183,28 +172,21 @@ export class GgufStreamWriter {
     if (!info) throw new Error('GgufStreamWriter: more tensors written than declared');
     if (data.byteLength !== info.bytes)
       throw new Error(`GgufStreamWriter: ${info.name}: ${data.byteLength} bytes, planned ${info.bytes}`);
-    this.put(data);
+    this.out.write(data);
     // gguf-py pads after the last tensor too; ggml's reader, without mmap, reads the padded size.
-    const gap = padTo(this.written) - this.written;
-    if (gap) this.put(new Uint8Array(gap));
+    const gap = padTo(this.out.length) - this.out.length;
+    if (gap) this.out.write(new Uint8Array(gap));
     this.next++;
   }
 
   close(): void {
     if (this.next !== this.tensors.length)
       throw new Error(`GgufStreamWriter: ${this.next} of ${this.tensors.length} tensors written`);
-    fs.fsyncSync(this.fd);
-    fs.closeSync(this.fd);
-    fs.renameSync(this.temp, this.file);
+    this.out.commit();
   }
 
   abort(): void {
-    try {
-      fs.closeSync(this.fd);
-    } catch {
-      // already closed
-    }
-    fs.rmSync(this.temp, { force: true });
+    this.out.abort();
   }
 }
 

@@ -3,7 +3,7 @@
 // We read headers only and hand out absolute byte ranges, so ONNX external data can point straight into the file.
 import fs from 'node:fs';
 import { UserError } from '../../shared/errors.js';
-import path from 'node:path';
+import { AtomicFileStream } from '../util/atomicWrite.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8' | 'BOOL';
 
@@ -236,12 +236,11 @@ export interface TensorToWrite {
  * and shapes, so no more than one tensor is ever held. Written to a temp file, fsynced and renamed on close.
  */
 export class SafetensorsStreamWriter {
-  private readonly fd: number;
-  private readonly temp: string;
+  private readonly out: AtomicFileStream;
   private next = 0;
 
   constructor(
-    private readonly file: string,
+    file: string,
     private readonly layout: { name: string; dtype: TensorToWrite['dtype']; shape: number[] }[],
     metadata?: Record<string, string>,
   ) {
@@ -258,21 +257,14 @@ export class SafetensorsStreamWriter {
     const headerBytes = Buffer.concat([json, Buffer.alloc((8 - (json.length % 8)) % 8, ' ')]);
     const prefix = Buffer.alloc(8);
     prefix.writeBigUInt64LE(BigInt(headerBytes.length));
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    this.temp = `${file}.tmp-${process.pid}-${Date.now()}`;
-    this.fd = fs.openSync(this.temp, 'w');
+    this.out = new AtomicFileStream(file);
     try {
-      this.writeBytes(prefix);
-      this.writeBytes(headerBytes);
+      this.out.write(prefix);
+      this.out.write(headerBytes);
     } catch (err) {
       this.abort();
       throw err;
     }
-  }
-
-  private writeBytes(bytes: Uint8Array): void {
-    let written = 0;
-    while (written < bytes.byteLength) written += fs.writeSync(this.fd, bytes, written, bytes.byteLength - written);
   }
 
   /** The next tensor of the declared layout. */
@@ -293,25 +285,18 @@ export class SafetensorsStreamWriter {
       throw new Error(
         `SafetensorsStreamWriter: ${name} has ${bytes.byteLength} bytes, shape [${t.shape}] ${t.dtype} needs ${expected}`,
       );
-    this.writeBytes(bytes);
+    this.out.write(bytes);
   }
 
   close(): void {
     if (this.next !== this.layout.length)
       throw new Error(`SafetensorsStreamWriter: ${this.layout.length - this.next} tensors not written`);
-    fs.fsyncSync(this.fd);
-    fs.closeSync(this.fd);
-    fs.renameSync(this.temp, this.file);
+    this.out.commit();
   }
 
   /** Gives up a file that failed half-way (a full disk): its descriptor closed, its temp file gone, its space freed. */
   abort(): void {
-    try {
-      fs.closeSync(this.fd);
-    } catch {
-      // already closed by close(), which failed after it
-    }
-    fs.rmSync(this.temp, { force: true });
+    this.out.abort();
   }
 }
 

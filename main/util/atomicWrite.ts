@@ -2,29 +2,60 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 /**
- * Writes `parts` to `file` through a temp file in the same folder, fsynced then renamed: never half-written. `mode`
- * applies from the first byte (a secret is never readable by others, not even while it is written).
+ * A file written piece by piece through a temp file in its folder, then fsynced and renamed by `commit`: never seen
+ * half-written. `abort` gives up one that failed half-way (a full disk): descriptor closed, temp file and space gone.
+ * `mode` applies from the first byte (a secret is never readable by others, not even while it is written).
  */
-export function writeFileAtomic(file: string, parts: Uint8Array[] | string, options: { mode?: number } = {}): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const temp = `${file}.tmp-${process.pid}-${Date.now()}`;
-  const fd = fs.openSync(temp, 'w', options.mode ?? 0o666);
-  try {
-    for (const part of typeof parts === 'string' ? [Buffer.from(parts, 'utf8')] : parts) {
-      let written = 0;
-      while (written < part.byteLength) written += fs.writeSync(fd, part, written, part.byteLength - written);
-    }
-    fs.fsyncSync(fd);
-  } catch (err) {
-    fs.closeSync(fd);
-    fs.rmSync(temp, { force: true });
-    throw err;
+export class AtomicFileStream {
+  private readonly fd: number;
+  private readonly temp: string;
+  /** Bytes written so far. */
+  length = 0;
+
+  constructor(
+    readonly file: string,
+    options: { mode?: number } = {},
+  ) {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    this.temp = `${file}.tmp-${process.pid}-${Date.now()}`;
+    this.fd = fs.openSync(this.temp, 'w', options.mode ?? 0o666);
   }
-  fs.closeSync(fd);
+
+  write(bytes: Uint8Array): void {
+    let done = 0;
+    while (done < bytes.byteLength) done += fs.writeSync(this.fd, bytes, done, bytes.byteLength - done);
+    this.length += bytes.byteLength;
+  }
+
+  commit(): void {
+    fs.fsyncSync(this.fd);
+    fs.closeSync(this.fd);
+    try {
+      fs.renameSync(this.temp, this.file);
+    } catch (err) {
+      fs.rmSync(this.temp, { force: true });
+      throw err;
+    }
+  }
+
+  abort(): void {
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // already closed by commit(), which failed after it
+    }
+    fs.rmSync(this.temp, { force: true });
+  }
+}
+
+/** Writes `parts` to `file` at once through an AtomicFileStream: never half-written. */
+export function writeFileAtomic(file: string, parts: Uint8Array[] | string, options: { mode?: number } = {}): void {
+  const out = new AtomicFileStream(file, options);
   try {
-    fs.renameSync(temp, file);
+    for (const part of typeof parts === 'string' ? [Buffer.from(parts, 'utf8')] : parts) out.write(part);
+    out.commit();
   } catch (err) {
-    fs.rmSync(temp, { force: true });
+    out.abort();
     throw err;
   }
 }
