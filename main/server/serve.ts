@@ -10,6 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import path from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { errorShape, type ApiErrorShape } from '../../shared/api.js';
 import { ApiError, oneLine, UserError } from '../../shared/errors.js';
@@ -162,22 +163,29 @@ const sendError = (
 /** Deeper than any call's params: deeper ones would only exhaust the stack of whatever walks them next. */
 const MAX_JSON_DEPTH = 64;
 
-/** How deep the arrays and objects of a JSON text nest (brackets inside strings do not count). */
-function jsonDepth(text: string): number {
-  let depth = 0;
-  let deepest = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c)
-        i++; // a backslash escapes the next character
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) deepest = Math.max(deepest, ++depth);
-    else if (c === 0x5d || c === 0x7d) depth--;
+/**
+ * How deep the arrays and objects of a JSON text nest (brackets inside strings do not count), fed the body chunk by
+ * chunk as it arrives, so that a large body is never scanned in one stretch of the event loop. It reads bytes: in
+ * UTF-8 no byte of a multi-byte character is an ASCII quote, backslash or bracket.
+ */
+class JsonDepthScanner {
+  private depth = 0;
+  private inString = false;
+  private escaped = false;
+  deepest = 0;
+
+  feed(chunk: Buffer): void {
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk[i];
+      if (this.escaped) this.escaped = false;
+      else if (this.inString) {
+        if (c === 0x5c) this.escaped = true;
+        else if (c === 0x22) this.inString = false;
+      } else if (c === 0x22) this.inString = true;
+      else if (c === 0x5b || c === 0x7b) this.deepest = Math.max(this.deepest, ++this.depth);
+      else if (c === 0x5d || c === 0x7d) this.depth--;
+    }
   }
-  return deepest;
 }
 
 /** A request body over MAX_BODY_BYTES. */
@@ -189,21 +197,31 @@ function statusOf(err: unknown): number {
   return 500;
 }
 
-function readBody(req: http.IncomingMessage): Promise<string> {
+/** The body as text, with how deep its JSON nests, measured while it arrives. */
+function readBody(req: http.IncomingMessage): Promise<{ text: string; depth: number }> {
   return new Promise((resolve, reject) => {
     const tooLarge = new BodyTooLarge(`the request body is over ${MAX_BODY_BYTES} bytes`);
     // Past the limit the body is read and dropped, so that the client gets the 413 rather than a reset connection;
     // far past it (or announced so) the answer comes at once and the connection closes.
     const dropLimit = 4 * MAX_BODY_BYTES;
     if (Number(req.headers['content-length']) > dropLimit) return reject(tooLarge);
-    const chunks: Buffer[] = [];
+    // Decoded chunk by chunk too: one decode of megabytes at the end would hold the event loop as long.
+    const decoder = new StringDecoder('utf8');
+    const pieces: string[] = [];
+    const depth = new JsonDepthScanner();
     let size = 0;
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      if (size <= MAX_BODY_BYTES) chunks.push(chunk);
-      else if (size > dropLimit) reject(tooLarge);
+      if (size <= MAX_BODY_BYTES) {
+        pieces.push(decoder.write(chunk));
+        depth.feed(chunk);
+      } else if (size > dropLimit) reject(tooLarge);
     });
-    req.on('end', () => (size > MAX_BODY_BYTES ? reject(tooLarge) : resolve(Buffer.concat(chunks).toString('utf8'))));
+    req.on('end', () =>
+      size > MAX_BODY_BYTES
+        ? reject(tooLarge)
+        : resolve({ text: pieces.join('') + decoder.end(), depth: depth.deepest }),
+    );
     req.on('error', reject);
   });
 }
@@ -221,8 +239,10 @@ async function answerApiCall(
   let params: unknown;
   try {
     const body = await readBody(req);
-    if (jsonDepth(body) > MAX_JSON_DEPTH) throw new ApiError(`the params nest deeper than ${MAX_JSON_DEPTH} levels`);
-    params = body.trim() === '' ? {} : JSON.parse(body);
+    if (body.depth > MAX_JSON_DEPTH) throw new ApiError(`the params nest deeper than ${MAX_JSON_DEPTH} levels`);
+    // Parsing a body of megabytes takes tens of ms: calls that came meanwhile are answered first.
+    if (body.text.length > 2 ** 20) await new Promise((resolve) => setImmediate(resolve));
+    params = body.text.trim() === '' ? {} : JSON.parse(body.text);
   } catch (err) {
     if (err instanceof BodyTooLarge)
       return sendError(res, 413, { name: 'ApiError', message: `${method}: ${err.message}` }, { Connection: 'close' });

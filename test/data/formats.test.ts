@@ -481,22 +481,33 @@ describe('readSamples', () => {
   test.runIf(fs.existsSync('/proc/self/fd'))(
     'stopping early closes the file, also while rows are read ahead for detection',
     async () => {
-      const openFiles = () => fs.readdirSync('/proc/self/fd').length;
-      const settle = () => new Promise((resolve) => setTimeout(resolve, 50)); // file handles close asynchronously
-      await settle();
-      const before = openFiles();
+      // Which of these files the process still holds open (other fds of the worker come and go).
+      const heldOpen = (paths: string[]) =>
+        fs
+          .readdirSync('/proc/self/fd')
+          .map((fd) => {
+            try {
+              return fs.readlinkSync(`/proc/self/fd/${fd}`);
+            } catch {
+              return ''; // closed between listing and reading
+            }
+          })
+          .filter((target) => paths.includes(target));
       const files = [
         jsonl(Array.from({ length: 100 }, (_, i) => ({ text: `row ${i}` }))),
         dataFile('.csv', 'text\n' + 'row\n'.repeat(200_000)),
-      ];
+      ].map((file) => fs.realpathSync(file));
       for (const file of files) {
         for await (const item of readSamples(file)) {
           expect(item.row).toBeLessThanOrEqual(2);
+          expect(heldOpen([file])).toEqual([file]); // the check sees an open file
           break;
         }
       }
-      await settle();
-      expect(openFiles()).toBe(before);
+      // File handles close asynchronously: wait up to 2 s for both.
+      for (let waited = 0; heldOpen(files).length > 0 && waited < 2000; waited += 50)
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(heldOpen(files)).toEqual([]);
     },
   );
 });

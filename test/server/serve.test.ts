@@ -147,6 +147,21 @@ describe('peft-studio serve', () => {
     expect((await request(at('/api/app.info', server.token))).status).toBe(405);
   });
 
+  it('refuses params nested deeper than 64 levels, counting no bracket inside a string, in any character set', async () => {
+    const nested = (levels: number) => '['.repeat(levels) + ']'.repeat(levels);
+    const deep = await call('runs.get', { id: JSON.parse(nested(65)) });
+    expect(deep.status).toBe(400);
+    expect(JSON.parse(deep.body).error.message).toBe('runs.get: the params nest deeper than 64 levels');
+    // 63 levels in the value plus the params object: the depth check passes, the schema refuses the id.
+    const shallow = await call('runs.get', { id: JSON.parse(nested(63)) });
+    expect(JSON.parse(shallow.body).error.message).toMatch(/^runs\.get: params\.id: /);
+    // Brackets, escaped quotes and multi-byte characters inside strings, across the chunks of a body of megabytes.
+    const text = `é"[{\\ ${'[{ 漢字 "'.repeat(300_000)} 🙂`;
+    const inString = await call('runs.rename', { id: 1, name: text });
+    expect(inString.status).toBe(400);
+    expect(JSON.parse(inString.body).error.message).toMatch(/^runs\.rename: params\.name: /);
+  });
+
   it('serves the built renderer with a strict Content-Security-Policy; the page sets a cookie for its own assets', async () => {
     const page = await request(at('/', server.token));
     expect(page.status).toBe(200);
