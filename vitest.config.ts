@@ -16,5 +16,6 @@ export default defineConfig({
     expect: { poll: { timeout: 10_000 } },
     reporters: ['default', './test/support/summaryReporter.ts'],
     setupFiles: ['./test/support/setup.ts'],
+    globalSetup: ['./test/support/globalSetup.ts'],
   },
 });

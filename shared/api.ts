@@ -143,6 +143,8 @@ export const PARAMS = {
   'runs.cancel': runId,
   /** Deletes a finished run's record and folder (its adapter folder stays). */
   'runs.delete': runId,
+  /** "Run elsewhere": the run written as a Hugging Face TRL + accelerate project into a new or empty folder. */
+  'runs.handoff': z.strictObject({ id: positiveInt, outDir: path }),
   'adapters.list': noParams,
   /** Streams `playground.token` events with this requestId, then resolves with the whole answer. */
   'playground.generate': z.strictObject({
@@ -167,6 +169,22 @@ export const PARAMS = {
   'datasets.delete': z.strictObject({ id: positiveInt }),
   /** Forgets an adapter; with deleteFiles also the files the studio wrote into its folder, then the folder if empty. */
   'adapters.delete': z.strictObject({ id: positiveInt, deleteFiles: z.boolean().default(false) }),
+  /**
+   * A PEFT adapter trained elsewhere into the library: a folder (its full path) or a Hub repo id (org/name, optionally
+   * @revision), copied into the studio's adapters/ folder (`name` names that copy); with runId, as the adapter of that
+   * run (the one handed over). A Hub download reports progress as download events with requestId.
+   */
+  'adapters.import': z.strictObject({
+    source: z
+      .string()
+      .trim()
+      .min(1, 'must not be empty')
+      .max(4096)
+      .refine((s) => !s.includes('\0'), 'cannot contain a NUL byte'),
+    runId: positiveInt.nullable().optional(),
+    name: z.string().min(1).max(100).optional(),
+    requestId: z.string().min(1).optional(),
+  }),
   'export.run': z.strictObject({
     adapterId: positiveInt,
     /**
@@ -376,6 +394,14 @@ export interface ExportResult {
   record: ExportRecord;
 }
 
+/** A run handed off to TRL (main/handoff/): the project folder and what it does differently from the studio's run. */
+export interface HandoffResult {
+  folder: string;
+  caveats: string[];
+  /** The files written, relative to the folder. */
+  files: string[];
+}
+
 export interface HubExportResult {
   repoId: string;
   repoUrl: string;
@@ -428,6 +454,8 @@ interface StudioResults {
   'runs.resume': RunRecord;
   'runs.cancel': RunRecord;
   'runs.delete': { deleted: number };
+  /** The project folder, and what TRL does differently from the studio's run, one sentence each. */
+  'runs.handoff': HandoffResult;
   'adapters.list': AdapterRecord[];
   'playground.generate': GenerationSummary;
   'playground.stop': { stopped: boolean };
@@ -435,6 +463,7 @@ interface StudioResults {
   'datasets.delete': { deleted: number };
   /** kept: files the studio wrote there but left, as they changed since (anything else in the folder stays too). */
   'adapters.delete': { deleted: number; kept: string[] };
+  'adapters.import': AdapterRecord;
   'export.run': ExportResult;
   'export.modelCard': { markdown: string };
   'export.hub': HubExportResult;

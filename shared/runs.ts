@@ -93,6 +93,11 @@ export interface AdapterRecord {
   metrics: { finalLoss: number | null; evalLoss: number | null; steps: number };
   /** Whether its training rows went through the model's chat template (from its manifest); null when not known. */
   chatTemplate: boolean | null;
+  /**
+   * Where an adapter trained elsewhere was imported from: its folder, or `hub:org/name@commit`; null (or absent in
+   * records made before imports) for adapters the studio trained.
+   */
+  origin?: string | null;
   createdAt: string;
 }
 

@@ -36,7 +36,9 @@ import { hubCommands } from './hub.js';
 import { PLAYGROUND_COMMANDS } from './playground.js';
 import { configuredHome, RUNS_COMMANDS, runNameFlag, trainRecorded } from './runs.js';
 import { DEMO_COMMANDS } from './demo.js';
+import { IMPORT_COMMANDS } from './importAdapter.js';
 import { SERVE_COMMANDS } from './serve.js';
+import { HANDOFF_COMMANDS } from './handoff.js';
 import { TRAIN_OPTIONS, TRAIN_USAGE, trainJobFromFlags } from './trainFlags.js';
 
 async function runAndReport(
@@ -267,6 +269,8 @@ const COMMANDS: Record<string, Command> = {
   ...RUNS_COMMANDS,
   ...DEMO_COMMANDS,
   ...SERVE_COMMANDS,
+  ...IMPORT_COMMANDS,
+  ...HANDOFF_COMMANDS,
 };
 
 /** Tensor-by-tensor progress on stderr: one rewritten line on a terminal, else a line per tenth of the tensors. */

@@ -136,4 +136,9 @@ export const MIGRATIONS: readonly string[] = [
   DROP TABLE exports;
   ALTER TABLE exports_v8 RENAME TO exports;
   `,
+  // 9: adapters trained elsewhere and imported (`peft-studio import`, adapters.import) keep where they came from: the
+  // folder, or the Hub repo at its commit; null for adapters the studio trained.
+  `
+  ALTER TABLE adapters ADD COLUMN origin TEXT;
+  `,
 ];

@@ -99,6 +99,7 @@ function adapterFromRow(r: Row): AdapterRecord {
     baseModelId: r.base_model_id as number,
     metrics: JSON.parse(r.metrics as string),
     chatTemplate: manifestChatTemplate(r.manifest as string | null),
+    origin: (r.origin as string | null) ?? null,
     createdAt: r.created_at as string,
   };
 }
@@ -487,10 +488,10 @@ export class Store {
 
   /**
    * Records an adapter (again, for a folder written anew: it keeps its id) with the manifest of its files, which
-   * also says whether its training went through the chat template.
+   * also says whether its training went through the chat template; an imported one with its origin.
    */
   addAdapter(
-    adapter: Omit<AdapterRecord, 'id' | 'createdAt' | 'chatTemplate'>,
+    adapter: Omit<AdapterRecord, 'id' | 'createdAt' | 'chatTemplate' | 'origin'> & { origin?: string | null },
     manifest: string | null,
   ): AdapterRecord {
     return this.write(() => {
@@ -498,11 +499,11 @@ export class Store {
         Row | undefined;
       this.db
         .prepare(
-          `INSERT INTO adapters (id, run_id, parent_adapter_id, folder, method, base_model_id, metrics, created_at, manifest)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+          `INSERT INTO adapters (id, run_id, parent_adapter_id, folder, method, base_model_id, metrics, created_at, manifest, origin)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (folder) DO UPDATE SET run_id = excluded.run_id, parent_adapter_id = excluded.parent_adapter_id, method = excluded.method,
              base_model_id = excluded.base_model_id, metrics = excluded.metrics, created_at = excluded.created_at,
-             manifest = excluded.manifest`,
+             manifest = excluded.manifest, origin = excluded.origin`,
         )
         .run(
           (existing?.id as number | undefined) ?? this.nextId('adapters'),
@@ -514,6 +515,7 @@ export class Store {
           JSON.stringify(adapter.metrics),
           now(),
           manifest,
+          adapter.origin ?? null,
         );
       return adapterFromRow(this.db.prepare('SELECT * FROM adapters WHERE folder = ?').get(adapter.folder) as Row);
     });

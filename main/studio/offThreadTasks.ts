@@ -1,6 +1,7 @@
 // What runOffThread may run: each entry takes structured-cloneable arguments and returns a cloneable result.
 import { inspectDataset } from '../data/inspect.js';
 import { datasetPage } from '../data/table.js';
+import { writeHandoff } from '../handoff/handoff.js';
 import { writeCheckpointAdapter } from './services/checkpointAdapter.js';
 import { exportAdapter } from './services/exportAdapter.js';
 import { planCatalogueFit, planFit } from './services/memoryFit.js';
@@ -16,4 +17,6 @@ export const OFF_THREAD_TASKS = {
   exportAdapter,
   /** Reads a checkpoint's state (the optimizer's moments too) and writes an adapter: a large model's take seconds. */
   writeCheckpointAdapter,
+  /** Reads, renders and tokenizes the run's whole dataset: seconds to minutes for a large one. */
+  writeHandoff,
 };

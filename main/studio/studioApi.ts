@@ -22,7 +22,9 @@ import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
 import { hubAccessFromEnv, tokenFromEnv, type HubAccess } from '../hub/access.js';
 import { catalogueEntries, downloadModel } from '../hub/modelDownload.js';
 import { previewModelCard, pushAdapter } from '../hub/push.js';
+import type { DownloadProgress } from '../hub/download.js';
 import { describeModelFolder } from './runs/modelRecord.js';
+import { importAdapter } from './services/importAdapter.js';
 import { checkpointFolder, RunManager, removeRunFolder } from './runs/runManager.js';
 import { Store } from '../store/store.js';
 import { listDevices } from './services/devices.js';
@@ -31,6 +33,7 @@ import { PlaygroundHost } from './services/playgroundHost.js';
 import type { GenerationEngine } from './services/playgroundSessions.js';
 import { engineThreads, generationThreads } from '../engine/runtime/threads.js';
 import { runOffThread } from './offThread.js';
+import { runHandoffSource } from '../handoff/handoff.js';
 import { lockHome } from '../store/homeLock.js';
 import { quantizedCacheIn, type HomeEnvironment } from '../store/home.js';
 import { SettingsFile } from './services/settingsFile.js';
@@ -224,6 +227,7 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
       store.deleteRun(p.id);
       return { deleted: p.id };
     },
+    'runs.handoff': (p) => runOffThread('writeHandoff', runHandoffSource(store, p.id), p.outDir),
     'adapters.list': () => store.adapters(),
     'adapters.delete': (p) => {
       const adapter = store.adapter(p.id);
@@ -232,6 +236,13 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
       const kept = p.deleteFiles ? deleteAdapterFiles(adapter.folder, manifest, studioPlaces(store)) : [];
       store.deleteAdapter(p.id);
       return { deleted: p.id, kept };
+    },
+    'adapters.import': async (p) => {
+      const { requestId } = p;
+      const onProgress = (step: DownloadProgress) => {
+        if (requestId) emit({ kind: 'download.progress', requestId, ...step });
+      };
+      return (await importAdapter(store, hub, p, onProgress)).adapter;
     },
     'models.delete': (p) => {
       store.deleteModel(p.id);

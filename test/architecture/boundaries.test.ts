@@ -45,6 +45,7 @@ const LAYERS: [folder: string, rank: number][] = [
   ['main/hub', 5],
   ['main/engine/compile', 5], // pure: ONNX graphs as bytes, never a session
   ['main/engine/runtime', 6], // the one door to onnxruntime-node
+  ['main/handoff', 6], // a run as a TRL project: the data pipeline, the memory plan
   ['main/engine/jobs', 7],
   ['main/playground', 7],
   ['main/engine/process', 8],
