@@ -145,6 +145,8 @@ export const PARAMS = {
   'runs.delete': runId,
   /** "Run elsewhere": the run written as a Hugging Face TRL + accelerate project into a new or empty folder. */
   'runs.handoff': z.strictObject({ id: positiveInt, outDir: path }),
+  /** "Run elsewhere" for the wizard's recipe: the job written as that project without training it here. */
+  'recipes.handoff': z.strictObject({ job: trainJobSchema, outDir: path }),
   'adapters.list': noParams,
   /** Streams `playground.token` events with this requestId, then resolves with the whole answer. */
   'playground.generate': z.strictObject({
@@ -456,6 +458,7 @@ interface StudioResults {
   'runs.delete': { deleted: number };
   /** The project folder, and what TRL does differently from the studio's run, one sentence each. */
   'runs.handoff': HandoffResult;
+  'recipes.handoff': HandoffResult;
   'adapters.list': AdapterRecord[];
   'playground.generate': GenerationSummary;
   'playground.stop': { stopped: boolean };

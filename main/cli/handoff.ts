@@ -3,7 +3,13 @@
 import fs from 'node:fs';
 import { UserError } from '../../shared/errors.js';
 import { jobProblems, trainJobSchema } from '../../shared/trainJob.js';
-import { runHandoffSource, writeHandoff, type HandoffResult, type HandoffSource } from '../handoff/handoff.js';
+import {
+  recipeHandoffSource,
+  runHandoffSource,
+  writeHandoff,
+  type HandoffResult,
+  type HandoffSource,
+} from '../handoff/handoff.js';
 import { defaultStudioHome } from '../store/home.js';
 import { Store } from '../store/store.js';
 import { json, str, UsageError, type Command } from './options.js';
@@ -19,7 +25,7 @@ function recipeSource(file: string): HandoffSource {
   }
   const problem = jobProblems(value)[0];
   if (problem) throw new UserError(`${file}: ${problem.field}: ${problem.message}`);
-  return { job: trainJobSchema.parse(value), run: null };
+  return recipeHandoffSource(trainJobSchema.parse(value));
 }
 
 function report(result: HandoffResult, runId: number | null): string {

@@ -52,6 +52,11 @@ export function runHandoffSource(store: Store, id: number): HandoffSource {
   };
 }
 
+/** A recipe (a job not run here: `--recipe` or the wizard's) as a handoff source: its data are read as they are now. */
+export function recipeHandoffSource(job: TrainJob): HandoffSource {
+  return { job, run: null };
+}
+
 /** Refuses an output folder that exists and is not an empty folder. */
 function checkOutputFolder(outDir: string): void {
   let entries: string[];

@@ -33,7 +33,7 @@ import { PlaygroundHost } from './services/playgroundHost.js';
 import type { GenerationEngine } from './services/playgroundSessions.js';
 import { engineThreads, generationThreads } from '../engine/runtime/threads.js';
 import { runOffThread } from './offThread.js';
-import { runHandoffSource } from '../handoff/handoff.js';
+import { recipeHandoffSource, runHandoffSource } from '../handoff/handoff.js';
 import { lockHome } from '../store/homeLock.js';
 import { quantizedCacheIn, type HomeEnvironment } from '../store/home.js';
 import { SettingsFile } from './services/settingsFile.js';
@@ -228,6 +228,7 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
       return { deleted: p.id };
     },
     'runs.handoff': (p) => runOffThread('writeHandoff', runHandoffSource(store, p.id), p.outDir),
+    'recipes.handoff': (p) => runOffThread('writeHandoff', recipeHandoffSource(p.job), p.outDir),
     'adapters.list': () => store.adapters(),
     'adapters.delete': (p) => {
       const adapter = store.adapter(p.id);

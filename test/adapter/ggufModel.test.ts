@@ -5,10 +5,12 @@
 //    Node cannot call llama.cpp's own quantizer (no FFI); the k-quants' fixtures come from it through Python
 //    (kQuants.test.ts, test/reference/make_kquant_fixtures.py).
 //  - In real llama.cpp (node-llama-cpp's prebuilt CPU build; nothing downloaded or compiled): tiny llama (tied
-//    embeddings, llama3 rope scaling), qwen2 (q/k/v bias) and qwen3 (q/k norm) models with a random LoRA adapter on
-//    all seven projections: the f16 and q8_0 files give our own generation's greedy tokens (base + unmerged adapter,
-//    fp32) for 32 tokens on 3 prompts; q4_0 loads and generates. 256-wide llama and qwen3 models as q4_k_m, q5_k_m
-//    and q6_k: llama-quantize's tensor types, and perplexity of our text close to the f16 file's.
+//    embeddings, llama3 rope scaling), qwen2 (q/k/v bias) and qwen3 (q/k norm) models with a LoRA adapter our engine
+//    trains on all seven projections to repeat three short texts (so every greedy step wins by a clear margin): the
+//    f16 and q8_0 files, decoding greedily on their own, give our own generation's 32 greedy tokens (base + unmerged
+//    adapter, fp32) on 3 prompts, and log-probabilities within justified tolerances; q4_0 loads and predicts.
+//    256-wide llama and qwen3 models (random adapters) as q4_k_m, q5_k_m and q6_k: llama-quantize's tensor types,
+//    and perplexity of our text close to the f16 file's. Perplexity on a pretrained model: ggufModelDemo.test.ts.
 //  - llama.cpp's tokenization of 20 varied strings equals ours, for the Llama 3 and Qwen3 tokenizer.json files.
 //  - Bad input: a prompt-tuning adapter, an out path that is a folder, an unknown quant, a write that fails midway.
 import { spawnSync } from 'node:child_process';
@@ -30,19 +32,19 @@ import {
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../../main/model/safetensors.js';
 import { createTinyModel } from '../../main/model/tinyModel.js';
 import { loadTokenizer } from '../../main/model/tokenizer.js';
-import { argmax } from '../../main/playground/sampler.js';
 import { Rng } from '../../main/util/random.js';
 import { CLI, lastJson, runCliAsync } from '../support/cli.js';
 import { randomLora, tempDir } from '../support/engine.js';
 import {
+  llamaCppGreedy,
   llamaCppLogProbs,
   llamaCppPerplexity,
   loadLlamaCpp,
   makeTinyCase,
   ourGreedy,
-  PROMPTS,
   TINY_CASES,
   topTwoGap,
+  trainMemorisingAdapter,
   worstLogProbError,
   type TinyCase,
   type TinyCaseOptions,
@@ -229,16 +231,22 @@ beforeAll(async () => {
 const makeCase = (name: string, c: TinyCase, options?: TinyCaseOptions) => makeTinyCase(work, name, c, options);
 
 // Tolerances on log-probabilities (tokens above 1e-4), from what llama.cpp computes: with F16 weights its CPU matmul
-// also rounds activations to f16 (about 5e-4 relative per product); with Q8_0 weights it quantizes activations to
-// Q8_0 blocks too (up to 1/254 of a block's largest value each). Logits here span about ±10, so f16 stays under 0.05
-// and q8_0 under 0.5 (measured: 0.02 and 0.3); a wrong permutation, tensor or hyperparameter gives errors of whole
-// units. A greedy choice may differ only where our own top two are closer than twice that: both sides' errors meet.
-const LOGPROB_TOLERANCE: Record<'f16' | 'q8_0', number> = { f16: 0.05, q8_0: 0.5 };
+// also rounds activations to f16 (2^-11 relative each, about 1e-3 with the weights' rounding); with Q8_0 weights it
+// quantizes activations to Q8_0 blocks too, and each weight and activation is off by up to half a step of 1/127 of
+// its block's largest value (about 1% relative on these N(0, 0.15) rows, compounding over 2 layers and the output).
+// Our side is fp32 with the adapter unmerged. Logits here span about 15 (printed), so f16 lands near 3e-3 of that
+// (measured 0.037-0.054) and q8_0 near 6% (measured 0.74-0.94, against 0.3 with small random adapters): the merged
+// memorising deltas are large and low-rank, so a block's step, set by its largest value, is coarse for the rest; the
+// errors are largest on the tail tokens near 1e-4. The bounds add about 20-100%, and the greedy check below needs each
+// step's margin to exceed twice the bound (measured margins 3.6-3.9). A wrong permutation, tensor or hyperparameter
+// changes the greedy tokens and gives errors of whole units at every step.
+const LOGPROB_TOLERANCE: Record<'f16' | 'q8_0', number> = { f16: 0.1, q8_0: 1.2 };
 
-// Q4_0 on these tiny random models (N(0, 0.15) weights, 64 wide) costs far more than on trained ones, where llama.cpp
-// reports a few percent; the bound only says the blocks decode to the model (a misread block gives perplexities of
-// hundreds).
-const Q4_0_PERPLEXITY_RATIO = 2;
+// Q4_0 on these 64-wide random models loses far more than on a trained one (ggufModelDemo.test.ts measures the
+// pretrained demo model: a few percent): measured perplexities of our memorised text 2.6 / 4.5 / 3.6 (llama / qwen2 /
+// qwen3) against f16's 1.17. The bound only says the blocks decode to the model: a misread block or a wrong type gives
+// perplexities in the hundreds (uniform over the vocabulary is 512).
+const Q4_0_PERPLEXITY_BOUND = 8;
 // The k-quant mixes on the 256-wide models, whose peaked predictions (f16 perplexity about 5.6 over 512 tokens) make
 // weight noise cost more than on trained models, where llama.cpp reports a few percent for Q4_K_M. Measured ratios to
 // f16: q6_k 1.04 / 1.06, q5_k_m 1.26 / 1.12, q4_k_m 2.0 / 1.43 (llama / qwen3), and llama.cpp's own Q4_0 blocks
@@ -248,12 +256,17 @@ const K_QUANT_PERPLEXITY_RATIO = { q6_k: 1.25, q5_k_m: 1.5, q4_k_m: 2.4 };
 
 describe.each(Object.keys(CASES) as (keyof typeof CASES)[])('%s model GGUF in llama.cpp', (name) => {
   let dirs: { modelDir: string; adapterDir: string };
+  let prompts: number[][];
   let ours: Awaited<ReturnType<typeof ourGreedy>>;
   const files: Partial<Record<GgufModelQuant, string>> = {};
 
   beforeAll(async () => {
-    dirs = makeCase(name, CASES[name]);
-    ours = await ourGreedy(dirs.modelDir, dirs.adapterDir);
+    const tiny = makeCase(name, CASES[name]);
+    dirs = { modelDir: tiny.modelDir, adapterDir: path.join(work, `${name}-trained-adapter`) };
+    const trained = await trainMemorisingAdapter(dirs.modelDir, dirs.adapterDir);
+    prompts = trained.prompts;
+    console.log(`${name}: adapter trained in ${trained.seconds.toFixed(1)} s to loss ${trained.finalLoss.toFixed(4)}`);
+    ours = await ourGreedy(dirs.modelDir, dirs.adapterDir, prompts);
     for (const quant of ['f16', 'q8_0', 'q4_0'] as const) {
       files[quant] = writeGgufModel({ ...dirs, outFile: path.join(work, `${name}-${quant}.gguf`), quant }).gguf;
     }
@@ -285,34 +298,39 @@ describe.each(Object.keys(CASES) as (keyof typeof CASES)[])('%s model GGUF in ll
   });
 
   it.each(['f16', 'q8_0'] as const)(
-    '%s picks our greedy token with the adapter at each of 32 steps on 3 prompts',
+    '%s decodes our 32 greedy tokens with the trained adapter on 3 prompts, logits within tolerance',
     async (quant) => {
-      const theirs = await llamaCppLogProbs(llama, files[quant]!, ours);
+      const theirIds = await llamaCppGreedy(llama, files[quant]!, prompts);
+      const theirs = await llamaCppLogProbs(llama, files[quant]!, ours, undefined, prompts);
       let worst = 0;
-      let nearTies = 0;
-      PROMPTS.forEach((_, p) => {
+      let smallestMargin = Infinity;
+      let logitSpread = 0;
+      prompts.forEach((_, p) => {
+        expect(theirIds[p], `prompt ${p}: llama.cpp's greedy tokens`).toEqual(ours[p].ids);
         ours[p].logProbs.forEach((mine, step) => {
           const error = worstLogProbError(mine, theirs[p][step]);
           worst = Math.max(worst, error);
+          logitSpread = Math.max(logitSpread, -Math.min(...mine));
+          smallestMargin = Math.min(smallestMargin, topTwoGap(mine), topTwoGap(theirs[p][step]));
           expect(error, `prompt ${p} step ${step}: log-probability error`).toBeLessThan(LOGPROB_TOLERANCE[quant]);
-          if (argmax(theirs[p][step]) === ours[p].ids[step]) return;
-          nearTies++;
-          expect(topTwoGap(mine), `prompt ${p} step ${step}: llama.cpp chose another token`).toBeLessThan(
-            2 * LOGPROB_TOLERANCE[quant],
-          );
         });
       });
-      console.log(`${name} ${quant}: worst log-probability error ${worst.toExponential(2)}, near ties ${nearTies}`);
+      console.log(
+        `${name} ${quant}: worst log-probability error ${worst.toExponential(2)}, ` +
+          `smallest top-1/top-2 margin on the paths ${smallestMargin.toFixed(2)}, logit spread ${logitSpread.toFixed(1)}`,
+      );
+      // Every step wins by more than both sides' errors together: no choice on the path was a near tie.
+      expect(smallestMargin).toBeGreaterThan(2 * LOGPROB_TOLERANCE[quant]);
     },
   );
 
-  it('q4_0 predicts our text about as well as f16 does', async () => {
+  it('q4_0 loads and predicts our text far better than a misread file would', async () => {
     const [f16, q4] = [
-      await llamaCppPerplexity(llama, files.f16!, ours),
-      await llamaCppPerplexity(llama, files.q4_0!, ours),
+      await llamaCppPerplexity(llama, files.f16!, ours, prompts),
+      await llamaCppPerplexity(llama, files.q4_0!, ours, prompts),
     ];
     console.log(`${name}: perplexity of our greedy text in llama.cpp, f16 ${f16.toFixed(3)}, q4_0 ${q4.toFixed(3)}`);
-    expect(q4 / f16).toBeLessThan(Q4_0_PERPLEXITY_RATIO);
+    expect(q4).toBeLessThan(Q4_0_PERPLEXITY_BOUND);
   });
 });
 

@@ -1,9 +1,9 @@
 // Tiny models in real llama.cpp (node-llama-cpp's prebuilt CPU build: nothing downloaded or compiled), beside our own
-// generation: the models and adapters the GGUF tests export, our greedy tokens and log-probabilities, and llama.cpp's
-// log-probabilities of the same contexts.
+// generation: the models and adapters the GGUF tests export (random, or trained by our engine to repeat short texts),
+// our greedy tokens and log-probabilities, llama.cpp's greedy tokens, and its log-probabilities of the same contexts.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Llama } from 'node-llama-cpp';
+import type { Llama, Token } from 'node-llama-cpp';
 import { loadAdapter } from '../../main/adapter/anyAdapter.js';
 import { saveLoraAdapter } from '../../main/adapter/loraAdapter.js';
 import { InferenceModel } from '../../main/engine/runtime/inferenceModel.js';
@@ -11,7 +11,11 @@ import { engineThreads } from '../../main/engine/runtime/threads.js';
 import { openModelFolder } from '../../main/model/modelFolder.js';
 import { readSafetensorsHeader, readTensorF32, writeSafetensors } from '../../main/model/safetensors.js';
 import { createTinyModel } from '../../main/model/tinyModel.js';
+import { loadTokenizer } from '../../main/model/tokenizer.js';
 import { argmax } from '../../main/playground/sampler.js';
+import { defaultTrainJob } from '../../shared/trainJob.js';
+import type * as Host from '../../main/engine/process/host.js';
+import { ROOT } from './cli.js';
 import { randomLora } from './engine.js';
 
 const ALL_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
@@ -100,16 +104,93 @@ export function makeTinyCase(
   return { modelDir, adapterDir };
 }
 
+/**
+ * Three short texts the tiny tokenizer knows, each longer than a prompt of PROMPT_TOKENS tokens plus NEW_TOKENS, so
+ * that a greedy continuation of the prompt never reaches the row's end.
+ */
+export const MEMORISED_TEXTS = [
+  'the cat sat on the mat and looked at the door, then it walked to the garden and slept in the warm sun until the evening came',
+  'we will meet at the station at nine in the morning, take the first train to the city and walk along the river to the old bridge',
+  'add two cups of flour, one egg and a little milk, stir until it is smooth, then bake it in a hot oven for twenty minutes or so',
+];
+const PROMPT_TOKENS = 6;
+
+/**
+ * A LoRA adapter (rank 8 on every projection) trained by our engine, in its own process as the studio runs it, to
+ * repeat MEMORISED_TEXTS: at its loss of about 0.15 each greedy step wins by over 3.5 logits, so a rounding of the
+ * weights (f16, q8_0) cannot flip it and a free-running decode can be compared token for token (a random adapter on
+ * a random model leaves near ties). Returns the prompts: each text's first PROMPT_TOKENS tokens, as training saw
+ * them.
+ */
+export async function trainMemorisingAdapter(
+  modelDir: string,
+  adapterDir: string,
+  steps = 150,
+): Promise<{ prompts: number[][]; finalLoss: number; seconds: number }> {
+  const dataFile = `${adapterDir}.jsonl`;
+  fs.writeFileSync(dataFile, MEMORISED_TEXTS.map((text) => JSON.stringify({ text })).join('\n') + '\n');
+  const base = defaultTrainJob('lora', { modelDir, dataFile, outDir: adapterDir });
+  const job = {
+    ...base,
+    lora: { ...base.lora, rank: 8, alpha: 16, dropout: 0, targets: [...ALL_TARGETS] },
+    optimizer: { ...base.optimizer, learningRate: 1e-2, scheduler: 'constant' as const },
+    steps,
+    batchSize: MEMORISED_TEXTS.length,
+    maxSeqLen: 128,
+    gradientCheckpointing: false,
+    device: 'cpu' as const,
+    checkpointEvery: 0,
+    keepBest: false,
+    overwriteOutput: true,
+  };
+  // The built host forks dist/main/engine/process/worker.js.
+  const { runEngine } = (await import(path.join(ROOT, 'dist/main/engine/process/host.js'))) as typeof Host;
+  const result = await runEngine({ kind: 'train', job, checkpointDir: null, resume: false }, () => {}).result;
+  if (result.status !== 'completed') throw new Error(`training stopped at step ${result.step}`);
+  const tokenizer = loadTokenizer(modelDir);
+  const texts = MEMORISED_TEXTS.map((text) => tokenizer.encode(text));
+  if (texts.some((ids) => ids.length < PROMPT_TOKENS + NEW_TOKENS)) throw new Error('a memorised text is too short');
+  const prompts = texts.map((ids) => ids.slice(0, PROMPT_TOKENS));
+  return { prompts, finalLoss: result.finalLoss, seconds: result.seconds };
+}
+
+/** llama.cpp's own greedy decoding (its sampler at temperature 0, fp32 KV cache) of NEW_TOKENS tokens per prompt. */
+export async function llamaCppGreedy(llama: Llama, file: string, prompts: number[][]): Promise<number[][]> {
+  const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+  const result: number[][] = [];
+  try {
+    for (const prompt of prompts) {
+      const context = await model.createContext({
+        contextSize: 256,
+        sequences: 1,
+        threads: 1,
+        experimentalKvCacheKeyType: 'F32',
+        experimentalKvCacheValueType: 'F32',
+      });
+      const ids: number[] = [];
+      for await (const id of context.getSequence().evaluate(prompt as Token[], { temperature: 0 })) {
+        ids.push(id);
+        if (ids.length === NEW_TOKENS) break;
+      }
+      result.push(ids);
+      await context.dispose();
+    }
+  } finally {
+    await model.dispose();
+  }
+  return result;
+}
+
 export type GreedyRun = { ids: number[]; logProbs: Float64Array[] };
 
 /** Our greedy tokens with the unmerged adapter (scale 1), and the log-softmax that chose each. */
-export async function ourGreedy(modelDir: string, adapterDir: string): Promise<GreedyRun[]> {
+export async function ourGreedy(modelDir: string, adapterDir: string, prompts = PROMPTS): Promise<GreedyRun[]> {
   const folder = openModelFolder(modelDir);
   const model = await InferenceModel.load(folder, 'cpu', loadAdapter(adapterDir, folder.spec), {
     threads: engineThreads(null),
   });
   const runs = [];
-  for (const prompt of PROMPTS) {
+  for (const prompt of prompts) {
     let { logits, cache } = await model.step(prompt, model.emptyCache(), 1);
     const ids: number[] = [];
     const logProbs: Float64Array[] = [];
@@ -144,11 +225,13 @@ export async function llamaCppLogProbs(
   file: string,
   runs: { ids: number[] }[],
   loraFile?: string,
+  prompts = PROMPTS,
+  vocab = 512,
 ): Promise<Float64Array[][]> {
   const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
   const result: Float64Array[][] = [];
   try {
-    for (const [p, prompt] of PROMPTS.entries()) {
+    for (const [p, prompt] of prompts.entries()) {
       const context = await model.createContext({
         contextSize: 256,
         sequences: 1,
@@ -165,7 +248,7 @@ export async function llamaCppLogProbs(
         );
       result.push(
         evaluated.slice(prompt.length - 1).map((step) => {
-          const logProbs = new Float64Array(512).fill(-Infinity);
+          const logProbs = new Float64Array(vocab).fill(-Infinity);
           for (const [id, probability] of step!.next!.probabilities!) logProbs[id] = Math.log(probability);
           return logProbs;
         }),
@@ -193,9 +276,15 @@ export function topTwoGap(logProbs: Float64Array): number {
   return sorted[0] - sorted[1];
 }
 
-/** Perplexity, in llama.cpp, of the 96 tokens our greedy decoding chose (a held-out text for the GGUF). */
-export async function llamaCppPerplexity(llama: Llama, file: string, ours: { ids: number[] }[]): Promise<number> {
-  const theirs = await llamaCppLogProbs(llama, file, ours);
-  const nll = PROMPTS.flatMap((_, p) => ours[p].ids.map((id, step) => -theirs[p][step][id]));
+/** Perplexity, in llama.cpp, of the tokens our greedy decoding chose after each prompt (held-out text for the GGUF). */
+export async function llamaCppPerplexity(
+  llama: Llama,
+  file: string,
+  ours: { ids: number[] }[],
+  prompts = PROMPTS,
+  vocab = 512,
+): Promise<number> {
+  const theirs = await llamaCppLogProbs(llama, file, ours, undefined, prompts, vocab);
+  const nll = prompts.flatMap((_, p) => ours[p].ids.map((id, step) => -theirs[p][step][id]));
   return Math.exp(nll.reduce((a, b) => a + b, 0) / nll.length);
 }

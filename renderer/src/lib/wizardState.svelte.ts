@@ -3,7 +3,7 @@
 import type { AppInfo, CatalogueFit, CatalogueFitConfig, StudioApi, StudioEvent } from '../../../shared/api.js';
 import type { DataSuggestion } from '../../../shared/errors.js';
 import type { RunRecord } from '../../../shared/runs.js';
-import type { DataFormat } from '../../../shared/training.js';
+import type { DataFormat, TrainJob } from '../../../shared/training.js';
 import {
   adapterOutDir,
   applyPreset,
@@ -262,16 +262,26 @@ export class WizardState {
       });
   }
 
-  async start(info: AppInfo): Promise<RunRecord | null> {
+  /**
+   * The job the form makes, as a run would train it (or "Run elsewhere" hand it off); null until the steps before the
+   * review are done. The run name is not part of it.
+   */
+  recipe(info: AppInfo): TrainJob | null {
     const { modelDir, dataFile } = this.facts;
-    if (this.problems('review').length > 0 || modelDir === null || dataFile === null) return null;
-    const job = toTrainJob(this.form, {
+    const unfinished = WIZARD_STEPS.some((step) => step !== 'review' && this.problems(step).length > 0);
+    if (unfinished || modelDir === null || dataFile === null) return null;
+    return toTrainJob(this.form, {
       modelDir,
       dataFile,
-      // The moment the run is created names its folder; nothing reacts to it.
+      // The moment the job is made names its folder; nothing reacts to it.
       // eslint-disable-next-line svelte/prefer-svelte-reactivity
       outDir: adapterOutDir(info.home, info.platform, new Date()),
     });
+  }
+
+  async start(info: AppInfo): Promise<RunRecord | null> {
+    const job = this.problems('review').length > 0 ? null : this.recipe(info);
+    if (job === null) return null;
     let run: RunRecord | null = null;
     await this.ask('start', async () => {
       const name = this.form.runName.trim();
