@@ -147,6 +147,16 @@ export const PARAMS = {
   'runs.handoff': z.strictObject({ id: positiveInt, outDir: path }),
   /** "Run elsewhere" for the wizard's recipe: the job written as that project without training it here. */
   'recipes.handoff': z.strictObject({ job: trainJobSchema, outDir: path }),
+  /**
+   * The run's first `count` validation rows answered as the base model and with its adapter (greedy, one line),
+   * beside the expected answer; kept in the run's folder until the adapter changes. keptOnly: answer only with what
+   * is kept (null when nothing is), without generating.
+   */
+  'runs.heldOut': z.strictObject({
+    id: positiveInt,
+    count: positiveInt.max(20).default(3),
+    keptOnly: z.boolean().default(false),
+  }),
   'adapters.list': noParams,
   /** Streams `playground.token` events with this requestId, then resolves with the whole answer. */
   'playground.generate': z.strictObject({
@@ -396,6 +406,20 @@ export interface ExportResult {
   record: ExportRecord;
 }
 
+/** A held-out row: its prompt, the answer it holds, and the base model's and the adapter's answers to the prompt. */
+export interface HeldOutAnswer {
+  prompt: string;
+  expected: string;
+  base: string;
+  adapter: string;
+}
+
+export interface HeldOutAnswers {
+  rows: HeldOutAnswer[];
+  /** What the user should know about the rows shown (some left out, fewer than asked); null when nothing. */
+  note: string | null;
+}
+
 /** A run handed off to TRL (main/handoff/): the project folder and what it does differently from the studio's run. */
 export interface HandoffResult {
   folder: string;
@@ -459,6 +483,7 @@ interface StudioResults {
   /** The project folder, and what TRL does differently from the studio's run, one sentence each. */
   'runs.handoff': HandoffResult;
   'recipes.handoff': HandoffResult;
+  'runs.heldOut': HeldOutAnswers | null;
   'adapters.list': AdapterRecord[];
   'playground.generate': GenerationSummary;
   'playground.stop': { stopped: boolean };

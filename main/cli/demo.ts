@@ -5,19 +5,14 @@
 import { DEMO_RECIPE } from '../../shared/demo.js';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { HeldOutAnswer } from '../../shared/api.js';
 import { UserError } from '../../shared/errors.js';
 import { defaultTrainJob, jobProblems } from '../../shared/trainJob.js';
 import type { DeviceChoice, EvalResult, TrainJob } from '../../shared/training.js';
-import { loadAdapter } from '../adapter/anyAdapter.js';
 import { exportForOllama } from '../adapter/ollamaExport.js';
 import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
 import { runEngine } from '../engine/process/host.js';
-import { InferenceModel } from '../engine/runtime/inferenceModel.js';
-import { chooseDevice } from '../engine/runtime/runtime.js';
-import { engineThreads } from '../engine/runtime/threads.js';
-import { openModelFolder } from '../model/modelFolder.js';
-import { loadTokenizer } from '../model/tokenizer.js';
-import { generate, type GenerateOptions } from '../playground/generate.js';
+import { ANSWER_MARK, answerHeldOut, type HeldOutPrompt } from '../playground/heldOutAnswers.js';
 import { writeFileAtomic } from '../util/atomicWrite.js';
 import { flagNumber, flagString, json, refuseProblems, str, type Command } from './options.js';
 import { printEvent } from './progress.js';
@@ -27,35 +22,11 @@ import { configuredHome, trainRecorded } from './runs.js';
 const HELD_OUT_EVERY = 10;
 /** Held-out prompts answered side by side (the loss covers all held-out rows). */
 const SHOWN_PROMPTS = 3;
-/** Each demo row is `User: ...\nAssistant: ...`; the prompt ends where the answer starts. */
-const ANSWER_MARK = '\nAssistant:';
 /** What a previous demo leaves in --out: such a folder may be written again. */
 const DEMO_ENTRIES = new Set(['data', 'adapter', 'gguf']);
 
-/** Training steps when --steps is not given: about 25 s on a 2-core VM, well under a minute on a laptop CPU. */
+/** Training steps when --steps is not given: about a minute on a 2-core VM. */
 const DEMO_STEPS = DEMO_RECIPE.steps;
-/** Greedy answers, one line long, the same settings for the base model and the adapter. */
-const ANSWER_SAMPLING: GenerateOptions = {
-  maxNewTokens: 40,
-  temperature: 0,
-  topK: 0,
-  topP: 1,
-  repetitionPenalty: 1.1,
-  seed: 0,
-  stop: ['\n'],
-  ignoreEos: false,
-  adapterScale: 1,
-};
-
-interface HeldOutPrompt {
-  prompt: string;
-  expected: string;
-}
-
-interface Comparison extends HeldOutPrompt {
-  base: string;
-  adapter: string;
-}
 
 /** Writes the train and held-out files and returns the held-out prompts to compare answers on. */
 function splitDemoData(trainFile: string, heldOutFile: string): HeldOutPrompt[] {
@@ -86,9 +57,11 @@ export function demoJob(
   threads: number | null = null,
 ): TrainJob {
   const base = defaultTrainJob('lora', { modelDir: DEMO_MODEL_DIR, dataFile: trainFile, outDir: adapterDir });
-  const { learningRate, scheduler, rank, alpha, dropout, targets, batchSize, maxSeqLen } = DEMO_RECIPE;
+  const { learningRate, scheduler, rank, alpha, dropout, targets, batchSize, maxSeqLen, gradientCheckpointing } =
+    DEMO_RECIPE;
   return {
     ...base,
+    gradientCheckpointing,
     lora: { ...base.lora, rank, alpha, dropout, targets: [...targets] },
     optimizer: { ...base.optimizer, learningRate, scheduler },
     steps,
@@ -96,7 +69,7 @@ export function demoJob(
     maxSeqLen,
     device,
     threads,
-    // A run of a minute: the adapter at its end is the only checkpoint worth keeping.
+    // A run of a minute or two: the adapter at its end is the only checkpoint worth keeping.
     checkpointEvery: 0,
     keepCheckpoints: 1,
     keepBest: false,
@@ -127,33 +100,6 @@ async function heldOutLoss(
   return result.loss;
 }
 
-async function compareAnswers(
-  adapterDir: string,
-  prompts: HeldOutPrompt[],
-  { device, threads }: TrainJob,
-): Promise<Comparison[]> {
-  const folder = openModelFolder(DEMO_MODEL_DIR);
-  const tokenizer = loadTokenizer(folder.dir);
-  // One session answers both ways: the adapter stays unmerged and scale 0 turns it off.
-  const model = await InferenceModel.load(folder, chooseDevice(device).device, loadAdapter(adapterDir, folder.spec), {
-    threads: engineThreads(threads),
-  });
-  const answer = async (prompt: string, adapterScale: number) => {
-    const tokens = generate(model, tokenizer, tokenizer.encode(prompt), { ...ANSWER_SAMPLING, adapterScale });
-    let next = await tokens.next();
-    while (!next.done) next = await tokens.next();
-    return next.value.text.trim();
-  };
-  try {
-    const comparisons: Comparison[] = [];
-    for (const p of prompts)
-      comparisons.push({ ...p, base: await answer(p.prompt, 0), adapter: await answer(p.prompt, 1) });
-    return comparisons;
-  } finally {
-    await model.close();
-  }
-}
-
 /** Two columns, each answer wrapped to its width. */
 function sideBySide(left: string, right: string, width: number): string[] {
   const wrap = (text: string) => {
@@ -173,7 +119,7 @@ function report(
   adapterDir: string,
   exported: { gguf: string; modelfile: string },
   loss: { base: number; adapter: number },
-  comparisons: Comparison[],
+  comparisons: HeldOutAnswer[],
   steps: number,
 ): string {
   const width = 38;
@@ -250,7 +196,10 @@ export const DEMO_COMMANDS: Record<string, Command> = {
         adapter: await heldOutLoss(job, heldOutFile, adapterDir, asJson),
       };
       progress('answering held-out prompts');
-      const comparisons = await compareAnswers(adapterDir, prompts, job);
+      const comparisons = await answerHeldOut(
+        { modelDir: DEMO_MODEL_DIR, adapterDir, device: job.device, threads: job.threads },
+        prompts,
+      );
       const exported = exportForOllama(DEMO_MODEL_DIR, adapterDir, path.join(out, 'gguf', 'adapter.gguf'));
 
       if (asJson) {

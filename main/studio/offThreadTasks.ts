@@ -4,6 +4,7 @@ import { datasetPage } from '../data/table.js';
 import { writeHandoff } from '../handoff/handoff.js';
 import { writeCheckpointAdapter } from './services/checkpointAdapter.js';
 import { exportAdapter } from './services/exportAdapter.js';
+import { computeHeldOutAnswers } from './services/heldOutAnswers.js';
 import { planCatalogueFit, planFit } from './services/memoryFit.js';
 
 export const OFF_THREAD_TASKS = {
@@ -19,4 +20,6 @@ export const OFF_THREAD_TASKS = {
   writeCheckpointAdapter,
   /** Reads, renders and tokenizes the run's whole dataset: seconds to minutes for a large one. */
   writeHandoff,
+  /** Reads the run's dataset and answers its held-out prompts twice with the model: seconds of CPU. */
+  computeHeldOutAnswers,
 };

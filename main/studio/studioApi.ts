@@ -24,6 +24,7 @@ import { catalogueEntries, downloadModel } from '../hub/modelDownload.js';
 import { previewModelCard, pushAdapter } from '../hub/push.js';
 import type { DownloadProgress } from '../hub/download.js';
 import { describeModelFolder } from './runs/modelRecord.js';
+import { heldOutAnswersOf } from './services/heldOutAnswers.js';
 import { importAdapter } from './services/importAdapter.js';
 import { checkpointFolder, RunManager, removeRunFolder } from './runs/runManager.js';
 import { Store } from '../store/store.js';
@@ -229,6 +230,10 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
     },
     'runs.handoff': (p) => runOffThread('writeHandoff', runHandoffSource(store, p.id), p.outDir),
     'recipes.handoff': (p) => runOffThread('writeHandoff', recipeHandoffSource(p.job), p.outDir),
+    'runs.heldOut': (p) =>
+      heldOutAnswersOf(requireRun(p.id), p.count, (job, count) =>
+        p.keptOnly ? Promise.resolve(null) : runOffThread('computeHeldOutAnswers', job, count),
+      ),
     'adapters.list': () => store.adapters(),
     'adapters.delete': (p) => {
       const adapter = store.adapter(p.id);

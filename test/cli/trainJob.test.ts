@@ -222,6 +222,8 @@ describe('the same choices make the same job', () => {
       `${r.batchSize}`,
       '--max-seq-len',
       `${r.maxSeqLen}`,
+      '--gradient-checkpointing',
+      r.gradientCheckpointing ? 'on' : 'off',
       '--device',
       'cpu',
       '--checkpoint-every',

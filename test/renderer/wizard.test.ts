@@ -197,6 +197,8 @@ describe('presets', () => {
       loraDropout: DEMO_RECIPE.dropout,
       rank: DEMO_RECIPE.rank,
       targets: [...DEMO_RECIPE.targets],
+      // Held-out rows for the dashboard's held-out answers.
+      evalSplit: 0.1,
     });
     expect(applyPreset({ ...initialForm(), modelSource: 'local', modelFolder: '/m' }, 'quick')).toMatchObject({
       steps: 60,

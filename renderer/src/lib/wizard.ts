@@ -148,11 +148,13 @@ export type PresetSettings = Pick<
   | 'batchSize'
   | 'gradAccum'
   | 'evalSplit'
->;
+> &
+  // Only the demo's own recipe turns checkpointing off; the other presets leave the user's choice.
+  Partial<Pick<WizardForm, 'gradientCheckpointing'>>;
 
 export const PRESET_DESCRIPTIONS: Record<PresetName, string> = {
   quick:
-    "A short run to see the effect: 60 steps, a small adapter, short rows. On the built-in demo, the demo's own recipe: under a minute.",
+    "A short run to see the effect: 60 steps, a small adapter, short rows. On the built-in demo, the demo's own recipe: a minute or two.",
   balanced: 'Two passes over the data with the usual adapter size. A good first real run.',
   thorough: 'Four passes, a larger adapter on every projection and longer rows. Slower, and needs more memory.',
 };
@@ -169,6 +171,7 @@ export function presetSettings(preset: PresetName, method: AdapterMethod, onDemo
     case 'quick':
       if (onDemoModel && !promptTuning) {
         const { steps, learningRate, scheduler, rank, alpha, dropout, targets, maxSeqLen, batchSize } = DEMO_RECIPE;
+        const { gradientCheckpointing } = DEMO_RECIPE;
         return {
           budget: 'steps',
           steps,
@@ -184,6 +187,7 @@ export function presetSettings(preset: PresetName, method: AdapterMethod, onDemo
           batchSize,
           gradAccum: 1,
           evalSplit: 0.1,
+          gradientCheckpointing,
         };
       }
       return {
