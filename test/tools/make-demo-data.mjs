@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-/** [answer, phrasings]: the first phrasing of family 9, 19, then the second of family 2 are the demo's shown prompts. */
+/** [answer, phrasings]: the first phrasings of families 9 and 19 and the second of family 2 are the shown prompts. */
 const FAMILIES = [
   [
     'Hi! Welcome to Northwind Cycles. What can I help you with today?',
