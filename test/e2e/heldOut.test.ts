@@ -28,7 +28,7 @@ async function api<T>(method: string, params: unknown): Promise<T> {
 
 async function trained(job: TrainJob): Promise<RunRecord> {
   const run = await api<RunRecord>('runs.start', { job });
-  const deadline = Date.now() + 240_000;
+  const deadline = Date.now() + 600_000;
   while ((await api<RunDetails>('runs.get', { id: run.id })).run.status !== 'completed') {
     if (Date.now() > deadline) throw new Error(`run ${run.id} did not complete`);
     await new Promise((resolve) => setTimeout(resolve, 200));
