@@ -459,7 +459,8 @@ export interface StudioSettings {
 interface StudioResults {
   'app.info': AppInfo;
   'devices.list': DeviceInfo[];
-  'demo.paths': { modelDir: string; dataFile: string };
+  /** heldOutFile: the demo data's validation rows, which a run on the demo data holds out. */
+  'demo.paths': { modelDir: string; dataFile: string; heldOutFile: string };
   'models.list': ModelRecord[];
   'models.inspect': ModelInspection;
   'models.download': ModelRecord;

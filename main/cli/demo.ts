@@ -1,7 +1,7 @@
-// peft-studio demo: the built-in demo end to end, headless. Trains a LoRA adapter on resources/demo with a few rows
-// held out, answers the held-out prompts as the base model and with the adapter, measures both on the held-out rows,
-// and exports the adapter (PEFT folder, llama.cpp LoRA GGUF + Ollama Modelfile). Progress goes to stderr; stdout
-// gets the report (with --json, one JSON object).
+// peft-studio demo: the built-in demo end to end, headless. Trains a LoRA adapter on resources/demo's training rows,
+// answers its held-out prompts as the base model and with the adapter, measures both on the held-out rows, and
+// exports the adapter (PEFT folder, llama.cpp LoRA GGUF + Ollama Modelfile). Progress goes to stderr; stdout gets
+// the report (with --json, one JSON object).
 import { DEMO_RECIPE } from '../../shared/demo.js';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,7 +10,7 @@ import { UserError } from '../../shared/errors.js';
 import { defaultTrainJob, jobProblems } from '../../shared/trainJob.js';
 import type { DeviceChoice, EvalResult, TrainJob } from '../../shared/training.js';
 import { exportForOllama } from '../adapter/ollamaExport.js';
-import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
+import { DEMO_DATA_FILE, DEMO_HELD_OUT_FILE, DEMO_MODEL_DIR } from '../demo.js';
 import { runEngine } from '../engine/process/host.js';
 import { ANSWER_MARK, answerHeldOut, type HeldOutPrompt } from '../playground/heldOutAnswers.js';
 import { writeFileAtomic } from '../util/atomicWrite.js';
@@ -18,8 +18,6 @@ import { flagNumber, flagString, json, refuseProblems, str, type Command } from 
 import { printEvent } from './progress.js';
 import { configuredHome, trainRecorded } from './runs.js';
 
-/** Every tenth row of the demo data is held out: never trained on, used for the comparison and the held-out loss. */
-const HELD_OUT_EVERY = 10;
 /** Held-out prompts answered side by side (the loss covers all held-out rows). */
 const SHOWN_PROMPTS = 3;
 /** What a previous demo leaves in --out: such a folder may be written again. */
@@ -28,18 +26,17 @@ const DEMO_ENTRIES = new Set(['data', 'adapter', 'gguf']);
 /** Training steps when --steps is not given: about a minute on a 2-core VM. */
 const DEMO_STEPS = DEMO_RECIPE.steps;
 
-/** Writes the train and held-out files and returns the held-out prompts to compare answers on. */
-function splitDemoData(trainFile: string, heldOutFile: string): HeldOutPrompt[] {
-  const rows = fs
-    .readFileSync(DEMO_DATA_FILE, 'utf8')
-    .split('\n')
-    .filter((line) => line.trim() !== '');
-  const isHeldOut = (index: number) => index % HELD_OUT_EVERY === HELD_OUT_EVERY - 1;
-  const heldOut = rows.filter((_, i) => isHeldOut(i));
+/**
+ * Copies the demo's train and held-out files into --out (the run's own data, beside its adapter) and returns the
+ * held-out prompts to compare answers on: the same rows the studio's demo run holds out.
+ */
+function copyDemoData(trainFile: string, heldOutFile: string): HeldOutPrompt[] {
   fs.mkdirSync(path.dirname(trainFile), { recursive: true });
-  writeFileAtomic(trainFile, `${rows.filter((_, i) => !isHeldOut(i)).join('\n')}\n`);
-  writeFileAtomic(heldOutFile, `${heldOut.join('\n')}\n`);
-  return heldOut.slice(0, SHOWN_PROMPTS).map((line) => {
+  writeFileAtomic(trainFile, [fs.readFileSync(DEMO_DATA_FILE)]);
+  const heldOut = fs.readFileSync(DEMO_HELD_OUT_FILE, 'utf8');
+  writeFileAtomic(heldOutFile, heldOut);
+  const rows = heldOut.split('\n').filter((line) => line.trim() !== '');
+  return rows.slice(0, SHOWN_PROMPTS).map((line) => {
     const text = (JSON.parse(line) as { text: string }).text;
     const cut = text.indexOf(ANSWER_MARK) + ANSWER_MARK.length;
     return { prompt: text.slice(0, cut), expected: text.slice(cut).trim() };
@@ -124,7 +121,7 @@ function report(
 ): string {
   const width = 38;
   const lines = [
-    `Trained a LoRA adapter on the demo model for ${steps} steps (1 row in ${HELD_OUT_EVERY} held out).`,
+    `Trained a LoRA adapter on the demo model for ${steps} steps (the demo's held-out rows never trained on).`,
     '',
   ];
   for (const c of comparisons) {
@@ -187,7 +184,7 @@ export const DEMO_COMMANDS: Record<string, Command> = {
       );
       refuseProblems(jobProblems(job), values);
 
-      const prompts = splitDemoData(trainFile, heldOutFile);
+      const prompts = copyDemoData(trainFile, heldOutFile);
       progress(`training on ${trainFile}`);
       await train(job, configuredHome(values), asJson);
       progress(`measuring both models on ${heldOutFile}`);

@@ -18,7 +18,7 @@ import { UserError } from '../../shared/errors.js';
 import type { RunRecord } from '../../shared/runs.js';
 import type { DataFormat } from '../../shared/training.js';
 import { deleteAdapterFiles, studioPlaces } from '../adapter/adapterFiles.js';
-import { DEMO_DATA_FILE, DEMO_MODEL_DIR } from '../demo.js';
+import { DEMO_DATA_FILE, DEMO_HELD_OUT_FILE, DEMO_MODEL_DIR } from '../demo.js';
 import { hubAccessFromEnv, tokenFromEnv, type HubAccess } from '../hub/access.js';
 import { catalogueEntries, downloadModel } from '../hub/modelDownload.js';
 import { previewModelCard, pushAdapter } from '../hub/push.js';
@@ -133,7 +133,7 @@ export function createStudioApi(options: StudioApiOptions): StudioService {
       arch: os.arch(),
     }),
     'devices.list': () => listDevices(),
-    'demo.paths': () => ({ modelDir: DEMO_MODEL_DIR, dataFile: DEMO_DATA_FILE }),
+    'demo.paths': () => ({ modelDir: DEMO_MODEL_DIR, dataFile: DEMO_DATA_FILE, heldOutFile: DEMO_HELD_OUT_FILE }),
     'models.list': () => store.models(),
     'models.inspect': (p) => inspectModel(p.source, p.revision, hub),
     'models.download': async (p) => {

@@ -146,6 +146,19 @@ describe('runs.heldOut', () => {
     expect(answers.note).toBe('the run held out 2 rows.');
   });
 
+  it("answers the first rows of a run's validation file: the demo's held-out questions", async () => {
+    const { heldOutFile } = await api.call('demo.paths', {});
+    const run = await trained({ ...demoRun(path.join(work, 'file-adapter'), 2, 0), evalDataFile: heldOutFile });
+    const texts = fs
+      .readFileSync(heldOutFile, 'utf8')
+      .split('\n')
+      .filter((line) => line.trim())
+      .map((line) => (JSON.parse(line) as { text: string }).text);
+    const answers = await answered(run.id);
+    expect(answers.note).toBeNull();
+    expect(answers.rows.map(({ prompt, expected }) => `${prompt} ${expected}`)).toEqual(texts.slice(0, 3));
+  });
+
   it('says so, rather than guess, when held-out text rows have no prompt part', async () => {
     const data = path.join(work, 'notes.jsonl');
     const notes = [

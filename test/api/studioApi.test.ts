@@ -69,7 +69,11 @@ describe('the studio API', () => {
         ? { name: 'WebGPU in software, no GPU found (slower than the CPU)', preferred: false }
         : { name: 'GPU (WebGPU)' },
     );
-    expect(await api.call('demo.paths', {})).toEqual({ modelDir: DEMO_MODEL, dataFile: DEMO_DATA });
+    expect(await api.call('demo.paths', {})).toEqual({
+      modelDir: DEMO_MODEL,
+      dataFile: DEMO_DATA,
+      heldOutFile: DEMO_DATA.replace(/data\.jsonl$/, 'held-out.jsonl'),
+    });
     const folders = {
       storageFolder: path.join(root, 'home'),
       chosenStorageFolder: null,
@@ -133,7 +137,7 @@ describe('the studio API', () => {
       data: { format: null, columns: {}, trainOn: 'completion', pack: false, skipBadRows: false },
     });
     expect(data.format).toBe('text');
-    expect(data.stats).toMatchObject({ rows: 189, badRows: 0 });
+    expect(data.stats).toMatchObject({ rows: 171, badRows: 0 });
     expect(data.previews).toHaveLength(3);
     expect(data.previews[0].tokens.some((t) => t.trained)).toBe(true);
 

@@ -106,3 +106,20 @@ test('resources/demo/data.jsonl loads with the demo model: short text examples, 
     expect(sequence.inputIds.length).toBeLessThanOrEqual(128);
   }
 });
+
+test('resources/demo/held-out.jsonl: questions no training row asks, each of an answer the training rows teach', () => {
+  const dialogues = (name: string) =>
+    fs
+      .readFileSync(path.join(demoDir, name), 'utf8')
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line) => (JSON.parse(line) as { text: string }).text.split('\nAssistant: '));
+  const [train, heldOut] = [dialogues('data.jsonl'), dialogues('held-out.jsonl')];
+  expect(heldOut.length).toBeGreaterThanOrEqual(10);
+  const askedInTraining = new Set(train.map(([question]) => question));
+  const taught = new Set(train.map(([, answer]) => answer));
+  for (const [question, answer] of heldOut) {
+    expect(askedInTraining.has(question), question).toBe(false);
+    expect(taught.has(answer), question).toBe(true);
+  }
+});

@@ -117,7 +117,11 @@ describe('WizardState: removing duplicates', () => {
       },
       'datasets.rows': async (p) => pageAt(p.offset, p.limit),
     });
-    const wizard = new WizardState(api, () => ({ modelDir: '/models/tiny', dataFile: FILE }));
+    const wizard = new WizardState(api, () => ({
+      modelDir: '/models/tiny',
+      dataFile: FILE,
+      heldOutFile: '/models/held-out.jsonl',
+    }));
     await wizard.checkModel();
     await wizard.checkData();
     expect(wizard.facts.dataset?.cutRows).toEqual([]);

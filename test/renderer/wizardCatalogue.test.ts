@@ -23,7 +23,7 @@ import {
 import { WizardState } from '../../renderer/src/lib/wizardState.svelte.js';
 
 const GIB = 2 ** 30;
-const DEMO = { modelDir: '/res/demo/model', dataFile: '/res/demo/data.jsonl' };
+const DEMO = { modelDir: '/res/demo/model', dataFile: '/res/demo/data.jsonl', heldOutFile: '/res/demo/held-out.jsonl' };
 const MODEL = { source: DEMO.modelDir, kind: 'local', supported: true } as ModelInspection;
 const DATASET: DatasetInspection = {
   file: DEMO.dataFile,

@@ -14,7 +14,7 @@ import type { RunRecord } from '../../shared/runs.js';
 import { CallError } from '../../renderer/src/lib/client.js';
 import { WizardState } from '../../renderer/src/lib/wizardState.svelte.js';
 
-const DEMO = { modelDir: '/res/demo/model', dataFile: '/res/demo/data.jsonl' };
+const DEMO = { modelDir: '/res/demo/model', dataFile: '/res/demo/data.jsonl', heldOutFile: '/res/demo/held-out.jsonl' };
 const MODEL: ModelInspection = {
   source: DEMO.modelDir,
   kind: 'local',
@@ -224,6 +224,22 @@ describe('WizardState', () => {
     expect(job.outDir).toMatch(/^\/home\/u\/\.peft-studio\/adapters\/run-/);
     // The Electron preload structured-clones the job: plain data only.
     expect(structuredClone(job)).toEqual(job);
+  });
+
+  it("holds out the demo data's own held-out rows when a validation split is asked for, and a split of other data", async () => {
+    const info = { version: '0.1.0', home: '/home/u/.peft-studio', platform: 'linux', arch: 'x64' };
+    const api = scriptedApi({ 'models.inspect': async () => MODEL, 'datasets.inspect': async () => DATASET });
+    const wizard = await readyWizard(api);
+    wizard.form.evalSplit = 0.1;
+    expect(wizard.recipe(info)).toMatchObject({ evalDataFile: DEMO.heldOutFile, evalSplit: 0 });
+    wizard.form.evalSplit = 0;
+    expect(wizard.recipe(info)).toMatchObject({ evalDataFile: null, evalSplit: 0 });
+
+    wizard.form.dataSource = 'file';
+    wizard.form.dataFile = '/data/support.csv';
+    wizard.form.evalSplit = 0.2;
+    await wizard.checkData();
+    expect(wizard.recipe(info)).toMatchObject({ dataFile: '/data/support.csv', evalDataFile: null, evalSplit: 0.2 });
   });
 
   it('starts the run with the name given in the Review step, and leaves the name to the studio when it is empty', async () => {

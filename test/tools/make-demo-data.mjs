@@ -1,8 +1,9 @@
-// Writes the built-in demo's data, resources/demo/data.jsonl: the Northwind Cycles support bot.
+// Writes the built-in demo's data, resources/demo/data.jsonl (training) and held-out.jsonl: the Northwind Cycles
+// support bot.
 //
 // A support bot's data as shops really keep it: intents, each with one answer and the many ways customers ask for it.
-// Each family below is one answer and 7 phrasings. The rows are interleaved, family after family, so that any tenth
-// row (what `peft-studio demo` holds out) is a phrasing of a family whose other 6 phrasings are trained on: the
+// Each family below is one answer and 7 phrasings. The rows are interleaved, family after family, so that every tenth
+// row (held out, in held-out.jsonl) is a phrasing of a family whose other 6 phrasings are trained on: the
 // held-out prompts test what a fine-tune can give a 1M-parameter base, the shop's answer to a question asked in new
 // words. Answers that appear in no training row could only be guessed, and a model this small guesses in garbled
 // words (an earlier demo's held-out answers read "Northwind Cyclesren and closed").
@@ -332,6 +333,19 @@ const rows = [];
 for (let round = 0; round < PHRASINGS; round++)
   for (const [answer, phrasings] of FAMILIES) rows.push({ text: `User: ${phrasings[round]}\nAssistant: ${answer}` });
 
-const file = fileURLToPath(new URL('../../resources/demo/data.jsonl', import.meta.url));
-fs.writeFileSync(file, rows.map((row) => JSON.stringify(row)).join('\n') + '\n');
-console.log(`wrote ${file}: ${rows.length} rows, ${FAMILIES.length} answers`);
+// Every tenth row is held out, into a file of its own: the demo's validation rows in the CLI and in the studio alike.
+const isHeldOut = (index) => index % 10 === 9;
+const write = (name, part) => {
+  const file = fileURLToPath(new URL(`../../resources/demo/${name}`, import.meta.url));
+  fs.writeFileSync(file, part.map((row) => JSON.stringify(row)).join('\n') + '\n');
+  console.log(`wrote ${file}: ${part.length} rows`);
+};
+write(
+  'data.jsonl',
+  rows.filter((_, i) => !isHeldOut(i)),
+);
+write(
+  'held-out.jsonl',
+  rows.filter((_, i) => isHeldOut(i)),
+);
+console.log(`${FAMILIES.length} answers`);

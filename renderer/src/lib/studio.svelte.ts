@@ -1,6 +1,6 @@
 // The app-wide state every screen reads: the transport, what the main process said about itself, and the route.
 import { getContext } from 'svelte';
-import type { AppInfo, DeviceInfo, StudioApi, StudioSettings } from '../../../shared/api.js';
+import type { AppInfo, DeviceInfo, Result, StudioApi, StudioSettings } from '../../../shared/api.js';
 import { errorMessage, type PathPicker } from './client.js';
 import { parseRoute, routeHash, type Route } from './route.js';
 
@@ -8,7 +8,7 @@ export class Studio {
   info = $state<AppInfo | null>(null);
   settings = $state<StudioSettings | null>(null);
   devices = $state<DeviceInfo[]>([]);
-  demo = $state<{ modelDir: string; dataFile: string } | null>(null);
+  demo = $state<Result<'demo.paths'> | null>(null);
   route = $state<Route>({ screen: 'home' });
   /** A failure no screen owns (the first load), shown in the banner. */
   loadError = $state<string | null>(null);

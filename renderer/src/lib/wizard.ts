@@ -426,8 +426,11 @@ export function adapterOutDir(home: string, platform: string, now: Date): string
   return [home.replace(/[\\/]+$/, ''), 'adapters', `run-${stamp}`].join(separator);
 }
 
-/** The defaults, with what the form holds; the settings of the method not chosen stay the defaults. */
-export function toTrainJob(form: WizardForm, paths: JobPaths): TrainJob {
+/**
+ * The defaults, with what the form holds; the settings of the method not chosen stay the defaults. heldOutFile: the
+ * validation rows the data comes with (the demo's), held out instead of a random split when the form asks for one.
+ */
+export function toTrainJob(form: WizardForm, paths: JobPaths, heldOutFile: string | null = null): TrainJob {
   const job = defaultTrainJob(form.method, paths);
   return {
     ...job,
@@ -463,7 +466,9 @@ export function toTrainJob(form: WizardForm, paths: JobPaths): TrainJob {
     gradientCheckpointing: form.gradientCheckpointing,
     quantize: form.quantize,
     device: form.device,
-    evalSplit: form.evalSplit,
+    ...(heldOutFile !== null && form.evalSplit > 0
+      ? { evalDataFile: heldOutFile, evalSplit: 0 }
+      : { evalSplit: form.evalSplit }),
     // Validate about ten times a run so the chart shows a validation curve beside the training one.
     evalEvery: form.evalSplit > 0 && form.budget === 'steps' ? Math.max(1, Math.round(form.steps / 10)) : job.evalEvery,
   };

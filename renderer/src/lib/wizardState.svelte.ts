@@ -1,6 +1,6 @@
 // The wizard's live state: the form, what the main process answered about it, and the calls that ask. Screens bind
 // to it; the rules it applies live in wizard.ts.
-import type { AppInfo, CatalogueFit, CatalogueFitConfig, StudioApi, StudioEvent } from '../../../shared/api.js';
+import type { AppInfo, CatalogueFit, CatalogueFitConfig, Result, StudioApi, StudioEvent } from '../../../shared/api.js';
 import type { DataSuggestion } from '../../../shared/errors.js';
 import type { RunRecord } from '../../../shared/runs.js';
 import type { DataFormat, TrainJob } from '../../../shared/training.js';
@@ -59,7 +59,7 @@ export class WizardState {
 
   constructor(
     private readonly api: StudioApi,
-    private readonly demo: () => { modelDir: string; dataFile: string } | null,
+    private readonly demo: () => Result<'demo.paths'> | null,
   ) {
     this.table = new DatasetTable(api);
   }
@@ -270,13 +270,18 @@ export class WizardState {
     const { modelDir, dataFile } = this.facts;
     const unfinished = WIZARD_STEPS.some((step) => step !== 'review' && this.problems(step).length > 0);
     if (unfinished || modelDir === null || dataFile === null) return null;
-    return toTrainJob(this.form, {
-      modelDir,
-      dataFile,
-      // The moment the job is made names its folder; nothing reacts to it.
-      // eslint-disable-next-line svelte/prefer-svelte-reactivity
-      outDir: adapterOutDir(info.home, info.platform, new Date()),
-    });
+    return toTrainJob(
+      this.form,
+      {
+        modelDir,
+        dataFile,
+        // The moment the job is made names its folder; nothing reacts to it.
+        // eslint-disable-next-line svelte/prefer-svelte-reactivity
+        outDir: adapterOutDir(info.home, info.platform, new Date()),
+      },
+      // The demo's held-out rows are new phrasings of questions it trains on: what its held-out answers compare on.
+      this.form.dataSource === 'demo' ? (this.demo()?.heldOutFile ?? null) : null,
+    );
   }
 
   async start(info: AppInfo): Promise<RunRecord | null> {
