@@ -1,7 +1,8 @@
 // The run dashboard's held-out answers in real Chromium against `peft-studio serve`, at 800 px wide: a demo run that
-// held out a tenth of its rows compares them on a click (prompt, expected, base model, with the adapter), and shows
-// them at once when the dashboard opens again; a run that held out nothing says how to get such rows. Writes
-// docs/screenshots/held-out.png with UPDATE_SCREENSHOTS=1. Needs `npm run build` and /usr/bin/chromium.
+// held out the demo's held-out rows, as the wizard's runs on the demo data do, compares them on a click (prompt,
+// expected, base model, with the adapter), and shows them at once when the dashboard opens again; a run that held out
+// nothing says how to get such rows. Writes docs/screenshots/held-out.png with UPDATE_SCREENSHOTS=1. Needs
+// `npm run build` and /usr/bin/chromium.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -36,8 +37,12 @@ async function trained(job: TrainJob): Promise<RunRecord> {
   return run;
 }
 
-/** The demo's whole recipe, as the wizard's Quick preset on the demo model runs it; `steps` to shorten it. */
-function demoRun(name: string, evalSplit: number, steps: number = DEMO_STEPS): TrainJob {
+/**
+ * The demo's whole recipe, as the wizard's Quick preset on the demo model and data runs it (validated on the demo's
+ * held-out file), or validated on nothing; `steps` to shorten it.
+ */
+async function demoRun(name: string, validated: boolean, steps: number = DEMO_STEPS): Promise<TrainJob> {
+  const { heldOutFile } = await api<{ heldOutFile: string }>('demo.paths', {});
   const job = demoJob(path.join(studio.home, 'adapters', name), steps);
   const { learningRate, scheduler, rank, alpha, dropout, targets, batchSize, maxSeqLen, gradientCheckpointing } =
     DEMO_RECIPE;
@@ -48,8 +53,9 @@ function demoRun(name: string, evalSplit: number, steps: number = DEMO_STEPS): T
     optimizer: { ...job.optimizer, learningRate, scheduler },
     batchSize,
     maxSeqLen,
-    evalSplit,
-    evalEvery: evalSplit ? Math.max(1, Math.round(steps / 10)) : 0,
+    evalSplit: 0,
+    evalDataFile: validated ? heldOutFile : null,
+    evalEvery: validated ? Math.max(1, Math.round(steps / 10)) : 0,
     checkpointEvery: 0,
     keepCheckpoints: 1,
   };
@@ -64,7 +70,7 @@ afterAll(async () => {
 
 describe('held-out answers on the run dashboard', () => {
   it('compares the held-out rows on a click, and shows them at once when the dashboard opens again', async () => {
-    const run = await trained(demoRun('demo', 0.1));
+    const run = await trained(await demoRun('demo', true));
     const page = await studio.openStudio(`#/runs/${run.id}`);
     await page.setViewportSize({ width: 800, height: 900 });
     const compare = page.getByRole('button', { name: 'Compare on held-out rows' });
@@ -101,7 +107,7 @@ describe('held-out answers on the run dashboard', () => {
   }, 300_000);
 
   it('says how to get held-out rows when the run held out none', async () => {
-    const run = await trained(demoRun('no-split', 0, 2));
+    const run = await trained(await demoRun('no-split', false, 2));
     const page = await studio.openStudio(`#/runs/${run.id}`);
     const none = page.getByTestId('held-out-none');
     await expect.poll(() => none.textContent()).toMatch(/held out no rows.*Validation split above 0/s);
