@@ -212,7 +212,8 @@ describe('the studio in a browser', () => {
         .then((d) => (d ?? '').split(' ').length)
         .catch(() => 0);
     await expect.poll(() => page.getByTestId('run-status').textContent(), { timeout: 600_000 }).toBe('completed');
-    expect(await chartSegments()).toBe(CHART_POINTS);
+    // Completion reads the stored chart again, in buckets past 400 steps: the live points give way to it.
+    await expect.poll(chartSegments).toBe(CHART_POINTS);
     const curvesDrawn = await page.evaluate(() => (window as unknown as { chartCurves: Set<number> }).chartCurves.size);
     expect(curvesDrawn, 'the chart grew step by step').toBeGreaterThan(CHART_POINTS / 4);
     await screenshot(page, 'run');

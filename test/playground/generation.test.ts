@@ -11,10 +11,11 @@ import { openModelFolder } from '../../main/model/modelFolder.js';
 import { readSafetensorsHeader, readTensorF32 } from '../../main/model/safetensors.js';
 import { generate } from '../../main/playground/generate.js';
 import { argmax, GREEDY } from '../../main/playground/sampler.js';
-import { createTinyModel } from '../../main/model/tinyModel.js';
+import { createTinyModel, DEFAULT_TINY_MODEL } from '../../main/model/tinyModel.js';
 import { loadTokenizer } from '../../main/model/tokenizer.js';
 import { savePromptTuningAdapter } from '../../main/adapter/promptTuningAdapter.js';
-import { maxRelativeError, tempDir } from '../support/engine.js';
+import { maxRelativeError, randomLora, tempDir } from '../support/engine.js';
+import { saveLoraAdapter } from '../../main/adapter/loraAdapter.js';
 import { engineThreads } from '../../main/engine/runtime/threads.js';
 
 const TUNING = { threads: engineThreads(null) };
@@ -136,7 +137,7 @@ describe('KV cache', () => {
     });
     const count = (opType: string) => model.graph!.node!.filter((node) => node.opType === opType).length;
     expect(count('GroupQueryAttention')).toBe(L);
-    expect(count('RotaryEmbedding')).toBe(2 * L);
+    expect(count('RotaryEmbedding')).toBe(2 * L); // heads of 8: GroupQueryAttention rotates from 16 on
     expect(count('SkipSimplifiedLayerNormalization')).toBe(2 * L); // every norm but the first adds a residual
     expect(count('SimplifiedLayerNormalization')).toBe(1);
     expect(count('Concat')).toBe(1); // virtual tokens before the ids; the cache is never concatenated
@@ -145,6 +146,63 @@ describe('KV cache', () => {
     for (const output of model.graph!.output!.filter((o) => o.name!.startsWith('present_')))
       expect(producers.get(output.name!)).toBe('GroupQueryAttention');
   });
+
+  it.each(['llama', 'qwen2'] as const)(
+    'rotates in GroupQueryAttention and packs q, k, v into one product for heads of 16 (%s): the logits of unpacked layers',
+    async (arch) => {
+      // An adapter on q and v keeps the three projections apart: at scale 0 it answers as the packed base.
+      const modelDir = path.join(tempDir(`packed-${arch}`), 'model');
+      createTinyModel(modelDir, { ...DEFAULT_TINY_MODEL, arch, hidden: 64, heads: 4, kvHeads: 2, seed: 3 });
+      const opened = openModelFolder(modelDir);
+      expect(opened.spec.headDim).toBe(16);
+      const graph = (lora: boolean) =>
+        buildGenerationGraph({
+          spec: opened.spec,
+          tensors: opened.tensors,
+          externalLocation: (entry) => entry.file,
+          lora: lora ? { rank: 4, targets: ['q_proj', 'v_proj'] } : null,
+          quantized: new Map(),
+          fused: true,
+        }).graph!.node!;
+      const L = opened.spec.numLayers;
+      const packed = graph(false);
+      expect(packed.filter((n) => n.opType === 'RotaryEmbedding')).toHaveLength(0);
+      // Stacked weights, and qwen2's biases: Concats of initializers that ONNX Runtime folds at load.
+      expect(packed.filter((n) => n.opType === 'Concat')).toHaveLength(1 + (arch === 'qwen2' ? 2 : 1) * L);
+      const attention = packed.filter((n) => n.opType === 'GroupQueryAttention');
+      expect(attention).toHaveLength(L);
+      expect(attention.every((n) => n.input![1] === '' && n.input![2] === '')).toBe(true);
+      expect(
+        graph(true)
+          .filter((n) => n.opType === 'GroupQueryAttention')
+          .every((n) => n.input![1] !== ''),
+      ).toBe(true);
+
+      const adapterDir = tempDir(`packed-${arch}-adapter`);
+      const settings = { rank: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj'], useRslora: false };
+      saveLoraAdapter(adapterDir, randomLora(opened, settings, 5), opened.dir);
+      const base = await InferenceModel.load(opened, 'cpu', null, TUNING);
+      const adapted = await InferenceModel.load(opened, 'cpu', loadAdapter(adapterDir, opened.spec), TUNING);
+      try {
+        const prompt = [3, 14, 15, 92, 65, 35, 89];
+        let a = await base.step(prompt, base.emptyCache(), 0);
+        let b = await adapted.step(prompt, adapted.emptyCache(), 0);
+        for (let i = 0; i < 6; i++) {
+          expect(maxRelativeError(b.logits, a.logits).worst, `step ${i}`).toBeLessThan(1e-5);
+          const next = argmax(a.logits);
+          a = await base.step([next], a.cache, 0);
+          b = await adapted.step([next], b.cache, 0);
+        }
+        const withAdapter = await adapted.step(prompt, adapted.emptyCache(), 1);
+        const baseAgain = await base.step(prompt, base.emptyCache(), 0);
+        expect(maxRelativeError(withAdapter.logits, baseAgain.logits).worst).toBeGreaterThan(1e-3);
+        for (const r of [a, b, withAdapter, baseAgain]) r.cache.dispose();
+      } finally {
+        await base.close();
+        await adapted.close();
+      }
+    },
+  );
 
   it('answers as the base model with adapter scale 0', async () => {
     const dir = path.join(FIXTURES, 'llama_gqa');

@@ -14,7 +14,7 @@ import type { ModelFolder } from '../../model/modelFolder.js';
 import { graphTableFeeds, tableFeedsFor } from './tableFeeds.js';
 import { placeGraphs } from './graphPlacement.js';
 import { buildGenerationGraph } from '../compile/graphs/generation.js';
-import { fusedDecoderFits } from '../compile/graphs/fusedDecoder.js';
+import { fusedDecoderFits, rotaryInAttention } from '../compile/graphs/fusedDecoder.js';
 import { encodeModel } from '../compile/onnx/graph.js';
 import { release, runChecked, Tensor, type Session, type SessionTuning } from './runtime.js';
 
@@ -153,11 +153,13 @@ export class InferenceModel {
       return {
         rope_cos: this.halfTables.cos,
         rope_sin: this.halfTables.sin,
-        position_ids: new Tensor(
-          'int64',
-          BigInt64Array.from({ length: count }, (_, i) => BigInt(past + i)),
-          [1, count],
-        ),
+        ...(!rotaryInAttention(this.folder.spec) && {
+          position_ids: new Tensor(
+            'int64',
+            BigInt64Array.from({ length: count }, (_, i) => BigInt(past + i)),
+            [1, count],
+          ),
+        }),
         seqlens_k: new Tensor('int32', Int32Array.from([total - 1]), [1]),
         total_length: new Tensor('int32', Int32Array.from([total]), []),
       };
