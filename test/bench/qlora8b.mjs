@@ -202,14 +202,14 @@ async function plan() {
 }
 
 async function child(phase, extra = []) {
-  const { ENGINE_MMAP_THRESHOLD_BYTES } = await import(`${DIST}/engine/compile/memoryPlan.js`);
+  const { engineMallocEnv } = await import(`${DIST}/engine/compile/memoryPlan.js`);
   const r = spawnSync(
     process.execPath,
     [fileURLToPath(import.meta.url), '--dir', modelDir, '--threads', args.threads, '--phase', phase, ...extra],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
       // glibc's mmap threshold as the engine process has it (engine/process/host.ts).
-      env: { ...process.env, MALLOC_MMAP_THRESHOLD_: String(ENGINE_MMAP_THRESHOLD_BYTES) },
+      env: { ...process.env, ...engineMallocEnv('nf4') },
       encoding: 'utf8',
       maxBuffer: 2 ** 24,
     },

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
-  ENGINE_MMAP_THRESHOLD_BYTES,
+  engineMallocEnv,
   planTrainingMemory,
   suggestFit,
   type MemoryPlanInput,
@@ -79,8 +79,8 @@ async function measurePeakRss(input: MemoryPlanInput): Promise<number> {
   };
   const child = spawn(process.execPath, ['--input-type=module', '-e', PARENT, JSON.stringify(job)], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    // glibc's mmap threshold as the engine process has it (engine/process/host.ts).
-    env: { ...process.env, MALLOC_MMAP_THRESHOLD_: String(ENGINE_MMAP_THRESHOLD_BYTES) },
+    // glibc's mmap threshold as the engine process has it for this run (engine/process/host.ts).
+    env: { ...process.env, ...engineMallocEnv(input.quantize) },
     // Two steps take seconds alone; on 2 cores beside other test files, up to minutes.
     timeout: 240_000,
   });

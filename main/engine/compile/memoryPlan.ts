@@ -622,20 +622,36 @@ const NODE_AND_ORT_BYTES = 97 * MIB;
 const ENGINE_MODULES_BYTES = 8 * MIB;
 const PER_SESSION_BYTES = 1.5 * MIB;
 /**
- * Freed memory glibc keeps. Sessions run without ORT's arena, so tensors come from malloc. The engine process fixes
- * glibc's mmap threshold at ENGINE_MMAP_THRESHOLD_BYTES (engine/process/host.ts; by default it rises to 32 MiB after
- * the first large free): larger buffers go back to the system when freed; smaller ones come from a heap that is not
- * given back, where the JavaScript copies of each call's outputs, alive until V8 collects them, split the freed
- * blocks. Fitted on peak RSS measured on the 2-core VM with that threshold (8 layers, 512-1024 tokens, f32, bf16 and
- * nf4; docs/ARCHITECTURE.md): the heap keeps about a quarter of the largest call's working set, and, when a hidden
- * state [N, C] is under the threshold, 24 MiB plus about three hidden states per layer (an 8B step at 512 tokens keeps
- * none of them).
+ * Freed memory glibc keeps. Sessions run without ORT's arena, so tensors come from malloc, whose mmap threshold
+ * decides what a freed buffer does (engineMmapThreshold): at or above it, the buffer goes back to the system; below
+ * it, it stays in a heap that is not given back, where the JavaScript copies of each call's outputs, alive until V8
+ * collects them, split the freed blocks. Fitted on peak RSS measured on the 2-core VM (8 layers, 512-1024 tokens,
+ * f32, bf16 and nf4; docs/ARCHITECTURE.md): the heap keeps about a quarter of the largest call's working set, and,
+ * when a hidden state [N, C] is under the threshold, 24 MiB plus about three hidden states per layer with the
+ * threshold fixed at 4 MiB, six with glibc's own (an 8B step at 512 tokens keeps none of them).
  */
 const RETAINED_WORKING_SET = 0.25;
 const RETAINED_SMALL_BUFFERS_BYTES = 24 * MIB;
-const RETAINED_HIDDEN_STATES_PER_LAYER = 3;
-/** glibc's mmap threshold in the engine process: see the retained memory above. */
-export const ENGINE_MMAP_THRESHOLD_BYTES = 4 * MIB;
+const RETAINED_HIDDEN_STATES_PER_LAYER = { fixed: 3, glibc: 6 };
+/** glibc's mmap threshold after the first large free, at most 32 MiB on 64-bit systems (M_MMAP_THRESHOLD). */
+const GLIBC_MMAP_THRESHOLD_MAX = 32 * MIB;
+
+/**
+ * glibc's mmap threshold for the engine process of a run (engine/process/host.ts), or null for glibc's own. A 4-bit
+ * base (QLoRA: the large models) fixes it at 4 MiB, so that each call's large buffers go back to the system when
+ * freed: an 8B step peaked at 5.40 GiB so, 5.77 without. Other runs keep glibc's own, which after the first large free
+ * serves buffers up to 32 MiB from a heap that reuses them: mapping and faulting them in at every call halved the
+ * speed of a 135M step (90-110 against 183-223 tokens/s on 2 cores, docs/benchmarks.md).
+ */
+export function engineMmapThreshold(quantize: QuantizeChoice): number | null {
+  return quantize === 'none' ? null : 4 * MIB;
+}
+
+/** The engine process's environment for that threshold (glibc reads MALLOC_MMAP_THRESHOLD_ at start). */
+export function engineMallocEnv(quantize: QuantizeChoice): Record<string, string> {
+  const threshold = engineMmapThreshold(quantize);
+  return threshold === null ? {} : { MALLOC_MMAP_THRESHOLD_: String(threshold) };
+}
 
 export function planTrainingMemory(asked: MemoryPlanInput): MemoryPlan {
   // int4 gives a tied model a 4-bit lm_head of its own (quantizeOnLoad.ts): it runs as an untied one.
@@ -647,6 +663,7 @@ export function planTrainingMemory(asked: MemoryPlanInput): MemoryPlan {
   const tokens = input.batchSize * seqLen;
   const hidden = tokens * spec.hiddenSize * 4; // one [N, C] fp32 hidden state
   const L = spec.numLayers;
+  const threshold = engineMmapThreshold(input.quantize);
 
   const layer = layerCalls(input, tokens, seqLen);
   // onnxruntime-node copies each output into a JavaScript buffer while ORT's own is still alive.
@@ -681,8 +698,8 @@ export function planTrainingMemory(asked: MemoryPlanInput): MemoryPlan {
       ENGINE_MODULES_BYTES +
       PER_SESSION_BYTES * (L + 1) +
       RETAINED_WORKING_SET * largestCall +
-      (hidden < ENGINE_MMAP_THRESHOLD_BYTES
-        ? RETAINED_SMALL_BUFFERS_BYTES + RETAINED_HIDDEN_STATES_PER_LAYER * L * hidden
+      (hidden < (threshold ?? GLIBC_MMAP_THRESHOLD_MAX)
+        ? RETAINED_SMALL_BUFFERS_BYTES + RETAINED_HIDDEN_STATES_PER_LAYER[threshold ? 'fixed' : 'glibc'] * L * hidden
         : 0),
   };
   return { totalBytes: Object.values(parts).reduce((a, b) => a + b, 0), parts };

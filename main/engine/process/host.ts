@@ -2,7 +2,7 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { fromWire } from '../../../shared/errors.js';
-import { ENGINE_MMAP_THRESHOLD_BYTES } from '../compile/memoryPlan.js';
+import { engineMallocEnv } from '../compile/memoryPlan.js';
 import type {
   EngineControl,
   EngineEvent,
@@ -39,14 +39,6 @@ export interface EngineRun<K extends EngineRequest['kind']> {
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url));
 
-/**
- * glibc serves buffers of ENGINE_MMAP_THRESHOLD_BYTES and more from mmap and returns them when freed (unless the
- * user's environment says otherwise). Its default threshold rises to 32 MiB after the first large free, and the heap
- * then keeps what each layer call freed: an 8B QLoRA step peaked at 5.77 GiB so, 5.40 with this setting
- * (docs/benchmarks.md).
- */
-const ENGINE_MALLOC = { MALLOC_MMAP_THRESHOLD_: String(ENGINE_MMAP_THRESHOLD_BYTES) };
-
 export function runEngine<R extends EngineRequest>(
   request: R,
   onEvent: (event: EngineEvent) => void,
@@ -56,7 +48,8 @@ export function runEngine<R extends EngineRequest>(
   const child = fork(WORKER, [], {
     serialization: 'advanced',
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { ...ENGINE_MALLOC, ...process.env },
+    // glibc's allocator for this run (engineMmapThreshold), unless the user's environment sets it.
+    env: { ...engineMallocEnv(request.job.quantize), ...process.env },
   });
   let reply: EngineReply | null = null;
   const result = new Promise<EngineResults[R['kind']]>((resolve, reject) => {
