@@ -4,7 +4,7 @@
 // attends over a KV cache that past and present share, so a decoding step writes its one new position in place
 // instead of copying the whole cache. Where it rotates, and no LoRA branch or per-head norm reads them apart, the
 // query, key and value projections are one product of their weights stacked (folded once at load), which it reads
-// packed. A decoded token then runs about 12 kernels a layer instead of about 45: on [1, C] activations each kernel
+// packed. A decoded token then runs about 14 kernels a layer instead of about 45: on [1, C] activations each kernel
 // costs its launch, not its arithmetic.
 // The projections, LoRA branches and MLP are the standard-op blocks that training uses (loraLinear.ts, mlp.ts).
 // Legend: T = new positions this call, M = the cache's capacity in positions (>= all positions so far), C = hidden,
