@@ -627,14 +627,14 @@ const PER_SESSION_BYTES = 1.5 * MIB;
  * it, it stays in a heap that is not given back, where the JavaScript copies of each call's outputs, alive until V8
  * collects them, split the freed blocks. Fitted on peak RSS measured on the 2-core VM (8 layers, 512-1024 tokens,
  * f32, bf16 and nf4; docs/ARCHITECTURE.md): the heap keeps about a quarter of the largest call's working set, and,
- * when a hidden state [N, C] is under the threshold, 24 MiB plus about three hidden states per layer with the
- * threshold fixed at 4 MiB, six with glibc's own (an 8B step at 512 tokens keeps none of them).
+ * when a hidden state [N, C] is under 4 MiB (where this was fitted), 24 MiB plus about three hidden states per layer
+ * with the threshold fixed at 4 MiB, six with glibc's own. Larger hidden states are counted as none: an 8B step at
+ * 512 tokens keeps none with the threshold fixed, and glibc's own was not measured there.
  */
 const RETAINED_WORKING_SET = 0.25;
 const RETAINED_SMALL_BUFFERS_BYTES = 24 * MIB;
 const RETAINED_HIDDEN_STATES_PER_LAYER = { fixed: 3, glibc: 6 };
-/** glibc's mmap threshold after the first large free, at most 32 MiB on 64-bit systems (M_MMAP_THRESHOLD). */
-const GLIBC_MMAP_THRESHOLD_MAX = 32 * MIB;
+const SMALL_HIDDEN_STATE_BYTES = 4 * MIB;
 
 /**
  * glibc's mmap threshold for the engine process of a run (engine/process/host.ts), or null for glibc's own. A 4-bit
@@ -698,7 +698,7 @@ export function planTrainingMemory(asked: MemoryPlanInput): MemoryPlan {
       ENGINE_MODULES_BYTES +
       PER_SESSION_BYTES * (L + 1) +
       RETAINED_WORKING_SET * largestCall +
-      (hidden < (threshold ?? GLIBC_MMAP_THRESHOLD_MAX)
+      (hidden < SMALL_HIDDEN_STATE_BYTES
         ? RETAINED_SMALL_BUFFERS_BYTES + RETAINED_HIDDEN_STATES_PER_LAYER[threshold ? 'fixed' : 'glibc'] * L * hidden
         : 0),
   };
