@@ -12,12 +12,14 @@ import type { RunDetails } from '../../shared/api.js';
 import { DEMO_RECIPE } from '../../shared/demo.js';
 import type { RunRecord } from '../../shared/runs.js';
 import type { TrainJob } from '../../shared/training.js';
-import { demoJob } from '../api/jobs.js';
+import type * as Demo from '../../main/cli/demo.js';
 import { ROOT } from '../support/cli.js';
 import { callApi } from '../support/serve.js';
 import { launchStudioBrowser, type StudioBrowser } from '../support/studioBrowser.js';
 
 let studio: StudioBrowser;
+// The CLI demo's job (the built module: its resource paths are the served studio's).
+const { demoJob } = (await import(path.join(ROOT, 'dist/main/cli/demo.js'))) as typeof Demo;
 /** The screenshot shows the demo's whole recipe; the check itself needs answers, not good ones: a short run. */
 const DEMO_STEPS = process.env.UPDATE_SCREENSHOTS ? DEMO_RECIPE.steps : 60;
 
@@ -42,22 +44,13 @@ async function trained(job: TrainJob): Promise<RunRecord> {
  * held-out file), or validated on nothing; `steps` to shorten it.
  */
 async function demoRun(name: string, validated: boolean, steps: number = DEMO_STEPS): Promise<TrainJob> {
-  const { heldOutFile } = await api<{ heldOutFile: string }>('demo.paths', {});
-  const job = demoJob(path.join(studio.home, 'adapters', name), steps);
-  const { learningRate, scheduler, rank, alpha, dropout, targets, batchSize, maxSeqLen, gradientCheckpointing } =
-    DEMO_RECIPE;
+  const { dataFile, heldOutFile } = await api<{ dataFile: string; heldOutFile: string }>('demo.paths', {});
+  const job = demoJob(dataFile, path.join(studio.home, 'adapters', name), steps, 'cpu');
   return {
     ...job,
-    gradientCheckpointing,
-    lora: { ...job.lora, rank, alpha, dropout, targets: [...targets] },
-    optimizer: { ...job.optimizer, learningRate, scheduler },
-    batchSize,
-    maxSeqLen,
     evalSplit: 0,
     evalDataFile: validated ? heldOutFile : null,
     evalEvery: validated ? Math.max(1, Math.round(steps / 10)) : 0,
-    checkpointEvery: 0,
-    keepCheckpoints: 1,
   };
 }
 
