@@ -1,8 +1,9 @@
 // generate and chat as users run them: a model made by create-tiny-model, fine-tuned by train, then asked.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { lastJson, runCliAsync } from '../support/cli.js';
+import { CLI, lastJson, runCliAsync } from '../support/cli.js';
 import { tempDir } from '../support/engine.js';
 
 const ALL = 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj';
@@ -209,6 +210,47 @@ describe('chat', () => {
     expect(result.stdout).toContain('answering as the base model');
     expect(result.stdout).toContain('answering as the fine-tuned model');
   });
+});
+
+describe('decoding commands', () => {
+  /** A /proc file's text, or '' once the process is gone. */
+  const readProc = (file: string) => {
+    try {
+      return fs.readFileSync(file, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+
+  /** GLIBC_TUNABLES of the process that answers `chat` (the CLI's own, or the one it ran again), or null. */
+  async function answeringTunables(tunables: string | null): Promise<string | null> {
+    const env: NodeJS.ProcessEnv = { ...process.env, GLIBC_TUNABLES: tunables ?? undefined };
+    if (tunables === null) delete env.GLIBC_TUNABLES;
+    const child = spawn(process.execPath, [CLI, 'chat', '--model', model, '--plain-chat'], {
+      env,
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    // The banner comes from the process that loaded the model.
+    await new Promise((resolve) => child.stdout.once('data', resolve));
+    const parentOf = (pid: string) => {
+      const stat = readProc(`/proc/${pid}/stat`);
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    };
+    const children = fs.readdirSync('/proc').filter((pid) => /^\d+$/.test(pid) && parentOf(pid) === child.pid);
+    const environ = readProc(`/proc/${children[0] ?? child.pid}/environ`).split('\0');
+    child.stdin.end('/exit\n');
+    expect(await new Promise((resolve) => child.on('exit', resolve))).toBe(0);
+    expect(children.length).toBeLessThanOrEqual(1);
+    return environ.find((v) => v.startsWith('GLIBC_TUNABLES='))?.slice('GLIBC_TUNABLES='.length) ?? null;
+  }
+
+  it.runIf(process.platform === 'linux')(
+    "decode with glibc's huge pages, unless the user's environment sets GLIBC_TUNABLES",
+    async () => {
+      expect(await answeringTunables(null)).toBe('glibc.malloc.hugetlb=1');
+      expect(await answeringTunables('glibc.malloc.hugetlb=0')).toBe('glibc.malloc.hugetlb=0');
+    },
+  );
 });
 
 describe('bad input', () => {
