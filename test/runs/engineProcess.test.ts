@@ -1,11 +1,12 @@
-// How the engine process's one error reaches its host: as a WireError, rebuilt by fromWire (a UserError stays a
-// UserError, one line), and an engine that ends without answering as an EngineExitError.
+// The engine process its host forks: how its one error reaches the host (as a WireError, rebuilt by fromWire: a
+// UserError stays a UserError, one line; an engine that ends without answering is an EngineExitError), and the
+// allocator settings it runs with, read back from its environment (memoryPlan.ts: engineMallocEnv).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type * as Errors from '../../shared/errors.js';
-import type { BenchJob } from '../../shared/training.js';
+import type { BenchJob, QuantizeChoice } from '../../shared/training.js';
 import type * as Host from '../../main/engine/process/host.js';
 import { ROOT } from '../support/cli.js';
 
@@ -50,5 +51,38 @@ describe('engine errors', () => {
     const error = await run.result.catch((err: unknown) => err);
     expect(error).toBeInstanceOf(EngineExitError);
     expect(error).toMatchObject({ signal: 'SIGKILL', message: 'the engine process was killed (SIGKILL)' });
+  });
+});
+
+/** The allocator variables of an engine process for a bench job on a missing folder (it ends in a one-line error). */
+async function allocatorEnvironment(quantize: QuantizeChoice, env: NodeJS.ProcessEnv = {}): Promise<string[]> {
+  const saved = { ...process.env };
+  Object.assign(process.env, env);
+  try {
+    const run = runEngine({ kind: 'bench', job: { ...bench(path.join(root, 'missing')), quantize } }, () => {});
+    // The spawn has exec'd by the time it returns; Node takes far longer to reach the job.
+    const environ = fs.readFileSync(`/proc/${run.pid}/environ`, 'utf8').split('\0');
+    await expect(run.result).rejects.toThrow(/model folder not found/);
+    return environ.filter((v) => /^(MALLOC_|GLIBC_TUNABLES=)/.test(v)).sort();
+  } finally {
+    for (const key of Object.keys(env)) delete process.env[key];
+    Object.assign(process.env, saved);
+  }
+}
+
+describe.runIf(process.platform === 'linux')('the engine process', () => {
+  it('runs with one malloc arena, and for a 4-bit base with the 4 MiB mmap threshold and huge pages', async () => {
+    expect(await allocatorEnvironment('none')).toEqual(['MALLOC_ARENA_MAX=1']);
+    expect(await allocatorEnvironment('nf4')).toEqual([
+      'GLIBC_TUNABLES=glibc.malloc.hugetlb=1',
+      'MALLOC_ARENA_MAX=1',
+      `MALLOC_MMAP_THRESHOLD_=${4 * 2 ** 20}`,
+    ]);
+  });
+
+  it("keeps the user's own settings", async () => {
+    expect(
+      await allocatorEnvironment('nf4', { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0', MALLOC_ARENA_MAX: '4' }),
+    ).toEqual(['GLIBC_TUNABLES=glibc.malloc.hugetlb=0', 'MALLOC_ARENA_MAX=4', `MALLOC_MMAP_THRESHOLD_=${4 * 2 ** 20}`]);
   });
 });
