@@ -1,6 +1,6 @@
 // The engine process its host forks: how its one error reaches the host (as a WireError, rebuilt by fromWire: a
 // UserError stays a UserError, one line; an engine that ends without answering is an EngineExitError), and the
-// allocator settings it runs with, read back from its environment (memoryPlan.ts: engineMallocEnv).
+// allocator settings it runs with, read back from its environment (mallocEnv.ts).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
