@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { HUGE_PAGE_MALLOC_ENV } from '../engine/process/mallocEnv.js';
+import { HUGE_PAGE_MALLOC_ENV } from '../engine/compile/mallocEnv.js';
 
 // onnxruntime-node 1.30 crashes (SIGSEGV) at its first session when the process's command line is over about 25 KB
 // (20 KB measured fine, 30 KB not), whatever the arguments hold: a long --prompt or --messages. Such a command runs

@@ -202,7 +202,7 @@ async function plan() {
 }
 
 async function child(phase, extra = []) {
-  const { engineMallocEnv } = await import(`${DIST}/engine/process/mallocEnv.js`);
+  const { engineMallocEnv } = await import(`${DIST}/engine/compile/mallocEnv.js`);
   const r = spawnSync(
     process.execPath,
     [fileURLToPath(import.meta.url), '--dir', modelDir, '--threads', args.threads, '--phase', phase, ...extra],

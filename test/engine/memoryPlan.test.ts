@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { planTrainingMemory, suggestFit, type MemoryPlanInput } from '../../main/engine/compile/memoryPlan.js';
-import { engineMallocEnv } from '../../main/engine/process/mallocEnv.js';
+import { engineMallocEnv } from '../../main/engine/compile/mallocEnv.js';
 import { expectedShapes, layerWeightNames, type ModelSpec } from '../../main/model/architecture.js';
 import { openModelFolder } from '../../main/model/modelFolder.js';
 import { quantizableWeightNames } from '../../main/model/quant/bnb4bit.js';

@@ -37,7 +37,7 @@ import { INT4_BLOCK_SIZE } from '../../model/quant/int4.js';
 import type { TensorEntry } from '../../model/safetensors.js';
 import { buildTrainingLayerGraph } from './graphs/trainingLayer.js';
 import { buildHeadGraph, HEAD_CHUNK_ROWS } from './graphs/head.js';
-import { engineMmapThreshold } from '../process/mallocEnv.js';
+import { engineMmapThreshold } from './mallocEnv.js';
 
 const { onnx } = onnxProto;
 type GraphProto = onnxProto.onnx.IGraphProto;

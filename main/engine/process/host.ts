@@ -2,7 +2,7 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { fromWire } from '../../../shared/errors.js';
-import { engineMallocEnv } from './mallocEnv.js';
+import { engineMallocEnv } from '../compile/mallocEnv.js';
 import type {
   EngineControl,
   EngineEvent,

@@ -1,10 +1,10 @@
-// glibc's allocator settings for the processes that run ONNX Runtime sessions: the engine process of a run (host.ts)
-// and the CLI's decoding commands (cli/bin.ts). glibc reads them from the environment at start, and the user's own
-// environment wins over them. Kept apart from the engine so that the CLI reads them without loading it.
+// glibc's allocator settings for the processes that run ONNX Runtime sessions: the engine process of a run
+// (process/host.ts) and the CLI's decoding commands (cli/bin.ts). glibc reads them from the environment at start, and
+// the user's own environment wins over them. Pure, so that the CLI reads them without loading the engine.
 import type { QuantizeChoice } from '../../../shared/training.js';
 
 /**
- * glibc's mmap threshold for the engine process of a run (host.ts), or null for glibc's own. A 4-bit
+ * glibc's mmap threshold for the engine process of a run (process/host.ts), or null for glibc's own. A 4-bit
  * base (QLoRA: the large models) fixes it at 4 MiB, so that each call's large buffers go back to the system when
  * freed: an 8B step peaked at 5.40 GiB so, 5.77 without. Other runs keep glibc's own, which after the first large free
  * serves buffers up to 32 MiB from a heap that reuses them: mapping and faulting them in at every call halved the
