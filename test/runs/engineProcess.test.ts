@@ -1,6 +1,7 @@
 // The engine process its host forks: how its one error reaches the host (as a WireError, rebuilt by fromWire: a
 // UserError stays a UserError, one line; an engine that ends without answering is an EngineExitError), and the
 // allocator settings it runs with, read back from its environment (mallocEnv.ts).
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type * as Errors from '../../shared/errors.js';
 import type { BenchJob, QuantizeChoice } from '../../shared/training.js';
 import type * as Host from '../../main/engine/process/host.js';
+import { engineMallocEnv } from '../../main/engine/compile/mallocEnv.js';
 import { ROOT } from '../support/cli.js';
 
 // The built modules: the host forks dist/main/engine/process/worker.js, and its errors are dist's classes.
@@ -72,7 +74,10 @@ async function allocatorEnvironment(quantize: QuantizeChoice, env: NodeJS.Proces
 
 describe.runIf(process.platform === 'linux')('the engine process', () => {
   it('runs with one malloc arena, and for a 4-bit base with the 4 MiB mmap threshold and huge pages', async () => {
-    expect(await allocatorEnvironment('none')).toEqual(['MALLOC_ARENA_MAX=1']);
+    expect(await allocatorEnvironment('none')).toEqual([
+      `GLIBC_TUNABLES=glibc.malloc.tcache_count=0:glibc.malloc.mmap_threshold=${32 * 2 ** 20}:glibc.malloc.trim_threshold=${128 * 2 ** 20}`,
+      'MALLOC_ARENA_MAX=1',
+    ]);
     expect(await allocatorEnvironment('nf4')).toEqual([
       'GLIBC_TUNABLES=glibc.malloc.hugetlb=1',
       'MALLOC_ARENA_MAX=1',
@@ -80,7 +85,22 @@ describe.runIf(process.platform === 'linux')('the engine process', () => {
     ]);
   });
 
+  it('hands glibc tunables it takes: the dynamic loader reads them back', () => {
+    const loader = ['/lib64/ld-linux-x86-64.so.2', '/lib/ld-linux-aarch64.so.1'].find((f) => fs.existsSync(f))!;
+    const tunables = (quantize: QuantizeChoice) =>
+      execFileSync(loader, ['--list-tunables'], { env: engineMallocEnv(quantize), encoding: 'utf8' });
+    const plain = tunables('none');
+    expect(plain).toMatch(/^glibc\.malloc\.tcache_count: 0x0 /m);
+    expect(plain).toMatch(/^glibc\.malloc\.mmap_threshold: 0x2000000 /m);
+    expect(plain).toMatch(/^glibc\.malloc\.trim_threshold: 0x8000000 /m);
+    expect(tunables('nf4')).toMatch(/^glibc\.malloc\.hugetlb: 0x1 /m);
+  });
+
   it("keeps the user's own settings", async () => {
+    expect(await allocatorEnvironment('none', { GLIBC_TUNABLES: 'glibc.malloc.tcache_count=7' })).toEqual([
+      'GLIBC_TUNABLES=glibc.malloc.tcache_count=7',
+      'MALLOC_ARENA_MAX=1',
+    ]);
     expect(
       await allocatorEnvironment('nf4', { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0', MALLOC_ARENA_MAX: '4' }),
     ).toEqual(['GLIBC_TUNABLES=glibc.malloc.hugetlb=0', 'MALLOC_ARENA_MAX=4', `MALLOC_MMAP_THRESHOLD_=${4 * 2 ** 20}`]);

@@ -37,7 +37,6 @@ import { INT4_BLOCK_SIZE } from '../../model/quant/int4.js';
 import type { TensorEntry } from '../../model/safetensors.js';
 import { buildTrainingLayerGraph } from './graphs/trainingLayer.js';
 import { buildHeadGraph, HEAD_CHUNK_ROWS } from './graphs/head.js';
-import { engineMmapThreshold } from './mallocEnv.js';
 
 const { onnx } = onnxProto;
 type GraphProto = onnxProto.onnx.IGraphProto;
@@ -623,18 +622,17 @@ const NODE_AND_ORT_BYTES = 97 * MIB;
 const ENGINE_MODULES_BYTES = 8 * MIB;
 const PER_SESSION_BYTES = 1.5 * MIB;
 /**
- * Freed memory glibc keeps. Sessions run without ORT's arena, so tensors come from malloc, whose mmap threshold
- * decides what a freed buffer does (engineMmapThreshold): at or above it, the buffer goes back to the system; below
- * it, it stays in a heap that is not given back, where the JavaScript copies of each call's outputs, alive until V8
- * collects them, split the freed blocks. Fitted on peak RSS measured on the 2-core VM (8 layers, 512-1024 tokens,
- * f32, bf16 and nf4; docs/ARCHITECTURE.md): the heap keeps about a quarter of the largest call's working set, and,
- * when a hidden state [N, C] is under 4 MiB (where this was fitted), 24 MiB plus about three hidden states per layer
- * with the threshold fixed at 4 MiB, six with glibc's own. Larger hidden states are counted as none: an 8B step at
- * 512 tokens keeps none with the threshold fixed, and glibc's own was not measured there.
+ * Freed memory glibc keeps. Sessions run without ORT's arena, so tensors come from malloc. A 4-bit base's engine
+ * process maps buffers of 4 MiB and more and gives them back when freed; any other keeps a heap for reuse, whose small
+ * freed chunks merge with their neighbours (engineMallocEnv). Fitted on peak RSS measured on the 2-core VM (8 layers,
+ * 512-1024 tokens, f32, bf16 and nf4; docs/ARCHITECTURE.md): the heap keeps about a quarter of the largest call's
+ * working set, and, when a hidden state [N, C] is under 4 MiB (where this was fitted), 24 MiB plus about three hidden
+ * states per layer for a 4-bit base, two for any other. Larger hidden states are counted as none: an 8B 4-bit step at
+ * 512 tokens keeps none.
  */
 const RETAINED_WORKING_SET = 0.25;
 const RETAINED_SMALL_BUFFERS_BYTES = 24 * MIB;
-const RETAINED_HIDDEN_STATES_PER_LAYER = { fixed: 3, glibc: 6 };
+const RETAINED_HIDDEN_STATES_PER_LAYER = { fourBit: 3, other: 2 };
 const SMALL_HIDDEN_STATE_BYTES = 4 * MIB;
 
 export function planTrainingMemory(asked: MemoryPlanInput): MemoryPlan {
@@ -647,7 +645,6 @@ export function planTrainingMemory(asked: MemoryPlanInput): MemoryPlan {
   const tokens = input.batchSize * seqLen;
   const hidden = tokens * spec.hiddenSize * 4; // one [N, C] fp32 hidden state
   const L = spec.numLayers;
-  const threshold = engineMmapThreshold(input.quantize);
 
   const layer = layerCalls(input, tokens, seqLen);
   // onnxruntime-node copies each output into a JavaScript buffer while ORT's own is still alive.
@@ -683,7 +680,8 @@ export function planTrainingMemory(asked: MemoryPlanInput): MemoryPlan {
       PER_SESSION_BYTES * (L + 1) +
       RETAINED_WORKING_SET * largestCall +
       (hidden < SMALL_HIDDEN_STATE_BYTES
-        ? RETAINED_SMALL_BUFFERS_BYTES + RETAINED_HIDDEN_STATES_PER_LAYER[threshold ? 'fixed' : 'glibc'] * L * hidden
+        ? RETAINED_SMALL_BUFFERS_BYTES +
+          RETAINED_HIDDEN_STATES_PER_LAYER[input.quantize === 'none' ? 'other' : 'fourBit'] * L * hidden
         : 0),
   };
   return { totalBytes: Object.values(parts).reduce((a, b) => a + b, 0), parts };

@@ -48,7 +48,7 @@ export function runEngine<R extends EngineRequest>(
   const child = fork(WORKER, [], {
     serialization: 'advanced',
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    // glibc's allocator for this run (engineMmapThreshold), unless the user's environment sets it.
+    // glibc's allocator for this run (engineMallocEnv), unless the user's environment sets it.
     env: { ...engineMallocEnv(request.job.quantize), ...process.env },
   });
   let reply: EngineReply | null = null;
