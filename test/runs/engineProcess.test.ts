@@ -62,8 +62,12 @@ async function allocatorEnvironment(quantize: QuantizeChoice, env: NodeJS.Proces
   Object.assign(process.env, env);
   try {
     const run = runEngine({ kind: 'bench', job: { ...bench(path.join(root, 'missing')), quantize } }, () => {});
-    // The spawn has exec'd by the time it returns; Node takes far longer to reach the job.
-    const environ = fs.readFileSync(`/proc/${run.pid}/environ`, 'utf8').split('\0');
+    // The spawn has exec'd by the time it returns; Node takes far longer to reach the job. Once the dynamic loader has
+    // read GLIBC_TUNABLES, it has split the value in place (each ':' a NUL): the parts are joined again.
+    const environ = fs
+      .readFileSync(`/proc/${run.pid}/environ`, 'utf8')
+      .replace(/\0(?=glibc\.)/g, ':')
+      .split('\0');
     await expect(run.result).rejects.toThrow(/model folder not found/);
     return environ.filter((v) => /^(MALLOC_|GLIBC_TUNABLES=)/.test(v)).sort();
   } finally {
